@@ -1,0 +1,365 @@
+/*
+ * weft — structured concurrency for C on a work-stealing runtime of green threads.
+ *
+ * Every task belongs to a scope; a scope never ends before its children. Scopes nest into a
+ * tree across worker threads; cancelling a scope cancels its whole subtree, a deadline on a
+ * scope bounds everything below it, and the scope collects the failures of its children.
+ *
+ * Conventions
+ *   - Functions return 0 or a negative errno value. They never set errno.
+ *   - A task function is `int fn(void *arg)`: 0 is success, anything else is its failure code
+ *     (by convention a negative errno value).
+ *   - "Task-only" functions must be called from inside a weft task; from any other thread they
+ *     return -EPERM (or a neutral value, where the function returns no status).
+ *   - A failed spawn never runs its function and leaves `arg` with the caller.
+ *
+ * Migration hazard: a task may resume on another OS thread after any suspension point
+ * (weft_yield, weft_sleep_*, weft_scope_join, weft_sem_acquire, weft_blocking, ...). Never keep
+ * the address of a thread-local variable across one: `errno` is one (glibc declares
+ * __errno_location() const, so the compiler may reuse the address it got before the switch).
+ * Read errno right after the call that set it, before the next suspension point.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(WEFT_STATIC)
+#define WEFT_API
+#elif defined(WEFT_BUILDING)
+#define WEFT_API __attribute__((visibility("default")))
+#else
+#define WEFT_API
+#endif
+
+#if defined(__GNUC__)
+#define WEFT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define WEFT_PRINTF(f, a)
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Time                                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Nanoseconds, on the monotonic clock. */
+typedef int64_t weft_time;
+
+#define WEFT_NSEC ((weft_time)1)
+#define WEFT_USEC ((weft_time)1000)
+#define WEFT_MSEC ((weft_time)1000000)
+#define WEFT_SEC ((weft_time)1000000000)
+
+/** A deadline that never passes. */
+#define WEFT_NEVER INT64_MAX
+
+/** The current time of CLOCK_MONOTONIC in nanoseconds; deadlines are expressed on this clock.
+ *  Callable from any thread. */
+WEFT_API weft_time weft_now(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Runtime                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct weft_runtime weft_runtime;
+typedef struct weft_scope weft_scope;
+
+/** A task function: 0 is success, any other value is the task's failure code. */
+typedef int (*weft_fn)(void *arg);
+
+/** Runtime configuration. Zero-initialise and set what you need; 0 means "the default". */
+typedef struct weft_config {
+    /** Worker OS threads. Default: the number of online CPUs. */
+    unsigned workers;
+    /** Pin worker i to CPU i (modulo the CPUs this process may use). Default: off. */
+    int pin_workers;
+    /** Stack size of a task, in bytes, rounded up to whole pages. Default: 256 KiB.
+     *  Stacks are reserved, not committed: a task touches only the pages it uses. */
+    size_t stack_size;
+    /** Most threads of the blocking pool (weft_blocking). Default: 64. */
+    unsigned blocking_threads;
+    /** A worker that runs one task for longer than this without reaching a suspension point
+     *  is reported once on stderr. Default: 100 ms. Negative: the watchdog is off. */
+    weft_time watchdog_ns;
+} weft_config;
+
+/**
+ * Starts a runtime, runs `root(arg)` as its root task, waits for it and for everything it
+ * started, shuts the runtime down and returns the root's status (0 or its failure code).
+ * `cfg` may be NULL for the defaults.
+ *
+ * Returns -EINVAL if `root` is NULL or `cfg` is out of range, -ENOMEM if the runtime could not
+ * be built, and -EDEADLK if called from inside a weft task (a nested run would block a worker
+ * of the outer runtime; spawn into a scope instead).
+ */
+WEFT_API int weft_run(const weft_config *cfg, weft_fn root, void *arg);
+
+/**
+ * Starts a long-lived runtime whose workers wait for submitted work (weft_submit).
+ * Returns 0 and sets *out, -EINVAL, -ENOMEM, or -EDEADLK from inside a task.
+ */
+WEFT_API int weft_runtime_start(weft_runtime **out, const weft_config *cfg);
+
+/**
+ * Cancels every task still running in `rt`, waits for all of them, stops the workers and frees
+ * the runtime. Handles of submitted work stay valid until released. Must not be called from a
+ * task of `rt` (returns -EDEADLK). Returns 0, -EINVAL for NULL.
+ */
+WEFT_API int weft_runtime_shutdown(weft_runtime *rt);
+
+/** The number of worker threads of the runtime the calling task runs in; 0 outside a task. */
+WEFT_API unsigned weft_workers(void);
+
+/** The index (0..workers-1) of the worker running the calling task; -1 outside a task. The
+ *  value may change after any suspension point. */
+WEFT_API int weft_worker_index(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Scopes and tasks                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/** What a scope does when a child fails. */
+typedef enum weft_policy {
+    WEFT_FAIL_FAST = 0, /**< the first failure cancels the siblings (asyncio TaskGroup) */
+    WEFT_COLLECT = 1,   /**< siblings keep running; every failure is kept */
+} weft_policy;
+
+/** Options of a scope. Zero-initialise; NULL options are all defaults. */
+typedef struct weft_scope_opts {
+    /** Name for diagnostics (copied). */
+    const char *name;
+    /** Relative timeout from the moment of opening; 0 = none. */
+    weft_time timeout_ns;
+    /** Absolute deadline on weft_now()'s clock; 0 = none. With timeout_ns too, the earlier wins.
+     *  The effective deadline is never later than the enclosing scope's. */
+    weft_time deadline;
+    /** Failure policy. */
+    weft_policy policy;
+    /** At most this many children run at once; the others wait unstarted, holding no stack,
+     *  and start in spawn order. 0 = unlimited. */
+    unsigned max_concurrency;
+    /** Shield the scope's body from the cancellation of its ancestors. A cancel that arrives
+     *  while shielded is delivered when the scope is joined. The scope's own deadline and an
+     *  explicit weft_scope_cancel of the scope itself still apply. */
+    int shield;
+} weft_scope_opts;
+
+/** Options of one spawn. Zero-initialise; NULL options are all defaults. */
+typedef struct weft_spawn_opts {
+    /** Name of the task for diagnostics (copied, truncated to 31 bytes). */
+    const char *name;
+    /** Stack size for this task; 0 = the runtime's. */
+    size_t stack_size;
+} weft_spawn_opts;
+
+/**
+ * Opens a scope nested in the calling task's innermost open scope (or in the scope the task
+ * belongs to). Task-only. Returns 0 and sets *out; -EPERM outside a task; -EINVAL for NULL out
+ * or bad options; -ENOMEM; -ECANCELED / -ETIMEDOUT if the enclosing scope is already cancelled.
+ *
+ * A scope is joined and released by the task that opened it. If that task returns first, the
+ * runtime joins and releases it (join-before-exit holds even when the code forgets).
+ */
+WEFT_API int weft_scope_open(weft_scope **out, const weft_scope_opts *opts);
+
+/**
+ * Starts `fn(arg)` as a child task of `s`. Callable from any task of the runtime while `s` is not
+ * yet joined. Returns 0; -EPERM outside a task; -EINVAL for NULL arguments or a joined or
+ * released scope; -ECANCELED / -ETIMEDOUT if `s` is cancelled; -ENOMEM. On error `fn` never runs.
+ */
+WEFT_API int weft_spawn(weft_scope *s, weft_fn fn, void *arg);
+
+/** weft_spawn with options (a task name, a stack size). */
+WEFT_API int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts);
+
+/**
+ * Waits until every child of `s` (and every scope nested in `s`) has ended. Only the task that
+ * opened `s` may join it. Joining `s` first joins scopes opened after it that are still open.
+ *
+ * Returns 0 when every child succeeded; the first failure's code (fail-fast and collect alike);
+ * -ETIMEDOUT if the scope's own effective deadline passed; -ECANCELED if it was cancelled from
+ * outside (explicitly or by an ancestor). Returns -EPERM from a task that does not own `s`,
+ * -EINVAL for NULL or a released scope; joining again returns the same result as the first join.
+ *
+ * While waiting, the task parks; it may run its own unstarted children of `s` inline, never
+ * unrelated work. If the calling task is cancelled while waiting, `s` is cancelled too and the
+ * join still waits for the children to end (join-before-exit), then returns the cancel code.
+ */
+WEFT_API int weft_scope_join(weft_scope *s);
+
+/**
+ * Frees a joined scope and its error group. Releasing a scope that was not joined joins it
+ * first. Only the owner may release it. Returns 0, -EINVAL, -EPERM.
+ */
+WEFT_API int weft_scope_release(weft_scope *s);
+
+/**
+ * Cancels `s` and its whole subtree, from any task or any thread, any number of times. Every
+ * task in the subtree sees -ECANCELED at its suspension points from now on until it returns;
+ * parked ones are woken. Returns 0, -EINVAL for NULL or a released scope.
+ */
+WEFT_API int weft_scope_cancel(weft_scope *s);
+
+/** The scope the calling task was spawned into (the root task's is its runtime's root scope);
+ *  NULL outside a task. */
+WEFT_API weft_scope *weft_current_scope(void);
+
+/** Why a scope or a task was cancelled. */
+typedef enum weft_cancel_reason {
+    WEFT_CANCEL_NONE = 0,     /**< not cancelled */
+    WEFT_CANCEL_EXPLICIT = 1, /**< weft_scope_cancel on this scope */
+    WEFT_CANCEL_DEADLINE = 2, /**< this scope's effective deadline passed */
+    WEFT_CANCEL_FAILURE = 3,  /**< a child failed under the fail-fast policy */
+    WEFT_CANCEL_PARENT = 4,   /**< an enclosing scope was cancelled (not by a deadline) */
+    WEFT_CANCEL_SHUTDOWN = 5, /**< the runtime is shutting down */
+} weft_cancel_reason;
+
+/** The cancellation reason of the calling task (WEFT_CANCEL_NONE if it may go on). Task-only. */
+WEFT_API weft_cancel_reason weft_cancel_reason_self(void);
+
+/** The reason `s` was cancelled (WEFT_CANCEL_NONE if it was not). */
+WEFT_API weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s);
+
+/**
+ * A cheap cancellation poll for loops that do not otherwise suspend: 0 if the task may go on,
+ * else -ECANCELED or -ETIMEDOUT. Does not yield. -EPERM outside a task.
+ */
+WEFT_API int weft_checkpoint(void);
+
+/** Lets other tasks run; returns 0, or -ECANCELED / -ETIMEDOUT (without yielding) once the task
+ *  is cancelled, -EPERM outside a task. */
+WEFT_API int weft_yield(void);
+
+/** Parks the task for `ns` nanoseconds. 0, -ECANCELED, -ETIMEDOUT, -EPERM, -ENOMEM. */
+WEFT_API int weft_sleep_for(weft_time ns);
+
+/** Parks the task until weft_now() >= deadline. 0, -ECANCELED, -ETIMEDOUT, -EPERM, -ENOMEM. */
+WEFT_API int weft_sleep_until(weft_time deadline);
+
+/** The name of the calling task ("root" for the root task, "task-<id>" if none was given). */
+WEFT_API const char *weft_task_name(void);
+
+/** A process-unique id of the calling task; 0 outside a task. */
+WEFT_API uint64_t weft_task_id(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Error groups                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Longest message kept with a failure (bytes, including the terminator); longer ones are
+ *  truncated. */
+#define WEFT_ERROR_MESSAGE_MAX 256
+
+/** One failure of a child task. */
+typedef struct weft_error {
+    int code;             /**< the non-zero status the task returned */
+    const char *message;  /**< from weft_fail, or "" */
+    const char *task;     /**< the failing task's name */
+    uint64_t task_id;     /**< the failing task's id */
+    const char *scope;    /**< name of the scope the task failed in ("" if unnamed) */
+} weft_error;
+
+/**
+ * Records a formatted message with the calling task's failure and returns `code`, so that a task
+ * fails with `return weft_fail(-EIO, "GET %s: %d", url, st);`. The message is truncated to
+ * WEFT_ERROR_MESSAGE_MAX. Outside a task it only returns `code`. A `code` of 0 is replaced by
+ * -EINVAL (a failure must have a non-zero code).
+ */
+WEFT_API int weft_fail(int code, const char *fmt, ...) WEFT_PRINTF(2, 3);
+
+/** Number of failures recorded by `s` (every failure of a child, in the order they happened;
+ *  children that ended only because of the scope's cancellation are not failures). */
+WEFT_API size_t weft_scope_error_count(const weft_scope *s);
+
+/** The i-th failure of `s`, or NULL if out of range. Valid until the scope is released. */
+WEFT_API const weft_error *weft_scope_error(const weft_scope *s, size_t i);
+
+/** Number of failures of `s` whose code is `code` (the except* split). */
+WEFT_API size_t weft_scope_error_count_code(const weft_scope *s, int code);
+
+/**
+ * Hands the failures of the joined scope `s` up: the calling task fails with all of them except
+ * those whose code is in `handled` (n_handled entries; may be NULL), each keeping its origin
+ * (task, scope, message). Returns the code to return from the task: the first remaining
+ * failure's code, or 0 if none remains. Use as `return weft_fail_group(s, handled, 1);`.
+ */
+WEFT_API int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Semaphores (concurrency tokens)                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct weft_sem weft_sem;
+
+/** Creates a semaphore holding `tokens` tokens. 0, -EINVAL, -ENOMEM. */
+WEFT_API int weft_sem_create(weft_sem **out, unsigned tokens);
+
+/** Frees a semaphore no task waits on. -EBUSY if tasks wait, -EINVAL for NULL. */
+WEFT_API int weft_sem_destroy(weft_sem *sem);
+
+/**
+ * Takes a token, parking the task (never the OS thread) while none is free; waiters are served
+ * in FIFO order. Returns 0; -ECANCELED / -ETIMEDOUT if the task is (or becomes) cancelled, in
+ * which case it holds no token and its place passes to the next waiter; -EPERM outside a task.
+ */
+WEFT_API int weft_sem_acquire(weft_sem *sem);
+
+/** Takes a token if one is free without waiting: 0, or -EAGAIN. Callable from any thread. */
+WEFT_API int weft_sem_try_acquire(weft_sem *sem);
+
+/** Returns a token; the first waiter, if any, gets it. Callable from any thread. Returns 0, or
+ *  -EOVERFLOW if that would hold more tokens than the semaphore was created with. */
+WEFT_API int weft_sem_release(weft_sem *sem);
+
+/** Tokens currently free. */
+WEFT_API unsigned weft_sem_available(const weft_sem *sem);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Blocking code and foreign threads                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Runs `fn(arg)` on a thread of the runtime's blocking pool and parks the calling task until it
+ * returns; the worker runs other tasks meanwhile. Stores fn's return value in *result (may be
+ * NULL). If the task is cancelled meanwhile, it still waits for `fn` to return (its arguments
+ * may live on the task's stack) and then returns -ECANCELED / -ETIMEDOUT; `fn` can poll
+ * weft_blocking_cancelled() to stop early. Returns 0, -EPERM outside a task, -EINVAL, -ENOMEM,
+ * or the cancel code (without calling fn if the task was already cancelled).
+ */
+WEFT_API int weft_blocking(weft_fn fn, void *arg, int *result);
+
+/** From inside a function run by weft_blocking: 1 if its caller was cancelled, else 0. */
+WEFT_API int weft_blocking_cancelled(void);
+
+typedef struct weft_handle weft_handle;
+
+/**
+ * Submits `fn(arg)` to the long-lived runtime `rt` from any thread that is not one of its
+ * tasks. Returns 0 and a handle to wait on; -EINVAL; -ENOMEM; -ESHUTDOWN if `rt` is shutting down.
+ */
+WEFT_API int weft_submit(weft_runtime *rt, weft_fn fn, void *arg, weft_handle **out);
+
+/**
+ * Blocks the calling OS thread until the submitted task ends or `deadline` (weft_now() clock;
+ * WEFT_NEVER to wait for ever) passes. Returns 0 and stores the task's status in *status;
+ * -ETIMEDOUT if the deadline passed first; -EDEADLK from inside a weft task (it would block a
+ * worker: spawn into a scope instead); -EINVAL.
+ */
+WEFT_API int weft_handle_wait(weft_handle *h, weft_time deadline, int *status);
+
+/** Cancels the submitted task. 0, -EINVAL. */
+WEFT_API int weft_handle_cancel(weft_handle *h);
+
+/** Frees a handle; a task still running is left to finish on its own. 0, -EINVAL. */
+WEFT_API int weft_handle_release(weft_handle *h);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_H */

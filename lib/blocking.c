@@ -1,0 +1,232 @@
+/*
+ * The blocking pool and the watchdog.
+ *
+ * weft_blocking hands a function to a pool of plain OS threads and parks the calling task, so
+ * that a blocking system call or a long computation never holds a worker. The pool grows on
+ * demand up to its maximum, queues work beyond it, and a thread idle for IDLE_EXIT exits. The
+ * caller always waits for the function to return, even when cancelled, because its arguments
+ * may live on the caller's stack; the function may poll weft_blocking_cancelled() to stop early.
+ *
+ * The watchdog samples each worker's progress counter; a worker inside a task whose counter has
+ * not moved for longer than the threshold runs a task that does not reach suspension points.
+ * It is reported once, with the task's name.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "scope.h"
+#include "runtime.h"
+
+/* An idle pool thread exits after this long: long enough that a steady trickle of calls reuses
+ * threads, short enough that a burst does not leave 64 idle threads behind for long. */
+#define IDLE_EXIT (2 * WEFT_SEC)
+
+typedef struct blocking_job {
+    weft_fn fn;
+    void *arg;
+    int result;
+    weft__task *task;
+    weft_scope *cancel_scope;
+    struct blocking_job *next;
+} blocking_job;
+
+struct weft__blocking_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work;    /* jobs queued, or stopping */
+    pthread_cond_t gone;    /* a thread exited */
+    blocking_job *head, *tail;
+    unsigned threads, idle, max;
+    int stopping;
+};
+
+static _Thread_local blocking_job *running_job;
+
+int weft__blocking_init(weft_runtime *rt)
+{
+    weft__blocking_pool *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->work, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&p->gone, NULL);
+    p->max = rt->cfg.blocking_threads;
+    rt->blocking = p;
+    return 0;
+}
+
+void weft__blocking_destroy(weft_runtime *rt)
+{
+    weft__blocking_pool *p = rt->blocking;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->work);
+    while (p->threads)
+        pthread_cond_wait(&p->gone, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->gone);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+    rt->blocking = NULL;
+}
+
+static void *pool_thread(void *arg)
+{
+    weft__blocking_pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->head && !p->stopping) {
+            p->idle++;
+            struct timespec ts;
+            weft_time until = weft_now() + IDLE_EXIT;
+            ts.tv_sec = until / WEFT_SEC;
+            ts.tv_nsec = until % WEFT_SEC;
+            int rc = pthread_cond_timedwait(&p->work, &p->mu, &ts);
+            p->idle--;
+            if (rc == ETIMEDOUT && !p->head)
+                goto leave;
+        }
+        if (!p->head)
+            break; /* stopping */
+        blocking_job *j = p->head;
+        p->head = j->next;
+        if (!p->head)
+            p->tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+        running_job = j;
+        j->result = j->fn(j->arg);
+        running_job = NULL;
+        weft__task_wake(j->task, WEFT__WOKEN);
+        pthread_mutex_lock(&p->mu);
+    }
+leave:
+    p->threads--;
+    pthread_cond_broadcast(&p->gone);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Queues a job, starting a thread if none is idle and the maximum allows. 0 or -ENOMEM/-EAGAIN
+ * when no thread exists at all to run it. */
+static int pool_submit(weft__blocking_pool *p, blocking_job *j)
+{
+    pthread_mutex_lock(&p->mu);
+    j->next = NULL;
+    if (p->tail)
+        p->tail->next = j;
+    else
+        p->head = j;
+    p->tail = j;
+    int rc = 0;
+    if (p->idle == 0 && p->threads < p->max) {
+        pthread_t th;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &attr, pool_thread, p) == 0) {
+            p->threads++;
+        } else if (p->threads == 0) {
+            /* Nobody could ever run it: take it back. */
+            p->head = p->tail = NULL;
+            rc = -EAGAIN;
+        }
+        pthread_attr_destroy(&attr);
+    } else {
+        pthread_cond_signal(&p->work);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+int weft_blocking(weft_fn fn, void *arg, int *result)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    if (!fn)
+        return -EINVAL;
+    weft_scope *cs = t->cancel_scope;
+    int code = weft__scope_cancel_code(cs);
+    if (code)
+        return code;
+    blocking_job j = {.fn = fn, .arg = arg, .task = t, .cancel_scope = cs};
+    weft__task_prepare_park(t);
+    int rc = pool_submit(t->rt->blocking, &j);
+    if (rc) {
+        weft__task_unprepare_park(t);
+        return rc;
+    }
+    weft__task_park(t);
+    if (result)
+        *result = j.result;
+    return weft__scope_cancel_code(cs);
+}
+
+int weft_blocking_cancelled(void)
+{
+    blocking_job *j = running_job;
+    return j && weft__scope_cancel_code(j->cancel_scope) != 0;
+}
+
+/* ---- watchdog ------------------------------------------------------------------------------ */
+
+static void *watchdog_main(void *arg)
+{
+    weft_runtime *rt = arg;
+    weft_time limit = rt->cfg.watchdog_ns;
+    weft_time period = limit / 4 > WEFT_MSEC ? limit / 4 : WEFT_MSEC;
+    while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+        uint32_t seq = ck_ec32_value(&rt->watchdog_ec);
+        weft_time wake = weft_now() + period;
+        struct timespec ts = {.tv_sec = wake / WEFT_SEC, .tv_nsec = wake % WEFT_SEC};
+        ck_ec32_wait(&rt->watchdog_ec, &weft__ec_mode, seq, &ts);
+        weft_time now = weft_now();
+        for (unsigned i = 0; i < rt->nworkers; i++) {
+            weft__worker *w = &rt->workers[i];
+            uint64_t p = atomic_load_explicit(&w->progress, memory_order_acquire);
+            const char *name = atomic_load_explicit(&w->running_name, memory_order_acquire);
+            if (p != w->watch_progress || !name) {
+                w->watch_progress = p;
+                w->watch_since = now;
+                w->watch_reported = 0;
+                continue;
+            }
+            if (!w->watch_reported && now - w->watch_since >= limit) {
+                w->watch_reported = 1;
+                fprintf(stderr,
+                        "weft: task '%s' has run on worker %u for over %lld ms without reaching a "
+                        "suspension point; move blocking calls into weft_blocking() and add "
+                        "weft_checkpoint() or weft_yield() to long loops\n",
+                        name, i, (long long)(limit / WEFT_MSEC));
+            }
+        }
+    }
+    return NULL;
+}
+
+void weft__watchdog_start(weft_runtime *rt)
+{
+    if (rt->cfg.watchdog_ns < 0)
+        return;
+    ck_ec32_init(&rt->watchdog_ec, 0);
+    rt->watchdog_running = pthread_create(&rt->watchdog, NULL, watchdog_main, rt) == 0;
+}
+
+void weft__watchdog_stop(weft_runtime *rt)
+{
+    if (!rt->watchdog_running)
+        return;
+    atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
+    ck_ec32_inc(&rt->watchdog_ec, &weft__ec_mode);
+    pthread_join(rt->watchdog, NULL);
+    rt->watchdog_running = 0;
+}

@@ -1,0 +1,56 @@
+/*
+ * Chase-Lev work-stealing deque of pointers (Chase & Lev, SPAA 2005), with the C11 memory orders
+ * proven correct by Lê, Pop, Cohen and Zappa Nardelli (PPoPP 2013).
+ *
+ * Contract (the names say who may call): the one owner thread pushes and pops at the bottom
+ * (LIFO); any thread, the owner included, steals at the top (FIFO). Written with <stdatomic.h>
+ * rather than ck_pr so that ThreadSanitizer sees every order it relies on.
+ *
+ * Growth doubles the ring. A thief may still be reading the old ring, so old rings are kept
+ * until the deque is destroyed: their total size is less than the final ring's, so this bounds
+ * the memory at twice the high-water mark without an epoch scheme on the steal path.
+ */
+#ifndef WEFT_DEQUE_H
+#define WEFT_DEQUE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef struct weft__deque_ring weft__deque_ring;
+
+typedef struct weft__deque {
+    _Alignas(64) _Atomic int64_t top;
+    _Alignas(64) _Atomic int64_t bottom;
+    _Atomic(weft__deque_ring *) ring;
+    weft__deque_ring *retired; /* owner only: rings replaced by growth */
+} weft__deque;
+
+/** What a steal returned when it did not get an item. */
+#define WEFT__DEQUE_EMPTY ((void *)0)
+#define WEFT__DEQUE_ABORT ((void *)1) /* lost a race with another thief or the owner; retry */
+
+int weft__deque_init(weft__deque *d, int64_t capacity_log2);
+void weft__deque_destroy(weft__deque *d);
+
+/** Owner only. Returns 0, or -ENOMEM if the ring had to grow and could not. */
+int weft__deque_push_owner(weft__deque *d, void *item);
+
+/** Owner only. The newest item, or NULL. */
+void *weft__deque_pop_owner(weft__deque *d);
+
+/** Owner only: the item the next pop_owner would return, without taking it (a thief may still
+ *  take it first). NULL when empty. */
+void *weft__deque_peek_owner(weft__deque *d);
+
+/** Any thread. The oldest item, WEFT__DEQUE_EMPTY or WEFT__DEQUE_ABORT. */
+void *weft__deque_steal_any(weft__deque *d);
+
+/** Any thread: a racy estimate of the number of items (exact for the owner when no thief runs). */
+static inline int64_t weft__deque_size_estimate(weft__deque *d)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
+    return b - t;
+}
+
+#endif

@@ -1,0 +1,109 @@
+/* Workers and the runtime object (named apart from <sched.h>); the scheduler's design essay is
+ * at the top of sched.c. */
+#ifndef WEFT_RUNTIME_H
+#define WEFT_RUNTIME_H
+
+#include <ck_ec.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "deque.h"
+#include "lock.h"
+#include "stack.h"
+#include "task.h"
+#include "timer.h"
+#include "weft.h"
+
+/* What the context that takes over a worker does for the one that left it. */
+enum weft__after {
+    WEFT__AFTER_NONE = 0,
+    WEFT__AFTER_READY,  /* the task yielded: queue it */
+    WEFT__AFTER_PARK,   /* the task parked: finish its half of the handshake */
+    WEFT__AFTER_FINISH, /* the task ended: recycle its stack and record */
+};
+
+typedef struct weft__scope_cache {
+    weft_scope *top;
+    unsigned count;
+} weft__scope_cache;
+
+struct weft__worker {
+    weft__deque spawnq; /* unstarted tasks, newest at the bottom */
+    weft__deque readyq; /* tasks holding a stack (woken, yielded); served oldest first */
+    weft_runtime *rt;
+    unsigned index;
+    weft__task *current;
+    weft__ctx sched_ctx;
+    int after;
+    weft__task *after_task;
+    uint64_t tick;
+    unsigned ready_streak;
+    uint64_t rng;
+    weft__task *task_cache;
+    unsigned task_cache_count;
+    weft__stack_cache stacks;
+    weft__scope_cache scopes;
+    weft__timer_heap timers;
+    struct ck_ec32 ec; /* parking: waits while its value is unchanged */
+    _Atomic uint64_t progress;    /* switches and inline runs, for the watchdog */
+    const char *_Atomic running_name; /* name buffer of the running task, NULL when none */
+    uint64_t watch_progress;      /* the watchdog's last sample of `progress` */
+    weft_time watch_since;        /* when the watchdog first saw that sample */
+    int watch_reported;
+    pthread_t thread;
+    void *altstack;
+    void *thread_stack_lo; /* for the sanitizers' fiber switches */
+    size_t thread_stack_size;
+    void *tsan_fiber;
+} __attribute__((aligned(64)));
+
+typedef struct weft__blocking_pool weft__blocking_pool;
+
+struct weft_runtime {
+    weft__worker *workers;
+    unsigned nworkers;
+    weft_config cfg;
+    weft__stack_pool stacks;
+    /* Injection queue: work from outside the workers. An intrusive FIFO behind a ck spinlock:
+     * unbounded without allocating (a foreign cancel can wake 100,000 tasks at once), and
+     * only foreign threads contend for it. */
+    weft__lock inject_lock;
+    weft__task *inject_head, *inject_tail;
+    _Atomic size_t inject_len;
+    _Atomic uint64_t idle_mask[4]; /* sleeping workers, one bit each */
+    _Atomic unsigned nspinning;
+    _Atomic int stopping;
+    _Atomic uint64_t live_tasks; /* for the shutdown invariant: zero when the workers stop */
+    weft_scope *root_scope;      /* parent of every submitted task's scope */
+    _Atomic uint32_t outstanding; /* submissions not yet ended (a futex word) */
+    _Atomic int shutting_down;
+    weft__blocking_pool *blocking;
+    pthread_t watchdog;
+    int watchdog_running;
+    struct ck_ec32 watchdog_ec;
+};
+
+#define WEFT__MAX_WORKERS 256
+
+extern const struct ck_ec_mode weft__ec_mode;
+
+weft__worker *weft__worker_self(void);
+
+int weft__runtime_create(weft_runtime **out, const weft_config *cfg);
+void weft__runtime_stop(weft_runtime *rt);
+
+/** Queues `t` on the injection queue and wakes a sleeping worker. */
+void weft__sched_inject(weft_runtime *rt, weft__task *t);
+
+/** Per-worker scope record cache, used by scope.c. */
+weft_scope *weft__scope_cache_get(weft__worker *w);
+int weft__scope_cache_put(weft__worker *w, weft_scope *s);
+
+/* Blocking pool (blocking.c). */
+int weft__blocking_init(weft_runtime *rt);
+void weft__blocking_destroy(weft_runtime *rt);
+void weft__watchdog_start(weft_runtime *rt);
+void weft__watchdog_stop(weft_runtime *rt);
+
+#endif

@@ -1,0 +1,871 @@
+/*
+ * The scheduler: worker threads, their queues, switching, stealing and idle parking.
+ *
+ * Design
+ * ------
+ * One OS thread per worker. Each worker owns two Chase-Lev deques:
+ *   spawnq  unstarted tasks, pushed by spawn. The owner pops the newest (depth-first, so a
+ *           fork-join program keeps few stacks live, as in Cilk); thieves take the oldest, which
+ *           in such a program is the largest piece of work left.
+ *   readyq  tasks that hold a stack: woken or yielded. Served oldest first (the owner steals from
+ *           its own top), so yields rotate fairly and no task hogs the worker.
+ * plus one runtime-wide injection queue for work that arrives from threads that are not workers.
+ * Every runnable task sits in one of these three, so every runnable task is stealable.
+ *
+ * The order in which a worker picks its next task (pick_local):
+ *   1. every 61st pick, the injection queue and the timers first, so that neither starves while
+ *      local work never runs out (61, a prime, as in Go: it does not beat in step with loops);
+ *   2. the ready queue, at most READY_STREAK times in a row: a task that already holds a stack
+ *      is cheaper to run than a new one (a first touch of a fresh stack page costs microseconds),
+ *      and running it first keeps the number of live stacks near what the program needs;
+ *   3. the spawn queue; 4. the ready queue; 5. the injection queue.
+ * Then, from the scheduler context only: due timers, stealing from random victims, sleeping.
+ *
+ * Switching. A task that suspends picks its successor itself and switches straight to it (or to
+ * the worker's scheduler context when there is none): one switch per yield, not two. What must
+ * happen after the old context is saved (queue the yielder, finish a park handshake, recycle a
+ * finished task's stack) is left in w->after and done by the context that takes over, in
+ * after_switch(). That context may be on any worker, so nothing here keeps a thread-local address
+ * across a switch: weft__worker_self() is called afresh after each one.
+ *
+ * Sleeping without lost wake-ups. An idle worker first spins over the queues for a while
+ * (nspinning counts spinners, so producers do not wake sleepers while someone is looking). Then:
+ *     seq = value of its event count; set its bit in idle_mask (a seq_cst RMW);
+ *     re-check every queue and its timers; sleep on the event count unless seq changed.
+ * A producer on a foreign thread publishes its work, issues a seq_cst fence, then reads
+ * idle_mask and wakes one sleeper (clears its bit, increments its event count). Either the
+ * producer sees the bit, or the worker's re-check sees the work: the store-load pairs are fenced
+ * on both sides. A producer that is itself a worker skips the fence: if it wakes nobody, its own
+ * loop runs the work, so nothing is lost, only parallelism for a moment; a thief that finds work
+ * wakes another sleeper, which restores it.
+ *
+ * Rejected designs. A single shared run queue (contended on every spawn). Switching through the
+ * scheduler context on every yield (twice the switches). Treating woken tasks like new ones in
+ * one deque (LIFO pops would start new work before resuming parked work, and each new start
+ * costs a stack: with 100,000 tasks waiting on a semaphore of 64, that is the difference between
+ * 64 and 100,000 live stacks). Busy-polling timers (burns a core when idle).
+ *
+ * Shutdown invariant: the workers stop only when the runtime's root scope has no child left, so
+ * every queue is empty and every task record and stack is back in a cache when they exit.
+ */
+#include "runtime.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "scope.h"
+#include "tsan.h"
+
+#ifdef WEFT_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+/* Picks of the ready queue in a row before the spawn queue gets a turn. 16 keeps the starting
+ * of new work at one pick in 17 at worst when resumed tasks never run out, and is long enough
+ * that a pipeline of woken tasks runs mostly without starting new stacks. */
+#define READY_STREAK 16
+/* Every this many picks the injection queue and the timers go first (see above). */
+#define GLOBAL_CHECK_INTERVAL 61
+/* Steal rounds over all victims before a worker sleeps. About 20-50 us here: long enough to
+ * catch the next spawn of a busy neighbour, short enough to be 0% CPU in a blink when idle. */
+#define SPIN_ROUNDS 64
+/* Task records a worker keeps for reuse. */
+#define TASK_CACHE_MAX 1024
+#define SCOPE_CACHE_MAX 256
+
+/* ---- thread-local access ---------------------------------------------------------------- */
+
+static _Thread_local weft__worker *tls_worker;
+
+/* The empty asm makes the result opaque: the compiler can neither hoist nor reuse it, so a green
+ * thread that moved to another OS thread reads that thread's value. */
+__attribute__((noinline)) weft__worker *weft__worker_self(void)
+{
+    weft__worker *w = tls_worker;
+    __asm__ volatile("" : "+r"(w));
+    return w;
+}
+
+__attribute__((noinline)) weft__task *weft__task_self(void)
+{
+    weft__worker *w = tls_worker;
+    __asm__ volatile("" : "+r"(w));
+    return w ? w->current : NULL;
+}
+
+/* ---- futex parking through ck_ec -------------------------------------------------------- */
+
+static int ec_gettime(const struct ck_ec_ops *ops, struct timespec *out)
+{
+    (void)ops;
+    return clock_gettime(CLOCK_MONOTONIC, out);
+}
+
+static void ec_wait32(const struct ck_ec_wait_state *st, const uint32_t *addr, uint32_t expected,
+                      const struct timespec *deadline)
+{
+    (void)st;
+    syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, deadline, NULL,
+            FUTEX_BITSET_MATCH_ANY);
+}
+
+static void ec_wake32(const struct ck_ec_ops *ops, const uint32_t *addr)
+{
+    (void)ops;
+    syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
+}
+
+static const struct ck_ec_ops ec_ops = {
+    .gettime = ec_gettime,
+    .wait32 = ec_wait32,
+    .wake32 = ec_wake32,
+    /* No busy phase in ck_ec: the worker has already spun over the queues by then. */
+    .busy_loop_iter = 1,
+};
+
+const struct ck_ec_mode weft__ec_mode = {.ops = &ec_ops, .single_producer = false};
+
+/* ---- task records --------------------------------------------------------------------- */
+
+static _Atomic uint64_t next_task_id = 1;
+
+weft__task *weft__task_alloc(weft_runtime *rt)
+{
+    weft__worker *w = weft__worker_self();
+    weft__task *t;
+    if (w && w->task_cache) {
+        t = w->task_cache;
+        w->task_cache = t->next;
+        w->task_cache_count--;
+    } else {
+        t = aligned_alloc(64, (sizeof(weft__task) + 63) & ~(size_t)63);
+        if (!t)
+            return NULL;
+    }
+    t->host = NULL;
+    t->stack = NULL;
+    t->rt = rt;
+    t->owned = NULL;
+    t->next = NULL;
+    atomic_store_explicit(&t->wait, WEFT__WAIT_NONE, memory_order_relaxed);
+    atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
+    t->flags = 0;
+    t->timer.heap = NULL;
+    atomic_store_explicit(&t->timer.state, WEFT__TIMER_IDLE, memory_order_relaxed);
+    t->id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
+    t->failure = NULL;
+    t->stack_size = 0;
+    t->tsan_fiber = NULL;
+    atomic_fetch_add_explicit(&rt->live_tasks, 1, memory_order_relaxed);
+    return t;
+}
+
+void weft__task_free(weft__task *t)
+{
+    weft_runtime *rt = t->rt;
+    weft__worker *w = weft__worker_self();
+    if (w && w->rt == rt && w->task_cache_count < TASK_CACHE_MAX) {
+        t->next = w->task_cache;
+        w->task_cache = t;
+        w->task_cache_count++;
+    } else {
+        free(t);
+    }
+    atomic_fetch_sub_explicit(&rt->live_tasks, 1, memory_order_release);
+}
+
+weft_scope *weft__scope_cache_get(weft__worker *w)
+{
+    weft_scope *s = w->scopes.top;
+    if (s) {
+        w->scopes.top = s->cache_next;
+        w->scopes.count--;
+    }
+    return s;
+}
+
+int weft__scope_cache_put(weft__worker *w, weft_scope *s)
+{
+    if (!w || w->scopes.count >= SCOPE_CACHE_MAX)
+        return 0;
+    s->cache_next = w->scopes.top;
+    w->scopes.top = s;
+    w->scopes.count++;
+    return 1;
+}
+
+/* ---- waking sleepers -------------------------------------------------------------------- */
+
+static int wake_one_sleeper(weft_runtime *rt)
+{
+    unsigned words = (rt->nworkers + 63) / 64;
+    for (unsigned i = 0; i < words; i++) {
+        uint64_t bits = atomic_load_explicit(&rt->idle_mask[i], memory_order_relaxed);
+        while (bits) {
+            unsigned b = (unsigned)__builtin_ctzll(bits);
+            uint64_t bit = (uint64_t)1 << b;
+            if (atomic_fetch_and_explicit(&rt->idle_mask[i], ~bit, memory_order_acq_rel) & bit) {
+                ck_ec32_inc(&rt->workers[i * 64 + b].ec, &weft__ec_mode);
+                return 1;
+            }
+            bits = atomic_load_explicit(&rt->idle_mask[i], memory_order_relaxed);
+        }
+    }
+    return 0;
+}
+
+static int anyone_sleeping(weft_runtime *rt)
+{
+    unsigned words = (rt->nworkers + 63) / 64;
+    for (unsigned i = 0; i < words; i++)
+        if (atomic_load_explicit(&rt->idle_mask[i], memory_order_relaxed))
+            return 1;
+    return 0;
+}
+
+/* New local work: wake a sleeper unless a spinner will find it anyway (see the essay above). */
+static inline void notify_local(weft_runtime *rt)
+{
+    if (rt->nworkers > 1 && atomic_load_explicit(&rt->nspinning, memory_order_relaxed) == 0 &&
+        anyone_sleeping(rt))
+        wake_one_sleeper(rt);
+}
+
+/* ---- queues ------------------------------------------------------------------------------ */
+
+void weft__sched_inject(weft_runtime *rt, weft__task *t)
+{
+    t->next = NULL;
+    weft__lock_acquire(&rt->inject_lock);
+    if (rt->inject_tail)
+        rt->inject_tail->next = t;
+    else
+        rt->inject_head = t;
+    rt->inject_tail = t;
+    atomic_fetch_add_explicit(&rt->inject_len, 1, memory_order_relaxed);
+    weft__lock_release(&rt->inject_lock);
+    atomic_thread_fence(memory_order_seq_cst);
+    wake_one_sleeper(rt);
+}
+
+static weft__task *inject_pop(weft_runtime *rt)
+{
+    if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0)
+        return NULL;
+    weft__lock_acquire(&rt->inject_lock);
+    weft__task *t = rt->inject_head;
+    if (t) {
+        rt->inject_head = t->next;
+        if (!rt->inject_head)
+            rt->inject_tail = NULL;
+        atomic_fetch_sub_explicit(&rt->inject_len, 1, memory_order_relaxed);
+    }
+    weft__lock_release(&rt->inject_lock);
+    return t;
+}
+
+static void push_or_inject(weft__worker *w, weft__deque *q, weft__task *t)
+{
+    if (weft__deque_push_owner(q, t) != 0) {
+        /* The deque could not grow: the injection queue needs no memory. */
+        weft__sched_inject(w->rt, t);
+        return;
+    }
+    notify_local(w->rt);
+}
+
+void weft__sched_ready(weft_runtime *rt, weft__task *t)
+{
+    weft__worker *w = weft__worker_self();
+    if (w && w->rt == rt)
+        push_or_inject(w, &w->readyq, t);
+    else
+        weft__sched_inject(rt, t);
+}
+
+int weft__sched_spawn(weft_runtime *rt, weft__task *t)
+{
+    weft__worker *w = weft__worker_self();
+    if (w && w->rt == rt) {
+        if (weft__deque_push_owner(&w->spawnq, t) != 0)
+            return -ENOMEM;
+        notify_local(rt);
+        return 0;
+    }
+    weft__sched_inject(rt, t);
+    return 0;
+}
+
+static weft__task *steal_own(weft__deque *q)
+{
+    for (;;) {
+        void *x = weft__deque_steal_any(q);
+        if (x != WEFT__DEQUE_ABORT)
+            return x;
+    }
+}
+
+static void run_timers(weft__worker *w)
+{
+    if (weft__timer_heap_earliest(&w->timers) != WEFT_NEVER)
+        weft__timer_heap_run(&w->timers, weft_now());
+}
+
+/* The next task of this worker's own queues, or NULL. Callable from a task or the scheduler. */
+static weft__task *pick_local(weft__worker *w)
+{
+    weft__task *t;
+    if (++w->tick % GLOBAL_CHECK_INTERVAL == 0) {
+        run_timers(w);
+        if ((t = inject_pop(w->rt)))
+            return t;
+    }
+    if (w->ready_streak < READY_STREAK) {
+        if ((t = steal_own(&w->readyq))) {
+            w->ready_streak++;
+            return t;
+        }
+    }
+    w->ready_streak = 0;
+    if ((t = weft__deque_pop_owner(&w->spawnq)))
+        return t;
+    if ((t = steal_own(&w->readyq)))
+        return t;
+    return inject_pop(w->rt);
+}
+
+static uint64_t next_rand(weft__worker *w)
+{
+    /* xorshift64*: victims only need to be spread, not unpredictable. */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static weft__task *steal_from(weft__worker *v)
+{
+    for (int attempt = 0; attempt < 4; attempt++) {
+        void *x = weft__deque_steal_any(&v->spawnq);
+        if (x == WEFT__DEQUE_EMPTY)
+            break;
+        if (x != WEFT__DEQUE_ABORT)
+            return x;
+    }
+    for (int attempt = 0; attempt < 4; attempt++) {
+        void *x = weft__deque_steal_any(&v->readyq);
+        if (x == WEFT__DEQUE_EMPTY)
+            break;
+        if (x != WEFT__DEQUE_ABORT)
+            return x;
+    }
+    return NULL;
+}
+
+static weft__task *steal_round(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    unsigned n = rt->nworkers;
+    if (n < 2)
+        return NULL;
+    unsigned start = (unsigned)(next_rand(w) % n);
+    for (unsigned i = 0; i < n; i++) {
+        weft__worker *v = &rt->workers[(start + i) % n];
+        if (v == w)
+            continue;
+        weft__task *t = steal_from(v);
+        if (t)
+            return t;
+    }
+    return NULL;
+}
+
+static int any_work_visible(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed))
+        return 1;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        weft__worker *v = &rt->workers[i];
+        if (weft__deque_size_estimate(&v->spawnq) > 0 || weft__deque_size_estimate(&v->readyq) > 0)
+            return 1;
+    }
+    return weft__timer_heap_earliest(&w->timers) <= weft_now();
+}
+
+/* The watchdog's evidence that a worker moves on: bumped at every switch and inline run. Only
+ * the owner writes it, so a relaxed load and store (no RMW) suffice. */
+static inline void bump_progress(weft__worker *w)
+{
+    weft__task *t = w->current;
+    atomic_store_explicit(&w->running_name, t ? weft__task_name_of(t) : NULL,
+                          memory_order_relaxed);
+    atomic_store_explicit(&w->progress,
+                          atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+/* ---- switching ------------------------------------------------------------------------- */
+
+static void stack_bounds(weft__worker *w, weft__task *to, void **lo, size_t *size)
+{
+    if (to) {
+        *lo = to->host->stack->lo;
+        *size = to->host->stack->size;
+    } else {
+        *lo = w->thread_stack_lo;
+        *size = w->thread_stack_size;
+    }
+}
+
+/* Switches from the context running on `w` to `to` (NULL: the scheduler context). The caller has
+ * set w->after. `dying`: the leaving context will never be resumed. */
+static void switch_to(weft__worker *w, weft__task *to, int dying)
+{
+    weft__task *from = w->current;
+    weft__ctx *from_ctx = from ? &from->host->ctx : &w->sched_ctx;
+    weft__ctx *to_ctx = to ? &to->host->ctx : &w->sched_ctx;
+    if (from && from->host->stack->guard == WEFT__GUARD_CANARY)
+        weft__stack_check_canary(from->host->stack);
+    w->current = to;
+    bump_progress(w);
+    if (to)
+        to->host->stack->owner_name = to->name;
+    void *lo;
+    size_t size;
+    stack_bounds(w, to, &lo, &size);
+    (void)lo;
+    (void)size;
+    (void)dying;
+#ifdef WEFT_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(dying ? NULL : &fake, lo, size);
+#endif
+#ifdef WEFT_TSAN
+    __tsan_switch_to_fiber(to ? to->host->tsan_fiber : w->tsan_fiber, 0);
+#endif
+    weft__ctx_switch(from_ctx, to_ctx);
+#ifdef WEFT_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+static void after_switch(void);
+
+static void task_entry(void *arg)
+{
+    weft__task *t = arg;
+#ifdef WEFT_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    after_switch();
+    int rc = t->fn(t->arg);
+    weft__task_complete(t, rc);
+    /* Gone for good: pick a successor and let it recycle this stack. */
+    weft__worker *w = weft__worker_self();
+    weft__task *next = pick_local(w);
+    w->after = WEFT__AFTER_FINISH;
+    w->after_task = t;
+    switch_to(w, next, 1);
+    __builtin_unreachable();
+}
+
+/* Gives `t` a stack and a fresh context if it has none. Returns 0 or -ENOMEM. */
+static int prepare_to_run(weft__worker *w, weft__task *t)
+{
+    if (t->host)
+        return 0;
+    weft__stack *s = weft__stack_get(&w->rt->stacks, &w->stacks, t->stack_size);
+    if (!s)
+        return -ENOMEM;
+    t->host = t;
+    t->stack = s;
+    weft__ctx_make(&t->ctx, s->lo, s->size, task_entry, t);
+#ifdef WEFT_TSAN
+    t->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    return 0;
+}
+
+static void recycle(weft__worker *w, weft__task *t)
+{
+#ifdef WEFT_TSAN
+    if (t->tsan_fiber)
+        __tsan_destroy_fiber(t->tsan_fiber);
+#endif
+    weft__stack_put(&w->rt->stacks, &w->stacks, t->stack);
+    weft__task_free(t);
+}
+
+static void after_switch(void)
+{
+    weft__worker *w = weft__worker_self();
+    weft__task *t = w->after_task;
+    switch (w->after) {
+    case WEFT__AFTER_READY:
+        push_or_inject(w, &w->readyq, t);
+        break;
+    case WEFT__AFTER_PARK:
+        if (atomic_fetch_add_explicit(&t->park_sync, 1, memory_order_acq_rel) == 1)
+            push_or_inject(w, &w->readyq, t);
+        break;
+    case WEFT__AFTER_FINISH:
+        recycle(w, t);
+        break;
+    default:
+        break;
+    }
+    w->after = WEFT__AFTER_NONE;
+    w->after_task = NULL;
+}
+
+/* Switches from the running task to `next` (which may lack a stack yet). If no stack can be had
+ * for it, `next` goes to the injection queue for later and the worker's scheduler takes over. */
+static void switch_from_task(weft__worker *w, weft__task *next)
+{
+    if (next && prepare_to_run(w, next) != 0) {
+        weft__sched_inject(w->rt, next);
+        next = NULL;
+    }
+    switch_to(w, next, 0);
+    after_switch();
+}
+
+/* ---- park / wake -------------------------------------------------------------------------- */
+
+int weft__task_unprepare_park(weft__task *t)
+{
+    uint32_t expect = WEFT__WAIT_PARKED;
+    return atomic_compare_exchange_strong_explicit(&t->wait, &expect, WEFT__WAIT_NONE,
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+
+uint32_t weft__task_park(weft__task *t)
+{
+    weft__worker *w = weft__worker_self();
+    /* Woken already and the waker has done its half: no need to leave. */
+    uint32_t one = 1;
+    if (atomic_load_explicit(&t->wait, memory_order_acquire) != WEFT__WAIT_PARKED &&
+        atomic_compare_exchange_strong_explicit(&t->park_sync, &one, 0, memory_order_acq_rel,
+                                                memory_order_relaxed)) {
+    } else {
+        w->after = WEFT__AFTER_PARK;
+        w->after_task = t;
+        switch_from_task(w, pick_local(w));
+        atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
+    }
+    uint32_t reason = atomic_load_explicit(&t->wait, memory_order_acquire);
+    atomic_store_explicit(&t->wait, WEFT__WAIT_NONE, memory_order_relaxed);
+    return reason;
+}
+
+int weft__task_wake(weft__task *t, uint32_t reason)
+{
+    uint32_t expect = WEFT__WAIT_PARKED;
+    if (!atomic_compare_exchange_strong_explicit(&t->wait, &expect, reason, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+        return 0;
+    if (atomic_fetch_add_explicit(&t->park_sync, 1, memory_order_acq_rel) == 1)
+        weft__sched_ready(t->rt, t);
+    return 1;
+}
+
+/* ---- what tasks call ---------------------------------------------------------------------- */
+
+int weft__sched_yield(void)
+{
+    weft__worker *w = weft__worker_self();
+    weft__task *next = pick_local(w);
+    if (!next)
+        return 0;
+    weft__task *self = w->current;
+    w->after = WEFT__AFTER_READY;
+    w->after_task = self;
+    switch_from_task(w, next);
+    return 1;
+}
+
+weft__task *weft__sched_take_child(weft_scope *s)
+{
+    weft__worker *w = weft__worker_self();
+    weft__task *t = weft__deque_peek_owner(&w->spawnq);
+    if (!t || t->scope != s)
+        return NULL;
+    /* Only this thread pops the bottom, so what pop returns is what peek saw, unless a thief
+     * took it in the meantime. */
+    return weft__deque_pop_owner(&w->spawnq);
+}
+
+void weft__sched_run_inline(weft__task *child)
+{
+    weft__worker *w = weft__worker_self();
+    weft__task *parent = w->current;
+    child->host = parent->host;
+    child->stack = parent->stack;
+    w->current = child;
+    bump_progress(w);
+    int rc = child->fn(child->arg);
+    weft__task_complete(child, rc);
+    /* The child may have parked and moved to another worker: look the worker up again. */
+    w = weft__worker_self();
+    w->current = parent;
+    bump_progress(w);
+    weft__task_free(child);
+}
+
+int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn)
+{
+    weft__worker *w = weft__worker_self();
+    return weft__timer_arm(&w->timers, t, deadline, fn);
+}
+
+unsigned weft_workers(void)
+{
+    weft__worker *w = weft__worker_self();
+    return w ? w->rt->nworkers : 0;
+}
+
+int weft_worker_index(void)
+{
+    weft__worker *w = weft__worker_self();
+    return w ? (int)w->index : -1;
+}
+
+/* ---- the worker loop ------------------------------------------------------------------------ */
+
+static void resume(weft__worker *w, weft__task *t)
+{
+    if (prepare_to_run(w, t) != 0) {
+        /* No stack now: try again after others have finished. */
+        weft__sched_inject(w->rt, t);
+        sched_yield();
+        return;
+    }
+    switch_to(w, t, 0);
+    after_switch();
+}
+
+static weft__task *spin_for_work(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed);
+    weft__task *t = NULL;
+    for (int round = 0; round < SPIN_ROUNDS && !t; round++) {
+        if ((t = steal_round(w)) || (t = inject_pop(rt)))
+            break;
+        for (int i = 0; i < 32; i++)
+            ck_pr_stall();
+    }
+    /* The last spinner to find work hands the search on, so work left behind it is found. */
+    if (atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_acq_rel) == 1 && t)
+        notify_local(rt);
+    return t;
+}
+
+static void sleep_until_work(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    uint32_t seq = ck_ec32_value(&w->ec);
+    uint64_t bit = (uint64_t)1 << (w->index % 64);
+    _Atomic uint64_t *word = &rt->idle_mask[w->index / 64];
+    atomic_fetch_or_explicit(word, bit, memory_order_seq_cst);
+    if (!any_work_visible(w) && !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+        weft_time when = weft__timer_heap_earliest(&w->timers);
+        struct timespec ts, *deadline = NULL;
+        if (when != WEFT_NEVER) {
+            ts.tv_sec = when / WEFT_SEC;
+            ts.tv_nsec = when % WEFT_SEC;
+            deadline = &ts;
+        }
+        ck_ec32_wait(&w->ec, &weft__ec_mode, seq, deadline);
+    }
+    atomic_fetch_and_explicit(word, ~bit, memory_order_acq_rel);
+}
+
+static void worker_loop(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    for (;;) {
+        weft__task *t = pick_local(w);
+        if (!t) {
+            run_timers(w);
+            t = pick_local(w);
+        }
+        if (!t)
+            t = spin_for_work(w);
+        if (t) {
+            resume(w, t);
+            continue;
+        }
+        if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
+            return;
+        sleep_until_work(w);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    weft__worker *w = arg;
+    tls_worker = w;
+    /* Sleeping workers wake for timers: ask the kernel for precise wake-ups. */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &w->thread_stack_lo, &w->thread_stack_size);
+        pthread_attr_destroy(&attr);
+    }
+#ifdef WEFT_TSAN
+    w->tsan_fiber = __tsan_get_current_fiber();
+#endif
+    w->altstack = weft__stack_fault_thread_init(&w->rt->stacks);
+    worker_loop(w);
+    weft__stack_fault_thread_exit(w->altstack);
+    tls_worker = NULL;
+    return NULL;
+}
+
+/* ---- runtime life cycle ------------------------------------------------------------------- */
+
+static unsigned default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static void free_worker_caches(weft_runtime *rt, weft__worker *w)
+{
+    while (w->task_cache) {
+        weft__task *t = w->task_cache;
+        w->task_cache = t->next;
+        free(t);
+    }
+    while (w->scopes.top) {
+        weft_scope *s = w->scopes.top;
+        w->scopes.top = s->cache_next;
+        free(s);
+    }
+    weft__stack_cache_flush(&rt->stacks, &w->stacks);
+    weft__timer_heap_destroy(&w->timers);
+    weft__deque_destroy(&w->spawnq);
+    weft__deque_destroy(&w->readyq);
+}
+
+int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
+{
+    weft_config c = {0};
+    if (cfg)
+        c = *cfg;
+    if (c.workers > WEFT__MAX_WORKERS || (c.stack_size && c.stack_size < 16 * 1024) ||
+        c.stack_size > ((size_t)1 << 32))
+        return -EINVAL;
+    if (!c.workers)
+        c.workers = default_workers();
+    if (c.workers > WEFT__MAX_WORKERS)
+        c.workers = WEFT__MAX_WORKERS;
+    if (!c.stack_size)
+        c.stack_size = 256 * 1024;
+    if (!c.blocking_threads)
+        c.blocking_threads = 64;
+    if (!c.watchdog_ns)
+        c.watchdog_ns = 100 * WEFT_MSEC;
+
+    weft_runtime *rt = calloc(1, sizeof(*rt));
+    if (!rt)
+        return -ENOMEM;
+    rt->cfg = c;
+    rt->nworkers = c.workers;
+    weft__lock_init(&rt->inject_lock);
+    weft__stack_pool_init(&rt->stacks, c.stack_size);
+    rt->workers = aligned_alloc(64, sizeof(weft__worker) * c.workers);
+    if (!rt->workers) {
+        free(rt);
+        return -ENOMEM;
+    }
+    memset(rt->workers, 0, sizeof(weft__worker) * c.workers);
+    unsigned made = 0;
+    int rc = 0;
+    for (; made < c.workers; made++) {
+        weft__worker *w = &rt->workers[made];
+        w->rt = rt;
+        w->index = made;
+        w->rng = 0x9E3779B97F4A7C15ull * (made + 1);
+        weft__timer_heap_init(&w->timers);
+        ck_ec32_init(&w->ec, 0);
+        if (weft__deque_init(&w->spawnq, 8) != 0) {
+            rc = -ENOMEM;
+            break;
+        }
+        if (weft__deque_init(&w->readyq, 8) != 0) {
+            weft__deque_destroy(&w->spawnq);
+            rc = -ENOMEM;
+            break;
+        }
+    }
+    if (rc == 0)
+        rc = weft__scope_new_external(rt, NULL, &rt->root_scope);
+    if (rc == 0)
+        rc = weft__blocking_init(rt);
+    if (rc != 0) {
+        if (rt->root_scope)
+            weft__scope_external_free(rt->root_scope);
+        for (unsigned i = 0; i < made; i++)
+            free_worker_caches(rt, &rt->workers[i]);
+        weft__stack_pool_destroy(&rt->stacks);
+        free(rt->workers);
+        free(rt);
+        return rc;
+    }
+    unsigned started = 0;
+    for (; started < c.workers; started++) {
+        weft__worker *w = &rt->workers[started];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            rc = -EAGAIN;
+            break;
+        }
+        if (c.pin_workers) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET(started % CPU_SETSIZE, &set);
+            pthread_setaffinity_np(w->thread, sizeof(set), &set);
+        }
+    }
+    if (rc != 0) {
+        rt->nworkers = started;
+        weft__runtime_stop(rt);
+        return rc;
+    }
+    weft__watchdog_start(rt);
+    *out = rt;
+    return 0;
+}
+
+/* Stops the workers (all work must be over) and frees everything. */
+void weft__runtime_stop(weft_runtime *rt)
+{
+    weft__watchdog_stop(rt);
+    atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        ck_ec32_inc(&rt->workers[i].ec, &weft__ec_mode);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        pthread_join(rt->workers[i].thread, NULL);
+    weft__blocking_destroy(rt);
+    for (unsigned i = 0; i < rt->cfg.workers; i++)
+        free_worker_caches(rt, &rt->workers[i]);
+    if (rt->root_scope)
+        weft__scope_external_free(rt->root_scope);
+    weft__stack_pool_destroy(&rt->stacks);
+    free(rt->workers);
+    free(rt);
+}

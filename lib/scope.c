@@ -1,0 +1,610 @@
+/* The scope tree: open, join, release, cancellation fan-out, deadlines; see scope.h. */
+#include "scope.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+
+/* ---- records ------------------------------------------------------------------------------ */
+
+static weft_scope *scope_alloc(void)
+{
+    weft__worker *w = weft__worker_self();
+    weft_scope *s = w ? weft__scope_cache_get(w) : NULL;
+    if (!s)
+        s = malloc(sizeof(*s));
+    return s;
+}
+
+static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft__task *owner)
+{
+    memset(s, 0, sizeof(*s));
+    weft__lock_init(&s->lock);
+    atomic_init(&s->pending, 1);
+    atomic_init(&s->refs, 1);
+    s->state = WEFT__SCOPE_OPEN;
+    s->rt = rt;
+    s->owner = owner;
+    s->parent = parent;
+    s->deadline = WEFT_NEVER;
+}
+
+static void scope_free(weft_scope *s)
+{
+    for (size_t i = 0; i < s->nerrors; i++) {
+        free(s->errors[i].message);
+        free(s->errors[i].task);
+        free(s->errors[i].scope);
+    }
+    free(s->errors);
+    s->errors = NULL;
+    s->nerrors = 0;
+    s->state = WEFT__SCOPE_RELEASED;
+    if (!weft__scope_cache_put(weft__worker_self(), s))
+        free(s);
+}
+
+static void scope_unref(weft_scope *s)
+{
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        scope_free(s);
+}
+
+static void link_child(weft_scope *parent, weft_scope *s)
+{
+    s->next_sibling = parent->first_child;
+    s->prev_sibling = NULL;
+    if (parent->first_child)
+        parent->first_child->prev_sibling = s;
+    parent->first_child = s;
+}
+
+static void unlink_child(weft_scope *s)
+{
+    weft_scope *parent = s->parent;
+    if (!parent)
+        return;
+    weft__lock_acquire(&parent->lock);
+    if (s->prev_sibling)
+        s->prev_sibling->next_sibling = s->next_sibling;
+    else
+        parent->first_child = s->next_sibling;
+    if (s->next_sibling)
+        s->next_sibling->prev_sibling = s->prev_sibling;
+    weft__lock_release(&parent->lock);
+}
+
+/* ---- cancellation -------------------------------------------------------------------------- */
+
+/* Sets the cancel state of one scope and wakes its parked tasks. Returns the unshielded children
+ * to visit next, each with a reference taken, chained through cache_next (free while in use). */
+static weft_scope *cancel_one(weft_scope *s, int reason, int code, weft_scope *todo)
+{
+    weft__lock_acquire(&s->lock);
+    if (atomic_load_explicit(&s->cancel, memory_order_relaxed)) {
+        /* Cancelled before: that cancel fanned out (or is fanning out) over this subtree. */
+        weft__lock_release(&s->lock);
+        return todo;
+    }
+    atomic_store_explicit(&s->cancel_code, code, memory_order_release);
+    atomic_store_explicit(&s->cancel, reason, memory_order_release);
+    for (weft__task *t = s->parked; t; t = t->pnext)
+        weft__task_wake(t, WEFT__WOKEN_CANCEL);
+    for (weft_scope *c = s->first_child; c; c = c->next_sibling) {
+        if (c->shield)
+            continue;
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+        c->cache_next = todo;
+        todo = c;
+    }
+    weft__lock_release(&s->lock);
+    return todo;
+}
+
+/* Iterative, so that a tree 10,000 scopes deep does not need 10,000 frames on a task's stack. */
+void weft__scope_cancel(weft_scope *s, int reason, int code)
+{
+    weft_scope *todo = cancel_one(s, reason, code, NULL);
+    while (todo) {
+        weft_scope *c = todo;
+        todo = c->cache_next;
+        todo = cancel_one(c, WEFT_CANCEL_PARENT, code, todo);
+        scope_unref(c);
+    }
+}
+
+static void deadline_fired(weft__timer *tm)
+{
+    weft_scope *s = (weft_scope *)((char *)tm - offsetof(weft_scope, timer));
+    weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
+}
+
+int weft_scope_cancel(weft_scope *s)
+{
+    if (!s || s->state == WEFT__SCOPE_RELEASED)
+        return -EINVAL;
+    weft__scope_cancel(s, WEFT_CANCEL_EXPLICIT, -ECANCELED);
+    return 0;
+}
+
+weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s)
+{
+    if (!s)
+        return WEFT_CANCEL_NONE;
+    return (weft_cancel_reason)atomic_load_explicit(&((weft_scope *)s)->cancel,
+                                                    memory_order_acquire);
+}
+
+int weft__scope_park_register(weft_scope *s, weft__task *t)
+{
+    weft__lock_acquire(&s->lock);
+    int code = atomic_load_explicit(&s->cancel_code, memory_order_relaxed);
+    if (code) {
+        weft__lock_release(&s->lock);
+        return code;
+    }
+    t->pprev = NULL;
+    t->pnext = s->parked;
+    if (s->parked)
+        s->parked->pprev = t;
+    s->parked = t;
+    weft__lock_release(&s->lock);
+    return 0;
+}
+
+void weft__scope_park_unregister(weft_scope *s, weft__task *t)
+{
+    weft__lock_acquire(&s->lock);
+    if (t->pprev)
+        t->pprev->pnext = t->pnext;
+    else
+        s->parked = t->pnext;
+    if (t->pnext)
+        t->pnext->pprev = t->pprev;
+    weft__lock_release(&s->lock);
+}
+
+/* ---- open ------------------------------------------------------------------------------------ */
+
+static weft_time earlier(weft_time a, weft_time b)
+{
+    return a < b ? a : b;
+}
+
+int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    if (!out)
+        return -EINVAL;
+    weft_scope_opts o = {0};
+    if (opts)
+        o = *opts;
+    if (o.timeout_ns < 0 || o.deadline < 0 || (o.policy != WEFT_FAIL_FAST && o.policy != WEFT_COLLECT))
+        return -EINVAL;
+    weft_scope *parent = t->cancel_scope;
+    int code = weft__scope_cancel_code(parent);
+    if (code && !o.shield)
+        return code;
+
+    weft_time own = o.deadline ? o.deadline : WEFT_NEVER;
+    weft_time now = 0;
+    if (o.timeout_ns) {
+        now = weft_now();
+        own = earlier(own, o.timeout_ns > WEFT_NEVER - now ? WEFT_NEVER : now + o.timeout_ns);
+    }
+
+    weft_scope *s = scope_alloc();
+    if (!s)
+        return -ENOMEM;
+    scope_init(s, t->rt, parent, t);
+    s->policy = o.policy;
+    s->shield = o.shield != 0;
+    s->max_running = o.max_concurrency;
+    if (o.name) {
+        strncpy(s->name, o.name, sizeof(s->name) - 1);
+        s->name[sizeof(s->name) - 1] = 0;
+    }
+    s->deadline = s->shield ? own : earlier(own, parent->deadline);
+
+    weft__lock_acquire(&parent->lock);
+    int pcode = atomic_load_explicit(&parent->cancel_code, memory_order_relaxed);
+    if (pcode && !s->shield) {
+        /* Cancelled since we looked: born cancelled, like every scope under it. */
+        atomic_store_explicit(&s->cancel_code, pcode, memory_order_relaxed);
+        atomic_store_explicit(&s->cancel, WEFT_CANCEL_PARENT, memory_order_relaxed);
+    }
+    link_child(parent, s);
+    weft__lock_release(&parent->lock);
+
+    s->prev_owned = t->owned;
+    s->next_owned = NULL;
+    if (t->owned)
+        t->owned->next_owned = s;
+    t->owned = s;
+    s->outer_cancel_scope = t->cancel_scope;
+    t->cancel_scope = s;
+
+    /* A timer only where this scope's own deadline is the effective one: an inherited deadline
+     * reaches it through the ancestor's cancel. */
+    if (own != WEFT_NEVER && own == s->deadline &&
+        (s->shield || own < parent->deadline)) {
+        if (own <= (now ? now : weft_now())) {
+            weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
+        } else if (weft__sched_arm_timer(&s->timer, own, deadline_fired) == 0) {
+            s->timer_armed = 1;
+        } else {
+            weft_scope_release(s);
+            return -ENOMEM;
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+weft_scope *weft_current_scope(void)
+{
+    weft__task *t = weft__task_self();
+    return t ? t->scope : NULL;
+}
+
+/* ---- spawning ---------------------------------------------------------------------------- */
+
+int weft__scope_admit(weft_scope *s)
+{
+    int64_t n = atomic_load_explicit(&s->pending, memory_order_relaxed);
+    do {
+        if (n <= 0)
+            return -EINVAL; /* joined: no child may start any more */
+    } while (!atomic_compare_exchange_weak_explicit(&s->pending, &n, n + 1, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    int code = weft__scope_cancel_code(s);
+    if (code) {
+        weft__scope_unadmit(s);
+        return code;
+    }
+    return 0;
+}
+
+static void last_child_gone(weft_scope *s)
+{
+    if (s->joiner)
+        weft__task_wake(s->joiner, WEFT__WOKEN);
+    else if (s->on_done)
+        s->on_done(s, s->child_status);
+}
+
+void weft__scope_unadmit(weft_scope *s)
+{
+    if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1)
+        last_child_gone(s);
+}
+
+int weft__scope_start_or_defer(weft_scope *s, weft__task *t)
+{
+    weft__lock_acquire(&s->lock);
+    if (s->running < s->max_running) {
+        s->running++;
+        weft__lock_release(&s->lock);
+        return 0;
+    }
+    t->next = NULL;
+    if (s->deferred_tail)
+        s->deferred_tail->next = t;
+    else
+        s->deferred_head = t;
+    s->deferred_tail = t;
+    weft__lock_release(&s->lock);
+    return 1;
+}
+
+/* A running child of a limited scope ended: its slot goes to the oldest deferred child. */
+static void pass_slot(weft_scope *s)
+{
+    weft__lock_acquire(&s->lock);
+    weft__task *next = s->deferred_head;
+    if (next) {
+        s->deferred_head = next->next;
+        if (!s->deferred_head)
+            s->deferred_tail = NULL;
+    } else {
+        s->running--;
+    }
+    weft__lock_release(&s->lock);
+    if (next && weft__sched_spawn(s->rt, next) != 0)
+        weft__sched_inject(s->rt, next);
+}
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+static char *dup_bounded(const char *str)
+{
+    if (!str)
+        str = "";
+    size_t n = strnlen(str, WEFT_ERROR_MESSAGE_MAX - 1);
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, str, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+
+/* Appends one failure to the group; called with s->lock held. A record that cannot be allocated
+ * keeps its code and loses its strings rather than the failure. */
+static void append_error(weft_scope *s, int code, const char *msg, const char *task, uint64_t id,
+                         const char *scope_name)
+{
+    if (s->nerrors == s->cap_errors) {
+        size_t cap = s->cap_errors ? s->cap_errors * 2 : 4;
+        weft__error_rec *e = realloc(s->errors, cap * sizeof(*e));
+        if (!e)
+            return;
+        s->errors = e;
+        s->cap_errors = cap;
+    }
+    weft__error_rec *r = &s->errors[s->nerrors++];
+    r->message = dup_bounded(msg);
+    r->task = dup_bounded(task);
+    r->scope = dup_bounded(scope_name);
+    r->pub.code = code;
+    r->pub.message = r->message ? r->message : "";
+    r->pub.task = r->task ? r->task : "";
+    r->pub.task_id = id;
+    r->pub.scope = r->scope ? r->scope : "";
+}
+
+static int record_failure(weft_scope *s, weft__task *t, int rc)
+{
+    weft__failure *f = t->failure;
+    const char *name = weft__task_name_of(t);
+    weft__lock_acquire(&s->lock);
+    if (f && f->ngroup) {
+        /* A group handed up keeps each failure's origin; the first one is the task's code. */
+        for (size_t i = 0; i < f->ngroup; i++) {
+            weft__error_rec *g = &f->group[i];
+            append_error(s, g->pub.code, g->pub.message, g->pub.task, g->pub.task_id,
+                         g->pub.scope);
+        }
+    } else {
+        append_error(s, rc, f ? f->message : NULL, name, t->id, s->name);
+    }
+    weft__lock_release(&s->lock);
+    return 0;
+}
+
+void weft__scope_child_done(weft_scope *s, weft__task *t, int rc)
+{
+    if (rc != 0) {
+        int cc = weft__scope_cancel_code(s);
+        int by_cancel = cc && (rc == -ECANCELED || rc == -ETIMEDOUT);
+        if (!by_cancel || (t->failure && t->failure->ngroup)) {
+            record_failure(s, t, rc);
+            if (s->policy == WEFT_FAIL_FAST)
+                weft__scope_cancel(s, WEFT_CANCEL_FAILURE, -ECANCELED);
+        }
+    }
+    if (s->on_done)
+        s->child_status = rc;
+    if (s->max_running)
+        pass_slot(s);
+    if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1)
+        last_child_gone(s);
+}
+
+size_t weft_scope_error_count(const weft_scope *s)
+{
+    return s ? s->nerrors : 0;
+}
+
+const weft_error *weft_scope_error(const weft_scope *s, size_t i)
+{
+    if (!s || i >= s->nerrors)
+        return NULL;
+    return &s->errors[i].pub;
+}
+
+size_t weft_scope_error_count_code(const weft_scope *s, int code)
+{
+    size_t n = 0;
+    if (s)
+        for (size_t i = 0; i < s->nerrors; i++)
+            n += s->errors[i].pub.code == code;
+    return n;
+}
+
+/* ---- join and release ---------------------------------------------------------------------- */
+
+static void join_one(weft__task *t, weft_scope *s)
+{
+    /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
+     * running unrelated work inside a wait could deadlock (it could wait on us). */
+    while (atomic_load_explicit(&s->pending, memory_order_acquire) > 1) {
+        weft__task *c = weft__sched_take_child(s);
+        if (!c)
+            break;
+        weft__sched_run_inline(c);
+        t = weft__task_self();
+    }
+    s->joiner = t;
+    weft__task_prepare_park(t);
+    if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1) {
+        /* No child left: nobody will wake us. */
+        if (!weft__task_unprepare_park(t))
+            weft__task_park(t);
+    } else {
+        weft__task_park(t);
+    }
+    s->joiner = NULL;
+    if (s->timer_armed) {
+        weft__timer_cancel(&s->timer);
+        s->timer_armed = 0;
+    }
+    if (s->nerrors)
+        s->join_result = s->errors[0].pub.code;
+    else
+        s->join_result = weft__scope_cancel_code(s);
+    s->state = WEFT__SCOPE_JOINED;
+    if (t->cancel_scope == s)
+        t->cancel_scope = s->outer_cancel_scope;
+}
+
+int weft_scope_join(weft_scope *s)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    if (!s || s->state == WEFT__SCOPE_RELEASED || s->state == 0)
+        return -EINVAL;
+    if (s->owner != t)
+        return -EPERM;
+    if (s->state == WEFT__SCOPE_JOINED)
+        return s->join_result;
+    /* Scopes opened after `s` are nested in it: they end first. */
+    for (weft_scope *x = t->owned; x && x != s; x = x->prev_owned)
+        if (x->state == WEFT__SCOPE_OPEN)
+            join_one(t, x);
+    join_one(t, s);
+    return s->join_result;
+}
+
+static void release_one(weft__task *t, weft_scope *s)
+{
+    if (s->state == WEFT__SCOPE_OPEN)
+        join_one(t, s);
+    if (s->prev_owned)
+        s->prev_owned->next_owned = s->next_owned;
+    if (s->next_owned)
+        s->next_owned->prev_owned = s->prev_owned;
+    else
+        t->owned = s->prev_owned;
+    unlink_child(s);
+    s->state = WEFT__SCOPE_RELEASED;
+    scope_unref(s);
+}
+
+int weft_scope_release(weft_scope *s)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    if (!s || s->state == WEFT__SCOPE_RELEASED || s->state == 0)
+        return -EINVAL;
+    if (s->owner != t)
+        return -EPERM;
+    if (s->state == WEFT__SCOPE_OPEN)
+        weft_scope_join(s);
+    while (t->owned && t->owned != s)
+        release_one(t, t->owned);
+    release_one(t, s);
+    return 0;
+}
+
+void weft__scope_release_owned(weft__task *t)
+{
+    /* Newest first: inner scopes end before the scopes they are nested in. */
+    while (t->owned) {
+        weft_scope *s = t->owned;
+        if (s->state == WEFT__SCOPE_OPEN)
+            weft_scope_join(s);
+        release_one(t, s);
+    }
+}
+
+/* ---- error groups handed up ---------------------------------------------------------------- */
+
+int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled)
+{
+    weft__task *t = weft__task_self();
+    if (!s || s->state != WEFT__SCOPE_JOINED)
+        return s ? -EINVAL : -EINVAL;
+    if (!t)
+        return -EPERM;
+    size_t keep = 0;
+    for (size_t i = 0; i < s->nerrors; i++) {
+        int handled_here = 0;
+        for (size_t j = 0; handled && j < n_handled; j++)
+            handled_here |= s->errors[i].pub.code == handled[j];
+        keep += !handled_here;
+    }
+    if (keep == 0)
+        return 0;
+    weft__failure *f = t->failure;
+    if (!f) {
+        f = calloc(1, sizeof(*f));
+        if (!f)
+            return s->errors[0].pub.code;
+        t->failure = f;
+    }
+    weft__error_rec *g = realloc(f->group, (f->ngroup + keep) * sizeof(*g));
+    if (!g)
+        return s->errors[0].pub.code;
+    f->group = g;
+    int first = 0;
+    for (size_t i = 0; i < s->nerrors; i++) {
+        int handled_here = 0;
+        for (size_t j = 0; handled && j < n_handled; j++)
+            handled_here |= s->errors[i].pub.code == handled[j];
+        if (handled_here)
+            continue;
+        weft__error_rec *r = &f->group[f->ngroup++];
+        *r = s->errors[i];
+        /* The records share the scope's strings until the scope is released: copy them. */
+        r->message = dup_bounded(s->errors[i].pub.message);
+        r->task = dup_bounded(s->errors[i].pub.task);
+        r->scope = dup_bounded(s->errors[i].pub.scope);
+        r->pub.message = r->message ? r->message : "";
+        r->pub.task = r->task ? r->task : "";
+        r->pub.scope = r->scope ? r->scope : "";
+        if (!first)
+            first = r->pub.code;
+    }
+    return first;
+}
+
+/* ---- external scopes ------------------------------------------------------------------------ */
+
+int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **out)
+{
+    weft_scope *s = malloc(sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    scope_init(s, rt, parent, NULL);
+    s->policy = WEFT_COLLECT;
+    if (parent) {
+        weft__lock_acquire(&parent->lock);
+        int pcode = atomic_load_explicit(&parent->cancel_code, memory_order_relaxed);
+        if (pcode) {
+            atomic_store_explicit(&s->cancel_code, pcode, memory_order_relaxed);
+            atomic_store_explicit(&s->cancel, WEFT_CANCEL_PARENT, memory_order_relaxed);
+        }
+        link_child(parent, s);
+        weft__lock_release(&parent->lock);
+    }
+    *out = s;
+    return 0;
+}
+
+void weft__scope_external_seal(weft_scope *s)
+{
+    weft__scope_unadmit(s);
+}
+
+void weft__scope_external_free(weft_scope *s)
+{
+    unlink_child(s);
+    s->state = WEFT__SCOPE_RELEASED;
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+        for (size_t i = 0; i < s->nerrors; i++) {
+            free(s->errors[i].message);
+            free(s->errors[i].task);
+            free(s->errors[i].scope);
+        }
+        free(s->errors);
+        free(s);
+    }
+}

@@ -1,0 +1,116 @@
+/*
+ * The scope tree.
+ *
+ * `pending` counts the scope's live children plus one hold for its owner (or for the submitter
+ * of an external scope). Children spawn with a CAS that refuses to raise it from zero: zero
+ * means joined, and no child may start then. The joiner drops its hold last, after it has
+ * registered to be woken; the child that brings the count to zero wakes it and touches the scope
+ * no more. So a joined scope is touched by nobody but its owner.
+ *
+ * Cancellation is a state, never an event: `cancel` holds the reason, `cancel_code` what
+ * suspension points return (-ETIMEDOUT where a deadline caused it, -ECANCELED otherwise). A
+ * cancel fans out over the children list to every descendant that is not shielded, each under
+ * its own lock, and wakes the tasks on each `parked` list. A scope opened or a task parking
+ * under a cancelled scope sees the state under the same lock, so no cancel is ever missed.
+ *
+ * Lifetime: `refs` holds one reference for the owner and one for each fan-out visiting the
+ * scope; the record goes back to a cache when the last is dropped.
+ */
+#ifndef WEFT_SCOPE_H
+#define WEFT_SCOPE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "lock.h"
+#include "task.h"
+#include "timer.h"
+#include "weft.h"
+
+enum weft__scope_state { WEFT__SCOPE_OPEN = 1, WEFT__SCOPE_JOINED = 2, WEFT__SCOPE_RELEASED = 3 };
+
+/* An error group entry with its own copies of the strings. */
+typedef struct weft__error_rec {
+    weft_error pub;
+    char *message;
+    char *task;
+    char *scope;
+} weft__error_rec;
+
+/* What weft_fail / weft_fail_group leave on a task for its scope to collect. */
+struct weft__failure {
+    char *message;          /* weft_fail: the formatted message */
+    weft__error_rec *group; /* weft_fail_group: failures handed up, with their origins */
+    size_t ngroup;
+};
+
+struct weft_scope {
+    weft__lock lock;
+    _Atomic int64_t pending;
+    _Atomic int32_t refs;
+    _Atomic int cancel;      /* weft_cancel_reason */
+    _Atomic int cancel_code; /* 0, -ECANCELED or -ETIMEDOUT */
+    int state;
+    int policy;
+    int shield;
+    int join_result;
+    weft_runtime *rt;
+    weft__task *owner;       /* NULL for the root scope and external scopes */
+    weft__task *joiner;      /* the owner, while it waits in join */
+    weft_scope *parent;
+    weft_scope *first_child, *next_sibling, *prev_sibling; /* under the parent's lock */
+    weft_scope *prev_owned, *next_owned;  /* the owner's list of unreleased scopes */
+    weft_scope *outer_cancel_scope;       /* owner's cancel_scope before this one opened */
+    weft__task *parked;                   /* tasks in cancellable waits, under `lock` */
+    weft_time deadline;                   /* effective deadline, WEFT_NEVER if none */
+    weft__timer timer;                    /* fires at the scope's own deadline */
+    int timer_armed;
+    /* max_concurrency: running children and those waiting for a slot, in spawn order */
+    unsigned max_running;
+    unsigned running;
+    weft__task *deferred_head, *deferred_tail;
+    /* error group */
+    weft__error_rec *errors;
+    size_t nerrors, cap_errors;
+    /* external scopes (submitted work): called when the last child ends */
+    void (*on_done)(weft_scope *s, int status);
+    void *on_done_arg;
+    int child_status;
+    weft_scope *cache_next;
+    char name[32];
+};
+
+/** The code suspension points in `s` return: 0 when not cancelled. */
+static inline int weft__scope_cancel_code(const weft_scope *s)
+{
+    return atomic_load_explicit(&((weft_scope *)s)->cancel_code, memory_order_acquire);
+}
+
+/** Opens a scope not owned by a task (the runtime's root, submitted work). */
+int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **out);
+/** Drops the hold of an external scope's creator: it completes when its children end. */
+void weft__scope_external_seal(weft_scope *s);
+void weft__scope_external_free(weft_scope *s);
+
+/** Cancels `s` and its subtree. */
+void weft__scope_cancel(weft_scope *s, int reason, int code);
+
+/** Joins and releases every scope `t` still owns (implicit join at task exit). */
+void weft__scope_release_owned(weft__task *t);
+
+/** Registers `t` (which has prepared its park) on its cancel scope's parked list. Returns 0, or
+ *  the cancel code if the scope is cancelled (then `t` is not registered). */
+int weft__scope_park_register(weft_scope *s, weft__task *t);
+void weft__scope_park_unregister(weft_scope *s, weft__task *t);
+
+/** A child of `s` ended with status rc (recorded as failure when appropriate). */
+void weft__scope_child_done(weft_scope *s, weft__task *t, int rc);
+
+/** Increments pending for a new child, unless the scope is joined. 0, -EINVAL, or the cancel code. */
+int weft__scope_admit(weft_scope *s);
+/** Returns a slot taken by weft__scope_admit for a spawn that then failed. */
+void weft__scope_unadmit(weft_scope *s);
+/** Decides if a new child of `s` may start now (max_concurrency); if not, queues it. */
+int weft__scope_start_or_defer(weft_scope *s, weft__task *t);
+
+#endif

@@ -1,0 +1,165 @@
+/*
+ * Semaphores that park green threads.
+ *
+ * Waiters queue in FIFO order behind the semaphore's lock. A release hands its token straight to
+ * the oldest waiter (no barging: a task arriving later cannot overtake the queue). A waiter can
+ * be woken by the release and by a cancel at the same instant; the park word lets only one of
+ * them win. If the release won but the task's scope is cancelled by the time it resumes, the
+ * task passes the token on to the next waiter and reports the cancel, so no token is ever lost
+ * (asyncio's Semaphore could hang forever in this window).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "lock.h"
+#include "scope.h"
+#include "task.h"
+
+/* What a waiter's `result` says once the semaphore's lock is taken. */
+enum { IN_QUEUE = 0, GRANTED = 1, DROPPED = 2 };
+
+struct weft_sem {
+    weft__lock lock;
+    unsigned available;
+    unsigned tokens;
+    weft__task *head, *tail;
+};
+
+int weft_sem_create(weft_sem **out, unsigned tokens)
+{
+    if (!out)
+        return -EINVAL;
+    weft_sem *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    weft__lock_init(&s->lock);
+    s->available = s->tokens = tokens;
+    *out = s;
+    return 0;
+}
+
+int weft_sem_destroy(weft_sem *s)
+{
+    if (!s)
+        return -EINVAL;
+    weft__lock_acquire(&s->lock);
+    int busy = s->head != NULL;
+    weft__lock_release(&s->lock);
+    if (busy)
+        return -EBUSY;
+    free(s);
+    return 0;
+}
+
+static void unlink_waiter(weft_sem *s, weft__task *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        s->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        s->tail = t->prev;
+    t->next = t->prev = NULL;
+}
+
+int weft_sem_try_acquire(weft_sem *s)
+{
+    if (!s)
+        return -EINVAL;
+    int rc = -EAGAIN;
+    weft__lock_acquire(&s->lock);
+    if (s->available && !s->head) {
+        s->available--;
+        rc = 0;
+    }
+    weft__lock_release(&s->lock);
+    return rc;
+}
+
+int weft_sem_release(weft_sem *s)
+{
+    if (!s)
+        return -EINVAL;
+    weft__lock_acquire(&s->lock);
+    for (;;) {
+        weft__task *w = s->head;
+        if (!w) {
+            if (s->available >= s->tokens) {
+                weft__lock_release(&s->lock);
+                return -EOVERFLOW;
+            }
+            s->available++;
+            break;
+        }
+        unlink_waiter(s, w);
+        if (weft__task_wake(w, WEFT__WOKEN)) {
+            /* Read by the waiter under this lock only, so setting it after the wake is safe. */
+            w->result = GRANTED;
+            break;
+        }
+        /* A cancel got there first: that waiter leaves without a token; try the next. */
+        w->result = DROPPED;
+    }
+    weft__lock_release(&s->lock);
+    return 0;
+}
+
+unsigned weft_sem_available(const weft_sem *s)
+{
+    if (!s)
+        return 0;
+    weft__lock_acquire((weft__lock *)&s->lock);
+    unsigned n = s->available;
+    weft__lock_release((weft__lock *)&s->lock);
+    return n;
+}
+
+int weft_sem_acquire(weft_sem *s)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    if (!s)
+        return -EINVAL;
+    weft_scope *cs = t->cancel_scope;
+    int code = weft__scope_cancel_code(cs);
+    if (code)
+        return code;
+    weft__lock_acquire(&s->lock);
+    if (s->available && !s->head) {
+        s->available--;
+        weft__lock_release(&s->lock);
+        return 0;
+    }
+    weft__task_prepare_park(t);
+    t->result = IN_QUEUE;
+    t->next = NULL;
+    t->prev = s->tail;
+    if (s->tail)
+        s->tail->next = t;
+    else
+        s->head = t;
+    s->tail = t;
+    weft__lock_release(&s->lock);
+
+    int registered = weft__scope_park_register(cs, t) == 0;
+    if (registered || !weft__task_unprepare_park(t))
+        weft__task_park(t);
+    if (registered)
+        weft__scope_park_unregister(cs, t);
+
+    weft__lock_acquire(&s->lock);
+    int granted = t->result == GRANTED;
+    if (t->result == IN_QUEUE)
+        unlink_waiter(s, t);
+    weft__lock_release(&s->lock);
+
+    code = weft__scope_cancel_code(cs);
+    if (granted && code) {
+        weft_sem_release(s); /* woken and cancelled at once: the token goes on */
+        return code;
+    }
+    return granted ? 0 : code ? code : -ECANCELED;
+}

@@ -1,0 +1,366 @@
+/* Stack slabs, caches, guards and the overflow report; see stack.h. */
+#include "stack.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "tsan.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define WEFT_HAVE_VALGRIND 1
+#endif
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+#define CANARY 0x5745465443414e59ull /* "WEFTCANY" */
+
+struct weft__stack_slab {
+    weft__stack_slab *next;
+    char *base;        /* the mapping */
+    size_t bytes;
+    size_t stride;     /* guard + usable */
+    unsigned count;
+    weft__stack stacks[];
+};
+
+/* Process-wide on purpose: vm.max_map_count is a limit of the process, shared by every runtime.
+ * 16,000 mprotect-guarded stacks use 32,000 of the default 65,530 mappings and leave the rest
+ * to the program. */
+static _Atomic long mprotect_budget = 16000;
+static _Atomic int madvise_guard_off;
+
+void weft__stack_set_mprotect_budget(long budget)
+{
+    atomic_store(&mprotect_budget, budget);
+}
+
+void weft__stack_disable_madvise_guard(int disable)
+{
+    atomic_store(&madvise_guard_off, disable);
+}
+
+int weft__stack_pool_init(weft__stack_pool *p, size_t size)
+{
+    memset(p, 0, sizeof(*p));
+    weft__lock_init(&p->lock);
+    p->page = (size_t)sysconf(_SC_PAGESIZE);
+    p->size = (size + p->page - 1) & ~(p->page - 1);
+    /* 256 stacks of 256 KiB reserve 64 MiB of address space per slab: few mappings for a million
+     * stacks, and little unused reservation for small programs. */
+    p->slab_stacks = 256;
+    return 0;
+}
+
+static void guard_stack(weft__stack *s, char *guard, size_t page)
+{
+    if (!atomic_load_explicit(&madvise_guard_off, memory_order_relaxed) &&
+        madvise(guard, page, MADV_GUARD_INSTALL) == 0) {
+        s->guard = WEFT__GUARD_MADVISE;
+        return;
+    }
+    if (atomic_fetch_sub(&mprotect_budget, 1) > 0 && mprotect(guard, page, PROT_NONE) == 0) {
+        s->guard = WEFT__GUARD_MPROTECT;
+        return;
+    }
+    s->guard = WEFT__GUARD_CANARY;
+    *(uint64_t *)s->lo = CANARY;
+}
+
+static void register_stack(weft__stack *s)
+{
+#ifdef WEFT_HAVE_VALGRIND
+    s->valgrind_id = VALGRIND_STACK_REGISTER(s->lo, (char *)s->lo + s->size);
+#else
+    (void)s;
+#endif
+}
+
+static void deregister_stack(weft__stack *s)
+{
+#ifdef WEFT_HAVE_VALGRIND
+    VALGRIND_STACK_DEREGISTER(s->valgrind_id);
+#else
+    (void)s;
+#endif
+}
+
+static char *map_region(size_t bytes)
+{
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    /* A transparent huge page would commit 2 MiB behind the first touch of a stack. */
+    madvise(m, bytes, MADV_NOHUGEPAGE);
+    return m;
+}
+
+/* Maps a slab and puts all its stacks on the pool's free list. Called with the pool locked. */
+static int add_slab(weft__stack_pool *p)
+{
+    size_t stride = p->size + p->page;
+    unsigned n = p->slab_stacks;
+    weft__stack_slab *slab = malloc(sizeof(*slab) + n * sizeof(weft__stack));
+    if (!slab)
+        return -ENOMEM;
+    slab->bytes = stride * n;
+    slab->base = map_region(slab->bytes);
+    if (!slab->base) {
+        free(slab);
+        return -ENOMEM;
+    }
+    slab->stride = stride;
+    slab->count = n;
+    for (unsigned i = n; i-- > 0;) {
+        weft__stack *s = &slab->stacks[i];
+        memset(s, 0, sizeof(*s));
+        s->lo = slab->base + (size_t)i * stride + p->page;
+        s->size = p->size;
+        s->next = p->free;
+        p->free = s;
+    }
+    slab->next = atomic_load_explicit(&p->slabs, memory_order_relaxed);
+    atomic_store_explicit(&p->slabs, slab, memory_order_release);
+    return 0;
+}
+
+/* Guards are installed when a stack is first handed out, not when its slab is mapped: a program
+ * that needs ten stacks pays for ten guards, not for a slab's worth. */
+static void first_use(weft__stack_pool *p, weft__stack *s)
+{
+    if (!s->guard) {
+        guard_stack(s, (char *)s->lo - p->page, p->page);
+        register_stack(s);
+    }
+}
+
+static weft__stack *get_own_mapping(weft__stack_pool *p, size_t size)
+{
+    size = (size + p->page - 1) & ~(p->page - 1);
+    weft__stack *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    char *m = map_region(size + p->page);
+    if (!m) {
+        free(s);
+        return NULL;
+    }
+    s->lo = m + p->page;
+    s->size = size;
+    s->own_mapping = 1;
+    guard_stack(s, m, p->page);
+    register_stack(s);
+    return s;
+}
+
+weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t size)
+{
+    if (size && size != p->size)
+        return get_own_mapping(p, size);
+    weft__stack *s = c->top;
+    if (s) {
+        c->top = s->next;
+        c->count--;
+        return s;
+    }
+    weft__lock_acquire(&p->lock);
+    if (!p->free && add_slab(p) != 0) {
+        weft__lock_release(&p->lock);
+        return NULL;
+    }
+    s = p->free;
+    p->free = s->next;
+    weft__lock_release(&p->lock);
+    first_use(p, s);
+    return s;
+}
+
+void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
+{
+    s->owner_name = NULL;
+    if (s->own_mapping) {
+        deregister_stack(s);
+        if (s->guard == WEFT__GUARD_MPROTECT)
+            atomic_fetch_add(&mprotect_budget, 1);
+        munmap((char *)s->lo - p->page, s->size + p->page);
+        free(s);
+        return;
+    }
+    if (c && c->count < WEFT__STACK_CACHE_MAX) {
+        s->next = c->top;
+        c->top = s;
+        c->count++;
+        return;
+    }
+    weft__lock_acquire(&p->lock);
+    s->next = p->free;
+    p->free = s;
+    weft__lock_release(&p->lock);
+}
+
+void weft__stack_cache_flush(weft__stack_pool *p, weft__stack_cache *c)
+{
+    while (c->top) {
+        weft__stack *s = c->top;
+        c->top = s->next;
+        c->count--;
+        weft__stack_put(p, NULL, s);
+    }
+}
+
+void weft__stack_pool_destroy(weft__stack_pool *p)
+{
+    weft__stack_slab *slab = atomic_load_explicit(&p->slabs, memory_order_acquire);
+    while (slab) {
+        weft__stack_slab *next = slab->next;
+        for (unsigned i = 0; i < slab->count; i++) {
+            weft__stack *s = &slab->stacks[i];
+            if (s->guard) {
+                deregister_stack(s);
+                if (s->guard == WEFT__GUARD_MPROTECT)
+                    atomic_fetch_add(&mprotect_budget, 1);
+            }
+        }
+        munmap(slab->base, slab->bytes);
+        free(slab);
+        slab = next;
+    }
+    p->slabs = NULL;
+    p->free = NULL;
+}
+
+/* ---- overflow reports ------------------------------------------------------------------- */
+
+static _Thread_local weft__stack_pool *fault_pool;
+static struct sigaction previous_segv, previous_bus;
+static atomic_flag handler_installed = ATOMIC_FLAG_INIT;
+
+static void write_str(const char *s)
+{
+    ssize_t r = write(STDERR_FILENO, s, strlen(s));
+    (void)r;
+}
+
+static void write_num(size_t v)
+{
+    char buf[32];
+    int i = (int)sizeof(buf);
+    buf[--i] = 0;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && i > 0);
+    write_str(&buf[i]);
+}
+
+static void report_overflow(const weft__stack *s)
+{
+    const char *name = s->owner_name;
+    write_str("weft: task '");
+    write_str(name ? name : "?");
+    write_str("' overflowed its stack of ");
+    write_num(s->size / 1024);
+    write_str(" KiB; give it a larger one with weft_spawn_opts.stack_size or "
+              "weft_config.stack_size\n");
+}
+
+void weft__stack_check_canary(const weft__stack *s)
+{
+    if (*(const uint64_t *)s->lo != CANARY) {
+        report_overflow(s);
+        abort();
+    }
+}
+
+static const weft__stack *find_guard_hit(weft__stack_pool *p, uintptr_t addr)
+{
+    for (weft__stack_slab *slab = atomic_load_explicit(&p->slabs, memory_order_acquire); slab;
+         slab = slab->next) {
+        uintptr_t base = (uintptr_t)slab->base;
+        if (addr < base || addr >= base + slab->bytes)
+            continue;
+        size_t i = (addr - base) / slab->stride;
+        const weft__stack *s = &slab->stacks[i];
+        /* Anything from the guard page down to a page below it is an overflow of stack i (a
+         * large frame can jump over the guard into stack i-1's top, which is reported as i). */
+        if (addr < (uintptr_t)s->lo)
+            return s;
+        return NULL;
+    }
+    return NULL;
+}
+
+static void on_fault(int sig, siginfo_t *info, void *uctx)
+{
+    weft__stack_pool *p = fault_pool;
+    if (p) {
+        const weft__stack *s = find_guard_hit(p, (uintptr_t)info->si_addr);
+        if (s) {
+            report_overflow(s);
+            signal(SIGABRT, SIG_DFL);
+            abort();
+        }
+    }
+    /* Not ours: hand the fault to whoever handled it before, or crash as usual. */
+    struct sigaction *prev = sig == SIGSEGV ? &previous_segv : &previous_bus;
+    if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction) {
+        prev->sa_sigaction(sig, info, uctx);
+        return;
+    }
+    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN && prev->sa_handler) {
+        prev->sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void *weft__stack_fault_thread_init(weft__stack_pool *p)
+{
+    fault_pool = p;
+#ifdef WEFT_TSAN
+    /* TSan intercepts signals and runs handlers on its own terms; leave them alone. */
+    return NULL;
+#else
+    if (!atomic_flag_test_and_set(&handler_installed)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_sigaction = on_fault;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &previous_segv);
+        sigaction(SIGBUS, &sa, &previous_bus);
+    }
+    size_t size = 64 * 1024;
+    void *alt = malloc(size);
+    if (!alt)
+        return NULL;
+    stack_t ss = {.ss_sp = alt, .ss_size = size, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0) {
+        free(alt);
+        return NULL;
+    }
+    return alt;
+#endif
+}
+
+void weft__stack_fault_thread_exit(void *altstack)
+{
+    fault_pool = NULL;
+    if (!altstack)
+        return;
+    stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    free(altstack);
+}

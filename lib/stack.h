@@ -1,0 +1,77 @@
+/*
+ * Task stacks: reserved in slabs, committed lazily by the kernel, cached per worker.
+ *
+ * A stack is [guard page][usable pages]; the task starts at the top and grows down. Slabs are
+ * mapped MAP_NORESERVE, so a parked task costs the pages it touched (one, for a task that parks
+ * right away) and no commit charge. Guards, in order of preference:
+ *   - MADV_GUARD_INSTALL (Linux 6.13+): a guard without a VMA of its own, so a million stacks
+ *     stay far below vm.max_map_count (65530 by default);
+ *   - mprotect(PROT_NONE), which splits the mapping (two VMAs per stack), up to a budget;
+ *   - beyond the budget, a canary word at the low end, checked whenever the task switches out.
+ * A fault inside a guard page is reported with the task's name by the SIGSEGV handler
+ * (weft__stack_fault_install), which runs on a per-thread sigaltstack.
+ */
+#ifndef WEFT_STACK_H
+#define WEFT_STACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lock.h"
+
+enum weft__guard { WEFT__GUARD_MADVISE = 1, WEFT__GUARD_MPROTECT = 2, WEFT__GUARD_CANARY = 3 };
+
+typedef struct weft__stack {
+    void *lo;                 /* lowest usable byte */
+    size_t size;              /* usable bytes */
+    struct weft__stack *next; /* cache and free-list link */
+    const char *volatile owner_name; /* the task running on it, for the overflow report */
+    int guard;
+    unsigned valgrind_id;
+    int own_mapping; /* a stack of a non-default size: mapped and unmapped on its own */
+} weft__stack;
+
+typedef struct weft__stack_slab weft__stack_slab;
+
+typedef struct weft__stack_pool {
+    weft__lock lock;
+    size_t size;             /* usable bytes of a default stack */
+    size_t page;
+    weft__stack *free;       /* stacks given back beyond the per-worker caches */
+    weft__stack_slab *_Atomic slabs;
+    unsigned slab_stacks;    /* stacks per new slab */
+} weft__stack_pool;
+
+typedef struct weft__stack_cache {
+    weft__stack *top;
+    unsigned count;
+} weft__stack_cache;
+
+/** Most stacks a worker keeps for reuse; beyond it they go to the pool's shared list. 64 covers
+ *  the stacks a worker needs in a deep fork-join (one per level of spawn depth in flight) while
+ *  bounding what an idle worker holds. */
+#define WEFT__STACK_CACHE_MAX 64
+
+int weft__stack_pool_init(weft__stack_pool *p, size_t size);
+void weft__stack_pool_destroy(weft__stack_pool *p);
+
+/** A stack of the pool's size (size == 0) or of `size` bytes; NULL when memory is exhausted. */
+weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t size);
+void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s);
+void weft__stack_cache_flush(weft__stack_pool *p, weft__stack_cache *c);
+
+/** For WEFT__GUARD_CANARY stacks: aborts with a report if the canary was overwritten. */
+void weft__stack_check_canary(const weft__stack *s);
+
+/** Installs the overflow reporter for the calling worker thread, whose tasks take their stacks
+ *  from `p` (sigaltstack), and, once per process, the SIGSEGV/SIGBUS handler. Returns the alternate stack to free with
+ *  weft__stack_fault_thread_exit. */
+void *weft__stack_fault_thread_init(weft__stack_pool *p);
+void weft__stack_fault_thread_exit(void *altstack);
+
+/** Test hook: the number of stacks that got an mprotect guard before canaries take over. */
+void weft__stack_set_mprotect_budget(long budget);
+/** Test hook: disable MADV_GUARD_INSTALL to exercise the other guard strategies. */
+void weft__stack_disable_madvise_guard(int disable);
+
+#endif

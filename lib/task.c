@@ -1,0 +1,215 @@
+/* Task life cycle: spawn, completion, and the suspension points tasks call. */
+#include "task.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scope.h"
+#include "runtime.h"
+
+#define MIN_STACK (16 * 1024)
+#define MAX_STACK ((size_t)1 << 32)
+
+const char *weft__task_name_of(weft__task *t)
+{
+    if (!t->name[0])
+        snprintf(t->name, sizeof(t->name), "task-%llu", (unsigned long long)t->id);
+    return t->name;
+}
+
+int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts)
+{
+    weft__task *self = weft__task_self();
+    if (!self)
+        return -EPERM;
+    if (!s || !fn || s->rt != self->rt || s->state != WEFT__SCOPE_OPEN)
+        return -EINVAL;
+    if (opts && opts->stack_size && (opts->stack_size < MIN_STACK || opts->stack_size > MAX_STACK))
+        return -EINVAL;
+    int rc = weft__scope_admit(s);
+    if (rc)
+        return rc;
+    weft__task *t = weft__task_alloc(s->rt);
+    if (!t) {
+        weft__scope_unadmit(s);
+        return -ENOMEM;
+    }
+    t->fn = fn;
+    t->arg = arg;
+    t->scope = s;
+    t->cancel_scope = s;
+    t->name[0] = 0;
+    if (opts) {
+        if (opts->name) {
+            strncpy(t->name, opts->name, sizeof(t->name) - 1);
+            t->name[sizeof(t->name) - 1] = 0;
+            t->flags |= WEFT__TASK_NAMED;
+        }
+        t->stack_size = opts->stack_size;
+    }
+    if (s->max_running && weft__scope_start_or_defer(s, t))
+        return 0; /* waits, unstarted and without a stack, for a running sibling to end */
+    rc = weft__sched_spawn(s->rt, t);
+    if (rc) {
+        if (s->max_running) {
+            /* Give the slot back as an ended child would, minus the ending. */
+            weft__lock_acquire(&s->lock);
+            s->running--;
+            weft__lock_release(&s->lock);
+        }
+        weft__task_free(t);
+        weft__scope_unadmit(s);
+        return rc;
+    }
+    return 0;
+}
+
+int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
+{
+    return weft_spawn_ex(s, fn, arg, NULL);
+}
+
+static void free_failure(weft__failure *f)
+{
+    if (!f)
+        return;
+    free(f->message);
+    for (size_t i = 0; i < f->ngroup; i++) {
+        free(f->group[i].message);
+        free(f->group[i].task);
+        free(f->group[i].scope);
+    }
+    free(f->group);
+    free(f);
+}
+
+void weft__task_complete(weft__task *t, int rc)
+{
+    if (t->owned)
+        weft__scope_release_owned(t);
+    weft__scope_child_done(t->scope, t, rc);
+    free_failure(t->failure);
+    t->failure = NULL;
+}
+
+/* ---- suspension points ------------------------------------------------------------------- */
+
+int weft_checkpoint(void)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    return weft__scope_cancel_code(t->cancel_scope);
+}
+
+int weft_yield(void)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    int code = weft__scope_cancel_code(t->cancel_scope);
+    if (code)
+        return code;
+    weft__sched_yield();
+    return 0;
+}
+
+static void sleep_timer_fired(weft__timer *tm)
+{
+    weft__task *t = (weft__task *)((char *)tm - offsetof(weft__task, timer));
+    weft__task_wake(t, WEFT__WOKEN_TIMER);
+}
+
+/* A park that failed before any waker could find the task. */
+static void abandon_park(weft__task *t)
+{
+    if (!weft__task_unprepare_park(t))
+        weft__task_park(t);
+}
+
+int weft_sleep_until(weft_time deadline)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    weft_scope *cs = t->cancel_scope;
+    int code = weft__scope_cancel_code(cs);
+    if (code)
+        return code;
+    if (deadline <= weft_now())
+        return 0;
+    weft__task_prepare_park(t);
+    code = weft__scope_park_register(cs, t);
+    if (code) {
+        abandon_park(t);
+        return code;
+    }
+    int rc = weft__sched_arm_timer(&t->timer, deadline, sleep_timer_fired);
+    if (rc) {
+        weft__scope_park_unregister(cs, t);
+        abandon_park(t);
+        return rc;
+    }
+    uint32_t why = weft__task_park(t);
+    weft__timer_cancel(&t->timer);
+    weft__scope_park_unregister(cs, t);
+    return why == WEFT__WOKEN_CANCEL ? weft__scope_cancel_code(cs) : 0;
+}
+
+int weft_sleep_for(weft_time ns)
+{
+    if (ns < 0)
+        ns = 0;
+    weft_time now = weft_now();
+    return weft_sleep_until(ns > WEFT_NEVER - now ? WEFT_NEVER : now + ns);
+}
+
+/* ---- introspection ------------------------------------------------------------------------ */
+
+const char *weft_task_name(void)
+{
+    weft__task *t = weft__task_self();
+    return t ? weft__task_name_of(t) : "";
+}
+
+uint64_t weft_task_id(void)
+{
+    weft__task *t = weft__task_self();
+    return t ? t->id : 0;
+}
+
+weft_cancel_reason weft_cancel_reason_self(void)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return WEFT_CANCEL_NONE;
+    return weft_scope_cancel_reason(t->cancel_scope);
+}
+
+int weft_fail(int code, const char *fmt, ...)
+{
+    if (code == 0)
+        code = -EINVAL;
+    weft__task *t = weft__task_self();
+    if (!t || !fmt)
+        return code;
+    char buf[WEFT_ERROR_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (!t->failure) {
+        t->failure = calloc(1, sizeof(*t->failure));
+        if (!t->failure)
+            return code;
+    }
+    char *m = strdup(buf);
+    if (m) {
+        free(t->failure->message);
+        t->failure->message = m;
+    }
+    return code;
+}

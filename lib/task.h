@@ -1,0 +1,126 @@
+/*
+ * Tasks: the record of one spawned function, and the park/wake protocol.
+ *
+ * A task gets a stack only when it first runs on its own. A join may instead run an unstarted
+ * child of the scope it joins inline, as a plain call on the joiner's stack: then the child's
+ * `host` is the task that owns that stack, and suspending the child suspends the host's stack.
+ * The scheduler always switches to host->ctx; `current` names the innermost task running there.
+ *
+ * Park/wake protocol (every blocking primitive is built on it):
+ *   1. the task sets wait = WEFT__WAIT_PARKED, then registers where wakers will find it (a
+ *      scope's parked list, a semaphore's queue, a timer), each under that structure's lock;
+ *   2. it calls weft__task_park(), which switches away; the worker that takes over performs the
+ *      "saved" half of a two-party handshake on park_sync;
+ *   3. a waker, holding the lock under which it found the task, CASes wait from PARKED to a
+ *      WOKEN_* reason; only the winner goes on, and performs the other half of the handshake.
+ *   Whoever completes the handshake second makes the task runnable. So a task is never resumed
+ *   before its context is saved, and each park is woken exactly once. A waker always wakes under
+ *   the lock of the registration it found, and the woken task unregisters under the same lock, so
+ *   no stale registration can wake a later park.
+ */
+#ifndef WEFT_TASK_H
+#define WEFT_TASK_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "arch/ctx.h"
+#include "stack.h"
+#include "timer.h"
+#include "weft.h"
+
+enum weft__wait {
+    WEFT__WAIT_NONE = 0,
+    WEFT__WAIT_PARKED = 1,
+    WEFT__WOKEN = 2,        /* the awaited event happened */
+    WEFT__WOKEN_CANCEL = 3, /* the task's scope was cancelled */
+    WEFT__WOKEN_TIMER = 4,  /* its deadline passed */
+};
+
+#define WEFT__TASK_NAME_MAX 32
+
+typedef struct weft__failure weft__failure;
+typedef struct weft__worker weft__worker;
+
+typedef struct weft__task {
+    weft__ctx ctx;                /* saved context; meaningful only in a host */
+    struct weft__task *host;      /* the task owning the stack this one runs on */
+    weft__stack *stack;           /* the host's stack, NULL until it first runs */
+    weft_fn fn;
+    void *arg;
+    weft_runtime *rt;
+    weft_scope *scope;            /* the scope it was spawned into */
+    weft_scope *cancel_scope;     /* innermost open scope of this task (else `scope`) */
+    weft_scope *owned;            /* newest scope it opened and has not released */
+    struct weft__task *next;      /* run-queue, free-list and semaphore-queue link */
+    struct weft__task *prev;      /* semaphore-queue back link */
+    struct weft__task *pnext, *pprev; /* a scope's parked list */
+    _Atomic uint32_t wait;
+    _Atomic uint32_t park_sync;
+    uint32_t flags;
+    int result;                   /* a wait's outcome handed over by the waker */
+    weft__timer timer;
+    uint64_t id;
+    weft__failure *failure;       /* message or group recorded by weft_fail / weft_fail_group */
+    size_t stack_size;            /* 0: the runtime's */
+    void *tsan_fiber;
+    char name[WEFT__TASK_NAME_MAX];
+} weft__task;
+
+enum { WEFT__TASK_NAMED = 1, WEFT__TASK_ROOT = 2 };
+
+/* ---- provided by sched.c --------------------------------------------------------------- */
+
+/** The worker running the caller, or NULL on a foreign thread. Never inlined and opaque to the
+ *  optimizer: a green thread may move to another OS thread between two calls. */
+weft__worker *weft__worker_self(void);
+/** The task running on the caller's worker, or NULL. Same rule as weft__worker_self. */
+weft__task *weft__task_self(void);
+
+/** Step 1 of the protocol: the task will park. */
+static inline void weft__task_prepare_park(weft__task *t)
+{
+    atomic_store_explicit(&t->wait, WEFT__WAIT_PARKED, memory_order_release);
+}
+
+/** Takes back a prepared park that no waker found yet. Returns 1 if taken back; 0 if a waker
+ *  already won, in which case the caller must still call weft__task_park (it returns at once). */
+int weft__task_unprepare_park(weft__task *t);
+
+/** Step 2: switches away until woken; returns the WEFT__WOKEN_* reason. */
+uint32_t weft__task_park(weft__task *t);
+
+/** Step 3: wakes `t` if it is parked. Returns 1 if this call woke it. */
+int weft__task_wake(weft__task *t, uint32_t reason);
+
+/** Makes a task runnable: the caller's worker's ready queue, or the injection queue. */
+void weft__sched_ready(weft_runtime *rt, weft__task *t);
+
+/** Queues a new (unstarted) task on the caller's worker, or the injection queue. 0 or -ENOMEM. */
+int weft__sched_spawn(weft_runtime *rt, weft__task *t);
+
+/** Runs queued work of the caller's worker other than the running task, if any; 1 if it did. */
+int weft__sched_yield(void);
+
+/** Runs `child`, an unstarted task popped by its joiner, as a call on the joiner's stack. */
+void weft__sched_run_inline(weft__task *child);
+
+/** Pops the newest unstarted task of the caller's worker if it belongs to scope `s`. */
+weft__task *weft__sched_take_child(weft_scope *s);
+
+/** Arms the running task's timer on the caller's worker's heap. 0 or -ENOMEM. */
+int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn);
+
+weft__task *weft__task_alloc(weft_runtime *rt);
+void weft__task_free(weft__task *t);
+
+/* ---- provided by task.c ---------------------------------------------------------------- */
+
+/** The task's name; an unnamed task gets "task-<id>" the first time it is asked. */
+const char *weft__task_name_of(weft__task *t);
+
+/** Everything a task does after its function returned: implicit joins, failure recording, the
+ *  scope's bookkeeping. Runs on the task's own (or host's) stack. */
+void weft__task_complete(weft__task *t, int rc);
+
+#endif
