@@ -193,14 +193,21 @@ static void *watchdog_main(void *arg)
         for (unsigned i = 0; i < rt->nworkers; i++) {
             weft__worker *w = &rt->workers[i];
             uint64_t p = atomic_load_explicit(&w->progress, memory_order_acquire);
-            const char *name = atomic_load_explicit(&w->running_name, memory_order_acquire);
-            if (p != w->watch_progress || !name) {
+            weft__task *t = atomic_load_explicit(&w->running, memory_order_acquire);
+            if (p != w->watch_progress || !t) {
                 w->watch_progress = p;
                 w->watch_since = now;
                 w->watch_reported = 0;
                 continue;
             }
             if (!w->watch_reported && now - w->watch_since >= limit) {
+                /* `progress` has not moved, so the task it names is still running there and
+                 * its record is alive. */
+                char name[WEFT__TASK_NAME_MAX + 24];
+                if (t->name[0])
+                    snprintf(name, sizeof(name), "%s", t->name);
+                else
+                    snprintf(name, sizeof(name), "task-%llu", (unsigned long long)t->id);
                 w->watch_reported = 1;
                 fprintf(stderr,
                         "weft: task '%s' has run on worker %u for over %lld ms without reaching a "

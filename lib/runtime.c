@@ -105,10 +105,17 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
         rc = -ENOMEM;
         goto refuse;
     }
+    if (weft__scope_admit(s, NULL, t) != 0) {
+        /* Born cancelled: the runtime began shutting down after the check above. */
+        weft__task_free(t);
+        weft__scope_external_free(s);
+        free(h);
+        rc = -ESHUTDOWN;
+        goto refuse;
+    }
     h->scope = s;
     s->on_done = submission_done;
     s->on_done_arg = h;
-    atomic_fetch_add_explicit(&s->pending, 1, memory_order_relaxed);
     t->fn = fn;
     t->arg = arg;
     t->scope = s;

@@ -47,7 +47,8 @@ struct weft__worker {
     weft__timer_heap timers;
     struct ck_ec32 ec; /* parking: waits while its value is unchanged */
     _Atomic uint64_t progress;    /* switches and inline runs, for the watchdog */
-    const char *_Atomic running_name; /* name buffer of the running task, NULL when none */
+    weft__task *_Atomic running;  /* the running task as of the last `progress` bump */
+    uint64_t next_id, end_id;     /* this worker's block of task ids */
     uint64_t watch_progress;      /* the watchdog's last sample of `progress` */
     weft_time watch_since;        /* when the watchdog first saw that sample */
     int watch_reported;
@@ -74,7 +75,6 @@ struct weft_runtime {
     _Atomic uint64_t idle_mask[4]; /* sleeping workers, one bit each */
     _Atomic unsigned nspinning;
     _Atomic int stopping;
-    _Atomic uint64_t live_tasks; /* for the shutdown invariant: zero when the workers stop */
     weft_scope *root_scope;      /* parent of every submitted task's scope */
     _Atomic uint32_t outstanding; /* submissions not yet ended (a futex word) */
     _Atomic int shutting_down;

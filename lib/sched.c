@@ -137,7 +137,20 @@ const struct ck_ec_mode weft__ec_mode = {.ops = &ec_ops, .single_producer = fals
 
 /* ---- task records --------------------------------------------------------------------- */
 
-static _Atomic uint64_t next_task_id = 1;
+/* Task ids are handed to workers in blocks, so that a spawn costs no shared atomic. */
+static _Atomic uint64_t next_id_block = 1;
+#define ID_BLOCK 4096
+
+static uint64_t new_task_id(weft__worker *w)
+{
+    if (!w)
+        return atomic_fetch_add_explicit(&next_id_block, 1, memory_order_relaxed);
+    if (w->next_id == w->end_id) {
+        w->next_id = atomic_fetch_add_explicit(&next_id_block, ID_BLOCK, memory_order_relaxed);
+        w->end_id = w->next_id + ID_BLOCK;
+    }
+    return w->next_id++;
+}
 
 weft__task *weft__task_alloc(weft_runtime *rt)
 {
@@ -162,11 +175,10 @@ weft__task *weft__task_alloc(weft_runtime *rt)
     t->flags = 0;
     t->timer.heap = NULL;
     atomic_store_explicit(&t->timer.state, WEFT__TIMER_IDLE, memory_order_relaxed);
-    t->id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
+    t->id = new_task_id(w);
     t->failure = NULL;
     t->stack_size = 0;
     t->tsan_fiber = NULL;
-    atomic_fetch_add_explicit(&rt->live_tasks, 1, memory_order_relaxed);
     return t;
 }
 
@@ -181,7 +193,6 @@ void weft__task_free(weft__task *t)
     } else {
         free(t);
     }
-    atomic_fetch_sub_explicit(&rt->live_tasks, 1, memory_order_release);
 }
 
 weft_scope *weft__scope_cache_get(weft__worker *w)
@@ -409,9 +420,7 @@ static int any_work_visible(weft__worker *w)
  * the owner writes it, so a relaxed load and store (no RMW) suffice. */
 static inline void bump_progress(weft__worker *w)
 {
-    weft__task *t = w->current;
-    atomic_store_explicit(&w->running_name, t ? weft__task_name_of(t) : NULL,
-                          memory_order_relaxed);
+    atomic_store_explicit(&w->running, w->current, memory_order_relaxed);
     atomic_store_explicit(&w->progress,
                           atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
                           memory_order_release);

@@ -18,11 +18,32 @@ static weft_scope *scope_alloc(void)
     return s;
 }
 
+/* Every field set here: spawn-heavy programs open a scope per task, so no memset of the whole. */
 static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft__task *owner)
 {
-    memset(s, 0, sizeof(*s));
     weft__lock_init(&s->lock);
-    atomic_init(&s->pending, 1);
+    atomic_init(&s->cancel, 0);
+    atomic_init(&s->cancel_code, 0);
+    s->policy = WEFT_FAIL_FAST;
+    s->shield = 0;
+    s->join_result = 0;
+    s->joiner = NULL;
+    s->first_child = s->next_sibling = s->prev_sibling = NULL;
+    s->prev_owned = s->next_owned = NULL;
+    s->outer_cancel_scope = NULL;
+    s->parked = NULL;
+    s->timer_armed = 0;
+    s->max_running = s->running = 0;
+    s->deferred_head = s->deferred_tail = NULL;
+    s->errors = NULL;
+    s->nerrors = s->cap_errors = 0;
+    s->on_done = NULL;
+    s->on_done_arg = NULL;
+    s->child_status = 0;
+    s->cache_next = NULL;
+    s->name[0] = 0;
+    atomic_init(&s->balance, WEFT__SCOPE_BIAS);
+    s->owner_spawned = 0;
     atomic_init(&s->refs, 1);
     s->state = WEFT__SCOPE_OPEN;
     s->rt = rt;
@@ -253,22 +274,6 @@ weft_scope *weft_current_scope(void)
 
 /* ---- spawning ---------------------------------------------------------------------------- */
 
-int weft__scope_admit(weft_scope *s)
-{
-    int64_t n = atomic_load_explicit(&s->pending, memory_order_relaxed);
-    do {
-        if (n <= 0)
-            return -EINVAL; /* joined: no child may start any more */
-    } while (!atomic_compare_exchange_weak_explicit(&s->pending, &n, n + 1, memory_order_acq_rel,
-                                                    memory_order_relaxed));
-    int code = weft__scope_cancel_code(s);
-    if (code) {
-        weft__scope_unadmit(s);
-        return code;
-    }
-    return 0;
-}
-
 static void last_child_gone(weft_scope *s)
 {
     if (s->joiner)
@@ -277,10 +282,46 @@ static void last_child_gone(weft_scope *s)
         s->on_done(s, s->child_status);
 }
 
-void weft__scope_unadmit(weft_scope *s)
+int weft__scope_admit(weft_scope *s, weft__task *self, weft__task *t)
 {
-    if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1)
+    int code = weft__scope_cancel_code(s);
+    if (code)
+        return code;
+    if (self && s->owner == self) {
+        /* The owner is not in its join (it is here), so the scope is open: no atomic needed. */
+        s->owner_spawned++;
+        t->flags |= WEFT__TASK_OWNER_COUNTED;
+        return 0;
+    }
+    int64_t n = atomic_load_explicit(&s->balance, memory_order_relaxed);
+    do {
+        if (n <= 0)
+            return -EINVAL; /* joined: no child may start any more */
+    } while (!atomic_compare_exchange_weak_explicit(&s->balance, &n, n + 1, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    return 0;
+}
+
+/* One child fewer; the last one wakes whoever waits for the scope to empty. */
+static void count_child_out(weft_scope *s, weft__task *t)
+{
+    if ((t->flags & (WEFT__TASK_OWNER_COUNTED | WEFT__TASK_INLINE)) ==
+        (WEFT__TASK_OWNER_COUNTED | WEFT__TASK_INLINE)) {
+        s->owner_spawned--; /* on the owner's own stack, inside its join */
+        return;
+    }
+    if (atomic_fetch_sub_explicit(&s->balance, 1, memory_order_acq_rel) == 1)
         last_child_gone(s);
+}
+
+void weft__scope_unadmit(weft_scope *s, weft__task *t)
+{
+    if (t->flags & WEFT__TASK_OWNER_COUNTED) {
+        s->owner_spawned--;
+        t->flags &= ~(uint32_t)WEFT__TASK_OWNER_COUNTED;
+        return;
+    }
+    count_child_out(s, t);
 }
 
 int weft__scope_start_or_defer(weft_scope *s, weft__task *t)
@@ -392,8 +433,7 @@ void weft__scope_child_done(weft_scope *s, weft__task *t, int rc)
         s->child_status = rc;
     if (s->max_running)
         pass_slot(s);
-    if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1)
-        last_child_gone(s);
+    count_child_out(s, t);
 }
 
 size_t weft_scope_error_count(const weft_scope *s)
@@ -423,16 +463,20 @@ static void join_one(weft__task *t, weft_scope *s)
 {
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
-    while (atomic_load_explicit(&s->pending, memory_order_acquire) > 1) {
-        weft__task *c = weft__sched_take_child(s);
-        if (!c)
-            break;
+    weft__task *c;
+    while ((c = weft__sched_take_child(s))) {
+        c->flags |= WEFT__TASK_INLINE;
         weft__sched_run_inline(c);
-        t = weft__task_self();
     }
+    int64_t all_done = WEFT__SCOPE_BIAS - s->owner_spawned;
+    if (s->owner_spawned == 0 &&
+        atomic_compare_exchange_strong_explicit(&s->balance, &all_done, 0, memory_order_acq_rel,
+                                                memory_order_relaxed))
+        goto joined; /* every child ended already: no park to prepare */
     s->joiner = t;
     weft__task_prepare_park(t);
-    if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1) {
+    int64_t delta = s->owner_spawned - WEFT__SCOPE_BIAS;
+    if (atomic_fetch_add_explicit(&s->balance, delta, memory_order_acq_rel) + delta == 0) {
         /* No child left: nobody will wake us. */
         if (!weft__task_unprepare_park(t))
             weft__task_park(t);
@@ -440,6 +484,7 @@ static void join_one(weft__task *t, weft_scope *s)
         weft__task_park(t);
     }
     s->joiner = NULL;
+joined:
     if (s->timer_armed) {
         weft__timer_cancel(&s->timer);
         s->timer_armed = 0;
@@ -484,7 +529,11 @@ static void release_one(weft__task *t, weft_scope *s)
         t->owned = s->prev_owned;
     unlink_child(s);
     s->state = WEFT__SCOPE_RELEASED;
-    scope_unref(s);
+    /* Unlinked, so no fan-out can take a new reference: if ours is the only one, no RMW. */
+    if (atomic_load_explicit(&s->refs, memory_order_acquire) == 1)
+        scope_free(s);
+    else
+        scope_unref(s);
 }
 
 int weft_scope_release(weft_scope *s)
@@ -591,7 +640,9 @@ int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **
 
 void weft__scope_external_seal(weft_scope *s)
 {
-    weft__scope_unadmit(s);
+    if (atomic_fetch_sub_explicit(&s->balance, WEFT__SCOPE_BIAS, memory_order_acq_rel) ==
+        WEFT__SCOPE_BIAS)
+        last_child_gone(s);
 }
 
 void weft__scope_external_free(weft_scope *s)

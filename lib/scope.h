@@ -1,11 +1,15 @@
 /*
  * The scope tree.
  *
- * `pending` counts the scope's live children plus one hold for its owner (or for the submitter
- * of an external scope). Children spawn with a CAS that refuses to raise it from zero: zero
- * means joined, and no child may start then. The joiner drops its hold last, after it has
- * registered to be woken; the child that brings the count to zero wakes it and touches the scope
- * no more. So a joined scope is touched by nobody but its owner.
+ * Counting children without shared atomics on the owner's path. `balance` starts at BIAS; a
+ * child spawned by a task other than the owner adds one to it (a CAS that refuses to raise it
+ * from zero or below: zero means joined, and no child may start then); every child that ends
+ * subtracts one, except a child that the owner both spawned and ran inline in its join: those
+ * the owner counts in the plain `owner_spawned`, up and down, on its own thread. The join adds
+ * `owner_spawned - BIAS` in one RMW; the result is then exactly the number of children still
+ * running, and the child that brings it to zero wakes the joiner and touches the scope no more.
+ * BIAS (2^40) is far above any number of children the owner can spawn, so the balance cannot
+ * reach zero before the join.
  *
  * Cancellation is a state, never an event: `cancel` holds the reason, `cancel_code` what
  * suspension points return (-ETIMEDOUT where a deadline caused it, -ECANCELED otherwise). A
@@ -46,7 +50,8 @@ struct weft__failure {
 
 struct weft_scope {
     weft__lock lock;
-    _Atomic int64_t pending;
+    _Atomic int64_t balance;
+    int64_t owner_spawned;   /* owner only, until its join */
     _Atomic int32_t refs;
     _Atomic int cancel;      /* weft_cancel_reason */
     _Atomic int cancel_code; /* 0, -ECANCELED or -ETIMEDOUT */
@@ -106,10 +111,13 @@ void weft__scope_park_unregister(weft_scope *s, weft__task *t);
 /** A child of `s` ended with status rc (recorded as failure when appropriate). */
 void weft__scope_child_done(weft_scope *s, weft__task *t, int rc);
 
-/** Increments pending for a new child, unless the scope is joined. 0, -EINVAL, or the cancel code. */
-int weft__scope_admit(weft_scope *s);
-/** Returns a slot taken by weft__scope_admit for a spawn that then failed. */
-void weft__scope_unadmit(weft_scope *s);
+#define WEFT__SCOPE_BIAS ((int64_t)1 << 40)
+
+/** Counts a new child `t` of `s` spawned by `self`, unless the scope is joined. Returns 0,
+ *  -EINVAL, or the cancel code (then nothing is counted). */
+int weft__scope_admit(weft_scope *s, weft__task *self, weft__task *t);
+/** Takes back what weft__scope_admit counted for `t`, for a spawn that then failed. */
+void weft__scope_unadmit(weft_scope *s, weft__task *t);
 /** Decides if a new child of `s` may start now (max_concurrency); if not, queues it. */
 int weft__scope_start_or_defer(weft_scope *s, weft__task *t);
 

@@ -29,13 +29,13 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
         return -EINVAL;
     if (opts && opts->stack_size && (opts->stack_size < MIN_STACK || opts->stack_size > MAX_STACK))
         return -EINVAL;
-    int rc = weft__scope_admit(s);
-    if (rc)
-        return rc;
     weft__task *t = weft__task_alloc(s->rt);
-    if (!t) {
-        weft__scope_unadmit(s);
+    if (!t)
         return -ENOMEM;
+    int rc = weft__scope_admit(s, self, t);
+    if (rc) {
+        weft__task_free(t);
+        return rc;
     }
     t->fn = fn;
     t->arg = arg;
@@ -60,8 +60,8 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
             s->running--;
             weft__lock_release(&s->lock);
         }
+        weft__scope_unadmit(s, t);
         weft__task_free(t);
-        weft__scope_unadmit(s);
         return rc;
     }
     return 0;

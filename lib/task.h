@@ -67,7 +67,11 @@ typedef struct weft__task {
     char name[WEFT__TASK_NAME_MAX];
 } weft__task;
 
-enum { WEFT__TASK_NAMED = 1, WEFT__TASK_ROOT = 2 };
+enum {
+    WEFT__TASK_NAMED = 1,
+    WEFT__TASK_OWNER_COUNTED = 2, /* spawned by its scope's owner: counted in owner_spawned */
+    WEFT__TASK_INLINE = 4,        /* run by its scope's owner inside the join */
+};
 
 /* ---- provided by sched.c --------------------------------------------------------------- */
 
