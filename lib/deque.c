@@ -119,3 +119,17 @@ void *weft__deque_steal_any(weft__deque *d)
         return WEFT__DEQUE_ABORT;
     return x;
 }
+
+void *weft__deque_steal_owner(weft__deque *d)
+{
+    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    if (t >= b)
+        return WEFT__DEQUE_EMPTY;
+    weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
+    void *x = atomic_load_explicit(&r->slot[t & r->mask], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return WEFT__DEQUE_ABORT;
+    return x;
+}

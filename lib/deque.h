@@ -45,6 +45,11 @@ void *weft__deque_peek_owner(weft__deque *d);
 /** Any thread. The oldest item, WEFT__DEQUE_EMPTY or WEFT__DEQUE_ABORT. */
 void *weft__deque_steal_any(weft__deque *d);
 
+/** Owner only: the oldest item, like a steal, but without the fence a thief needs (the owner
+ *  knows `bottom`, since only it writes it). Thieves may still race for the item: the CAS on
+ *  `top` settles that. NULL when empty; WEFT__DEQUE_ABORT when a thief won. */
+void *weft__deque_steal_owner(weft__deque *d);
+
 /** Any thread: a racy estimate of the number of items (exact for the owner when no thief runs). */
 static inline int64_t weft__deque_size_estimate(weft__deque *d)
 {

@@ -320,7 +320,7 @@ int weft__sched_spawn(weft_runtime *rt, weft__task *t)
 static weft__task *steal_own(weft__deque *q)
 {
     for (;;) {
-        void *x = weft__deque_steal_any(q);
+        void *x = weft__deque_steal_owner(q);
         if (x != WEFT__DEQUE_ABORT)
             return x;
     }
