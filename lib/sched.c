@@ -472,6 +472,19 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
 }
 
 static void after_switch(void);
+static int prepare_to_run(weft__worker *w, weft__task *t);
+
+/* The next local task, ready to be switched to (given a stack if it had none). A task that
+ * cannot get a stack now goes to the injection queue for later; then NULL: the scheduler. */
+static weft__task *pick_runnable(weft__worker *w)
+{
+    weft__task *next = pick_local(w);
+    if (next && prepare_to_run(w, next) != 0) {
+        weft__sched_inject(w->rt, next);
+        next = NULL;
+    }
+    return next;
+}
 
 static void task_entry(void *arg)
 {
@@ -484,7 +497,7 @@ static void task_entry(void *arg)
     weft__task_complete(t, rc);
     /* Gone for good: pick a successor and let it recycle this stack. */
     weft__worker *w = weft__worker_self();
-    weft__task *next = pick_local(w);
+    weft__task *next = pick_runnable(w);
     w->after = WEFT__AFTER_FINISH;
     w->after_task = t;
     switch_to(w, next, 1);
@@ -540,14 +553,9 @@ static void after_switch(void)
     w->after_task = NULL;
 }
 
-/* Switches from the running task to `next` (which may lack a stack yet). If no stack can be had
- * for it, `next` goes to the injection queue for later and the worker's scheduler takes over. */
+/* Switches from the running task to `next` (from pick_runnable: NULL means the scheduler). */
 static void switch_from_task(weft__worker *w, weft__task *next)
 {
-    if (next && prepare_to_run(w, next) != 0) {
-        weft__sched_inject(w->rt, next);
-        next = NULL;
-    }
     switch_to(w, next, 0);
     after_switch();
 }
@@ -572,7 +580,7 @@ uint32_t weft__task_park(weft__task *t)
     } else {
         w->after = WEFT__AFTER_PARK;
         w->after_task = t;
-        switch_from_task(w, pick_local(w));
+        switch_from_task(w, pick_runnable(w));
         atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
     }
     uint32_t reason = atomic_load_explicit(&t->wait, memory_order_acquire);
@@ -596,7 +604,7 @@ int weft__task_wake(weft__task *t, uint32_t reason)
 int weft__sched_yield(void)
 {
     weft__worker *w = weft__worker_self();
-    weft__task *next = pick_local(w);
+    weft__task *next = pick_runnable(w);
     if (!next)
         return 0;
     weft__task *self = w->current;

@@ -10,10 +10,9 @@ void weft__ctx_make(weft__ctx *ctx, void *lo, size_t size, weft__ctx_entry entry
 {
     uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
 #if defined(__x86_64__)
-    /* After `ret` pops the trampoline's address, rsp must be 16-byte aligned so that the
-     * trampoline's `call` leaves the entry function with the ABI's rsp % 16 == 8. */
+    /* After `ret` pops the trampoline's address, rsp must be 16-byte aligned (it is `top`) so
+     * that the trampoline's `call` enters the entry function with the ABI's rsp % 16 == 8. */
     uint64_t *sp = (uint64_t *)top;
-    *--sp = 0;                           /* padding: keeps the alignment above */
     *--sp = (uint64_t)(uintptr_t)weft__ctx_trampoline;
     *--sp = 0;                           /* rbp */
     *--sp = 0;                           /* rbx */
