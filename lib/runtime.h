@@ -75,6 +75,9 @@ struct weft_runtime {
     _Atomic uint64_t idle_mask[4]; /* sleeping workers, one bit each */
     _Atomic unsigned nspinning;
     _Atomic int stopping;
+    weft__lock chunk_lock;
+    struct task_chunk *chunks;   /* every task record's memory, freed with the runtime */
+    weft__task *spare_tasks;     /* records freed or carved off a foreign thread */
     weft_scope *root_scope;      /* parent of every submitted task's scope */
     _Atomic uint32_t outstanding; /* submissions not yet ended (a futex word) */
     _Atomic int shutting_down;
