@@ -4,12 +4,6 @@
 #include <errno.h>
 #include <stdlib.h>
 
-struct weft__deque_ring {
-    int64_t mask;
-    weft__deque_ring *older;
-    _Atomic(void *) slot[];
-};
-
 static weft__deque_ring *ring_new(int64_t capacity)
 {
     weft__deque_ring *r = malloc(sizeof(*r) + (size_t)capacity * sizeof(r->slot[0]));
@@ -41,7 +35,7 @@ void weft__deque_destroy(weft__deque *d)
     }
 }
 
-static weft__deque_ring *grow(weft__deque *d, weft__deque_ring *old, int64_t t, int64_t b)
+weft__deque_ring *weft__deque_grow(weft__deque *d, weft__deque_ring *old, int64_t t, int64_t b)
 {
     weft__deque_ring *r = ring_new((old->mask + 1) * 2);
     if (!r)
@@ -54,55 +48,6 @@ static weft__deque_ring *grow(weft__deque *d, weft__deque_ring *old, int64_t t, 
     d->retired = old;
     atomic_store_explicit(&d->ring, r, memory_order_release);
     return r;
-}
-
-int weft__deque_push_owner(weft__deque *d, void *item)
-{
-    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
-    weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
-    if (__builtin_expect(b - t > r->mask, 0)) {
-        r = grow(d, r, t, b);
-        if (!r)
-            return -ENOMEM;
-    }
-    atomic_store_explicit(&r->slot[b & r->mask], item, memory_order_relaxed);
-    /* A release store rather than the paper's release fence plus relaxed store: the same
-     * instruction on x86 and AArch64 (stlr), and ThreadSanitizer understands it. */
-    atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
-    return 0;
-}
-
-void *weft__deque_pop_owner(weft__deque *d)
-{
-    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
-    weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
-    atomic_store_explicit(&d->bottom, b, memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst);
-    int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
-    if (t > b) {
-        atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
-        return NULL;
-    }
-    void *x = atomic_load_explicit(&r->slot[b & r->mask], memory_order_relaxed);
-    if (t == b) {
-        /* The last item: race the thieves for it on top. */
-        if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
-                                                     memory_order_relaxed))
-            x = NULL;
-        atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
-    }
-    return x;
-}
-
-void *weft__deque_peek_owner(weft__deque *d)
-{
-    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
-    if (b <= t)
-        return NULL;
-    weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
-    return atomic_load_explicit(&r->slot[(b - 1) & r->mask], memory_order_relaxed);
 }
 
 void *weft__deque_steal_any(weft__deque *d)
@@ -120,16 +65,3 @@ void *weft__deque_steal_any(weft__deque *d)
     return x;
 }
 
-void *weft__deque_steal_owner(weft__deque *d)
-{
-    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
-    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    if (t >= b)
-        return WEFT__DEQUE_EMPTY;
-    weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
-    void *x = atomic_load_explicit(&r->slot[t & r->mask], memory_order_relaxed);
-    if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
-                                                 memory_order_relaxed))
-        return WEFT__DEQUE_ABORT;
-    return x;
-}

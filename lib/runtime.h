@@ -81,6 +81,7 @@ struct weft_runtime {
     weft_scope *root_scope;      /* parent of every submitted task's scope */
     _Atomic uint32_t outstanding; /* submissions not yet ended (a futex word) */
     _Atomic int shutting_down;
+    _Atomic uint64_t cancel_epoch; /* bumped by every cancel (see scope.h) */
     weft__blocking_pool *blocking;
     pthread_t watchdog;
     int watchdog_running;

@@ -100,6 +100,11 @@ __attribute__((noinline)) weft__worker *weft__worker_self(void)
     return w;
 }
 
+weft__task *weft__worker_current(weft__worker *w)
+{
+    return w ? w->current : NULL;
+}
+
 __attribute__((noinline)) weft__task *weft__task_self(void)
 {
     weft__worker *w = tls_worker;
@@ -188,7 +193,11 @@ static weft__task *new_chunk(weft_runtime *rt, weft__task **list, unsigned *coun
 
 weft__task *weft__task_alloc(weft_runtime *rt)
 {
-    weft__worker *w = weft__worker_self();
+    return weft__task_alloc_on(weft__worker_self(), rt);
+}
+
+weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
+{
     weft__task *t;
     if (w && w->rt == rt) {
         t = w->task_cache;
@@ -238,8 +247,12 @@ weft__task *weft__task_alloc(weft_runtime *rt)
 
 void weft__task_free(weft__task *t)
 {
+    weft__task_free_on(weft__worker_self(), t);
+}
+
+void weft__task_free_on(weft__worker *w, weft__task *t)
+{
     weft_runtime *rt = t->rt;
-    weft__worker *w = weft__worker_self();
     if (w && w->rt == rt) {
         t->next = w->task_cache;
         w->task_cache = t;
@@ -363,7 +376,11 @@ void weft__sched_ready(weft_runtime *rt, weft__task *t)
 
 int weft__sched_spawn(weft_runtime *rt, weft__task *t)
 {
-    weft__worker *w = weft__worker_self();
+    return weft__sched_spawn_on(weft__worker_self(), rt, t);
+}
+
+int weft__sched_spawn_on(weft__worker *w, weft_runtime *rt, weft__task *t)
+{
     if (w && w->rt == rt) {
         if (weft__deque_push_owner(&w->spawnq, t) != 0)
             return -ENOMEM;
@@ -571,6 +588,11 @@ static int prepare_to_run(weft__worker *w, weft__task *t)
         return -ENOMEM;
     t->host = t;
     t->stack = s;
+#ifdef WEFT_ASAN
+    /* The last task on this stack ended inside switch_to, whose frame never returned: clear the
+     * poison its locals left behind. */
+    ASAN_UNPOISON_MEMORY_REGION(s->lo, s->size);
+#endif
     weft__ctx_make(&t->ctx, s->lo, s->size, task_entry, t);
 #ifdef WEFT_TSAN
     t->tsan_fiber = __tsan_create_fiber(0);
@@ -671,9 +693,8 @@ int weft__sched_yield(void)
     return 1;
 }
 
-weft__task *weft__sched_take_child(weft_scope *s)
+weft__task *weft__sched_take_child(weft__worker *w, weft_scope *s)
 {
-    weft__worker *w = weft__worker_self();
     weft__task *t = weft__deque_peek_owner(&w->spawnq);
     if (!t || t->scope != s)
         return NULL;
@@ -682,9 +703,8 @@ weft__task *weft__sched_take_child(weft_scope *s)
     return weft__deque_pop_owner(&w->spawnq);
 }
 
-void weft__sched_run_inline(weft__task *child)
+weft__worker *weft__sched_run_inline(weft__worker *w, weft__task *child)
 {
-    weft__worker *w = weft__worker_self();
     weft__task *parent = w->current;
     child->host = parent->host;
     child->stack = parent->stack;
@@ -696,7 +716,8 @@ void weft__sched_run_inline(weft__task *child)
     w = weft__worker_self();
     w->current = parent;
     bump_progress(w);
-    weft__task_free(child);
+    weft__task_free_on(w, child);
+    return w;
 }
 
 int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn)

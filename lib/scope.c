@@ -9,9 +9,8 @@
 
 /* ---- records ------------------------------------------------------------------------------ */
 
-static weft_scope *scope_alloc(void)
+static weft_scope *scope_alloc(weft__worker *w)
 {
-    weft__worker *w = weft__worker_self();
     weft_scope *s = w ? weft__scope_cache_get(w) : NULL;
     if (!s)
         s = malloc(sizeof(*s));
@@ -24,6 +23,9 @@ static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft
     weft__lock_init(&s->lock);
     atomic_init(&s->cancel, 0);
     atomic_init(&s->cancel_code, 0);
+    atomic_init(&s->linked, 0);
+    s->epoch = &rt->cancel_epoch;
+    atomic_init(&s->cancel_cache, 0);
     s->policy = WEFT_FAIL_FAST;
     s->shield = 0;
     s->join_result = 0;
@@ -85,7 +87,7 @@ static void link_child(weft_scope *parent, weft_scope *s)
 static void unlink_child(weft_scope *s)
 {
     weft_scope *parent = s->parent;
-    if (!parent)
+    if (!parent || !atomic_load_explicit(&s->linked, memory_order_relaxed))
         return;
     weft__lock_acquire(&parent->lock);
     if (s->prev_sibling)
@@ -134,6 +136,85 @@ void weft__scope_cancel(weft_scope *s, int reason, int code)
         todo = cancel_one(c, WEFT_CANCEL_PARENT, code, todo);
         scope_unref(c);
     }
+    /* After the states: a check that sees the new epoch sees them (unlinked scopes pull). */
+    atomic_fetch_add_explicit(s->epoch, 1, memory_order_seq_cst);
+}
+
+int weft__scope_cancel_code_slow(weft_scope *s)
+{
+    uint64_t epoch = atomic_load_explicit(s->epoch, memory_order_acquire);
+    int code = 0;
+    for (weft_scope *x = s;; x = x->parent) {
+        int c = atomic_load_explicit(&x->cancel_code, memory_order_acquire);
+        if (c) {
+            code = c;
+            break;
+        }
+        if (x->shield || !x->parent || atomic_load_explicit(&x->linked, memory_order_acquire))
+            break;
+        if (x != s) {
+            uint64_t cache = atomic_load_explicit(&x->cancel_cache, memory_order_relaxed);
+            if ((cache >> 2) == epoch) {
+                code = weft__cancel_decode(cache & 3);
+                break;
+            }
+        }
+    }
+    atomic_store_explicit(&s->cancel_cache, epoch << 2 | weft__cancel_encode(code),
+                          memory_order_relaxed);
+    return code;
+}
+
+/* Links `c` into its linked parent, taking over the parent's state: a fan-out that passed the
+ * parent before could not see `c`. */
+static void link_into_parent(weft_scope *c)
+{
+    weft_scope *p = c->parent;
+    weft__lock_acquire(&p->lock);
+    weft__lock_acquire(&c->lock);
+    if (!atomic_load_explicit(&c->linked, memory_order_relaxed)) {
+        link_child(p, c);
+        int pc = atomic_load_explicit(&p->cancel_code, memory_order_relaxed);
+        if (pc && !c->shield && !atomic_load_explicit(&c->cancel_code, memory_order_relaxed)) {
+            atomic_store_explicit(&c->cancel_code, pc, memory_order_release);
+            atomic_store_explicit(&c->cancel, WEFT_CANCEL_PARENT, memory_order_release);
+        }
+        atomic_store_explicit(&c->linked, 1, memory_order_release);
+    }
+    weft__lock_release(&c->lock);
+    weft__lock_release(&p->lock);
+}
+
+/* Links `s` and its unlinked ancestors, top-down, so that every cancel above reaches `s`. */
+static int ensure_linked(weft_scope *s)
+{
+    if (atomic_load_explicit(&s->linked, memory_order_acquire) || !s->parent)
+        return 0;
+    size_t n = 0, cap = 16;
+    weft_scope *local[16];
+    weft_scope **chain = local;
+    for (weft_scope *x = s; x->parent && !atomic_load_explicit(&x->linked, memory_order_acquire);
+         x = x->parent) {
+        if (n == cap) {
+            weft_scope **bigger = malloc(2 * cap * sizeof(*bigger));
+            if (!bigger) {
+                if (chain != local)
+                    free(chain);
+                return -ENOMEM;
+            }
+            memcpy(bigger, chain, n * sizeof(*bigger));
+            if (chain != local)
+                free(chain);
+            chain = bigger;
+            cap *= 2;
+        }
+        chain[n++] = x;
+    }
+    while (n > 0)
+        link_into_parent(chain[--n]);
+    if (chain != local)
+        free(chain);
+    return 0;
 }
 
 static void deadline_fired(weft__timer *tm)
@@ -154,12 +235,18 @@ weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s)
 {
     if (!s)
         return WEFT_CANCEL_NONE;
-    return (weft_cancel_reason)atomic_load_explicit(&((weft_scope *)s)->cancel,
-                                                    memory_order_acquire);
+    weft_scope *m = (weft_scope *)s;
+    int r = atomic_load_explicit(&m->cancel, memory_order_acquire);
+    if (r)
+        return (weft_cancel_reason)r;
+    return weft__scope_cancel_code(m) ? WEFT_CANCEL_PARENT : WEFT_CANCEL_NONE;
 }
 
 int weft__scope_park_register(weft_scope *s, weft__task *t)
 {
+    int rc = ensure_linked(s);
+    if (rc)
+        return rc;
     weft__lock_acquire(&s->lock);
     int code = atomic_load_explicit(&s->cancel_code, memory_order_relaxed);
     if (code) {
@@ -196,7 +283,8 @@ static weft_time earlier(weft_time a, weft_time b)
 
 int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
 {
-    weft__task *t = weft__task_self();
+    weft__worker *w = weft__worker_self();
+    weft__task *t = weft__worker_current(w);
     if (!t)
         return -EPERM;
     if (!out)
@@ -218,7 +306,7 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
         own = earlier(own, o.timeout_ns > WEFT_NEVER - now ? WEFT_NEVER : now + o.timeout_ns);
     }
 
-    weft_scope *s = scope_alloc();
+    weft_scope *s = scope_alloc(w);
     if (!s)
         return -ENOMEM;
     scope_init(s, t->rt, parent, t);
@@ -231,15 +319,11 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
     }
     s->deadline = s->shield ? own : earlier(own, parent->deadline);
 
-    weft__lock_acquire(&parent->lock);
-    int pcode = atomic_load_explicit(&parent->cancel_code, memory_order_relaxed);
-    if (pcode && !s->shield) {
-        /* Cancelled since we looked: born cancelled, like every scope under it. */
-        atomic_store_explicit(&s->cancel_code, pcode, memory_order_relaxed);
-        atomic_store_explicit(&s->cancel, WEFT_CANCEL_PARENT, memory_order_relaxed);
-    }
-    link_child(parent, s);
-    weft__lock_release(&parent->lock);
+    /* Not linked into the parent yet (see scope.h): it inherits the state by pulling. */
+    atomic_store_explicit(&s->cancel_cache,
+                          atomic_load_explicit(s->epoch, memory_order_acquire) << 2 |
+                              weft__cancel_encode(s->shield ? 0 : code),
+                          memory_order_relaxed);
 
     s->prev_owned = t->owned;
     s->next_owned = NULL;
@@ -464,9 +548,10 @@ static void join_one(weft__task *t, weft_scope *s)
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
     weft__task *c;
-    while ((c = weft__sched_take_child(s))) {
+    weft__worker *w = weft__worker_self();
+    while ((c = weft__sched_take_child(w, s))) {
         c->flags |= WEFT__TASK_INLINE;
-        weft__sched_run_inline(c);
+        w = weft__sched_run_inline(w, c);
     }
     int64_t all_done = WEFT__SCOPE_BIAS - s->owner_spawned;
     if (s->owner_spawned == 0 &&
@@ -632,7 +717,10 @@ int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **
             atomic_store_explicit(&s->cancel, WEFT_CANCEL_PARENT, memory_order_relaxed);
         }
         link_child(parent, s);
+        atomic_store_explicit(&s->linked, 1, memory_order_relaxed);
         weft__lock_release(&parent->lock);
+    } else {
+        atomic_store_explicit(&s->linked, 1, memory_order_relaxed);
     }
     *out = s;
     return 0;

@@ -12,10 +12,20 @@
  * reach zero before the join.
  *
  * Cancellation is a state, never an event: `cancel` holds the reason, `cancel_code` what
- * suspension points return (-ETIMEDOUT where a deadline caused it, -ECANCELED otherwise). A
- * cancel fans out over the children list to every descendant that is not shielded, each under
- * its own lock, and wakes the tasks on each `parked` list. A scope opened or a task parking
- * under a cancelled scope sees the state under the same lock, so no cancel is ever missed.
+ * suspension points return (-ETIMEDOUT where a deadline caused it, -ECANCELED otherwise).
+ *
+ * Scopes link into their parent's children list lazily. Most scopes (a fork-join program opens
+ * one per task) never hold a task in a cancellable wait, and linking costs a lock of the parent
+ * on open and on release. So the state of a scope is found two ways:
+ *   - pushed: a cancel fans out over the children lists, setting `cancel_code` of every linked,
+ *     unshielded descendant under its lock and waking the tasks on its `parked` list;
+ *   - pulled: an unlinked scope asks its ancestors, up to the first that is linked (its own
+ *     state is then authoritative), shielded or cancelled. The answer is cached in the scope
+ *     with the runtime's cancel epoch, which every cancel bumps after setting the states; with
+ *     no cancel in between, a check is two loads.
+ * A scope is linked (with its unlinked ancestors, top-down, copying the parent's state under
+ * the parent's lock) before a task parks in it cancellably, so a fan-out can always reach the
+ * tasks it must wake. A linked scope's parent is always linked.
  *
  * Lifetime: `refs` holds one reference for the owner and one for each fan-out visiting the
  * scope; the record goes back to a cache when the last is dropped.
@@ -23,6 +33,7 @@
 #ifndef WEFT_SCOPE_H
 #define WEFT_SCOPE_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -53,8 +64,11 @@ struct weft_scope {
     _Atomic int64_t balance;
     int64_t owner_spawned;   /* owner only, until its join */
     _Atomic int32_t refs;
-    _Atomic int cancel;      /* weft_cancel_reason */
-    _Atomic int cancel_code; /* 0, -ECANCELED or -ETIMEDOUT */
+    _Atomic int cancel;      /* weft_cancel_reason, set on this scope */
+    _Atomic int cancel_code; /* 0, -ECANCELED or -ETIMEDOUT, set on this scope */
+    _Atomic int linked;      /* in the parent's children list */
+    _Atomic uint64_t cancel_cache; /* epoch << 2 | pulled code (see weft__scope_cancel_code) */
+    _Atomic uint64_t *epoch;       /* the runtime's cancel epoch */
     int state;
     int policy;
     int shield;
@@ -85,10 +99,29 @@ struct weft_scope {
     char name[32];
 };
 
-/** The code suspension points in `s` return: 0 when not cancelled. */
-static inline int weft__scope_cancel_code(const weft_scope *s)
+static inline int weft__cancel_decode(uint64_t kind)
 {
-    return atomic_load_explicit(&((weft_scope *)s)->cancel_code, memory_order_acquire);
+    return kind == 0 ? 0 : kind == 1 ? -ECANCELED : -ETIMEDOUT;
+}
+
+static inline uint64_t weft__cancel_encode(int code)
+{
+    return code == 0 ? 0 : code == -ECANCELED ? 1 : 2;
+}
+
+int weft__scope_cancel_code_slow(weft_scope *s);
+
+/** The code suspension points under `s` return: 0 when neither `s` nor an ancestor (up to a
+ *  shield) is cancelled. */
+static inline int weft__scope_cancel_code(weft_scope *s)
+{
+    int c = atomic_load_explicit(&s->cancel_code, memory_order_acquire);
+    if (c)
+        return c;
+    uint64_t cache = atomic_load_explicit(&s->cancel_cache, memory_order_relaxed);
+    if ((cache >> 2) == atomic_load_explicit(s->epoch, memory_order_acquire))
+        return weft__cancel_decode(cache & 3);
+    return weft__scope_cancel_code_slow(s);
 }
 
 /** Opens a scope not owned by a task (the runtime's root, submitted work). */

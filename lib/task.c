@@ -22,19 +22,20 @@ const char *weft__task_name_of(weft__task *t)
 
 int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts)
 {
-    weft__task *self = weft__task_self();
+    weft__worker *w = weft__worker_self();
+    weft__task *self = weft__worker_current(w);
     if (!self)
         return -EPERM;
     if (!s || !fn || s->rt != self->rt || s->state != WEFT__SCOPE_OPEN)
         return -EINVAL;
     if (opts && opts->stack_size && (opts->stack_size < MIN_STACK || opts->stack_size > MAX_STACK))
         return -EINVAL;
-    weft__task *t = weft__task_alloc(s->rt);
+    weft__task *t = weft__task_alloc_on(w, s->rt);
     if (!t)
         return -ENOMEM;
     int rc = weft__scope_admit(s, self, t);
     if (rc) {
-        weft__task_free(t);
+        weft__task_free_on(w, t);
         return rc;
     }
     t->fn = fn;
@@ -52,7 +53,7 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
     }
     if (s->max_running && weft__scope_start_or_defer(s, t))
         return 0; /* waits, unstarted and without a stack, for a running sibling to end */
-    rc = weft__sched_spawn(s->rt, t);
+    rc = weft__sched_spawn_on(w, s->rt, t);
     if (rc) {
         if (s->max_running) {
             /* Give the slot back as an ended child would, minus the ending. */

@@ -106,11 +106,19 @@ int weft__sched_spawn(weft_runtime *rt, weft__task *t);
 /** Runs queued work of the caller's worker other than the running task, if any; 1 if it did. */
 int weft__sched_yield(void);
 
-/** Runs `child`, an unstarted task popped by its joiner, as a call on the joiner's stack. */
-void weft__sched_run_inline(weft__task *child);
+/** Runs `child`, an unstarted task popped by its joiner, as a call on the joiner's stack.
+ *  Returns the worker the joiner runs on afterwards (the child may have parked and moved). */
+weft__worker *weft__sched_run_inline(weft__worker *w, weft__task *child);
 
-/** Pops the newest unstarted task of the caller's worker if it belongs to scope `s`. */
-weft__task *weft__sched_take_child(weft_scope *s);
+/** Pops the newest unstarted task of worker `w` (the caller's) if it belongs to scope `s`. */
+weft__task *weft__sched_take_child(weft__worker *w, weft_scope *s);
+
+/* The _on variants take the caller's worker (or NULL), already looked up in the same call. */
+int weft__sched_spawn_on(weft__worker *w, weft_runtime *rt, weft__task *t);
+weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt);
+void weft__task_free_on(weft__worker *w, weft__task *t);
+/** The task running on `w`, NULL for none. */
+weft__task *weft__worker_current(weft__worker *w);
 
 /** Arms the running task's timer on the caller's worker's heap. 0 or -ENOMEM. */
 int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn);
