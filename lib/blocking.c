@@ -197,10 +197,10 @@ static void *watchdog_main(void *arg)
             if (p != w->watch_progress || !t) {
                 w->watch_progress = p;
                 w->watch_since = now;
-                w->watch_reported = 0;
                 continue;
             }
-            if (!w->watch_reported && now - w->watch_since >= limit) {
+            /* Once per task: a task that is reported, then yields, then hogs again is known. */
+            if (w->watch_reported_id != t->id && now - w->watch_since >= limit) {
                 /* `progress` has not moved, so the task it names is still running there and
                  * its record is alive. */
                 char name[WEFT__TASK_NAME_MAX + 24];
@@ -208,7 +208,7 @@ static void *watchdog_main(void *arg)
                     snprintf(name, sizeof(name), "%s", t->name);
                 else
                     snprintf(name, sizeof(name), "task-%llu", (unsigned long long)t->id);
-                w->watch_reported = 1;
+                w->watch_reported_id = t->id;
                 fprintf(stderr,
                         "weft: task '%s' has run on worker %u for over %lld ms without reaching a "
                         "suspension point; move blocking calls into weft_blocking() and add "

@@ -51,7 +51,7 @@ struct weft__worker {
     uint64_t next_id, end_id;     /* this worker's block of task ids */
     uint64_t watch_progress;      /* the watchdog's last sample of `progress` */
     weft_time watch_since;        /* when the watchdog first saw that sample */
-    int watch_reported;
+    uint64_t watch_reported_id;   /* the task last reported on this worker */
     pthread_t thread;
     void *altstack;
     void *thread_stack_lo; /* for the sanitizers' fiber switches */

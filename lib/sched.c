@@ -684,8 +684,10 @@ int weft__sched_yield(void)
 {
     weft__worker *w = weft__worker_self();
     weft__task *next = pick_runnable(w);
-    if (!next)
+    if (!next) {
+        bump_progress(w); /* a suspension point reached: alive, even with nothing to switch to */
         return 0;
+    }
     weft__task *self = w->current;
     w->after = WEFT__AFTER_READY;
     w->after_task = self;
@@ -718,6 +720,11 @@ weft__worker *weft__sched_run_inline(weft__worker *w, weft__task *child)
     bump_progress(w);
     weft__task_free_on(w, child);
     return w;
+}
+
+void weft__sched_note_progress(void)
+{
+    bump_progress(weft__worker_self());
 }
 
 int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn)

@@ -329,10 +329,6 @@ static void on_fault(int sig, siginfo_t *info, void *uctx)
 void *weft__stack_fault_thread_init(weft__stack_pool *p)
 {
     fault_pool = p;
-#ifdef WEFT_TSAN
-    /* TSan intercepts signals and runs handlers on its own terms; leave them alone. */
-    return NULL;
-#else
     if (!atomic_flag_test_and_set(&handler_installed)) {
         struct sigaction sa;
         memset(&sa, 0, sizeof(sa));
@@ -352,7 +348,6 @@ void *weft__stack_fault_thread_init(weft__stack_pool *p)
         return NULL;
     }
     return alt;
-#endif
 }
 
 void weft__stack_fault_thread_exit(void *altstack)

@@ -103,6 +103,7 @@ int weft_checkpoint(void)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
+    weft__sched_note_progress();
     return weft__scope_cancel_code(t->cancel_scope);
 }
 

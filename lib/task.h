@@ -120,6 +120,9 @@ void weft__task_free_on(weft__worker *w, weft__task *t);
 /** The task running on `w`, NULL for none. */
 weft__task *weft__worker_current(weft__worker *w);
 
+/** Tells the watchdog that the running task reached a cancellation check. */
+void weft__sched_note_progress(void);
+
 /** Arms the running task's timer on the caller's worker's heap. 0 or -ENOMEM. */
 int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn);
 

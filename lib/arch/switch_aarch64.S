@@ -7,6 +7,7 @@
  */
     .text
     .globl weft__ctx_switch
+    .hidden weft__ctx_switch
     .type weft__ctx_switch, %function
     .p2align 4
 weft__ctx_switch:
@@ -44,6 +45,7 @@ weft__ctx_switch:
     .size weft__ctx_switch, .-weft__ctx_switch
 
     .globl weft__ctx_trampoline
+    .hidden weft__ctx_trampoline
     .type weft__ctx_trampoline, %function
     .p2align 4
 weft__ctx_trampoline:
