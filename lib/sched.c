@@ -525,7 +525,7 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
     w->current = to;
     bump_progress(w);
     if (to)
-        to->host->stack->owner_name = to->name;
+        weft__stack_set_owner(to->host->stack, to->name, to->id);
     void *lo;
     size_t size;
     stack_bounds(w, to, &lo, &size);
@@ -695,10 +695,18 @@ int weft__sched_yield(void)
     return 1;
 }
 
+/* Stack an inline child may count on below the joiner's frame. A deep chain of joins that each
+ * run a child inline nests on one stack; past this the child gets a stack of its own instead. */
+#define INLINE_MIN_ROOM (64 * 1024)
+
 weft__task *weft__sched_take_child(weft__worker *w, weft_scope *s)
 {
     weft__task *t = weft__deque_peek_owner(&w->spawnq);
-    if (!t || t->scope != s)
+    if (!t || t->scope != s || t->stack_size)
+        return NULL; /* not ours, or it asked for a stack of its own size */
+    weft__stack *st = w->current->host->stack;
+    size_t room = (size_t)((char *)__builtin_frame_address(0) - (char *)st->lo);
+    if (room < INLINE_MIN_ROOM || room < st->size / 4)
         return NULL;
     /* Only this thread pops the bottom, so what pop returns is what peek saw, unless a thief
      * took it in the meantime. */
@@ -711,12 +719,14 @@ weft__worker *weft__sched_run_inline(weft__worker *w, weft__task *child)
     child->host = parent->host;
     child->stack = parent->stack;
     w->current = child;
+    weft__stack_set_owner(child->stack, child->name, child->id);
     bump_progress(w);
     int rc = child->fn(child->arg);
     weft__task_complete(child, rc);
     /* The child may have parked and moved to another worker: look the worker up again. */
     w = weft__worker_self();
     w->current = parent;
+    weft__stack_set_owner(parent->host->stack, parent->name, parent->id);
     bump_progress(w);
     weft__task_free_on(w, child);
     return w;

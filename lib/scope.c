@@ -101,6 +101,13 @@ static void unlink_child(weft_scope *s)
 
 /* ---- cancellation -------------------------------------------------------------------------- */
 
+/* What a scope reports when an ancestor's cancel reached it: an ancestor's deadline is this
+ * scope's effective deadline too, so it is a deadline here as well. */
+static int inherited_reason(int code)
+{
+    return code == -ETIMEDOUT ? WEFT_CANCEL_DEADLINE : WEFT_CANCEL_PARENT;
+}
+
 /* Sets the cancel state of one scope and wakes its parked tasks. Returns the unshielded children
  * to visit next, each with a reference taken, chained through cache_next (free while in use). */
 static weft_scope *cancel_one(weft_scope *s, int reason, int code, weft_scope *todo)
@@ -133,7 +140,7 @@ void weft__scope_cancel(weft_scope *s, int reason, int code)
     while (todo) {
         weft_scope *c = todo;
         todo = c->cache_next;
-        todo = cancel_one(c, WEFT_CANCEL_PARENT, code, todo);
+        todo = cancel_one(c, inherited_reason(code), code, todo);
         scope_unref(c);
     }
     /* After the states: a check that sees the new epoch sees them (unlinked scopes pull). */
@@ -177,7 +184,7 @@ static void link_into_parent(weft_scope *c)
         int pc = atomic_load_explicit(&p->cancel_code, memory_order_relaxed);
         if (pc && !c->shield && !atomic_load_explicit(&c->cancel_code, memory_order_relaxed)) {
             atomic_store_explicit(&c->cancel_code, pc, memory_order_release);
-            atomic_store_explicit(&c->cancel, WEFT_CANCEL_PARENT, memory_order_release);
+            atomic_store_explicit(&c->cancel, inherited_reason(pc), memory_order_release);
         }
         atomic_store_explicit(&c->linked, 1, memory_order_release);
     }
@@ -239,7 +246,8 @@ weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s)
     int r = atomic_load_explicit(&m->cancel, memory_order_acquire);
     if (r)
         return (weft_cancel_reason)r;
-    return weft__scope_cancel_code(m) ? WEFT_CANCEL_PARENT : WEFT_CANCEL_NONE;
+    int code = weft__scope_cancel_code(m);
+    return code ? (weft_cancel_reason)inherited_reason(code) : WEFT_CANCEL_NONE;
 }
 
 int weft__scope_park_register(weft_scope *s, weft__task *t)
@@ -714,7 +722,7 @@ int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **
         int pcode = atomic_load_explicit(&parent->cancel_code, memory_order_relaxed);
         if (pcode) {
             atomic_store_explicit(&s->cancel_code, pcode, memory_order_relaxed);
-            atomic_store_explicit(&s->cancel, WEFT_CANCEL_PARENT, memory_order_relaxed);
+            atomic_store_explicit(&s->cancel, inherited_reason(pcode), memory_order_relaxed);
         }
         link_child(parent, s);
         atomic_store_explicit(&s->linked, 1, memory_order_relaxed);

@@ -268,7 +268,12 @@ static void report_overflow(const weft__stack *s)
 {
     const char *name = s->owner_name;
     write_str("weft: task '");
-    write_str(name ? name : "?");
+    if (name && name[0]) {
+        write_str(name);
+    } else {
+        write_str("task-");
+        write_num(s->owner_id);
+    }
     write_str("' overflowed its stack of ");
     write_num(s->size / 1024);
     write_str(" KiB; give it a larger one with weft_spawn_opts.stack_size or "

@@ -26,6 +26,7 @@ typedef struct weft__stack {
     size_t size;              /* usable bytes */
     struct weft__stack *next; /* cache and free-list link */
     const char *volatile owner_name; /* the task running on it, for the overflow report */
+    volatile uint64_t owner_id;
     int guard;
     unsigned valgrind_id;
     int own_mapping; /* a stack of a non-default size: mapped and unmapped on its own */
@@ -59,6 +60,13 @@ void weft__stack_pool_destroy(weft__stack_pool *p);
 weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t size);
 void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s);
 void weft__stack_cache_flush(weft__stack_pool *p, weft__stack_cache *c);
+
+/** Records which task runs on `s` now, for the overflow report. */
+static inline void weft__stack_set_owner(weft__stack *s, const char *name, uint64_t id)
+{
+    s->owner_name = name;
+    s->owner_id = id;
+}
 
 /** For WEFT__GUARD_CANARY stacks: aborts with a report if the canary was overwritten. */
 void weft__stack_check_canary(const weft__stack *s);
