@@ -1,0 +1,664 @@
+/*
+ * Blocking code and foreign threads: weft_blocking and its pool, cancellation of a blocking call,
+ * long-lived runtimes fed by weft_submit from plain threads, handles (wait with a deadline,
+ * cancel), shutdown with work pending, and the calls that are refused from inside a task.
+ *
+ * Foreign threads wait for events by polling atomics with sched_yield(), never by sleeping; a
+ * blocking function that must wait for an event does so on a condition variable, with a generous
+ * bound so that a broken runtime fails the test instead of hanging it.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "weft.h"
+
+/* ---- checks made off the test's thread (see test_cancel.c) --------------------------------- */
+
+static atomic_int check_failures;
+static char check_first[512];
+
+static void check_fail(const char *file, int line, const char *fmt, ...)
+{
+    if (atomic_fetch_add(&check_failures, 1) != 0)
+        return;
+    int n = snprintf(check_first, sizeof(check_first), "%s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(check_first + n, sizeof(check_first) - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+#define CHECK(c)                                                                                  \
+    do {                                                                                          \
+        if (!(c))                                                                                 \
+            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                      \
+    } while (0)
+#define CHECK_EQ(a, b)                                                                            \
+    do {                                                                                          \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
+        if (a_ != b_)                                                                             \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
+    } while (0)
+#define REQUIRE_EQ(a, b)                                                                          \
+    do {                                                                                          \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
+        if (a_ != b_) {                                                                           \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
+            return -1;                                                                            \
+        }                                                                                         \
+    } while (0)
+#define ASSERT_CHECKS()                                                                           \
+    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",               \
+                 atomic_load(&check_failures), check_first)
+
+static int run_on(unsigned workers, weft_fn root, void *arg)
+{
+    weft_config cfg = {.workers = workers};
+    return weft_run(&cfg, root, arg);
+}
+
+static int yield_until(atomic_int *v, int target)
+{
+    while (atomic_load(v) < target) {
+        int rc = weft_yield();
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* On a plain thread: waits for *v >= target without sleeping. */
+static void spin_until(atomic_int *v, int target)
+{
+    while (atomic_load(v) < target)
+        sched_yield();
+}
+
+#define HOUR (3600 * WEFT_SEC)
+/* The bound on waits that only a broken runtime would reach. */
+#define SAFETY (60 * WEFT_SEC)
+
+/* ---- weft_blocking returns fn's result ---------------------------------------------------- */
+
+typedef struct result_case {
+    int in_fn_worker_index;
+    int in_fn_checkpoint;
+    int in_fn_cancelled;
+    int rc, result;
+    int rc_null_result;
+    int rc_negative, negative_result;
+    int rc_null_fn;
+    atomic_int calls;
+} result_case;
+
+static int answer_fn(void *p)
+{
+    result_case *c = p;
+    atomic_fetch_add(&c->calls, 1);
+    c->in_fn_worker_index = weft_worker_index();
+    c->in_fn_checkpoint = weft_checkpoint();
+    c->in_fn_cancelled = weft_blocking_cancelled();
+    return 42;
+}
+
+static int failing_fn(void *p)
+{
+    atomic_fetch_add(&((result_case *)p)->calls, 1);
+    return -EIO;
+}
+
+static int result_root(void *p)
+{
+    result_case *c = p;
+    c->result = -1;
+    c->rc = weft_blocking(answer_fn, c, &c->result);
+    c->rc_null_result = weft_blocking(answer_fn, c, NULL);
+    c->rc_negative = weft_blocking(failing_fn, c, &c->negative_result);
+    c->rc_null_fn = weft_blocking(NULL, c, NULL);
+    return 0;
+}
+
+Test(blocking, returns_the_function_result, .timeout = 60)
+{
+    static result_case c;
+    cr_assert_eq(run_on(2, result_root, &c), 0);
+    cr_assert_eq(c.rc, 0);
+    cr_assert_eq(c.result, 42);
+    cr_assert_eq(c.rc_null_result, 0);
+    cr_assert_eq(c.rc_negative, 0, "fn's own failure is its result, not weft_blocking's");
+    cr_assert_eq(c.negative_result, -EIO);
+    cr_assert_eq(c.rc_null_fn, -EINVAL);
+    cr_assert_eq(atomic_load(&c.calls), 3);
+    cr_assert_eq(c.in_fn_worker_index, -1, "fn ran on a worker");
+    cr_assert_eq(c.in_fn_checkpoint, -EPERM, "fn ran as a task");
+    cr_assert_eq(c.in_fn_cancelled, 0);
+}
+
+Test(blocking, outside_a_task_is_eperm)
+{
+    int res = 5;
+    cr_assert_eq(weft_blocking(failing_fn, NULL, &res), -EPERM);
+    cr_assert_eq(res, 5);
+    cr_assert_eq(weft_blocking_cancelled(), 0);
+}
+
+/* ---- the pool keeps the workers free -------------------------------------------------------- */
+
+#define NBLOCKING 100
+#define NCOUNTERS 10000
+
+typedef struct pool_case {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int released;
+    atomic_int entered;
+    atomic_int counted;
+    atomic_int blocking_done;
+    int rc[NBLOCKING];
+    int seen[NBLOCKING]; /* `counted` when the blocking call was let go, or -1 on timeout */
+} pool_case;
+
+static pool_case pool;
+
+static int wait_for_counters(void *p)
+{
+    (void)p;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += SAFETY / WEFT_SEC;
+    pthread_mutex_lock(&pool.mu);
+    int rc = 0;
+    while (!pool.released && rc == 0)
+        rc = pthread_cond_timedwait(&pool.cv, &pool.mu, &until);
+    int ok = pool.released;
+    pthread_mutex_unlock(&pool.mu);
+    return ok ? atomic_load(&pool.counted) : -1;
+}
+
+static int blocking_task(void *p)
+{
+    int i = (int)(intptr_t)p;
+    atomic_fetch_add(&pool.entered, 1); /* no suspension point before the call parks */
+    pool.rc[i] = weft_blocking(wait_for_counters, NULL, &pool.seen[i]);
+    atomic_fetch_add(&pool.blocking_done, 1);
+    return 0;
+}
+
+static int counter_task(void *p)
+{
+    (void)p;
+    if (atomic_fetch_add(&pool.counted, 1) + 1 == NCOUNTERS) {
+        pthread_mutex_lock(&pool.mu);
+        pool.released = 1;
+        pthread_cond_broadcast(&pool.cv);
+        pthread_mutex_unlock(&pool.mu);
+    }
+    return 0;
+}
+
+static int pool_root(void *p)
+{
+    (void)p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    for (int i = 0; i < NBLOCKING; i++)
+        CHECK_EQ(weft_spawn(s, blocking_task, (void *)(intptr_t)i), 0);
+    /* One worker: every blocking task has handed its call to the pool and parked. */
+    CHECK_EQ(yield_until(&pool.entered, NBLOCKING), 0);
+    CHECK_EQ(atomic_load(&pool.blocking_done), 0);
+    for (int i = 0; i < NCOUNTERS; i++)
+        CHECK_EQ(weft_spawn(s, counter_task, NULL), 0);
+    CHECK_EQ(weft_scope_join(s), 0);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return 0;
+}
+
+Test(blocking, pool_keeps_the_only_worker_free, .timeout = 120)
+{
+    pthread_mutex_init(&pool.mu, NULL);
+    pthread_cond_init(&pool.cv, NULL);
+    cr_assert_eq(run_on(1, pool_root, NULL), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(atomic_load(&pool.counted), NCOUNTERS);
+    cr_assert_eq(atomic_load(&pool.blocking_done), NBLOCKING);
+    for (int i = 0; i < NBLOCKING; i++) {
+        cr_assert_eq(pool.rc[i], 0, "blocking call %d: %d", i, pool.rc[i]);
+        cr_assert_eq(pool.seen[i], NCOUNTERS,
+                     "blocking call %d was let go after %d counters (-1: never)", i, pool.seen[i]);
+    }
+    pthread_cond_destroy(&pool.cv);
+    pthread_mutex_destroy(&pool.mu);
+}
+
+/* ---- cancel during a blocking call ---------------------------------------------------------- */
+
+typedef struct bcancel_case {
+    atomic_int started;
+    atomic_int fn_returned;
+    int observed_cancel;
+    int rc, result;
+    int fn_returned_before;
+    int join;
+    int timeout; /* 1: a deadline, not an explicit cancel */
+    atomic_int calls_after;
+} bcancel_case;
+
+static int poll_until_cancelled(void *p)
+{
+    bcancel_case *c = p;
+    atomic_store(&c->started, 1);
+    weft_time give_up = weft_now() + SAFETY;
+    while (!weft_blocking_cancelled() && weft_now() < give_up)
+        sched_yield();
+    c->observed_cancel = weft_blocking_cancelled();
+    atomic_store(&c->fn_returned, 1);
+    return 7;
+}
+
+static int count_call(void *p)
+{
+    atomic_fetch_add((atomic_int *)p, 1);
+    return 0;
+}
+
+static int bcancel_task(void *p)
+{
+    bcancel_case *c = p;
+    c->result = -1;
+    c->rc = weft_blocking(poll_until_cancelled, c, &c->result);
+    c->fn_returned_before = atomic_load(&c->fn_returned);
+    /* Level-triggered: the next call does not even start. */
+    int again = weft_blocking(count_call, &c->calls_after, NULL);
+    CHECK_EQ(again, c->rc);
+    return c->rc;
+}
+
+static int bcancel_root(void *p)
+{
+    bcancel_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.timeout_ns = c->timeout ? 20 * WEFT_MSEC : 0};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    int sp = weft_spawn(s, bcancel_task, c);
+    if (sp != 0) {
+        CHECK(c->timeout && sp == -ETIMEDOUT); /* only a very slow machine gets here */
+        CHECK_EQ(weft_scope_release(s), 0);
+        return 0;
+    }
+    if (!c->timeout) {
+        spin_until(&c->started, 1); /* the pool thread is in fn */
+        CHECK_EQ(weft_scope_cancel(s), 0);
+    }
+    c->join = weft_scope_join(s);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return 0;
+}
+
+static void check_bcancel(int timeout)
+{
+    static bcancel_case c;
+    memset(&c, 0, sizeof(c));
+    c.timeout = timeout;
+    cr_assert_eq(run_on(2, bcancel_root, &c), 0);
+    ASSERT_CHECKS();
+    if (timeout && !atomic_load(&c.started))
+        cr_skip_test("the deadline passed before the blocking call could start");
+    int code = timeout ? -ETIMEDOUT : -ECANCELED;
+    cr_assert_eq(c.rc, code, "weft_blocking returned %d", c.rc);
+    cr_assert_eq(c.fn_returned_before, 1, "weft_blocking returned before fn did");
+    cr_assert_eq(c.result, 7, "fn's result is still stored");
+    cr_assert_eq(c.observed_cancel, 1, "weft_blocking_cancelled() never said 1 inside fn");
+    cr_assert_eq(atomic_load(&c.calls_after), 0);
+    cr_assert_eq(c.join, code);
+}
+
+Test(blocking, cancel_during_call_waits_for_it, .timeout = 120)
+{
+    check_bcancel(0);
+}
+
+Test(blocking, deadline_during_call_waits_for_it, .timeout = 120)
+{
+    check_bcancel(1);
+}
+
+/* ---- weft_submit from eight threads ---------------------------------------------------------- */
+
+#define NSUBMITTERS 8
+#define PER_SUBMITTER 200
+
+typedef struct job {
+    int value;
+    atomic_int runs;
+} job;
+
+static job jobs[NSUBMITTERS][PER_SUBMITTER];
+
+static int child_noop(void *p)
+{
+    (void)p;
+    return weft_yield();
+}
+
+/* Returns a value the submitter can check; the odd ones also spawn and yield. */
+static int job_fn(void *p)
+{
+    job *j = p;
+    atomic_fetch_add(&j->runs, 1);
+    if (j->value % 2) {
+        weft_scope *s;
+        if (weft_scope_open(&s, NULL) == 0) {
+            weft_spawn(s, child_noop, NULL);
+            weft_scope_join(s);
+            weft_scope_release(s);
+        }
+        weft_yield();
+    }
+    return j->value % 5 ? -(j->value % 97) : 0;
+}
+
+typedef struct submitter {
+    weft_runtime *rt;
+    atomic_int *go;
+    int index;
+    int bad_submit, bad_wait, bad_status;
+} submitter;
+
+static void *submitter_main(void *p)
+{
+    submitter *s = p;
+    weft_handle *h[PER_SUBMITTER];
+    spin_until(s->go, 1);
+    for (int i = 0; i < PER_SUBMITTER; i++) {
+        job *j = &jobs[s->index][i];
+        j->value = s->index * PER_SUBMITTER + i;
+        h[i] = NULL;
+        if (weft_submit(s->rt, job_fn, j, &h[i]) != 0)
+            s->bad_submit++;
+    }
+    for (int i = 0; i < PER_SUBMITTER; i++) {
+        if (!h[i])
+            continue;
+        int st = 12345;
+        if (weft_handle_wait(h[i], WEFT_NEVER, &st) != 0)
+            s->bad_wait++;
+        int v = jobs[s->index][i].value;
+        if (st != (v % 5 ? -(v % 97) : 0))
+            s->bad_status++;
+        weft_handle_release(h[i]);
+    }
+    return NULL;
+}
+
+Test(blocking, submit_from_eight_threads, .timeout = 120)
+{
+    weft_runtime *rt;
+    weft_config cfg = {.workers = 4};
+    cr_assert_eq(weft_runtime_start(&rt, &cfg), 0);
+    static submitter subs[NSUBMITTERS];
+    static atomic_int go;
+    pthread_t th[NSUBMITTERS];
+    for (int i = 0; i < NSUBMITTERS; i++) {
+        subs[i] = (submitter){.rt = rt, .go = &go, .index = i};
+        cr_assert_eq(pthread_create(&th[i], NULL, submitter_main, &subs[i]), 0);
+    }
+    atomic_store(&go, 1); /* all at once */
+    for (int i = 0; i < NSUBMITTERS; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(weft_runtime_shutdown(rt), 0);
+    for (int i = 0; i < NSUBMITTERS; i++) {
+        cr_assert_eq(subs[i].bad_submit, 0, "submitter %d", i);
+        cr_assert_eq(subs[i].bad_wait, 0, "submitter %d", i);
+        cr_assert_eq(subs[i].bad_status, 0, "submitter %d", i);
+        for (int k = 0; k < PER_SUBMITTER; k++)
+            cr_assert_eq(atomic_load(&jobs[i][k].runs), 1, "job %d/%d ran %d times", i, k,
+                         atomic_load(&jobs[i][k].runs));
+    }
+}
+
+/* ---- handle: wait with a deadline, cancel ---------------------------------------------------- */
+
+typedef struct sleepy {
+    atomic_int started;
+    int rc;
+    weft_cancel_reason reason;
+} sleepy;
+
+static int sleepy_fn(void *p)
+{
+    sleepy *s = p;
+    atomic_fetch_add(&s->started, 1);
+    s->rc = weft_sleep_for(HOUR);
+    s->reason = weft_cancel_reason_self();
+    return s->rc;
+}
+
+Test(blocking, handle_wait_deadline_then_cancel, .timeout = 60)
+{
+    weft_runtime *rt;
+    weft_config cfg = {.workers = 2};
+    cr_assert_eq(weft_runtime_start(&rt, &cfg), 0);
+    static sleepy s;
+    weft_handle *h;
+    cr_assert_eq(weft_submit(rt, sleepy_fn, &s, &h), 0);
+    spin_until(&s.started, 1);
+    int st = 12345;
+    weft_time deadline = weft_now() + 20 * WEFT_MSEC;
+    cr_assert_eq(weft_handle_wait(h, deadline, &st), -ETIMEDOUT);
+    cr_assert_geq(weft_now(), deadline, "the wait gave up before its deadline");
+    cr_assert_eq(st, 12345, "status written on a timed-out wait");
+    cr_assert_eq(weft_handle_wait(h, 1, &st), -ETIMEDOUT, "a deadline long past");
+    cr_assert_eq(weft_handle_cancel(h), 0);
+    cr_assert_eq(weft_handle_wait(h, WEFT_NEVER, &st), 0);
+    cr_assert_eq(st, -ECANCELED);
+    cr_assert_eq(s.rc, -ECANCELED);
+    cr_assert_eq(s.reason, WEFT_CANCEL_EXPLICIT);
+    /* Ended: waiting again answers at once, cancelling again is harmless. */
+    cr_assert_eq(weft_handle_wait(h, 1, &st), 0);
+    cr_assert_eq(st, -ECANCELED);
+    cr_assert_eq(weft_handle_cancel(h), 0);
+    cr_assert_eq(weft_handle_release(h), 0);
+    cr_assert_eq(weft_runtime_shutdown(rt), 0);
+}
+
+Test(blocking, foreign_api_bad_arguments)
+{
+    int st;
+    weft_handle *h;
+    cr_assert_eq(weft_submit(NULL, sleepy_fn, NULL, &h), -EINVAL);
+    cr_assert_eq(weft_handle_wait(NULL, WEFT_NEVER, &st), -EINVAL);
+    cr_assert_eq(weft_handle_cancel(NULL), -EINVAL);
+    cr_assert_eq(weft_handle_release(NULL), -EINVAL);
+    cr_assert_eq(weft_runtime_shutdown(NULL), -EINVAL);
+    cr_assert_eq(weft_runtime_start(NULL, NULL), -EINVAL);
+    weft_runtime *rt;
+    cr_assert_eq(weft_runtime_start(&rt, NULL), 0);
+    cr_assert_eq(weft_submit(rt, NULL, NULL, &h), -EINVAL);
+    cr_assert_eq(weft_submit(rt, sleepy_fn, NULL, NULL), -EINVAL);
+    cr_assert_eq(weft_runtime_shutdown(rt), 0);
+}
+
+/* ---- refused from inside a task -------------------------------------------------------------- */
+
+typedef struct inside_case {
+    weft_handle *other; /* a handle of another runtime */
+    weft_runtime *other_rt;
+    int wait_rc, run_rc, start_rc, shutdown_other_rc;
+    int status_untouched;
+} inside_case;
+
+static int trivial(void *p)
+{
+    (void)p;
+    return 0;
+}
+
+static int inside_root(void *p)
+{
+    inside_case *c = p;
+    int st = 777;
+    c->wait_rc = weft_handle_wait(c->other, WEFT_NEVER, &st);
+    c->status_untouched = st == 777;
+    c->run_rc = weft_run(NULL, trivial, NULL);
+    weft_runtime *rt = NULL;
+    c->start_rc = weft_runtime_start(&rt, NULL);
+    return 0;
+}
+
+/* A task of a runtime may not shut down its own runtime. */
+static int shutdown_own(void *p)
+{
+    inside_case *c = p;
+    c->shutdown_other_rc = weft_runtime_shutdown(c->other_rt);
+    return 0;
+}
+
+Test(blocking, calls_refused_inside_a_task_are_edeadlk, .timeout = 60)
+{
+    static inside_case c;
+    cr_assert_eq(weft_runtime_start(&c.other_rt, NULL), 0);
+    cr_assert_eq(weft_submit(c.other_rt, trivial, NULL, &c.other), 0);
+    cr_assert_eq(run_on(1, inside_root, &c), 0);
+    cr_assert_eq(c.wait_rc, -EDEADLK);
+    cr_assert(c.status_untouched);
+    cr_assert_eq(c.run_rc, -EDEADLK);
+    cr_assert_eq(c.start_rc, -EDEADLK);
+
+    weft_handle *h;
+    cr_assert_eq(weft_submit(c.other_rt, shutdown_own, &c, &h), 0);
+    int st = 1;
+    cr_assert_eq(weft_handle_wait(h, WEFT_NEVER, &st), 0);
+    cr_assert_eq(st, 0);
+    cr_assert_eq(c.shutdown_other_rc, -EDEADLK);
+    cr_assert_eq(weft_handle_release(h), 0);
+
+    cr_assert_eq(weft_handle_wait(c.other, WEFT_NEVER, &st), 0);
+    cr_assert_eq(st, 0);
+    cr_assert_eq(weft_handle_release(c.other), 0);
+    cr_assert_eq(weft_runtime_shutdown(c.other_rt), 0);
+}
+
+/* ---- shutdown with work pending ------------------------------------------------------------ */
+
+#define NPENDING 20
+
+Test(blocking, shutdown_cancels_pending_sleepers, .timeout = 60)
+{
+    weft_runtime *rt;
+    weft_config cfg = {.workers = 2};
+    cr_assert_eq(weft_runtime_start(&rt, &cfg), 0);
+    static sleepy s[NPENDING];
+    weft_handle *h[NPENDING];
+    for (int i = 0; i < NPENDING; i++) {
+        s[i].rc = 1;
+        cr_assert_eq(weft_submit(rt, sleepy_fn, &s[i], &h[i]), 0);
+    }
+    for (int i = 0; i < NPENDING; i++)
+        spin_until(&s[i].started, 1);
+    cr_assert_eq(weft_runtime_shutdown(rt), 0);
+    for (int i = 0; i < NPENDING; i++) {
+        cr_assert_eq(s[i].rc, -ECANCELED, "sleeper %d: %d", i, s[i].rc);
+        cr_assert_neq(s[i].reason, WEFT_CANCEL_NONE);
+        /* Handles outlive the runtime until released. */
+        int st = 1;
+        cr_assert_eq(weft_handle_wait(h[i], WEFT_NEVER, &st), 0);
+        cr_assert_eq(st, -ECANCELED);
+        cr_assert_eq(weft_handle_release(h[i]), 0);
+    }
+}
+
+/* A submit made while shutdown is under way (the runtime is held open by a task that waits for the
+ * submit to have happened) is refused with -ESHUTDOWN. */
+typedef struct late_case {
+    weft_runtime *rt;
+    atomic_int gate_started, shutdown_seen, submit_tried;
+    atomic_int late_ran;
+    int gate_sleep;
+    int late_rc;
+} late_case;
+
+static int late_fn(void *p)
+{
+    atomic_fetch_add(&((late_case *)p)->late_ran, 1);
+    return 0;
+}
+
+static int gate_fn(void *p)
+{
+    late_case *c = p;
+    atomic_store(&c->gate_started, 1);
+    c->gate_sleep = weft_sleep_for(HOUR); /* ends when shutdown cancels everything */
+    atomic_store(&c->shutdown_seen, 1);
+    /* Holds the runtime open (shutdown waits for this task) until the late submit is done. */
+    while (!atomic_load(&c->submit_tried))
+        sched_yield();
+    return 0;
+}
+
+static void *late_submitter(void *p)
+{
+    late_case *c = p;
+    spin_until(&c->shutdown_seen, 1);
+    weft_handle *h = NULL;
+    c->late_rc = weft_submit(c->rt, late_fn, c, &h);
+    if (c->late_rc == 0)
+        weft_handle_release(h);
+    atomic_store(&c->submit_tried, 1);
+    return NULL;
+}
+
+Test(blocking, submit_during_shutdown_is_eshutdown, .timeout = 60)
+{
+    static late_case c;
+    weft_config cfg = {.workers = 2, .watchdog_ns = -1};
+    cr_assert_eq(weft_runtime_start(&c.rt, &cfg), 0);
+    weft_handle *gate;
+    cr_assert_eq(weft_submit(c.rt, gate_fn, &c, &gate), 0);
+    spin_until(&c.gate_started, 1);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, late_submitter, &c), 0);
+    cr_assert_eq(weft_runtime_shutdown(c.rt), 0);
+    pthread_join(th, NULL);
+    cr_assert_eq(c.gate_sleep, -ECANCELED);
+    cr_assert_eq(c.late_rc, -ESHUTDOWN);
+    cr_assert_eq(atomic_load(&c.late_ran), 0);
+    int st = 1;
+    cr_assert_eq(weft_handle_wait(gate, WEFT_NEVER, &st), 0);
+    cr_assert_eq(st, 0);
+    cr_assert_eq(weft_handle_release(gate), 0);
+}
+
+/* ---- independent runtimes -------------------------------------------------------------------- */
+
+Test(blocking, runtimes_are_independent, .timeout = 60)
+{
+    weft_runtime *a, *b;
+    weft_config cfg = {.workers = 2};
+    cr_assert_eq(weft_runtime_start(&a, &cfg), 0);
+    cr_assert_eq(weft_runtime_start(&b, &cfg), 0);
+    static sleepy sa;
+    weft_handle *ha, *hb;
+    cr_assert_eq(weft_submit(a, sleepy_fn, &sa, &ha), 0);
+    spin_until(&sa.started, 1);
+    cr_assert_eq(weft_submit(b, trivial, NULL, &hb), 0);
+    int st = 1;
+    cr_assert_eq(weft_handle_wait(hb, WEFT_NEVER, &st), 0);
+    cr_assert_eq(st, 0);
+    cr_assert_eq(weft_handle_release(hb), 0);
+    cr_assert_eq(weft_runtime_shutdown(b), 0);
+    /* A's task never noticed B's shutdown. */
+    cr_assert_eq(weft_handle_wait(ha, weft_now() + 5 * WEFT_MSEC, &st), -ETIMEDOUT);
+    cr_assert_eq(weft_run(&cfg, trivial, NULL), 0, "a third runtime meanwhile");
+    cr_assert_eq(weft_runtime_shutdown(a), 0);
+    cr_assert_eq(weft_handle_wait(ha, WEFT_NEVER, &st), 0);
+    cr_assert_eq(st, -ECANCELED);
+    cr_assert_eq(weft_handle_release(ha), 0);
+}

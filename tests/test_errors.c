@@ -1,0 +1,809 @@
+/*
+ * Error groups: what weft_fail records, fail-fast and collect policies, the except*-style split by
+ * code, groups handed up with their origins, message truncation, and max_concurrency.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "weft.h"
+
+/* ---- checks made off the test's thread (see test_cancel.c) --------------------------------- */
+
+static atomic_int check_failures;
+static char check_first[512];
+
+static void check_fail(const char *file, int line, const char *fmt, ...)
+{
+    if (atomic_fetch_add(&check_failures, 1) != 0)
+        return;
+    int n = snprintf(check_first, sizeof(check_first), "%s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(check_first + n, sizeof(check_first) - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+#define CHECK(c)                                                                                  \
+    do {                                                                                          \
+        if (!(c))                                                                                 \
+            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                      \
+    } while (0)
+#define CHECK_EQ(a, b)                                                                            \
+    do {                                                                                          \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
+        if (a_ != b_)                                                                             \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
+    } while (0)
+#define REQUIRE_EQ(a, b)                                                                          \
+    do {                                                                                          \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
+        if (a_ != b_) {                                                                           \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
+            return -1;                                                                            \
+        }                                                                                         \
+    } while (0)
+#define ASSERT_CHECKS()                                                                           \
+    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",               \
+                 atomic_load(&check_failures), check_first)
+
+static int run_on(unsigned workers, weft_fn root, void *arg)
+{
+    weft_config cfg = {.workers = workers};
+    return weft_run(&cfg, root, arg);
+}
+
+static int yield_until(atomic_int *v, int target)
+{
+    while (atomic_load(v) < target) {
+        int rc = weft_yield();
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+#define HOUR (3600 * WEFT_SEC)
+
+/* A copy of an error record that outlives its scope. */
+typedef struct err_copy {
+    int code;
+    char message[WEFT_ERROR_MESSAGE_MAX + 8];
+    char task[64];
+    char scope[64];
+    uint64_t task_id;
+    size_t message_len;
+} err_copy;
+
+#define MAXERR 16
+
+typedef struct group_copy {
+    int join;
+    size_t count;
+    err_copy e[MAXERR];
+    int past_end_is_null;
+    weft_cancel_reason reason;
+} group_copy;
+
+/* Joins `s` and copies its result and error group into `g` (then releases `s`). */
+static void join_and_copy(weft_scope *s, group_copy *g)
+{
+    g->join = weft_scope_join(s);
+    g->count = weft_scope_error_count(s);
+    g->reason = weft_scope_cancel_reason(s);
+    for (size_t i = 0; i < g->count && i < MAXERR; i++) {
+        const weft_error *e = weft_scope_error(s, i);
+        if (!e) {
+            CHECK(e != NULL);
+            continue;
+        }
+        g->e[i].code = e->code;
+        CHECK(e->message && e->task && e->scope);
+        g->e[i].message_len = strlen(e->message);
+        snprintf(g->e[i].message, sizeof(g->e[i].message), "%s", e->message);
+        snprintf(g->e[i].task, sizeof(g->e[i].task), "%s", e->task);
+        snprintf(g->e[i].scope, sizeof(g->e[i].scope), "%s", e->scope);
+        g->e[i].task_id = e->task_id;
+    }
+    g->past_end_is_null = weft_scope_error(s, g->count) == NULL;
+    CHECK_EQ(weft_scope_release(s), 0);
+}
+
+/* ---- what weft_fail records ---------------------------------------------------------------- */
+
+typedef struct record_case {
+    uint64_t named_id, unnamed_id;
+    char unnamed_name[64];
+    group_copy g, zero, plain;
+    int fail_outside;
+} record_case;
+
+static int named_failer(void *p)
+{
+    record_case *c = p;
+    c->named_id = weft_task_id();
+    return weft_fail(-EIO, "GET %s: %d", "/index.html", 503);
+}
+
+static int unnamed_failer(void *p)
+{
+    record_case *c = p;
+    c->unnamed_id = weft_task_id();
+    snprintf(c->unnamed_name, sizeof(c->unnamed_name), "%s", weft_task_name());
+    return -ENOENT; /* no message */
+}
+
+static int zero_failer(void *p)
+{
+    (void)p;
+    return weft_fail(0, "code zero becomes %s", "-EINVAL");
+}
+
+static int fail_then_succeed(void *p)
+{
+    (void)p;
+    (void)weft_fail(-EIO, "recorded only if the task fails");
+    return 0;
+}
+
+static int record_root(void *p)
+{
+    record_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.name = "fetch", .policy = WEFT_COLLECT};
+    weft_spawn_opts so = {.name = "fetcher"};
+
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    CHECK_EQ(weft_spawn_ex(s, named_failer, c, &so), 0);
+    join_and_copy(s, &c->g);
+
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    CHECK_EQ(weft_spawn(s, zero_failer, c), 0);
+    join_and_copy(s, &c->zero);
+
+    weft_scope_opts unnamed = {.policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&s, &unnamed), 0);
+    CHECK_EQ(weft_spawn(s, unnamed_failer, c), 0);
+    CHECK_EQ(weft_spawn(s, fail_then_succeed, c), 0);
+    join_and_copy(s, &c->plain);
+    return 0;
+}
+
+Test(errors, fail_records_code_message_task_and_scope, .timeout = 60)
+{
+    static record_case c;
+    cr_assert_eq(weft_fail(-EIO, "outside %d", 1), -EIO, "outside a task it only returns");
+    cr_assert_eq(weft_fail(0, "outside"), -EINVAL);
+    cr_assert_eq(run_on(2, record_root, &c), 0);
+    ASSERT_CHECKS();
+
+    cr_assert_eq(c.g.join, -EIO);
+    cr_assert_eq(c.g.count, 1);
+    cr_assert_eq(c.g.e[0].code, -EIO);
+    cr_assert_str_eq(c.g.e[0].message, "GET /index.html: 503");
+    cr_assert_str_eq(c.g.e[0].task, "fetcher");
+    cr_assert_eq(c.g.e[0].task_id, c.named_id);
+    cr_assert_neq(c.named_id, 0);
+    cr_assert_str_eq(c.g.e[0].scope, "fetch");
+    cr_assert(c.g.past_end_is_null);
+
+    cr_assert_eq(c.zero.join, -EINVAL, "a failure must have a non-zero code");
+    cr_assert_eq(c.zero.count, 1);
+    cr_assert_eq(c.zero.e[0].code, -EINVAL);
+    cr_assert_str_eq(c.zero.e[0].message, "code zero becomes -EINVAL");
+
+    cr_assert_eq(c.plain.join, -ENOENT);
+    cr_assert_eq(c.plain.count, 1, "a task that called weft_fail but returned 0 did not fail");
+    cr_assert_eq(c.plain.e[0].code, -ENOENT);
+    cr_assert_str_eq(c.plain.e[0].message, "");
+    cr_assert_str_eq(c.plain.e[0].scope, "");
+    cr_assert_eq(c.plain.e[0].task_id, c.unnamed_id);
+    cr_assert_str_eq(c.plain.e[0].task, c.unnamed_name);
+    char expect[64];
+    snprintf(expect, sizeof(expect), "task-%llu", (unsigned long long)c.unnamed_id);
+    cr_assert_str_eq(c.plain.e[0].task, expect);
+}
+
+Test(errors, null_scope_queries)
+{
+    cr_assert_eq(weft_scope_error_count(NULL), 0);
+    cr_assert_null(weft_scope_error(NULL, 0));
+    cr_assert_eq(weft_scope_error_count_code(NULL, -EIO), 0);
+    cr_assert_eq(weft_fail_group(NULL, NULL, 0), -EINVAL);
+}
+
+/* ---- fail-fast ----------------------------------------------------------------------------- */
+
+#define NSIB 8
+
+typedef struct failfast_case {
+    atomic_int parked, ended;
+    int rc[NSIB];
+    weft_cancel_reason reason[NSIB];
+    group_copy g;
+    int stubborn_rc; /* a sibling that answers the cancel with a failure of its own */
+} failfast_case;
+
+typedef struct sib_arg {
+    failfast_case *c;
+    int i;
+} sib_arg;
+
+static sib_arg sib_args[NSIB];
+
+static int sibling(void *p)
+{
+    sib_arg *a = p;
+    atomic_fetch_add(&a->c->parked, 1);
+    int rc = weft_sleep_for(HOUR);
+    a->c->rc[a->i] = rc;
+    a->c->reason[a->i] = weft_cancel_reason_self();
+    atomic_fetch_add(&a->c->ended, 1);
+    return rc; /* -ECANCELED: ended by the scope's cancel, not a failure */
+}
+
+static int stubborn_sibling(void *p)
+{
+    failfast_case *c = p;
+    atomic_fetch_add(&c->parked, 1);
+    c->stubborn_rc = weft_sleep_for(HOUR);
+    return weft_fail(-EPIPE, "cleanup failed after %d", c->stubborn_rc);
+}
+
+static int first_failer(void *p)
+{
+    failfast_case *c = p;
+    if (yield_until(&c->parked, NSIB + 1))
+        return -ENOTRECOVERABLE;
+    return weft_fail(-EIO, "first");
+}
+
+static int failfast_root(void *p)
+{
+    failfast_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.name = "ff"};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    for (int i = 0; i < NSIB; i++) {
+        sib_args[i] = (sib_arg){.c = c, .i = i};
+        c->rc[i] = 1;
+        CHECK_EQ(weft_spawn(s, sibling, &sib_args[i]), 0);
+    }
+    CHECK_EQ(weft_spawn(s, stubborn_sibling, c), 0);
+    weft_spawn_opts so = {.name = "failer"};
+    CHECK_EQ(weft_spawn_ex(s, first_failer, c, &so), 0);
+    join_and_copy(s, &c->g);
+    return 0;
+}
+
+static void check_failfast(unsigned workers)
+{
+    static failfast_case c;
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(run_on(workers, failfast_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.g.join, -EIO, "join returns the first failure");
+    cr_assert_eq(c.g.reason, WEFT_CANCEL_FAILURE);
+    cr_assert_eq(atomic_load(&c.ended), NSIB);
+    for (int i = 0; i < NSIB; i++) {
+        cr_assert_eq(c.rc[i], -ECANCELED, "sibling %d: %d", i, c.rc[i]);
+        cr_assert_eq(c.reason[i], WEFT_CANCEL_FAILURE, "sibling %d", i);
+    }
+    cr_assert_eq(c.stubborn_rc, -ECANCELED);
+    /* The cancelled siblings are not failures; the one that failed on its own is, after. */
+    cr_assert_eq(c.g.count, 2, "%zu failures recorded", c.g.count);
+    cr_assert_eq(c.g.e[0].code, -EIO);
+    cr_assert_str_eq(c.g.e[0].task, "failer");
+    cr_assert_str_eq(c.g.e[0].message, "first");
+    cr_assert_str_eq(c.g.e[0].scope, "ff");
+    cr_assert_eq(c.g.e[1].code, -EPIPE);
+    cr_assert_str_eq(c.g.e[1].message, "cleanup failed after -125");
+}
+
+Test(errors, fail_fast_cancels_siblings_one_worker, .timeout = 60)
+{
+    check_failfast(1);
+}
+
+Test(errors, fail_fast_cancels_siblings_four_workers, .timeout = 60)
+{
+    check_failfast(4);
+}
+
+/* ---- collect: every failure kept, in order --------------------------------------------------- */
+
+#define NCOLLECT 12
+
+typedef struct collect_case {
+    atomic_int turn;
+    int peer_rc;
+    group_copy g;
+    group_copy one;
+} collect_case;
+
+typedef struct collect_arg {
+    collect_case *c;
+    int i;
+} collect_arg;
+
+static collect_arg collect_args[NCOLLECT];
+
+static int collect_code(int i)
+{
+    static const int codes[] = {-EIO, 0, -ENOENT, -EIO, 0, -EPERM, -ENOENT, -EIO, 0, -EACCES,
+                                -EIO, -ENOENT};
+    return codes[i];
+}
+
+/* Child i ends when its turn comes (one worker: its completion is recorded before the next). */
+static int collect_child(void *p)
+{
+    collect_arg *a = p;
+    while (atomic_load(&a->c->turn) != a->i)
+        if (weft_yield() != 0)
+            return -ENOTRECOVERABLE;
+    atomic_store(&a->c->turn, a->i + 1);
+    int code = collect_code(a->i);
+    return code ? weft_fail(code, "failure %d", a->i) : 0;
+}
+
+/* A sibling that outlives the failures: collect does not cancel it. */
+static int collect_peer(void *p)
+{
+    collect_case *c = p;
+    if (yield_until(&c->turn, NCOLLECT))
+        return -ENOTRECOVERABLE;
+    c->peer_rc = weft_sleep_for(WEFT_MSEC);
+    return c->peer_rc;
+}
+
+static int single_failure(void *p)
+{
+    (void)p;
+    return weft_fail(-EBADMSG, "alone");
+}
+
+static int collect_root(void *p)
+{
+    collect_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.name = "all", .policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    c->peer_rc = 1;
+    CHECK_EQ(weft_spawn(s, collect_peer, c), 0);
+    for (int i = 0; i < NCOLLECT; i++) {
+        collect_args[i] = (collect_arg){.c = c, .i = i};
+        CHECK_EQ(weft_spawn(s, collect_child, &collect_args[i]), 0);
+    }
+    join_and_copy(s, &c->g);
+
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    CHECK_EQ(weft_spawn(s, single_failure, NULL), 0);
+    join_and_copy(s, &c->one);
+    return 0;
+}
+
+Test(errors, collect_keeps_every_failure_in_order, .timeout = 60)
+{
+    static collect_case c;
+    cr_assert_eq(run_on(1, collect_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.peer_rc, 0, "collect cancelled a sibling");
+    cr_assert_eq(c.g.reason, WEFT_CANCEL_NONE);
+    cr_assert_eq(c.g.join, -EIO, "join returns the first failure");
+    size_t k = 0;
+    for (int i = 0; i < NCOLLECT; i++) {
+        if (!collect_code(i))
+            continue;
+        char msg[32];
+        snprintf(msg, sizeof(msg), "failure %d", i);
+        cr_assert_lt(k, c.g.count);
+        cr_assert_eq(c.g.e[k].code, collect_code(i), "entry %zu", k);
+        cr_assert_str_eq(c.g.e[k].message, msg, "entry %zu", k);
+        cr_assert_str_eq(c.g.e[k].scope, "all");
+        k++;
+    }
+    cr_assert_eq(c.g.count, k);
+
+    /* One failure is collected exactly as one of many is. */
+    cr_assert_eq(c.one.join, -EBADMSG);
+    cr_assert_eq(c.one.count, 1);
+    cr_assert_eq(c.one.e[0].code, -EBADMSG);
+    cr_assert_str_eq(c.one.e[0].message, "alone");
+}
+
+/* ---- the split by code ---------------------------------------------------------------------- */
+
+typedef struct split_case {
+    size_t n_eio, n_enoent, n_eperm, n_eagain, n_zero, total;
+    int join;
+    int kept_code; /* weft_fail_group with -EIO and -ENOENT handled */
+    int all_handled;
+} split_case;
+
+static int fail_with(void *p)
+{
+    return weft_fail((int)(intptr_t)p, "code %d", (int)(intptr_t)p);
+}
+
+static int split_task(void *p)
+{
+    split_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    static const int codes[] = {-EIO, -ENOENT, -EIO, -EPERM, -ENOENT, -EIO};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        CHECK_EQ(weft_spawn(s, fail_with, (void *)(intptr_t)codes[i]), 0);
+    c->join = weft_scope_join(s);
+    c->total = weft_scope_error_count(s);
+    c->n_eio = weft_scope_error_count_code(s, -EIO);
+    c->n_enoent = weft_scope_error_count_code(s, -ENOENT);
+    c->n_eperm = weft_scope_error_count_code(s, -EPERM);
+    c->n_eagain = weft_scope_error_count_code(s, -EAGAIN);
+    c->n_zero = weft_scope_error_count_code(s, 0);
+    const int handled_all[] = {-EIO, -ENOENT, -EPERM};
+    c->all_handled = weft_fail_group(s, handled_all, 3);
+    const int handled[] = {-EIO, -ENOENT};
+    c->kept_code = weft_fail_group(s, handled, 2);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return c->kept_code;
+}
+
+typedef struct split_outer {
+    split_case c;
+    group_copy g;
+} split_outer;
+
+static int split_root(void *p)
+{
+    split_outer *o = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    CHECK_EQ(weft_spawn(s, split_task, &o->c), 0);
+    join_and_copy(s, &o->g);
+    return 0;
+}
+
+Test(errors, count_by_code_and_handled_codes, .timeout = 60)
+{
+    static split_outer o;
+    cr_assert_eq(run_on(4, split_root, &o), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(o.c.total, 6);
+    cr_assert_eq(o.c.n_eio, 3);
+    cr_assert_eq(o.c.n_enoent, 2);
+    cr_assert_eq(o.c.n_eperm, 1);
+    cr_assert_eq(o.c.n_eagain, 0);
+    cr_assert_eq(o.c.n_zero, 0);
+    cr_assert_eq(o.c.all_handled, 0, "every failure handled: nothing to hand up");
+    cr_assert_eq(o.c.kept_code, -EPERM);
+    /* Only the unhandled failure reached the outer scope, with its origin. */
+    cr_assert_eq(o.g.join, -EPERM);
+    cr_assert_eq(o.g.count, 1);
+    cr_assert_eq(o.g.e[0].code, -EPERM);
+    cr_assert_str_eq(o.g.e[0].message, "code -1");
+}
+
+/* ---- groups handed up keep their origins ---------------------------------------------------- */
+
+typedef struct origin_case {
+    uint64_t leaf_id[3];
+    int mid_rc;
+    group_copy inner, outer;
+    group_copy deep;      /* three levels: leaf -> mid1 -> mid2 -> top */
+    uint64_t deep_leaf_id;
+    int not_joined_rc;
+} origin_case;
+
+typedef struct leaf_arg {
+    origin_case *c;
+    int i;
+    int code;
+    const char *msg;
+} leaf_arg;
+
+static leaf_arg leaf_args[3];
+
+static int leaf(void *p)
+{
+    leaf_arg *a = p;
+    a->c->leaf_id[a->i] = weft_task_id();
+    return weft_fail(a->code, "%s", a->msg);
+}
+
+static int middle(void *p)
+{
+    origin_case *c = p;
+    weft_scope *inner;
+    weft_scope_opts o = {.name = "inner", .policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&inner, &o), 0);
+    c->not_joined_rc = weft_fail_group(inner, NULL, 0);
+    static const char *names[] = {"leaf-a", "leaf-b", "leaf-c"};
+    static const int codes[] = {-EIO, -ENOENT, -EPERM};
+    static const char *msgs[] = {"a broke", "b missing", "c refused"};
+    for (int i = 0; i < 3; i++) {
+        leaf_args[i] = (leaf_arg){.c = c, .i = i, .code = codes[i], .msg = msgs[i]};
+        weft_spawn_opts so = {.name = names[i]};
+        CHECK_EQ(weft_spawn_ex(inner, leaf, &leaf_args[i], &so), 0);
+    }
+    int joined = weft_scope_join(inner);
+    REQUIRE_EQ(weft_scope_error_count(inner), 3);
+    CHECK_EQ(joined, weft_scope_error(inner, 0)->code);
+    /* Copy the inner group for comparison, without releasing it yet. */
+    c->inner.count = weft_scope_error_count(inner);
+    for (size_t i = 0; i < c->inner.count && i < MAXERR; i++) {
+        const weft_error *e = weft_scope_error(inner, i);
+        c->inner.e[i].code = e->code;
+        snprintf(c->inner.e[i].task, sizeof(c->inner.e[i].task), "%s", e->task);
+        c->inner.e[i].task_id = e->task_id;
+    }
+    const int handled[] = {-EPERM};
+    c->mid_rc = weft_fail_group(inner, handled, 1);
+    CHECK_EQ(weft_scope_release(inner), 0);
+    return c->mid_rc;
+}
+
+static int deep_leaf(void *p)
+{
+    origin_case *c = p;
+    c->deep_leaf_id = weft_task_id();
+    return weft_fail(-EDOM, "deep %s", "trouble");
+}
+
+static int deep_mid1(void *p)
+{
+    weft_scope *s;
+    weft_scope_opts o = {.name = "level-c"};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    weft_spawn_opts so = {.name = "deep-leaf"};
+    CHECK_EQ(weft_spawn_ex(s, deep_leaf, p, &so), 0);
+    CHECK_EQ(weft_scope_join(s), -EDOM);
+    int rc = weft_fail_group(s, NULL, 0);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return rc;
+}
+
+static int deep_mid2(void *p)
+{
+    weft_scope *s;
+    weft_scope_opts o = {.name = "level-b"};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    weft_spawn_opts so = {.name = "mid1"};
+    CHECK_EQ(weft_spawn_ex(s, deep_mid1, p, &so), 0);
+    CHECK_EQ(weft_scope_join(s), -EDOM);
+    int rc = weft_fail_group(s, NULL, 0);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return rc;
+}
+
+static int origin_root(void *p)
+{
+    origin_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.name = "outer", .policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    weft_spawn_opts so = {.name = "middle"};
+    CHECK_EQ(weft_spawn_ex(s, middle, c, &so), 0);
+    join_and_copy(s, &c->outer);
+
+    o.name = "level-a";
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    so.name = "mid2";
+    CHECK_EQ(weft_spawn_ex(s, deep_mid2, c, &so), 0);
+    join_and_copy(s, &c->deep);
+    return 0;
+}
+
+Test(errors, fail_group_hands_failures_up_with_origins, .timeout = 60)
+{
+    static origin_case c;
+    cr_assert_eq(run_on(4, origin_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.not_joined_rc, -EINVAL, "fail_group of an open scope");
+    cr_assert_eq(c.inner.count, 3);
+    /* The first unhandled failure in the inner order is the middle task's code. */
+    int first_kept = 0;
+    for (size_t i = 0; i < c.inner.count && !first_kept; i++)
+        if (c.inner.e[i].code != -EPERM)
+            first_kept = c.inner.e[i].code;
+    cr_assert_eq(c.mid_rc, first_kept);
+    cr_assert_eq(c.outer.join, first_kept);
+
+    /* Two failures went up, -EPERM was handled; each keeps its leaf task, id, scope, message. */
+    cr_assert_eq(c.outer.count, 2, "%zu entries in the outer group", c.outer.count);
+    int seen_a = 0, seen_b = 0;
+    for (size_t i = 0; i < c.outer.count; i++) {
+        const err_copy *e = &c.outer.e[i];
+        cr_assert_str_neq(e->task, "middle", "the handing task replaced the origin");
+        cr_assert_str_eq(e->scope, "inner");
+        if (e->code == -EIO) {
+            seen_a++;
+            cr_assert_str_eq(e->task, "leaf-a");
+            cr_assert_str_eq(e->message, "a broke");
+            cr_assert_eq(e->task_id, c.leaf_id[0]);
+        } else if (e->code == -ENOENT) {
+            seen_b++;
+            cr_assert_str_eq(e->task, "leaf-b");
+            cr_assert_str_eq(e->message, "b missing");
+            cr_assert_eq(e->task_id, c.leaf_id[1]);
+        } else {
+            cr_assert_fail("unexpected code %d in the outer group", e->code);
+        }
+    }
+    cr_assert_eq(seen_a, 1);
+    cr_assert_eq(seen_b, 1);
+    /* Same relative order as in the inner scope. */
+    size_t k = 0;
+    for (size_t i = 0; i < c.inner.count; i++)
+        if (c.inner.e[i].code != -EPERM) {
+            cr_assert_eq(c.outer.e[k].code, c.inner.e[i].code);
+            k++;
+        }
+
+    cr_assert_eq(c.deep.join, -EDOM);
+    cr_assert_eq(c.deep.count, 1);
+    cr_assert_str_eq(c.deep.e[0].task, "deep-leaf");
+    cr_assert_str_eq(c.deep.e[0].scope, "level-c");
+    cr_assert_str_eq(c.deep.e[0].message, "deep trouble");
+    cr_assert_eq(c.deep.e[0].task_id, c.deep_leaf_id);
+}
+
+/* ---- truncation ------------------------------------------------------------------------------ */
+
+typedef struct trunc_case {
+    group_copy g;
+    group_copy up; /* the same, handed up through weft_fail_group */
+} trunc_case;
+
+static char huge[4096];
+static char exact[WEFT_ERROR_MESSAGE_MAX]; /* WEFT_ERROR_MESSAGE_MAX - 1 characters */
+static const char long_name[] = "a-task-name-well-beyond-thirty-one-bytes";
+
+static int huge_failer(void *p)
+{
+    (void)p;
+    return weft_fail(-E2BIG, "%s", huge);
+}
+
+static int exact_failer(void *p)
+{
+    (void)p;
+    return weft_fail(-EMSGSIZE, "%s", exact);
+}
+
+static int trunc_mid(void *p)
+{
+    (void)p;
+    weft_scope *s;
+    weft_scope_opts o = {.policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    CHECK_EQ(weft_spawn(s, huge_failer, NULL), 0);
+    CHECK_EQ(weft_scope_join(s), -E2BIG);
+    int rc = weft_fail_group(s, NULL, 0);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return rc;
+}
+
+static int trunc_root(void *p)
+{
+    trunc_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    weft_spawn_opts so = {.name = long_name};
+    CHECK_EQ(weft_spawn_ex(s, huge_failer, NULL, &so), 0);
+    join_and_copy(s, &c->g);
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    CHECK_EQ(weft_spawn(s, trunc_mid, NULL), 0);
+    CHECK_EQ(weft_spawn(s, exact_failer, NULL), 0);
+    join_and_copy(s, &c->up);
+    return 0;
+}
+
+Test(errors, huge_message_truncated, .timeout = 60)
+{
+    static trunc_case c;
+    memset(huge, 'x', sizeof(huge) - 1);
+    memset(exact, 'y', sizeof(exact) - 1);
+    cr_assert_eq(run_on(2, trunc_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.g.count, 1);
+    cr_assert_eq(c.g.e[0].code, -E2BIG);
+    cr_assert_eq(c.g.e[0].message_len, WEFT_ERROR_MESSAGE_MAX - 1);
+    cr_assert_eq(strspn(c.g.e[0].message, "x"), WEFT_ERROR_MESSAGE_MAX - 1);
+    /* weft_spawn_opts: a name is truncated to 31 bytes. */
+    cr_assert_eq(strlen(c.g.e[0].task), 31);
+    cr_assert_eq(strncmp(c.g.e[0].task, long_name, 31), 0);
+
+    cr_assert_eq(c.up.count, 2);
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_eq(c.up.e[i].message_len, WEFT_ERROR_MESSAGE_MAX - 1, "entry %zu", i);
+        if (c.up.e[i].code == -E2BIG)
+            cr_assert_eq(strspn(c.up.e[i].message, "x"), WEFT_ERROR_MESSAGE_MAX - 1);
+        else
+            cr_assert_eq(strspn(c.up.e[i].message, "y"), WEFT_ERROR_MESSAGE_MAX - 1,
+                         "a message of exactly the maximum was cut");
+    }
+}
+
+/* ---- max_concurrency -------------------------------------------------------------------------- */
+
+#define NLIMITED 60
+
+typedef struct limit_case {
+    atomic_int running, max_running, ran;
+    atomic_int next_start;
+    int start_order[NLIMITED];
+    int join;
+    unsigned limit;
+} limit_case;
+
+typedef struct limit_arg {
+    limit_case *c;
+    int i;
+} limit_arg;
+
+static limit_arg limit_args[NLIMITED];
+
+static int limited_child(void *p)
+{
+    limit_arg *a = p;
+    limit_case *c = a->c;
+    c->start_order[atomic_fetch_add(&c->next_start, 1)] = a->i;
+    int now = atomic_fetch_add(&c->running, 1) + 1;
+    int m = atomic_load(&c->max_running);
+    while (now > m && !atomic_compare_exchange_weak(&c->max_running, &m, now)) {
+    }
+    /* Stay running across suspension points: a sleep and a few yields. */
+    CHECK_EQ(weft_sleep_for(50 * WEFT_USEC), 0);
+    for (int k = 0; k < 3; k++)
+        CHECK_EQ(weft_yield(), 0);
+    atomic_fetch_sub(&c->running, 1);
+    atomic_fetch_add(&c->ran, 1);
+    return 0;
+}
+
+static int limit_root(void *p)
+{
+    limit_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.max_concurrency = c->limit};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    for (int i = 0; i < NLIMITED; i++) {
+        limit_args[i] = (limit_arg){.c = c, .i = i};
+        CHECK_EQ(weft_spawn(s, limited_child, &limit_args[i]), 0);
+    }
+    c->join = weft_scope_join(s);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return 0;
+}
+
+static limit_case *run_limited(unsigned workers, unsigned limit)
+{
+    static limit_case c;
+    memset(&c, 0, sizeof(c));
+    c.limit = limit;
+    cr_assert_eq(run_on(workers, limit_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.join, 0);
+    cr_assert_eq(atomic_load(&c.ran), NLIMITED, "every child runs");
+    cr_assert_leq(atomic_load(&c.max_running), (int)limit, "%d children ran at once, limit %u",
+                  atomic_load(&c.max_running), limit);
+    return &c;
+}
+
+Test(errors, max_concurrency_bounds_running_children, .timeout = 60)
+{
+    run_limited(4, 3);
+}
+
+Test(errors, max_concurrency_one_starts_in_spawn_order, .timeout = 60)
+{
+    limit_case *c = run_limited(4, 1);
+    for (int i = 0; i < NLIMITED; i++)
+        cr_assert_eq(c->start_order[i], i, "start %d was child %d", i, c->start_order[i]);
+}

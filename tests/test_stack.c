@@ -1,0 +1,464 @@
+/*
+ * Task stacks (lib/stack.h): what the pool hands out, its reuse, the guard strategies, and the
+ * overflow report that names the task.
+ *
+ * Guard strategies (stack.h): MADV_GUARD_INSTALL where the kernel has it (Linux 6.13+), else an
+ * mprotect'ed page up to a budget, else a canary word checked when the task switches out. The
+ * hooks weft__stack_disable_madvise_guard and weft__stack_set_mprotect_budget select the latter
+ * two; both are process-wide, which is safe here because Criterion runs each test in a process
+ * of its own, and each overflow test runs its runtime in a further child process.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "stack.h"
+#include "task.h"
+#include "weft.h"
+
+static size_t page_size(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static int is_mapped(const void *addr)
+{
+    /* msync fails with ENOMEM on an address that is not mapped. */
+    void *page = (void *)((uintptr_t)addr & ~(uintptr_t)(page_size() - 1));
+    return msync(page, page_size(), MS_ASYNC) == 0;
+}
+
+/* ---- running something in a child process ---------------------------------------------------- */
+
+typedef struct child_result {
+    int status;       /* as waitpid reports it */
+    char err[16384];  /* what the child wrote on stderr (truncated) */
+} child_result;
+
+/* Runs fn(arg) in a child process with stderr captured; the child exits 0 if fn returns. The
+ * child never returns into Criterion (it leaves with _exit or by a signal). */
+static void run_in_child(void (*fn)(void *), void *arg, child_result *r)
+{
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core); /* an expected abort should not write a core file */
+        dup2(pfd[1], STDERR_FILENO);
+        close(pfd[0]);
+        close(pfd[1]);
+        fn(arg);
+        _exit(0);
+    }
+    close(pfd[1]);
+    size_t n = 0;
+    char discard[4096];
+    for (;;) {
+        ssize_t k = n < sizeof(r->err) - 1 ? read(pfd[0], r->err + n, sizeof(r->err) - 1 - n)
+                                           : read(pfd[0], discard, sizeof(discard));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        if (n < sizeof(r->err) - 1)
+            n += (size_t)k;
+    }
+    r->err[n] = 0;
+    close(pfd[0]);
+    cr_assert_eq(waitpid(pid, &r->status, 0), pid);
+}
+
+static void expect_overflow_report(const child_result *r, const char *task)
+{
+    cr_assert(WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT,
+              "the child should die by SIGABRT; status %#x, stderr:\n%s", r->status, r->err);
+    cr_assert_not_null(strstr(r->err, "overflowed"), "no overflow report; stderr:\n%s", r->err);
+    char quoted[64];
+    snprintf(quoted, sizeof(quoted), "'%s'", task);
+    cr_assert_not_null(strstr(r->err, quoted), "the report does not name %s; stderr:\n%s", quoted,
+                       r->err);
+}
+
+/* ---- the pool ------------------------------------------------------------------------------- */
+
+#define MANY 300 /* more than one slab (256 stacks) */
+
+static int by_address(const void *a, const void *b)
+{
+    const weft__stack *x = *(weft__stack *const *)a, *y = *(weft__stack *const *)b;
+    return (uintptr_t)x->lo < (uintptr_t)y->lo ? -1 : (uintptr_t)x->lo > (uintptr_t)y->lo;
+}
+
+Test(stack, distinct_aligned_writable)
+{
+    size_t page = page_size();
+    weft__stack_pool p;
+    cr_assert_eq(weft__stack_pool_init(&p, 64 * 1024 + 100), 0);
+    cr_assert_eq(p.size % page, 0, "the size is not rounded to pages");
+    cr_assert_geq(p.size, 64 * 1024 + 100);
+    weft__stack_cache c = {0};
+    static weft__stack *s[MANY];
+    for (int i = 0; i < MANY; i++) {
+        s[i] = weft__stack_get(&p, &c, 0);
+        cr_assert_not_null(s[i], "stack %d", i);
+        cr_assert_eq((uintptr_t)s[i]->lo % page, 0, "stack %d is not page aligned", i);
+        cr_assert_eq(s[i]->size, p.size);
+        cr_assert(s[i]->guard == WEFT__GUARD_MADVISE || s[i]->guard == WEFT__GUARD_MPROTECT ||
+                      s[i]->guard == WEFT__GUARD_CANARY,
+                  "stack %d reports guard kind %d", i, s[i]->guard);
+        memset(s[i]->lo, (unsigned char)i, s[i]->size); /* every byte writable */
+    }
+    /* No two overlap, and a guard page's room lies between neighbours. */
+    static weft__stack *sorted[MANY];
+    memcpy(sorted, s, sizeof(s));
+    qsort(sorted, MANY, sizeof(sorted[0]), by_address);
+    for (int i = 0; i + 1 < MANY; i++)
+        cr_assert_leq((uintptr_t)sorted[i]->lo + sorted[i]->size + page,
+                      (uintptr_t)sorted[i + 1]->lo, "stacks overlap or share a guard page");
+    /* What each one holds is still its own: nothing else wrote into it. */
+    for (int i = 0; i < MANY; i++) {
+        const unsigned char *b = s[i]->lo;
+        for (size_t k = 0; k < s[i]->size; k += 512)
+            cr_assert_eq(b[k], (unsigned char)i, "stack %d byte %zu", i, k);
+        cr_assert_eq(b[s[i]->size - 1], (unsigned char)i);
+    }
+    for (int i = 0; i < MANY; i++)
+        weft__stack_put(&p, &c, s[i]);
+    weft__stack_cache_flush(&p, &c);
+    cr_assert_eq(c.count, 0);
+    weft__stack_pool_destroy(&p);
+}
+
+Test(stack, reused_from_cache_then_pool)
+{
+    weft__stack_pool p;
+    cr_assert_eq(weft__stack_pool_init(&p, 32 * 1024), 0);
+    weft__stack_cache c = {0};
+    static weft__stack *s[MANY];
+    for (int i = 0; i < MANY; i++)
+        cr_assert_not_null(s[i] = weft__stack_get(&p, &c, 0));
+    for (int i = 0; i < MANY; i++)
+        weft__stack_put(&p, &c, s[i]);
+    cr_assert_eq(c.count, WEFT__STACK_CACHE_MAX, "the cache keeps at most its maximum");
+    /* The cache is LIFO: the first stacks put back are the ones it kept, newest on top. */
+    for (int i = WEFT__STACK_CACHE_MAX - 1; i >= 0; i--)
+        cr_assert_eq(weft__stack_get(&p, &c, 0), s[i], "cached stack %d not reused", i);
+    cr_assert_eq(c.count, 0);
+    /* The rest come from the pool's free list: all of them stacks seen before. */
+    for (int i = WEFT__STACK_CACHE_MAX; i < MANY; i++) {
+        weft__stack *x = weft__stack_get(&p, &c, 0);
+        int known = 0;
+        for (int k = WEFT__STACK_CACHE_MAX; k < MANY && !known; k++)
+            known = x == s[k];
+        cr_assert(known, "get %d mapped a new stack although %d were free", i, MANY);
+    }
+    weft__stack_pool_destroy(&p);
+}
+
+Test(stack, own_size_stack_is_mapped_and_unmapped)
+{
+    size_t page = page_size();
+    weft__stack_pool p;
+    cr_assert_eq(weft__stack_pool_init(&p, 64 * 1024), 0);
+    weft__stack_cache c = {0};
+    weft__stack *s = weft__stack_get(&p, &c, 100 * 1024 + 1);
+    cr_assert_not_null(s);
+    cr_assert_geq(s->size, 100 * 1024 + 1);
+    cr_assert_eq(s->size % page, 0);
+    cr_assert_eq((uintptr_t)s->lo % page, 0);
+    cr_assert(s->own_mapping);
+    cr_assert_neq(s->guard, 0);
+    memset(s->lo, 0x77, s->size);
+    void *lo = s->lo;
+    weft__stack_put(&p, &c, s);
+    cr_assert_eq(c.count, 0, "a stack of its own size must not go to the cache");
+    cr_assert(!is_mapped(lo), "the stack of its own size was not unmapped");
+    weft__stack_pool_destroy(&p);
+}
+
+Test(stack, guard_kind_follows_strategy)
+{
+    /* Default strategy: MADV_GUARD_INSTALL where the kernel has it, else mprotect. */
+    weft__stack_pool p;
+    weft__stack_cache nc = {0};
+    cr_assert_eq(weft__stack_pool_init(&p, 64 * 1024), 0);
+    weft__stack *d = weft__stack_get(&p, &nc, 0);
+    cr_assert_not_null(d);
+    cr_assert(d->guard == WEFT__GUARD_MADVISE || d->guard == WEFT__GUARD_MPROTECT,
+              "default guard kind %d", d->guard);
+    cr_log_info("default guard on this kernel: %s",
+                d->guard == WEFT__GUARD_MADVISE ? "MADV_GUARD_INSTALL" : "mprotect");
+    weft__stack_put(&p, &nc, d);
+    weft__stack_cache_flush(&p, &nc);
+    weft__stack_pool_destroy(&p);
+
+    /* Without madvise guards: mprotect up to the budget, canaries beyond it. */
+    weft__stack_disable_madvise_guard(1);
+    weft__stack_set_mprotect_budget(2);
+    cr_assert_eq(weft__stack_pool_init(&p, 64 * 1024), 0);
+    weft__stack *a = weft__stack_get(&p, &nc, 0);
+    weft__stack *b = weft__stack_get(&p, &nc, 0);
+    weft__stack *k = weft__stack_get(&p, &nc, 0);
+    cr_assert(a && b && k);
+    cr_assert_eq(a->guard, WEFT__GUARD_MPROTECT);
+    cr_assert_eq(b->guard, WEFT__GUARD_MPROTECT);
+    cr_assert_eq(k->guard, WEFT__GUARD_CANARY, "past the budget a canary takes over");
+    weft__stack_check_canary(k); /* intact: returns */
+    weft__stack_put(&p, &nc, a);
+    weft__stack_put(&p, &nc, b);
+    weft__stack_put(&p, &nc, k);
+    weft__stack_cache_flush(&p, &nc);
+    weft__stack_pool_destroy(&p);
+    weft__stack_set_mprotect_budget(16000);
+    weft__stack_disable_madvise_guard(0);
+}
+
+/* ---- the guard page itself, and the report ------------------------------------------------- */
+
+typedef struct guard_case {
+    int strategy; /* WEFT__GUARD_* to force */
+} guard_case;
+
+static void force_strategy(int strategy)
+{
+    if (strategy == WEFT__GUARD_MPROTECT) {
+        weft__stack_disable_madvise_guard(1);
+    } else if (strategy == WEFT__GUARD_CANARY) {
+        weft__stack_disable_madvise_guard(1);
+        weft__stack_set_mprotect_budget(0);
+    }
+}
+
+static void touch_guard_page(void *arg)
+{
+    guard_case *g = arg;
+    force_strategy(g->strategy);
+    static weft__stack_pool p;
+    static weft__stack_cache nc;
+    weft__stack_pool_init(&p, 64 * 1024);
+    weft__stack *s = weft__stack_get(&p, &nc, 0);
+    if (!s)
+        _exit(10);
+    if (g->strategy && s->guard != g->strategy)
+        _exit(11);
+    s->owner_name = "unit-guard";
+    weft__stack_fault_thread_init(&p);
+    /* The byte just below the usable range: inside the guard page. */
+    *((volatile char *)s->lo - 1) = 1;
+    _exit(12); /* the write went through: no guard */
+}
+
+/* Strategy: MADV_GUARD_INSTALL where available (else mprotect): a fault in the guard page is
+ * reported with the name of the stack's owner. */
+Test(stack, guard_page_fault_is_reported_default)
+{
+    guard_case g = {0};
+    child_result r;
+    run_in_child(touch_guard_page, &g, &r);
+    expect_overflow_report(&r, "unit-guard");
+}
+
+/* Strategy: mprotect. */
+Test(stack, guard_page_fault_is_reported_mprotect)
+{
+    guard_case g = {WEFT__GUARD_MPROTECT};
+    child_result r;
+    run_in_child(touch_guard_page, &g, &r);
+    expect_overflow_report(&r, "unit-guard");
+}
+
+static void smash_canary(void *arg)
+{
+    (void)arg;
+    force_strategy(WEFT__GUARD_CANARY);
+    static weft__stack_pool p;
+    static weft__stack_cache nc;
+    weft__stack_pool_init(&p, 64 * 1024);
+    weft__stack *s = weft__stack_get(&p, &nc, 0);
+    if (!s || s->guard != WEFT__GUARD_CANARY)
+        _exit(11);
+    s->owner_name = "unit-canary";
+    weft__stack_check_canary(s); /* intact */
+    memset(s->lo, 0, 64);        /* what a deep frame does to the lowest bytes */
+    weft__stack_check_canary(s);
+    _exit(12); /* not noticed */
+}
+
+/* Strategy: canary (checked by weft__stack_check_canary, as every switch does). */
+Test(stack, smashed_canary_is_reported)
+{
+    child_result r;
+    run_in_child(smash_canary, NULL, &r);
+    expect_overflow_report(&r, "unit-canary");
+}
+
+/* ---- overflow of a real task, through weft_run ---------------------------------------------- */
+
+/* Zero: recurse until the stack runs out. Volatile so that the compiler sees no infinite
+ * recursion to warn about or to turn into a loop. */
+static volatile unsigned long depth_limit;
+
+static __attribute__((noinline)) int recurse(volatile char *prev, unsigned long depth)
+{
+    volatile char frame[512];
+    frame[0] = (char)(prev[0] + 1);
+    frame[511] = frame[0];
+    if (depth_limit && depth >= depth_limit)
+        return frame[511];
+    return recurse(frame, depth + 1) + frame[511]; /* not a tail call */
+}
+
+typedef struct overflow_case {
+    int strategy;
+    weft_fn fn;
+    const char *name;
+} overflow_case;
+
+/* The stack the calling task runs on has the guard the case asks for. */
+static int on_expected_guard(const overflow_case *oc)
+{
+    int guard = weft__task_self()->host->stack->guard;
+    if (oc->strategy)
+        return guard == oc->strategy;
+    return guard == WEFT__GUARD_MADVISE || guard == WEFT__GUARD_MPROTECT;
+}
+
+static int deep_task(void *arg)
+{
+    if (!on_expected_guard(arg))
+        return weft_fail(-EINVAL, "wrong guard kind");
+    volatile char start = 0;
+    return recurse(&start, 0);
+}
+
+/* For the canary strategy nothing faults: the task writes below the lowest usable byte of its
+ * stack (over the canary) and then yields, and the switch out finds the canary changed. Where
+ * that byte is comes from the task record (internal API) so that the task writes a little past
+ * it, not into some other mapping. */
+static __attribute__((noinline)) int smash_below(void)
+{
+    volatile char big[2048];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = 0x5a;
+    return big[0];
+}
+
+static __attribute__((noinline)) int recurse_to(uintptr_t stop, volatile char *prev)
+{
+    volatile char frame[512];
+    frame[0] = (char)(prev[0] + 1);
+    if ((uintptr_t)frame < stop)
+        return smash_below() + frame[0];
+    return recurse_to(stop, frame) + frame[0];
+}
+
+static int deep_then_yield_task(void *arg)
+{
+    if (!on_expected_guard(arg))
+        return weft_fail(-EINVAL, "wrong guard kind");
+    weft__task *self = weft__task_self();
+    uintptr_t lo = (uintptr_t)self->host->stack->lo;
+    volatile char start = 0;
+    int v = recurse_to(lo + 1024, &start);
+    weft_yield(); /* the switch out checks the canary */
+    return v == 0x1234 ? 0 : -EFAULT; /* not reached when the canary is checked */
+}
+
+static int overflow_root(void *arg)
+{
+    overflow_case *oc = arg;
+    weft_scope *s;
+    int rc = weft_scope_open(&s, NULL);
+    if (rc)
+        return rc;
+    weft_spawn_opts o = {.name = oc->name};
+    rc = weft_spawn_ex(s, oc->fn, oc, &o);
+    if (rc)
+        return rc;
+    /* Let the child start on a stack of its own before joining: a join may run an unstarted
+     * child inline on the joiner's stack, which is another case (see below). */
+    weft_yield();
+    return weft_scope_join(s);
+}
+
+static void run_overflow(void *arg)
+{
+    overflow_case *oc = arg;
+    force_strategy(oc->strategy);
+    weft_config cfg = {.workers = 1, .stack_size = 64 * 1024};
+    int rc = weft_run(&cfg, overflow_root, oc);
+    fprintf(stderr, "weft_run returned %d\n", rc);
+    _exit(20);
+}
+
+/* Strategy: MADV_GUARD_INSTALL where available (Linux 6.13+), else mprotect. */
+Test(stack, task_overflow_reported_default_guard)
+{
+    overflow_case oc = {0, deep_task, "deep-recursor"};
+    child_result r;
+    run_in_child(run_overflow, &oc, &r);
+    expect_overflow_report(&r, "deep-recursor");
+}
+
+/* Strategy: mprotect (madvise guards disabled). */
+Test(stack, task_overflow_reported_mprotect_guard)
+{
+    overflow_case oc = {WEFT__GUARD_MPROTECT, deep_task, "deep-mprotect"};
+    child_result r;
+    run_in_child(run_overflow, &oc, &r);
+    expect_overflow_report(&r, "deep-mprotect");
+}
+
+/* Strategy: canary (madvise guards disabled and an mprotect budget of 0). */
+Test(stack, task_overflow_reported_canary)
+{
+    overflow_case oc = {WEFT__GUARD_CANARY, deep_then_yield_task, "deep-canary"};
+    child_result r;
+    run_in_child(run_overflow, &oc, &r);
+    expect_overflow_report(&r, "deep-canary");
+}
+
+/* Strategy: default guard; the child is run inline by its joiner (no yield before the join, one
+ * worker), so it overflows the joiner's stack. The report must still name the task that ran
+ * out of stack, not the task whose stack it borrowed. */
+static int overflow_root_inline(void *arg)
+{
+    overflow_case *oc = arg;
+    weft_scope *s;
+    int rc = weft_scope_open(&s, NULL);
+    if (rc)
+        return rc;
+    weft_spawn_opts o = {.name = oc->name};
+    rc = weft_spawn_ex(s, oc->fn, oc, &o);
+    if (rc)
+        return rc;
+    return weft_scope_join(s);
+}
+
+static void run_overflow_inline(void *arg)
+{
+    weft_config cfg = {.workers = 1, .stack_size = 64 * 1024};
+    int rc = weft_run(&cfg, overflow_root_inline, arg);
+    fprintf(stderr, "weft_run returned %d\n", rc);
+    _exit(20);
+}
+
+Test(stack, task_overflow_inline_names_the_child)
+{
+    overflow_case oc = {0, deep_task, "deep-inline"};
+    child_result r;
+    run_in_child(run_overflow_inline, &oc, &r);
+    expect_overflow_report(&r, "deep-inline");
+}
