@@ -1,0 +1,95 @@
+/*
+ * fib(30) with one task per call: spawn fib(n-1) as a child, compute fib(n-2) inline, join.
+ * No cutoff, so the run is dominated by spawn, scope and join costs; fib-serial is the floor.
+ */
+#include "bench.h"
+
+#define FIB_N 30
+#define FIB_EXPECT 832040
+
+struct fib_arg {
+    int n;
+    long result;
+};
+
+static long fib_tasks(int n);
+
+static int fib_task(void *p)
+{
+    struct fib_arg *a = p;
+    a->result = fib_tasks(a->n);
+    return 0;
+}
+
+static long fib_tasks(int n)
+{
+    if (n < 2)
+        return n;
+    /* The child writes into the parent's frame: the join below keeps that frame alive. */
+    struct fib_arg child = {.n = n - 1, .result = 0};
+    weft_scope *s;
+    int rc = weft_scope_open(&s, NULL);
+    if (rc != 0) {
+        bench_error("weft_scope_open", rc);
+        return 0;
+    }
+    rc = weft_spawn(s, fib_task, &child);
+    if (rc != 0)
+        bench_error("weft_spawn", rc);
+    long y = fib_tasks(n - 2);
+    rc = weft_scope_join(s);
+    if (rc != 0)
+        bench_error("weft_scope_join", rc);
+    weft_scope_release(s);
+    return child.result + y;
+}
+
+struct fib_root {
+    int n;
+    long result;
+    double seconds;
+};
+
+static int fib_root(void *p)
+{
+    struct fib_root *r = p;
+    double t0 = bench_now();
+    r->result = fib_tasks(r->n);
+    r->seconds = bench_now() - t0;
+    return 0;
+}
+
+int wl_fib(unsigned threads, bench_result *out)
+{
+    weft_config cfg;
+    bench_config(&cfg, threads);
+    struct fib_root r = {.n = FIB_N};
+    int rc = weft_run(&cfg, fib_root, &r);
+    if (rc != 0)
+        bench_error("weft_run", rc);
+    out->seconds = r.seconds;
+    out->check = r.result;
+    out->expect = FIB_EXPECT;
+    return 0;
+}
+
+/* noinline keeps it an honest call tree: the same work a task body would do, minus tasks. */
+__attribute__((noinline)) static long fib_plain(int n)
+{
+    if (n < 2)
+        return n;
+    return fib_plain(n - 1) + fib_plain(n - 2);
+}
+
+int wl_fib_serial(unsigned threads, bench_result *out)
+{
+    (void)threads;
+    /* volatile: the compiler must not fold fib(30) into a constant. */
+    volatile int n = FIB_N;
+    double t0 = bench_now();
+    long v = fib_plain(n);
+    out->seconds = bench_now() - t0;
+    out->check = v;
+    out->expect = FIB_EXPECT;
+    return 0;
+}
