@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "alloc.h"
 #include "scope.h"
 #include "runtime.h"
 
@@ -46,7 +47,7 @@ static _Thread_local blocking_job *running_job;
 
 int weft__blocking_init(weft_runtime *rt)
 {
-    weft__blocking_pool *p = calloc(1, sizeof(*p));
+    weft__blocking_pool *p = weft__calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
     pthread_mutex_init(&p->mu, NULL);

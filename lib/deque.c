@@ -1,4 +1,5 @@
 /* Chase-Lev deque; see deque.h for the contract and the memory reclamation argument. */
+#include "alloc.h"
 #include "deque.h"
 
 #include <errno.h>
@@ -6,7 +7,7 @@
 
 static weft__deque_ring *ring_new(int64_t capacity)
 {
-    weft__deque_ring *r = malloc(sizeof(*r) + (size_t)capacity * sizeof(r->slot[0]));
+    weft__deque_ring *r = weft__malloc(sizeof(*r) + (size_t)capacity * sizeof(r->slot[0]));
     if (!r)
         return NULL;
     r->mask = capacity - 1;

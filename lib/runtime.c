@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "scope.h"
 #include "runtime.h"
 
@@ -86,7 +87,7 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
     if (atomic_load_explicit(&rt->shutting_down, memory_order_seq_cst))
         goto refuse;
     rc = -ENOMEM;
-    weft_handle *h = calloc(1, sizeof(*h));
+    weft_handle *h = weft__calloc(1, sizeof(*h));
     if (!h)
         goto refuse;
     weft__lock_init(&h->lock);

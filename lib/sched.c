@@ -48,6 +48,7 @@
  * Shutdown invariant: the workers stop only when the runtime's root scope has no child left, so
  * every queue is empty and every task record and stack is back in a cache when they exit.
  */
+#include "alloc.h"
 #include "runtime.h"
 
 #include <errno.h>
@@ -172,6 +173,8 @@ typedef struct task_chunk {
  * runtime until it is destroyed: a stale pointer to a task record always points to a record. */
 static weft__task *new_chunk(weft_runtime *rt, weft__task **list, unsigned *count)
 {
+    if (weft__alloc_should_fail())
+        return NULL;
     char *mem = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (mem == MAP_FAILED)
@@ -382,6 +385,8 @@ int weft__sched_spawn(weft_runtime *rt, weft__task *t)
 int weft__sched_spawn_on(weft__worker *w, weft_runtime *rt, weft__task *t)
 {
     if (w && w->rt == rt) {
+        if (!t->stack_size && weft__stack_reserve(&rt->stacks, &w->stacks) != 0)
+            return -ENOMEM;
         if (weft__deque_push_owner(&w->spawnq, t) != 0)
             return -ENOMEM;
         notify_local(rt);
@@ -898,7 +903,7 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
     if (!c.watchdog_ns)
         c.watchdog_ns = 100 * WEFT_MSEC;
 
-    weft_runtime *rt = calloc(1, sizeof(*rt));
+    weft_runtime *rt = weft__calloc(1, sizeof(*rt));
     if (!rt)
         return -ENOMEM;
     rt->cfg = c;
@@ -906,7 +911,7 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
     weft__lock_init(&rt->inject_lock);
     weft__lock_init(&rt->chunk_lock);
     weft__stack_pool_init(&rt->stacks, c.stack_size);
-    rt->workers = aligned_alloc(64, sizeof(weft__worker) * c.workers);
+    rt->workers = weft__aligned_alloc(64, sizeof(weft__worker) * c.workers);
     if (!rt->workers) {
         free(rt);
         return -ENOMEM;

@@ -1,4 +1,5 @@
 /* The scope tree: open, join, release, cancellation fan-out, deadlines; see scope.h. */
+#include "alloc.h"
 #include "scope.h"
 
 #include <errno.h>
@@ -13,7 +14,7 @@ static weft_scope *scope_alloc(weft__worker *w)
 {
     weft_scope *s = w ? weft__scope_cache_get(w) : NULL;
     if (!s)
-        s = malloc(sizeof(*s));
+        s = weft__malloc(sizeof(*s));
     return s;
 }
 
@@ -29,6 +30,7 @@ static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft
     s->policy = WEFT_FAIL_FAST;
     s->shield = 0;
     s->join_result = 0;
+    s->first_failure = 0;
     s->joiner = NULL;
     s->first_child = s->next_sibling = s->prev_sibling = NULL;
     s->prev_owned = s->next_owned = NULL;
@@ -203,7 +205,7 @@ static int ensure_linked(weft_scope *s)
     for (weft_scope *x = s; x->parent && !atomic_load_explicit(&x->linked, memory_order_acquire);
          x = x->parent) {
         if (n == cap) {
-            weft_scope **bigger = malloc(2 * cap * sizeof(*bigger));
+            weft_scope **bigger = weft__malloc(2 * cap * sizeof(*bigger));
             if (!bigger) {
                 if (chain != local)
                     free(chain);
@@ -458,7 +460,7 @@ static char *dup_bounded(const char *str)
     if (!str)
         str = "";
     size_t n = strnlen(str, WEFT_ERROR_MESSAGE_MAX - 1);
-    char *d = malloc(n + 1);
+    char *d = weft__malloc(n + 1);
     if (d) {
         memcpy(d, str, n);
         d[n] = 0;
@@ -474,7 +476,7 @@ static void append_error(weft_scope *s, int code, const char *msg, const char *t
 {
     if (s->nerrors == s->cap_errors) {
         size_t cap = s->cap_errors ? s->cap_errors * 2 : 4;
-        weft__error_rec *e = realloc(s->errors, cap * sizeof(*e));
+        weft__error_rec *e = weft__realloc(s->errors, cap * sizeof(*e));
         if (!e)
             return;
         s->errors = e;
@@ -496,6 +498,8 @@ static int record_failure(weft_scope *s, weft__task *t, int rc)
     weft__failure *f = t->failure;
     const char *name = weft__task_name_of(t);
     weft__lock_acquire(&s->lock);
+    if (!s->first_failure)
+        s->first_failure = rc;
     if (f && f->ngroup) {
         /* A group handed up keeps each failure's origin; the first one is the task's code. */
         for (size_t i = 0; i < f->ngroup; i++) {
@@ -582,8 +586,8 @@ joined:
         weft__timer_cancel(&s->timer);
         s->timer_armed = 0;
     }
-    if (s->nerrors)
-        s->join_result = s->errors[0].pub.code;
+    if (s->first_failure)
+        s->join_result = s->first_failure;
     else
         s->join_result = weft__scope_cancel_code(s);
     s->state = WEFT__SCOPE_JOINED;
@@ -677,12 +681,12 @@ int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled)
         return 0;
     weft__failure *f = t->failure;
     if (!f) {
-        f = calloc(1, sizeof(*f));
+        f = weft__calloc(1, sizeof(*f));
         if (!f)
             return s->errors[0].pub.code;
         t->failure = f;
     }
-    weft__error_rec *g = realloc(f->group, (f->ngroup + keep) * sizeof(*g));
+    weft__error_rec *g = weft__realloc(f->group, (f->ngroup + keep) * sizeof(*g));
     if (!g)
         return s->errors[0].pub.code;
     f->group = g;
@@ -712,7 +716,7 @@ int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled)
 
 int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **out)
 {
-    weft_scope *s = malloc(sizeof(*s));
+    weft_scope *s = weft__malloc(sizeof(*s));
     if (!s)
         return -ENOMEM;
     scope_init(s, rt, parent, NULL);

@@ -73,6 +73,7 @@ struct weft_scope {
     int policy;
     int shield;
     int join_result;
+    int first_failure;       /* kept even when the error group cannot grow (ENOMEM) */
     weft_runtime *rt;
     weft__task *owner;       /* NULL for the root scope and external scopes */
     weft__task *joiner;      /* the owner, while it waits in join */

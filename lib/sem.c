@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "alloc.h"
 #include "lock.h"
 #include "scope.h"
 #include "task.h"
@@ -29,7 +30,7 @@ int weft_sem_create(weft_sem **out, unsigned tokens)
 {
     if (!out)
         return -EINVAL;
-    weft_sem *s = calloc(1, sizeof(*s));
+    weft_sem *s = weft__calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
     weft__lock_init(&s->lock);

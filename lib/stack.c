@@ -1,4 +1,5 @@
 /* Stack slabs, caches, guards and the overflow report; see stack.h. */
+#include "alloc.h"
 #include "stack.h"
 
 #include <errno.h>
@@ -97,6 +98,8 @@ static void deregister_stack(weft__stack *s)
 
 static char *map_region(size_t bytes)
 {
+    if (weft__alloc_should_fail())
+        return NULL;
     void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
     if (m == MAP_FAILED)
@@ -111,7 +114,7 @@ static int add_slab(weft__stack_pool *p)
 {
     size_t stride = p->size + p->page;
     unsigned n = p->slab_stacks;
-    weft__stack_slab *slab = malloc(sizeof(*slab) + n * sizeof(weft__stack));
+    weft__stack_slab *slab = weft__malloc(sizeof(*slab) + n * sizeof(weft__stack));
     if (!slab)
         return -ENOMEM;
     slab->bytes = stride * n;
@@ -148,7 +151,7 @@ static void first_use(weft__stack_pool *p, weft__stack *s)
 static weft__stack *get_own_mapping(weft__stack_pool *p, size_t size)
 {
     size = (size + p->page - 1) & ~(p->page - 1);
-    weft__stack *s = calloc(1, sizeof(*s));
+    weft__stack *s = weft__calloc(1, sizeof(*s));
     if (!s)
         return NULL;
     char *m = map_region(size + p->page);
@@ -184,6 +187,16 @@ weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t s
     weft__lock_release(&p->lock);
     first_use(p, s);
     return s;
+}
+
+int weft__stack_reserve(weft__stack_pool *p, weft__stack_cache *c)
+{
+    if (c->top || __atomic_load_n(&p->free, __ATOMIC_RELAXED))
+        return 0;
+    weft__lock_acquire(&p->lock);
+    int rc = p->free ? 0 : add_slab(p);
+    weft__lock_release(&p->lock);
+    return rc;
 }
 
 void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
@@ -344,7 +357,7 @@ void *weft__stack_fault_thread_init(weft__stack_pool *p)
         sigaction(SIGBUS, &sa, &previous_bus);
     }
     size_t size = 64 * 1024;
-    void *alt = malloc(size);
+    void *alt = weft__malloc(size);
     if (!alt)
         return NULL;
     stack_t ss = {.ss_sp = alt, .ss_size = size, .ss_flags = 0};

@@ -1,4 +1,5 @@
 /* Task life cycle: spawn, completion, and the suspension points tasks call. */
+#include "alloc.h"
 #include "task.h"
 
 #include <errno.h>
@@ -204,11 +205,11 @@ int weft_fail(int code, const char *fmt, ...)
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     if (!t->failure) {
-        t->failure = calloc(1, sizeof(*t->failure));
+        t->failure = weft__calloc(1, sizeof(*t->failure));
         if (!t->failure)
             return code;
     }
-    char *m = strdup(buf);
+    char *m = weft__strdup(buf);
     if (m) {
         free(t->failure->message);
         t->failure->message = m;

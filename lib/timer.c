@@ -1,4 +1,5 @@
 /* 4-ary timer heap; see timer.h for the contract. */
+#include "alloc.h"
 #include "timer.h"
 
 #include <errno.h>
@@ -93,7 +94,7 @@ int weft__timer_arm(weft__timer_heap *h, weft__timer *t, weft_time deadline, wef
     weft__lock_acquire(&h->lock);
     if (h->count == h->capacity) {
         uint32_t cap = h->capacity ? h->capacity * 2 : 64;
-        weft__timer **items = realloc(h->items, cap * sizeof(*items));
+        weft__timer **items = weft__realloc(h->items, cap * sizeof(*items));
         if (!items) {
             weft__lock_release(&h->lock);
             return -ENOMEM;

@@ -1,0 +1,60 @@
+/* The allocation hook; see alloc.h. */
+#include "alloc.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Atomic long fail_at;
+static _Atomic long counted;
+
+void weft__alloc_fail_at(long n)
+{
+    atomic_store(&counted, 0);
+    atomic_store(&fail_at, n);
+}
+
+long weft__alloc_count(void)
+{
+    return atomic_load(&counted);
+}
+
+int weft__alloc_should_fail(void)
+{
+    if (__builtin_expect(atomic_load_explicit(&fail_at, memory_order_relaxed) == 0, 1))
+        return 0;
+    long k = atomic_fetch_add(&counted, 1) + 1;
+    long target = atomic_load(&fail_at);
+    if (k == target) {
+        atomic_store(&fail_at, 0);
+        return 1;
+    }
+    return 0;
+}
+
+void *weft__malloc(size_t n)
+{
+    return weft__alloc_should_fail() ? NULL : malloc(n);
+}
+
+void *weft__calloc(size_t count, size_t n)
+{
+    return weft__alloc_should_fail() ? NULL : calloc(count, n);
+}
+
+void *weft__realloc(void *p, size_t n)
+{
+    return weft__alloc_should_fail() ? NULL : realloc(p, n);
+}
+
+void *weft__aligned_alloc(size_t align, size_t n)
+{
+    if (weft__alloc_should_fail())
+        return NULL;
+    return aligned_alloc(align, (n + align - 1) & ~(align - 1));
+}
+
+char *weft__strdup(const char *s)
+{
+    return weft__alloc_should_fail() ? NULL : strdup(s);
+}

@@ -1,0 +1,26 @@
+/*
+ * Every allocation of the library goes through here, so that tests can make any one of them fail
+ * (weft__alloc_fail_at) and check that each -ENOMEM path is clean: nothing half-done, nothing
+ * leaked. Unarmed, the hook costs one relaxed load of a counter per allocation.
+ */
+#ifndef WEFT_ALLOC_H
+#define WEFT_ALLOC_H
+
+#include <stddef.h>
+
+/** Test hook: the n-th allocation from now (1 = the next one) fails, then all succeed again.
+ *  0 disarms it. Process-wide; meant for single-runtime tests. */
+void weft__alloc_fail_at(long n);
+/** How many allocations the library made since the hook was last armed or disarmed. */
+long weft__alloc_count(void);
+
+/** 1 when the hook says this allocation fails (also for mmap-based allocations). */
+int weft__alloc_should_fail(void);
+
+void *weft__malloc(size_t n);
+void *weft__calloc(size_t count, size_t n);
+void *weft__realloc(void *p, size_t n);
+void *weft__aligned_alloc(size_t align, size_t n);
+char *weft__strdup(const char *s);
+
+#endif
