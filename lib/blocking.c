@@ -155,6 +155,7 @@ int weft_blocking(weft_fn fn, void *arg, int *result)
         return -EPERM;
     if (!fn)
         return -EINVAL;
+    weft__sched_chaos_point();
     weft_scope *cs = t->cancel_scope;
     int code = weft__scope_cancel_code(cs);
     if (code)

@@ -40,6 +40,7 @@ struct weft__worker {
     uint64_t tick;
     unsigned ready_streak;
     uint64_t rng;
+    uint64_t chaos_rng;
     weft__task *task_cache;
     unsigned task_cache_count;
     weft__stack_cache stacks;
@@ -81,7 +82,8 @@ struct weft_runtime {
     weft_scope *root_scope;      /* parent of every submitted task's scope */
     _Atomic uint32_t outstanding; /* submissions not yet ended (a futex word) */
     _Atomic int shutting_down;
-    _Atomic uint64_t cancel_epoch; /* bumped by every cancel (see scope.h) */
+    _Atomic uint64_t cancel_epoch;
+    uint64_t chaos;              /* WEFT_CHAOS seed; 0: off */ /* bumped by every cancel (see scope.h) */
     weft__blocking_pool *blocking;
     pthread_t watchdog;
     int watchdog_running;

@@ -405,16 +405,25 @@ static weft__task *steal_own(weft__deque *q)
     }
 }
 
+static weft__task *steal_round(weft__worker *w);
+static int chaos_hit(weft__worker *w, unsigned one_in);
+
 static void run_timers(weft__worker *w)
 {
-    if (weft__timer_heap_earliest(&w->timers) != WEFT_NEVER)
-        weft__timer_heap_run(&w->timers, weft_now());
+    if (weft__timer_heap_earliest(&w->timers) == WEFT_NEVER)
+        return;
+    weft_time now = weft_now();
+    if (chaos_hit(w, 2))
+        now -= (weft_time)(w->chaos_rng % (2 * WEFT_MSEC)); /* fire late */
+    weft__timer_heap_run(&w->timers, now);
 }
 
 /* The next task of this worker's own queues, or NULL. Callable from a task or the scheduler. */
 static weft__task *pick_local(weft__worker *w)
 {
     weft__task *t;
+    if (chaos_hit(w, 8) && (t = steal_round(w)))
+        return t; /* forced steal: run a neighbour's work before our own */
     if (++w->tick % GLOBAL_CHECK_INTERVAL == 0) {
         run_timers(w);
         if ((t = inject_pop(w->rt)))
@@ -443,6 +452,48 @@ static uint64_t next_rand(weft__worker *w)
     x ^= x >> 27;
     w->rng = x;
     return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* ---- chaos mode ------------------------------------------------------------------------------
+ * WEFT_CHAOS=<seed> perturbs scheduling to shake out ordering bugs: random yields at spawn and
+ * suspension points, steals forced ahead of local work, timers fired late. With one worker and
+ * no foreign threads the perturbations depend on the seed alone, so a failing seed reproduces.
+ * Spurious wake-ups are not injected: every park here has exactly one waker by construction. */
+
+static int chaos_hit(weft__worker *w, unsigned one_in)
+{
+    if (__builtin_expect(!w->rt->chaos, 1))
+        return 0;
+    uint64_t x = w->chaos_rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->chaos_rng = x;
+    return (x * 0x2545F4914F6CDD1Dull) % one_in == 0;
+}
+
+static uint64_t chaos_seed_from_env(void)
+{
+    const char *v = getenv("WEFT_CHAOS");
+    if (!v || !*v)
+        return 0;
+    char *end;
+    unsigned long long seed = strtoull(v, &end, 0);
+    if (*end) { /* not a number: any string is a seed */
+        seed = 1469598103934665603ull;
+        for (const char *c = v; *c; c++)
+            seed = (seed ^ (unsigned char)*c) * 1099511628211ull;
+    }
+    return seed ? seed : 1;
+}
+
+/* Never in a cancelled task: its suspension points must return without suspending. */
+void weft__sched_chaos_point(void)
+{
+    weft__worker *w = weft__worker_self();
+    if (w && w->current && chaos_hit(w, 4) &&
+        weft__scope_cancel_code(w->current->cancel_scope) == 0)
+        weft__sched_yield();
 }
 
 static weft__task *steal_from(weft__worker *v)
@@ -908,6 +959,7 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
         return -ENOMEM;
     rt->cfg = c;
     rt->nworkers = c.workers;
+    rt->chaos = chaos_seed_from_env();
     weft__lock_init(&rt->inject_lock);
     weft__lock_init(&rt->chunk_lock);
     weft__stack_pool_init(&rt->stacks, c.stack_size);
@@ -924,6 +976,7 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
         w->rt = rt;
         w->index = made;
         w->rng = 0x9E3779B97F4A7C15ull * (made + 1);
+        w->chaos_rng = (rt->chaos ^ (0x9E3779B97F4A7C15ull * (made + 1))) | 1;
         weft__timer_heap_init(&w->timers);
         ck_ec32_init(&w->ec, 0);
         if (weft__deque_init(&w->spawnq, 8) != 0) {

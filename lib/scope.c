@@ -560,6 +560,7 @@ static void join_one(weft__task *t, weft_scope *s)
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
     weft__task *c;
+    weft__sched_chaos_point();
     weft__worker *w = weft__worker_self();
     while ((c = weft__sched_take_child(w, s))) {
         c->flags |= WEFT__TASK_INLINE;

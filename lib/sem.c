@@ -124,6 +124,7 @@ int weft_sem_acquire(weft_sem *s)
         return -EPERM;
     if (!s)
         return -EINVAL;
+    weft__sched_chaos_point();
     weft_scope *cs = t->cancel_scope;
     int code = weft__scope_cancel_code(cs);
     if (code)

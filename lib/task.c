@@ -138,6 +138,7 @@ int weft_sleep_until(weft_time deadline)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
+    weft__sched_chaos_point();
     weft_scope *cs = t->cancel_scope;
     int code = weft__scope_cancel_code(cs);
     if (code)

@@ -120,6 +120,9 @@ void weft__task_free_on(weft__worker *w, weft__task *t);
 /** The task running on `w`, NULL for none. */
 weft__task *weft__worker_current(weft__worker *w);
 
+/** Chaos mode (WEFT_CHAOS): may yield here. A no-op otherwise. */
+void weft__sched_chaos_point(void);
+
 /** Tells the watchdog that the running task reached a cancellation check. */
 void weft__sched_note_progress(void);
 
