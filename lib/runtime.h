@@ -43,6 +43,7 @@ struct weft__worker {
     uint64_t chaos_rng;
     weft__task *task_cache;
     unsigned task_cache_count;
+    unsigned chunks_made;
     weft__stack_cache stacks;
     weft__scope_cache scopes;
     weft__timer_heap timers;

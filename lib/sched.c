@@ -81,11 +81,13 @@
 /* Steal rounds over all victims before a worker sleeps. About 20-50 us here: long enough to
  * catch the next spawn of a busy neighbour, short enough to be 0% CPU in a blink when idle. */
 #define SPIN_ROUNDS 64
-/* Task records are carved from chunks of this many (256 KiB), mapped with MAP_POPULATE: a burst
- * of spawns then costs one system call per 1024 tasks instead of a malloc each and a page fault
- * every 16 (page faults cost microseconds each, which made them the main cost of spawning
- * 100,000 tasks). */
-#define TASK_CHUNK 1024
+/* Task records are carved from chunks, never allocated one by one: a burst of spawns costs one
+ * mapping per chunk. A worker's first chunk is small (64 KiB of 4 KiB pages) so that a small
+ * program stays small; later ones are 2 MiB transparent huge pages, because a first touch of a
+ * 4 KiB page costs 10-30 us on the virtual machines we measure on (about 2 us per 4 KiB when it
+ * comes as part of a huge page), which made page faults the main cost of spawning 100,000 tasks. */
+#define SMALL_CHUNK_BYTES ((size_t)64 * 1024)
+#define HUGE_CHUNK_BYTES ((size_t)2 * 1024 * 1024)
 #define SCOPE_CACHE_MAX 256
 
 /* ---- thread-local access ---------------------------------------------------------------- */
@@ -163,34 +165,55 @@ static uint64_t new_task_id(weft__worker *w)
 }
 
 #define TASK_RECORD_SIZE ((sizeof(weft__task) + 63) & ~(size_t)63)
-#define CHUNK_BYTES (64 + TASK_CHUNK * TASK_RECORD_SIZE)
 
 typedef struct task_chunk {
     struct task_chunk *next;
+    size_t bytes;
 } task_chunk;
+
+/* A mapping of `bytes`, aligned to `bytes` when huge (THP needs 2 MiB alignment). */
+static char *map_chunk(size_t bytes, int huge)
+{
+    if (!huge) {
+        char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return m == MAP_FAILED ? NULL : m;
+    }
+    char *m = mmap(NULL, 2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    char *aligned = (char *)(((uintptr_t)m + bytes - 1) & ~(uintptr_t)(bytes - 1));
+    if (aligned > m)
+        munmap(m, (size_t)(aligned - m));
+    munmap(aligned + bytes, (size_t)(m + bytes - aligned));
+    madvise(aligned, bytes, MADV_HUGEPAGE);
+    return aligned;
+}
 
 /* Allocates a chunk of records; returns one and puts the others on `*list`. Records stay in the
  * runtime until it is destroyed: a stale pointer to a task record always points to a record. */
-static weft__task *new_chunk(weft_runtime *rt, weft__task **list, unsigned *count)
+static weft__task *new_chunk(weft_runtime *rt, weft__task **list, unsigned *count, int huge)
 {
     if (weft__alloc_should_fail())
         return NULL;
-    char *mem = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (mem == MAP_FAILED)
+    size_t bytes = huge ? HUGE_CHUNK_BYTES : SMALL_CHUNK_BYTES;
+    char *mem = map_chunk(bytes, huge);
+    if (!mem)
         return NULL;
     task_chunk *c = (task_chunk *)mem;
+    c->bytes = bytes;
     weft__lock_acquire(&rt->chunk_lock);
     c->next = rt->chunks;
     rt->chunks = c;
     weft__lock_release(&rt->chunk_lock);
-    for (unsigned i = 1; i < TASK_CHUNK; i++) {
+    unsigned n = (unsigned)((bytes - 64) / TASK_RECORD_SIZE);
+    /* Pushed in reverse so that records are handed out in address order. */
+    for (unsigned i = n; i-- > 1;) {
         weft__task *t = (weft__task *)(mem + 64 + i * TASK_RECORD_SIZE);
         t->next = *list;
         *list = t;
     }
     if (count)
-        *count += TASK_CHUNK - 1;
+        *count += n - 1;
     return (weft__task *)(mem + 64);
 }
 
@@ -208,7 +231,7 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
             w->task_cache = t->next;
             w->task_cache_count--;
         } else {
-            t = new_chunk(rt, &w->task_cache, &w->task_cache_count);
+            t = new_chunk(rt, &w->task_cache, &w->task_cache_count, w->chunks_made++ > 0);
         }
     } else {
         weft__lock_acquire(&rt->chunk_lock);
@@ -218,7 +241,7 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
         weft__lock_release(&rt->chunk_lock);
         if (!t) {
             weft__task *extra = NULL;
-            t = new_chunk(rt, &extra, NULL);
+            t = new_chunk(rt, &extra, NULL, 0);
             weft__lock_acquire(&rt->chunk_lock);
             while (extra) {
                 weft__task *n = extra->next;
@@ -916,7 +939,7 @@ static void free_chunks(weft_runtime *rt)
 {
     for (task_chunk *c = rt->chunks, *next; c; c = next) {
         next = c->next;
-        munmap(c, CHUNK_BYTES);
+        munmap(c, c->bytes);
     }
     rt->chunks = NULL;
 }
