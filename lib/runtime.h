@@ -80,6 +80,7 @@ struct weft_runtime {
     weft__lock chunk_lock;
     struct task_chunk *chunks;   /* every task record's memory, freed with the runtime */
     weft__task *spare_tasks;     /* records freed or carved off a foreign thread */
+    weft_scope *spare_scopes;    /* scope records released off the runtime's workers */
     weft_scope *root_scope;      /* parent of every submitted task's scope */
     _Atomic uint32_t outstanding; /* submissions not yet ended (a futex word) */
     _Atomic int shutting_down;
@@ -104,8 +105,8 @@ void weft__runtime_stop(weft_runtime *rt);
 void weft__sched_inject(weft_runtime *rt, weft__task *t);
 
 /** Per-worker scope record cache, used by scope.c. */
-weft_scope *weft__scope_cache_get(weft__worker *w);
-int weft__scope_cache_put(weft__worker *w, weft_scope *s);
+weft_scope *weft__scope_cache_get(weft__worker *w, weft_runtime *rt);
+void weft__scope_cache_put(weft__worker *w, weft_scope *s);
 
 /* Blocking pool (blocking.c). */
 int weft__blocking_init(weft_runtime *rt);

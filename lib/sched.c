@@ -88,7 +88,6 @@
  * comes as part of a huge page), which made page faults the main cost of spawning 100,000 tasks. */
 #define SMALL_CHUNK_BYTES ((size_t)64 * 1024)
 #define HUGE_CHUNK_BYTES ((size_t)2 * 1024 * 1024)
-#define SCOPE_CACHE_MAX 256
 
 /* ---- thread-local access ---------------------------------------------------------------- */
 
@@ -262,8 +261,7 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
     atomic_store_explicit(&t->wait, WEFT__WAIT_NONE, memory_order_relaxed);
     atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
     t->flags = 0;
-    t->timer.heap = NULL;
-    atomic_store_explicit(&t->timer.state, WEFT__TIMER_IDLE, memory_order_relaxed);
+    t->timer.heap = NULL; /* its word keeps counting generations: stale heap items may remain */
     t->id = new_task_id(w);
     t->failure = NULL;
     t->stack_size = 0;
@@ -291,24 +289,43 @@ void weft__task_free_on(weft__worker *w, weft__task *t)
     weft__lock_release(&rt->chunk_lock);
 }
 
-weft_scope *weft__scope_cache_get(weft__worker *w)
+/* Scope records are recycled, never freed while the runtime lives (a stale timer item may still
+ * point into one; see timer.h): a worker keeps those released on it, the runtime those released
+ * elsewhere. */
+weft_scope *weft__scope_cache_get(weft__worker *w, weft_runtime *rt)
 {
-    weft_scope *s = w->scopes.top;
-    if (s) {
-        w->scopes.top = s->cache_next;
-        w->scopes.count--;
+    weft_scope *s = NULL;
+    if (w && w->rt == rt) {
+        s = w->scopes.top;
+        if (s) {
+            w->scopes.top = s->cache_next;
+            w->scopes.count--;
+            return s;
+        }
     }
+    if (!__atomic_load_n(&rt->spare_scopes, __ATOMIC_RELAXED))
+        return NULL;
+    weft__lock_acquire(&rt->chunk_lock);
+    s = rt->spare_scopes;
+    if (s)
+        rt->spare_scopes = s->cache_next;
+    weft__lock_release(&rt->chunk_lock);
     return s;
 }
 
-int weft__scope_cache_put(weft__worker *w, weft_scope *s)
+void weft__scope_cache_put(weft__worker *w, weft_scope *s)
 {
-    if (!w || w->scopes.count >= SCOPE_CACHE_MAX)
-        return 0;
-    s->cache_next = w->scopes.top;
-    w->scopes.top = s;
-    w->scopes.count++;
-    return 1;
+    weft_runtime *rt = s->rt;
+    if (w && w->rt == rt) {
+        s->cache_next = w->scopes.top;
+        w->scopes.top = s;
+        w->scopes.count++;
+        return;
+    }
+    weft__lock_acquire(&rt->chunk_lock);
+    s->cache_next = rt->spare_scopes;
+    rt->spare_scopes = s;
+    weft__lock_release(&rt->chunk_lock);
 }
 
 /* ---- waking sleepers -------------------------------------------------------------------- */
@@ -937,6 +954,11 @@ static unsigned default_workers(void)
 
 static void free_chunks(weft_runtime *rt)
 {
+    while (rt->spare_scopes) {
+        weft_scope *s = rt->spare_scopes;
+        rt->spare_scopes = s->cache_next;
+        free(s);
+    }
     for (task_chunk *c = rt->chunks, *next; c; c = next) {
         next = c->next;
         munmap(c, c->bytes);

@@ -10,11 +10,14 @@
 
 /* ---- records ------------------------------------------------------------------------------ */
 
-static weft_scope *scope_alloc(weft__worker *w)
+static weft_scope *scope_alloc(weft__worker *w, weft_runtime *rt)
 {
-    weft_scope *s = w ? weft__scope_cache_get(w) : NULL;
-    if (!s)
+    weft_scope *s = weft__scope_cache_get(w, rt);
+    if (!s) {
         s = weft__malloc(sizeof(*s));
+        if (s)
+            atomic_init(&s->timer.word, 0); /* a recycled record keeps its timer generation */
+    }
     return s;
 }
 
@@ -67,8 +70,7 @@ static void scope_free(weft_scope *s)
     s->errors = NULL;
     s->nerrors = 0;
     s->state = WEFT__SCOPE_RELEASED;
-    if (!weft__scope_cache_put(weft__worker_self(), s))
-        free(s);
+    weft__scope_cache_put(weft__worker_self(), s);
 }
 
 static void scope_unref(weft_scope *s)
@@ -122,8 +124,15 @@ static weft_scope *cancel_one(weft_scope *s, int reason, int code, weft_scope *t
     }
     atomic_store_explicit(&s->cancel_code, code, memory_order_release);
     atomic_store_explicit(&s->cancel, reason, memory_order_release);
-    for (weft__task *t = s->parked; t; t = t->pnext)
+    /* Wake and detach every parked task: each one's unregister then finds itself off the list
+     * and needs neither the lock nor its neighbours' records. */
+    for (weft__task *t = s->parked, *next; t; t = next) {
+        next = t->pnext;
         weft__task_wake(t, WEFT__WOKEN_CANCEL);
+        t->pnext = t->pprev = NULL;
+        atomic_store_explicit(&t->listed, 0, memory_order_release);
+    }
+    s->parked = NULL;
     for (weft_scope *c = s->first_child; c; c = c->next_sibling) {
         if (c->shield)
             continue;
@@ -268,19 +277,25 @@ int weft__scope_park_register(weft_scope *s, weft__task *t)
     if (s->parked)
         s->parked->pprev = t;
     s->parked = t;
+    atomic_store_explicit(&t->listed, 1, memory_order_relaxed);
     weft__lock_release(&s->lock);
     return 0;
 }
 
 void weft__scope_park_unregister(weft_scope *s, weft__task *t)
 {
+    if (!atomic_load_explicit(&t->listed, memory_order_acquire))
+        return; /* detached by a cancel */
     weft__lock_acquire(&s->lock);
-    if (t->pprev)
-        t->pprev->pnext = t->pnext;
-    else
-        s->parked = t->pnext;
-    if (t->pnext)
-        t->pnext->pprev = t->pprev;
+    if (atomic_load_explicit(&t->listed, memory_order_relaxed)) {
+        if (t->pprev)
+            t->pprev->pnext = t->pnext;
+        else
+            s->parked = t->pnext;
+        if (t->pnext)
+            t->pnext->pprev = t->pprev;
+        atomic_store_explicit(&t->listed, 0, memory_order_relaxed);
+    }
     weft__lock_release(&s->lock);
 }
 
@@ -316,7 +331,7 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
         own = earlier(own, o.timeout_ns > WEFT_NEVER - now ? WEFT_NEVER : now + o.timeout_ns);
     }
 
-    weft_scope *s = scope_alloc(w);
+    weft_scope *s = scope_alloc(w, t->rt);
     if (!s)
         return -ENOMEM;
     scope_init(s, t->rt, parent, t);
@@ -717,7 +732,7 @@ int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled)
 
 int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **out)
 {
-    weft_scope *s = weft__malloc(sizeof(*s));
+    weft_scope *s = scope_alloc(weft__worker_self(), rt);
     if (!s)
         return -ENOMEM;
     scope_init(s, rt, parent, NULL);
@@ -749,14 +764,5 @@ void weft__scope_external_seal(weft_scope *s)
 void weft__scope_external_free(weft_scope *s)
 {
     unlink_child(s);
-    s->state = WEFT__SCOPE_RELEASED;
-    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
-        for (size_t i = 0; i < s->nerrors; i++) {
-            free(s->errors[i].message);
-            free(s->errors[i].task);
-            free(s->errors[i].scope);
-        }
-        free(s->errors);
-        free(s);
-    }
+    scope_unref(s);
 }

@@ -55,6 +55,7 @@ typedef struct weft__task {
     struct weft__task *next;      /* run-queue, free-list and semaphore-queue link */
     struct weft__task *prev;      /* semaphore-queue back link */
     struct weft__task *pnext, *pprev; /* a scope's parked list */
+    _Atomic uint32_t listed;      /* on that list; cleared by a cancel that detaches it */
     _Atomic uint32_t wait;
     _Atomic uint32_t park_sync;
     uint32_t flags;

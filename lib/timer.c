@@ -1,12 +1,15 @@
-/* 4-ary timer heap; see timer.h for the contract. */
-#include "alloc.h"
+/* 4-ary timer heap with lazy cancellation; see timer.h for the contract. */
 #include "timer.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
 
+#include "alloc.h"
 #include "tsan.h"
+
+#define STATE(w) ((int)((w)&3))
+#define WORD(gen, state) ((gen) << 2 | (uint64_t)(state))
 
 weft_time weft_now(void)
 {
@@ -20,6 +23,7 @@ void weft__timer_heap_init(weft__timer_heap *h)
     weft__lock_init(&h->lock);
     h->items = NULL;
     h->count = h->capacity = 0;
+    atomic_init(&h->live, 0);
     atomic_init(&h->earliest, WEFT_NEVER);
 }
 
@@ -29,28 +33,22 @@ void weft__timer_heap_destroy(weft__timer_heap *h)
     h->items = NULL;
 }
 
-static void place(weft__timer_heap *h, uint32_t i, weft__timer *t)
-{
-    h->items[i] = t;
-    t->index = i;
-}
-
 static void sift_up(weft__timer_heap *h, uint32_t i)
 {
-    weft__timer *t = h->items[i];
+    weft__timer_item it = h->items[i];
     while (i > 0) {
         uint32_t parent = (i - 1) / 4;
-        if (h->items[parent]->deadline <= t->deadline)
+        if (h->items[parent].deadline <= it.deadline)
             break;
-        place(h, i, h->items[parent]);
+        h->items[i] = h->items[parent];
         i = parent;
     }
-    place(h, i, t);
+    h->items[i] = it;
 }
 
 static void sift_down(weft__timer_heap *h, uint32_t i)
 {
-    weft__timer *t = h->items[i];
+    weft__timer_item it = h->items[i];
     for (;;) {
         uint32_t first = 4 * i + 1;
         if (first >= h->count)
@@ -58,53 +56,65 @@ static void sift_down(weft__timer_heap *h, uint32_t i)
         uint32_t best = first;
         uint32_t last = first + 4 < h->count ? first + 4 : h->count;
         for (uint32_t c = first + 1; c < last; c++)
-            if (h->items[c]->deadline < h->items[best]->deadline)
+            if (h->items[c].deadline < h->items[best].deadline)
                 best = c;
-        if (h->items[best]->deadline >= t->deadline)
+        if (h->items[best].deadline >= it.deadline)
             break;
-        place(h, i, h->items[best]);
+        h->items[i] = h->items[best];
         i = best;
     }
-    place(h, i, t);
+    h->items[i] = it;
 }
 
 static void publish_earliest(weft__timer_heap *h)
 {
-    atomic_store_explicit(&h->earliest, h->count ? h->items[0]->deadline : WEFT_NEVER,
+    atomic_store_explicit(&h->earliest, h->count ? h->items[0].deadline : WEFT_NEVER,
                           memory_order_release);
 }
 
-static void remove_at(weft__timer_heap *h, uint32_t i)
+static int item_live(const weft__timer_item *it)
 {
-    weft__timer *last = h->items[--h->count];
-    if (i < h->count) {
-        place(h, i, last);
-        if (i > 0 && h->items[(i - 1) / 4]->deadline > last->deadline)
-            sift_up(h, i);
-        else
+    return atomic_load_explicit(&it->timer->word, memory_order_acquire) ==
+           WORD(it->gen, WEFT__TIMER_ARMED);
+}
+
+/* Drops the stale items in one pass and rebuilds the heap: O(n), done when stale items are more
+ * than half, so each cancel pays O(1) for it on average. */
+static void compact(weft__timer_heap *h)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < h->count; i++)
+        if (item_live(&h->items[i]))
+            h->items[kept++] = h->items[i];
+    h->count = kept;
+    for (uint32_t i = kept / 4 + 1; i-- > 0;)
+        if (i < kept)
             sift_down(h, i);
-    }
 }
 
 int weft__timer_arm(weft__timer_heap *h, weft__timer *t, weft_time deadline, weft__timer_fn fn)
 {
-    t->deadline = deadline;
+    uint64_t gen = (atomic_load_explicit(&t->word, memory_order_relaxed) >> 2) + 1;
     t->fn = fn;
     t->heap = h;
     weft__lock_acquire(&h->lock);
+    if (h->count > 64 && h->count > 2 * atomic_load_explicit(&h->live, memory_order_relaxed))
+        compact(h);
     if (h->count == h->capacity) {
         uint32_t cap = h->capacity ? h->capacity * 2 : 64;
-        weft__timer **items = weft__realloc(h->items, cap * sizeof(*items));
+        weft__timer_item *items = weft__realloc(h->items, cap * sizeof(*items));
         if (!items) {
             weft__lock_release(&h->lock);
+            t->heap = NULL;
             return -ENOMEM;
         }
         h->items = items;
         h->capacity = cap;
     }
-    atomic_store_explicit(&t->state, WEFT__TIMER_ARMED, memory_order_relaxed);
-    place(h, h->count++, t);
-    sift_up(h, t->index);
+    atomic_store_explicit(&t->word, WORD(gen, WEFT__TIMER_ARMED), memory_order_release);
+    atomic_fetch_add_explicit(&h->live, 1, memory_order_relaxed);
+    h->items[h->count] = (weft__timer_item){.deadline = deadline, .timer = t, .gen = gen};
+    sift_up(h, h->count++);
     publish_earliest(h);
     weft__lock_release(&h->lock);
     return 0;
@@ -115,19 +125,16 @@ int weft__timer_cancel(weft__timer *t)
     weft__timer_heap *h = t->heap;
     if (!h)
         return 0;
-    weft__lock_acquire(&h->lock);
-    int state = atomic_load_explicit(&t->state, memory_order_relaxed);
-    if (state == WEFT__TIMER_ARMED) {
-        remove_at(h, t->index);
-        publish_earliest(h);
-        atomic_store_explicit(&t->state, WEFT__TIMER_IDLE, memory_order_relaxed);
-        weft__lock_release(&h->lock);
+    uint64_t w = atomic_load_explicit(&t->word, memory_order_acquire);
+    if (STATE(w) == WEFT__TIMER_ARMED &&
+        atomic_compare_exchange_strong_explicit(&t->word, &w, WORD(w >> 2, WEFT__TIMER_IDLE),
+                                                memory_order_acq_rel, memory_order_acquire)) {
+        atomic_fetch_sub_explicit(&h->live, 1, memory_order_relaxed);
         t->heap = NULL;
         return 1;
     }
-    weft__lock_release(&h->lock);
     /* Fired or firing: wait for the callback to be over (it is short: a wake or a cancel). */
-    while (atomic_load_explicit(&t->state, memory_order_acquire) == WEFT__TIMER_FIRING)
+    while (STATE(atomic_load_explicit(&t->word, memory_order_acquire)) == WEFT__TIMER_FIRING)
         ck_pr_stall();
     t->heap = NULL;
     return 0;
@@ -138,20 +145,29 @@ int weft__timer_heap_run(weft__timer_heap *h, weft_time now)
     int fired = 0;
     if (weft__timer_heap_earliest(h) > now)
         return 0;
-    for (;;) {
-        weft__lock_acquire(&h->lock);
-        if (h->count == 0 || h->items[0]->deadline > now) {
-            weft__lock_release(&h->lock);
-            return fired;
-        }
-        weft__timer *t = h->items[0];
-        remove_at(h, 0);
+    weft__lock_acquire(&h->lock);
+    while (h->count && h->items[0].deadline <= now) {
+        weft__timer_item it = h->items[0];
+        h->items[0] = h->items[--h->count];
+        if (h->count)
+            sift_down(h, 0);
+        uint64_t armed = WORD(it.gen, WEFT__TIMER_ARMED);
+        if (!atomic_compare_exchange_strong_explicit(&it.timer->word, &armed,
+                                                     WORD(it.gen, WEFT__TIMER_FIRING),
+                                                     memory_order_acq_rel, memory_order_relaxed))
+            continue; /* stale: cancelled, or re-armed since */
+        atomic_fetch_sub_explicit(&h->live, 1, memory_order_relaxed);
         publish_earliest(h);
-        atomic_store_explicit(&t->state, WEFT__TIMER_FIRING, memory_order_relaxed);
         weft__lock_release(&h->lock);
-        t->fn(t);
-        /* After this store `t` may be reused by a cancel that was waiting: touch it no more. */
-        atomic_store_explicit(&t->state, WEFT__TIMER_IDLE, memory_order_release);
+        it.timer->fn(it.timer);
+        /* After this store the timer may be reused by a cancel that was waiting: touch it no
+         * more. */
+        atomic_store_explicit(&it.timer->word, WORD(it.gen, WEFT__TIMER_IDLE),
+                              memory_order_release);
         fired++;
+        weft__lock_acquire(&h->lock);
     }
+    publish_earliest(h);
+    weft__lock_release(&h->lock);
+    return fired;
 }

@@ -1,15 +1,22 @@
 /*
  * Per-worker timers: a 4-ary min-heap of deadlines, one per worker, each behind its own lock.
  *
- * Why a heap and not a wheel: most timers here are timeouts that are cancelled long before they
- * fire, and cancellation is O(log n) with the index each timer keeps; a wheel's O(1) insert does
- * not pay for its cascade work and its tick granularity at the sub-millisecond lateness we want.
+ * Why a heap and not a wheel: deadlines here are arbitrary nanoseconds and must fire within
+ * microseconds of them; a wheel's O(1) insert buys little at that resolution and costs cascades.
  * A 4-ary heap halves the depth of a binary one and keeps siblings on one cache line.
+ *
+ * Cancellation is O(1) and takes no lock, because most timers are timeouts cancelled long before
+ * they fire (a cancel of 100,000 sleepers cancels 100,000 timers). A heap item carries the
+ * deadline, the timer and the timer's arming generation; a timer's state and generation share one
+ * atomic word, so cancel is a CAS from (gen, ARMED) to (gen, IDLE) and the item stays in the
+ * heap, stale. The heap drops stale items when they reach the top, and compacts itself when they
+ * outnumber the live ones, so memory stays proportional to the armed timers. This needs timers to
+ * live in memory that stays a timer while the runtime lives (task and scope records, which are
+ * recycled, never freed, until the runtime is destroyed).
  *
  * Contract: a timer is armed on the heap of the worker that arms it; it may be cancelled from any
  * thread. weft__timer_cancel is synchronous: when it returns, the callback is not running and
- * will never run, so the timer's memory may be reused. Callbacks run on the heap's worker thread
- * with no lock held.
+ * will never run for that arming. Callbacks run on the heap's worker thread with no lock held.
  */
 #ifndef WEFT_TIMER_H
 #define WEFT_TIMER_H
@@ -23,22 +30,27 @@
 typedef struct weft__timer weft__timer;
 typedef void (*weft__timer_fn)(weft__timer *t);
 
+typedef struct weft__timer_item {
+    weft_time deadline;
+    weft__timer *timer;
+    uint64_t gen;
+} weft__timer_item;
+
 typedef struct weft__timer_heap {
     weft__lock lock;
-    weft__timer **items;
+    weft__timer_item *items;
     uint32_t count;
     uint32_t capacity;
-    _Atomic weft_time earliest; /* WEFT_NEVER when empty: lets the owner skip the lock */
+    _Atomic uint32_t live;      /* armed timers; count - live items are stale */
+    _Atomic weft_time earliest; /* a lower bound of the next deadline; WEFT_NEVER when empty */
 } weft__timer_heap;
 
-enum { WEFT__TIMER_IDLE = 0, WEFT__TIMER_ARMED, WEFT__TIMER_FIRING };
+enum { WEFT__TIMER_IDLE = 0, WEFT__TIMER_ARMED = 1, WEFT__TIMER_FIRING = 2 };
 
 struct weft__timer {
-    weft_time deadline;
     weft__timer_fn fn;
     weft__timer_heap *heap;
-    uint32_t index;
-    _Atomic int state;
+    _Atomic uint64_t word; /* generation << 2 | state. Zero-initialised memory is a valid timer. */
 };
 
 void weft__timer_heap_init(weft__timer_heap *h);
@@ -47,7 +59,7 @@ void weft__timer_heap_destroy(weft__timer_heap *h);
 /** Arms `t` to call fn(t) at `deadline` on heap `h`. 0 or -ENOMEM. */
 int weft__timer_arm(weft__timer_heap *h, weft__timer *t, weft_time deadline, weft__timer_fn fn);
 
-/** Disarms `t`. Returns 1 if it was removed before firing, 0 if it had fired (or was never
+/** Disarms `t`. Returns 1 if it was disarmed before firing, 0 if it had fired (or was never
  *  armed); in both cases the callback is over when this returns. */
 int weft__timer_cancel(weft__timer *t);
 
