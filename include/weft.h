@@ -79,7 +79,7 @@ typedef struct weft_config {
     unsigned workers;
     /** Pin worker i to CPU i (modulo the CPUs this process may use). Default: off. */
     int pin_workers;
-    /** Stack size of a task, in bytes, rounded up to whole pages. Default: 256 KiB.
+    /** Stack size of a task, in bytes, rounded up to whole pages. Default: 64 KiB.
      *  Stacks are reserved, not committed: a task touches only the pages it uses. */
     size_t stack_size;
     /** Most threads of the blocking pool (weft_blocking). Default: 64. */

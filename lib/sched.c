@@ -72,6 +72,12 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+/* 64 KiB: deep enough for ordinary C (printf, getaddrinfo and a parser fit with room to spare),
+ * and stacks spaced 64 KiB apart share page-table pages about 30 to a page: with 256 KiB, a million
+ * parked tasks needed a page-table page for every 8 of them, as many fresh pages again as the
+ * stacks themselves. Tasks that need more ask for it (weft_spawn_opts.stack_size). */
+#define WEFT__DEFAULT_STACK (64 * 1024)
+
 /* Picks of the ready queue in a row before the spawn queue gets a turn. 16 keeps the starting
  * of new work at one pick in 17 at worst when resumed tasks never run out, and is long enough
  * that a pipeline of woken tasks runs mostly without starting new stacks. */
@@ -791,9 +797,10 @@ int weft__sched_yield(void)
     return 1;
 }
 
-/* Stack an inline child may count on below the joiner's frame. A deep chain of joins that each
- * run a child inline nests on one stack; past this the child gets a stack of its own instead. */
-#define INLINE_MIN_ROOM (64 * 1024)
+/* Stack an inline child may count on below the joiner's frame: a quarter of the stack, at least
+ * 8 KiB. A deep chain of joins that each run a child inline nests on one stack; past this the
+ * child gets a stack of its own instead. */
+#define INLINE_MIN_ROOM (8 * 1024)
 
 weft__task *weft__sched_take_child(weft__worker *w, weft_scope *s)
 {
@@ -803,7 +810,7 @@ weft__task *weft__sched_take_child(weft__worker *w, weft_scope *s)
     weft__stack *st = w->current->host->stack;
     size_t room = (size_t)((char *)__builtin_frame_address(0) - (char *)st->lo);
     if (room < INLINE_MIN_ROOM || room < st->size / 4)
-        return NULL;
+        return NULL; /* deep enough: let it run on a stack of its own */
     /* Only this thread pops the bottom, so what pop returns is what peek saw, unless a thief
      * took it in the meantime. */
     return weft__deque_pop_owner(&w->spawnq);
@@ -993,7 +1000,7 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
     if (c.workers > WEFT__MAX_WORKERS)
         c.workers = WEFT__MAX_WORKERS;
     if (!c.stack_size)
-        c.stack_size = 256 * 1024;
+        c.stack_size = WEFT__DEFAULT_STACK;
     if (!c.blocking_threads)
         c.blocking_threads = 64;
     if (!c.watchdog_ns)

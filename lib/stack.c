@@ -57,9 +57,11 @@ int weft__stack_pool_init(weft__stack_pool *p, size_t size)
     weft__lock_init(&p->lock);
     p->page = (size_t)sysconf(_SC_PAGESIZE);
     p->size = (size + p->page - 1) & ~(p->page - 1);
-    /* 256 stacks of 256 KiB reserve 64 MiB of address space per slab: few mappings for a million
+    /* 1024 stacks of 64 KiB reserve 64 MiB of address space per slab: few mappings for a million
      * stacks, and little unused reservation for small programs. */
-    p->slab_stacks = 256;
+    p->slab_stacks = (unsigned)((64u << 20) / (p->size + p->page));
+    if (p->slab_stacks < 16)
+        p->slab_stacks = 16;
     return 0;
 }
 
