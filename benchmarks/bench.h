@@ -15,6 +15,8 @@ typedef struct bench_result {
     /* Extra contract fields; a negative value means "not reported". */
     double ns_per_op;
     double rss_per_task;
+    double p50_us; /* timers: median and 99th percentile of wake-up lateness */
+    double p99_us;
 } bench_result;
 
 /* A workload: runs with `threads` workers and fills *out. Returns 0, or non-zero when it could
@@ -31,6 +33,7 @@ int wl_cancel(unsigned threads, bench_result *out);
 int wl_million(unsigned threads, bench_result *out);
 int wl_blocking(unsigned threads, bench_result *out);
 int wl_blocking_pthread(unsigned threads, bench_result *out);
+int wl_timers(unsigned threads, bench_result *out);
 
 /* Seconds on CLOCK_MONOTONIC. */
 double bench_now(void);

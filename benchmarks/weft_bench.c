@@ -28,6 +28,7 @@ static const struct {
     {"million", wl_million},
     {"blocking", wl_blocking},
     {"blocking-pthread", wl_blocking_pthread},
+    {"timers", wl_timers},
 };
 
 #define N_WORKLOADS (sizeof workloads / sizeof workloads[0])
@@ -108,7 +109,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    bench_result r = {.ns_per_op = -1, .rss_per_task = -1};
+    bench_result r = {.ns_per_op = -1, .rss_per_task = -1, .p50_us = -1, .p99_us = -1};
     if (fn((unsigned)threads, &r) != 0)
         return 1;
 
@@ -117,6 +118,8 @@ int main(int argc, char **argv)
         printf(" ns_per_op=%.1f", r.ns_per_op);
     if (r.rss_per_task >= 0)
         printf(" rss_per_task=%.0f", r.rss_per_task);
+    if (r.p50_us >= 0)
+        printf(" p50_us=%.1f p99_us=%.1f", r.p50_us, r.p99_us);
     putchar('\n');
     fflush(stdout);
 

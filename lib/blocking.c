@@ -187,10 +187,10 @@ static void *watchdog_main(void *arg)
     weft_time limit = rt->cfg.watchdog_ns;
     weft_time period = limit / 4 > WEFT_MSEC ? limit / 4 : WEFT_MSEC;
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-        uint32_t seq = ck_ec32_value(&rt->watchdog_ec);
-        weft_time wake = weft_now() + period;
-        struct timespec ts = {.tv_sec = wake / WEFT_SEC, .tv_nsec = wake % WEFT_SEC};
-        ck_ec32_wait(&rt->watchdog_ec, &weft__ec_mode, seq, &ts);
+        uint32_t seq = atomic_load_explicit(&rt->watchdog_wake, memory_order_acquire);
+        if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
+            break;
+        weft__futex_wait(&rt->watchdog_wake, seq, weft_now() + period);
         weft_time now = weft_now();
         for (unsigned i = 0; i < rt->nworkers; i++) {
             weft__worker *w = &rt->workers[i];
@@ -226,7 +226,7 @@ void weft__watchdog_start(weft_runtime *rt)
 {
     if (rt->cfg.watchdog_ns < 0)
         return;
-    ck_ec32_init(&rt->watchdog_ec, 0);
+    atomic_init(&rt->watchdog_wake, 0);
     rt->watchdog_running = pthread_create(&rt->watchdog, NULL, watchdog_main, rt) == 0;
 }
 
@@ -235,7 +235,7 @@ void weft__watchdog_stop(weft_runtime *rt)
     if (!rt->watchdog_running)
         return;
     atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
-    ck_ec32_inc(&rt->watchdog_ec, &weft__ec_mode);
+    weft__futex_bump(&rt->watchdog_wake);
     pthread_join(rt->watchdog, NULL);
     rt->watchdog_running = 0;
 }

@@ -3,7 +3,6 @@
 #ifndef WEFT_RUNTIME_H
 #define WEFT_RUNTIME_H
 
-#include <ck_ec.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -47,7 +46,7 @@ struct weft__worker {
     weft__stack_cache stacks;
     weft__scope_cache scopes;
     weft__timer_heap timers;
-    struct ck_ec32 ec; /* parking: waits while its value is unchanged */
+    _Atomic uint32_t wake; /* futex word: a sleeping worker waits while it is unchanged */
     _Atomic uint64_t progress;    /* switches and inline runs, for the watchdog */
     weft__task *_Atomic running;  /* the running task as of the last `progress` bump */
     uint64_t next_id, end_id;     /* this worker's block of task ids */
@@ -89,12 +88,15 @@ struct weft_runtime {
     weft__blocking_pool *blocking;
     pthread_t watchdog;
     int watchdog_running;
-    struct ck_ec32 watchdog_ec;
+    _Atomic uint32_t watchdog_wake;
 };
 
 #define WEFT__MAX_WORKERS 256
 
-extern const struct ck_ec_mode weft__ec_mode;
+/** Sleeps while *word == expected, until `deadline` (WEFT_NEVER: no limit). */
+void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, weft_time deadline);
+/** Changes *word and wakes every thread sleeping on it. */
+void weft__futex_bump(_Atomic uint32_t *word);
 
 weft__worker *weft__worker_self(void);
 

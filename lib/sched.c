@@ -120,37 +120,28 @@ __attribute__((noinline)) weft__task *weft__task_self(void)
     return w ? w->current : NULL;
 }
 
-/* ---- futex parking through ck_ec -------------------------------------------------------- */
+/* ---- futex parking ----------------------------------------------------------------------------
+ * A plain futex word per sleeper rather than ck_ec: ck_ec's slow path sleeps in backoff steps of
+ * its own (2 ms at first) and overshot timer deadlines by that much; a worker must wake at its
+ * next timer, to the microsecond. */
 
-static int ec_gettime(const struct ck_ec_ops *ops, struct timespec *out)
+void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, weft_time deadline)
 {
-    (void)ops;
-    return clock_gettime(CLOCK_MONOTONIC, out);
+    struct timespec ts, *tp = NULL;
+    if (deadline != WEFT_NEVER) {
+        ts.tv_sec = deadline / WEFT_SEC;
+        ts.tv_nsec = deadline % WEFT_SEC;
+        tp = &ts;
+    }
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tp,
+            NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
-static void ec_wait32(const struct ck_ec_wait_state *st, const uint32_t *addr, uint32_t expected,
-                      const struct timespec *deadline)
+void weft__futex_bump(_Atomic uint32_t *word)
 {
-    (void)st;
-    syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, deadline, NULL,
-            FUTEX_BITSET_MATCH_ANY);
+    atomic_fetch_add_explicit(word, 1, memory_order_seq_cst);
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
 }
-
-static void ec_wake32(const struct ck_ec_ops *ops, const uint32_t *addr)
-{
-    (void)ops;
-    syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
-}
-
-static const struct ck_ec_ops ec_ops = {
-    .gettime = ec_gettime,
-    .wait32 = ec_wait32,
-    .wake32 = ec_wake32,
-    /* No busy phase in ck_ec: the worker has already spun over the queues by then. */
-    .busy_loop_iter = 1,
-};
-
-const struct ck_ec_mode weft__ec_mode = {.ops = &ec_ops, .single_producer = false};
 
 /* ---- task records --------------------------------------------------------------------- */
 
@@ -345,7 +336,7 @@ static int wake_one_sleeper(weft_runtime *rt)
             unsigned b = (unsigned)__builtin_ctzll(bits);
             uint64_t bit = (uint64_t)1 << b;
             if (atomic_fetch_and_explicit(&rt->idle_mask[i], ~bit, memory_order_acq_rel) & bit) {
-                ck_ec32_inc(&rt->workers[i * 64 + b].ec, &weft__ec_mode);
+                weft__futex_bump(&rt->workers[i * 64 + b].wake);
                 return 1;
             }
             bits = atomic_load_explicit(&rt->idle_mask[i], memory_order_relaxed);
@@ -892,19 +883,12 @@ static weft__task *spin_for_work(weft__worker *w)
 static void sleep_until_work(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
-    uint32_t seq = ck_ec32_value(&w->ec);
+    uint32_t seq = atomic_load_explicit(&w->wake, memory_order_acquire);
     uint64_t bit = (uint64_t)1 << (w->index % 64);
     _Atomic uint64_t *word = &rt->idle_mask[w->index / 64];
     atomic_fetch_or_explicit(word, bit, memory_order_seq_cst);
     if (!any_work_visible(w) && !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-        weft_time when = weft__timer_heap_earliest(&w->timers);
-        struct timespec ts, *deadline = NULL;
-        if (when != WEFT_NEVER) {
-            ts.tv_sec = when / WEFT_SEC;
-            ts.tv_nsec = when % WEFT_SEC;
-            deadline = &ts;
-        }
-        ck_ec32_wait(&w->ec, &weft__ec_mode, seq, deadline);
+        weft__futex_wait(&w->wake, seq, weft__timer_heap_earliest(&w->timers));
     }
     atomic_fetch_and_explicit(word, ~bit, memory_order_acq_rel);
 }
@@ -1030,7 +1014,7 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
         w->rng = 0x9E3779B97F4A7C15ull * (made + 1);
         w->chaos_rng = (rt->chaos ^ (0x9E3779B97F4A7C15ull * (made + 1))) | 1;
         weft__timer_heap_init(&w->timers);
-        ck_ec32_init(&w->ec, 0);
+        atomic_init(&w->wake, 0);
         if (weft__deque_init(&w->spawnq, 8) != 0) {
             rc = -ENOMEM;
             break;
@@ -1086,7 +1070,7 @@ void weft__runtime_stop(weft_runtime *rt)
     weft__watchdog_stop(rt);
     atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
     for (unsigned i = 0; i < rt->nworkers; i++)
-        ck_ec32_inc(&rt->workers[i].ec, &weft__ec_mode);
+        weft__futex_bump(&rt->workers[i].wake);
     for (unsigned i = 0; i < rt->nworkers; i++)
         pthread_join(rt->workers[i].thread, NULL);
     weft__blocking_destroy(rt);
