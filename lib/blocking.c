@@ -212,23 +212,31 @@ static void *watchdog_main(void *arg)
         weft_time now = weft_now();
         for (unsigned i = 0; i < rt->nworkers; i++) {
             weft__worker *w = &rt->workers[i];
-            uint64_t p = atomic_load_explicit(&w->progress, memory_order_acquire);
+            /* `running` first: its acquire orders our reads of that task's record after the
+             * record was written for it. */
             weft__task *t = atomic_load_explicit(&w->running, memory_order_acquire);
+            uint64_t p = atomic_load_explicit(&w->progress, memory_order_acquire);
             if (p != w->watch_progress || !t) {
                 w->watch_progress = p;
                 w->watch_since = now;
                 continue;
             }
             /* Once per task: a task that is reported, then yields, then hogs again is known. */
-            if (w->watch_reported_id != t->id && now - w->watch_since >= limit) {
-                /* `progress` has not moved, so the task it names is still running there and
-                 * its record is alive. */
-                char name[WEFT__TASK_NAME_MAX + 24];
-                if (t->name[0])
-                    snprintf(name, sizeof(name), "%s", t->name);
-                else
-                    snprintf(name, sizeof(name), "task-%llu", (unsigned long long)t->id);
-                w->watch_reported_id = t->id;
+            if (now - w->watch_since < limit)
+                continue;
+            /* `progress` has not moved for `limit`, so the task is still running and its record
+             * is its own (records are recycled, never freed, while the runtime lives). Copy
+             * what we report, then make sure it did not move while we read. */
+            uint64_t id = t->id;
+            char name[WEFT__TASK_NAME_MAX + 24];
+            if (t->name[0])
+                snprintf(name, sizeof(name), "%.*s", WEFT__TASK_NAME_MAX - 1, t->name);
+            else
+                snprintf(name, sizeof(name), "task-%llu", (unsigned long long)id);
+            if (atomic_load_explicit(&w->progress, memory_order_acquire) != p)
+                continue;
+            if (w->watch_reported_id != id) {
+                w->watch_reported_id = id;
                 fprintf(stderr,
                         "weft: task '%s' has run on worker %u for over %lld ms without reaching a "
                         "suspension point; move blocking calls into weft_blocking() and add "

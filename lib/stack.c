@@ -133,7 +133,7 @@ static int add_slab(weft__stack_pool *p)
         s->lo = slab->base + (size_t)i * stride + p->page;
         s->size = p->size;
         s->next = p->free;
-        p->free = s;
+        __atomic_store_n(&p->free, s, __ATOMIC_RELAXED);
     }
     slab->next = atomic_load_explicit(&p->slabs, memory_order_relaxed);
     atomic_store_explicit(&p->slabs, slab, memory_order_release);
@@ -185,7 +185,7 @@ weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t s
         return NULL;
     }
     s = p->free;
-    p->free = s->next;
+    __atomic_store_n(&p->free, s->next, __ATOMIC_RELAXED);
     weft__lock_release(&p->lock);
     first_use(p, s);
     return s;
@@ -193,6 +193,8 @@ weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t s
 
 int weft__stack_reserve(weft__stack_pool *p, weft__stack_cache *c)
 {
+    /* Read without the lock on the spawn path: `free` is written with atomic stores (under the
+     * lock) for this read's sake; a stale answer only means one more look under the lock. */
     if (c->top || __atomic_load_n(&p->free, __ATOMIC_RELAXED))
         return 0;
     weft__lock_acquire(&p->lock);
@@ -220,7 +222,7 @@ void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
     }
     weft__lock_acquire(&p->lock);
     s->next = p->free;
-    p->free = s;
+    __atomic_store_n(&p->free, s, __ATOMIC_RELAXED);
     weft__lock_release(&p->lock);
 }
 

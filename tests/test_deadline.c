@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -663,4 +664,106 @@ Test(deadline, timer_racing_cancel_every_task_ends_once, .timeout = 120)
     cr_assert_eq(c.bad_sleeper, 0, "a sleeper saw a code other than its scope's");
     cr_assert_eq(c.bad_edge, 0, "a sleep until the deadline returned something odd");
     cr_assert_eq(c.joins_timedout + c.joins_cancelled, RACE_ROUNDS);
+}
+
+/* ---- a timeout is told apart from an outside cancel, and neither hides the other -------------- */
+
+typedef struct apart_case {
+    weft_scope *outer;
+    atomic_int inside, cancelled;
+    sleeper child;
+    int inner_wait;      /* the opener's own sleep inside the inner scope */
+    int inner_join;
+    weft_cancel_reason inner_reason;
+    int still_inside;    /* checkpoint inside the inner scope after the other cause came */
+    int after_join;      /* checkpoint once the inner scope is joined */
+    weft_cancel_reason after_reason;
+    int outer_join;
+    int outer_first;     /* 1: cancel the outer scope before the inner deadline */
+    weft_time inner_deadline;
+} apart_case;
+
+static int apart_task(void *p)
+{
+    apart_case *c = p;
+    weft_scope *inner;
+    weft_scope_opts o = {.timeout_ns = (c->outer_first ? 200 : 5) * WEFT_MSEC};
+    c->inner_deadline = weft_now() + o.timeout_ns;
+    REQUIRE_EQ(weft_scope_open(&inner, &o), 0);
+    spawn_sleeper(inner, &c->child, NULL, HOUR);
+    atomic_store(&c->inside, 1);
+    c->inner_wait = weft_sleep_for(HOUR); /* ends by the first cause */
+    if (!c->outer_first) {
+        /* The inner deadline came first; now the outer cancel arrives while still inside. */
+        atomic_store(&c->inside, 2);
+        while (!atomic_load(&c->cancelled))
+            sched_yield();
+    } else {
+        /* The outer cancel came first; wait out the inner deadline too. */
+        while (weft_now() <= c->inner_deadline + WEFT_MSEC)
+            sched_yield();
+    }
+    c->still_inside = weft_checkpoint();
+    c->inner_join = weft_scope_join(inner);
+    c->inner_reason = weft_scope_cancel_reason(inner);
+    CHECK_EQ(weft_scope_release(inner), 0);
+    c->after_join = weft_checkpoint();
+    c->after_reason = weft_cancel_reason_self();
+    return 0;
+}
+
+static int apart_root(void *p)
+{
+    apart_case *c = p;
+    REQUIRE_EQ(weft_scope_open(&c->outer, NULL), 0);
+    CHECK_EQ(weft_spawn(c->outer, apart_task, c), 0);
+    int stage = c->outer_first ? 1 : 2;
+    while (atomic_load(&c->inside) < stage)
+        CHECK_EQ(weft_yield(), 0);
+    CHECK_EQ(weft_scope_cancel(c->outer), 0);
+    atomic_store(&c->cancelled, 1);
+    c->outer_join = weft_scope_join(c->outer);
+    CHECK_EQ(weft_scope_release(c->outer), 0);
+    return 0;
+}
+
+/* The inner scope timed out first: it stays timed out, and the outer cancel that came later is
+ * delivered once the inner scope is joined (asyncio's timeout() could swallow it). */
+Test(deadline, inner_timeout_then_outer_cancel_neither_lost, .timeout = 60)
+{
+    static apart_case c;
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(run_on(2, apart_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.inner_wait, -ETIMEDOUT);
+    cr_assert_eq(c.still_inside, -ETIMEDOUT, "the later cancel replaced the first cause");
+    cr_assert_eq(c.inner_join, -ETIMEDOUT);
+    cr_assert_eq(c.inner_reason, WEFT_CANCEL_DEADLINE);
+    if (c.child.spawned)
+        cr_assert_eq(c.child.rc, -ETIMEDOUT);
+    cr_assert_eq(c.after_join, -ECANCELED, "the outer cancel was lost in the inner timeout");
+    cr_assert_eq(c.after_reason, WEFT_CANCEL_EXPLICIT);
+    cr_assert_eq(c.outer_join, -ECANCELED);
+}
+
+/* The outer cancel came first: the inner scope reports a cancel, not a timeout, even after its
+ * own deadline has passed. */
+Test(deadline, outer_cancel_before_inner_deadline_is_not_a_timeout, .timeout = 60)
+{
+    static apart_case c;
+    memset(&c, 0, sizeof(c));
+    c.outer_first = 1;
+    cr_assert_eq(run_on(2, apart_root, &c), 0);
+    ASSERT_CHECKS();
+    if (c.inner_wait == -ETIMEDOUT)
+        cr_skip_test("the machine was too slow to cancel within 200 ms");
+    cr_assert_eq(c.inner_wait, -ECANCELED);
+    cr_assert_eq(c.still_inside, -ECANCELED, "the deadline replaced the first cause");
+    cr_assert_eq(c.inner_join, -ECANCELED, "an outside cancel reported as a timeout");
+    cr_assert_eq(c.inner_reason, WEFT_CANCEL_PARENT);
+    if (c.child.spawned)
+        cr_assert_eq(c.child.rc, -ECANCELED);
+    cr_assert_eq(c.after_join, -ECANCELED);
+    cr_assert_eq(c.after_reason, WEFT_CANCEL_EXPLICIT);
+    cr_assert_eq(c.outer_join, -ECANCELED);
 }

@@ -602,7 +602,7 @@ Test(scope, current_scope_and_task_names)
 
 #define BIG_FRAME (300 * 1024)
 
-/* Uses 300 KiB of stack: more than the default 256 KiB. */
+/* Uses 300 KiB of stack: more than a default stack holds. */
 static __attribute__((noinline)) int use_big_frame(int seed)
 {
     volatile char big[BIG_FRAME];
