@@ -6,10 +6,8 @@
  * the scope; shutting the runtime down cancels the root, so every submission below it.
  */
 #include <errno.h>
-#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,24 +23,6 @@ struct weft_handle {
     _Atomic int refs; /* the caller's and the running task's */
     weft_runtime *rt;
 };
-
-static void futex_wait_until(_Atomic uint32_t *addr, uint32_t expected, weft_time deadline)
-{
-    struct timespec ts, *tp = NULL;
-    if (deadline != WEFT_NEVER) {
-        ts.tv_sec = deadline / WEFT_SEC;
-        ts.tv_nsec = deadline % WEFT_SEC;
-        tp = &ts;
-    }
-    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tp,
-            NULL, FUTEX_BITSET_MATCH_ANY);
-}
-
-static void futex_wake_all(_Atomic uint32_t *addr)
-{
-    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 0x7fffffff, NULL, NULL,
-            0);
-}
 
 static void handle_unref(weft_handle *h)
 {
@@ -61,10 +41,10 @@ static void submission_done(weft_scope *s, int status)
     weft__lock_release(&h->lock);
     weft__scope_external_free(s);
     atomic_store_explicit(&h->done, 1, memory_order_release);
-    futex_wake_all(&h->done);
+    weft__futex_wake(&h->done);
     handle_unref(h);
     if (atomic_fetch_sub_explicit(&rt->outstanding, 1, memory_order_acq_rel) == 1)
-        futex_wake_all(&rt->outstanding);
+        weft__futex_wake(&rt->outstanding);
 }
 
 int weft_runtime_start(weft_runtime **out, const weft_config *cfg)
@@ -117,22 +97,14 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
     h->scope = s;
     s->on_done = submission_done;
     s->on_done_arg = h;
-    t->fn = fn;
-    t->arg = arg;
-    t->scope = s;
-    t->cancel_scope = s;
-    t->name[0] = 0;
-    if (name) {
-        strncpy(t->name, name, sizeof(t->name) - 1);
-        t->name[sizeof(t->name) - 1] = 0;
-    }
+    weft__task_init_child(t, s, fn, arg, name);
     weft__sched_inject(rt, t);
     *out = h;
     weft__scope_external_seal(s);
     return 0;
 refuse:
     if (atomic_fetch_sub_explicit(&rt->outstanding, 1, memory_order_acq_rel) == 1)
-        futex_wake_all(&rt->outstanding);
+        weft__futex_wake(&rt->outstanding);
     return rc;
 }
 
@@ -150,7 +122,7 @@ int weft_handle_wait(weft_handle *h, weft_time deadline, int *status)
     while (!atomic_load_explicit(&h->done, memory_order_acquire)) {
         if (deadline != WEFT_NEVER && weft_now() >= deadline)
             return -ETIMEDOUT;
-        futex_wait_until(&h->done, 0, deadline);
+        weft__futex_wait(&h->done, 0, deadline);
     }
     if (status)
         *status = h->status;
@@ -187,7 +159,7 @@ int weft_runtime_shutdown(weft_runtime *rt)
     weft__scope_cancel(rt->root_scope, WEFT_CANCEL_SHUTDOWN, -ECANCELED);
     uint32_t n;
     while ((n = atomic_load_explicit(&rt->outstanding, memory_order_seq_cst)) != 0)
-        futex_wait_until(&rt->outstanding, n, WEFT_NEVER);
+        weft__futex_wait(&rt->outstanding, n, WEFT_NEVER);
     weft__runtime_stop(rt);
     return 0;
 }

@@ -95,6 +95,8 @@ struct weft_runtime {
 
 /** Sleeps while *word == expected, until `deadline` (WEFT_NEVER: no limit). */
 void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, weft_time deadline);
+/** Wakes every thread sleeping on *word. */
+void weft__futex_wake(_Atomic uint32_t *word);
 /** Changes *word and wakes every thread sleeping on it. */
 void weft__futex_bump(_Atomic uint32_t *word);
 

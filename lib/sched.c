@@ -137,10 +137,15 @@ void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, weft_time deadl
             NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
+void weft__futex_wake(_Atomic uint32_t *word)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
+}
+
 void weft__futex_bump(_Atomic uint32_t *word)
 {
     atomic_fetch_add_explicit(word, 1, memory_order_seq_cst);
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
+    weft__futex_wake(word);
 }
 
 /* ---- task records --------------------------------------------------------------------- */

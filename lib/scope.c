@@ -611,15 +611,22 @@ joined:
         t->cancel_scope = s->outer_cancel_scope;
 }
 
-int weft_scope_join(weft_scope *s)
+/* The checks join and release share: 0 when `t` may end `s`. */
+static int owner_check(weft__task *t, const weft_scope *s)
 {
-    weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
     if (!s || s->state == WEFT__SCOPE_RELEASED || s->state == 0)
         return -EINVAL;
-    if (s->owner != t)
-        return -EPERM;
+    return s->owner == t ? 0 : -EPERM;
+}
+
+int weft_scope_join(weft_scope *s)
+{
+    weft__task *t = weft__task_self();
+    int rc = owner_check(t, s);
+    if (rc)
+        return rc;
     if (s->state == WEFT__SCOPE_JOINED)
         return s->join_result;
     /* Scopes opened after `s` are nested in it: they end first. */
@@ -652,12 +659,9 @@ static void release_one(weft__task *t, weft_scope *s)
 int weft_scope_release(weft_scope *s)
 {
     weft__task *t = weft__task_self();
-    if (!t)
-        return -EPERM;
-    if (!s || s->state == WEFT__SCOPE_RELEASED || s->state == 0)
-        return -EINVAL;
-    if (s->owner != t)
-        return -EPERM;
+    int rc = owner_check(t, s);
+    if (rc)
+        return rc;
     if (s->state == WEFT__SCOPE_OPEN)
         weft_scope_join(s);
     while (t->owned && t->owned != s)

@@ -21,6 +21,20 @@ const char *weft__task_name_of(weft__task *t)
     return t->name;
 }
 
+void weft__task_init_child(weft__task *t, weft_scope *s, weft_fn fn, void *arg, const char *name)
+{
+    t->fn = fn;
+    t->arg = arg;
+    t->scope = s;
+    t->cancel_scope = s;
+    t->name[0] = 0;
+    if (name) {
+        strncpy(t->name, name, sizeof(t->name) - 1);
+        t->name[sizeof(t->name) - 1] = 0;
+        t->flags |= WEFT__TASK_NAMED;
+    }
+}
+
 int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts)
 {
     weft__worker *w = weft__worker_self();
@@ -39,19 +53,9 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
         weft__task_free_on(w, t);
         return rc;
     }
-    t->fn = fn;
-    t->arg = arg;
-    t->scope = s;
-    t->cancel_scope = s;
-    t->name[0] = 0;
-    if (opts) {
-        if (opts->name) {
-            strncpy(t->name, opts->name, sizeof(t->name) - 1);
-            t->name[sizeof(t->name) - 1] = 0;
-            t->flags |= WEFT__TASK_NAMED;
-        }
+    weft__task_init_child(t, s, fn, arg, opts ? opts->name : NULL);
+    if (opts)
         t->stack_size = opts->stack_size;
-    }
     if (s->max_running && weft__scope_start_or_defer(s, t))
         return 0; /* waits, unstarted and without a stack, for a running sibling to end */
     rc = weft__sched_spawn_on(w, s->rt, t);

@@ -135,6 +135,9 @@ void weft__task_free(weft__task *t);
 
 /* ---- provided by task.c ---------------------------------------------------------------- */
 
+/** Fills in a new task's function, scope and name (copied, truncated; NULL for none). */
+void weft__task_init_child(weft__task *t, weft_scope *s, weft_fn fn, void *arg, const char *name);
+
 /** The task's name; an unnamed task gets "task-<id>" the first time it is asked. */
 const char *weft__task_name_of(weft__task *t);
 
