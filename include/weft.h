@@ -206,8 +206,8 @@ WEFT_API int weft_scope_release(weft_scope *s);
  */
 WEFT_API int weft_scope_cancel(weft_scope *s);
 
-/** The scope the calling task was spawned into (the root task's is its runtime's root scope);
- *  NULL outside a task. */
+/** The scope the calling task was spawned into (for the root task of weft_run and for submitted
+ *  tasks, the scope the runtime made for that submission); NULL outside a task. */
 WEFT_API weft_scope *weft_current_scope(void);
 
 /** Why a scope or a task was cancelled. */

@@ -800,16 +800,19 @@ int weft__sched_yield(void)
 
 weft__task *weft__sched_take_child(weft__worker *w, weft_scope *s)
 {
-    weft__task *t = weft__deque_peek_owner(&w->spawnq);
-    if (!t || t->scope != s || t->stack_size)
-        return NULL; /* not ours, or it asked for a stack of its own size */
     weft__stack *st = w->current->host->stack;
     size_t room = (size_t)((char *)__builtin_frame_address(0) - (char *)st->lo);
     if (room < INLINE_MIN_ROOM || room < st->size / 4)
         return NULL; /* deep enough: let it run on a stack of its own */
-    /* Only this thread pops the bottom, so what pop returns is what peek saw, unless a thief
-     * took it in the meantime. */
-    return weft__deque_pop_owner(&w->spawnq);
+    /* Pop, then look: a task only peeked at may be stolen and its record reused meanwhile. */
+    weft__task *t = weft__deque_pop_owner(&w->spawnq);
+    if (t && (t->scope != s || t->stack_size)) {
+        /* Not ours, or it asked for a stack of its own size: back where it was. */
+        if (weft__deque_push_owner(&w->spawnq, t) != 0)
+            weft__sched_inject(w->rt, t);
+        return NULL;
+    }
+    return t;
 }
 
 weft__worker *weft__sched_run_inline(weft__worker *w, weft__task *child)

@@ -8,6 +8,13 @@
 
 #include "runtime.h"
 
+/* `state` is the owner's, but weft_scope_cancel and weft_spawn may look at it from any thread:
+ * those reads and the owner's writes are atomic (relaxed: it only detects misuse). */
+static void set_state(weft_scope *s, int state)
+{
+    __atomic_store_n(&s->state, state, __ATOMIC_RELAXED);
+}
+
 /* ---- records ------------------------------------------------------------------------------ */
 
 static weft_scope *scope_alloc(weft__worker *w, weft_runtime *rt)
@@ -52,7 +59,7 @@ static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft
     atomic_init(&s->balance, WEFT__SCOPE_BIAS);
     s->owner_spawned = 0;
     atomic_init(&s->refs, 1);
-    s->state = WEFT__SCOPE_OPEN;
+    set_state(s, WEFT__SCOPE_OPEN);
     s->rt = rt;
     s->owner = owner;
     s->parent = parent;
@@ -69,7 +76,7 @@ static void scope_free(weft_scope *s)
     free(s->errors);
     s->errors = NULL;
     s->nerrors = 0;
-    s->state = WEFT__SCOPE_RELEASED;
+    set_state(s, WEFT__SCOPE_RELEASED);
     weft__scope_cache_put(weft__worker_self(), s);
 }
 
@@ -107,8 +114,10 @@ static void unlink_child(weft_scope *s)
 
 /* What a scope reports when an ancestor's cancel reached it: an ancestor's deadline is this
  * scope's effective deadline too, so it is a deadline here as well. */
-static int inherited_reason(int code)
+static int inherited_reason(int reason, int code)
 {
+    if (reason == WEFT_CANCEL_SHUTDOWN)
+        return WEFT_CANCEL_SHUTDOWN;
     return code == -ETIMEDOUT ? WEFT_CANCEL_DEADLINE : WEFT_CANCEL_PARENT;
 }
 
@@ -151,7 +160,7 @@ void weft__scope_cancel(weft_scope *s, int reason, int code)
     while (todo) {
         weft_scope *c = todo;
         todo = c->cache_next;
-        todo = cancel_one(c, inherited_reason(code), code, todo);
+        todo = cancel_one(c, inherited_reason(reason, code), code, todo);
         scope_unref(c);
     }
     /* After the states: a check that sees the new epoch sees them (unlinked scopes pull). */
@@ -161,11 +170,13 @@ void weft__scope_cancel(weft_scope *s, int reason, int code)
 int weft__scope_cancel_code_slow(weft_scope *s)
 {
     uint64_t epoch = atomic_load_explicit(s->epoch, memory_order_acquire);
-    int code = 0;
+    int code = 0, shutdown = 0;
     for (weft_scope *x = s;; x = x->parent) {
         int c = atomic_load_explicit(&x->cancel_code, memory_order_acquire);
         if (c) {
             code = c;
+            shutdown = atomic_load_explicit(&x->cancel, memory_order_relaxed) ==
+                       WEFT_CANCEL_SHUTDOWN;
             break;
         }
         if (x->shield || !x->parent || atomic_load_explicit(&x->linked, memory_order_acquire))
@@ -174,11 +185,13 @@ int weft__scope_cancel_code_slow(weft_scope *s)
             uint64_t cache = atomic_load_explicit(&x->cancel_cache, memory_order_relaxed);
             if ((cache >> 2) == epoch) {
                 code = weft__cancel_decode(cache & 3);
+                shutdown = (cache & 3) == 3;
                 break;
             }
         }
     }
-    atomic_store_explicit(&s->cancel_cache, epoch << 2 | weft__cancel_encode(code),
+    atomic_store_explicit(&s->cancel_cache,
+                          epoch << 2 | (shutdown ? 3 : weft__cancel_encode(code)),
                           memory_order_relaxed);
     return code;
 }
@@ -195,7 +208,10 @@ static void link_into_parent(weft_scope *c)
         int pc = atomic_load_explicit(&p->cancel_code, memory_order_relaxed);
         if (pc && !c->shield && !atomic_load_explicit(&c->cancel_code, memory_order_relaxed)) {
             atomic_store_explicit(&c->cancel_code, pc, memory_order_release);
-            atomic_store_explicit(&c->cancel, inherited_reason(pc), memory_order_release);
+            atomic_store_explicit(
+                &c->cancel,
+                inherited_reason(atomic_load_explicit(&p->cancel, memory_order_relaxed), pc),
+                memory_order_release);
         }
         atomic_store_explicit(&c->linked, 1, memory_order_release);
     }
@@ -243,7 +259,7 @@ static void deadline_fired(weft__timer *tm)
 
 int weft_scope_cancel(weft_scope *s)
 {
-    if (!s || s->state == WEFT__SCOPE_RELEASED)
+    if (!s || __atomic_load_n(&s->state, __ATOMIC_RELAXED) == WEFT__SCOPE_RELEASED)
         return -EINVAL;
     weft__scope_cancel(s, WEFT_CANCEL_EXPLICIT, -ECANCELED);
     return 0;
@@ -257,8 +273,12 @@ weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s)
     int r = atomic_load_explicit(&m->cancel, memory_order_acquire);
     if (r)
         return (weft_cancel_reason)r;
-    int code = weft__scope_cancel_code(m);
-    return code ? (weft_cancel_reason)inherited_reason(code) : WEFT_CANCEL_NONE;
+    if (!weft__scope_cancel_code(m))
+        return WEFT_CANCEL_NONE;
+    /* Pulled from an ancestor: the cache says which kind. */
+    uint64_t kind = atomic_load_explicit(&m->cancel_cache, memory_order_relaxed) & 3;
+    return kind == 3 ? WEFT_CANCEL_SHUTDOWN
+                     : kind == 2 ? WEFT_CANCEL_DEADLINE : WEFT_CANCEL_PARENT;
 }
 
 int weft__scope_park_register(weft_scope *s, weft__task *t)
@@ -577,7 +597,11 @@ static void join_one(weft__task *t, weft_scope *s)
     weft__task *c;
     weft__sched_chaos_point();
     weft__worker *w = weft__worker_self();
-    while ((c = weft__sched_take_child(w, s))) {
+    /* Only while a child may still be queued: one the owner spawned and has not run here, or one
+     * spawned by another task (the balance moved off its bias). */
+    while ((s->owner_spawned > 0 ||
+            atomic_load_explicit(&s->balance, memory_order_relaxed) != WEFT__SCOPE_BIAS) &&
+           (c = weft__sched_take_child(w, s))) {
         c->flags |= WEFT__TASK_INLINE;
         w = weft__sched_run_inline(w, c);
     }
@@ -606,7 +630,7 @@ joined:
         s->join_result = s->first_failure;
     else
         s->join_result = weft__scope_cancel_code(s);
-    s->state = WEFT__SCOPE_JOINED;
+    set_state(s, WEFT__SCOPE_JOINED);
     if (t->cancel_scope == s)
         t->cancel_scope = s->outer_cancel_scope;
 }
@@ -648,7 +672,7 @@ static void release_one(weft__task *t, weft_scope *s)
     else
         t->owned = s->prev_owned;
     unlink_child(s);
-    s->state = WEFT__SCOPE_RELEASED;
+    set_state(s, WEFT__SCOPE_RELEASED);
     /* Unlinked, so no fan-out can take a new reference: if ours is the only one, no RMW. */
     if (atomic_load_explicit(&s->refs, memory_order_acquire) == 1)
         scope_free(s);
@@ -746,7 +770,11 @@ int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **
         int pcode = atomic_load_explicit(&parent->cancel_code, memory_order_relaxed);
         if (pcode) {
             atomic_store_explicit(&s->cancel_code, pcode, memory_order_relaxed);
-            atomic_store_explicit(&s->cancel, inherited_reason(pcode), memory_order_relaxed);
+            atomic_store_explicit(
+                &s->cancel,
+                inherited_reason(atomic_load_explicit(&parent->cancel, memory_order_relaxed),
+                                 pcode),
+                memory_order_relaxed);
         }
         link_child(parent, s);
         atomic_store_explicit(&s->linked, 1, memory_order_relaxed);

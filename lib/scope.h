@@ -100,9 +100,10 @@ struct weft_scope {
     char name[32];
 };
 
+/* Pulled states are cached as a kind: 0 none, 1 cancelled, 2 deadline, 3 runtime shutdown. */
 static inline int weft__cancel_decode(uint64_t kind)
 {
-    return kind == 0 ? 0 : kind == 1 ? -ECANCELED : -ETIMEDOUT;
+    return kind == 0 ? 0 : kind == 2 ? -ETIMEDOUT : -ECANCELED;
 }
 
 static inline uint64_t weft__cancel_encode(int code)

@@ -20,6 +20,15 @@
 #endif
 #endif
 
+#ifdef WEFT_ASAN
+#include <sanitizer/asan_interface.h>
+/* Frames of tasks that never returned leave poison in ASan's shadow of a stack; a later mapping
+ * at the same address would inherit it. */
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
@@ -210,6 +219,7 @@ void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
         deregister_stack(s);
         if (s->guard == WEFT__GUARD_MPROTECT)
             atomic_fetch_add(&mprotect_budget, 1);
+        UNPOISON(s->lo, s->size);
         munmap((char *)s->lo - p->page, s->size + p->page);
         free(s);
         return;
@@ -249,6 +259,8 @@ void weft__stack_pool_destroy(weft__stack_pool *p)
                     atomic_fetch_add(&mprotect_budget, 1);
             }
         }
+        for (unsigned i = 0; i < slab->count; i++)
+            UNPOISON(slab->stacks[i].lo, slab->stacks[i].size);
         munmap(slab->base, slab->bytes);
         free(slab);
         slab = next;

@@ -41,7 +41,8 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
     weft__task *self = weft__worker_current(w);
     if (!self)
         return -EPERM;
-    if (!s || !fn || s->rt != self->rt || s->state != WEFT__SCOPE_OPEN)
+    if (!s || !fn || s->rt != self->rt ||
+        __atomic_load_n(&s->state, __ATOMIC_RELAXED) != WEFT__SCOPE_OPEN)
         return -EINVAL;
     if (opts && opts->stack_size && (opts->stack_size < MIN_STACK || opts->stack_size > MAX_STACK))
         return -EINVAL;
