@@ -20,7 +20,7 @@
 
 #include "weft.h"
 
-/* ---- checks made off the test's thread (see test_cancel.c) --------------------------------- */
+/* ---- checks made off the test's thread (see test_cancel.c) ----------------------------------- */
 
 static atomic_int check_failures;
 static char check_first[512];
@@ -36,27 +36,27 @@ static void check_fail(const char *file, int line, const char *fmt, ...)
     va_end(ap);
 }
 
-#define CHECK(c)                                                                                  \
-    do {                                                                                          \
-        if (!(c))                                                                                 \
-            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                      \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                       \
     } while (0)
-#define CHECK_EQ(a, b)                                                                            \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_)                                                                             \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_)                                                                              \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
     } while (0)
-#define REQUIRE_EQ(a, b)                                                                          \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_) {                                                                           \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
-            return -1;                                                                            \
-        }                                                                                         \
+#define REQUIRE_EQ(a, b)                                                                           \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_) {                                                                            \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
+            return -1;                                                                             \
+        }                                                                                          \
     } while (0)
-#define ASSERT_CHECKS()                                                                           \
-    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",               \
+#define ASSERT_CHECKS()                                                                            \
+    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",                 \
                  atomic_load(&check_failures), check_first)
 
 static int run_on(unsigned workers, weft_fn root, void *arg)
@@ -86,7 +86,7 @@ static void spin_until(atomic_int *v, int target)
 /* The bound on waits that only a broken runtime would reach. */
 #define SAFETY (60 * WEFT_SEC)
 
-/* ---- weft_blocking returns fn's result ---------------------------------------------------- */
+/* ---- weft_blocking returns fn's result ------------------------------------------------------- */
 
 typedef struct result_case {
     int in_fn_worker_index;
@@ -150,7 +150,7 @@ Test(blocking, outside_a_task_is_eperm)
     cr_assert_eq(weft_blocking_cancelled(), 0);
 }
 
-/* ---- the pool keeps the workers free -------------------------------------------------------- */
+/* ---- the pool keeps the workers free --------------------------------------------------------- */
 
 #define NBLOCKING 100
 #define NCOUNTERS 10000
@@ -238,7 +238,7 @@ Test(blocking, pool_keeps_the_only_worker_free, .timeout = 120)
     pthread_mutex_destroy(&pool.mu);
 }
 
-/* ---- cancel during a blocking call ---------------------------------------------------------- */
+/* ---- cancel during a blocking call ----------------------------------------------------------- */
 
 typedef struct bcancel_case {
     atomic_int started;
@@ -546,7 +546,7 @@ Test(blocking, calls_refused_inside_a_task_are_edeadlk, .timeout = 60)
     cr_assert_eq(weft_runtime_shutdown(c.other_rt), 0);
 }
 
-/* ---- shutdown with work pending ------------------------------------------------------------ */
+/* ---- shutdown with work pending -------------------------------------------------------------- */
 
 #define NPENDING 20
 

@@ -19,7 +19,7 @@
 
 #include "weft.h"
 
-/* ---- checks made off the test's thread --------------------------------------------------- */
+/* ---- checks made off the test's thread ------------------------------------------------------- */
 
 /* Criterion's assertions may only run on the test's own thread: checks inside tasks and foreign
  * threads are recorded here and asserted once the runtime has ended. */
@@ -37,28 +37,28 @@ static void check_fail(const char *file, int line, const char *fmt, ...)
     va_end(ap);
 }
 
-#define CHECK(c)                                                                                  \
-    do {                                                                                          \
-        if (!(c))                                                                                 \
-            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                      \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                       \
     } while (0)
-#define CHECK_EQ(a, b)                                                                            \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_)                                                                             \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_)                                                                              \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
     } while (0)
 /* In a task: record the failure and end the task. */
-#define REQUIRE_EQ(a, b)                                                                          \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_) {                                                                           \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
-            return -1;                                                                            \
-        }                                                                                         \
+#define REQUIRE_EQ(a, b)                                                                           \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_) {                                                                            \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
+            return -1;                                                                             \
+        }                                                                                          \
     } while (0)
-#define ASSERT_CHECKS()                                                                           \
-    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",               \
+#define ASSERT_CHECKS()                                                                            \
+    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",                 \
                  atomic_load(&check_failures), check_first)
 
 static int run_on(unsigned workers, weft_fn root, void *arg)
@@ -105,7 +105,7 @@ static int count_fn(void *p)
     return 0;
 }
 
-/* ---- a cancel wakes sleeping tasks -------------------------------------------------------- */
+/* ---- a cancel wakes sleeping tasks ----------------------------------------------------------- */
 
 #define NSLEEP 16
 
@@ -161,7 +161,7 @@ Test(cancel, wakes_hour_long_sleepers_four_workers, .timeout = 60)
     check_wake(4);
 }
 
-/* ---- level-triggered: every suspension point keeps answering, none suspends ---------------- */
+/* ---- level-triggered: every suspension point keeps answering, none suspends ------------------ */
 
 static atomic_int bystander_ran;
 
@@ -244,7 +244,7 @@ Test(cancel, level_triggered_without_suspending, .timeout = 60)
     cr_assert_eq(weft_sem_destroy(c.full), 0);
 }
 
-/* ---- spawning into a cancelled scope -------------------------------------------------------- */
+/* ---- spawning into a cancelled scope --------------------------------------------------------- */
 
 typedef struct spawn_case {
     atomic_int ran;
@@ -286,7 +286,7 @@ Test(cancel, spawn_into_cancelled_scope_refused, .timeout = 60)
     cr_assert_eq(atomic_load(&c.ran), 1, "only the spawn before the cancel may run");
 }
 
-/* ---- cancel from a foreign pthread ---------------------------------------------------------- */
+/* ---- cancel from a foreign pthread ----------------------------------------------------------- */
 
 typedef struct foreign_case {
     sleeper s[NSLEEP];
@@ -333,7 +333,7 @@ Test(cancel, from_foreign_pthread, .timeout = 60)
         cr_assert_eq(c.s[i].rc, -ECANCELED, "sleeper %d: %d", i, c.s[i].rc);
 }
 
-/* ---- cancel many times, from many tasks ----------------------------------------------------- */
+/* ---- cancel many times, from many tasks ------------------------------------------------------ */
 
 typedef struct many_case {
     sleeper s[8];
@@ -414,9 +414,9 @@ Test(cancel, null_scope_is_einval)
 typedef struct fan_case {
     sleeper leaf[FAN * FAN * FAN];
     atomic_int parked, ended, mids_ended;
-    int l1_join[FAN];                  /* join of each level-2 scope, by its level-1 owner */
+    int l1_join[FAN]; /* join of each level-2 scope, by its level-1 owner */
     weft_cancel_reason l2_reason[FAN];
-    int l2_join[FAN * FAN];            /* join of each leaf scope, by its level-2 owner */
+    int l2_join[FAN * FAN]; /* join of each leaf scope, by its level-2 owner */
     weft_cancel_reason l3_reason[FAN * FAN];
     int join;
     weft_cancel_reason reason;
@@ -521,7 +521,7 @@ Test(cancel, subtree_fan_out_three_levels_four_workers, .timeout = 60)
     check_fan(4);
 }
 
-/* ---- reasons ------------------------------------------------------------------------------ */
+/* ---- reasons --------------------------------------------------------------------------------- */
 
 typedef struct reason_case {
     atomic_int parked, ended;
@@ -608,7 +608,7 @@ Test(cancel, reasons_none_failure_deadline, .timeout = 60)
     cr_assert_eq(c.deadline_child.reason, WEFT_CANCEL_DEADLINE);
 }
 
-/* ---- shielded scopes ------------------------------------------------------------------------ */
+/* ---- shielded scopes ------------------------------------------------------------------------- */
 
 typedef struct shield_case {
     atomic_int inside, cancelled;
@@ -840,7 +840,7 @@ Test(cancel, shield_explicit_cancel_of_the_shielded_scope_applies, .timeout = 60
     cr_assert_eq(c.reason, WEFT_CANCEL_EXPLICIT);
 }
 
-/* ---- cancel while the owner waits in its join --------------------------------------------- */
+/* ---- cancel while the owner waits in its join ------------------------------------------------ */
 
 typedef struct join_case {
     atomic_int parked, ended, in_join;
@@ -932,7 +932,7 @@ Test(cancel, joined_scope_cancelled_while_owner_waits_four_workers, .timeout = 6
     check_join(4, 1);
 }
 
-/* ---- outside a task ------------------------------------------------------------------------- */
+/* ---- outside a task -------------------------------------------------------------------------- */
 
 Test(cancel, suspension_points_outside_a_task_are_eperm)
 {

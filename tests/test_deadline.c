@@ -15,7 +15,7 @@
 
 #include "weft.h"
 
-/* ---- checks made off the test's thread (see test_cancel.c) --------------------------------- */
+/* ---- checks made off the test's thread (see test_cancel.c) ----------------------------------- */
 
 static atomic_int check_failures;
 static char check_first[512];
@@ -31,33 +31,33 @@ static void check_fail(const char *file, int line, const char *fmt, ...)
     va_end(ap);
 }
 
-#define CHECK(c)                                                                                  \
-    do {                                                                                          \
-        if (!(c))                                                                                 \
-            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                      \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                       \
     } while (0)
-#define CHECK_EQ(a, b)                                                                            \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_)                                                                             \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_)                                                                              \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
     } while (0)
-#define CHECK_GE(a, b)                                                                            \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (!(a_ >= b_))                                                                          \
-            check_fail(__FILE__, __LINE__, "%s >= %s: %lld < %lld", #a, #b, a_, b_);              \
+#define CHECK_GE(a, b)                                                                             \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (!(a_ >= b_))                                                                           \
+            check_fail(__FILE__, __LINE__, "%s >= %s: %lld < %lld", #a, #b, a_, b_);               \
     } while (0)
-#define REQUIRE_EQ(a, b)                                                                          \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_) {                                                                           \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
-            return -1;                                                                            \
-        }                                                                                         \
+#define REQUIRE_EQ(a, b)                                                                           \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_) {                                                                            \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
+            return -1;                                                                             \
+        }                                                                                          \
     } while (0)
-#define ASSERT_CHECKS()                                                                           \
-    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",               \
+#define ASSERT_CHECKS()                                                                            \
+    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",                 \
                  atomic_load(&check_failures), check_first)
 
 static int run_on(unsigned workers, weft_fn root, void *arg)
@@ -113,7 +113,7 @@ static int count_spawned(const sleeper *s, int n)
     return k;
 }
 
-/* ---- a scope timeout ------------------------------------------------------------------------ */
+/* ---- a scope timeout ------------------------------------------------------------------------- */
 
 #define NCHILD 8
 
@@ -179,7 +179,7 @@ Test(deadline, timeout_ends_sleepers_and_join_four_workers, .timeout = 60)
     check_timeout(4);
 }
 
-/* ---- effective deadline = min(own, parent's) ---------------------------------------------- */
+/* ---- effective deadline = min(own, parent's) ------------------------------------------------- */
 
 typedef struct nested_case {
     sleeper s[NCHILD];
@@ -345,7 +345,7 @@ Test(deadline, inner_timeout_does_not_time_out_outer_without_own_deadline, .time
     check_inner_only(1, 0);
 }
 
-/* ---- absolute deadlines ------------------------------------------------------------------- */
+/* ---- absolute deadlines ---------------------------------------------------------------------- */
 
 typedef struct absolute_case {
     sleeper s[3][2];
@@ -404,7 +404,7 @@ Test(deadline, absolute_deadline_and_the_earlier_of_both, .timeout = 60)
     }
 }
 
-/* ---- a deadline already passed at open ---------------------------------------------------- */
+/* ---- a deadline already passed at open ------------------------------------------------------- */
 
 typedef struct passed_case {
     atomic_int ran;
@@ -469,7 +469,7 @@ Test(deadline, passed_at_open, .timeout = 60)
     cr_assert_eq(c.bad_deadline, -EINVAL);
 }
 
-/* ---- sleeps last at least what was asked --------------------------------------------------- */
+/* ---- sleeps last at least what was asked ----------------------------------------------------- */
 
 #define NSLEEPERS 64
 
@@ -510,8 +510,8 @@ static int sleep_root(void *p)
     c->past_rc = weft_sleep_until(1);
     weft_scope *s;
     REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
-    static const weft_time base[] = {0, 1, WEFT_USEC, 50 * WEFT_USEC, 200 * WEFT_USEC,
-                                     WEFT_MSEC, 3 * WEFT_MSEC, 7 * WEFT_MSEC};
+    static const weft_time base[] = {
+        0, 1, WEFT_USEC, 50 * WEFT_USEC, 200 * WEFT_USEC, WEFT_MSEC, 3 * WEFT_MSEC, 7 * WEFT_MSEC};
     for (int i = 0; i < NSLEEPERS; i++) {
         c->asked[i] = base[i % 8] + (weft_time)(i / 8) * 13 * WEFT_USEC;
         sleep_args[i] = (sleep_arg){.c = c, .i = i};
@@ -550,7 +550,7 @@ Test(deadline, sleeps_last_at_least_the_time_asked_four_workers, .timeout = 60)
     check_sleeps(4);
 }
 
-/* ---- the deadline timer racing an explicit cancel ------------------------------------------ */
+/* ---- the deadline timer racing an explicit cancel -------------------------------------------- */
 
 #define RACE_ROUNDS 300
 #define RACE_SLEEPERS 4
@@ -666,20 +666,20 @@ Test(deadline, timer_racing_cancel_every_task_ends_once, .timeout = 120)
     cr_assert_eq(c.joins_timedout + c.joins_cancelled, RACE_ROUNDS);
 }
 
-/* ---- a timeout is told apart from an outside cancel, and neither hides the other -------------- */
+/* ---- a timeout is told apart from an outside cancel, and neither hides the other ------------- */
 
 typedef struct apart_case {
     weft_scope *outer;
     atomic_int inside, cancelled;
     sleeper child;
-    int inner_wait;      /* the opener's own sleep inside the inner scope */
+    int inner_wait; /* the opener's own sleep inside the inner scope */
     int inner_join;
     weft_cancel_reason inner_reason;
-    int still_inside;    /* checkpoint inside the inner scope after the other cause came */
-    int after_join;      /* checkpoint once the inner scope is joined */
+    int still_inside; /* checkpoint inside the inner scope after the other cause came */
+    int after_join;   /* checkpoint once the inner scope is joined */
     weft_cancel_reason after_reason;
     int outer_join;
-    int outer_first;     /* 1: cancel the outer scope before the inner deadline */
+    int outer_first; /* 1: cancel the outer scope before the inner deadline */
     weft_time inner_deadline;
 } apart_case;
 

@@ -11,7 +11,7 @@
 
 #include "weft.h"
 
-/* ---- checks made off the test's thread (see test_cancel.c) --------------------------------- */
+/* ---- checks made off the test's thread (see test_cancel.c) ----------------------------------- */
 
 static atomic_int check_failures;
 static char check_first[512];
@@ -27,27 +27,27 @@ static void check_fail(const char *file, int line, const char *fmt, ...)
     va_end(ap);
 }
 
-#define CHECK(c)                                                                                  \
-    do {                                                                                          \
-        if (!(c))                                                                                 \
-            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                      \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                       \
     } while (0)
-#define CHECK_EQ(a, b)                                                                            \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_)                                                                             \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_)                                                                              \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
     } while (0)
-#define REQUIRE_EQ(a, b)                                                                          \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_) {                                                                           \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
-            return -1;                                                                            \
-        }                                                                                         \
+#define REQUIRE_EQ(a, b)                                                                           \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_) {                                                                            \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
+            return -1;                                                                             \
+        }                                                                                          \
     } while (0)
-#define ASSERT_CHECKS()                                                                           \
-    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",               \
+#define ASSERT_CHECKS()                                                                            \
+    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",                 \
                  atomic_load(&check_failures), check_first)
 
 static int run_on(unsigned workers, weft_fn root, void *arg)
@@ -112,7 +112,7 @@ static void join_and_copy(weft_scope *s, group_copy *g)
     CHECK_EQ(weft_scope_release(s), 0);
 }
 
-/* ---- what weft_fail records ---------------------------------------------------------------- */
+/* ---- what weft_fail records ------------------------------------------------------------------ */
 
 typedef struct record_case {
     uint64_t named_id, unnamed_id;
@@ -215,7 +215,7 @@ Test(errors, null_scope_queries)
     cr_assert_eq(weft_fail_group(NULL, NULL, 0), -EINVAL);
 }
 
-/* ---- fail-fast ----------------------------------------------------------------------------- */
+/* ---- fail-fast ------------------------------------------------------------------------------- */
 
 #define NSIB 8
 
@@ -333,8 +333,8 @@ static collect_arg collect_args[NCOLLECT];
 
 static int collect_code(int i)
 {
-    static const int codes[] = {-EIO, 0, -ENOENT, -EIO, 0, -EPERM, -ENOENT, -EIO, 0, -EACCES,
-                                -EIO, -ENOENT};
+    static const int codes[] = {-EIO,    0,    -ENOENT, -EIO,    0,    -EPERM,
+                                -ENOENT, -EIO, 0,       -EACCES, -EIO, -ENOENT};
     return codes[i];
 }
 
@@ -415,7 +415,7 @@ Test(errors, collect_keeps_every_failure_in_order, .timeout = 60)
     cr_assert_str_eq(c.one.e[0].message, "alone");
 }
 
-/* ---- the split by code ---------------------------------------------------------------------- */
+/* ---- the split by code ----------------------------------------------------------------------- */
 
 typedef struct split_case {
     size_t n_eio, n_enoent, n_eperm, n_eagain, n_zero, total;
@@ -488,13 +488,13 @@ Test(errors, count_by_code_and_handled_codes, .timeout = 60)
     cr_assert_str_eq(o.g.e[0].message, "code -1");
 }
 
-/* ---- groups handed up keep their origins ---------------------------------------------------- */
+/* ---- groups handed up keep their origins ----------------------------------------------------- */
 
 typedef struct origin_case {
     uint64_t leaf_id[3];
     int mid_rc;
     group_copy inner, outer;
-    group_copy deep;      /* three levels: leaf -> mid1 -> mid2 -> top */
+    group_copy deep; /* three levels: leaf -> mid1 -> mid2 -> top */
     uint64_t deep_leaf_id;
     int not_joined_rc;
 } origin_case;
@@ -730,7 +730,7 @@ Test(errors, huge_message_truncated, .timeout = 60)
     }
 }
 
-/* ---- max_concurrency -------------------------------------------------------------------------- */
+/* ---- max_concurrency ------------------------------------------------------------------------- */
 
 #define NLIMITED 60
 

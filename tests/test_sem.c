@@ -17,7 +17,7 @@
 
 #include "weft.h"
 
-/* ---- checks made off the test's thread (see test_cancel.c) --------------------------------- */
+/* ---- checks made off the test's thread (see test_cancel.c) ----------------------------------- */
 
 static atomic_int check_failures;
 static char check_first[512];
@@ -33,27 +33,27 @@ static void check_fail(const char *file, int line, const char *fmt, ...)
     va_end(ap);
 }
 
-#define CHECK(c)                                                                                  \
-    do {                                                                                          \
-        if (!(c))                                                                                 \
-            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                      \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                       \
     } while (0)
-#define CHECK_EQ(a, b)                                                                            \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_)                                                                             \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_)                                                                              \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
     } while (0)
-#define REQUIRE_EQ(a, b)                                                                          \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_) {                                                                           \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);             \
-            return -1;                                                                            \
-        }                                                                                         \
+#define REQUIRE_EQ(a, b)                                                                           \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_) {                                                                            \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
+            return -1;                                                                             \
+        }                                                                                          \
     } while (0)
-#define ASSERT_CHECKS()                                                                           \
-    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",               \
+#define ASSERT_CHECKS()                                                                            \
+    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",                 \
                  atomic_load(&check_failures), check_first)
 
 static int run_on(unsigned workers, weft_fn root, void *arg)
@@ -74,7 +74,7 @@ static int yield_until(atomic_int *v, int target)
 
 #define HOUR (3600 * WEFT_SEC)
 
-/* ---- FIFO ---------------------------------------------------------------------------------- */
+/* ---- FIFO ------------------------------------------------------------------------------------ */
 
 #define NFIFO 16
 
@@ -140,7 +140,7 @@ Test(sem, waiters_served_in_fifo_order, .timeout = 60)
     cr_assert_eq(weft_sem_destroy(c.sem), 0);
 }
 
-/* ---- try_acquire, overflow, bad arguments ------------------------------------------------- */
+/* ---- try_acquire, overflow, bad arguments ---------------------------------------------------- */
 
 Test(sem, try_acquire_and_overflow_from_a_plain_thread)
 {
@@ -198,7 +198,7 @@ Test(sem, acquire_null_in_a_task_is_einval)
     cr_assert_eq(c.rc, -EINVAL);
 }
 
-/* ---- release from a foreign pthread -------------------------------------------------------- */
+/* ---- release from a foreign pthread ---------------------------------------------------------- */
 
 typedef struct foreign_case {
     weft_sem *sem;
@@ -255,7 +255,7 @@ Test(sem, release_from_foreign_pthread_wakes_waiter, .timeout = 60)
     cr_assert_eq(weft_sem_destroy(c.sem), 0);
 }
 
-/* ---- a cancelled waiter gives up its place ------------------------------------------------- */
+/* ---- a cancelled waiter gives up its place --------------------------------------------------- */
 
 typedef struct place_case {
     weft_sem *sem;
@@ -399,7 +399,7 @@ Test(sem, timed_out_waiter_leaves_the_queue, .timeout = 60)
     cr_assert_eq(weft_sem_destroy(c.sem), 0, "the timed-out waiter is still queued");
 }
 
-/* ---- destroy with waiters ------------------------------------------------------------------- */
+/* ---- destroy with waiters -------------------------------------------------------------------- */
 
 typedef struct destroy_case {
     weft_sem *sem;
@@ -447,7 +447,7 @@ Test(sem, destroy_with_waiters_is_ebusy, .timeout = 60)
     cr_assert_eq(weft_sem_destroy(c.sem), 0);
 }
 
-/* ---- 64 tokens, 10,000 tasks ---------------------------------------------------------------- */
+/* ---- 64 tokens, 10,000 tasks ----------------------------------------------------------------- */
 
 #define NTOKENS 64
 #define NTASKS 10000

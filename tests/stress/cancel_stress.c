@@ -36,17 +36,18 @@
 #endif
 
 static atomic_int failures;
+static unsigned long long run_seed; /* printed with failures: rerun with it as argv[2] */
 
-#define CHECK(c, ...)                                                                             \
-    do {                                                                                          \
-        if (!(c)) {                                                                               \
-            if (atomic_fetch_add(&failures, 1) < 10) {                                            \
-                fprintf(stderr, "cancel_stress: %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__,   \
-                        #c);                                                                      \
-                fprintf(stderr, __VA_ARGS__);                                                     \
-                fputc('\n', stderr);                                                              \
-            }                                                                                     \
-        }                                                                                         \
+#define CHECK(c, ...)                                                                              \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            if (atomic_fetch_add(&failures, 1) < 10) {                                             \
+                fprintf(stderr, "cancel_stress (seed %llu): %s:%d: CHECK(%s) failed: ", run_seed,  \
+                        __FILE__, __LINE__, #c);                                                   \
+                fprintf(stderr, __VA_ARGS__);                                                      \
+                fputc('\n', stderr);                                                               \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 static uint64_t next_rand(uint64_t *s)
@@ -67,14 +68,14 @@ static unsigned below(uint64_t *s, unsigned n)
 #define MAX_KIDS 5
 
 typedef struct node {
-    struct node *parent;  /* the node whose task spawned this one; NULL at the top */
-    weft_scope *scope;    /* the scope this node was spawned into */
+    struct node *parent; /* the node whose task spawned this one; NULL at the top */
+    weft_scope *scope;   /* the scope this node was spawned into */
     uint64_t seed;
     int depth;
     atomic_int started, ended;
-    int refused;          /* the spawn was refused (then the task must never run) */
+    int refused; /* the spawn was refused (then the task must never run) */
     int used;
-    int rc;               /* what the task returned */
+    int rc; /* what the task returned */
     int nkids;
     struct node *kids[MAX_KIDS];
 } node;
@@ -237,7 +238,7 @@ static int node_fn(void *p)
     return rc;
 }
 
-/* ---- the foreign canceller ------------------------------------------------------------------ */
+/* ---- the foreign canceller ------------------------------------------------------------------- */
 
 /* One plain thread per run, handed each tree in turn: it waits until `after` tasks of the tree
  * have started (or the tree is done) and cancels the tree's top scope. The root releases the top
@@ -349,7 +350,9 @@ int main(int argc, char **argv)
 {
     int trees = argc > 1 ? atoi(argv[1]) : DEFAULT_TREES;
     uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)weft_now();
-    printf("cancel_stress: seed %llu\n", (unsigned long long)seed);
+    run_seed = (unsigned long long)seed;
+    /* First, so that a run a sanitizer aborts can still be repeated with the same seed. */
+    printf("cancel_stress: seed %llu\n", run_seed);
     fflush(stdout);
     pthread_t th;
     if (pthread_create(&th, NULL, foreign_main, NULL) != 0) {
@@ -369,13 +372,13 @@ int main(int argc, char **argv)
     atomic_store(&fc.quit, 1);
     pthread_join(th, NULL);
     int bad = atomic_load(&failures);
-    printf("cancel_stress: %s: %d trees, %ld tasks, %ld refused spawns, %ld cancels "
-           "(%ld foreign), %ld cancel codes seen, %ld joins (%ld timed out, %ld cancelled), "
-           "%ld shielded scopes, %d failed checks\n",
+    printf("cancel_stress: %s: %d trees, %ld tasks, %ld refused spawns, %ld cancels (%ld foreign), "
+           "%ld cancel codes seen, %ld joins (%ld timed out, %ld cancelled), %ld shielded "
+           "scopes, %d failed checks, seed %llu\n",
            bad ? "FAIL" : "ok", trees, atomic_load(&stats.tasks), atomic_load(&stats.refused),
            atomic_load(&stats.cancels) + atomic_load(&fc.fired), atomic_load(&fc.fired),
            atomic_load(&stats.observed), atomic_load(&stats.joins),
            atomic_load(&stats.joins_timedout), atomic_load(&stats.joins_cancelled),
-           atomic_load(&stats.shielded), bad);
+           atomic_load(&stats.shielded), bad, run_seed);
     return bad ? 1 : 0;
 }

@@ -46,10 +46,14 @@
  *                           driver --soak --seconds 14400  # four hours
  *     --iteration-seed X  run only the iteration with seed X (from a failure report), again and
  *                         again with --iterations
- *     --strict            also what known library bugs still break: the exact status of
- *                         weft_run and handles (status_ok), foreign-thread cancels of
- *                         semaphore waiters (draw_params), cancels racing weft_scope_open
- *                         (missed_by_open_race)
+ *     --strict            also what known library bugs still break (each is described where
+ *                         the driver steps around it): the status of weft_run and handles and
+ *                         spawns into their scopes (status_ok, op_spawn), foreign-thread
+ *                         cancels of semaphore waiters (draw_params), cancels racing
+ *                         weft_scope_open (missed_by_open_race), cancel codes that change
+ *                         (flip_ok), stale ASan poison on unmapped
+ *                         stacks (asan_workaround), the watchdog's read of task names and
+ *                         foreign cancels racing joins (TSan: draw_params, set_joining)
  *     --verbose           one line per iteration
  * Exits 0 when every invariant held; 1 with the seed, the iteration and the broken invariant.
  */
@@ -82,9 +86,10 @@
 #endif
 
 /* TSan gives every live green thread a fiber and dies past ~8000 threads and fibers: keep the
- * tasks of one iteration (all of which may be alive at once) well below that. */
+ * tasks of one iteration (all of which may be alive at once) well below that. Creating a fiber
+ * costs milliseconds once many are alive (fresh memory for each), so keep them few. */
 #if defined(DRV_TSAN)
-#define NODE_CAP 1200
+#define NODE_CAP 400
 #elif defined(DRV_ASAN)
 #define NODE_CAP 4000
 #else
@@ -95,7 +100,15 @@
 #define MAX_SUBMITTERS 3
 #define MAX_SUBMITS 6
 
-#if defined(DRV_TSAN) || defined(DRV_ASAN)
+#ifdef DRV_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+#if defined(DRV_TSAN)
+#define SLOW_BUILD 1
+#define HANG_LIMIT_S 120
+#define TIMER_SLACK (30 * WEFT_SEC) /* a worker may spend seconds creating TSan fibers */
+#elif defined(DRV_ASAN)
 #define SLOW_BUILD 1
 #define HANG_LIMIT_S 120
 #define TIMER_SLACK (2 * WEFT_SEC)
@@ -167,6 +180,7 @@ typedef struct node {
     _Atomic(const char *) where; /* the call it is in, for a hang report */
     /* Written by the task before it returns; read by the joiner after the join. */
     uint64_t task_id;
+    uintptr_t stack_addr; /* an address on the task's stack */
     char tname[32];
     int rc;
     char *msg; /* the last message given to weft_fail, as the group must keep it */
@@ -196,7 +210,8 @@ typedef struct srec {
     atomic_int running;
     atomic_uint last_ord;
     _Atomic(node *) kids;
-    int live; /* under G.reg_mu: s may be cancelled by the foreign thread */
+    int live;    /* under G.reg_mu: s may be cancelled by the foreign thread */
+    int joining; /* under G.reg_mu: its owner is in a join that will join it */
 } srec;
 
 typedef struct semrec {
@@ -335,6 +350,7 @@ static void set_live(srec *r, int live)
 
 /* --strict: also the checks that reported library bugs still fail (see status_ok). */
 static int strict;
+static int asan_workaround(void);
 
 /* The status weft_run or a handle reports for the task `first` of the external scope `e`: the
  * task's own. Known library bug: the status of whichever task of `e` ended last (a task spawned
@@ -461,31 +477,53 @@ static int known_code(tctx *c)
 /* Notes the call a task is in, for the hang report. */
 #define IN(c, what) atomic_store_explicit(&(c)->n->where, (what), memory_order_relaxed)
 
+/* Known library bug (tolerated unless --strict): a scope that was never linked into the tree
+ * (no task parked in it) pulls its state from its ancestors without keeping it, so a later
+ * cancel of a nearer scope replaces the first cause: -ETIMEDOUT (DEADLINE) becomes -ECANCELED
+ * (EXPLICIT), or the other way round, where a linked scope keeps the first. 1 if a change of
+ * the code to `code` is explained that way. */
+static int flip_ok(const srec *x, int code, weft_time now)
+{
+    if (strict || !is_cancel_code(code) || !explain(x, code, now))
+        return 0;
+    atomic_fetch_add_explicit(&T.tolerated, 1, memory_order_relaxed);
+    return 1;
+}
+
+/* 1 if `why` goes with the cancel code `code` in the scope `x` (see flip_ok). */
+static int reason_ok(const srec *x, int code, weft_cancel_reason why, weft_time now)
+{
+    if (code == -ETIMEDOUT)
+        return why == WEFT_CANCEL_DEADLINE ||
+               (why != WEFT_CANCEL_NONE && flip_ok(x, -ECANCELED, now));
+    return (why != WEFT_CANCEL_NONE && why != WEFT_CANCEL_DEADLINE) ||
+           (why == WEFT_CANCEL_DEADLINE && flip_ok(x, -ETIMEDOUT, now));
+}
+
 /* A suspension point in c->cur returned rc (already known: `known`). */
 static void observed(tctx *c, int rc, int known, const char *what)
 {
-    if (known) {
-        CHECK(rc == known, "%s returned %d after %d was seen in the same scope (level-triggered)",
-              what, rc, known);
-    }
+    weft_time now = weft_now();
+    if (known && rc != known)
+        CHECK(flip_ok(c->cur, rc, now),
+              "%s returned %d after %d was seen in the same scope (level-triggered)", what, rc,
+              known);
     if (rc == 0)
         return;
-    weft_time now = weft_now();
     CHECK(is_cancel_code(rc), "%s returned %d", what, rc);
     if (!is_cancel_code(rc))
         return;
     CHECK(explain(c->cur, rc, now), "%s returned %d in scope %u, which nothing cancelled", what,
           rc, c->cur->idx);
     weft_cancel_reason why = weft_cancel_reason_self();
-    if (rc == -ETIMEDOUT)
-        CHECK(why == WEFT_CANCEL_DEADLINE, "%s returned -ETIMEDOUT with reason %d", what, why);
-    else
-        CHECK(why != WEFT_CANCEL_NONE && why != WEFT_CANCEL_DEADLINE,
-              "%s returned -ECANCELED with reason %d", what, why);
+    CHECK(reason_ok(c->cur, rc, why, weft_now()), "%s returned %d with cancel reason %d", what,
+          rc, why);
     int again = weft_checkpoint();
-    CHECK(again == rc, "weft_checkpoint says %d after %s returned %d", again, what, rc);
+    if (again != rc)
+        CHECK(flip_ok(c->cur, again, weft_now()), "weft_checkpoint says %d after %s returned %d",
+              again, what, rc);
     c->obs_scope = c->cur;
-    c->obs_code = rc;
+    c->obs_code = again ? again : rc;
 }
 
 /* ---- suspension points -------------------------------------------------------------------- */
@@ -693,7 +731,7 @@ static unsigned spawn_into(tctx *c, srec *target, unsigned k)
                 m->named = 1;
                 o.name = nm;
             }
-            if (chance(&c->r, 30)) {
+            if (chance(&c->r, 30) && !asan_workaround()) {
                 o.stack_size = (size_t)(SLOW_BUILD ? 64 + below(&c->r, 192)
                                                    : 32 + below(&c->r, 224)) * 1024;
             } else if (chance(&c->r, 4)) {
@@ -756,6 +794,11 @@ static void op_spawn(tctx *c)
     /* An ordered scope checks the start order of its owner's spawns: nobody else spawns there. */
     if (target->ordered && target->owner != c->n)
         target = c->cur->ordered && c->cur->owner != c->n ? NULL : c->cur;
+    /* Known library bug, kept out unless --strict: the scope of weft_run's root or of a
+     * submission reports the status of whichever of its tasks ended last (not the first task's),
+     * written without synchronisation by each one (a data race). */
+    if (target && target->external && !strict)
+        target = c->cur->external ? NULL : c->cur;
     if (!target || !target->s)
         return;
     spawn_into(c, target, 1 + below(&c->r, G.p.width));
@@ -959,19 +1002,34 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
     } else if (rc == -ETIMEDOUT) {
         CHECK(explain(r, rc, je), "join of scope %u returned -ETIMEDOUT before any deadline",
               r->idx);
-        CHECK(why == WEFT_CANCEL_DEADLINE, "join of scope %u returned -ETIMEDOUT, reason %d",
+        CHECK(reason_ok(r, rc, why, weft_now()), "join of scope %u returned -ETIMEDOUT, reason %d",
               r->idx, why);
         atomic_fetch_add_explicit(&T.deadline_joins, 1, memory_order_relaxed);
     } else if (rc == -ECANCELED) {
         CHECK(explain(r, rc, je), "join of scope %u returned -ECANCELED, nothing cancelled it",
               r->idx);
-        CHECK(why == WEFT_CANCEL_EXPLICIT || why == WEFT_CANCEL_PARENT ||
-                  why == WEFT_CANCEL_SHUTDOWN,
+        CHECK(why != WEFT_CANCEL_FAILURE && reason_ok(r, rc, why, weft_now()),
               "join of scope %u returned -ECANCELED without failures, reason %d", r->idx, why);
         atomic_fetch_add_explicit(&T.cancelled_joins, 1, memory_order_relaxed);
     } else {
         CHECK(0, "join of scope %u returned %d without failures", r->idx, rc);
     }
+}
+
+/* Known library bug under TSan, kept out unless --strict: weft_scope_cancel reads the scope's
+ * state while its owner's join writes it (a plain int), a data race; so in TSan builds the
+ * foreign thread leaves alone the scopes a join is about to finish. */
+static void set_joining(tctx *c, int i, int on)
+{
+#ifdef DRV_TSAN
+    pthread_mutex_lock(&G.reg_mu);
+    for (int j = i; j < c->nowned; j++)
+        if (on ? c->owned[j]->dstate == D_OPEN : c->owned[j]->joining)
+            c->owned[j]->joining = on;
+    pthread_mutex_unlock(&G.reg_mu);
+#else
+    (void)c, (void)i, (void)on;
+#endif
 }
 
 /* Joins owned scope index i (and, as the library does, every open scope opened after it). */
@@ -983,9 +1041,11 @@ static void op_join(tctx *c, int i)
     int pre[MAX_OWNED];
     for (int j = i; j < c->nowned; j++)
         pre[j] = chain_cancel_done(c->owned[j]);
+    set_joining(c, i, 1);
     weft_time js = weft_now();
     IN(c, "weft_scope_join");
     int rc = weft_scope_join(r->s);
+    set_joining(c, i, 0);
     for (int j = c->nowned - 1; j > i; j--) {
         srec *x = c->owned[j];
         if (x->dstate != D_OPEN)
@@ -1026,8 +1086,8 @@ static void note_cancel_start(srec *x)
 static void note_cancel_done(srec *x)
 {
     weft_time zero = 0;
-    atomic_store(&x->cancel_done, 1);
     atomic_compare_exchange_strong(&x->cancel_t1, &zero, weft_now());
+    atomic_store(&x->cancel_done, 1); /* after cancel_t1: whoever sees it sees a time */
 }
 
 static void do_cancel(srec *x)
@@ -1038,21 +1098,23 @@ static void do_cancel(srec *x)
     CHECK(rc == 0, "weft_scope_cancel of a live scope returned %d", rc);
 }
 
+/* Cancels one of the task's own scopes, mostly; now and then its own scope or an enclosing one
+ * (rarely the top: that ends the whole program). */
 static void op_cancel(tctx *c)
 {
     srec *x;
     unsigned pick = below(&c->r, 100);
-    if (pick < 40 && c->nowned) {
+    if (pick < 70 && c->nowned) {
         x = c->owned[below(&c->r, (unsigned)c->nowned)];
-    } else if (pick < 70) {
-        x = c->cur;
+    } else if (pick < 85) {
+        x = c->n->home;
     } else {
         x = c->cur;
         unsigned up = 1 + below(&c->r, 4);
         while (up-- && x->parent && x->parent->s)
             x = x->parent;
     }
-    if (!x->s)
+    if (!x->s || (x == G.top && !chance(&c->r, 5)))
         return;
     do_cancel(x);
     atomic_fetch_add_explicit(&T.cancels, 1, memory_order_relaxed);
@@ -1366,6 +1428,7 @@ static int task_fn(void *arg)
         return 0;
     srec *home = n->home;
     n->task_id = weft_task_id();
+    n->stack_addr = (uintptr_t)__builtin_frame_address(0);
     CHECK(n->task_id != 0, "weft_task_id() is 0 in a task");
     const char *nm = weft_task_name();
     char want[40];
@@ -1465,7 +1528,7 @@ static void *foreign_main(void *arg)
                 used = SREC_CAP;
             if (used) {
                 srec *x = &G.srecs[below(&r, used)];
-                if (x->live) {
+                if (x->live && !(x->joining && !strict)) {
                     do_cancel(x);
                     atomic_fetch_add_explicit(&T.foreign_cancels, 1, memory_order_relaxed);
                 }
@@ -1590,6 +1653,80 @@ static void *shutdown_main(void *arg)
     return NULL;
 }
 
+/* ---- a known library bug under ASan ---------------------------------------------------------
+ * A task ends inside the switch away from its stack, so the redzones of the frames it leaves
+ * there stay poisoned in ASan's shadow, and the library unmaps stacks (the slabs at shutdown, a
+ * stack of its own size when its task ends) without unpoisoning them. A later mapping at those
+ * addresses (the next runtime's task-record chunks, typically) inherits the poison and ASan
+ * reports the library's own stores into it. Unless --strict, ASan builds work around it: no
+ * spawn asks for a stack of its own size, and after each iteration the unmapped ranges that held
+ * its tasks' stacks are unpoisoned (only ranges that are not mapped: no live object's shadow
+ * changes). */
+static int asan_workaround(void)
+{
+#ifdef DRV_ASAN
+    return !strict;
+#else
+    return 0;
+#endif
+}
+
+#ifdef DRV_ASAN
+static int cmp_uptr(const void *a, const void *b)
+{
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void unpoison_dead_stacks(void)
+{
+    unsigned used = atomic_load(&G.nodes_used);
+    if (used > G.nodes_cap)
+        used = G.nodes_cap;
+    uintptr_t *addr = malloc((used + 1) * sizeof(*addr));
+    if (!addr)
+        return;
+    size_t na = 0;
+    for (unsigned i = 0; i < used; i++)
+        if (G.nodes[i].stack_addr)
+            addr[na++] = G.nodes[i].stack_addr;
+    qsort(addr, na, sizeof(*addr), cmp_uptr);
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) {
+        free(addr);
+        return;
+    }
+    const uintptr_t span = (uintptr_t)2 << 20;
+    uintptr_t gap_lo = 0, lo, hi;
+    size_t k = 0;
+    char line[512];
+    for (int more = 1; more && k < na;) {
+        if (fgets(line, sizeof(line), f) && sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) == 2) {
+        } else {
+            lo = hi = UINTPTR_MAX;
+            more = 0;
+        }
+        /* [gap_lo, lo) is not mapped: unpoison around the stack addresses inside it. */
+        while (k < na && addr[k] < lo) {
+            if (addr[k] >= gap_lo) {
+                uintptr_t a = addr[k], b = a;
+                while (k + 1 < na && addr[k + 1] < lo && addr[k + 1] - b < span)
+                    b = addr[++k];
+                uintptr_t from = a - span > gap_lo && a > span ? a - span : gap_lo;
+                uintptr_t to = b + span < lo ? b + span : lo;
+                __asan_unpoison_memory_region((void *)from, to - from);
+            }
+            k++;
+        }
+        while (k < na && addr[k] < hi)
+            k++; /* mapped now: leave it alone */
+        gap_lo = hi;
+    }
+    fclose(f);
+    free(addr);
+}
+#endif
+
 /* ------------------------------------------------------------------------------------------ */
 /* One iteration                                                                               */
 /* ------------------------------------------------------------------------------------------ */
@@ -1604,18 +1741,19 @@ static void draw_params(params *p, uint64_t seed)
     p->mode = chance(&r, 25) ? MODE_SUBMIT : MODE_RUN;
     p->submit_race = chance(&r, 50);
     p->nsubmitters = 1 + below(&r, MAX_SUBMITTERS);
-    switch (below(&r, 4)) {
+    switch (below(&r, 6)) {
     case 0:
         p->max_nodes = 5 + below(&r, 100);
         break;
     case 1:
-        p->max_nodes = 100 + below(&r, 900);
+        p->max_nodes = 100 + below(&r, NODE_CAP > 2000 ? 900 : NODE_CAP / 2);
         break;
     default:
-        p->max_nodes = 1000 + below(&r, NODE_CAP - 1000);
+        p->max_nodes = NODE_CAP > 2000 ? 1000 + below(&r, NODE_CAP - 1000)
+                                       : NODE_CAP / 2 + below(&r, NODE_CAP / 2);
         break;
     }
-    p->rounds = chance(&r, 70) ? 64 : 1;
+    p->rounds = chance(&r, 80) ? 64 : 1;
     p->max_depth = 1 + below(&r, 8);
     p->width = 1 + below(&r, chance(&r, 30) ? 40 : 10);
     p->leaf_pct = 20 + below(&r, 60);
@@ -1638,6 +1776,12 @@ static void draw_params(params *p, uint64_t seed)
         p->stack_size = (size_t)(SLOW_BUILD ? 96 + below(&r, 160) : 48 + below(&r, 208)) * 1024;
     p->blocking_threads = chance(&r, 30) ? 1 + below(&r, 4) : 0;
     p->watchdog_ns = chance(&r, 50) ? -1 : 0;
+#ifdef DRV_TSAN
+    /* Known library bug, kept out unless --strict: the watchdog reads a task's name while the
+     * task may be writing it (weft_task_name names it lazily): a data race. */
+    if (!strict)
+        p->watchdog_ns = -1;
+#endif
     /* Known library bug, kept out unless --strict: a semaphore waiter cancelled from a foreign
      * thread is queued for injection while still linked in the semaphore's queue (both through
      * t->next), which loses tasks or resumes one twice. Semaphores then get no foreign cancels
@@ -1822,11 +1966,16 @@ static int run_iteration(uint64_t seed, long index, int verbose)
     if (have_foreign)
         pthread_join(foreign, NULL);
     end_checks();
+#ifdef DRV_ASAN
+    if (asan_workaround())
+        unpoison_dead_stacks();
+#endif
     atomic_store(&G.iter_started, 0);
     if (verbose)
-        printf("driver: iteration %ld seed 0x%016" PRIx64 " %s workers %u%s: %ld tasks, %.1f ms\n",
+        printf("driver: iteration %ld seed 0x%016" PRIx64 " %s workers %u%s (budget %u, rounds %u): %ld tasks, %.1f ms\n",
                index, seed, p->mode == MODE_RUN ? "run" : p->submit_race ? "submit+race" : "submit",
-               p->workers, p->chaos ? " chaos" : "", atomic_load(&T.spawned) - spawned_before,
+               p->workers, p->chaos ? " chaos" : "", p->max_nodes, p->rounds,
+               atomic_load(&T.spawned) - spawned_before,
                (double)(weft_now() - t_start) / 1e6);
     return atomic_load(&G.failures) == 0;
 }

@@ -48,16 +48,16 @@
 
 static atomic_int failures;
 
-#define CHECK(c, ...)                                                                             \
-    do {                                                                                          \
-        if (!(c)) {                                                                               \
-            if (atomic_fetch_add(&failures, 1) < 10) {                                            \
-                fprintf(stderr, "error_stress: %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__,    \
-                        #c);                                                                      \
-                fprintf(stderr, __VA_ARGS__);                                                     \
-                fputc('\n', stderr);                                                              \
-            }                                                                                     \
-        }                                                                                         \
+#define CHECK(c, ...)                                                                              \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            if (atomic_fetch_add(&failures, 1) < 10) {                                             \
+                fprintf(stderr, "error_stress: %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__,     \
+                        #c);                                                                       \
+                fprintf(stderr, __VA_ARGS__);                                                      \
+                fputc('\n', stderr);                                                               \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 static struct {
@@ -214,8 +214,7 @@ static void failfast_burst(void)
         failed += FF.rc[i] == -EIO;
         cancelled += FF.rc[i] == -ECANCELED;
     }
-    CHECK(failed + cancelled == NFAILFAST, "%d + %d children of %d", failed, cancelled,
-          NFAILFAST);
+    CHECK(failed + cancelled == NFAILFAST, "%d + %d children of %d", failed, cancelled, NFAILFAST);
     CHECK(failed >= NFAILFAST / 2, "only %d children failed", failed);
     size_t n = weft_scope_error_count(s);
     CHECK(n == (size_t)failed, "%zu failures recorded, %d children failed", n, failed);
@@ -238,7 +237,7 @@ static void failfast_burst(void)
     atomic_fetch_add(&stats.failfast_cancelled, cancelled);
 }
 
-/* ---- groups handed up concurrently ------------------------------------------------------------ */
+/* ---- groups handed up concurrently ----------------------------------------------------------- */
 
 static struct {
     barrier bar[NMID];
@@ -355,7 +354,7 @@ int main(int argc, char **argv)
     printf("error_stress: %s: %ld rounds; collect: %ld failures recorded; fail-fast bursts of %d: "
            "%ld failed, %ld cancelled; %ld failures handed up through groups; %d failed checks\n",
            bad ? "FAIL" : "ok", atomic_load(&stats.rounds), atomic_load(&stats.collected),
-           NFAILFAST, atomic_load(&stats.failfast_failed),
-           atomic_load(&stats.failfast_cancelled), atomic_load(&stats.handed_up), bad);
+           NFAILFAST, atomic_load(&stats.failfast_failed), atomic_load(&stats.failfast_cancelled),
+           atomic_load(&stats.handed_up), bad);
     return bad ? 1 : 0;
 }

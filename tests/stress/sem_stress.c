@@ -35,16 +35,18 @@
 #endif
 
 static atomic_int failures;
+static unsigned long long run_seed; /* printed with failures: rerun with it as argv[2] */
 
-#define CHECK(c, ...)                                                                             \
-    do {                                                                                          \
-        if (!(c)) {                                                                               \
-            if (atomic_fetch_add(&failures, 1) < 10) {                                            \
-                fprintf(stderr, "sem_stress: %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #c); \
-                fprintf(stderr, __VA_ARGS__);                                                     \
-                fputc('\n', stderr);                                                              \
-            }                                                                                     \
-        }                                                                                         \
+#define CHECK(c, ...)                                                                              \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            if (atomic_fetch_add(&failures, 1) < 10) {                                             \
+                fprintf(stderr, "sem_stress (seed %llu): %s:%d: CHECK(%s) failed: ", run_seed,     \
+                        __FILE__, __LINE__, #c);                                                   \
+                fprintf(stderr, __VA_ARGS__);                                                      \
+                fputc('\n', stderr);                                                               \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 static uint64_t next_rand(uint64_t *s)
@@ -69,7 +71,7 @@ static struct {
     weft_sem *sem;
     int tokens;
     atomic_int held, max_held;
-    atomic_int ready;                 /* groups whose scope is published */
+    atomic_int ready; /* groups whose scope is published */
     _Atomic(weft_scope *) group_scope[GROUPS];
     atomic_int cancellers_done;
     atomic_int ran[GROUPS * PER_GROUP];
@@ -321,7 +323,9 @@ int main(int argc, char **argv)
 {
     int rounds = argc > 1 ? atoi(argv[1]) : DEFAULT_ROUNDS;
     uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)weft_now();
-    printf("sem_stress: seed %llu\n", (unsigned long long)seed);
+    run_seed = (unsigned long long)seed;
+    /* First, so that a run a sanitizer aborts can still be repeated with the same seed. */
+    printf("sem_stress: seed %llu\n", run_seed);
     fflush(stdout);
     pthread_t th;
     if (pthread_create(&th, NULL, foreign_main, NULL) != 0) {
@@ -339,9 +343,11 @@ int main(int argc, char **argv)
     pthread_join(th, NULL);
     int bad = atomic_load(&failures);
     printf("sem_stress: %s: %ld rounds, %ld tasks, %ld acquired, %ld acquires ended by cancel or "
-           "deadline, %ld tries, %ld taken by a foreign thread, %ld cancels, %d failed checks\n",
+           "deadline, %ld tries, %ld taken by a foreign thread, %ld cancels, %d failed checks, "
+           "seed %llu\n",
            bad ? "FAIL" : "ok", atomic_load(&stats.rounds), atomic_load(&stats.tasks),
            atomic_load(&stats.acquired), atomic_load(&stats.refused_by_cancel),
-           atomic_load(&stats.tried), atomic_load(&F.taken), atomic_load(&stats.cancels), bad);
+           atomic_load(&stats.tried), atomic_load(&F.taken), atomic_load(&stats.cancels), bad,
+           run_seed);
     return bad ? 1 : 0;
 }

@@ -44,17 +44,18 @@
 #define HOUR (3600 * WEFT_SEC)
 
 static atomic_int failures;
+static unsigned long long run_seed; /* printed with failures: rerun with it as argv[2] */
 
-#define CHECK(c, ...)                                                                             \
-    do {                                                                                          \
-        if (!(c)) {                                                                               \
-            if (atomic_fetch_add(&failures, 1) < 10) {                                            \
-                fprintf(stderr, "submit_stress: %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__,   \
-                        #c);                                                                      \
-                fprintf(stderr, __VA_ARGS__);                                                     \
-                fputc('\n', stderr);                                                              \
-            }                                                                                     \
-        }                                                                                         \
+#define CHECK(c, ...)                                                                              \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            if (atomic_fetch_add(&failures, 1) < 10) {                                             \
+                fprintf(stderr, "submit_stress (seed %llu): %s:%d: CHECK(%s) failed: ", run_seed,  \
+                        __FILE__, __LINE__, #c);                                                   \
+                fprintf(stderr, __VA_ARGS__);                                                      \
+                fputc('\n', stderr);                                                               \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 static uint64_t next_rand(uint64_t *s)
@@ -137,7 +138,7 @@ static int status_ok(const job *j, int st)
     return j->kind != FOREVER && st == j->value;
 }
 
-/* ---- one iteration ------------------------------------------------------------------------ */
+/* ---- one iteration --------------------------------------------------------------------------- */
 
 static struct {
     weft_runtime *rt;
@@ -290,16 +291,18 @@ int main(int argc, char **argv)
 {
     int iterations = argc > 1 ? atoi(argv[1]) : DEFAULT_ITERATIONS;
     uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)weft_now();
-    printf("submit_stress: seed %llu\n", (unsigned long long)seed);
+    run_seed = (unsigned long long)seed;
+    /* First, so that a run a sanitizer aborts can still be repeated with the same seed. */
+    printf("submit_stress: seed %llu\n", run_seed);
     fflush(stdout);
     for (int it = 0; it < iterations && atomic_load(&failures) == 0; it++)
         one_iteration(&seed);
     int bad = atomic_load(&failures);
-    printf("submit_stress: %s: %ld iterations, %ld submits accepted, %ld refused by the "
-           "shutdown, %ld handles waited (%ld timed out first, %ld reported -ECANCELED), %ld "
-           "released at once, %d failed checks\n",
+    printf("submit_stress: %s: %ld iterations, %ld submits accepted, %ld refused by the shutdown, "
+           "%ld handles waited (%ld timed out first, %ld reported -ECANCELED), %ld released at "
+           "once, %d failed checks, seed %llu\n",
            bad ? "FAIL" : "ok", atomic_load(&stats.iterations), atomic_load(&stats.accepted),
            atomic_load(&stats.refused), atomic_load(&stats.waited), atomic_load(&stats.timed_out),
-           atomic_load(&stats.cancelled_status), atomic_load(&stats.released), bad);
+           atomic_load(&stats.cancelled_status), atomic_load(&stats.released), bad, run_seed);
     return bad ? 1 : 0;
 }
