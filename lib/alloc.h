@@ -8,10 +8,10 @@
 
 #include <stddef.h>
 
-/** Test hook: the n-th allocation from now (1 = the next one) fails, then all succeed again.
- *  0 disarms it. Process-wide; meant for single-runtime tests. */
+/** Test hook: the n-th allocation from now (1 = the next one) fails, then all succeed again
+ *  while the count goes on. 0 disarms it. Process-wide; meant for single-runtime tests. */
 void weft__alloc_fail_at(long n);
-/** How many allocations the library made since the hook was last armed or disarmed. */
+/** How many allocations the library made since the hook was armed (0 once disarmed). */
 long weft__alloc_count(void);
 
 /** 1 when the hook says this allocation fails (also for mmap-based allocations). */
