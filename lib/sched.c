@@ -592,7 +592,9 @@ static int any_work_visible(weft__worker *w)
  * the owner writes it, so a relaxed load and store (no RMW) suffice. */
 static inline void bump_progress(weft__worker *w)
 {
-    atomic_store_explicit(&w->running, w->current, memory_order_release);
+    weft__task *t = w->current;
+    atomic_store_explicit(&w->running, t, memory_order_release);
+    atomic_store_explicit(&w->running_id, t ? t->id : 0, memory_order_release);
     atomic_store_explicit(&w->progress,
                           atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
                           memory_order_release);
