@@ -11,78 +11,15 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "support_criterion.h"
 #include "weft.h"
 
-/* ---- checks made off the test's thread (see test_cancel.c) ----------------------------------- */
-
-static atomic_int check_failures;
-static char check_first[512];
-
-static void check_fail(const char *file, int line, const char *fmt, ...)
-{
-    if (atomic_fetch_add(&check_failures, 1) != 0)
-        return;
-    int n = snprintf(check_first, sizeof(check_first), "%s:%d: ", file, line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(check_first + n, sizeof(check_first) - (size_t)n, fmt, ap);
-    va_end(ap);
-}
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                       \
-    } while (0)
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ != b_)                                                                              \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
-    } while (0)
-#define REQUIRE_EQ(a, b)                                                                           \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ != b_) {                                                                            \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
-            return -1;                                                                             \
-        }                                                                                          \
-    } while (0)
-#define ASSERT_CHECKS()                                                                            \
-    cr_assert_eq(atomic_load(&check_failures), 0, "%d failed check(s); first: %s",                 \
-                 atomic_load(&check_failures), check_first)
-
-static int run_on(unsigned workers, weft_fn root, void *arg)
-{
-    weft_config cfg = {.workers = workers};
-    return weft_run(&cfg, root, arg);
-}
-
-static int yield_until(atomic_int *v, int target)
-{
-    while (atomic_load(v) < target) {
-        int rc = weft_yield();
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-/* On a plain thread: waits for *v >= target without sleeping. */
-static void spin_until(atomic_int *v, int target)
-{
-    while (atomic_load(v) < target)
-        sched_yield();
-}
-
-#define HOUR (3600 * WEFT_SEC)
 /* The bound on waits that only a broken runtime would reach. */
 #define SAFETY (60 * WEFT_SEC)
 

@@ -12,13 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "support.h"
 #include "weft.h"
-
-static int run_on(unsigned workers, weft_fn root, void *arg)
-{
-    weft_config cfg = {.workers = workers};
-    return weft_run(&cfg, root, arg);
-}
 
 static atomic_int counter;
 

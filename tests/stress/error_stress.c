@@ -14,6 +14,8 @@
  *
  * Usage: error_stress [rounds [seed]]
  */
+#define STRESS_NAME "error_stress"
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -21,17 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../support.h"
 #include "weft.h"
 
 /* Under TSan every task that gets a stack of its own costs a millisecond or more: smaller bursts
  * and fewer rounds keep the default run within its time budget. */
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
 #ifdef UNDER_TSAN
 #define DEFAULT_ROUNDS 2
 #define NCOLLECT 60
@@ -45,20 +41,6 @@
 #define NMID 12
 #define NLEAF 16
 #endif
-
-static atomic_int failures;
-
-#define CHECK(c, ...)                                                                              \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            if (atomic_fetch_add(&failures, 1) < 10) {                                             \
-                fprintf(stderr, "error_stress: %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__,     \
-                        #c);                                                                       \
-                fprintf(stderr, __VA_ARGS__);                                                      \
-                fputc('\n', stderr);                                                               \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
 
 static struct {
     atomic_long collected, failfast_failed, failfast_cancelled, handed_up, rounds;

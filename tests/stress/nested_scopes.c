@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../support.h"
 #include "weft.h"
 
 #define WORKERS 2
@@ -28,7 +29,7 @@
  * (milliseconds each): a shallower default keeps the run near 20 s on 2 cores. The depth
  * limits this program is about (frames per level, the iterative cancel fan-out) are checked at
  * the full depth in the other builds. */
-#if defined(__SANITIZE_THREAD__) || defined(WEFT_TSAN)
+#ifdef UNDER_TSAN
 #define DEFAULT_DEPTH 600
 #else
 #define DEFAULT_DEPTH 10000

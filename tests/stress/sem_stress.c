@@ -11,6 +11,9 @@
  *
  * Usage: sem_stress [rounds [seed]]
  */
+#define STRESS_NAME "sem_stress"
+#define STRESS_SEEDED
+
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -20,47 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../support.h"
 #include "weft.h"
 
 /* Under TSan every task that gets a stack of its own costs a millisecond or more. */
-#if defined(__SANITIZE_THREAD__)
+#ifdef UNDER_TSAN
 #define DEFAULT_ROUNDS 8
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define DEFAULT_ROUNDS 8
-#endif
-#endif
-#ifndef DEFAULT_ROUNDS
+#else
 #define DEFAULT_ROUNDS 120
 #endif
-
-static atomic_int failures;
-static unsigned long long run_seed; /* printed with failures: rerun with it as argv[2] */
-
-#define CHECK(c, ...)                                                                              \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            if (atomic_fetch_add(&failures, 1) < 10) {                                             \
-                fprintf(stderr, "sem_stress (seed %llu): %s:%d: CHECK(%s) failed: ", run_seed,     \
-                        __FILE__, __LINE__, #c);                                                   \
-                fprintf(stderr, __VA_ARGS__);                                                      \
-                fputc('\n', stderr);                                                               \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
-
-static uint64_t next_rand(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static unsigned below(uint64_t *s, unsigned n)
-{
-    return (unsigned)(next_rand(s) % n);
-}
 
 #define GROUPS 4
 #define PER_GROUP 25

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../support.h"
 #include "weft.h"
 
 #define WORKERS 4
@@ -34,7 +35,7 @@
 /* Defaults: under ThreadSanitizer every task that starts on a stack of its own costs a TSan
  * fiber (milliseconds each), so the trees are fewer and smaller there to stay within about
  * 20 s on 2 cores; the interleavings TSan checks are the same. */
-#if defined(__SANITIZE_THREAD__) || defined(WEFT_TSAN)
+#ifdef UNDER_TSAN
 #define DEFAULT_TREES 3
 #define DEFAULT_BUDGET 300
 #else

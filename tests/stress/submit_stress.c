@@ -14,6 +14,9 @@
  *
  * Usage: submit_stress [iterations [seed]]
  */
+#define STRESS_NAME "submit_stress"
+#define STRESS_SEEDED
+
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -23,15 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../support.h"
 #include "weft.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
 #ifdef UNDER_TSAN
 #define DEFAULT_ITERATIONS 8
 #define QUOTA 25
@@ -41,35 +38,6 @@
 #endif
 
 #define SUBMITTERS 6
-#define HOUR (3600 * WEFT_SEC)
-
-static atomic_int failures;
-static unsigned long long run_seed; /* printed with failures: rerun with it as argv[2] */
-
-#define CHECK(c, ...)                                                                              \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            if (atomic_fetch_add(&failures, 1) < 10) {                                             \
-                fprintf(stderr, "submit_stress (seed %llu): %s:%d: CHECK(%s) failed: ", run_seed,  \
-                        __FILE__, __LINE__, #c);                                                   \
-                fprintf(stderr, __VA_ARGS__);                                                      \
-                fputc('\n', stderr);                                                               \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
-
-static uint64_t next_rand(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static unsigned below(uint64_t *s, unsigned n)
-{
-    return (unsigned)(next_rand(s) % n);
-}
 
 enum kind { IMMEDIATE, SHORT_SLEEP, FOREVER, CHILDREN, NKINDS };
 enum action { WAIT, CANCEL_WAIT, DEADLINE_WAIT, RELEASE, NACTIONS };
