@@ -172,6 +172,10 @@ int weft__scope_cancel_code_slow(weft_scope *s)
     uint64_t epoch = atomic_load_explicit(s->epoch, memory_order_acquire);
     int code = 0, shutdown = 0;
     for (weft_scope *x = s;; x = x->parent) {
+        /* `linked` before the state: linking copies the parent's state into x and then sets
+         * `linked` (release), so a scope seen linked shows its state. The other order could read
+         * the state before the copy, the flag after it, and cache a cancelled scope as not. */
+        int linked = atomic_load_explicit(&x->linked, memory_order_acquire);
         int c = atomic_load_explicit(&x->cancel_code, memory_order_acquire);
         if (c) {
             code = c;
@@ -179,7 +183,7 @@ int weft__scope_cancel_code_slow(weft_scope *s)
                        WEFT_CANCEL_SHUTDOWN;
             break;
         }
-        if (x->shield || !x->parent || atomic_load_explicit(&x->linked, memory_order_acquire))
+        if (x->shield || !x->parent || linked)
             break;
         if (x != s) {
             uint64_t cache = atomic_load_explicit(&x->cancel_cache, memory_order_relaxed);
@@ -340,6 +344,9 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
     if (o.timeout_ns < 0 || o.deadline < 0 || (o.policy != WEFT_FAIL_FAST && o.policy != WEFT_COLLECT))
         return -EINVAL;
     weft_scope *parent = t->cancel_scope;
+    /* The epoch before the state: a cancel that lands in between bumps it past this value, so
+     * the answer cached below is recomputed instead of hiding that cancel. */
+    uint64_t epoch = atomic_load_explicit(&t->rt->cancel_epoch, memory_order_acquire);
     int code = weft__scope_cancel_code(parent);
     if (code && !o.shield)
         return code;
@@ -365,9 +372,7 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
     s->deadline = s->shield ? own : earlier(own, parent->deadline);
 
     /* Not linked into the parent yet (see scope.h): it inherits the state by pulling. */
-    atomic_store_explicit(&s->cancel_cache,
-                          atomic_load_explicit(s->epoch, memory_order_acquire) << 2 |
-                              weft__cancel_encode(s->shield ? 0 : code),
+    atomic_store_explicit(&s->cancel_cache, epoch << 2 | weft__cancel_encode(s->shield ? 0 : code),
                           memory_order_relaxed);
 
     s->prev_owned = t->owned;
