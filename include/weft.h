@@ -6,7 +6,11 @@
  * scope bounds everything below it, and the scope collects the failures of its children.
  *
  * Conventions
- *   - Functions return 0 or a negative errno value. They never set errno.
+ *   - Functions return 0 or a negative errno value. They never set errno. A NULL where an object
+ *     is expected gives -EINVAL (or a neutral value, where the function returns no status).
+ *   - A scope or semaphore pointer is dangling once released or destroyed. weft detects its use
+ *     (-EINVAL) for as long as the record is not reused, which is not a guarantee: do not rely
+ *     on it.
  *   - A task function is `int fn(void *arg)`: 0 is success, anything else is its failure code
  *     (by convention a negative errno value).
  *   - "Task-only" functions must be called from inside a weft task; from any other thread they
@@ -94,8 +98,8 @@ typedef struct weft_config {
  * started, shuts the runtime down and returns the root's status (0 or its failure code).
  * `cfg` may be NULL for the defaults.
  *
- * Returns -EINVAL if `root` is NULL or `cfg` is out of range, -ENOMEM if the runtime could not
- * be built, and -EDEADLK if called from inside a weft task (a nested run would block a worker
+ * Returns -EINVAL if `root` is NULL or `cfg` is out of range (workers above 256, stack_size
+ * below 16 KiB or above 4 GiB), -ENOMEM if the runtime could not be built, and -EDEADLK if called from inside a weft task (a nested run would block a worker
  * of the outer runtime; spawn into a scope instead).
  */
 WEFT_API int weft_run(const weft_config *cfg, weft_fn root, void *arg);
@@ -109,7 +113,8 @@ WEFT_API int weft_runtime_start(weft_runtime **out, const weft_config *cfg);
 /**
  * Cancels every task still running in `rt`, waits for all of them, stops the workers and frees
  * the runtime. Handles of submitted work stay valid until released. Must not be called from a
- * task of `rt` (returns -EDEADLK). Returns 0, -EINVAL for NULL.
+ * task of `rt` or from a function `rt`'s blocking pool runs (returns -EDEADLK). Returns 0,
+ * -EINVAL for NULL.
  */
 WEFT_API int weft_runtime_shutdown(weft_runtime *rt);
 
@@ -136,7 +141,8 @@ typedef struct weft_scope_opts {
     const char *name;
     /** Relative timeout from the moment of opening; 0 = none. */
     weft_time timeout_ns;
-    /** Absolute deadline on weft_now()'s clock; 0 = none. With timeout_ns too, the earlier wins.
+    /** Absolute deadline on weft_now()'s clock; 0 = none; negative: -EINVAL. With timeout_ns
+     *  too, the earlier wins.
      *  The effective deadline is never later than the enclosing scope's. */
     weft_time deadline;
     /** Failure policy. */
@@ -154,7 +160,8 @@ typedef struct weft_scope_opts {
 typedef struct weft_spawn_opts {
     /** Name of the task for diagnostics (copied, truncated to 31 bytes). */
     const char *name;
-    /** Stack size for this task; 0 = the runtime's. */
+    /** Stack size for this task, 16 KiB to 4 GiB (else the spawn returns -EINVAL); 0 = the
+     *  runtime's. */
     size_t stack_size;
 } weft_spawn_opts;
 
@@ -289,6 +296,7 @@ WEFT_API size_t weft_scope_error_count_code(const weft_scope *s, int code);
  * those whose code is in `handled` (n_handled entries; may be NULL), each keeping its origin
  * (task, scope, message). Returns the code to return from the task: the first remaining
  * failure's code, or 0 if none remains. Use as `return weft_fail_group(s, handled, 1);`.
+ * -EINVAL for a NULL or unjoined scope, -EPERM outside a task.
  */
 WEFT_API int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled);
 
@@ -307,7 +315,8 @@ WEFT_API int weft_sem_destroy(weft_sem *sem);
 /**
  * Takes a token, parking the task (never the OS thread) while none is free; waiters are served
  * in FIFO order. Returns 0; -ECANCELED / -ETIMEDOUT if the task is (or becomes) cancelled, in
- * which case it holds no token and its place passes to the next waiter; -EPERM outside a task.
+ * which case it holds no token and its place passes to the next waiter; -EPERM outside a task;
+ * -EINVAL for NULL; -ENOMEM.
  */
 WEFT_API int weft_sem_acquire(weft_sem *sem);
 
@@ -330,8 +339,9 @@ WEFT_API unsigned weft_sem_available(const weft_sem *sem);
  * returns; the worker runs other tasks meanwhile. Stores fn's return value in *result (may be
  * NULL). If the task is cancelled meanwhile, it still waits for `fn` to return (its arguments
  * may live on the task's stack) and then returns -ECANCELED / -ETIMEDOUT; `fn` can poll
- * weft_blocking_cancelled() to stop early. Returns 0, -EPERM outside a task, -EINVAL, -ENOMEM,
- * or the cancel code (without calling fn if the task was already cancelled).
+ * weft_blocking_cancelled() to stop early. Returns 0, -EPERM outside a task, -EINVAL, -EAGAIN
+ * when no pool thread could be started, or the cancel code (without calling fn if the task was
+ * already cancelled).
  */
 WEFT_API int weft_blocking(weft_fn fn, void *arg, int *result);
 

@@ -191,6 +191,12 @@ int weft_blocking(weft_fn fn, void *arg, int *result)
     return weft__scope_cancel_code(cs);
 }
 
+weft_runtime *weft__blocking_current_runtime(void)
+{
+    blocking_job *j = running_job;
+    return j ? j->task->rt : NULL;
+}
+
 int weft_blocking_cancelled(void)
 {
     blocking_job *j = running_job;

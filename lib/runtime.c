@@ -153,7 +153,8 @@ int weft_runtime_shutdown(weft_runtime *rt)
     if (!rt)
         return -EINVAL;
     weft__worker *w = weft__worker_self();
-    if (w && w->rt == rt)
+    /* From its own workers or blocking pool, shutdown would wait for the caller itself. */
+    if ((w && w->rt == rt) || weft__blocking_current_runtime() == rt)
         return -EDEADLK;
     atomic_store_explicit(&rt->shutting_down, 1, memory_order_seq_cst);
     weft__scope_cancel(rt->root_scope, WEFT_CANCEL_SHUTDOWN, -ECANCELED);

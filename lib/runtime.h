@@ -116,6 +116,8 @@ void weft__scope_cache_put(weft__worker *w, weft_scope *s);
 /* Blocking pool (blocking.c). */
 int weft__blocking_init(weft_runtime *rt);
 void weft__blocking_destroy(weft_runtime *rt);
+/** The runtime whose blocking pool runs the caller, or NULL. */
+weft_runtime *weft__blocking_current_runtime(void);
 void weft__watchdog_start(weft_runtime *rt);
 void weft__watchdog_stop(weft_runtime *rt);
 

@@ -6,21 +6,26 @@
  * uses (atomic_load_explicit, atomic_store_explicit, atomic_compare_exchange_strong_explicit,
  * atomic_thread_fence, atomic_init) redefined as hooks: each one first yields to a scheduler,
  * saying which location it is about to touch and how, then performs the real operation. The
- * owner and one or two thieves run as cooperative green threads (ucontext) of one OS thread, so
- * the scheduler decides the order of every atomic access and sees nothing else of the code. The
- * functions of deque.c are renamed (model__deque_*) so that they do not clash with the
- * library's copies.
+ * owner and one or two thieves run as cooperative green threads of one OS thread (on the
+ * library's context switch, lib/arch/ctx.h, which test_switch.c checks; glibc's swapcontext
+ * would cost two system calls a switch), so the scheduler decides the order of every atomic
+ * access and sees nothing else of the code. The functions of deque.c are renamed
+ * (model__deque_*) so that they do not clash with the library's copies. Under ASan and TSan
+ * every switch is announced (__sanitizer_start_switch_fiber, __tsan_switch_to_fiber), so the
+ * program runs in every build.
  *
- * Which interleavings. A depth-first search over the scheduling choices, made stateless (each
+ * Which interleavings. A depth-first search over the scheduling choices, stateless (each
  * interleaving is re-run from the start, the choices before the branch point replayed) and
- * reduced by dynamic partial-order reduction (Flanagan and Godefroid, POPL 2005): two accesses
- * commute unless they touch the same location and one writes (a compare-exchange counts as a
- * write even when it fails), so only orders that differ in some pair of dependent accesses are
- * run, which covers every Mazurkiewicz trace, i.e. every distinct outcome of the sequentially
- * consistent interleavings. To keep the reduction honest, the smallest scenarios are also run
- * with no reduction at all (every interleaving), and the two runs must reach the same set of
- * outcomes. Each interleaving is bounded at MAX_STEPS accesses (none of the scenarios loops, so
- * the bound is never reached; reaching it is reported as a failure).
+ * reduced by dynamic partial-order reduction with sleep sets (Flanagan and Godefroid, POPL
+ * 2005). Two accesses are dependent when they touch the same location and one of them writes; a
+ * compare-exchange is taken to write until it has run, and counts as a load once it has failed.
+ * Interleavings that differ only in the order of independent accesses are equivalent (the same
+ * Mazurkiewicz trace: same values read, same final state), and the search runs at least one of
+ * every trace, so it reaches every outcome of every sequentially consistent interleaving. To
+ * keep the reduction honest, the smallest scenarios (one with two thieves) are also run with no
+ * reduction at all, every interleaving, and both runs must cover the same set of traces. An
+ * interleaving is bounded at MAX_STEPS accesses (no scenario loops, so the bound is never
+ * reached; reaching it is reported as a failure).
  *
  * Limitation: only sequentially consistent interleavings are explored. The weak-memory
  * reorderings that the C11 orders of deque.h allow (and forbid) are not: a missing fence or a
@@ -35,7 +40,8 @@
  * compare-exchange on purpose and must find a violation, so a harness that checks nothing
  * cannot pass.
  *
- * Usage: deque_model [--quick]   (--quick: the smaller scenarios only)
+ * Usage: deque_model [--quick | --full]   (--quick: the smallest scenarios only; --full: also
+ * the two largest, about 450,000 interleavings more)
  * Prints one line per scenario with the number of interleavings explored; exits 0 if every
  * check held, 1 otherwise.
  */
@@ -89,6 +95,9 @@ static int model_cas_done(int ok)
 #undef atomic_compare_exchange_strong_explicit
 #undef atomic_thread_fence
 
+/* The real operations. Every green thread runs on this one OS thread, so a fence only has to keep
+ * the compiler from moving accesses across it: a signal fence (a thread fence would also trip
+ * GCC's -Wtsan). */
 #if defined(__clang__)
 #define model_load_(p, o) __c11_atomic_load((p), (o))
 #define model_store_(p, v, o) __c11_atomic_store((p), (v), (o))
@@ -117,9 +126,7 @@ static int model_cas_done(int ok)
 #define model_fence_(o) __atomic_signal_fence(o)
 #endif
 
-/* Every green thread runs on this one OS thread, so a fence only has to keep the compiler from
- * moving accesses across it: a signal fence (a thread fence would also trip GCC's -Wtsan). */
-/* Before any green thread runs (init, the final drain): no yield. */
+/* The hooks. Outside the green threads (init, the final drain) model_yield does nothing. */
 #define atomic_init(p, v) model_store_((p), (v), memory_order_relaxed)
 #define atomic_load_explicit(p, o) (model_yield((p), OP_LOAD), model_load_((p), (o)))
 #define atomic_store_explicit(p, v, o) (model_yield((p), OP_STORE), model_store_((p), (v), (o)))
@@ -156,12 +163,8 @@ typedef struct gthread {
 #endif
 #ifdef MODEL_TSAN
     void *fiber;
-    int fiber_uses;
 #endif
 } gthread;
-#ifndef FIBER_USES
-#define FIBER_USES 1000
-#endif
 
 static gthread threads[MAX_THREADS];
 static int nthreads;
@@ -177,8 +180,27 @@ static size_t sched_stack_size;
 static void *sched_fiber;
 #endif
 
+/* MODEL_NO_FRAME, for to_scheduler and trampoline: no TSan function entry or exit, so that a
+ * green thread that ends leaves no frame on its fiber's shadow stack and the fiber can be reused
+ * without that stack growing (GCC's no_sanitize("thread") drops them, Clang's does not).
+ * MODEL_NO_TSAN, for the search's own bookkeeping: it runs on the scheduler alone, and is the
+ * bulk of the work. */
+#if defined(__clang__) && defined(__has_attribute)
+#if __has_attribute(disable_sanitizer_instrumentation)
+#define MODEL_NO_FRAME __attribute__((disable_sanitizer_instrumentation, noinline))
+#endif
+#endif
+#if defined(__GNUC__)
+#define MODEL_NO_TSAN __attribute__((no_sanitize("thread"), noinline))
+#else
+#define MODEL_NO_TSAN
+#endif
+#ifndef MODEL_NO_FRAME
+#define MODEL_NO_FRAME MODEL_NO_TSAN
+#endif
+
 /* Green thread -> scheduler. `dying`: the thread will never run again. */
-static void to_scheduler(int dying)
+MODEL_NO_FRAME static void to_scheduler(int dying)
 {
     gthread *t = &threads[current];
 #ifdef MODEL_ASAN
@@ -221,7 +243,7 @@ static void model_yield(const volatile void *addr, int kind)
     to_scheduler(0);
 }
 
-static void trampoline(void *arg)
+MODEL_NO_FRAME static void trampoline(void *arg)
 {
     int id = (int)(intptr_t)arg;
 #ifdef MODEL_ASAN
@@ -246,20 +268,14 @@ static void start_threads(int n, void (*body)(int id))
         weft__ctx_make(&t->ctx, t->stack, STACK_SIZE, trampoline, (void *)(intptr_t)i);
         t->finished = 0;
 #ifdef MODEL_TSAN
-        /* A TSan fiber costs tens of milliseconds to create: each is reused for FIBER_USES
-         * interleavings. A fiber that ended leaves its last frames (trampoline, to_scheduler) on
-         * its shadow stack; renewing it now and then keeps that stack short. */
-        if (!t->fiber || ++t->fiber_uses == FIBER_USES) {
-            if (t->fiber)
-                __tsan_destroy_fiber(t->fiber);
+        /* A TSan fiber costs milliseconds to create, and every one ever created widens TSan's
+         * vector clocks: one per green thread, reused by every interleaving. */
+        if (!t->fiber)
             t->fiber = __tsan_create_fiber(0);
-            t->fiber_uses = 0;
-        }
 #endif
         to_thread(i); /* runs to its first access (thread-local work only) */
     }
 }
-
 
 /* ---- scenarios ------------------------------------------------------------------------------------ */
 
@@ -276,7 +292,7 @@ typedef struct scenario {
     int prefill;               /* items pushed before the threads start */
     const char *prog[MAX_THREADS]; /* thread 0 is the owner: p push, o pop, s steal_owner, k peek;
                                     * thieves: s steal_any */
-    int quick;                 /* part of --quick */
+    int level;                 /* 0: every run; 1: not with --quick; 2: only with --full */
     int crosscheck;            /* also run every interleaving, unreduced */
 } scenario;
 
@@ -335,21 +351,22 @@ static void body(int id)
 }
 
 static const scenario scenarios[] = {
-    /* name, capacity_log2, prefill, {owner, thief, thief}, quick, crosscheck */
-    {"last item: pop vs steal", 1, 1, {"o", "s"}, 1, 1},
-    {"last item: 2 thieves, owner reads the size", 1, 1, {"z", "s", "s"}, 1, 1},
-    {"owner steal vs thief steal", 1, 2, {"so", "s"}, 1, 1},
-    {"growth vs steal", 1, 2, {"p", "s"}, 1, 1},
-    {"peek, push, pop vs steal", 1, 1, {"kpo", "s"}, 1, 1},
-    {"push push pop pop vs 2 steals", 1, 0, {"ppoo", "ss"}, 1, 0},
-    {"3 pushes (growth), 3 pops vs 2 steals", 1, 0, {"pppooo", "ss"}, 1, 0},
-    {"growth after wrap-around vs 2 steals", 1, 0, {"ppoppo", "ss"}, 0, 0},
-    {"5 pushes (2 growths), 5 pops vs 3 steals", 1, 0, {"pppppooooo", "sss"}, 0, 0},
-    {"3 pushes (growth), pop vs 2 thieves", 1, 0, {"pppo", "s", "s"}, 0, 0},
-    {"push (growth), owner steal, pop vs 2 thieves", 1, 2, {"pso", "s", "s"}, 0, 0},
-    {"pushes and pops vs 2 thieves stealing twice", 1, 0, {"ppopo", "ss", "ss"}, 0, 0},
-    {"pushes, pop vs a thief stealing twice and one", 1, 0, {"ppo", "ss", "s"}, 0, 0},
-    {"push (growth), pop vs 2 thieves stealing twice", 1, 2, {"po", "ss", "ss"}, 0, 0},
+    /* name, capacity_log2, prefill, {owner, thief, thief}, level, crosscheck */
+    {"last item: pop vs steal", 1, 1, {"o", "s"}, 0, 1},
+    {"last item: 2 thieves, owner reads the size", 1, 1, {"z", "s", "s"}, 0, 1},
+    {"owner steal vs thief steal", 1, 2, {"so", "s"}, 0, 1},
+    {"growth vs steal", 1, 2, {"p", "s"}, 0, 1},
+    {"peek, push, pop vs steal", 1, 1, {"kpo", "s"}, 0, 1},
+    {"push push pop pop vs 2 steals", 1, 0, {"ppoo", "ss"}, 0, 0},
+    {"3 pushes (growth), 3 pops vs 2 steals", 1, 0, {"pppooo", "ss"}, 0, 0},
+    {"growth after wrap-around vs 2 steals", 1, 0, {"ppoppo", "ss"}, 1, 0},
+    {"3 pushes (growth), pop vs 2 thieves", 1, 0, {"pppo", "s", "s"}, 1, 0},
+    {"push (growth), owner steal, pop vs 2 thieves", 1, 2, {"pso", "s", "s"}, 1, 0},
+    {"pushes, pop vs a thief stealing twice and one", 1, 0, {"ppo", "ss", "s"}, 1, 0},
+    {"push (growth), pop vs 2 thieves stealing twice", 1, 2, {"po", "ss", "ss"}, 1, 0},
+    {"5 pushes (2 growths), 5 pops vs 3 steals", 1, 0, {"pppppooooo", "sss"}, 1, 0},
+    {"pushes and pops vs 2 thieves stealing twice", 1, 0, {"ppopo", "ss", "ss"}, 2, 0},
+    {"growth, pops vs 2 thieves stealing twice", 1, 0, {"pppopo", "ss", "ss"}, 2, 0},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -468,14 +485,14 @@ static int check(void)
 
 /* ---- outcome sets ------------------------------------------------------------------------------ */
 
-#define OUTCOME_SLOTS (1 << 20)
+#define OUTCOME_SLOTS (1 << 18)
 
 typedef struct outcomes {
     uint64_t slot[OUTCOME_SLOTS];
     int n;
 } outcomes;
 
-static uint64_t outcome_hash(void)
+MODEL_NO_TSAN static uint64_t outcome_hash(void)
 {
     uint64_t h = 1469598103934665603ull;
 #define MIX(v) (h = (h ^ (uint64_t)(uint32_t)(v)) * 1099511628211ull)
@@ -498,7 +515,7 @@ static uint64_t outcome_hash(void)
     return h | 1; /* 0 marks an empty slot */
 }
 
-static void outcome_add(outcomes *o, uint64_t h)
+MODEL_NO_TSAN static void outcome_add(outcomes *o, uint64_t h)
 {
     for (size_t i = h % OUTCOME_SLOTS;; i = (i + 1) % OUTCOME_SLOTS) {
         if (o->slot[i] == h)
@@ -563,7 +580,7 @@ static void trace_reset(void)
     memset(rank_of, 0, sizeof(rank_of));
 }
 
-static void trace_event(int t, op o)
+MODEL_NO_TSAN static void trace_event(int t, op o)
 {
     int k = rank_of[t]++;
     if (o.kind == OP_FENCE) {
@@ -590,7 +607,7 @@ static void trace_event(int t, op o)
     }
 }
 
-static uint64_t trace_hash(int nt)
+MODEL_NO_TSAN static uint64_t trace_hash(int nt)
 {
     uint64_t h = 1469598103934665603ull;
     for (int t = 0; t < nt; t++) {
@@ -602,18 +619,16 @@ static uint64_t trace_hash(int nt)
 }
 static uint64_t last_trace;
 
-static int dependent(op a, op b)
-{
-    return a.kind != OP_FENCE && b.kind != OP_FENCE && a.addr == b.addr &&
-           (a.kind != OP_LOAD || b.kind != OP_LOAD);
-}
+#define dependent(a, b)                                                                           \
+    ((a).kind != OP_FENCE && (b).kind != OP_FENCE && (a).addr == (b).addr &&                      \
+     ((a).kind != OP_LOAD || (b).kind != OP_LOAD))
 
 /* Runs one interleaving: the choices of S[0..prefix-1] again, then new states (whose choices,
  * backtrack and sleep sets are set here). An interleaving whose every enabled thread sleeps
  * (its continuations were all covered by an equivalent one) is *redundant*: it is run to the
  * end without branching and checked, but adds no branch points. Returns 1 if a check failed;
  * *depth: accesses made. */
-static int run_one(int prefix, int reduce, int *depth, int *redundant)
+MODEL_NO_TSAN static int run_one(int prefix, int reduce, int *depth, int *redundant)
 {
     setup();
     trace_reset();
@@ -649,33 +664,34 @@ static int run_one(int prefix, int reduce, int *depth, int *redundant)
         } else {
             st->enabled = enabled;
             st->sleep = *redundant ? 0 : carried_sleep;
+            for (int p = 0; reduce && !*redundant && p < nt; p++) {
+                if (!(enabled & (1u << p)))
+                    continue;
+                /* The last access that races with p's next one: dependent, by another thread,
+                 * and not ordered before p already. p must also be tried before it. */
+                for (int i = n - 1; i >= 0; i--) {
+                    if (steps[i].t == p || !dependent(steps[i].o, st->pending[p]))
+                        continue;
+                    if (tc[p][steps[i].t] >= i + 1)
+                        continue; /* i happens before p's next access */
+                    if (S[i].enabled & (1u << p))
+                        S[i].backtrack |= 1u << p;
+                    else
+                        S[i].backtrack |= S[i].enabled;
+                    break;
+                }
+            }
             unsigned awake = enabled & ~st->sleep;
             if (!awake)
-                *redundant = 1;
+                *redundant = 1; /* every continuation from here was covered already */
             if (*redundant) {
                 t = enabled & (1u << prev) ? prev : __builtin_ctz(enabled);
                 st->backtrack = st->done = 1u << t;
                 st->sleep = 0;
+                st->chosen = t;
             } else {
                 st->done = 0;
                 st->backtrack = reduce ? 0 : enabled;
-                for (int p = 0; reduce && p < nt; p++) {
-                    if (!(enabled & (1u << p)))
-                        continue;
-                    /* The last access that races with p's next one: dependent, by another
-                     * thread, and not ordered before p already. p must be tried before it. */
-                    for (int i = n - 1; i >= 0; i--) {
-                        if (steps[i].t == p || !dependent(steps[i].o, st->pending[p]))
-                            continue;
-                        if (tc[p][steps[i].t] >= i + 1)
-                            continue; /* i happens before p's next access */
-                        if (S[i].enabled & (1u << p))
-                            S[i].backtrack |= 1u << p;
-                        else
-                            S[i].backtrack |= S[i].enabled;
-                        break;
-                    }
-                }
                 unsigned cand = st->backtrack & awake;
                 if (!cand) {
                     t = awake & (1u << prev) ? prev : __builtin_ctz(awake);
@@ -800,9 +816,13 @@ static double seconds_since(const struct timespec *t0)
 
 int main(int argc, char **argv)
 {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-    if (argc > 2 || (argc == 2 && !quick)) {
-        fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+    int level = 1;
+    if (argc == 2 && strcmp(argv[1], "--quick") == 0)
+        level = 0;
+    else if (argc == 2 && strcmp(argv[1], "--full") == 0)
+        level = 2;
+    else if (argc != 1) {
+        fprintf(stderr, "usage: %s [--quick | --full]\n", argv[0]);
         return 2;
     }
 #ifdef MODEL_TSAN
@@ -815,7 +835,7 @@ int main(int argc, char **argv)
     static outcomes o, traces;
     for (size_t i = 0; i < NSCENARIOS; i++) {
         const scenario *s = &scenarios[i];
-        if (quick && !s->quick)
+        if (s->level > level)
             continue;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -828,7 +848,7 @@ int main(int argc, char **argv)
             bad = crosscheck(s, &traces, &all, &all_traces);
         total += count + all;
         failed |= bad;
-        printf("deque_model: %-44s %s: %4ld interleavings, %4d traces, %2d outcomes, <= %2d "
+        printf("deque_model: %-48s %s: %4ld interleavings, %4d traces, %2d outcomes, <= %2d "
                "accesses",
                s->name, bad ? "FAILED" : "ok", count, traces.n, o.n, depth);
         if (all)

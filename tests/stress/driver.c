@@ -51,9 +51,8 @@
  *                         spawns into their scopes (status_ok, op_spawn), foreign-thread
  *                         cancels of semaphore waiters (draw_params), cancels racing
  *                         weft_scope_open (missed_by_open_race), cancel codes that change
- *                         (flip_ok), stale ASan poison on unmapped
- *                         stacks (asan_workaround), the watchdog's read of task names and
- *                         foreign cancels racing joins (TSan: draw_params, set_joining)
+ *                         (flip_ok), deadlines that never reach a weft_checkpoint loop
+ *                         (op_poll), the watchdog's read of task names (TSan: draw_params)
  *     --verbose           one line per iteration
  * Exits 0 when every invariant held; 1 with the seed, the iteration and the broken invariant.
  */
@@ -99,10 +98,6 @@
 #define MAX_OWNED 6
 #define MAX_SUBMITTERS 3
 #define MAX_SUBMITS 6
-
-#ifdef DRV_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
 
 #if defined(DRV_TSAN)
 #define SLOW_BUILD 1
@@ -180,7 +175,6 @@ typedef struct node {
     _Atomic(const char *) where; /* the call it is in, for a hang report */
     /* Written by the task before it returns; read by the joiner after the join. */
     uint64_t task_id;
-    uintptr_t stack_addr; /* an address on the task's stack */
     char tname[32];
     int rc;
     char *msg; /* the last message given to weft_fail, as the group must keep it */
@@ -210,8 +204,7 @@ typedef struct srec {
     atomic_int running;
     atomic_uint last_ord;
     _Atomic(node *) kids;
-    int live;    /* under G.reg_mu: s may be cancelled by the foreign thread */
-    int joining; /* under G.reg_mu: its owner is in a join that will join it */
+    int live; /* under G.reg_mu: s may be cancelled by the foreign thread */
 } srec;
 
 typedef struct semrec {
@@ -350,7 +343,6 @@ static void set_live(srec *r, int live)
 
 /* --strict: also the checks that reported library bugs still fail (see status_ok). */
 static int strict;
-static int asan_workaround(void);
 
 /* The status weft_run or a handle reports for the task `first` of the external scope `e`: the
  * task's own. Known library bug: the status of whichever task of `e` ended last (a task spawned
@@ -440,6 +432,36 @@ static int missed_by_open_race(const srec *x)
             return 0;
     }
     return any;
+}
+
+/* For a report: the chain of `x`, with its cancels and opens in microseconds relative to `t`. */
+static void describe_chain(const srec *x, weft_time t, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    FOR_CHAIN(y, x)
+    {
+        weft_time c0 = atomic_load(&y->cancel_t0), c1 = atomic_load(&y->cancel_t1);
+        int k = snprintf(buf + n, cap - n, "%s%u%s%s", n ? " < " : "", y->idx,
+                         y->external ? "(ext)" : "", y->shield ? "(shield)" : "");
+        if (k < 0 || (size_t)k >= cap - n)
+            break;
+        n += (size_t)k;
+        if (y->open_t0) {
+            k = snprintf(buf + n, cap - n, " open[%lld,%lld]", (long long)(y->open_t0 - t) / 1000,
+                         (long long)(y->open_t1 - t) / 1000);
+            if (k < 0 || (size_t)k >= cap - n)
+                break;
+            n += (size_t)k;
+        }
+        if (c0) {
+            k = snprintf(buf + n, cap - n, " cancel[%lld,%lld]", (long long)(c0 - t) / 1000,
+                         c1 ? (long long)(c1 - t) / 1000 : 0LL);
+            if (k < 0 || (size_t)k >= cap - n)
+                break;
+            n += (size_t)k;
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -590,6 +612,25 @@ static void op_suspend(tctx *c, int may_sleep)
     }
 }
 
+/* A loop without suspension points that polls weft_checkpoint(), in a scope whose deadline is
+ * near: the deadline must reach it. Known library bug, only with --strict: it never does (the
+ * deadline's timer waits on the worker's heap, which only the scheduler runs; a checkpoint never
+ * enters it), and each such loop would spin until its bound. */
+static void op_poll(tctx *c)
+{
+    weft_time dl = chain_deadline_hi(c->cur), now = weft_now();
+    if (!strict || dl == WEFT_NEVER || dl > now + 5 * WEFT_MSEC || known_code(c))
+        return;
+    weft_time bound = dl + TIMER_SLACK / 10;
+    int rc;
+    IN(c, "weft_checkpoint loop");
+    while ((rc = weft_checkpoint()) == 0 && weft_now() < bound)
+        ;
+    CHECK(rc != 0, "a weft_checkpoint loop in scope %u did not see its deadline %lld ms after it",
+          c->cur->idx, (long long)((weft_now() - dl) / WEFT_MSEC));
+    observed(c, rc, 0, "weft_checkpoint");
+}
+
 /* ---- blocking ----------------------------------------------------------------------------- */
 
 typedef struct bjob {
@@ -731,7 +772,7 @@ static unsigned spawn_into(tctx *c, srec *target, unsigned k)
                 m->named = 1;
                 o.name = nm;
             }
-            if (chance(&c->r, 30) && !asan_workaround()) {
+            if (chance(&c->r, 30)) {
                 o.stack_size = (size_t)(SLOW_BUILD ? 64 + below(&c->r, 192)
                                                    : 32 + below(&c->r, 224)) * 1024;
             } else if (chance(&c->r, 4)) {
@@ -993,7 +1034,12 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
             atomic_fetch_add_explicit(&T.tolerated, 1, memory_order_relaxed);
             pre = 0;
         }
-        CHECK(!pre, "join of scope %u returned 0 after it was cancelled", r->idx);
+        if (pre) {
+            char why_s[400];
+            describe_chain(r, js, why_s, sizeof(why_s));
+            CHECK(!pre, "join of scope %u returned 0 after it was cancelled; chain: %s", r->idx,
+                  why_s);
+        }
         weft_time dl = chain_deadline_hi(r);
         CHECK(dl == WEFT_NEVER || js < dl + TIMER_SLACK,
               "join of scope %u began %lld ms after its deadline and returned 0", r->idx,
@@ -1016,22 +1062,6 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
     }
 }
 
-/* Known library bug under TSan, kept out unless --strict: weft_scope_cancel reads the scope's
- * state while its owner's join writes it (a plain int), a data race; so in TSan builds the
- * foreign thread leaves alone the scopes a join is about to finish. */
-static void set_joining(tctx *c, int i, int on)
-{
-#ifdef DRV_TSAN
-    pthread_mutex_lock(&G.reg_mu);
-    for (int j = i; j < c->nowned; j++)
-        if (on ? c->owned[j]->dstate == D_OPEN : c->owned[j]->joining)
-            c->owned[j]->joining = on;
-    pthread_mutex_unlock(&G.reg_mu);
-#else
-    (void)c, (void)i, (void)on;
-#endif
-}
-
 /* Joins owned scope index i (and, as the library does, every open scope opened after it). */
 static void op_join(tctx *c, int i)
 {
@@ -1041,11 +1071,9 @@ static void op_join(tctx *c, int i)
     int pre[MAX_OWNED];
     for (int j = i; j < c->nowned; j++)
         pre[j] = chain_cancel_done(c->owned[j]);
-    set_joining(c, i, 1);
     weft_time js = weft_now();
     IN(c, "weft_scope_join");
     int rc = weft_scope_join(r->s);
-    set_joining(c, i, 0);
     for (int j = c->nowned - 1; j > i; j--) {
         srec *x = c->owned[j];
         if (x->dstate != D_OPEN)
@@ -1253,6 +1281,8 @@ static void run_program(tctx *c)
             op_cancel(c);
         } else if (chance(&c->r, 5)) {
             op_misuse(c);
+        } else if (chance(&c->r, 3)) {
+            op_poll(c);
         } else {
             op_suspend(c, 0);
         }
@@ -1428,7 +1458,6 @@ static int task_fn(void *arg)
         return 0;
     srec *home = n->home;
     n->task_id = weft_task_id();
-    n->stack_addr = (uintptr_t)__builtin_frame_address(0);
     CHECK(n->task_id != 0, "weft_task_id() is 0 in a task");
     const char *nm = weft_task_name();
     char want[40];
@@ -1528,7 +1557,7 @@ static void *foreign_main(void *arg)
                 used = SREC_CAP;
             if (used) {
                 srec *x = &G.srecs[below(&r, used)];
-                if (x->live && !(x->joining && !strict)) {
+                if (x->live) {
                     do_cancel(x);
                     atomic_fetch_add_explicit(&T.foreign_cancels, 1, memory_order_relaxed);
                 }
@@ -1652,80 +1681,6 @@ static void *shutdown_main(void *arg)
     CHECK(rc == 0, "weft_runtime_shutdown returned %d", rc);
     return NULL;
 }
-
-/* ---- a known library bug under ASan ---------------------------------------------------------
- * A task ends inside the switch away from its stack, so the redzones of the frames it leaves
- * there stay poisoned in ASan's shadow, and the library unmaps stacks (the slabs at shutdown, a
- * stack of its own size when its task ends) without unpoisoning them. A later mapping at those
- * addresses (the next runtime's task-record chunks, typically) inherits the poison and ASan
- * reports the library's own stores into it. Unless --strict, ASan builds work around it: no
- * spawn asks for a stack of its own size, and after each iteration the unmapped ranges that held
- * its tasks' stacks are unpoisoned (only ranges that are not mapped: no live object's shadow
- * changes). */
-static int asan_workaround(void)
-{
-#ifdef DRV_ASAN
-    return !strict;
-#else
-    return 0;
-#endif
-}
-
-#ifdef DRV_ASAN
-static int cmp_uptr(const void *a, const void *b)
-{
-    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void unpoison_dead_stacks(void)
-{
-    unsigned used = atomic_load(&G.nodes_used);
-    if (used > G.nodes_cap)
-        used = G.nodes_cap;
-    uintptr_t *addr = malloc((used + 1) * sizeof(*addr));
-    if (!addr)
-        return;
-    size_t na = 0;
-    for (unsigned i = 0; i < used; i++)
-        if (G.nodes[i].stack_addr)
-            addr[na++] = G.nodes[i].stack_addr;
-    qsort(addr, na, sizeof(*addr), cmp_uptr);
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (!f) {
-        free(addr);
-        return;
-    }
-    const uintptr_t span = (uintptr_t)2 << 20;
-    uintptr_t gap_lo = 0, lo, hi;
-    size_t k = 0;
-    char line[512];
-    for (int more = 1; more && k < na;) {
-        if (fgets(line, sizeof(line), f) && sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) == 2) {
-        } else {
-            lo = hi = UINTPTR_MAX;
-            more = 0;
-        }
-        /* [gap_lo, lo) is not mapped: unpoison around the stack addresses inside it. */
-        while (k < na && addr[k] < lo) {
-            if (addr[k] >= gap_lo) {
-                uintptr_t a = addr[k], b = a;
-                while (k + 1 < na && addr[k + 1] < lo && addr[k + 1] - b < span)
-                    b = addr[++k];
-                uintptr_t from = a - span > gap_lo && a > span ? a - span : gap_lo;
-                uintptr_t to = b + span < lo ? b + span : lo;
-                __asan_unpoison_memory_region((void *)from, to - from);
-            }
-            k++;
-        }
-        while (k < na && addr[k] < hi)
-            k++; /* mapped now: leave it alone */
-        gap_lo = hi;
-    }
-    fclose(f);
-    free(addr);
-}
-#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* One iteration                                                                               */
@@ -1966,10 +1921,6 @@ static int run_iteration(uint64_t seed, long index, int verbose)
     if (have_foreign)
         pthread_join(foreign, NULL);
     end_checks();
-#ifdef DRV_ASAN
-    if (asan_workaround())
-        unpoison_dead_stacks();
-#endif
     atomic_store(&G.iter_started, 0);
     if (verbose)
         printf("driver: iteration %ld seed 0x%016" PRIx64 " %s workers %u%s (budget %u, rounds %u): %ld tasks, %.1f ms\n",
