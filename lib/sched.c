@@ -267,6 +267,7 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
     t->id = new_task_id(w);
     t->failure = NULL;
     t->stack_size = 0;
+    t->tokens_held = 0;
     t->tsan_fiber = NULL;
     return t;
 }

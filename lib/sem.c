@@ -65,6 +65,16 @@ static void unlink_waiter(weft_sem *s, weft__task *t)
     t->next = t->prev = NULL;
 }
 
+/* The running task's count of tokens taken minus tokens given back, for the report at its end
+ * (debug builds). A token handed to another task to release shows up there as held: rare, and
+ * the report is a hint, not an error. */
+static void count_token(int delta)
+{
+    weft__task *t = weft__task_self();
+    if (t)
+        t->tokens_held += delta;
+}
+
 int weft_sem_try_acquire(weft_sem *s)
 {
     if (!s)
@@ -76,6 +86,8 @@ int weft_sem_try_acquire(weft_sem *s)
         rc = 0;
     }
     weft__lock_release(&s->lock);
+    if (rc == 0)
+        count_token(1);
     return rc;
 }
 
@@ -104,6 +116,7 @@ int weft_sem_release(weft_sem *s)
         w->result = DROPPED;
     }
     weft__lock_release(&s->lock);
+    count_token(-1);
     return 0;
 }
 
@@ -133,6 +146,7 @@ int weft_sem_acquire(weft_sem *s)
     if (s->available && !s->head) {
         s->available--;
         weft__lock_release(&s->lock);
+        t->tokens_held++;
         return 0;
     }
     weft__task_prepare_park(t);
@@ -158,6 +172,8 @@ int weft_sem_acquire(weft_sem *s)
         unlink_waiter(s, t);
     weft__lock_release(&s->lock);
 
+    if (granted)
+        t->tokens_held++;
     code = weft__scope_cancel_code(cs);
     if (granted && code) {
         weft_sem_release(s); /* woken and cancelled at once: the token goes on */

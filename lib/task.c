@@ -97,6 +97,11 @@ void weft__task_complete(weft__task *t, int rc)
 {
     if (t->owned)
         weft__scope_release_owned(t);
+#ifndef NDEBUG
+    if (t->tokens_held > 0)
+        fprintf(stderr, "weft: task '%s' ended holding %d semaphore token(s); release them "
+                        "before returning (weft_sem_release)\n", weft__task_name_of(t), t->tokens_held);
+#endif
     weft__scope_child_done(t->scope, t, rc);
     free_failure(t->failure);
     t->failure = NULL;

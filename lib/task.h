@@ -64,6 +64,7 @@ typedef struct weft__task {
     uint64_t id;
     weft__failure *failure;       /* message or group recorded by weft_fail / weft_fail_group */
     size_t stack_size;            /* 0: the runtime's */
+    int tokens_held;              /* semaphore tokens taken and not given back (debug report) */
     void *tsan_fiber;
     char name[WEFT__TASK_NAME_MAX];
 } weft__task;

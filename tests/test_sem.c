@@ -13,6 +13,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "support_criterion.h"
 #include "weft.h"
@@ -448,3 +450,51 @@ Test(sem, sixty_four_tokens_ten_thousand_tasks, .timeout = 120)
     cr_assert_eq(c.available_end, NTOKENS);
     cr_assert_eq(weft_sem_destroy(c.sem), 0);
 }
+
+/* ---- debug builds report a task that ends holding tokens ----------------------------------- */
+
+#ifndef NDEBUG
+static weft_sem *leaky_sem;
+
+static int keeps_token(void *arg)
+{
+    (void)arg;
+    return weft_sem_acquire(leaky_sem);
+}
+
+static int spawn_keeper(void *arg)
+{
+    (void)arg;
+    weft_scope *s;
+    if (weft_scope_open(&s, NULL) != 0)
+        return 1;
+    weft_spawn_opts o = {.name = "keeper"};
+    weft_spawn_ex(s, keeps_token, NULL, &o);
+    return weft_scope_join(s);
+}
+
+Test(sem, debug_build_reports_a_task_ending_with_tokens)
+{
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pfd[1], STDERR_FILENO);
+        close(pfd[0]);
+        weft_sem_create(&leaky_sem, 3);
+        _exit(run_on(1, spawn_keeper, NULL) == 0 ? 0 : 1);
+    }
+    close(pfd[1]);
+    char err[1024];
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof(err) - 1 && (k = read(pfd[0], err + n, sizeof(err) - 1 - n)) > 0)
+        n += (size_t)k;
+    err[n] = 0;
+    close(pfd[0]);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cr_assert_not_null(strstr(err, "'keeper' ended holding 1 semaphore token"), "stderr: %s", err);
+}
+#endif
