@@ -31,7 +31,6 @@ void weft__task_init_child(weft__task *t, weft_scope *s, weft_fn fn, void *arg, 
     if (name) {
         strncpy(t->name, name, sizeof(t->name) - 1);
         t->name[sizeof(t->name) - 1] = 0;
-        t->flags |= WEFT__TASK_NAMED;
     }
 }
 

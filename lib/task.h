@@ -70,7 +70,6 @@ typedef struct weft__task {
 } weft__task;
 
 enum {
-    WEFT__TASK_NAMED = 1,
     WEFT__TASK_OWNER_COUNTED = 2, /* spawned by its scope's owner: counted in owner_spawned */
     WEFT__TASK_INLINE = 4,        /* run by its scope's owner inside the join */
 };
