@@ -98,6 +98,7 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
     s->on_done = submission_done;
     s->on_done_arg = h;
     weft__task_init_child(t, s, fn, arg, name);
+    t->flags |= WEFT__TASK_SUBMITTED;
     weft__sched_inject(rt, t);
     *out = h;
     weft__scope_external_seal(s);

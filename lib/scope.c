@@ -565,8 +565,8 @@ void weft__scope_child_done(weft_scope *s, weft__task *t, int rc)
                 weft__scope_cancel(s, WEFT_CANCEL_FAILURE, -ECANCELED);
         }
     }
-    if (s->on_done)
-        s->child_status = rc;
+    if (t->flags & WEFT__TASK_SUBMITTED)
+        s->child_status = rc; /* the submitted task's status, not whichever child ends last */
     if (s->max_running)
         pass_slot(s);
     count_child_out(s, t);

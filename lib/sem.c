@@ -54,15 +54,15 @@ int weft_sem_destroy(weft_sem *s)
 
 static void unlink_waiter(weft_sem *s, weft__task *t)
 {
-    if (t->prev)
-        t->prev->next = t->next;
+    if (t->sprev)
+        t->sprev->snext = t->snext;
     else
-        s->head = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+        s->head = t->snext;
+    if (t->snext)
+        t->snext->sprev = t->sprev;
     else
-        s->tail = t->prev;
-    t->next = t->prev = NULL;
+        s->tail = t->sprev;
+    t->snext = t->sprev = NULL;
 }
 
 /* The running task's count of tokens taken minus tokens given back, for the report at its end
@@ -151,10 +151,10 @@ int weft_sem_acquire(weft_sem *s)
     }
     weft__task_prepare_park(t);
     t->result = IN_QUEUE;
-    t->next = NULL;
-    t->prev = s->tail;
+    t->snext = NULL;
+    t->sprev = s->tail;
     if (s->tail)
-        s->tail->next = t;
+        s->tail->snext = t;
     else
         s->head = t;
     s->tail = t;

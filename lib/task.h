@@ -53,7 +53,8 @@ typedef struct weft__task {
     weft_scope *cancel_scope;     /* innermost open scope of this task (else `scope`) */
     weft_scope *owned;            /* newest scope it opened and has not released */
     struct weft__task *next;      /* run-queue, free-list and semaphore-queue link */
-    struct weft__task *prev;      /* semaphore-queue back link */
+    struct weft__task *snext, *sprev; /* a semaphore's wait queue (apart from `next`: a
+                                   * cancelled waiter is queued to run while still in it) */
     struct weft__task *pnext, *pprev; /* a scope's parked list */
     _Atomic uint32_t listed;      /* on that list; cleared by a cancel that detaches it */
     _Atomic uint32_t wait;
@@ -72,6 +73,7 @@ typedef struct weft__task {
 enum {
     WEFT__TASK_OWNER_COUNTED = 2, /* spawned by its scope's owner: counted in owner_spawned */
     WEFT__TASK_INLINE = 4,        /* run by its scope's owner inside the join */
+    WEFT__TASK_SUBMITTED = 8,     /* the task a submission (or weft_run) waits for */
 };
 
 /* ---- provided by sched.c --------------------------------------------------------------- */

@@ -31,7 +31,15 @@
  *     never returns while its function still runs; sleeps never end early; max_concurrency
  *     scopes never run more children at once, and with max_concurrency 1 start them in order;
  *   - weft_run returns the root task's status, a handle the submitted task's status;
+ *   - weft_spawn, weft_scope_open, weft_run and friends refuse misuse with the documented codes;
  *   - nothing leaks (the asan stage runs this under LeakSanitizer).
+ * Known library bugs are stepped around or tolerated (and counted) unless --strict, each where
+ * the driver does it; --strict shows them.
+ *
+ * Iterations are sized per build: up to 10,000 tasks (ASan 4,000; TSan 400, since every live
+ * task is a TSan fiber and TSan dies past ~8,000 threads and fibers). WEFT_CHAOS is set or unset
+ * for every iteration, whatever the environment held. A hang (an iteration running for over
+ * 30 s, 120 s under sanitizers) aborts with the iteration's seed and the tasks not ended.
  *
  * Usage:
  *   driver [--seed S] [--iterations N] [--seconds T] [--tasks N] [--soak] [--iteration-seed X]
@@ -49,10 +57,11 @@
  *     --strict            also what known library bugs still break (each is described where
  *                         the driver steps around it): the status of weft_run and handles and
  *                         spawns into their scopes (status_ok, op_spawn), foreign-thread
- *                         cancels of semaphore waiters (draw_params), cancels racing
- *                         weft_scope_open (missed_by_open_race), cancel codes that change
- *                         (flip_ok), deadlines that never reach a weft_checkpoint loop
- *                         (op_poll), the watchdog's read of task names (TSan: draw_params)
+ *                         cancels of semaphore waiters (draw_params), cancels that return
+ *                         before the subtree is cancelled (cancelled_before_join), cancel
+ *                         codes that change and reasons that do not match them (flip_ok,
+ *                         reason_ok), deadlines that never reach a weft_checkpoint loop
+ *                         (op_poll)
  *     --verbose           one line per iteration
  * Exits 0 when every invariant held; 1 with the seed, the iteration and the broken invariant.
  */
@@ -160,15 +169,15 @@ struct srec;
 
 /* One spawn (or submission) and the task it started. */
 typedef struct node {
-    struct srec *home; /* the scope it was spawned into */
+    struct srec *home;     /* the scope it was spawned into */
     struct node *sib_next; /* in home->kids */
     uint64_t seed;
     unsigned idx;
     int depth;
-    int root;      /* weft_run's root task */
-    int sentinel;  /* holds a racing shutdown open until the submitters are done */
+    int root;     /* weft_run's root task */
+    int sentinel; /* holds a racing shutdown open until the submitters are done */
     int named;
-    unsigned ord;  /* spawn ordinal in an ordered scope (max_concurrency 1), 0 if none */
+    unsigned ord; /* spawn ordinal in an ordered scope (max_concurrency 1), 0 if none */
     char want_name[32];
     _Atomic int spawn_rc;
     atomic_int runs, done;
@@ -192,7 +201,7 @@ typedef struct srec {
     unsigned idx;
     int shield, policy, ordered, external;
     unsigned maxc;
-    weft_time dl_lo, dl_hi; /* bounds of its own deadline; WEFT_NEVER if none */
+    weft_time dl_lo, dl_hi;     /* bounds of its own deadline; WEFT_NEVER if none */
     weft_time open_t0, open_t1; /* weft_scope_open ran within these */
     char name[32];
     /* owner only */
@@ -254,7 +263,7 @@ static struct {
     unsigned nodes_cap;
     srec srecs[SREC_CAP];
     atomic_uint srecs_used;
-    srec *top;     /* weft_run's root scope, or the runtime's root in submit mode */
+    srec *top; /* weft_run's root scope, or the runtime's root in submit mode */
     semrec sems[4];
     pthread_mutex_t reg_mu;
     pthread_mutex_t print_mu;
@@ -273,10 +282,10 @@ static struct {
         cancelled_joins, failed_joins, tolerated;
 } T;
 
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (!(cond))                                                                              \
-            check_failed(__LINE__, #cond, __VA_ARGS__);                                           \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            check_failed(__LINE__, #cond, __VA_ARGS__);                                            \
     } while (0)
 
 static void check_failed(int line, const char *cond, const char *fmt, ...)
@@ -287,8 +296,9 @@ static void check_failed(int line, const char *cond, const char *fmt, ...)
     if (atomic_fetch_add(&G.failures, 1) >= 12)
         return;
     pthread_mutex_lock(&G.print_mu);
-    fprintf(stderr, "driver: iteration %ld (iteration seed 0x%016" PRIx64 "): driver.c:%d: %s: ",
-            G.index, G.p.seed, line, cond);
+    fprintf(stderr,
+            "driver: iteration %ld (iteration seed 0x%016" PRIx64 "): driver.c:%d: %s: ", G.index,
+            G.p.seed, line, cond);
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -353,8 +363,7 @@ static int status_ok(const srec *e, const node *first, int status)
         return 1;
     if (strict)
         return 0;
-    for (const node *k = atomic_load_explicit(&e->kids, memory_order_acquire); k;
-         k = k->sib_next)
+    for (const node *k = atomic_load_explicit(&e->kids, memory_order_acquire); k; k = k->sib_next)
         if (atomic_load_explicit(&k->done, memory_order_acquire) && k->rc == status)
             return 1;
     return 0;
@@ -410,30 +419,6 @@ static weft_time chain_deadline_hi(const srec *x)
     return d;
 }
 
-/* Known library bug (tolerated unless --strict): weft_scope_open reads the parent's cancel
- * state, then stamps the new scope's cache with the cancel epoch read later, so a cancel of an
- * ancestor that completes in between is cached as "not cancelled" and missed (until another
- * cancel anywhere bumps the epoch). 1 if every completed explicit cancel in the chain of `x`
- * overlapped the weft_scope_open of a scope between it and `x`. */
-static int missed_by_open_race(const srec *x)
-{
-    int any = 0;
-    FOR_CHAIN(y, x)
-    {
-        if (!atomic_load(&y->cancel_done))
-            continue;
-        any = 1;
-        weft_time c0 = atomic_load(&y->cancel_t0), c1 = atomic_load(&y->cancel_t1);
-        int overlapped = 0;
-        for (const srec *z = x; z && z != y; z = z->parent)
-            if (z->open_t0 && z->open_t0 <= c1 && c0 <= z->open_t1)
-                overlapped = 1;
-        if (!overlapped)
-            return 0;
-    }
-    return any;
-}
-
 /* For a report: the chain of `x`, with its cancels and opens in microseconds relative to `t`. */
 static void describe_chain(const srec *x, weft_time t, char *buf, size_t cap)
 {
@@ -473,8 +458,8 @@ typedef struct tctx {
     rng r;
     srec *owned[MAX_OWNED]; /* oldest first; released ones are removed */
     int nowned;
-    srec *cur;              /* innermost open scope, else the home scope */
-    srec *obs_scope;        /* where a cancel code was seen last */
+    srec *cur;       /* innermost open scope, else the home scope */
+    srec *obs_scope; /* where a cancel code was seen last */
     int obs_code;
     int leaf;
 } tctx;
@@ -512,14 +497,23 @@ static int flip_ok(const srec *x, int code, weft_time now)
     return 1;
 }
 
-/* 1 if `why` goes with the cancel code `code` in the scope `x` (see flip_ok). */
+/* 1 if `why` goes with the cancel code `code` in the scope `x`: DEADLINE with -ETIMEDOUT, the
+ * others with -ECANCELED; or the other kind after a change of the code (see flip_ok). Known
+ * library bug, tolerated unless --strict: weft_scope_cancel_reason reads a scope's reason
+ * apart from its code (a cancel stores the code before the reason, and the reason of a pulled
+ * state comes from a second read of the cache), so it may name the wrong kind for a moment. */
 static int reason_ok(const srec *x, int code, weft_cancel_reason why, weft_time now)
 {
-    if (code == -ETIMEDOUT)
-        return why == WEFT_CANCEL_DEADLINE ||
-               (why != WEFT_CANCEL_NONE && flip_ok(x, -ECANCELED, now));
-    return (why != WEFT_CANCEL_NONE && why != WEFT_CANCEL_DEADLINE) ||
-           (why == WEFT_CANCEL_DEADLINE && flip_ok(x, -ETIMEDOUT, now));
+    if (why == WEFT_CANCEL_NONE)
+        return 0;
+    if ((code == -ETIMEDOUT) == (why == WEFT_CANCEL_DEADLINE))
+        return 1;
+    if (flip_ok(x, code == -ETIMEDOUT ? -ECANCELED : -ETIMEDOUT, now))
+        return 1;
+    if (strict)
+        return 0;
+    atomic_fetch_add_explicit(&T.tolerated, 1, memory_order_relaxed);
+    return 1;
 }
 
 /* A suspension point in c->cur returned rc (already known: `known`). */
@@ -535,11 +529,11 @@ static void observed(tctx *c, int rc, int known, const char *what)
     CHECK(is_cancel_code(rc), "%s returned %d", what, rc);
     if (!is_cancel_code(rc))
         return;
-    CHECK(explain(c->cur, rc, now), "%s returned %d in scope %u, which nothing cancelled", what,
-          rc, c->cur->idx);
+    CHECK(explain(c->cur, rc, now), "%s returned %d in scope %u, which nothing cancelled", what, rc,
+          c->cur->idx);
     weft_cancel_reason why = weft_cancel_reason_self();
-    CHECK(reason_ok(c->cur, rc, why, weft_now()), "%s returned %d with cancel reason %d", what,
-          rc, why);
+    CHECK(reason_ok(c->cur, rc, why, weft_now()), "%s returned %d with cancel reason %d", what, rc,
+          why);
     int again = weft_checkpoint();
     if (again != rc)
         CHECK(flip_ok(c->cur, again, weft_now()), "weft_checkpoint says %d after %s returned %d",
@@ -773,8 +767,8 @@ static unsigned spawn_into(tctx *c, srec *target, unsigned k)
                 o.name = nm;
             }
             if (chance(&c->r, 30)) {
-                o.stack_size = (size_t)(SLOW_BUILD ? 64 + below(&c->r, 192)
-                                                   : 32 + below(&c->r, 224)) * 1024;
+                o.stack_size =
+                    (size_t)(SLOW_BUILD ? 64 + below(&c->r, 192) : 32 + below(&c->r, 224)) * 1024;
             } else if (chance(&c->r, 4)) {
                 o.stack_size = 1000; /* below the minimum: -EINVAL */
                 bad = 1;
@@ -783,8 +777,8 @@ static unsigned spawn_into(tctx *c, srec *target, unsigned k)
         if (target->ordered && target->owner == c->n)
             m->ord = ++target->next_ord;
         push_kid(target, m);
-        int rc = use_opts ? weft_spawn_ex(target->s, task_fn, m, &o)
-                          : weft_spawn(target->s, task_fn, m);
+        int rc =
+            use_opts ? weft_spawn_ex(target->s, task_fn, m, &o) : weft_spawn(target->s, task_fn, m);
         atomic_store_explicit(&m->spawn_rc, rc, memory_order_relaxed);
         if (rc == 0) {
             started++;
@@ -801,8 +795,10 @@ static unsigned spawn_into(tctx *c, srec *target, unsigned k)
         }
         weft_time now = weft_now();
         CHECK(is_cancel_code(rc), "weft_spawn returned %d", rc);
-        CHECK(explain(target, rc, now), "weft_spawn returned %d into scope %u, which nothing "
-              "cancelled", rc, target->idx);
+        CHECK(explain(target, rc, now),
+              "weft_spawn returned %d into scope %u, which nothing "
+              "cancelled",
+              rc, target->idx);
         if (target == c->cur)
             observed(c, rc, known_code(c), "weft_spawn");
         break;
@@ -939,8 +935,8 @@ static void add_expect(expect **e, size_t *n, size_t *cap, expect x)
     (*e)[(*n)++] = x;
 }
 
-/* Checks the result of the join of `r` and its error group. `pre` is whether an explicit cancel
- * of its chain had completed before the join began, at `js`. */
+/* Checks the result of the join of `r` and its error group. `pre` says the scope was cancelled
+ * before the join began, at `js` (see cancelled_before_join). */
 static void check_join(srec *r, int rc, int pre, weft_time js)
 {
     weft_time je = weft_now();
@@ -979,23 +975,28 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
                 x = &e[j];
                 break;
             }
-        CHECK(x != NULL, "scope %u holds a failure (code %d, task %s, id %" PRIu64
-              ", scope '%s') no child of it produced", r->idx, er->code, er->task, er->task_id,
-              er->scope);
+        CHECK(x != NULL,
+              "scope %u holds a failure (code %d, task %s, id %" PRIu64
+              ", scope '%s') no child of it produced",
+              r->idx, er->code, er->task, er->task_id, er->scope);
         if (!x)
             continue;
         CHECK(!x->matched, "scope %u holds the failure of task %" PRIu64 " twice", r->idx,
               er->task_id);
         x->matched++;
-        CHECK(er->code == x->code, "failure of task %" PRIu64 ": code %d, expected %d",
-              er->task_id, er->code, x->code);
+        CHECK(er->code == x->code, "failure of task %" PRIu64 ": code %d, expected %d", er->task_id,
+              er->code, x->code);
         CHECK(strcmp(er->message, x->msg) == 0,
               "failure of task %" PRIu64 ": message '%.60s' (%zu bytes), expected '%.60s' (%zu)",
               er->task_id, er->message, strlen(er->message), x->msg, strlen(x->msg));
-        CHECK(strcmp(er->task, x->task) == 0, "failure of task %" PRIu64 ": task '%s', expected "
-              "'%s'", er->task_id, er->task, x->task);
-        CHECK(strcmp(er->scope, x->scope) == 0, "failure of task %" PRIu64 ": scope '%s', "
-              "expected '%s'", er->task_id, er->scope, x->scope);
+        CHECK(strcmp(er->task, x->task) == 0,
+              "failure of task %" PRIu64 ": task '%s', expected "
+              "'%s'",
+              er->task_id, er->task, x->task);
+        CHECK(strcmp(er->scope, x->scope) == 0,
+              "failure of task %" PRIu64 ": scope '%s', "
+              "expected '%s'",
+              er->task_id, er->scope, x->scope);
     }
     CHECK(weft_scope_error(r->s, n) == NULL, "weft_scope_error past the end is not NULL");
     size_t by_code = weft_scope_error_count_code(r->s, -ECANCELED) +
@@ -1017,8 +1018,10 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
             unmatched_maybe = 1;
     }
     if (unmatched_maybe)
-        CHECK(why != WEFT_CANCEL_NONE, "scope %u left out a child's cancel code, but was not "
-              "cancelled", r->idx);
+        CHECK(why != WEFT_CANCEL_NONE,
+              "scope %u left out a child's cancel code, but was not "
+              "cancelled",
+              r->idx);
     free(e);
 
     if (n > 0) {
@@ -1030,10 +1033,6 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
                   r->idx, n);
         atomic_fetch_add_explicit(&T.failed_joins, 1, memory_order_relaxed);
     } else if (rc == 0) {
-        if (pre && !strict && missed_by_open_race(r)) {
-            atomic_fetch_add_explicit(&T.tolerated, 1, memory_order_relaxed);
-            pre = 0;
-        }
         if (pre) {
             char why_s[400];
             describe_chain(r, js, why_s, sizeof(why_s));
@@ -1062,6 +1061,18 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
     }
 }
 
+/* Whether a join of `r` that begins now must not return 0 (without failures). As documented:
+ * once weft_scope_cancel of `r` or of an ancestor (up to a shield) has returned, the subtree is
+ * cancelled. Known library bug: weft_scope_cancel of a scope that another cancel is still
+ * fanning out from returns at once, before the subtree is cancelled. So unless --strict the
+ * driver asks the scope itself instead (a cancel state is sticky, so a join must report it). */
+static int cancelled_before_join(const srec *r)
+{
+    if (strict)
+        return chain_cancel_done(r);
+    return weft_scope_cancel_reason(r->s) != WEFT_CANCEL_NONE;
+}
+
 /* Joins owned scope index i (and, as the library does, every open scope opened after it). */
 static void op_join(tctx *c, int i)
 {
@@ -1070,7 +1081,7 @@ static void op_join(tctx *c, int i)
         return;
     int pre[MAX_OWNED];
     for (int j = i; j < c->nowned; j++)
-        pre[j] = chain_cancel_done(c->owned[j]);
+        pre[j] = cancelled_before_join(c->owned[j]);
     weft_time js = weft_now();
     IN(c, "weft_scope_join");
     int rc = weft_scope_join(r->s);
@@ -1086,8 +1097,7 @@ static void op_join(tctx *c, int i)
     check_join(r, rc, pre[i], js);
     if (chance(&c->r, 20)) {
         int again = weft_scope_join(r->s);
-        CHECK(again == rc, "second join of scope %u returned %d, the first %d", r->idx, again,
-              rc);
+        CHECK(again == rc, "second join of scope %u returned %d, the first %d", r->idx, again, rc);
     }
     recompute_cur(c);
 }
@@ -1301,8 +1311,8 @@ static void set_message(tctx *c, int code_for_msg, int long_msg)
         snprintf(buf, sizeof(buf), "n%u:%d", c->n->idx, code_for_msg);
     }
     int got = weft_fail(code_for_msg, "%s", buf);
-    CHECK(got == (code_for_msg ? code_for_msg : -EINVAL), "weft_fail(%d) returned %d",
-          code_for_msg, got);
+    CHECK(got == (code_for_msg ? code_for_msg : -EINVAL), "weft_fail(%d) returned %d", code_for_msg,
+          got);
     free(c->n->msg);
     size_t keep = strnlen(buf, WEFT_ERROR_MESSAGE_MAX - 1);
     c->n->msg = malloc(keep + 1);
@@ -1649,8 +1659,7 @@ static void *submitter_main(void *arg)
         CHECK(atomic_load_explicit(&n->done, memory_order_acquire),
               "weft_handle_wait returned before the submitted task ended");
         CHECK(status_ok(n->home, n, status),
-              "weft_handle_wait gave status %d, the submitted task returned %d",
-              status, n->rc);
+              "weft_handle_wait gave status %d, the submitted task returned %d", status, n->rc);
         if (chance(&r, 30)) {
             int again = -1;
             rc = weft_handle_wait(h, weft_now(), &again);
@@ -1731,12 +1740,6 @@ static void draw_params(params *p, uint64_t seed)
         p->stack_size = (size_t)(SLOW_BUILD ? 96 + below(&r, 160) : 48 + below(&r, 208)) * 1024;
     p->blocking_threads = chance(&r, 30) ? 1 + below(&r, 4) : 0;
     p->watchdog_ns = chance(&r, 50) ? -1 : 0;
-#ifdef DRV_TSAN
-    /* Known library bug, kept out unless --strict: the watchdog reads a task's name while the
-     * task may be writing it (weft_task_name names it lazily): a data race. */
-    if (!strict)
-        p->watchdog_ns = -1;
-#endif
     /* Known library bug, kept out unless --strict: a semaphore waiter cancelled from a foreign
      * thread is queued for injection while still linked in the semaphore's queue (both through
      * t->next), which loses tasks or resumes one twice. Semaphores then get no foreign cancels
@@ -1856,8 +1859,7 @@ static int run_iteration(uint64_t seed, long index, int verbose)
         CHECK(ran, "weft_run returned %d without running the root", rc);
         if (ran)
             CHECK(status_ok(root->home, root, rc),
-                  "weft_run returned %d, the root task returned %d", rc,
-                  root->rc);
+                  "weft_run returned %d, the root task returned %d", rc, root->rc);
         atomic_fetch_add_explicit(&T.spawned, 1, memory_order_relaxed);
     } else {
         atomic_fetch_add_explicit(&T.submit_iters, 1, memory_order_relaxed);
@@ -1923,11 +1925,14 @@ static int run_iteration(uint64_t seed, long index, int verbose)
     end_checks();
     atomic_store(&G.iter_started, 0);
     if (verbose)
-        printf("driver: iteration %ld seed 0x%016" PRIx64 " %s workers %u%s (budget %u, rounds %u): %ld tasks, %.1f ms\n",
-               index, seed, p->mode == MODE_RUN ? "run" : p->submit_race ? "submit+race" : "submit",
+        printf("driver: iteration %ld seed 0x%016" PRIx64
+               " %s workers %u%s (budget %u, rounds %u): %ld tasks, %.1f ms\n",
+               index, seed,
+               p->mode == MODE_RUN ? "run"
+               : p->submit_race    ? "submit+race"
+                                   : "submit",
                p->workers, p->chaos ? " chaos" : "", p->max_nodes, p->rounds,
-               atomic_load(&T.spawned) - spawned_before,
-               (double)(weft_now() - t_start) / 1e6);
+               atomic_load(&T.spawned) - spawned_before, (double)(weft_now() - t_start) / 1e6);
     return atomic_load(&G.failures) == 0;
 }
 
@@ -1953,8 +1958,7 @@ static void dump_unfinished(void)
                 "driver:   task of node %u: runs %d, in %s, depth %d%s%s; its scope %u (%s, "
                 "owner node %d, max_concurrency %u, shield %d, cancel %d)\n",
                 i, atomic_load(&n->runs), n->where ? n->where : "-", n->depth,
-                n->root ? ", root" : "",
-                n->sentinel ? ", sentinel" : "", h ? h->idx : 0,
+                n->root ? ", root" : "", n->sentinel ? ", sentinel" : "", h ? h->idx : 0,
                 h && h->external ? "external" : "opened by a task",
                 h && h->owner ? (int)h->owner->idx : -1, h ? h->maxc : 0, h ? h->shield : 0,
                 h ? atomic_load(&h->cancel_started) : 0);
@@ -2000,10 +2004,10 @@ static void print_totals(long iterations, double secs)
            master_seed, iterations, secs, atomic_load(&T.spawned), atomic_load(&T.refused),
            atomic_load(&T.submits), atomic_load(&T.scopes), atomic_load(&T.joins),
            atomic_load(&T.failed_joins), atomic_load(&T.cancelled_joins),
-           atomic_load(&T.deadline_joins), atomic_load(&T.cancels),
-           atomic_load(&T.foreign_cancels), atomic_load(&T.failures), atomic_load(&T.groups),
-           atomic_load(&T.sem_acquires), atomic_load(&T.blocking), atomic_load(&T.sleeps),
-           atomic_load(&T.chaos_iters), atomic_load(&T.submit_iters), atomic_load(&T.tolerated));
+           atomic_load(&T.deadline_joins), atomic_load(&T.cancels), atomic_load(&T.foreign_cancels),
+           atomic_load(&T.failures), atomic_load(&T.groups), atomic_load(&T.sem_acquires),
+           atomic_load(&T.blocking), atomic_load(&T.sleeps), atomic_load(&T.chaos_iters),
+           atomic_load(&T.submit_iters), atomic_load(&T.tolerated));
     fflush(stdout);
 }
 
@@ -2072,8 +2076,8 @@ int main(int argc, char **argv)
             last_report = now;
             print_totals(i, el);
         }
-        uint64_t s = iteration_seed ? iteration_seed
-                                    : mix64(master_seed * 0x100000001B3ull + (uint64_t)i);
+        uint64_t s =
+            iteration_seed ? iteration_seed : mix64(master_seed * 0x100000001B3ull + (uint64_t)i);
         if (!run_iteration(s, i, verbose)) {
             int nf = atomic_load(&G.failures);
             fprintf(stderr,
