@@ -20,6 +20,7 @@ enum weft__after {
     WEFT__AFTER_READY,  /* the task yielded: queue it */
     WEFT__AFTER_PARK,   /* the task parked: finish its half of the handshake */
     WEFT__AFTER_FINISH, /* the task ended: recycle its stack and record */
+    WEFT__AFTER_SPURIOUS, /* chaos mode: resume the parked task without a wake (it parks again) */
 };
 
 typedef struct weft__scope_cache {

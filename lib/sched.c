@@ -499,9 +499,10 @@ static uint64_t next_rand(weft__worker *w)
 
 /* ---- chaos mode ------------------------------------------------------------------------------
  * WEFT_CHAOS=<seed> perturbs scheduling to shake out ordering bugs: random yields at spawn and
- * suspension points, steals forced ahead of local work, timers fired late. With one worker and
- * no foreign threads the perturbations depend on the seed alone, so a failing seed reproduces.
- * Spurious wake-ups are not injected: every park here has exactly one waker by construction. */
+ * suspension points, steals forced ahead of local work, timers fired late, and spurious resumes
+ * of parked tasks (weft__task_park must absorb them: the task runs again, finds itself not woken,
+ * and parks again while its wakers may be racing to wake it). With one worker and no foreign
+ * threads the perturbations depend on the seed alone, so a failing seed reproduces. */
 
 static int chaos_hit(weft__worker *w, unsigned one_in)
 {
@@ -726,6 +727,10 @@ static void after_switch(void)
     case WEFT__AFTER_FINISH:
         recycle(w, t);
         break;
+    case WEFT__AFTER_SPURIOUS:
+        /* Leaves park_sync alone: no waker can make the task runnable while it is queued. */
+        push_or_inject(w, &w->readyq, t);
+        break;
     default:
         break;
     }
@@ -749,19 +754,26 @@ int weft__task_unprepare_park(weft__task *t)
                                                    memory_order_acq_rel, memory_order_acquire);
 }
 
+/* A resumed task tells a wake from a spurious resume by park_sync: after a wake both halves of the
+ * handshake are in (2); after a spurious resume at most the waker's is (0 or 1), so it parks
+ * again, and whichever of the waker and the new park comes second makes it runnable. */
 uint32_t weft__task_park(weft__task *t)
 {
-    weft__worker *w = weft__worker_self();
-    /* Woken already and the waker has done its half: no need to leave. */
-    uint32_t one = 1;
-    if (atomic_load_explicit(&t->wait, memory_order_acquire) != WEFT__WAIT_PARKED &&
-        atomic_compare_exchange_strong_explicit(&t->park_sync, &one, 0, memory_order_acq_rel,
-                                                memory_order_relaxed)) {
-    } else {
-        w->after = WEFT__AFTER_PARK;
+    for (;;) {
+        /* Woken already and the waker has done its half: no need to leave. */
+        uint32_t one = 1;
+        if (atomic_load_explicit(&t->wait, memory_order_acquire) != WEFT__WAIT_PARKED &&
+            atomic_compare_exchange_strong_explicit(&t->park_sync, &one, 0, memory_order_acq_rel,
+                                                    memory_order_relaxed))
+            break;
+        weft__worker *w = weft__worker_self();
+        w->after = chaos_hit(w, 8) ? WEFT__AFTER_SPURIOUS : WEFT__AFTER_PARK;
         w->after_task = t;
         switch_from_task(w, pick_runnable(w));
-        atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
+        if (atomic_load_explicit(&t->park_sync, memory_order_acquire) == 2) {
+            atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
+            break;
+        }
     }
     uint32_t reason = atomic_load_explicit(&t->wait, memory_order_acquire);
     atomic_store_explicit(&t->wait, WEFT__WAIT_NONE, memory_order_relaxed);
