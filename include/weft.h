@@ -88,6 +88,9 @@ typedef struct weft_config {
     size_t stack_size;
     /** Most threads of the blocking pool (weft_blocking). Default: 64. */
     unsigned blocking_threads;
+    /** A blocking-pool thread idle for this long exits (the pool starts more on demand).
+     *  Default: 2 s. Negative: -EINVAL. */
+    weft_time blocking_idle_ns;
     /** A worker that runs one task for longer than this without reaching a suspension point
      *  is reported once on stderr. Default: 100 ms. Negative: the watchdog is off. */
     weft_time watchdog_ns;

@@ -3,7 +3,9 @@
  *
  * weft_blocking hands a function to a pool of plain OS threads and parks the calling task, so
  * that a blocking system call or a long computation never holds a worker. The pool grows on
- * demand up to its maximum, queues work beyond it, and a thread idle for IDLE_EXIT exits. The
+ * demand up to its maximum, queues work beyond it, and a thread idle for cfg.blocking_idle_ns
+ * (2 s by default: long enough that a steady trickle of calls reuses threads, short enough that
+ * a burst does not leave 64 idle threads behind for long) exits. The
  * caller always waits for the function to return, even when cancelled, because its arguments
  * may live on the caller's stack; the function may poll weft_blocking_cancelled() to stop early.
  *
@@ -26,10 +28,6 @@
  * and the round trip costs no futex wake-up, which is most of its cost. */
 #define POOL_SPIN 2000
 
-/* An idle pool thread exits after this long: long enough that a steady trickle of calls reuses
- * threads, short enough that a burst does not leave 64 idle threads behind for long. */
-#define IDLE_EXIT (2 * WEFT_SEC)
-
 typedef struct blocking_job {
     weft_fn fn;
     void *arg;
@@ -45,7 +43,12 @@ struct weft__blocking_pool {
     pthread_cond_t gone;    /* a thread exited */
     blocking_job *head, *tail;
     _Atomic unsigned queued; /* jobs in the queue, readable without the mutex */
+    /* Threads between two jobs that watch the queue before sleeping: counted from before they
+     * wake their caller (whose next call must not start a new thread for nothing) until they
+     * take a job or sleep (then they count in `idle`). */
+    _Atomic unsigned spinning;
     unsigned threads, idle, max;
+    weft_time idle_exit;
     int stopping;
 };
 
@@ -61,9 +64,10 @@ int weft__blocking_init(weft_runtime *rt)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->work, &ca);
+    pthread_cond_init(&p->gone, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_cond_init(&p->gone, NULL);
     p->max = rt->cfg.blocking_threads;
+    p->idle_exit = rt->cfg.blocking_idle_ns;
     rt->blocking = p;
     return 0;
 }
@@ -89,6 +93,7 @@ void weft__blocking_destroy(weft_runtime *rt)
 static void *pool_thread(void *arg)
 {
     weft__blocking_pool *p = arg;
+    int spinning = 0; /* counted in p->spinning */
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (!p->head && !p->stopping) {
@@ -100,10 +105,14 @@ static void *pool_thread(void *arg)
             }
             pthread_mutex_lock(&p->mu);
         }
+        if (spinning) {
+            atomic_fetch_sub_explicit(&p->spinning, 1, memory_order_relaxed);
+            spinning = 0;
+        }
         while (!p->head && !p->stopping) {
             p->idle++;
             struct timespec ts;
-            weft_time until = weft_now() + IDLE_EXIT;
+            weft_time until = weft_now() + p->idle_exit;
             ts.tv_sec = until / WEFT_SEC;
             ts.tv_nsec = until % WEFT_SEC;
             int rc = pthread_cond_timedwait(&p->work, &p->mu, &ts);
@@ -122,6 +131,8 @@ static void *pool_thread(void *arg)
         running_job = j;
         j->result = j->fn(j->arg);
         running_job = NULL;
+        atomic_fetch_add_explicit(&p->spinning, 1, memory_order_relaxed);
+        spinning = 1;
         weft__task_wake(j->task, WEFT__WOKEN);
         pthread_mutex_lock(&p->mu);
     }
@@ -132,8 +143,8 @@ leave:
     return NULL;
 }
 
-/* Queues a job, starting a thread if none is idle and the maximum allows. 0 or -ENOMEM/-EAGAIN
- * when no thread exists at all to run it. */
+/* Queues a job, starting a thread when the queued jobs outnumber the threads free to take them
+ * and the maximum allows. 0, or -EAGAIN when no thread exists at all to run it. */
 static int pool_submit(weft__blocking_pool *p, blocking_job *j)
 {
     pthread_mutex_lock(&p->mu);
@@ -143,15 +154,17 @@ static int pool_submit(weft__blocking_pool *p, blocking_job *j)
     else
         p->head = j;
     p->tail = j;
-    atomic_fetch_add_explicit(&p->queued, 1, memory_order_release);
-    int rc = 0;
-    if (p->idle == 0 && p->threads < p->max) {
+    unsigned queued = atomic_fetch_add_explicit(&p->queued, 1, memory_order_release) + 1;
+    unsigned spinning = atomic_load_explicit(&p->spinning, memory_order_relaxed);
+    int rc = 0, started = 0;
+    if (queued > p->idle + spinning && p->threads < p->max) {
         pthread_t th;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         if (pthread_create(&th, &attr, pool_thread, p) == 0) {
             p->threads++;
+            started = 1;
         } else if (p->threads == 0) {
             /* Nobody could ever run it: take it back. */
             p->head = p->tail = NULL;
@@ -159,9 +172,9 @@ static int pool_submit(weft__blocking_pool *p, blocking_job *j)
             rc = -EAGAIN;
         }
         pthread_attr_destroy(&attr);
-    } else {
-        pthread_cond_signal(&p->work);
     }
+    if (!started && !rc && p->idle && queued > spinning)
+        pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->mu);
     return rc;
 }
@@ -189,6 +202,28 @@ int weft_blocking(weft_fn fn, void *arg, int *result)
     if (result)
         *result = j.result;
     return weft__scope_cancel_code(cs);
+}
+
+unsigned weft__blocking_threads(weft_runtime *rt)
+{
+    weft__blocking_pool *p = rt->blocking;
+    pthread_mutex_lock(&p->mu);
+    unsigned n = p->threads;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+int weft__blocking_wait_threads(weft_runtime *rt, unsigned n, weft_time deadline)
+{
+    weft__blocking_pool *p = rt->blocking;
+    struct timespec ts = {.tv_sec = deadline / WEFT_SEC, .tv_nsec = deadline % WEFT_SEC};
+    int rc = 0;
+    pthread_mutex_lock(&p->mu);
+    while (p->threads > n && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&p->gone, &p->mu, &ts);
+    int left = p->threads > n;
+    pthread_mutex_unlock(&p->mu);
+    return left ? -ETIMEDOUT : 0;
 }
 
 weft_runtime *weft__blocking_current_runtime(void)

@@ -119,6 +119,11 @@ int weft__blocking_init(weft_runtime *rt);
 void weft__blocking_destroy(weft_runtime *rt);
 /** The runtime whose blocking pool runs the caller, or NULL. */
 weft_runtime *weft__blocking_current_runtime(void);
+/** Threads the blocking pool has now (tests). */
+unsigned weft__blocking_threads(weft_runtime *rt);
+/** Waits until the pool has at most `n` threads, or until `deadline` (weft_now() clock):
+ *  0 or -ETIMEDOUT (tests). */
+int weft__blocking_wait_threads(weft_runtime *rt, unsigned n, weft_time deadline);
 void weft__watchdog_start(weft_runtime *rt);
 void weft__watchdog_stop(weft_runtime *rt);
 

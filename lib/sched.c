@@ -1000,7 +1000,7 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
     if (cfg)
         c = *cfg;
     if (c.workers > WEFT__MAX_WORKERS || (c.stack_size && c.stack_size < 16 * 1024) ||
-        c.stack_size > ((size_t)1 << 32))
+        c.stack_size > ((size_t)1 << 32) || c.blocking_idle_ns < 0)
         return -EINVAL;
     if (!c.workers)
         c.workers = default_workers();
@@ -1012,6 +1012,8 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
         c.blocking_threads = 64;
     if (!c.watchdog_ns)
         c.watchdog_ns = 100 * WEFT_MSEC;
+    if (!c.blocking_idle_ns)
+        c.blocking_idle_ns = 2 * WEFT_SEC;
 
     weft_runtime *rt = weft__calloc(1, sizeof(*rt));
     if (!rt)

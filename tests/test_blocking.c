@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "runtime.h"
 #include "support_criterion.h"
 #include "weft.h"
 
@@ -598,4 +600,267 @@ Test(blocking, runtimes_are_independent, .timeout = 60)
     cr_assert_eq(weft_handle_wait(ha, WEFT_NEVER, &st), 0);
     cr_assert_eq(st, -ECANCELED);
     cr_assert_eq(weft_handle_release(ha), 0);
+}
+
+/* ---- the pool grows on demand up to its maximum, and shrinks when idle ------------------------- */
+
+#define GROW_MAX 4
+#define GROW_CALLS 12
+
+/* Pool calls that wait at a gate the test thread opens once GROW_MAX of them are inside. */
+typedef struct gate_case {
+    pthread_mutex_t mu;
+    pthread_cond_t changed;
+    int inside, most_inside, opened, calls;
+    pthread_t threads[GROW_CALLS];
+    int nthreads; /* distinct pool threads that ran a call */
+} gate_case;
+
+static gate_case gate = {.mu = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+
+static void gate_reset(void)
+{
+    pthread_mutex_lock(&gate.mu);
+    gate.inside = gate.most_inside = gate.opened = gate.calls = gate.nthreads = 0;
+    pthread_mutex_unlock(&gate.mu);
+}
+
+static void note_thread(void)
+{
+    for (int i = 0; i < gate.nthreads; i++)
+        if (pthread_equal(gate.threads[i], pthread_self()))
+            return;
+    if (gate.nthreads < GROW_CALLS)
+        gate.threads[gate.nthreads++] = pthread_self();
+}
+
+static int gated_call(void *p)
+{
+    (void)p;
+    pthread_mutex_lock(&gate.mu);
+    note_thread();
+    gate.calls++;
+    if (++gate.inside > gate.most_inside)
+        gate.most_inside = gate.inside;
+    pthread_cond_broadcast(&gate.changed);
+    while (!gate.opened)
+        pthread_cond_wait(&gate.changed, &gate.mu);
+    gate.inside--;
+    pthread_mutex_unlock(&gate.mu);
+    return 0;
+}
+
+static int gated_task(void *p)
+{
+    (void)p;
+    int result = -1;
+    REQUIRE_EQ(weft_blocking(gated_call, NULL, &result), 0);
+    REQUIRE_EQ(result, 0);
+    return 0;
+}
+
+static int spawn_gated(void *p)
+{
+    int n = *(int *)p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(weft_spawn(s, gated_task, NULL), 0);
+    return weft_scope_join(s);
+}
+
+/* Runs `n` gated calls on `rt`, opening the gate once `inside` calls wait at it. Returns the
+ * pool's thread count seen while they waited. */
+static unsigned gated_round(weft_runtime *rt, int n, int inside)
+{
+    gate_reset();
+    weft_handle *h;
+    cr_assert_eq(weft_submit(rt, spawn_gated, &n, &h), 0);
+    pthread_mutex_lock(&gate.mu);
+    while (gate.inside < inside)
+        pthread_cond_wait(&gate.changed, &gate.mu);
+    unsigned threads = weft__blocking_threads(rt);
+    gate.opened = 1;
+    pthread_cond_broadcast(&gate.changed);
+    pthread_mutex_unlock(&gate.mu);
+    int st = -1;
+    cr_assert_eq(weft_handle_wait(h, WEFT_NEVER, &st), 0);
+    cr_assert_eq(st, 0);
+    cr_assert_eq(weft_handle_release(h), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(gate.calls, n);
+    return threads;
+}
+
+static int sequential_calls(void *p)
+{
+    int n = *(int *)p;
+    for (int i = 0; i < n; i++) {
+        int result = -1;
+        REQUIRE_EQ(weft_blocking(gated_call, NULL, &result), 0);
+        REQUIRE_EQ(result, 0);
+    }
+    return 0;
+}
+
+Test(blocking, pool_grows_to_its_maximum_and_queues_beyond, .timeout = 120)
+{
+    weft_runtime *rt;
+    weft_config cfg = {.workers = 2, .blocking_threads = GROW_MAX};
+    cr_assert_eq(weft_runtime_start(&rt, &cfg), 0);
+    cr_assert_eq(weft__blocking_threads(rt), 0, "no thread before the first call");
+
+    /* One call at a time needs one thread, however many calls. */
+    gate_reset();
+    gate.opened = 1;
+    int n = 200;
+    weft_handle *h;
+    cr_assert_eq(weft_submit(rt, sequential_calls, &n, &h), 0);
+    cr_assert_eq(weft_handle_wait(h, WEFT_NEVER, NULL), 0);
+    cr_assert_eq(weft_handle_release(h), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(gate.calls, n);
+    cr_assert_eq(gate.nthreads, 1, "sequential calls ran on %d threads", gate.nthreads);
+    cr_assert_eq(weft__blocking_threads(rt), 1);
+
+    /* GROW_CALLS calls at once: GROW_MAX run together, the rest queue until one ends. */
+    unsigned threads = gated_round(rt, GROW_CALLS, GROW_MAX);
+    cr_assert_eq(threads, GROW_MAX);
+    cr_assert_eq(gate.most_inside, GROW_MAX, "at most the maximum at once");
+    cr_assert_eq(gate.nthreads, GROW_MAX);
+    cr_assert_eq(weft__blocking_threads(rt), GROW_MAX);
+    cr_assert_eq(weft_runtime_shutdown(rt), 0);
+}
+
+Test(blocking, idle_pool_threads_exit_and_come_back_on_demand, .timeout = 120)
+{
+    weft_runtime *rt;
+    weft_config cfg = {.workers = 2, .blocking_threads = GROW_MAX,
+                       .blocking_idle_ns = 1 * WEFT_MSEC};
+    cr_assert_eq(weft_runtime_start(&rt, &cfg), 0);
+    for (int round = 0; round < 3; round++) {
+        cr_assert_eq(gated_round(rt, GROW_MAX, GROW_MAX), GROW_MAX, "round %d", round);
+        cr_assert_eq(weft__blocking_wait_threads(rt, 0, weft_now() + SAFETY), 0,
+                     "round %d: idle threads never exited (%u left)", round,
+                     weft__blocking_threads(rt));
+    }
+    cr_assert_eq(weft_runtime_shutdown(rt), 0);
+
+    cr_assert_eq(weft_runtime_start(&rt, &(weft_config){.blocking_idle_ns = -1}), -EINVAL);
+}
+
+/* ---- the watchdog ---------------------------------------------------------------------------- */
+
+/* stderr goes to a file for the test's duration; the report is read back from it. */
+static int captured_fd = -1, saved_stderr = -1;
+
+static void capture_stderr(void)
+{
+    char path[] = "/tmp/weft-watchdog-XXXXXX";
+    captured_fd = mkstemp(path);
+    cr_assert_geq(captured_fd, 0);
+    unlink(path);
+    fflush(stderr);
+    saved_stderr = dup(2);
+    cr_assert_eq(dup2(captured_fd, 2), 2);
+}
+
+static size_t captured(char *buf, size_t size)
+{
+    ssize_t n = pread(captured_fd, buf, size - 1, 0);
+    buf[n > 0 ? n : 0] = 0;
+    return n > 0 ? (size_t)n : 0;
+}
+
+static void restore_stderr(void)
+{
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    close(captured_fd);
+}
+
+static size_t count_of(const char *text, const char *what)
+{
+    size_t n = 0;
+    for (const char *at = strstr(text, what); at; at = strstr(at + 1, what))
+        n++;
+    return n;
+}
+
+#define WATCHDOG_NS (20 * WEFT_MSEC)
+
+/* Runs without a suspension point until the report about it is on stderr, then another ten
+ * watchdog periods, so a second report would have had its chance. */
+static int hog(void *p)
+{
+    (void)p;
+    char buf[4096];
+    weft_time give_up = weft_now() + SAFETY;
+    while (!strstr((captured(buf, sizeof buf), buf), "'hog'") && weft_now() < give_up)
+        ;
+    weft_time until = weft_now() + 10 * WATCHDOG_NS;
+    while (weft_now() < until)
+        ;
+    return 0;
+}
+
+/* As long, but with a checkpoint in its loop: never reported. */
+static int polite(void *p)
+{
+    (void)p;
+    weft_time until = weft_now() + 10 * WATCHDOG_NS;
+    while (weft_now() < until)
+        CHECK_EQ(weft_checkpoint(), 0);
+    return 0;
+}
+
+static int hog_then_polite(void *p)
+{
+    (void)p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn_ex(s, polite, NULL, &(weft_spawn_opts){.name = "polite"}), 0);
+    REQUIRE_EQ(weft_scope_join(s), 0);
+    REQUIRE_EQ(weft_scope_release(s), 0);
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn_ex(s, hog, NULL, &(weft_spawn_opts){.name = "hog"}), 0);
+    return weft_scope_join(s);
+}
+
+Test(blocking, watchdog_reports_a_hog_once_on_stderr, .timeout = 120)
+{
+    capture_stderr();
+    int rc = weft_run(&(weft_config){.workers = 2, .watchdog_ns = WATCHDOG_NS}, hog_then_polite,
+                      NULL);
+    char text[4096];
+    captured(text, sizeof text);
+    restore_stderr();
+    cr_assert_eq(rc, 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(count_of(text, "weft: task 'hog' has run on worker"), 1, "stderr: %s", text);
+    cr_assert_neq(strstr(text, "weft_blocking()"), NULL, "says what to do: %s", text);
+    cr_assert_neq(strstr(text, "over 20 ms"), NULL, "names the threshold: %s", text);
+    cr_assert_eq(strstr(text, "polite"), NULL, "a task reaching checkpoints: %s", text);
+    cr_assert_eq(count_of(text, "\n"), 1, "one line: %s", text);
+}
+
+static int quiet_hog(void *p)
+{
+    (void)p;
+    weft_time until = weft_now() + 10 * WATCHDOG_NS;
+    while (weft_now() < until)
+        ;
+    return 0;
+}
+
+Test(blocking, watchdog_off_reports_nothing, .timeout = 60)
+{
+    capture_stderr();
+    int rc = weft_run(&(weft_config){.workers = 1, .watchdog_ns = -1}, quiet_hog, NULL);
+    char text[4096];
+    size_t n = captured(text, sizeof text);
+    restore_stderr();
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(n, 0, "stderr: %s", text);
 }
