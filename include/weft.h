@@ -238,7 +238,8 @@ WEFT_API weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s);
 
 /**
  * A cheap cancellation poll for loops that do not otherwise suspend: 0 if the task may go on,
- * else -ECANCELED or -ETIMEDOUT. Does not yield, but tells the watchdog the task is alive.
+ * else -ECANCELED or -ETIMEDOUT. Does not yield, but tells the watchdog the task is alive and
+ * fires the worker's due timers, so a deadline that passes reaches a loop that polls only here.
  * -EPERM outside a task.
  */
 WEFT_API int weft_checkpoint(void);

@@ -38,6 +38,7 @@ struct weft__worker {
     int after;
     weft__task *after_task;
     uint64_t tick;
+    unsigned checkpoints; /* weft_checkpoint calls, to look at the timers every few of them */
     unsigned ready_streak;
     uint64_t rng;
     uint64_t chaos_rng;

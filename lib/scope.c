@@ -3,6 +3,8 @@
 #include "scope.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +36,7 @@ static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft
     weft__lock_init(&s->lock);
     atomic_init(&s->cancel, 0);
     atomic_init(&s->cancel_code, 0);
+    atomic_init(&s->fanning, 0);
     atomic_init(&s->linked, 0);
     s->epoch = &rt->cancel_epoch;
     atomic_init(&s->cancel_cache, 0);
@@ -121,18 +124,49 @@ static int inherited_reason(int reason, int code)
     return code == -ETIMEDOUT ? WEFT_CANCEL_DEADLINE : WEFT_CANCEL_PARENT;
 }
 
-/* Sets the cancel state of one scope and wakes its parked tasks. Returns the unshielded children
- * to visit next, each with a reference taken, chained through cache_next (free while in use). */
-static weft_scope *cancel_one(weft_scope *s, int reason, int code, weft_scope *todo)
+/* A fan-out's work list, through cache_next (free while a scope is in use): scopes whose state
+ * to set, and marks (pointer | TODO_MARK) of claimed scopes whose subtree is done once popped. */
+#define TODO_MARK ((uintptr_t)1)
+
+static weft_scope *todo_push(weft_scope *todo, weft_scope *c, uintptr_t mark)
+{
+    c->cache_next = todo;
+    return (weft_scope *)((uintptr_t)c | mark);
+}
+
+static int reason_of_kind(uint64_t kind)
+{
+    return kind == 3 ? WEFT_CANCEL_SHUTDOWN : kind == 2 ? WEFT_CANCEL_DEADLINE : WEFT_CANCEL_PARENT;
+}
+
+enum { CLAIMED, DONE_BEFORE, FANNING_BEFORE };
+
+/* Sets the cancel state of `s` and wakes its parked tasks, marks it fanning and queues its mark
+ * (unless it is the root of this fan-out) and its unshielded children (each with a reference)
+ * on *todo: CLAIMED. Or finds it cancelled
+ * before: DONE_BEFORE, or FANNING_BEFORE while that cancel still works below it. */
+static int claim(weft_scope *s, int reason, int code, int root, weft_scope **todo)
 {
     weft__lock_acquire(&s->lock);
     if (atomic_load_explicit(&s->cancel, memory_order_relaxed)) {
-        /* Cancelled before: that cancel fanned out (or is fanning out) over this subtree. */
+        int fanning = atomic_load_explicit(&s->fanning, memory_order_acquire);
         weft__lock_release(&s->lock);
-        return todo;
+        return fanning ? FANNING_BEFORE : DONE_BEFORE;
     }
-    atomic_store_explicit(&s->cancel_code, code, memory_order_release);
+    if (root && s->parent && !s->shield && !atomic_load_explicit(&s->linked, memory_order_relaxed)) {
+        /* Unlinked: it may already be cancelled through an ancestor (pulled). That state was
+         * first; it becomes the scope's own. Nothing hangs below an unlinked scope. */
+        uint64_t kind = weft__scope_pull(s);
+        if (kind) {
+            atomic_store_explicit(&s->cancel, reason_of_kind(kind), memory_order_release);
+            atomic_store_explicit(&s->cancel_code, weft__cancel_decode(kind),
+                                  memory_order_release);
+            weft__lock_release(&s->lock);
+            return DONE_BEFORE;
+        }
+    }
     atomic_store_explicit(&s->cancel, reason, memory_order_release);
+    atomic_store_explicit(&s->cancel_code, code, memory_order_release);
     /* Wake and detach every parked task: each one's unregister then finds itself off the list
      * and needs neither the lock nor its neighbours' records. */
     for (weft__task *t = s->parked, *next; t; t = next) {
@@ -142,35 +176,72 @@ static weft_scope *cancel_one(weft_scope *s, int reason, int code, weft_scope *t
         atomic_store_explicit(&t->listed, 0, memory_order_release);
     }
     s->parked = NULL;
+    atomic_store_explicit(&s->fanning, 1, memory_order_relaxed);
+    /* The root's mark stays off the list: another fan-out may hold the root on its own list
+     * (through the same cache_next), as a child of a scope it claimed. */
+    if (!root)
+        *todo = todo_push(*todo, s, TODO_MARK);
     for (weft_scope *c = s->first_child; c; c = c->next_sibling) {
         if (c->shield)
             continue;
         atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-        c->cache_next = todo;
-        todo = c;
+        *todo = todo_push(*todo, c, 0);
     }
     weft__lock_release(&s->lock);
-    return todo;
+    return CLAIMED;
 }
 
-/* Iterative, so that a tree 10,000 scopes deep does not need 10,000 frames on a task's stack. */
+/* Another cancel set this scope's state and still works below it: short work (no suspension,
+ * locks held briefly), so wait for it on this thread. */
+static void wait_fanout(weft_scope *s)
+{
+    for (unsigned spins = 0; atomic_load_explicit(&s->fanning, memory_order_acquire); spins++) {
+        if (spins < 64)
+            ck_pr_stall();
+        else
+            sched_yield();
+    }
+}
+
+/* Iterative and depth-first, so that a tree 10,000 scopes deep does not need 10,000 frames on a
+ * task's stack, and a scope's mark is popped only after its whole subtree. */
 void weft__scope_cancel(weft_scope *s, int reason, int code)
 {
-    weft_scope *todo = cancel_one(s, reason, code, NULL);
+    weft_scope *todo = NULL;
+    int root = claim(s, reason, code, 1, &todo);
+    if (root == FANNING_BEFORE)
+        wait_fanout(s);
+    int r;
+    int inherited = inherited_reason(reason, code);
     while (todo) {
-        weft_scope *c = todo;
+        uintptr_t top = (uintptr_t)todo;
+        weft_scope *c = (weft_scope *)(top & ~TODO_MARK);
         todo = c->cache_next;
-        todo = cancel_one(c, inherited_reason(reason, code), code, todo);
+        if (top & TODO_MARK) {
+            atomic_store_explicit(&c->fanning, 0, memory_order_release);
+            scope_unref(c);
+            continue;
+        }
+        r = claim(c, inherited, code, 0, &todo);
+        if (r == CLAIMED)
+            continue; /* its reference goes with its mark */
+        if (r == FANNING_BEFORE)
+            wait_fanout(c);
         scope_unref(c);
     }
+    if (root == CLAIMED)
+        atomic_store_explicit(&s->fanning, 0, memory_order_release);
     /* After the states: a check that sees the new epoch sees them (unlinked scopes pull). */
     atomic_fetch_add_explicit(s->epoch, 1, memory_order_seq_cst);
 }
 
-int weft__scope_cancel_code_slow(weft_scope *s)
+uint64_t weft__scope_pull(weft_scope *s)
 {
     uint64_t epoch = atomic_load_explicit(s->epoch, memory_order_acquire);
-    int code = 0, shutdown = 0;
+    uint64_t cache = atomic_load_explicit(&s->cancel_cache, memory_order_relaxed);
+    if ((cache >> 2) == epoch)
+        return cache & 3;
+    uint64_t kind = 0;
     for (weft_scope *x = s;; x = x->parent) {
         /* `linked` before the state: linking copies the parent's state into x and then sets
          * `linked` (release), so a scope seen linked shows its state. The other order could read
@@ -178,26 +249,28 @@ int weft__scope_cancel_code_slow(weft_scope *s)
         int linked = atomic_load_explicit(&x->linked, memory_order_acquire);
         int c = atomic_load_explicit(&x->cancel_code, memory_order_acquire);
         if (c) {
-            code = c;
-            shutdown = atomic_load_explicit(&x->cancel, memory_order_relaxed) ==
-                       WEFT_CANCEL_SHUTDOWN;
+            kind = atomic_load_explicit(&x->cancel, memory_order_relaxed) == WEFT_CANCEL_SHUTDOWN
+                       ? 3
+                       : weft__cancel_encode(c);
             break;
         }
         if (x->shield || !x->parent || linked)
             break;
         if (x != s) {
-            uint64_t cache = atomic_load_explicit(&x->cancel_cache, memory_order_relaxed);
+            cache = atomic_load_explicit(&x->cancel_cache, memory_order_relaxed);
             if ((cache >> 2) == epoch) {
-                code = weft__cancel_decode(cache & 3);
-                shutdown = (cache & 3) == 3;
+                kind = cache & 3;
                 break;
             }
         }
     }
-    atomic_store_explicit(&s->cancel_cache,
-                          epoch << 2 | (shutdown ? 3 : weft__cancel_encode(code)),
-                          memory_order_relaxed);
-    return code;
+    atomic_store_explicit(&s->cancel_cache, epoch << 2 | kind, memory_order_relaxed);
+    return kind;
+}
+
+int weft__scope_cancel_code_slow(weft_scope *s)
+{
+    return weft__cancel_decode(weft__scope_pull(s));
 }
 
 /* Links `c` into its linked parent, taking over the parent's state: a fan-out that passed the
@@ -211,11 +284,11 @@ static void link_into_parent(weft_scope *c)
         link_child(p, c);
         int pc = atomic_load_explicit(&p->cancel_code, memory_order_relaxed);
         if (pc && !c->shield && !atomic_load_explicit(&c->cancel_code, memory_order_relaxed)) {
-            atomic_store_explicit(&c->cancel_code, pc, memory_order_release);
             atomic_store_explicit(
                 &c->cancel,
                 inherited_reason(atomic_load_explicit(&p->cancel, memory_order_relaxed), pc),
                 memory_order_release);
+            atomic_store_explicit(&c->cancel_code, pc, memory_order_release);
         }
         atomic_store_explicit(&c->linked, 1, memory_order_release);
     }
@@ -274,15 +347,11 @@ weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s)
     if (!s)
         return WEFT_CANCEL_NONE;
     weft_scope *m = (weft_scope *)s;
-    int r = atomic_load_explicit(&m->cancel, memory_order_acquire);
-    if (r)
-        return (weft_cancel_reason)r;
-    if (!weft__scope_cancel_code(m))
-        return WEFT_CANCEL_NONE;
-    /* Pulled from an ancestor: the cache says which kind. */
-    uint64_t kind = atomic_load_explicit(&m->cancel_cache, memory_order_relaxed) & 3;
-    return kind == 3 ? WEFT_CANCEL_SHUTDOWN
-                     : kind == 2 ? WEFT_CANCEL_DEADLINE : WEFT_CANCEL_PARENT;
+    /* The code first: the reason was stored before it, so the two agree. */
+    if (atomic_load_explicit(&m->cancel_code, memory_order_acquire))
+        return (weft_cancel_reason)atomic_load_explicit(&m->cancel, memory_order_relaxed);
+    uint64_t kind = weft__scope_pull(m);
+    return kind ? (weft_cancel_reason)reason_of_kind(kind) : WEFT_CANCEL_NONE;
 }
 
 int weft__scope_park_register(weft_scope *s, weft__task *t)
@@ -774,12 +843,12 @@ int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **
         weft__lock_acquire(&parent->lock);
         int pcode = atomic_load_explicit(&parent->cancel_code, memory_order_relaxed);
         if (pcode) {
-            atomic_store_explicit(&s->cancel_code, pcode, memory_order_relaxed);
             atomic_store_explicit(
                 &s->cancel,
                 inherited_reason(atomic_load_explicit(&parent->cancel, memory_order_relaxed),
                                  pcode),
                 memory_order_relaxed);
+            atomic_store_explicit(&s->cancel_code, pcode, memory_order_relaxed);
         }
         link_child(parent, s);
         atomic_store_explicit(&s->linked, 1, memory_order_relaxed);

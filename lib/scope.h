@@ -12,7 +12,9 @@
  * reach zero before the join.
  *
  * Cancellation is a state, never an event: `cancel` holds the reason, `cancel_code` what
- * suspension points return (-ETIMEDOUT where a deadline caused it, -ECANCELED otherwise).
+ * suspension points return (-ETIMEDOUT where a deadline caused it, -ECANCELED otherwise). The
+ * first cause sticks: a scope's state, once set (or pulled, below), never changes. The reason is
+ * stored before the code, so whoever sees the code sees its reason.
  *
  * Scopes link into their parent's children list lazily. Most scopes (a fork-join program opens
  * one per task) never hold a task in a cancellable wait, and linking costs a lock of the parent
@@ -25,7 +27,15 @@
  *     no cancel in between, a check is two loads.
  * A scope is linked (with its unlinked ancestors, top-down, copying the parent's state under
  * the parent's lock) before a task parks in it cancellably, so a fan-out can always reach the
- * tasks it must wake. A linked scope's parent is always linked.
+ * tasks it must wake. A linked scope's parent is always linked. An unlinked scope that is
+ * cancelled while its ancestors already are keeps the pulled state as its own (first cause).
+ *
+ * When weft_scope_cancel(s) returns, every scope below s (up to shields) is cancelled, even when
+ * another cancel got to s first and is still fanning out: the fan-out that sets a scope's state
+ * marks it `fanning` until it has been through the scope's whole subtree, and a cancel that finds
+ * a scope cancelled and fanning waits for that mark to clear. The waits cannot form a cycle: a
+ * fan-out only waits on a scope another fan-out reached first, and only below the scopes it
+ * has claimed itself.
  *
  * Lifetime: `refs` holds one reference for the owner and one for each fan-out visiting the
  * scope; the record goes back to a cache when the last is dropped.
@@ -64,8 +74,9 @@ struct weft_scope {
     _Atomic int64_t balance;
     int64_t owner_spawned;   /* owner only, until its join */
     _Atomic int32_t refs;
-    _Atomic int cancel;      /* weft_cancel_reason, set on this scope */
+    _Atomic int cancel;      /* weft_cancel_reason, set on this scope (before cancel_code) */
     _Atomic int cancel_code; /* 0, -ECANCELED or -ETIMEDOUT, set on this scope */
+    _Atomic int fanning;     /* the cancel that set the state still works below this scope */
     _Atomic int linked;      /* in the parent's children list */
     _Atomic uint64_t cancel_cache; /* epoch << 2 | pulled code (see weft__scope_cancel_code) */
     _Atomic uint64_t *epoch;       /* the runtime's cancel epoch */
@@ -112,6 +123,8 @@ static inline uint64_t weft__cancel_encode(int code)
 }
 
 int weft__scope_cancel_code_slow(weft_scope *s);
+/** The cancel state `s` pulls from its ancestors, as a kind (see weft__cancel_decode). */
+uint64_t weft__scope_pull(weft_scope *s);
 
 /** The code suspension points under `s` return: 0 when neither `s` nor an ancestor (up to a
  *  shield) is cancelled. */

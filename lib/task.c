@@ -114,7 +114,7 @@ int weft_checkpoint(void)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    weft__sched_note_progress();
+    weft__sched_checkpoint();
     return weft__scope_cancel_code(t->cancel_scope);
 }
 

@@ -126,8 +126,9 @@ weft__task *weft__worker_current(weft__worker *w);
 /** Chaos mode (WEFT_CHAOS): may yield here. A no-op otherwise. */
 void weft__sched_chaos_point(void);
 
-/** Tells the watchdog that the running task reached a cancellation check. */
-void weft__sched_note_progress(void);
+/** A cancellation check of the running task: tells the watchdog, and fires due timers of the
+ *  caller's worker now and then (a deadline must reach a loop that only polls checkpoints). */
+void weft__sched_checkpoint(void);
 
 /** Arms the running task's timer on the caller's worker's heap. 0 or -ENOMEM. */
 int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn);

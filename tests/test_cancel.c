@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -882,4 +883,95 @@ Test(cancel, suspension_points_outside_a_task_are_eperm)
     weft_scope *s = NULL;
     cr_assert_eq(weft_scope_open(&s, NULL), -EPERM);
     cr_assert_null(weft_current_scope());
+}
+
+/* ---- a cancel returns only once its whole subtree is cancelled ------------------------------- */
+
+/* Two threads cancel the same tree at once. The one that comes second finds the root cancelled
+ * while the first still fans out below it; it must not return before the fan-out is through. */
+#define RACE_CHAINS 64
+#define RACE_DEPTH 8
+#define RACE_ROUNDS 20
+
+typedef struct race_case {
+    weft_scope *root;
+    weft_scope *scopes[RACE_CHAINS][RACE_DEPTH];
+    atomic_int ready;
+    atomic_int go;
+    atomic_int missed; /* scopes a returned cancel had not reached */
+    weft_sem *gate;    /* holds the chains' owners, so that their scopes outlive the checks */
+} race_case;
+
+static race_case race;
+
+static int race_chain(void *p)
+{
+    weft_scope **mine = p;
+    for (int d = 0; d < RACE_DEPTH; d++)
+        REQUIRE_EQ(weft_scope_open(&mine[d], NULL), 0);
+    atomic_fetch_add(&race.ready, 1);
+    CHECK_EQ(weft_sleep_for(HOUR), -ECANCELED); /* links the chain into the tree */
+    weft_scope *shield;
+    REQUIRE_EQ(weft_scope_open(&shield, &(weft_scope_opts){.shield = 1}), 0);
+    CHECK_EQ(weft_sem_acquire(race.gate), 0);
+    CHECK_EQ(weft_sem_release(race.gate), 0);
+    CHECK_EQ(weft_scope_join(shield), 0);
+    return 0; /* the chain's scopes are joined and released at exit */
+}
+
+static int race_root(void *p)
+{
+    (void)p;
+    weft_scope *r;
+    REQUIRE_EQ(weft_scope_open(&r, NULL), 0);
+    race.root = r;
+    for (int i = 0; i < RACE_CHAINS; i++)
+        CHECK_EQ(weft_spawn(r, race_chain, race.scopes[i]), 0);
+    CHECK_EQ(weft_scope_join(r), -ECANCELED);
+    CHECK_EQ(weft_scope_release(r), 0);
+    return 0;
+}
+
+static void *race_canceller(void *p)
+{
+    (void)p;
+    while (!atomic_load(&race.go))
+        ;
+    weft_scope_cancel(race.root);
+    int missed = weft_scope_cancel_reason(race.root) == WEFT_CANCEL_NONE;
+    for (int i = 0; i < RACE_CHAINS; i++)
+        for (int d = 0; d < RACE_DEPTH; d++)
+            missed += weft_scope_cancel_reason(race.scopes[i][d]) == WEFT_CANCEL_NONE;
+    atomic_fetch_add(&race.missed, missed);
+    return NULL;
+}
+
+Test(cancel, second_concurrent_cancel_returns_after_the_fan_out, .timeout = 120)
+{
+    weft_runtime *rt;
+    cr_assert_eq(weft_runtime_start(&rt, &(weft_config){.workers = 2}), 0);
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        atomic_store(&race.ready, 0);
+        atomic_store(&race.go, 0);
+        cr_assert_eq(weft_sem_create(&race.gate, 1), 0);
+        cr_assert_eq(weft_sem_try_acquire(race.gate), 0); /* closed until the checks are done */
+        weft_handle *h;
+        cr_assert_eq(weft_submit(rt, race_root, NULL, &h), 0);
+        while (atomic_load(&race.ready) < RACE_CHAINS)
+            sched_yield();
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq(pthread_create(&th[i], NULL, race_canceller, NULL), 0);
+        atomic_store(&race.go, 1);
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+        cr_assert_eq(weft_sem_release(race.gate), 0); /* each owner passes it on */
+        cr_assert_eq(weft_handle_wait(h, WEFT_NEVER, NULL), 0);
+        cr_assert_eq(weft_handle_release(h), 0);
+        cr_assert_eq(weft_sem_destroy(race.gate), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(atomic_load(&race.missed), 0, "round %d: %d scope(s) not yet cancelled",
+                     round, atomic_load(&race.missed));
+    }
+    cr_assert_eq(weft_runtime_shutdown(rt), 0);
 }

@@ -714,3 +714,82 @@ Test(deadline, outer_cancel_before_inner_deadline_is_not_a_timeout, .timeout = 6
     cr_assert_eq(c.after_reason, WEFT_CANCEL_EXPLICIT);
     cr_assert_eq(c.outer_join, -ECANCELED);
 }
+
+/* ---- a deadline reaches a loop that only polls weft_checkpoint ------------------------------- */
+
+/* The bound on polling loops that only a broken runtime would reach. */
+#define GIVE_UP (60 * WEFT_SEC)
+
+typedef struct poll_case {
+    int rc;
+    weft_cancel_reason why;
+} poll_case;
+
+/* With one worker the deadline's timer sits on the heap of the worker this loop occupies. */
+static int poll_until_deadline(void *p)
+{
+    poll_case *pc = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 2 * WEFT_MSEC}), 0);
+    weft_time give_up = weft_now() + GIVE_UP;
+    int rc;
+    while ((rc = weft_checkpoint()) == 0 && weft_now() < give_up)
+        ;
+    pc->rc = rc;
+    pc->why = weft_cancel_reason_self();
+    CHECK_EQ(weft_scope_join(s), -ETIMEDOUT);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return 0;
+}
+
+Test(deadline, reaches_a_loop_polling_only_checkpoints, .timeout = 120)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        poll_case pc = {0};
+        cr_assert_eq(run_on(workers, poll_until_deadline, &pc), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(pc.rc, -ETIMEDOUT, "%u worker(s): the loop never saw its deadline", workers);
+        cr_assert_eq(pc.why, WEFT_CANCEL_DEADLINE);
+    }
+}
+
+/* ---- the first cause of a cancel sticks ------------------------------------------------------ */
+
+typedef struct first_cause {
+    int after_deadline, after_cancel, join;
+    weft_cancel_reason why_after_cancel, inner_why;
+} first_cause;
+
+static int first_cause_root(void *p)
+{
+    first_cause *fc = p;
+    weft_scope *outer, *inner;
+    REQUIRE_EQ(weft_scope_open(&outer, &(weft_scope_opts){.timeout_ns = 1 * WEFT_MSEC}), 0);
+    /* Never linked into the tree: no task parks in it, so it pulls its state from `outer`. */
+    REQUIRE_EQ(weft_scope_open(&inner, NULL), 0);
+    weft_time give_up = weft_now() + GIVE_UP;
+    while ((fc->after_deadline = weft_checkpoint()) == 0 && weft_now() < give_up)
+        ;
+    /* An explicit cancel of the inner scope now comes second: it must not replace the cause. */
+    CHECK_EQ(weft_scope_cancel(inner), 0);
+    fc->after_cancel = weft_checkpoint();
+    fc->why_after_cancel = weft_cancel_reason_self();
+    fc->inner_why = weft_scope_cancel_reason(inner);
+    fc->join = weft_scope_join(inner);
+    CHECK_EQ(weft_scope_release(inner), 0);
+    CHECK_EQ(weft_scope_join(outer), -ETIMEDOUT);
+    CHECK_EQ(weft_scope_release(outer), 0);
+    return 0;
+}
+
+Test(deadline, first_cause_sticks_in_a_scope_that_pulled_it, .timeout = 60)
+{
+    first_cause fc = {0};
+    cr_assert_eq(run_on(1, first_cause_root, &fc), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(fc.after_deadline, -ETIMEDOUT);
+    cr_assert_eq(fc.after_cancel, -ETIMEDOUT, "the code changed to %d", fc.after_cancel);
+    cr_assert_eq(fc.why_after_cancel, WEFT_CANCEL_DEADLINE);
+    cr_assert_eq(fc.inner_why, WEFT_CANCEL_DEADLINE);
+    cr_assert_eq(fc.join, -ETIMEDOUT);
+}

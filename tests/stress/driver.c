@@ -33,8 +33,6 @@
  *   - weft_run returns the root task's status, a handle the submitted task's status;
  *   - weft_spawn, weft_scope_open, weft_run and friends refuse misuse with the documented codes;
  *   - nothing leaks (the asan stage runs this under LeakSanitizer).
- * Known library bugs are stepped around or tolerated (and counted) unless --strict, each where
- * the driver does it; --strict shows them.
  *
  * Iterations are sized per build: up to 10,000 tasks (ASan 4,000; TSan 400, since every live
  * task is a TSan fiber and TSan dies past ~8,000 threads and fibers). WEFT_CHAOS is set or unset
@@ -43,7 +41,7 @@
  *
  * Usage:
  *   driver [--seed S] [--iterations N] [--seconds T] [--tasks N] [--soak] [--iteration-seed X]
- *          [--strict] [--verbose]
+ *          [--verbose]
  *     --seed S            master seed (default: from the clock); printed at the start and on a
  *                         failure, with the iteration and its own seed
  *     --iterations N      stop after N iterations
@@ -54,14 +52,6 @@
  *                           driver --soak --seconds 14400  # four hours
  *     --iteration-seed X  run only the iteration with seed X (from a failure report), again and
  *                         again with --iterations
- *     --strict            also what known library bugs still break (each is described where
- *                         the driver steps around it): the status of weft_run and handles and
- *                         spawns into their scopes (status_ok, op_spawn), foreign-thread
- *                         cancels of semaphore waiters (draw_params), cancels that return
- *                         before the subtree is cancelled (cancelled_before_join), cancel
- *                         codes that change and reasons that do not match them (flip_ok,
- *                         reason_ok), deadlines that never reach a weft_checkpoint loop
- *                         (op_poll)
  *     --verbose           one line per iteration
  * Exits 0 when every invariant held; 1 with the seed, the iteration and the broken invariant.
  */
@@ -279,7 +269,7 @@ static struct {
 static struct {
     atomic_long spawned, refused, scopes, joins, cancels, foreign_cancels, failures, groups,
         sem_acquires, blocking, submits, sleeps, chaos_iters, submit_iters, deadline_joins,
-        cancelled_joins, failed_joins, tolerated;
+        cancelled_joins, failed_joins;
 } T;
 
 #define CHECK(cond, ...)                                                                           \
@@ -351,22 +341,11 @@ static void set_live(srec *r, int live)
     pthread_mutex_unlock(&G.reg_mu);
 }
 
-/* --strict: also the checks that reported library bugs still fail (see status_ok). */
-static int strict;
-
-/* The status weft_run or a handle reports for the task `first` of the external scope `e`: the
- * task's own. Known library bug: the status of whichever task of `e` ended last (a task spawned
- * into e with weft_current_scope() can outlive the first); tolerated without --strict. */
-static int status_ok(const srec *e, const node *first, int status)
+/* weft_run and a handle report the status of the task they started (`first`), whichever task of
+ * its scope ends last. */
+static int status_ok(const node *first, int status)
 {
-    if (status == first->rc)
-        return 1;
-    if (strict)
-        return 0;
-    for (const node *k = atomic_load_explicit(&e->kids, memory_order_acquire); k; k = k->sib_next)
-        if (atomic_load_explicit(&k->done, memory_order_acquire) && k->rc == status)
-            return 1;
-    return 0;
+    return status == first->rc;
 }
 
 static void sleep_us(unsigned us)
@@ -484,46 +463,19 @@ static int known_code(tctx *c)
 /* Notes the call a task is in, for the hang report. */
 #define IN(c, what) atomic_store_explicit(&(c)->n->where, (what), memory_order_relaxed)
 
-/* Known library bug (tolerated unless --strict): a scope that was never linked into the tree
- * (no task parked in it) pulls its state from its ancestors without keeping it, so a later
- * cancel of a nearer scope replaces the first cause: -ETIMEDOUT (DEADLINE) becomes -ECANCELED
- * (EXPLICIT), or the other way round, where a linked scope keeps the first. 1 if a change of
- * the code to `code` is explained that way. */
-static int flip_ok(const srec *x, int code, weft_time now)
+/* 1 if `why` goes with the cancel code `code`: DEADLINE with -ETIMEDOUT, the others with
+ * -ECANCELED (a scope's first cause sticks, and its reason is stored before its code). */
+static int reason_ok(int code, weft_cancel_reason why)
 {
-    if (strict || !is_cancel_code(code) || !explain(x, code, now))
-        return 0;
-    atomic_fetch_add_explicit(&T.tolerated, 1, memory_order_relaxed);
-    return 1;
-}
-
-/* 1 if `why` goes with the cancel code `code` in the scope `x`: DEADLINE with -ETIMEDOUT, the
- * others with -ECANCELED; or the other kind after a change of the code (see flip_ok). Known
- * library bug, tolerated unless --strict: weft_scope_cancel_reason reads a scope's reason
- * apart from its code (a cancel stores the code before the reason, and the reason of a pulled
- * state comes from a second read of the cache), so it may name the wrong kind for a moment. */
-static int reason_ok(const srec *x, int code, weft_cancel_reason why, weft_time now)
-{
-    if (why == WEFT_CANCEL_NONE)
-        return 0;
-    if ((code == -ETIMEDOUT) == (why == WEFT_CANCEL_DEADLINE))
-        return 1;
-    if (flip_ok(x, code == -ETIMEDOUT ? -ECANCELED : -ETIMEDOUT, now))
-        return 1;
-    if (strict)
-        return 0;
-    atomic_fetch_add_explicit(&T.tolerated, 1, memory_order_relaxed);
-    return 1;
+    return why != WEFT_CANCEL_NONE && (code == -ETIMEDOUT) == (why == WEFT_CANCEL_DEADLINE);
 }
 
 /* A suspension point in c->cur returned rc (already known: `known`). */
 static void observed(tctx *c, int rc, int known, const char *what)
 {
     weft_time now = weft_now();
-    if (known && rc != known)
-        CHECK(flip_ok(c->cur, rc, now),
-              "%s returned %d after %d was seen in the same scope (level-triggered)", what, rc,
-              known);
+    CHECK(!known || rc == known,
+          "%s returned %d after %d was seen in the same scope (level-triggered)", what, rc, known);
     if (rc == 0)
         return;
     CHECK(is_cancel_code(rc), "%s returned %d", what, rc);
@@ -532,12 +484,9 @@ static void observed(tctx *c, int rc, int known, const char *what)
     CHECK(explain(c->cur, rc, now), "%s returned %d in scope %u, which nothing cancelled", what, rc,
           c->cur->idx);
     weft_cancel_reason why = weft_cancel_reason_self();
-    CHECK(reason_ok(c->cur, rc, why, weft_now()), "%s returned %d with cancel reason %d", what, rc,
-          why);
+    CHECK(reason_ok(rc, why), "%s returned %d with cancel reason %d", what, rc, why);
     int again = weft_checkpoint();
-    if (again != rc)
-        CHECK(flip_ok(c->cur, again, weft_now()), "weft_checkpoint says %d after %s returned %d",
-              again, what, rc);
+    CHECK(again == rc, "weft_checkpoint says %d after %s returned %d", again, what, rc);
     c->obs_scope = c->cur;
     c->obs_code = again ? again : rc;
 }
@@ -607,13 +556,11 @@ static void op_suspend(tctx *c, int may_sleep)
 }
 
 /* A loop without suspension points that polls weft_checkpoint(), in a scope whose deadline is
- * near: the deadline must reach it. Known library bug, only with --strict: it never does (the
- * deadline's timer waits on the worker's heap, which only the scheduler runs; a checkpoint never
- * enters it), and each such loop would spin until its bound. */
+ * near: the deadline must reach it (its timer may wait on this very worker's heap). */
 static void op_poll(tctx *c)
 {
     weft_time dl = chain_deadline_hi(c->cur), now = weft_now();
-    if (!strict || dl == WEFT_NEVER || dl > now + 5 * WEFT_MSEC || known_code(c))
+    if (dl == WEFT_NEVER || dl > now + 5 * WEFT_MSEC || known_code(c))
         return;
     weft_time bound = dl + TIMER_SLACK / 10;
     int rc;
@@ -831,11 +778,6 @@ static void op_spawn(tctx *c)
     /* An ordered scope checks the start order of its owner's spawns: nobody else spawns there. */
     if (target->ordered && target->owner != c->n)
         target = c->cur->ordered && c->cur->owner != c->n ? NULL : c->cur;
-    /* Known library bug, kept out unless --strict: the scope of weft_run's root or of a
-     * submission reports the status of whichever of its tasks ended last (not the first task's),
-     * written without synchronisation by each one (a data race). */
-    if (target && target->external && !strict)
-        target = c->cur->external ? NULL : c->cur;
     if (!target || !target->s)
         return;
     spawn_into(c, target, 1 + below(&c->r, G.p.width));
@@ -1047,13 +989,13 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
     } else if (rc == -ETIMEDOUT) {
         CHECK(explain(r, rc, je), "join of scope %u returned -ETIMEDOUT before any deadline",
               r->idx);
-        CHECK(reason_ok(r, rc, why, weft_now()), "join of scope %u returned -ETIMEDOUT, reason %d",
+        CHECK(reason_ok(rc, why), "join of scope %u returned -ETIMEDOUT, reason %d",
               r->idx, why);
         atomic_fetch_add_explicit(&T.deadline_joins, 1, memory_order_relaxed);
     } else if (rc == -ECANCELED) {
         CHECK(explain(r, rc, je), "join of scope %u returned -ECANCELED, nothing cancelled it",
               r->idx);
-        CHECK(why != WEFT_CANCEL_FAILURE && reason_ok(r, rc, why, weft_now()),
+        CHECK(why != WEFT_CANCEL_FAILURE && reason_ok(rc, why),
               "join of scope %u returned -ECANCELED without failures, reason %d", r->idx, why);
         atomic_fetch_add_explicit(&T.cancelled_joins, 1, memory_order_relaxed);
     } else {
@@ -1063,14 +1005,10 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
 
 /* Whether a join of `r` that begins now must not return 0 (without failures). As documented:
  * once weft_scope_cancel of `r` or of an ancestor (up to a shield) has returned, the subtree is
- * cancelled. Known library bug: weft_scope_cancel of a scope that another cancel is still
- * fanning out from returns at once, before the subtree is cancelled. So unless --strict the
- * driver asks the scope itself instead (a cancel state is sticky, so a join must report it). */
+ * cancelled, even when another cancel got there first and is still fanning out. */
 static int cancelled_before_join(const srec *r)
 {
-    if (strict)
-        return chain_cancel_done(r);
-    return weft_scope_cancel_reason(r->s) != WEFT_CANCEL_NONE;
+    return chain_cancel_done(r);
 }
 
 /* Joins owned scope index i (and, as the library does, every open scope opened after it). */
@@ -1658,7 +1596,7 @@ static void *submitter_main(void *arg)
         }
         CHECK(atomic_load_explicit(&n->done, memory_order_acquire),
               "weft_handle_wait returned before the submitted task ended");
-        CHECK(status_ok(n->home, n, status),
+        CHECK(status_ok(n, status),
               "weft_handle_wait gave status %d, the submitted task returned %d", status, n->rc);
         if (chance(&r, 30)) {
             int again = -1;
@@ -1740,14 +1678,6 @@ static void draw_params(params *p, uint64_t seed)
         p->stack_size = (size_t)(SLOW_BUILD ? 96 + below(&r, 160) : 48 + below(&r, 208)) * 1024;
     p->blocking_threads = chance(&r, 30) ? 1 + below(&r, 4) : 0;
     p->watchdog_ns = chance(&r, 50) ? -1 : 0;
-    /* Known library bug, kept out unless --strict: a semaphore waiter cancelled from a foreign
-     * thread is queued for injection while still linked in the semaphore's queue (both through
-     * t->next), which loses tasks or resumes one twice. Semaphores then get no foreign cancels
-     * (foreign canceller, weft_handle_cancel, shutdown with tasks still running). */
-    if (!strict && p->nsems) {
-        p->foreign_gap_us = 0;
-        p->mode = MODE_RUN;
-    }
 }
 
 static void reset_iteration(void)
@@ -1858,7 +1788,7 @@ static int run_iteration(uint64_t seed, long index, int verbose)
         atomic_store(&root->spawn_rc, ran ? 0 : rc);
         CHECK(ran, "weft_run returned %d without running the root", rc);
         if (ran)
-            CHECK(status_ok(root->home, root, rc),
+            CHECK(status_ok(root, rc),
                   "weft_run returned %d, the root task returned %d", rc, root->rc);
         atomic_fetch_add_explicit(&T.spawned, 1, memory_order_relaxed);
     } else {
@@ -1990,7 +1920,7 @@ static void *hang_main(void *arg)
 static void usage(void)
 {
     fprintf(stderr, "usage: driver [--seed S] [--iterations N] [--seconds T] [--tasks N] "
-                    "[--soak] [--iteration-seed X] [--strict] [--verbose]\n");
+                    "[--soak] [--iteration-seed X] [--verbose]\n");
     exit(2);
 }
 
@@ -2000,14 +1930,14 @@ static void print_totals(long iterations, double secs)
            "refused, %ld submitted; %ld scopes, %ld joins (%ld failed, %ld cancelled, %ld timed "
            "out), %ld task cancels, %ld foreign cancels, %ld failures, %ld groups handed up, "
            "%ld sem acquires, %ld blocking calls, %ld sleeps; %ld chaos and %ld submit "
-           "iterations; %ld outcomes of known library bugs tolerated\n",
+           "iterations\n",
            master_seed, iterations, secs, atomic_load(&T.spawned), atomic_load(&T.refused),
            atomic_load(&T.submits), atomic_load(&T.scopes), atomic_load(&T.joins),
            atomic_load(&T.failed_joins), atomic_load(&T.cancelled_joins),
            atomic_load(&T.deadline_joins), atomic_load(&T.cancels), atomic_load(&T.foreign_cancels),
            atomic_load(&T.failures), atomic_load(&T.groups), atomic_load(&T.sem_acquires),
            atomic_load(&T.blocking), atomic_load(&T.sleeps), atomic_load(&T.chaos_iters),
-           atomic_load(&T.submit_iters), atomic_load(&T.tolerated));
+           atomic_load(&T.submit_iters));
     fflush(stdout);
 }
 
@@ -2038,8 +1968,6 @@ int main(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--soak")) {
             soak = 1;
-        } else if (!strcmp(a, "--strict")) {
-            strict = 1;
         } else if (!strcmp(a, "--verbose")) {
             verbose = 1;
         } else {
