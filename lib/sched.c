@@ -849,10 +849,11 @@ weft__worker *weft__sched_run_inline(weft__worker *w, weft__task *child)
     return w;
 }
 
-/* A loop that polls weft_checkpoint never enters the scheduler, yet a deadline that passes meanwhile
- * must reach it: the deadline's timer may sit on this very worker's heap. So a checkpoint also
- * fires this worker's due timers, looking at the clock every CHECKPOINT_TIMER_EVERY calls (a
- * clock read costs about as much as the rest of a checkpoint; polled loops call it often). */
+/* A loop that polls weft_checkpoint never enters the scheduler, yet a deadline that passes
+ * meanwhile must reach it: the deadline's timer may sit on this very worker's heap. So a
+ * checkpoint also fires this worker's due timers, looking at the clock every
+ * CHECKPOINT_TIMER_EVERY calls (a clock read costs about as much as the rest of a checkpoint;
+ * polled loops call it often). */
 #define CHECKPOINT_TIMER_EVERY 16
 
 void weft__sched_checkpoint(void)

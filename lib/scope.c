@@ -143,8 +143,8 @@ enum { CLAIMED, DONE_BEFORE, FANNING_BEFORE };
 
 /* Sets the cancel state of `s` and wakes its parked tasks, marks it fanning and queues its mark
  * (unless it is the root of this fan-out) and its unshielded children (each with a reference)
- * on *todo: CLAIMED. Or finds it cancelled
- * before: DONE_BEFORE, or FANNING_BEFORE while that cancel still works below it. */
+ * on *todo: CLAIMED. Or finds it cancelled before: DONE_BEFORE, or FANNING_BEFORE while that
+ * cancel still works below it. */
 static int claim(weft_scope *s, int reason, int code, int root, weft_scope **todo)
 {
     weft__lock_acquire(&s->lock);

@@ -602,7 +602,7 @@ Test(blocking, runtimes_are_independent, .timeout = 60)
     cr_assert_eq(weft_handle_release(ha), 0);
 }
 
-/* ---- the pool grows on demand up to its maximum, and shrinks when idle ------------------------- */
+/* ---- the pool grows on demand up to its maximum, and shrinks when idle ----------------------- */
 
 #define GROW_MAX 4
 #define GROW_CALLS 12
@@ -735,8 +735,8 @@ Test(blocking, pool_grows_to_its_maximum_and_queues_beyond, .timeout = 120)
 Test(blocking, idle_pool_threads_exit_and_come_back_on_demand, .timeout = 120)
 {
     weft_runtime *rt;
-    weft_config cfg = {.workers = 2, .blocking_threads = GROW_MAX,
-                       .blocking_idle_ns = 1 * WEFT_MSEC};
+    weft_config cfg = {
+        .workers = 2, .blocking_threads = GROW_MAX, .blocking_idle_ns = 1 * WEFT_MSEC};
     cr_assert_eq(weft_runtime_start(&rt, &cfg), 0);
     for (int round = 0; round < 3; round++) {
         cr_assert_eq(gated_round(rt, GROW_MAX, GROW_MAX), GROW_MAX, "round %d", round);
@@ -831,8 +831,8 @@ static int hog_then_polite(void *p)
 Test(blocking, watchdog_reports_a_hog_once_on_stderr, .timeout = 120)
 {
     capture_stderr();
-    int rc = weft_run(&(weft_config){.workers = 2, .watchdog_ns = WATCHDOG_NS}, hog_then_polite,
-                      NULL);
+    int rc =
+        weft_run(&(weft_config){.workers = 2, .watchdog_ns = WATCHDOG_NS}, hog_then_polite, NULL);
     char text[4096];
     captured(text, sizeof text);
     restore_stderr();

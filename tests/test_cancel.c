@@ -970,8 +970,8 @@ Test(cancel, second_concurrent_cancel_returns_after_the_fan_out, .timeout = 120)
         cr_assert_eq(weft_handle_release(h), 0);
         cr_assert_eq(weft_sem_destroy(race.gate), 0);
         ASSERT_CHECKS();
-        cr_assert_eq(atomic_load(&race.missed), 0, "round %d: %d scope(s) not yet cancelled",
-                     round, atomic_load(&race.missed));
+        cr_assert_eq(atomic_load(&race.missed), 0, "round %d: %d scope(s) not yet cancelled", round,
+                     atomic_load(&race.missed));
     }
     cr_assert_eq(weft_runtime_shutdown(rt), 0);
 }

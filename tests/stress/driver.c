@@ -989,8 +989,7 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
     } else if (rc == -ETIMEDOUT) {
         CHECK(explain(r, rc, je), "join of scope %u returned -ETIMEDOUT before any deadline",
               r->idx);
-        CHECK(reason_ok(rc, why), "join of scope %u returned -ETIMEDOUT, reason %d",
-              r->idx, why);
+        CHECK(reason_ok(rc, why), "join of scope %u returned -ETIMEDOUT, reason %d", r->idx, why);
         atomic_fetch_add_explicit(&T.deadline_joins, 1, memory_order_relaxed);
     } else if (rc == -ECANCELED) {
         CHECK(explain(r, rc, je), "join of scope %u returned -ECANCELED, nothing cancelled it",
@@ -1788,8 +1787,8 @@ static int run_iteration(uint64_t seed, long index, int verbose)
         atomic_store(&root->spawn_rc, ran ? 0 : rc);
         CHECK(ran, "weft_run returned %d without running the root", rc);
         if (ran)
-            CHECK(status_ok(root, rc),
-                  "weft_run returned %d, the root task returned %d", rc, root->rc);
+            CHECK(status_ok(root, rc), "weft_run returned %d, the root task returned %d", rc,
+                  root->rc);
         atomic_fetch_add_explicit(&T.spawned, 1, memory_order_relaxed);
     } else {
         atomic_fetch_add_explicit(&T.submit_iters, 1, memory_order_relaxed);
