@@ -23,7 +23,9 @@ static weft_scope *scope_alloc(weft__worker *w, weft_runtime *rt)
 {
     weft_scope *s = weft__scope_cache_get(w, rt);
     if (!s) {
-        s = weft__malloc(sizeof(*s));
+        /* Whole cache lines: records in use on different workers must not share one (the
+         * owner's atomics on `balance` would bounce between cores). */
+        s = weft__aligned_alloc(64, sizeof(*s));
         if (s)
             atomic_init(&s->timer.word, 0); /* a recycled record keeps its timer generation */
     }
@@ -669,7 +671,8 @@ static void join_one(weft__task *t, weft_scope *s)
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
     weft__task *c;
-    weft__sched_chaos_point();
+    if (__builtin_expect(t->rt->chaos != 0, 0))
+        weft__sched_chaos_point();
     weft__worker *w = weft__worker_self();
     /* Only while a child may still be queued: one the owner spawned and has not run here, or one
      * spawned by another task (the balance moved off its bias). */

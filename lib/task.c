@@ -70,7 +70,8 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
         weft__task_free(t);
         return rc;
     }
-    weft__sched_chaos_point(); /* perhaps let the child run, or be stolen, before we go on */
+    if (__builtin_expect(s->rt->chaos != 0, 0))
+        weft__sched_chaos_point(); /* perhaps let the child run, or be stolen, before we go on */
     return 0;
 }
 
