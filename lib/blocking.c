@@ -4,10 +4,10 @@
  * weft_blocking hands a function to a pool of plain OS threads and parks the calling task, so
  * that a blocking system call or a long computation never holds a worker. The pool grows on
  * demand up to its maximum, queues work beyond it, and a thread idle for cfg.blocking_idle_ns
- * (2 s by default: long enough that a steady trickle of calls reuses threads, short enough that
- * a burst does not leave 64 idle threads behind for long) exits. The
- * caller always waits for the function to return, even when cancelled, because its arguments
- * may live on the caller's stack; the function may poll weft_blocking_cancelled() to stop early.
+ * exits (2 s by default: long enough that a steady trickle of calls reuses threads, short enough
+ * that a burst does not leave 64 idle threads behind for long). The caller always waits for the
+ * function to return, even when cancelled, because its arguments may live on the caller's
+ * stack; the function may poll weft_blocking_cancelled() to stop early.
  *
  * The watchdog samples each worker's progress counter; a worker inside a task whose counter has
  * not moved for longer than the threshold runs a task that does not reach suspension points.
@@ -90,6 +90,12 @@ void weft__blocking_destroy(weft_runtime *rt)
     rt->blocking = NULL;
 }
 
+/* A weft_now() instant as the pool's condition variables take it (CLOCK_MONOTONIC). */
+static struct timespec cond_deadline(weft_time t)
+{
+    return (struct timespec){.tv_sec = t / WEFT_SEC, .tv_nsec = t % WEFT_SEC};
+}
+
 static void *pool_thread(void *arg)
 {
     weft__blocking_pool *p = arg;
@@ -111,10 +117,7 @@ static void *pool_thread(void *arg)
         }
         while (!p->head && !p->stopping) {
             p->idle++;
-            struct timespec ts;
-            weft_time until = weft_now() + p->idle_exit;
-            ts.tv_sec = until / WEFT_SEC;
-            ts.tv_nsec = until % WEFT_SEC;
+            struct timespec ts = cond_deadline(weft_now() + p->idle_exit);
             int rc = pthread_cond_timedwait(&p->work, &p->mu, &ts);
             p->idle--;
             if (rc == ETIMEDOUT && !p->head)
@@ -216,7 +219,7 @@ unsigned weft__blocking_threads(weft_runtime *rt)
 int weft__blocking_wait_threads(weft_runtime *rt, unsigned n, weft_time deadline)
 {
     weft__blocking_pool *p = rt->blocking;
-    struct timespec ts = {.tv_sec = deadline / WEFT_SEC, .tv_nsec = deadline % WEFT_SEC};
+    struct timespec ts = cond_deadline(deadline);
     int rc = 0;
     pthread_mutex_lock(&p->mu);
     while (p->threads > n && rc != ETIMEDOUT)
