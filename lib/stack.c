@@ -125,7 +125,7 @@ static int add_slab(weft__stack_pool *p)
 {
     size_t stride = p->size + p->page;
     unsigned n = p->slab_stacks;
-    weft__stack_slab *slab = weft__malloc(sizeof(*slab) + n * sizeof(weft__stack));
+    weft__stack_slab *slab = weft__aligned_alloc(64, sizeof(*slab) + n * sizeof(weft__stack));
     if (!slab)
         return -ENOMEM;
     slab->bytes = stride * n;
@@ -162,9 +162,10 @@ static void first_use(weft__stack_pool *p, weft__stack *s)
 static weft__stack *get_own_mapping(weft__stack_pool *p, size_t size)
 {
     size = (size + p->page - 1) & ~(p->page - 1);
-    weft__stack *s = weft__calloc(1, sizeof(*s));
+    weft__stack *s = weft__aligned_alloc(64, sizeof(*s));
     if (!s)
         return NULL;
+    memset(s, 0, sizeof(*s));
     char *m = map_region(size + p->page);
     if (!m) {
         free(s);

@@ -30,7 +30,9 @@ typedef struct weft__stack {
     int guard;
     unsigned valgrind_id;
     int own_mapping; /* a stack of a non-default size: mapped and unmapped on its own */
-} weft__stack;
+} __attribute__((aligned(64))) weft__stack; /* a line each: a worker writes its owner at every
+                                             * inline run, and stacks in use on other workers
+                                             * must not share that line */
 
 typedef struct weft__stack_slab weft__stack_slab;
 
