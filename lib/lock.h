@@ -9,6 +9,7 @@
 #define WEFT_LOCK_H
 
 #include <ck_spinlock.h>
+#include <sched.h>
 
 #include "tsan.h"
 
@@ -31,6 +32,16 @@ static inline void weft__lock_release(weft__lock *l)
 {
     weft__tsan_release(l);
     ck_spinlock_fas_unlock(&l->fas);
+}
+
+/** One round of waiting for another thread to finish short work (no lock held by the waiter):
+ *  a pause for the first rounds, then the OS, since that thread may have been preempted. */
+static inline void weft__backoff(unsigned *round)
+{
+    if ((*round)++ < 64)
+        ck_pr_stall();
+    else
+        sched_yield();
 }
 
 #endif

@@ -3,7 +3,6 @@
 #include "scope.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,12 +196,9 @@ static int claim(weft_scope *s, int reason, int code, int root, weft_scope **tod
  * locks held briefly), so wait for it on this thread. */
 static void wait_fanout(weft_scope *s)
 {
-    for (unsigned spins = 0; atomic_load_explicit(&s->fanning, memory_order_acquire); spins++) {
-        if (spins < 64)
-            ck_pr_stall();
-        else
-            sched_yield();
-    }
+    unsigned round = 0;
+    while (atomic_load_explicit(&s->fanning, memory_order_acquire))
+        weft__backoff(&round);
 }
 
 /* Iterative and depth-first, so that a tree 10,000 scopes deep does not need 10,000 frames on a

@@ -133,9 +133,11 @@ int weft__timer_cancel(weft__timer *t)
         t->heap = NULL;
         return 1;
     }
-    /* Fired or firing: wait for the callback to be over (it is short: a wake or a cancel). */
+    /* Fired or firing: wait for the callback to be over (short: a wake, or a cancel that may
+     * wait for another cancel's fan-out). */
+    unsigned round = 0;
     while (STATE(atomic_load_explicit(&t->word, memory_order_acquire)) == WEFT__TIMER_FIRING)
-        ck_pr_stall();
+        weft__backoff(&round);
     t->heap = NULL;
     return 0;
 }
