@@ -45,6 +45,7 @@ struct weft__worker {
     weft__task *task_cache;
     unsigned task_cache_count;
     unsigned chunks_made;
+    char *carve, *carve_end; /* the part of its newest chunk no record was taken from yet */
     weft__stack_cache stacks;
     weft__scope_cache scopes;
     weft__timer_heap timers;
@@ -81,7 +82,8 @@ struct weft_runtime {
     _Atomic int stopping;
     weft__lock chunk_lock;
     struct task_chunk *chunks;   /* every task record's memory, freed with the runtime */
-    weft__task *spare_tasks;     /* records freed or carved off a foreign thread */
+    weft__task *spare_tasks;     /* records freed off the runtime's workers */
+    char *carve, *carve_end;     /* records for foreign threads not taken yet (chunk_lock) */
     weft_scope *spare_scopes;    /* scope records released off the runtime's workers */
     weft_scope *root_scope;      /* parent of every submitted task's scope */
     _Atomic uint32_t outstanding; /* submissions not yet ended (a futex word) */

@@ -91,7 +91,9 @@
  * mapping per chunk. A worker's first chunk is small (64 KiB of 4 KiB pages) so that a small
  * program stays small; later ones are 2 MiB transparent huge pages, because a first touch of a
  * 4 KiB page costs 10-30 us on the virtual machines we measure on (about 2 us per 4 KiB when it
- * comes as part of a huge page), which made page faults the main cost of spawning 100,000 tasks. */
+ * comes as part of a huge page), which made page faults the main cost of spawning 100,000 tasks.
+ * A worker takes records from its chunk in order, as it needs them, so that the pages of records
+ * never used are never touched (an empty weft_run touches one). */
 #define SMALL_CHUNK_BYTES ((size_t)64 * 1024)
 #define HUGE_CHUNK_BYTES ((size_t)2 * 1024 * 1024)
 
@@ -190,9 +192,10 @@ static char *map_chunk(size_t bytes, int huge)
     return aligned;
 }
 
-/* Allocates a chunk of records; returns one and puts the others on `*list`. Records stay in the
- * runtime until it is destroyed: a stale pointer to a task record always points to a record. */
-static weft__task *new_chunk(weft_runtime *rt, weft__task **list, unsigned *count, int huge)
+/* Maps a chunk of records and registers it with the runtime (records stay in the runtime until it
+ * is destroyed: a stale pointer to a task record always points to a record). Returns the first
+ * record's address and sets *end past the last; NULL when out of memory. */
+static char *new_chunk(weft_runtime *rt, int huge, char **end)
 {
     if (weft__alloc_should_fail())
         return NULL;
@@ -206,16 +209,24 @@ static weft__task *new_chunk(weft_runtime *rt, weft__task **list, unsigned *coun
     c->next = rt->chunks;
     rt->chunks = c;
     weft__lock_release(&rt->chunk_lock);
-    unsigned n = (unsigned)((bytes - 64) / TASK_RECORD_SIZE);
-    /* Pushed in reverse so that records are handed out in address order. */
-    for (unsigned i = n; i-- > 1;) {
-        weft__task *t = (weft__task *)(mem + 64 + i * TASK_RECORD_SIZE);
-        t->next = *list;
-        *list = t;
+    *end = mem + 64 + (bytes - 64) / TASK_RECORD_SIZE * TASK_RECORD_SIZE;
+    return mem + 64;
+}
+
+/* The next record of worker `w`'s chunk, mapping a new chunk when it is used up. */
+static weft__task *carve_record(weft__worker *w, weft_runtime *rt)
+{
+    if (w->carve == w->carve_end) {
+        char *end, *first = new_chunk(rt, w->chunks_made > 0, &end);
+        if (!first)
+            return NULL;
+        w->chunks_made++;
+        w->carve = first;
+        w->carve_end = end;
     }
-    if (count)
-        *count += n - 1;
-    return (weft__task *)(mem + 64);
+    weft__task *t = (weft__task *)w->carve;
+    w->carve += TASK_RECORD_SIZE;
+    return t;
 }
 
 weft__task *weft__task_alloc(weft_runtime *rt)
@@ -232,25 +243,31 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
             w->task_cache = t->next;
             w->task_cache_count--;
         } else {
-            t = new_chunk(rt, &w->task_cache, &w->task_cache_count, w->chunks_made++ > 0);
+            t = carve_record(w, rt);
         }
     } else {
+        /* Off the workers (weft_run's root, submissions): the runtime's spare records, else its
+         * own carving range, under the chunk lock. */
         weft__lock_acquire(&rt->chunk_lock);
         t = rt->spare_tasks;
-        if (t)
+        if (t) {
             rt->spare_tasks = t->next;
+        } else if (rt->carve != rt->carve_end) {
+            t = (weft__task *)rt->carve;
+            rt->carve += TASK_RECORD_SIZE;
+        }
         weft__lock_release(&rt->chunk_lock);
         if (!t) {
-            weft__task *extra = NULL;
-            t = new_chunk(rt, &extra, NULL, 0);
-            weft__lock_acquire(&rt->chunk_lock);
-            while (extra) {
-                weft__task *n = extra->next;
-                extra->next = rt->spare_tasks;
-                rt->spare_tasks = extra;
-                extra = n;
+            char *end, *mem = new_chunk(rt, 0, &end);
+            if (mem) {
+                t = (weft__task *)mem;
+                /* Two threads mapping at once: the later range wins, the other's rest stays
+                 * mapped and unused until the runtime ends. */
+                weft__lock_acquire(&rt->chunk_lock);
+                rt->carve = mem + TASK_RECORD_SIZE;
+                rt->carve_end = end;
+                weft__lock_release(&rt->chunk_lock);
             }
-            weft__lock_release(&rt->chunk_lock);
         }
     }
     if (!t)
@@ -993,6 +1010,7 @@ static void free_chunks(weft_runtime *rt)
 static void free_worker_caches(weft_runtime *rt, weft__worker *w)
 {
     w->task_cache = NULL;
+    w->carve = w->carve_end = NULL;
     while (w->scopes.top) {
         weft_scope *s = w->scopes.top;
         w->scopes.top = s->cache_next;

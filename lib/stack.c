@@ -41,6 +41,7 @@ struct weft__stack_slab {
     size_t bytes;
     size_t stride;     /* guard + usable */
     unsigned count;
+    _Atomic unsigned used; /* stacks[0, used) are initialised; the rest were never handed out */
     weft__stack stacks[];
 };
 
@@ -120,7 +121,8 @@ static char *map_region(size_t bytes)
     return m;
 }
 
-/* Maps a slab and puts all its stacks on the pool's free list. Called with the pool locked. */
+/* Maps a slab; its stacks are handed out in order by take_fresh, so that the records (and pages)
+ * of stacks never used are never touched. Called with the pool locked. */
 static int add_slab(weft__stack_pool *p)
 {
     size_t stride = p->size + p->page;
@@ -136,17 +138,25 @@ static int add_slab(weft__stack_pool *p)
     }
     slab->stride = stride;
     slab->count = n;
-    for (unsigned i = n; i-- > 0;) {
-        weft__stack *s = &slab->stacks[i];
-        memset(s, 0, sizeof(*s));
-        s->lo = slab->base + (size_t)i * stride + p->page;
-        s->size = p->size;
-        s->next = p->free;
-        __atomic_store_n(&p->free, s, __ATOMIC_RELAXED);
-    }
+    atomic_init(&slab->used, 0);
     slab->next = atomic_load_explicit(&p->slabs, memory_order_relaxed);
     atomic_store_explicit(&p->slabs, slab, memory_order_release);
+    __atomic_store_n(&p->fresh_left, n, __ATOMIC_RELAXED);
     return 0;
+}
+
+/* The next never-used stack of the newest slab. Called with the pool locked, fresh_left > 0. */
+static weft__stack *take_fresh(weft__stack_pool *p)
+{
+    weft__stack_slab *slab = atomic_load_explicit(&p->slabs, memory_order_relaxed);
+    unsigned i = atomic_load_explicit(&slab->used, memory_order_relaxed);
+    weft__stack *s = &slab->stacks[i];
+    memset(s, 0, sizeof(*s));
+    s->lo = slab->base + (size_t)i * slab->stride + p->page;
+    s->size = p->size;
+    atomic_store_explicit(&slab->used, i + 1, memory_order_release);
+    __atomic_store_n(&p->fresh_left, p->fresh_left - 1, __ATOMIC_RELAXED);
+    return s;
 }
 
 /* Guards are installed when a stack is first handed out, not when its slab is mapped: a program
@@ -190,12 +200,15 @@ weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t s
         return s;
     }
     weft__lock_acquire(&p->lock);
-    if (!p->free && add_slab(p) != 0) {
+    if (p->free) {
+        s = p->free;
+        __atomic_store_n(&p->free, s->next, __ATOMIC_RELAXED);
+    } else if (p->fresh_left || add_slab(p) == 0) {
+        s = take_fresh(p);
+    } else {
         weft__lock_release(&p->lock);
         return NULL;
     }
-    s = p->free;
-    __atomic_store_n(&p->free, s->next, __ATOMIC_RELAXED);
     weft__lock_release(&p->lock);
     first_use(p, s);
     return s;
@@ -203,12 +216,14 @@ weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t s
 
 int weft__stack_reserve(weft__stack_pool *p, weft__stack_cache *c)
 {
-    /* Read without the lock on the spawn path: `free` is written with atomic stores (under the
-     * lock) for this read's sake; a stale answer only means one more look under the lock. */
-    if (c->top || __atomic_load_n(&p->free, __ATOMIC_RELAXED))
+    /* Read without the lock on the spawn path: `free` and `fresh_left` are written with atomic
+     * stores (under the lock) for this read's sake; a stale answer only means one more look under
+     * the lock. */
+    if (c->top || __atomic_load_n(&p->free, __ATOMIC_RELAXED) ||
+        __atomic_load_n(&p->fresh_left, __ATOMIC_RELAXED))
         return 0;
     weft__lock_acquire(&p->lock);
-    int rc = p->free ? 0 : add_slab(p);
+    int rc = p->free || p->fresh_left ? 0 : add_slab(p);
     weft__lock_release(&p->lock);
     return rc;
 }
@@ -252,7 +267,8 @@ void weft__stack_pool_destroy(weft__stack_pool *p)
     weft__stack_slab *slab = atomic_load_explicit(&p->slabs, memory_order_acquire);
     while (slab) {
         weft__stack_slab *next = slab->next;
-        for (unsigned i = 0; i < slab->count; i++) {
+        unsigned used = atomic_load_explicit(&slab->used, memory_order_relaxed);
+        for (unsigned i = 0; i < used; i++) {
             weft__stack *s = &slab->stacks[i];
             if (s->guard) {
                 deregister_stack(s);
@@ -260,7 +276,7 @@ void weft__stack_pool_destroy(weft__stack_pool *p)
                     atomic_fetch_add(&mprotect_budget, 1);
             }
         }
-        for (unsigned i = 0; i < slab->count; i++)
+        for (unsigned i = 0; i < used; i++)
             UNPOISON(slab->stacks[i].lo, slab->stacks[i].size);
         munmap(slab->base, slab->bytes);
         free(slab);
@@ -268,6 +284,7 @@ void weft__stack_pool_destroy(weft__stack_pool *p)
     }
     p->slabs = NULL;
     p->free = NULL;
+    p->fresh_left = 0;
 }
 
 /* ---- overflow reports ------------------------------------------------------------------- */
@@ -326,6 +343,8 @@ static const weft__stack *find_guard_hit(weft__stack_pool *p, uintptr_t addr)
         if (addr < base || addr >= base + slab->bytes)
             continue;
         size_t i = (addr - base) / slab->stride;
+        if (i >= atomic_load_explicit(&slab->used, memory_order_acquire))
+            return NULL; /* never handed out: no task ran there */
         const weft__stack *s = &slab->stacks[i];
         /* Anything from the guard page down to a page below it is an overflow of stack i (a
          * large frame can jump over the guard into stack i-1's top, which is reported as i). */
