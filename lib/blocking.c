@@ -189,7 +189,7 @@ int weft_blocking(weft_fn fn, void *arg, int *result)
         return -EPERM;
     if (!fn)
         return -EINVAL;
-    weft__sched_chaos_point();
+    weft__chaos_point(t->rt);
     weft_scope *cs = t->cancel_scope;
     int code = weft__scope_cancel_code(cs);
     if (code)

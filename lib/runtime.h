@@ -43,7 +43,6 @@ struct weft__worker {
     uint64_t rng;
     uint64_t chaos_rng;
     weft__task *task_cache;
-    unsigned task_cache_count;
     unsigned chunks_made;
     char *carve, *carve_end; /* the part of its newest chunk no record was taken from yet */
     weft__stack_cache stacks;
@@ -127,6 +126,13 @@ unsigned weft__blocking_threads(weft_runtime *rt);
 /** Waits until the pool has at most `n` threads, or until `deadline` (weft_now() clock):
  *  0 or -ETIMEDOUT (tests). */
 int weft__blocking_wait_threads(weft_runtime *rt, unsigned n, weft_time deadline);
+/** Chaos mode (WEFT_CHAOS) may yield here; when it is off, a load and a branch, not a call. */
+static inline void weft__chaos_point(weft_runtime *rt)
+{
+    if (__builtin_expect(rt->chaos != 0, 0))
+        weft__sched_chaos_point();
+}
+
 void weft__watchdog_start(weft_runtime *rt);
 void weft__watchdog_stop(weft_runtime *rt);
 

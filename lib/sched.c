@@ -213,20 +213,29 @@ static char *new_chunk(weft_runtime *rt, int huge, char **end)
     return mem + 64;
 }
 
+/* The next untouched record of a carving range [*carve, end), or NULL when it is used up. */
+static weft__task *take_carved(char **carve, char *end)
+{
+    if (*carve == end)
+        return NULL;
+    weft__task *t = (weft__task *)*carve;
+    *carve += TASK_RECORD_SIZE;
+    return t;
+}
+
 /* The next record of worker `w`'s chunk, mapping a new chunk when it is used up. */
 static weft__task *carve_record(weft__worker *w, weft_runtime *rt)
 {
-    if (w->carve == w->carve_end) {
-        char *end, *first = new_chunk(rt, w->chunks_made > 0, &end);
-        if (!first)
-            return NULL;
-        w->chunks_made++;
-        w->carve = first;
-        w->carve_end = end;
-    }
-    weft__task *t = (weft__task *)w->carve;
-    w->carve += TASK_RECORD_SIZE;
-    return t;
+    weft__task *t = take_carved(&w->carve, w->carve_end);
+    if (t)
+        return t;
+    char *end, *first = new_chunk(rt, w->chunks_made > 0, &end);
+    if (!first)
+        return NULL;
+    w->chunks_made++;
+    w->carve = first + TASK_RECORD_SIZE;
+    w->carve_end = end;
+    return (weft__task *)first;
 }
 
 weft__task *weft__task_alloc(weft_runtime *rt)
@@ -241,7 +250,6 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
         t = w->task_cache;
         if (t) {
             w->task_cache = t->next;
-            w->task_cache_count--;
         } else {
             t = carve_record(w, rt);
         }
@@ -250,12 +258,10 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
          * own carving range, under the chunk lock. */
         weft__lock_acquire(&rt->chunk_lock);
         t = rt->spare_tasks;
-        if (t) {
+        if (t)
             rt->spare_tasks = t->next;
-        } else if (rt->carve != rt->carve_end) {
-            t = (weft__task *)rt->carve;
-            rt->carve += TASK_RECORD_SIZE;
-        }
+        else
+            t = take_carved(&rt->carve, rt->carve_end);
         weft__lock_release(&rt->chunk_lock);
         if (!t) {
             char *end, *mem = new_chunk(rt, 0, &end);
@@ -300,7 +306,6 @@ void weft__task_free_on(weft__worker *w, weft__task *t)
     if (w && w->rt == rt) {
         t->next = w->task_cache;
         w->task_cache = t;
-        w->task_cache_count++;
         return;
     }
     weft__lock_acquire(&rt->chunk_lock);

@@ -667,8 +667,7 @@ static void join_one(weft__task *t, weft_scope *s)
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
     weft__task *c;
-    if (__builtin_expect(t->rt->chaos != 0, 0))
-        weft__sched_chaos_point();
+    weft__chaos_point(t->rt);
     weft__worker *w = weft__worker_self();
     /* Only while a child may still be queued: one the owner spawned and has not run here, or one
      * spawned by another task (the balance moved off its bias). */

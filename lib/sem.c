@@ -13,6 +13,7 @@
 
 #include "alloc.h"
 #include "lock.h"
+#include "runtime.h"
 #include "scope.h"
 #include "task.h"
 
@@ -137,7 +138,7 @@ int weft_sem_acquire(weft_sem *s)
         return -EPERM;
     if (!s)
         return -EINVAL;
-    weft__sched_chaos_point();
+    weft__chaos_point(t->rt);
     weft_scope *cs = t->cancel_scope;
     int code = weft__scope_cancel_code(cs);
     if (code)

@@ -141,11 +141,18 @@ static int add_slab(weft__stack_pool *p)
     atomic_init(&slab->used, 0);
     slab->next = atomic_load_explicit(&p->slabs, memory_order_relaxed);
     atomic_store_explicit(&p->slabs, slab, memory_order_release);
-    __atomic_store_n(&p->fresh_left, n, __ATOMIC_RELAXED);
     return 0;
 }
 
-/* The next never-used stack of the newest slab. Called with the pool locked, fresh_left > 0. */
+/* Stacks of the newest slab never handed out (only the newest can have any: a slab is added when
+ * the free list and the newest slab are both empty). Readable without the lock. */
+static unsigned fresh_left(weft__stack_pool *p)
+{
+    weft__stack_slab *slab = atomic_load_explicit(&p->slabs, memory_order_acquire);
+    return slab ? slab->count - atomic_load_explicit(&slab->used, memory_order_relaxed) : 0;
+}
+
+/* The next never-used stack of the newest slab. Called with the pool locked, fresh_left() > 0. */
 static weft__stack *take_fresh(weft__stack_pool *p)
 {
     weft__stack_slab *slab = atomic_load_explicit(&p->slabs, memory_order_relaxed);
@@ -155,7 +162,6 @@ static weft__stack *take_fresh(weft__stack_pool *p)
     s->lo = slab->base + (size_t)i * slab->stride + p->page;
     s->size = p->size;
     atomic_store_explicit(&slab->used, i + 1, memory_order_release);
-    __atomic_store_n(&p->fresh_left, p->fresh_left - 1, __ATOMIC_RELAXED);
     return s;
 }
 
@@ -203,7 +209,7 @@ weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t s
     if (p->free) {
         s = p->free;
         __atomic_store_n(&p->free, s->next, __ATOMIC_RELAXED);
-    } else if (p->fresh_left || add_slab(p) == 0) {
+    } else if (fresh_left(p) || add_slab(p) == 0) {
         s = take_fresh(p);
     } else {
         weft__lock_release(&p->lock);
@@ -216,14 +222,13 @@ weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t s
 
 int weft__stack_reserve(weft__stack_pool *p, weft__stack_cache *c)
 {
-    /* Read without the lock on the spawn path: `free` and `fresh_left` are written with atomic
-     * stores (under the lock) for this read's sake; a stale answer only means one more look under
-     * the lock. */
-    if (c->top || __atomic_load_n(&p->free, __ATOMIC_RELAXED) ||
-        __atomic_load_n(&p->fresh_left, __ATOMIC_RELAXED))
+    /* Read without the lock on the spawn path: `free` and the slabs' `used` are written with
+     * atomic stores (under the lock) for this read's sake; a stale answer only means one more
+     * look under the lock. */
+    if (c->top || __atomic_load_n(&p->free, __ATOMIC_RELAXED) || fresh_left(p))
         return 0;
     weft__lock_acquire(&p->lock);
-    int rc = p->free || p->fresh_left ? 0 : add_slab(p);
+    int rc = p->free || fresh_left(p) ? 0 : add_slab(p);
     weft__lock_release(&p->lock);
     return rc;
 }
@@ -284,7 +289,6 @@ void weft__stack_pool_destroy(weft__stack_pool *p)
     }
     p->slabs = NULL;
     p->free = NULL;
-    p->fresh_left = 0;
 }
 
 /* ---- overflow reports ------------------------------------------------------------------- */

@@ -41,7 +41,6 @@ typedef struct weft__stack_pool {
     size_t size;             /* usable bytes of a default stack */
     size_t page;
     weft__stack *free;       /* stacks given back beyond the per-worker caches */
-    unsigned fresh_left;     /* stacks of the newest slab never handed out */
     weft__stack_slab *_Atomic slabs;
     unsigned slab_stacks;    /* stacks per new slab */
 } weft__stack_pool;

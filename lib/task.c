@@ -70,8 +70,7 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
         weft__task_free(t);
         return rc;
     }
-    if (__builtin_expect(s->rt->chaos != 0, 0))
-        weft__sched_chaos_point(); /* perhaps let the child run, or be stolen, before we go on */
+    weft__chaos_point(s->rt); /* perhaps let the child run, or be stolen, before we go on */
     return 0;
 }
 
@@ -149,7 +148,7 @@ int weft_sleep_until(weft_time deadline)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    weft__sched_chaos_point();
+    weft__chaos_point(t->rt);
     weft_scope *cs = t->cancel_scope;
     int code = weft__scope_cancel_code(cs);
     if (code)

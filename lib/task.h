@@ -123,7 +123,7 @@ void weft__task_free_on(weft__worker *w, weft__task *t);
 /** The task running on `w`, NULL for none. */
 weft__task *weft__worker_current(weft__worker *w);
 
-/** Chaos mode (WEFT_CHAOS): may yield here. A no-op otherwise. */
+/** Chaos mode (WEFT_CHAOS): may yield here. Call it through weft__chaos_point (runtime.h). */
 void weft__sched_chaos_point(void);
 
 /** A cancellation check of the running task: tells the watchdog, and fires due timers of the
