@@ -17,9 +17,9 @@
 /* What the context that takes over a worker does for the one that left it. */
 enum weft__after {
     WEFT__AFTER_NONE = 0,
-    WEFT__AFTER_READY,  /* the task yielded: queue it */
-    WEFT__AFTER_PARK,   /* the task parked: finish its half of the handshake */
-    WEFT__AFTER_FINISH, /* the task ended: recycle its stack and record */
+    WEFT__AFTER_READY,    /* the task yielded: queue it */
+    WEFT__AFTER_PARK,     /* the task parked: finish its half of the handshake */
+    WEFT__AFTER_FINISH,   /* the task ended: recycle its stack and record */
     WEFT__AFTER_SPURIOUS, /* chaos mode: resume the parked task without a wake (it parks again) */
 };
 

@@ -154,7 +154,8 @@ static int claim(weft_scope *s, int reason, int code, int root, weft_scope **tod
         weft__lock_release(&s->lock);
         return fanning ? FANNING_BEFORE : DONE_BEFORE;
     }
-    if (root && s->parent && !s->shield && !atomic_load_explicit(&s->linked, memory_order_relaxed)) {
+    if (root && s->parent && !s->shield &&
+        !atomic_load_explicit(&s->linked, memory_order_relaxed)) {
         /* Unlinked: it may already be cancelled through an ancestor (pulled). That state was
          * first; it becomes the scope's own. Nothing hangs below an unlinked scope. */
         uint64_t kind = weft__scope_pull(s);

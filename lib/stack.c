@@ -41,7 +41,8 @@ struct weft__stack_slab {
     size_t bytes;
     size_t stride;     /* guard + usable */
     unsigned count;
-    _Atomic unsigned used; /* stacks[0, used) are initialised; the rest were never handed out */
+    /* stacks[0, used) are initialised; the rest were never handed out */
+    _Atomic unsigned used;
     weft__stack stacks[];
 };
 
