@@ -86,7 +86,7 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
         rc = -ENOMEM;
         goto refuse;
     }
-    if (weft__scope_admit(s, NULL, t) != 0) {
+    if (weft__scope_admit(s, NULL) < 0) {
         /* Born cancelled: the runtime began shutting down after the check above. */
         weft__task_free(t);
         weft__scope_external_free(s);

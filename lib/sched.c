@@ -243,6 +243,36 @@ weft__task *weft__task_alloc(weft_runtime *rt)
     return weft__task_alloc_on(weft__worker_self(), rt);
 }
 
+int weft__task_reserve_on(weft__worker *w, weft_runtime *rt)
+{
+    if (w->task_cache || w->carve != w->carve_end)
+        return 0;
+    weft__task *t = carve_record(w, rt);
+    if (!t)
+        return -ENOMEM;
+    t->next = NULL;
+    w->task_cache = t;
+    return 0;
+}
+
+void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
+{
+    /* What weft__task_alloc_on and weft__task_init_child set, minus what the record keeps:
+     * its runtime, host, stack and stack size. The handshake words are at rest (the task is
+     * running), its timer is disarmed, its failure was freed. */
+    t->owned = NULL;
+    t->next = NULL;
+    t->flags = 0; /* counted out through the balance: see weft__scope_child_done */
+    t->timer.heap = NULL;
+    t->id = new_task_id(weft__worker_self());
+    t->failure = NULL;
+    t->tokens_held = 0;
+    t->fn = fn;
+    t->arg = arg;
+    t->cancel_scope = t->scope;
+    t->name[0] = 0;
+}
+
 weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
 {
     weft__task *t;
@@ -684,6 +714,16 @@ static weft__task *pick_runnable(weft__worker *w)
     return next;
 }
 
+/* Runs the task's function, then each deferred sibling its ending hands it (a limited scope's
+ * slot passing on together with the record and the stack). */
+static void run_body(weft__task *t)
+{
+    while (weft__task_complete(t, t->fn(t->arg))) {
+        weft__stack_set_owner(t->host->stack, t->name, t->id);
+        bump_progress(weft__worker_self());
+    }
+}
+
 static void task_entry(void *arg)
 {
     weft__task *t = arg;
@@ -691,8 +731,7 @@ static void task_entry(void *arg)
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
     after_switch();
-    int rc = t->fn(t->arg);
-    weft__task_complete(t, rc);
+    run_body(t);
     /* Gone for good: pick a successor and let it recycle this stack. */
     weft__worker *w = weft__worker_self();
     weft__task *next = pick_runnable(w);
@@ -860,8 +899,7 @@ weft__worker *weft__sched_run_inline(weft__worker *w, weft__task *child)
     w->current = child;
     weft__stack_set_owner(child->stack, child->name, child->id);
     bump_progress(w);
-    int rc = child->fn(child->arg);
-    weft__task_complete(child, rc);
+    run_body(child);
     /* The child may have parked and moved to another worker: look the worker up again. */
     w = weft__worker_self();
     w->current = parent;

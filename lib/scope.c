@@ -52,7 +52,7 @@ static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft
     s->parked = NULL;
     s->timer_armed = 0;
     s->max_running = s->running = 0;
-    s->deferred_head = s->deferred_tail = NULL;
+    weft__defer_init(&s->deferred);
     s->errors = NULL;
     s->nerrors = s->cap_errors = 0;
     s->on_done = NULL;
@@ -72,6 +72,7 @@ static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft
 
 static void scope_free(weft_scope *s)
 {
+    weft__defer_fini(&s->deferred);
     for (size_t i = 0; i < s->nerrors; i++) {
         free(s->errors[i].message);
         free(s->errors[i].task);
@@ -484,7 +485,7 @@ static void last_child_gone(weft_scope *s)
         s->on_done(s, s->child_status);
 }
 
-int weft__scope_admit(weft_scope *s, weft__task *self, weft__task *t)
+int weft__scope_admit(weft_scope *s, weft__task *self)
 {
     int code = weft__scope_cancel_code(s);
     if (code)
@@ -492,8 +493,7 @@ int weft__scope_admit(weft_scope *s, weft__task *self, weft__task *t)
     if (self && s->owner == self) {
         /* The owner is not in its join (it is here), so the scope is open: no atomic needed. */
         s->owner_spawned++;
-        t->flags |= WEFT__TASK_OWNER_COUNTED;
-        return 0;
+        return WEFT__TASK_OWNER_COUNTED;
     }
     int64_t n = atomic_load_explicit(&s->balance, memory_order_relaxed);
     do {
@@ -504,10 +504,11 @@ int weft__scope_admit(weft_scope *s, weft__task *self, weft__task *t)
     return 0;
 }
 
-/* One child fewer; the last one wakes whoever waits for the scope to empty. */
-static void count_child_out(weft_scope *s, weft__task *t)
+/* One child fewer (`flags`: its record's); the last one wakes whoever waits for the scope to
+ * empty. */
+static void count_child_out(weft_scope *s, uint32_t flags)
 {
-    if ((t->flags & (WEFT__TASK_OWNER_COUNTED | WEFT__TASK_INLINE)) ==
+    if ((flags & (WEFT__TASK_OWNER_COUNTED | WEFT__TASK_INLINE)) ==
         (WEFT__TASK_OWNER_COUNTED | WEFT__TASK_INLINE)) {
         s->owner_spawned--; /* on the owner's own stack, inside its join */
         return;
@@ -516,49 +517,41 @@ static void count_child_out(weft_scope *s, weft__task *t)
         last_child_gone(s);
 }
 
-void weft__scope_unadmit(weft_scope *s, weft__task *t)
+void weft__scope_unadmit(weft_scope *s, uint32_t counted)
 {
-    if (t->flags & WEFT__TASK_OWNER_COUNTED) {
+    if (counted & WEFT__TASK_OWNER_COUNTED)
         s->owner_spawned--;
-        t->flags &= ~(uint32_t)WEFT__TASK_OWNER_COUNTED;
-        return;
-    }
-    count_child_out(s, t);
-}
-
-int weft__scope_start_or_defer(weft_scope *s, weft__task *t)
-{
-    weft__lock_acquire(&s->lock);
-    if (s->running < s->max_running) {
-        s->running++;
-        weft__lock_release(&s->lock);
-        return 0;
-    }
-    t->next = NULL;
-    if (s->deferred_tail)
-        s->deferred_tail->next = t;
     else
-        s->deferred_head = t;
-    s->deferred_tail = t;
-    weft__lock_release(&s->lock);
-    return 1;
+        count_child_out(s, 0);
 }
 
-/* A running child of a limited scope ended: its slot goes to the oldest deferred child. */
-static void pass_slot(weft_scope *s)
+int weft__scope_start_or_defer(weft_scope *s, weft_fn fn, void *arg)
 {
     weft__lock_acquire(&s->lock);
-    weft__task *next = s->deferred_head;
-    if (next) {
-        s->deferred_head = next->next;
-        if (!s->deferred_head)
-            s->deferred_tail = NULL;
-    } else {
-        s->running--;
-    }
+    int rc = 0;
+    if (s->running < s->max_running)
+        s->running++;
+    else
+        rc = weft__defer_push(&s->deferred, fn, arg) == 0 ? 1 : -ENOMEM;
     weft__lock_release(&s->lock);
-    if (next && weft__sched_spawn(s->rt, next) != 0)
-        weft__sched_inject(s->rt, next);
+    return rc;
+}
+
+/* A running child of a limited scope ended: its slot goes to the oldest deferred child, if any.
+ * A bare one is returned for the ended child's record to run (1); a record is queued. */
+static int pass_slot(weft_scope *s, weft__defer_entry *next)
+{
+    weft__lock_acquire(&s->lock);
+    int got = weft__defer_pop(&s->deferred, next);
+    if (!got)
+        s->running--;
+    weft__lock_release(&s->lock);
+    if (!got || next->fn)
+        return got;
+    weft__task *t = next->arg;
+    if (weft__sched_spawn(s->rt, t) != 0)
+        weft__sched_inject(s->rt, t);
+    return 0;
 }
 
 /* ---- errors -------------------------------------------------------------------------------- */
@@ -622,7 +615,7 @@ static int record_failure(weft_scope *s, weft__task *t, int rc)
     return 0;
 }
 
-void weft__scope_child_done(weft_scope *s, weft__task *t, int rc)
+int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next)
 {
     if (rc != 0) {
         int cc = weft__scope_cancel_code(s);
@@ -635,9 +628,11 @@ void weft__scope_child_done(weft_scope *s, weft__task *t, int rc)
     }
     if (t->flags & WEFT__TASK_SUBMITTED)
         s->child_status = rc; /* the submitted task's status, not whichever child ends last */
-    if (s->max_running)
-        pass_slot(s);
-    count_child_out(s, t);
+    /* The slot first: the balance cannot reach zero while a deferred child is counted in it,
+     * but once this child is counted out without one, the scope may be gone. */
+    int again = s->max_running ? pass_slot(s, next) : 0;
+    count_child_out(s, t->flags);
+    return again;
 }
 
 size_t weft_scope_error_count(const weft_scope *s)

@@ -47,6 +47,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "defer.h"
 #include "lock.h"
 #include "task.h"
 #include "timer.h"
@@ -96,10 +97,12 @@ struct weft_scope {
     weft_time deadline;                   /* effective deadline, WEFT_NEVER if none */
     weft__timer timer;                    /* fires at the scope's own deadline */
     int timer_armed;
-    /* max_concurrency: running children and those waiting for a slot, in spawn order */
+    /* max_concurrency: children holding a slot, and those waiting for one in spawn order (under
+     * `lock`). The queue is non-empty only while every slot is held: a slot is released only
+     * when nobody waits for it. */
     unsigned max_running;
     unsigned running;
-    weft__task *deferred_head, *deferred_tail;
+    weft__defer_queue deferred;
     /* error group */
     weft__error_rec *errors;
     size_t nerrors, cap_errors;
@@ -156,17 +159,25 @@ void weft__scope_release_owned(weft__task *t);
 int weft__scope_park_register(weft_scope *s, weft__task *t);
 void weft__scope_park_unregister(weft_scope *s, weft__task *t);
 
-/** A child of `s` ended with status rc (recorded as failure when appropriate). */
-void weft__scope_child_done(weft_scope *s, weft__task *t, int rc);
+/** A child of `s` ended with status rc (recorded as failure when appropriate). In a limited
+ *  scope its slot passes to the oldest waiting child: when that one is a bare fn(arg), it is
+ *  returned in *next (return value 1) for the ended child's record and stack to run next, which
+ *  saves a record, a stack and a trip through the run queues per child. */
+int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next);
 
 #define WEFT__SCOPE_BIAS ((int64_t)1 << 40)
 
-/** Counts a new child `t` of `s` spawned by `self`, unless the scope is joined. Returns 0,
- *  -EINVAL, or the cancel code (then nothing is counted). */
-int weft__scope_admit(weft_scope *s, weft__task *self, weft__task *t);
-/** Takes back what weft__scope_admit counted for `t`, for a spawn that then failed. */
-void weft__scope_unadmit(weft_scope *s, weft__task *t);
-/** Decides if a new child of `s` may start now (max_concurrency); if not, queues it. */
-int weft__scope_start_or_defer(weft_scope *s, weft__task *t);
+/** Counts a new child of `s` spawned by `self` (NULL off the workers). Returns the flags the
+ *  child's record must carry (0 or WEFT__TASK_OWNER_COUNTED), or a negative code: the scope is
+ *  cancelled, or joined. */
+int weft__scope_admit(weft_scope *s, weft__task *self);
+/** Takes back what weft__scope_admit counted (`counted`: the flags it returned), for a spawn
+ *  that then failed. */
+void weft__scope_unadmit(weft_scope *s, uint32_t counted);
+/** For a limited scope (max_concurrency): takes a slot for a new child (0), or queues the child
+ *  to wait for one (1): fn(arg), or with fn NULL the child's record `arg`. -ENOMEM when the
+ *  queue cannot grow. A child that got a slot must then be queued to run whatever happens
+ *  (weft__sched_inject as the last resort): its slot is passed on only when it ends. */
+int weft__scope_start_or_defer(weft_scope *s, weft_fn fn, void *arg);
 
 #endif

@@ -45,29 +45,58 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
         return -EINVAL;
     if (opts && opts->stack_size && (opts->stack_size < MIN_STACK || opts->stack_size > MAX_STACK))
         return -EINVAL;
-    weft__task *t = weft__task_alloc_on(w, s->rt);
-    if (!t)
-        return -ENOMEM;
-    int rc = weft__scope_admit(s, self, t);
-    if (rc) {
-        weft__task_free_on(w, t);
-        return rc;
+    int counted = weft__scope_admit(s, self);
+    if (counted < 0)
+        return counted;
+    int rc;
+    int slot = 0;
+    if (s->max_running && (!opts || (!opts->name && !opts->stack_size))) {
+        /* Waits as a bare fn(arg), without a record, unless a slot is free now. A slot, once
+         * taken, cannot be handed back (a child may queue behind it at once), so the record it
+         * needs is made sure of first. */
+        if (weft__task_reserve_on(w, s->rt) != 0) {
+            weft__scope_unadmit(s, (uint32_t)counted);
+            return -ENOMEM;
+        }
+        rc = weft__scope_start_or_defer(s, fn, arg);
+        if (rc == 1)
+            return 0;
+        if (rc < 0) {
+            weft__scope_unadmit(s, (uint32_t)counted);
+            return rc;
+        }
+        slot = 1;
     }
+    weft__task *t = weft__task_alloc_on(w, s->rt);
+    if (!t) {
+        weft__scope_unadmit(s, (uint32_t)counted); /* not with a slot: reserved above */
+        return -ENOMEM;
+    }
+    t->flags |= (uint32_t)counted;
     weft__task_init_child(t, s, fn, arg, opts ? opts->name : NULL);
     if (opts)
         t->stack_size = opts->stack_size;
-    if (s->max_running && weft__scope_start_or_defer(s, t))
-        return 0; /* waits, unstarted and without a stack, for a running sibling to end */
+    if (s->max_running && !slot) {
+        /* Named or with its own stack size: it waits with its record. */
+        rc = weft__scope_start_or_defer(s, NULL, t);
+        if (rc == 1)
+            return 0; /* waits, unstarted and without a stack, for a running sibling to end */
+        if (rc < 0) {
+            weft__scope_unadmit(s, (uint32_t)counted);
+            weft__task_free_on(w, t);
+            return rc;
+        }
+        slot = 1;
+    }
     rc = weft__sched_spawn_on(w, s->rt, t);
     if (rc) {
-        if (s->max_running) {
-            /* Give the slot back as an ended child would, minus the ending. */
-            weft__lock_acquire(&s->lock);
-            s->running--;
-            weft__lock_release(&s->lock);
+        if (slot) {
+            /* Queued all the same: a slot, once taken, is released only by its child ending. */
+            weft__sched_inject(s->rt, t);
+            return 0;
         }
-        weft__scope_unadmit(s, t);
-        weft__task_free(t);
+        weft__scope_unadmit(s, (uint32_t)counted);
+        weft__task_free_on(w, t);
         return rc;
     }
     weft__chaos_point(s->rt); /* perhaps let the child run, or be stolen, before we go on */
@@ -93,7 +122,7 @@ static void free_failure(weft__failure *f)
     free(f);
 }
 
-void weft__task_complete(weft__task *t, int rc)
+int weft__task_complete(weft__task *t, int rc)
 {
     if (t->owned)
         weft__scope_release_owned(t);
@@ -102,9 +131,14 @@ void weft__task_complete(weft__task *t, int rc)
         fprintf(stderr, "weft: task '%s' ended holding %d semaphore token(s); release them "
                         "before returning (weft_sem_release)\n", weft__task_name_of(t), t->tokens_held);
 #endif
-    weft__scope_child_done(t->scope, t, rc);
+    weft_scope *s = t->scope;
+    weft__defer_entry next;
+    int again = weft__scope_child_done(s, t, rc, &next);
     free_failure(t->failure);
     t->failure = NULL;
+    if (again)
+        weft__task_renew(t, next.fn, next.arg);
+    return again;
 }
 
 /* ---- suspension points ------------------------------------------------------------------- */

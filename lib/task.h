@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "arch/ctx.h"
+#include "defer.h"
 #include "stack.h"
 #include "timer.h"
 #include "weft.h"
@@ -134,6 +135,11 @@ void weft__sched_checkpoint(void);
 int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn);
 
 weft__task *weft__task_alloc(weft_runtime *rt);
+/** Makes sure the next weft__task_alloc_on(w, rt) succeeds (`w` runs on `rt`). 0 or -ENOMEM. */
+int weft__task_reserve_on(weft__worker *w, weft_runtime *rt);
+/** Turns the record of an ended child into a new, unstarted-looking child fn(arg) of the same
+ *  scope, on the same host and stack: a new id, no name, nothing held over. */
+void weft__task_renew(weft__task *t, weft_fn fn, void *arg);
 void weft__task_free(weft__task *t);
 
 /* ---- provided by task.c ---------------------------------------------------------------- */
@@ -145,7 +151,8 @@ void weft__task_init_child(weft__task *t, weft_scope *s, weft_fn fn, void *arg, 
 const char *weft__task_name_of(weft__task *t);
 
 /** Everything a task does after its function returned: implicit joins, failure recording, the
- *  scope's bookkeeping. Runs on the task's own (or host's) stack. */
-void weft__task_complete(weft__task *t, int rc);
+ *  scope's bookkeeping. Runs on the task's own (or host's) stack. Returns 1 when `t` has become
+ *  a deferred sibling (weft__task_renew) that the caller must now run in its place. */
+int weft__task_complete(weft__task *t, int rc);
 
 #endif

@@ -1,0 +1,49 @@
+/*
+ * The children a limited scope (max_concurrency) holds back: a FIFO of {fn, arg} pairs in
+ * segments of a page.
+ *
+ * A held-back child is only a promise to call fn(arg) later, so it is kept as 16 bytes instead
+ * of a task record (256): spawning 100,000 children under a limit of 64 would otherwise touch
+ * 25 MB of fresh memory, which cost more than running them. A child spawned with options (a
+ * name, a stack size) needs its record from the start; its entry carries the record instead
+ * (fn NULL: spawn never accepts a NULL function, so the two cannot be confused).
+ *
+ * No locking inside: the scope's lock guards the queue. A drained segment is kept as a spare,
+ * so a queue that fills and drains at the same pace allocates nothing.
+ */
+#ifndef WEFT_DEFER_H
+#define WEFT_DEFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weft.h"
+
+typedef struct weft__defer_entry {
+    weft_fn fn; /* NULL: `arg` is a weft__task record, ready to be queued as it is */
+    void *arg;
+} weft__defer_entry;
+
+typedef struct weft__defer_seg weft__defer_seg;
+
+typedef struct weft__defer_queue {
+    weft__defer_seg *head; /* oldest segment: entries are taken here */
+    weft__defer_seg *tail; /* newest segment: entries are added here */
+    weft__defer_seg *spare;
+} weft__defer_queue;
+
+static inline void weft__defer_init(weft__defer_queue *q)
+{
+    q->head = q->tail = q->spare = NULL;
+}
+
+/** Appends an entry. 0, or -ENOMEM when a new segment cannot be allocated. */
+int weft__defer_push(weft__defer_queue *q, weft_fn fn, void *arg);
+
+/** Takes the oldest entry into *out. 1 if there was one, 0 if the queue is empty. */
+int weft__defer_pop(weft__defer_queue *q, weft__defer_entry *out);
+
+/** Frees the queue's segments; it must be empty (every deferred child ran before the join). */
+void weft__defer_fini(weft__defer_queue *q);
+
+#endif
