@@ -4,6 +4,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <stdint.h>
 
 static _Atomic int tracking;
 static _Atomic long fail_at;
@@ -54,4 +56,29 @@ void *weft__aligned_alloc(size_t align, size_t n)
 char *weft__strdup(const char *s)
 {
     return weft__alloc_should_fail() ? NULL : strdup(s);
+}
+
+void *weft__map(size_t bytes, int huge)
+{
+    if (weft__alloc_should_fail())
+        return NULL;
+    if (!huge) {
+        char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return m == MAP_FAILED ? NULL : m;
+    }
+    /* Twice the size, then the aligned part is kept: THP needs 2 MiB alignment. */
+    char *m = mmap(NULL, 2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    char *aligned = (char *)(((uintptr_t)m + bytes - 1) & ~(uintptr_t)(bytes - 1));
+    if (aligned > m)
+        munmap(m, (size_t)(aligned - m));
+    munmap(aligned + bytes, (size_t)(m + bytes - aligned));
+    madvise(aligned, bytes, MADV_HUGEPAGE);
+    return aligned;
+}
+
+void weft__unmap(void *p, size_t bytes)
+{
+    munmap(p, bytes);
 }

@@ -2,13 +2,12 @@
 #include "defer.h"
 
 #include <errno.h>
-#include <stdlib.h>
 
-#include "alloc.h"
+#include "runtime.h"
 
-/* A page per segment: large enough that the allocator is rarely asked, small enough that a
+/* A block per segment: large enough that the allocator is rarely asked, small enough that a
  * scope with a handful of deferred children does not hold much. */
-#define SEG_BYTES 4096
+#define SEG_BYTES WEFT__BLOCK_BYTES
 #define SEG_ENTRIES ((SEG_BYTES - 2 * sizeof(void *)) / sizeof(weft__defer_entry))
 
 struct weft__defer_seg {
@@ -20,23 +19,23 @@ struct weft__defer_seg {
 
 _Static_assert(sizeof(weft__defer_seg) <= SEG_BYTES, "a segment fits its page");
 
-static weft__defer_seg *seg_new(weft__defer_queue *q)
+static weft__defer_seg *seg_new(weft__defer_queue *q, weft_runtime *rt)
 {
     weft__defer_seg *g = q->spare;
     if (g)
         q->spare = NULL;
-    else if (!(g = weft__malloc(sizeof(*g))))
+    else if (!(g = weft__block_alloc(rt)))
         return NULL;
     g->next = NULL;
     g->read = g->write = 0;
     return g;
 }
 
-int weft__defer_push(weft__defer_queue *q, weft_fn fn, void *arg)
+int weft__defer_push(weft__defer_queue *q, weft_runtime *rt, weft_fn fn, void *arg)
 {
     weft__defer_seg *g = q->tail;
     if (!g || g->write == SEG_ENTRIES) {
-        weft__defer_seg *n = seg_new(q);
+        weft__defer_seg *n = seg_new(q, rt);
         if (!n)
             return -ENOMEM;
         if (g)
@@ -49,7 +48,7 @@ int weft__defer_push(weft__defer_queue *q, weft_fn fn, void *arg)
     return 0;
 }
 
-int weft__defer_pop(weft__defer_queue *q, weft__defer_entry *out)
+int weft__defer_pop(weft__defer_queue *q, weft_runtime *rt, weft__defer_entry *out)
 {
     weft__defer_seg *g = q->head;
     if (!g || g->read == g->write)
@@ -62,19 +61,20 @@ int weft__defer_pop(weft__defer_queue *q, weft__defer_entry *out)
         if (!q->head)
             q->tail = NULL;
         if (q->spare)
-            free(g);
+            weft__block_free(rt, g);
         else
             q->spare = g;
     }
     return 1;
 }
 
-void weft__defer_fini(weft__defer_queue *q)
+void weft__defer_fini(weft__defer_queue *q, weft_runtime *rt)
 {
     for (weft__defer_seg *g = q->head, *n; g; g = n) {
         n = g->next;
-        free(g);
+        weft__block_free(rt, g);
     }
-    free(q->spare);
+    if (q->spare)
+        weft__block_free(rt, q->spare);
     weft__defer_init(q);
 }

@@ -8,8 +8,10 @@
  * name, a stack size) needs its record from the start; its entry carries the record instead
  * (fn NULL: spawn never accepts a NULL function, so the two cannot be confused).
  *
- * No locking inside: the scope's lock guards the queue. A drained segment is kept as a spare,
- * so a queue that fills and drains at the same pace allocates nothing.
+ * Segments are blocks of the runtime (weft__block_alloc: carved from huge pages, where fresh
+ * 4 KiB pages from malloc made page faults the main cost of deferring 100,000 children). No
+ * locking inside: the scope's lock guards the queue. A drained segment is kept as a spare, so a
+ * queue that fills and drains at the same pace allocates nothing.
  */
 #ifndef WEFT_DEFER_H
 #define WEFT_DEFER_H
@@ -18,6 +20,7 @@
 #include <stdint.h>
 
 #include "weft.h"
+
 
 typedef struct weft__defer_entry {
     weft_fn fn; /* NULL: `arg` is a weft__task record, ready to be queued as it is */
@@ -38,12 +41,12 @@ static inline void weft__defer_init(weft__defer_queue *q)
 }
 
 /** Appends an entry. 0, or -ENOMEM when a new segment cannot be allocated. */
-int weft__defer_push(weft__defer_queue *q, weft_fn fn, void *arg);
+int weft__defer_push(weft__defer_queue *q, weft_runtime *rt, weft_fn fn, void *arg);
 
 /** Takes the oldest entry into *out. 1 if there was one, 0 if the queue is empty. */
-int weft__defer_pop(weft__defer_queue *q, weft__defer_entry *out);
+int weft__defer_pop(weft__defer_queue *q, weft_runtime *rt, weft__defer_entry *out);
 
 /** Frees the queue's segments; it must be empty (every deferred child ran before the join). */
-void weft__defer_fini(weft__defer_queue *q);
+void weft__defer_fini(weft__defer_queue *q, weft_runtime *rt);
 
 #endif

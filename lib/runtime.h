@@ -83,6 +83,9 @@ struct weft_runtime {
     struct task_chunk *chunks;   /* every task record's memory, freed with the runtime */
     weft__task *spare_tasks;     /* records freed off the runtime's workers */
     char *carve, *carve_end;     /* records for foreign threads not taken yet (chunk_lock) */
+    void *free_blocks;           /* weft__block_alloc's, under chunk_lock */
+    char *block_carve, *block_end;
+    unsigned block_chunks;
     weft_scope *spare_scopes;    /* scope records released off the runtime's workers */
     weft_scope *root_scope;      /* parent of every submitted task's scope */
     _Atomic uint32_t outstanding; /* submissions not yet ended (a futex word) */
@@ -135,5 +138,12 @@ static inline void weft__chaos_point(weft_runtime *rt)
 
 void weft__watchdog_start(weft_runtime *rt);
 void weft__watchdog_stop(weft_runtime *rt);
+
+
+#define WEFT__BLOCK_BYTES 4096
+/** A page-sized block (WEFT__BLOCK_BYTES) of the runtime's memory, or NULL (ENOMEM). Any
+ *  thread. Blocks go back with weft__block_free and stay in the runtime until it ends. */
+void *weft__block_alloc(weft_runtime *rt);
+void weft__block_free(weft_runtime *rt, void *b);
 
 #endif

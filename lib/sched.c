@@ -174,43 +174,78 @@ typedef struct task_chunk {
     size_t bytes;
 } task_chunk;
 
-/* A mapping of `bytes`, aligned to `bytes` when huge (THP needs 2 MiB alignment). */
-static char *map_chunk(size_t bytes, int huge)
+/* Maps a chunk and registers it with the runtime (chunks stay in the runtime until it is
+ * destroyed: a stale pointer to a task record always points to a record). NULL when out of
+ * memory. */
+static task_chunk *new_chunk(weft_runtime *rt, int huge)
 {
-    if (!huge) {
-        char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        return m == MAP_FAILED ? NULL : m;
-    }
-    char *m = mmap(NULL, 2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return NULL;
-    char *aligned = (char *)(((uintptr_t)m + bytes - 1) & ~(uintptr_t)(bytes - 1));
-    if (aligned > m)
-        munmap(m, (size_t)(aligned - m));
-    munmap(aligned + bytes, (size_t)(m + bytes - aligned));
-    madvise(aligned, bytes, MADV_HUGEPAGE);
-    return aligned;
-}
-
-/* Maps a chunk of records and registers it with the runtime (records stay in the runtime until it
- * is destroyed: a stale pointer to a task record always points to a record). Returns the first
- * record's address and sets *end past the last; NULL when out of memory. */
-static char *new_chunk(weft_runtime *rt, int huge, char **end)
-{
-    if (weft__alloc_should_fail())
-        return NULL;
     size_t bytes = huge ? HUGE_CHUNK_BYTES : SMALL_CHUNK_BYTES;
-    char *mem = map_chunk(bytes, huge);
-    if (!mem)
+    task_chunk *c = weft__map(bytes, huge);
+    if (!c)
         return NULL;
-    task_chunk *c = (task_chunk *)mem;
     c->bytes = bytes;
     weft__lock_acquire(&rt->chunk_lock);
     c->next = rt->chunks;
     rt->chunks = c;
     weft__lock_release(&rt->chunk_lock);
-    *end = mem + 64 + (bytes - 64) / TASK_RECORD_SIZE * TASK_RECORD_SIZE;
+    return c;
+}
+
+/* A new chunk of records: returns the first record's address and sets *end past the last. */
+static char *new_record_chunk(weft_runtime *rt, int huge, char **end)
+{
+    task_chunk *c = new_chunk(rt, huge);
+    if (!c)
+        return NULL;
+    char *mem = (char *)c;
+    *end = mem + 64 + (c->bytes - 64) / TASK_RECORD_SIZE * TASK_RECORD_SIZE;
     return mem + 64;
+}
+
+/* ---- blocks ------------------------------------------------------------------------------ */
+
+/* Page-sized blocks for the deferred-children queues (defer.h), carved from chunks like the
+ * records and for the same reason: 100,000 deferred children fill 400 blocks, which as fresh
+ * 4 KiB pages from malloc cost more than the children themselves. The first chunk is small.
+ * Blocks are recycled through the runtime, under the chunk lock (one call per 255 children). */
+#define BLOCK_BYTES WEFT__BLOCK_BYTES
+
+void *weft__block_alloc(weft_runtime *rt)
+{
+    if (weft__alloc_should_fail())
+        return NULL;
+    weft__lock_acquire(&rt->chunk_lock);
+    void *b = rt->free_blocks;
+    if (b) {
+        rt->free_blocks = *(void **)b;
+    } else if (rt->block_carve != rt->block_end) {
+        b = rt->block_carve;
+        rt->block_carve += BLOCK_BYTES;
+    }
+    int huge = rt->block_chunks > 0;
+    weft__lock_release(&rt->chunk_lock);
+    if (b)
+        return b;
+    task_chunk *c = new_chunk(rt, huge);
+    if (!c)
+        return NULL;
+    /* The first page holds the chunk's header; blocks start at the second. */
+    char *first = (char *)c + BLOCK_BYTES;
+    weft__lock_acquire(&rt->chunk_lock);
+    /* Two threads mapping at once: the later range wins, the rest of the other stays unused. */
+    rt->block_chunks++;
+    rt->block_carve = first + BLOCK_BYTES;
+    rt->block_end = (char *)c + c->bytes;
+    weft__lock_release(&rt->chunk_lock);
+    return first;
+}
+
+void weft__block_free(weft_runtime *rt, void *b)
+{
+    weft__lock_acquire(&rt->chunk_lock);
+    *(void **)b = rt->free_blocks;
+    rt->free_blocks = b;
+    weft__lock_release(&rt->chunk_lock);
 }
 
 /* The next untouched record of a carving range [*carve, end), or NULL when it is used up. */
@@ -229,7 +264,7 @@ static weft__task *carve_record(weft__worker *w, weft_runtime *rt)
     weft__task *t = take_carved(&w->carve, w->carve_end);
     if (t)
         return t;
-    char *end, *first = new_chunk(rt, w->chunks_made > 0, &end);
+    char *end, *first = new_record_chunk(rt, w->chunks_made > 0, &end);
     if (!first)
         return NULL;
     w->chunks_made++;
@@ -258,11 +293,11 @@ int weft__task_reserve_on(weft__worker *w, weft_runtime *rt)
 void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
 {
     /* What weft__task_alloc_on and weft__task_init_child set, minus what the record keeps:
-     * its runtime, host, stack and stack size. The handshake words are at rest (the task is
+     * its runtime, host, stack, stack size, and flags (how it is counted in its scope, which the
+     * new child inherits). The handshake words are at rest (the task is
      * running), its timer is disarmed, its failure was freed. */
     t->owned = NULL;
     t->next = NULL;
-    t->flags = 0; /* counted out through the balance: see weft__scope_child_done */
     t->timer.heap = NULL;
     t->id = new_task_id(weft__worker_self());
     t->failure = NULL;
@@ -294,7 +329,7 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
             t = take_carved(&rt->carve, rt->carve_end);
         weft__lock_release(&rt->chunk_lock);
         if (!t) {
-            char *end, *mem = new_chunk(rt, 0, &end);
+            char *end, *mem = new_record_chunk(rt, 0, &end);
             if (mem) {
                 t = (weft__task *)mem;
                 /* Two threads mapping at once: the later range wins, the other's rest stays
@@ -1045,7 +1080,7 @@ static void free_chunks(weft_runtime *rt)
     }
     for (task_chunk *c = rt->chunks, *next; c; c = next) {
         next = c->next;
-        munmap(c, c->bytes);
+        weft__unmap(c, c->bytes);
     }
     rt->chunks = NULL;
 }

@@ -72,7 +72,7 @@ static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft
 
 static void scope_free(weft_scope *s)
 {
-    weft__defer_fini(&s->deferred);
+    weft__defer_fini(&s->deferred, s->rt);
     for (size_t i = 0; i < s->nerrors; i++) {
         free(s->errors[i].message);
         free(s->errors[i].task);
@@ -532,7 +532,7 @@ int weft__scope_start_or_defer(weft_scope *s, weft_fn fn, void *arg)
     if (s->running < s->max_running)
         s->running++;
     else
-        rc = weft__defer_push(&s->deferred, fn, arg) == 0 ? 1 : -ENOMEM;
+        rc = weft__defer_push(&s->deferred, s->rt, fn, arg) == 0 ? 1 : -ENOMEM;
     weft__lock_release(&s->lock);
     return rc;
 }
@@ -542,7 +542,7 @@ int weft__scope_start_or_defer(weft_scope *s, weft_fn fn, void *arg)
 static int pass_slot(weft_scope *s, weft__defer_entry *next)
 {
     weft__lock_acquire(&s->lock);
-    int got = weft__defer_pop(&s->deferred, next);
+    int got = weft__defer_pop(&s->deferred, s->rt, next);
     if (!got)
         s->running--;
     weft__lock_release(&s->lock);
@@ -628,11 +628,13 @@ int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_ent
     }
     if (t->flags & WEFT__TASK_SUBMITTED)
         s->child_status = rc; /* the submitted task's status, not whichever child ends last */
-    /* The slot first: the balance cannot reach zero while a deferred child is counted in it,
-     * but once this child is counted out without one, the scope may be gone. */
-    int again = s->max_running ? pass_slot(s, next) : 0;
+    /* The slot first: once this child is counted out, the scope may be gone. A bare successor
+     * inherits the count instead: only slot holders are counted, so while one waits the count
+     * cannot have reached zero. */
+    if (s->max_running && pass_slot(s, next))
+        return 1;
     count_child_out(s, t->flags);
-    return again;
+    return 0;
 }
 
 size_t weft_scope_error_count(const weft_scope *s)

@@ -161,8 +161,9 @@ void weft__scope_park_unregister(weft_scope *s, weft__task *t);
 
 /** A child of `s` ended with status rc (recorded as failure when appropriate). In a limited
  *  scope its slot passes to the oldest waiting child: when that one is a bare fn(arg), it is
- *  returned in *next (return value 1) for the ended child's record and stack to run next, which
- *  saves a record, a stack and a trip through the run queues per child. */
+ *  returned in *next (return value 1) for the ended child's record and stack to run next, with
+ *  the ended child's count in the scope (its flags stay). That saves a record, a stack, a trip
+ *  through the run queues and two atomics on the scope per child. */
 int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next);
 
 #define WEFT__SCOPE_BIAS ((int64_t)1 << 40)
@@ -171,11 +172,18 @@ int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_ent
  *  child's record must carry (0 or WEFT__TASK_OWNER_COUNTED), or a negative code: the scope is
  *  cancelled, or joined. */
 int weft__scope_admit(weft_scope *s, weft__task *self);
+/** Counts a child the owner of `s` spawns, outside its join; returns WEFT__TASK_OWNER_COUNTED. */
+static inline uint32_t weft__scope_count_owner_child(weft_scope *s)
+{
+    s->owner_spawned++;
+    return WEFT__TASK_OWNER_COUNTED;
+}
 /** Takes back what weft__scope_admit counted (`counted`: the flags it returned), for a spawn
  *  that then failed. */
 void weft__scope_unadmit(weft_scope *s, uint32_t counted);
 /** For a limited scope (max_concurrency): takes a slot for a new child (0), or queues the child
- *  to wait for one (1): fn(arg), or with fn NULL the child's record `arg`. -ENOMEM when the
+ *  to wait for one (1): fn(arg) (the owner's plain spawns, not counted until they start), or
+ *  with fn NULL the child's record `arg` (counted at admission). -ENOMEM when the
  *  queue cannot grow. A child that got a slot must then be queued to run whatever happens
  *  (weft__sched_inject as the last resort): its slot is passed on only when it ends. */
 int weft__scope_start_or_defer(weft_scope *s, weft_fn fn, void *arg);

@@ -45,34 +45,37 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
         return -EINVAL;
     if (opts && opts->stack_size && (opts->stack_size < MIN_STACK || opts->stack_size > MAX_STACK))
         return -EINVAL;
-    int counted = weft__scope_admit(s, self);
-    if (counted < 0)
-        return counted;
     int rc;
     int slot = 0;
-    if (s->max_running && (!opts || (!opts->name && !opts->stack_size))) {
-        /* Waits as a bare fn(arg), without a record, unless a slot is free now. A slot, once
-         * taken, cannot be handed back (a child may queue behind it at once), so the record it
-         * needs is made sure of first. */
-        if (weft__task_reserve_on(w, s->rt) != 0) {
-            weft__scope_unadmit(s, (uint32_t)counted);
-            return -ENOMEM;
-        }
-        rc = weft__scope_start_or_defer(s, fn, arg);
-        if (rc == 1)
-            return 0;
-        if (rc < 0) {
-            weft__scope_unadmit(s, (uint32_t)counted);
+    uint32_t counted;
+    if (s->max_running && s->owner == self && (!opts || (!opts->name && !opts->stack_size))) {
+        /* The owner's plain spawn into a limited scope waits as a bare fn(arg), without a
+         * record, unless a slot is free now. It is not counted among the scope's children until
+         * it inherits the slot and the count of the child it succeeds (weft__scope_child_done).
+         * A slot, once taken, cannot be handed back (a child may queue behind it at once), so
+         * the record it needs is made sure of first. */
+        rc = weft__scope_cancel_code(s);
+        if (rc)
             return rc;
-        }
+        if (weft__task_reserve_on(w, s->rt) != 0)
+            return -ENOMEM;
+        rc = weft__scope_start_or_defer(s, fn, arg);
+        if (rc != 0)
+            return rc == 1 ? 0 : rc;
         slot = 1;
+        counted = weft__scope_count_owner_child(s);
+    } else {
+        rc = weft__scope_admit(s, self);
+        if (rc < 0)
+            return rc;
+        counted = (uint32_t)rc;
     }
     weft__task *t = weft__task_alloc_on(w, s->rt);
     if (!t) {
-        weft__scope_unadmit(s, (uint32_t)counted); /* not with a slot: reserved above */
+        weft__scope_unadmit(s, counted); /* never with a slot: its record was reserved */
         return -ENOMEM;
     }
-    t->flags |= (uint32_t)counted;
+    t->flags |= counted;
     weft__task_init_child(t, s, fn, arg, opts ? opts->name : NULL);
     if (opts)
         t->stack_size = opts->stack_size;
@@ -82,7 +85,7 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
         if (rc == 1)
             return 0; /* waits, unstarted and without a stack, for a running sibling to end */
         if (rc < 0) {
-            weft__scope_unadmit(s, (uint32_t)counted);
+            weft__scope_unadmit(s, counted);
             weft__task_free_on(w, t);
             return rc;
         }
@@ -95,7 +98,7 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
             weft__sched_inject(s->rt, t);
             return 0;
         }
-        weft__scope_unadmit(s, (uint32_t)counted);
+        weft__scope_unadmit(s, counted);
         weft__task_free_on(w, t);
         return rc;
     }

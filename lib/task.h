@@ -138,7 +138,8 @@ weft__task *weft__task_alloc(weft_runtime *rt);
 /** Makes sure the next weft__task_alloc_on(w, rt) succeeds (`w` runs on `rt`). 0 or -ENOMEM. */
 int weft__task_reserve_on(weft__worker *w, weft_runtime *rt);
 /** Turns the record of an ended child into a new, unstarted-looking child fn(arg) of the same
- *  scope, on the same host and stack: a new id, no name, nothing held over. */
+ *  scope, on the same host and stack, counted in the scope as the ended one was: a new id, no
+ *  name, nothing else held over. */
 void weft__task_renew(weft__task *t, weft_fn fn, void *arg);
 void weft__task_free(weft__task *t);
 

@@ -846,3 +846,67 @@ Test(errors, max_concurrency_children_on_a_passed_record_are_tasks_of_their_own,
     check_renewed(1);
     check_renewed(3);
 }
+
+/* Tasks other than the owner spawn into a limited scope too: their children wait with records,
+ * the owner's as bare entries, in one queue. Every child runs once and the bound holds. */
+#define NFOREIGN_SPAWNERS 6
+#define NPER_SPAWNER 50
+
+typedef struct mixed_case {
+    weft_scope *limited;
+    atomic_int running, max_running, ran;
+} mixed_case;
+
+static int mixed_child(void *p)
+{
+    mixed_case *c = p;
+    int now = atomic_fetch_add(&c->running, 1) + 1;
+    int m = atomic_load(&c->max_running);
+    while (now > m && !atomic_compare_exchange_weak(&c->max_running, &m, now)) {
+    }
+    CHECK_EQ(weft_yield(), 0);
+    atomic_fetch_sub(&c->running, 1);
+    atomic_fetch_add(&c->ran, 1);
+    return 0;
+}
+
+static int mixed_spawner(void *p)
+{
+    mixed_case *c = p;
+    for (int i = 0; i < NPER_SPAWNER; i++) {
+        CHECK_EQ(weft_spawn(c->limited, mixed_child, c), 0);
+        if (i % 8 == 0)
+            CHECK_EQ(weft_yield(), 0);
+    }
+    return 0;
+}
+
+static int mixed_root(void *p)
+{
+    mixed_case *c = p;
+    weft_scope_opts o = {.max_concurrency = 3};
+    REQUIRE_EQ(weft_scope_open(&c->limited, &o), 0);
+    weft_scope *spawners;
+    REQUIRE_EQ(weft_scope_open(&spawners, NULL), 0);
+    for (int i = 0; i < NFOREIGN_SPAWNERS; i++)
+        CHECK_EQ(weft_spawn(spawners, mixed_spawner, c), 0);
+    for (int i = 0; i < NPER_SPAWNER; i++)
+        CHECK_EQ(weft_spawn(c->limited, mixed_child, c), 0);
+    CHECK_EQ(weft_scope_join(spawners), 0);
+    CHECK_EQ(weft_scope_release(spawners), 0);
+    CHECK_EQ(weft_scope_join(c->limited), 0);
+    CHECK_EQ(weft_scope_release(c->limited), 0);
+    return 0;
+}
+
+Test(errors, max_concurrency_spawns_from_owner_and_others_share_the_bound, .timeout = 60)
+{
+    for (unsigned workers = 1; workers <= 3; workers += 2) {
+        static mixed_case c;
+        memset(&c, 0, sizeof(c));
+        cr_assert_eq(run_on(workers, mixed_root, &c), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(atomic_load(&c.ran), (NFOREIGN_SPAWNERS + 1) * NPER_SPAWNER);
+        cr_assert_leq(atomic_load(&c.max_running), 3);
+    }
+}
