@@ -22,6 +22,7 @@ int weft__deque_init(weft__deque *d, int64_t capacity_log2)
         return -ENOMEM;
     atomic_init(&d->top, 0);
     atomic_init(&d->bottom, 0);
+    d->top_seen = 0;
     atomic_init(&d->ring, r);
     d->retired = NULL;
     return 0;

@@ -27,6 +27,7 @@ typedef struct weft__deque_ring {
 typedef struct weft__deque {
     _Alignas(64) _Atomic int64_t top;
     _Alignas(64) _Atomic int64_t bottom;
+    int64_t top_seen; /* owner only: `top` as last loaded; top never decreases */
     _Atomic(weft__deque_ring *) ring;
     weft__deque_ring *retired; /* owner only: rings replaced by growth */
 } weft__deque;
@@ -58,12 +59,17 @@ weft__deque_ring *weft__deque_grow(weft__deque *d, weft__deque_ring *old, int64_
 static inline int weft__deque_push_owner(weft__deque *d, void *item)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
     weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
-    if (__builtin_expect(b - t > r->mask, 0)) {
-        r = weft__deque_grow(d, r, t, b);
-        if (!r)
-            return -ENOMEM;
+    /* The ring has room if it had with an older `top` (top only grows), so `top` is loaded only
+     * when that says full: a thief's CAS on top then costs the owner no cache miss per push. */
+    if (__builtin_expect(b - d->top_seen > r->mask, 0)) {
+        int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
+        d->top_seen = t;
+        if (b - t > r->mask) {
+            r = weft__deque_grow(d, r, t, b);
+            if (!r)
+                return -ENOMEM;
+        }
     }
     atomic_store_explicit(&r->slot[b & r->mask], item, memory_order_relaxed);
     /* A release store rather than the paper's release fence plus relaxed store: the same

@@ -43,6 +43,7 @@ struct weft__worker {
     uint64_t rng;
     uint64_t chaos_rng;
     weft__task *task_cache;
+    unsigned task_cache_count;
     unsigned chunks_made;
     char *carve, *carve_end; /* the part of its newest chunk no record was taken from yet */
     weft__stack_cache stacks;
@@ -82,6 +83,7 @@ struct weft_runtime {
     weft__lock chunk_lock;
     struct task_chunk *chunks;   /* every task record's memory, freed with the runtime */
     weft__task *spare_tasks;     /* records freed off the runtime's workers */
+    weft__task *task_batches;    /* records workers gave up, in batches (see weft__task_free_on) */
     char *carve, *carve_end;     /* records for foreign threads not taken yet (chunk_lock) */
     void *free_blocks;           /* weft__block_alloc's, under chunk_lock */
     char *block_carve, *block_end;

@@ -278,15 +278,56 @@ weft__task *weft__task_alloc(weft_runtime *rt)
     return weft__task_alloc_on(weft__worker_self(), rt);
 }
 
+/* A worker keeps at most TASK_CACHE_MAX free records; beyond, it hands TASK_BATCH of them to
+ * the runtime, where a worker whose cache is empty takes them before carving fresh ones. Without
+ * this, records spawned on one worker and ended on another piled up on the second while the
+ * first kept carving fresh memory, so a producer feeding a consumer grew without bound. A batch
+ * moves under the chunk lock, once per TASK_BATCH records. */
+#define TASK_CACHE_MAX 256
+#define TASK_BATCH 128
+
+/* Batches are chained through their first record's `snext` (free records use no wait links). */
+static void give_batch(weft__worker *w, weft_runtime *rt)
+{
+    weft__task *first = w->task_cache, *last = first;
+    for (unsigned i = 1; i < TASK_BATCH; i++)
+        last = last->next;
+    w->task_cache = last->next;
+    w->task_cache_count -= TASK_BATCH;
+    last->next = NULL;
+    weft__lock_acquire(&rt->chunk_lock);
+    first->snext = rt->task_batches;
+    __atomic_store_n(&rt->task_batches, first, __ATOMIC_RELAXED); /* read unlocked below */
+    weft__lock_release(&rt->chunk_lock);
+}
+
+/* Refills an empty cache with a batch from the runtime: 1 if there was one. */
+static int take_batch(weft__worker *w, weft_runtime *rt)
+{
+    if (!__atomic_load_n(&rt->task_batches, __ATOMIC_RELAXED))
+        return 0;
+    weft__lock_acquire(&rt->chunk_lock);
+    weft__task *b = rt->task_batches;
+    if (b)
+        __atomic_store_n(&rt->task_batches, b->snext, __ATOMIC_RELAXED);
+    weft__lock_release(&rt->chunk_lock);
+    if (!b)
+        return 0;
+    w->task_cache = b;
+    w->task_cache_count = TASK_BATCH;
+    return 1;
+}
+
 int weft__task_reserve_on(weft__worker *w, weft_runtime *rt)
 {
-    if (w->task_cache || w->carve != w->carve_end)
+    if (w->task_cache || w->carve != w->carve_end || take_batch(w, rt))
         return 0;
     weft__task *t = carve_record(w, rt);
     if (!t)
         return -ENOMEM;
     t->next = NULL;
     w->task_cache = t;
+    w->task_cache_count = 1;
     return 0;
 }
 
@@ -313,8 +354,10 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
     weft__task *t;
     if (w && w->rt == rt) {
         t = w->task_cache;
-        if (t) {
+        if (t || take_batch(w, rt)) {
+            t = w->task_cache;
             w->task_cache = t->next;
+            w->task_cache_count--;
         } else {
             t = carve_record(w, rt);
         }
@@ -371,6 +414,8 @@ void weft__task_free_on(weft__worker *w, weft__task *t)
     if (w && w->rt == rt) {
         t->next = w->task_cache;
         w->task_cache = t;
+        if (++w->task_cache_count > TASK_CACHE_MAX)
+            give_batch(w, rt);
         return;
     }
     weft__lock_acquire(&rt->chunk_lock);
@@ -1088,6 +1133,7 @@ static void free_chunks(weft_runtime *rt)
 static void free_worker_caches(weft_runtime *rt, weft__worker *w)
 {
     w->task_cache = NULL;
+    w->task_cache_count = 0;
     w->carve = w->carve_end = NULL;
     while (w->scopes.top) {
         weft_scope *s = w->scopes.top;
