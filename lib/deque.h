@@ -113,6 +113,28 @@ static inline void *weft__deque_peek_owner(weft__deque *d)
     return atomic_load_explicit(&r->slot[(b - 1) & r->mask], memory_order_relaxed);
 }
 
+/** Owner only: at least the number of items (exact when no thief took one since the owner last
+ *  looked at `top`); `top` is loaded again only when the answer would reach `limit`. */
+static inline int64_t weft__deque_size_owner(weft__deque *d, int64_t limit)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    if (b - d->top_seen >= limit)
+        d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
+    return b - d->top_seen;
+}
+
+/** Owner only, a hint: the item `k` places after the oldest, NULL when there are fewer. A thief
+ *  may take it meanwhile, so it may only be used for prefetching. */
+static inline void *weft__deque_peek_oldest_owner(weft__deque *d, int64_t k)
+{
+    int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    if (t + k >= b)
+        return NULL;
+    weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
+    return atomic_load_explicit(&r->slot[(t + k) & r->mask], memory_order_relaxed);
+}
+
 /** Owner only: the oldest item, like a steal, but without the fence a thief needs (the owner
  *  knows `bottom`, since only it writes it). Thieves may still race for the item: the CAS on
  *  `top` settles that. NULL when empty; WEFT__DEQUE_ABORT when a thief won. */

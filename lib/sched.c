@@ -517,37 +517,72 @@ void weft__sched_inject(weft_runtime *rt, weft__task *t)
     wake_one_sleeper(rt);
 }
 
-static weft__task *inject_pop(weft_runtime *rt)
-{
-    if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0)
-        return NULL;
-    weft__lock_acquire(&rt->inject_lock);
-    weft__task *t = rt->inject_head;
-    if (t) {
-        rt->inject_head = t->next;
-        if (!rt->inject_head)
-            rt->inject_tail = NULL;
-        atomic_fetch_sub_explicit(&rt->inject_len, 1, memory_order_relaxed);
-    }
-    weft__lock_release(&rt->inject_lock);
-    return t;
-}
+/* Queues a runnable task on the worker's ready queue, or on the injection queue when the ready
+ * queue already holds READY_LOCAL_MAX tasks or cannot grow. A wake-up of many tasks at once (a
+ * cancel of 100,000 sleepers) would otherwise grow the ring to a megabyte of fresh pages (10 ms
+ * of page faults here), where the injection queue links the records themselves; past that many,
+ * tasks are no fresher in one queue than in the other. */
+#define READY_LOCAL_MAX 4096
 
-static void push_or_inject(weft__worker *w, weft__deque *q, weft__task *t)
+static void push_ready(weft__worker *w, weft__task *t)
 {
-    if (weft__deque_push_owner(q, t) != 0) {
-        /* The deque could not grow: the injection queue needs no memory. */
+    if (weft__deque_size_owner(&w->readyq, READY_LOCAL_MAX) >= READY_LOCAL_MAX ||
+        weft__deque_push_owner(&w->readyq, t) != 0) {
         weft__sched_inject(w->rt, t);
         return;
     }
     notify_local(w->rt);
 }
 
+/* Takes the oldest task of the injection queue, and with it up to INJECT_BATCH - 1 more onto the
+ * worker's ready queue: there they are taken without the lock and prefetched before they run
+ * (prefetch_ready), which a linked queue cannot do without walking it. A fair share only (the
+ * queue's length over the number of workers), and none past READY_LOCAL_MAX. */
+#define INJECT_BATCH 32
+
+static weft__task *inject_pop(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    long len = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
+    if (len == 0)
+        return NULL;
+    long want = len / (long)rt->nworkers + 1;
+    if (want > INJECT_BATCH)
+        want = INJECT_BATCH;
+    if (want > 1 &&
+        weft__deque_size_owner(&w->readyq, READY_LOCAL_MAX - want) > READY_LOCAL_MAX - want)
+        want = 1;
+    weft__lock_acquire(&rt->inject_lock);
+    weft__task *first = rt->inject_head, *last = first;
+    long n = 0;
+    if (first) {
+        for (n = 1; n < want && last->next; n++)
+            last = last->next;
+        rt->inject_head = last->next;
+        if (!rt->inject_head)
+            rt->inject_tail = NULL;
+        atomic_fetch_sub_explicit(&rt->inject_len, n, memory_order_relaxed);
+    }
+    weft__lock_release(&rt->inject_lock);
+    if (n > 1) {
+        weft__task *x = first->next;
+        for (long i = 1; i < n; i++) {
+            weft__task *next = x->next;
+            if (weft__deque_push_owner(&w->readyq, x) != 0)
+                weft__sched_inject(rt, x);
+            x = next;
+        }
+        notify_local(rt);
+    }
+    return first;
+}
+
+
 void weft__sched_ready(weft_runtime *rt, weft__task *t)
 {
     weft__worker *w = weft__worker_self();
     if (w && w->rt == rt)
-        push_or_inject(w, &w->readyq, t);
+        push_ready(w, t);
     else
         weft__sched_inject(rt, t);
 }
@@ -593,6 +628,36 @@ static void run_timers(weft__worker *w)
     weft__timer_heap_run(&w->timers, now);
 }
 
+/* Resuming a parked task touches its record, its stack's record and the top of its stack.
+ * After a wake-up of many tasks (a cancel of 100,000 sleepers) all of it is cold, and a resume
+ * waited for each line in turn. The ready queue says which tasks come next, so their lines are
+ * prefetched a few places ahead, in two steps: the record first, then (a few places later, when
+ * the record has arrived) the stack it points to. */
+#define PREFETCH_RECORD_AHEAD 8
+#define PREFETCH_STACK_AHEAD 4
+#define PREFETCH_STACK_BYTES 1024
+
+static void prefetch_ready(weft__worker *w)
+{
+#ifndef WEFT_TSAN /* the reads race with the tasks' owners by design: hints only */
+    weft__task *far = weft__deque_peek_oldest_owner(&w->readyq, PREFETCH_RECORD_AHEAD);
+    if (far) {
+        __builtin_prefetch(far);
+        __builtin_prefetch((char *)far + 64);
+    }
+    weft__task *near = weft__deque_peek_oldest_owner(&w->readyq, PREFETCH_STACK_AHEAD);
+    weft__task *host = near ? near->host : NULL;
+    if (!host)
+        return;
+    __builtin_prefetch(host->stack);
+    char *sp = host->ctx.sp;
+    for (int i = 0; i < PREFETCH_STACK_BYTES; i += 64)
+        __builtin_prefetch(sp + i);
+#else
+    (void)w;
+#endif
+}
+
 /* The next task of this worker's own queues, or NULL. Callable from a task or the scheduler. */
 static weft__task *pick_local(weft__worker *w)
 {
@@ -601,12 +666,13 @@ static weft__task *pick_local(weft__worker *w)
         return t; /* forced steal: run a neighbour's work before our own */
     if (++w->tick % GLOBAL_CHECK_INTERVAL == 0) {
         run_timers(w);
-        if ((t = inject_pop(w->rt)))
+        if ((t = inject_pop(w)))
             return t;
     }
     if (w->ready_streak < READY_STREAK) {
         if ((t = steal_own(&w->readyq))) {
             w->ready_streak++;
+            prefetch_ready(w);
             return t;
         }
     }
@@ -615,7 +681,7 @@ static weft__task *pick_local(weft__worker *w)
         return t;
     if ((t = steal_own(&w->readyq)))
         return t;
-    return inject_pop(w->rt);
+    return inject_pop(w);
 }
 
 static uint64_t next_rand(weft__worker *w)
@@ -859,18 +925,18 @@ static void after_switch(void)
     weft__task *t = w->after_task;
     switch (w->after) {
     case WEFT__AFTER_READY:
-        push_or_inject(w, &w->readyq, t);
+        push_ready(w, t);
         break;
     case WEFT__AFTER_PARK:
         if (atomic_fetch_add_explicit(&t->park_sync, 1, memory_order_acq_rel) == 1)
-            push_or_inject(w, &w->readyq, t);
+            push_ready(w, t);
         break;
     case WEFT__AFTER_FINISH:
         recycle(w, t);
         break;
     case WEFT__AFTER_SPURIOUS:
         /* Leaves park_sync alone: no waker can make the task runnable while it is queued. */
-        push_or_inject(w, &w->readyq, t);
+        push_ready(w, t);
         break;
     default:
         break;
@@ -1042,7 +1108,7 @@ static weft__task *spin_for_work(weft__worker *w)
     atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed);
     weft__task *t = NULL;
     for (int round = 0; round < SPIN_ROUNDS && !t; round++) {
-        if ((t = steal_round(w)) || (t = inject_pop(rt)))
+        if ((t = steal_round(w)) || (t = inject_pop(w)))
             break;
         for (int i = 0; i < 32; i++)
             ck_pr_stall();

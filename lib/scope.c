@@ -141,6 +141,34 @@ static int reason_of_kind(uint64_t kind)
     return kind == 3 ? WEFT_CANCEL_SHUTDOWN : kind == 2 ? WEFT_CANCEL_DEADLINE : WEFT_CANCEL_PARENT;
 }
 
+/* Wakes and detaches the tasks parked in `s`, whose state is set and whose lock is held. Each
+ * detached task's unregister then finds itself off the list and needs neither the lock nor its
+ * neighbours' records. The lock is let go every WAKE_CHUNK tasks: a woken task that runs on
+ * another worker before it is detached takes the lock to unregister, and would otherwise spin
+ * until the whole list was woken (100,000 sleepers: milliseconds). Registrations are refused
+ * meanwhile (the state is set), so the list only shrinks, and each wake still happens under the
+ * lock of the registration it found. */
+#define WAKE_CHUNK 64
+
+static void wake_parked(weft_scope *s)
+{
+    for (;;) {
+        for (int n = 0; n < WAKE_CHUNK && s->parked; n++) {
+            weft__task *t = s->parked;
+            s->parked = t->pnext;
+            if (s->parked)
+                s->parked->pprev = NULL;
+            weft__task_wake(t, WEFT__WOKEN_CANCEL);
+            t->pnext = t->pprev = NULL;
+            atomic_store_explicit(&t->listed, 0, memory_order_release);
+        }
+        if (!s->parked)
+            return;
+        weft__lock_release(&s->lock);
+        weft__lock_acquire(&s->lock);
+    }
+}
+
 enum { CLAIMED, DONE_BEFORE, FANNING_BEFORE };
 
 /* Sets the cancel state of `s` and wakes its parked tasks, marks it fanning and queues its mark
@@ -170,15 +198,6 @@ static int claim(weft_scope *s, int reason, int code, int root, weft_scope **tod
     }
     atomic_store_explicit(&s->cancel, reason, memory_order_release);
     atomic_store_explicit(&s->cancel_code, code, memory_order_release);
-    /* Wake and detach every parked task: each one's unregister then finds itself off the list
-     * and needs neither the lock nor its neighbours' records. */
-    for (weft__task *t = s->parked, *next; t; t = next) {
-        next = t->pnext;
-        weft__task_wake(t, WEFT__WOKEN_CANCEL);
-        t->pnext = t->pprev = NULL;
-        atomic_store_explicit(&t->listed, 0, memory_order_release);
-    }
-    s->parked = NULL;
     atomic_store_explicit(&s->fanning, 1, memory_order_relaxed);
     /* The root's mark stays off the list: another fan-out may hold the root on its own list
      * (through the same cache_next), as a child of a scope it claimed. */
@@ -190,6 +209,7 @@ static int claim(weft_scope *s, int reason, int code, int root, weft_scope **tod
         atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
         *todo = todo_push(*todo, c, 0);
     }
+    wake_parked(s);
     weft__lock_release(&s->lock);
     return CLAIMED;
 }

@@ -101,6 +101,54 @@ Test(cancel, wakes_hour_long_sleepers_four_workers, .timeout = 60)
     check_wake(4);
 }
 
+/* A cancel of more sleepers than a worker's ready queue holds (the rest go through the injection
+ * queue) and than the fan-out wakes under one hold of the scope's lock; every other sleeper has a
+ * 1 ms deadline, so timers fire while the fan-out runs. Each sleep ends exactly once: by its
+ * timer (0) or by the cancel (-ECANCELED). */
+#define NHERD 20000
+
+typedef struct herd_case {
+    atomic_int parked, by_timer, by_cancel, other;
+    int join;
+} herd_case;
+
+static int herd_sleeper(void *p)
+{
+    herd_case *c = p;
+    weft_time ns = atomic_fetch_add(&c->parked, 1) % 2 ? WEFT_MSEC : HOUR;
+    int rc = weft_sleep_for(ns);
+    atomic_fetch_add(rc == 0 ? &c->by_timer : rc == -ECANCELED ? &c->by_cancel : &c->other, 1);
+    return 0;
+}
+
+static int herd_root(void *p)
+{
+    herd_case *c = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    for (int i = 0; i < NHERD; i++)
+        CHECK_EQ(weft_spawn(s, herd_sleeper, c), 0);
+    CHECK_EQ(yield_until(&c->parked, NHERD), 0);
+    CHECK_EQ(weft_scope_cancel(s), 0);
+    c->join = weft_scope_join(s);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return 0;
+}
+
+Test(cancel, wakes_twenty_thousand_sleepers_while_timers_fire, .timeout = 120)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        static herd_case c;
+        memset(&c, 0, sizeof(c));
+        cr_assert_eq(run_on(workers, herd_root, &c), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(c.join, -ECANCELED);
+        cr_assert_eq(atomic_load(&c.other), 0);
+        cr_assert_eq(atomic_load(&c.by_timer) + atomic_load(&c.by_cancel), NHERD);
+        cr_assert_geq(atomic_load(&c.by_cancel), NHERD / 2, "the hour-long half ends by cancel");
+    }
+}
+
 /* ---- level-triggered: every suspension point keeps answering, none suspends ------------------ */
 
 static atomic_int bystander_ran;
