@@ -642,17 +642,17 @@ static void prefetch_ready(weft__worker *w)
 #ifndef WEFT_TSAN /* the reads race with the tasks' owners by design: hints only */
     weft__task *far = weft__deque_peek_oldest_owner(&w->readyq, PREFETCH_RECORD_AHEAD);
     if (far) {
-        __builtin_prefetch(far);
-        __builtin_prefetch((char *)far + 64);
+        __builtin_prefetch(far, 1);
+        __builtin_prefetch((char *)far + 64, 1);
     }
     weft__task *near = weft__deque_peek_oldest_owner(&w->readyq, PREFETCH_STACK_AHEAD);
     weft__task *host = near ? near->host : NULL;
     if (!host)
         return;
-    __builtin_prefetch(host->stack);
+    __builtin_prefetch(host->stack, 1); /* written at the switch (its owner) */
     char *sp = host->ctx.sp;
     for (int i = 0; i < PREFETCH_STACK_BYTES; i += 64)
-        __builtin_prefetch(sp + i);
+        __builtin_prefetch(sp + i, 1);
 #else
     (void)w;
 #endif
