@@ -68,7 +68,7 @@ int weft__defer_pop(weft__defer_queue *q, weft_runtime *rt, weft__defer_entry *o
     return 1;
 }
 
-void weft__defer_fini(weft__defer_queue *q, weft_runtime *rt)
+void weft__defer_release(weft__defer_queue *q, weft_runtime *rt)
 {
     for (weft__defer_seg *g = q->head, *n; g; g = n) {
         n = g->next;

@@ -46,7 +46,14 @@ int weft__defer_push(weft__defer_queue *q, weft_runtime *rt, weft_fn fn, void *a
 /** Takes the oldest entry into *out. 1 if there was one, 0 if the queue is empty. */
 int weft__defer_pop(weft__defer_queue *q, weft_runtime *rt, weft__defer_entry *out);
 
-/** Frees the queue's segments; it must be empty (every deferred child ran before the join). */
-void weft__defer_fini(weft__defer_queue *q, weft_runtime *rt);
+void weft__defer_release(weft__defer_queue *q, weft_runtime *rt);
+
+/** Gives the queue's segments back; it must be empty (every deferred child ran before the
+ *  join). Inline: every scope ends here, and most never deferred a child. */
+static inline void weft__defer_fini(weft__defer_queue *q, weft_runtime *rt)
+{
+    if (q->head || q->spare)
+        weft__defer_release(q, rt);
+}
 
 #endif
