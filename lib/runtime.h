@@ -100,6 +100,12 @@ struct weft_runtime {
     _Atomic uint32_t watchdog_wake;
 };
 
+/** The task running on `w` (the caller's worker, just looked up), NULL for none. */
+static inline weft__task *weft__worker_current(weft__worker *w)
+{
+    return w ? w->current : NULL;
+}
+
 #define WEFT__MAX_WORKERS 256
 
 /** Sleeps while *word == expected, until `deadline` (WEFT_NEVER: no limit). */

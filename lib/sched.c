@@ -110,10 +110,6 @@ __attribute__((noinline)) weft__worker *weft__worker_self(void)
     return w;
 }
 
-weft__task *weft__worker_current(weft__worker *w)
-{
-    return w ? w->current : NULL;
-}
 
 __attribute__((noinline)) weft__task *weft__task_self(void)
 {

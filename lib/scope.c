@@ -505,16 +505,8 @@ static void last_child_gone(weft_scope *s)
         s->on_done(s, s->child_status);
 }
 
-int weft__scope_admit(weft_scope *s, weft__task *self)
+int weft__scope_admit_other(weft_scope *s)
 {
-    int code = weft__scope_cancel_code(s);
-    if (code)
-        return code;
-    if (self && s->owner == self) {
-        /* The owner is not in its join (it is here), so the scope is open: no atomic needed. */
-        s->owner_spawned++;
-        return WEFT__TASK_OWNER_COUNTED;
-    }
     int64_t n = atomic_load_explicit(&s->balance, memory_order_relaxed);
     do {
         if (n <= 0)

@@ -168,16 +168,29 @@ int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_ent
 
 #define WEFT__SCOPE_BIAS ((int64_t)1 << 40)
 
-/** Counts a new child of `s` spawned by `self` (NULL off the workers). Returns the flags the
- *  child's record must carry (0 or WEFT__TASK_OWNER_COUNTED), or a negative code: the scope is
- *  cancelled, or joined. */
-int weft__scope_admit(weft_scope *s, weft__task *self);
 /** Counts a child the owner of `s` spawns, outside its join; returns WEFT__TASK_OWNER_COUNTED. */
 static inline uint32_t weft__scope_count_owner_child(weft_scope *s)
 {
     s->owner_spawned++;
     return WEFT__TASK_OWNER_COUNTED;
 }
+
+/** A child spawned by a task other than the owner: one more on the balance, unless joined. */
+int weft__scope_admit_other(weft_scope *s);
+
+/** Counts a new child of `s` spawned by `self` (NULL off the workers). Returns the flags the
+ *  child's record must carry (0 or WEFT__TASK_OWNER_COUNTED), or a negative code: the scope is
+ *  cancelled, or joined. */
+static inline int weft__scope_admit(weft_scope *s, weft__task *self)
+{
+    int code = weft__scope_cancel_code(s);
+    if (code)
+        return code;
+    if (self && s->owner == self) /* not in its join (it is here): the scope is open */
+        return (int)weft__scope_count_owner_child(s);
+    return weft__scope_admit_other(s);
+}
+
 /** Takes back what weft__scope_admit counted (`counted`: the flags it returned), for a spawn
  *  that then failed. */
 void weft__scope_unadmit(weft_scope *s, uint32_t counted);

@@ -221,17 +221,16 @@ weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t s
     return s;
 }
 
-int weft__stack_reserve(weft__stack_pool *p, weft__stack_cache *c)
+int weft__stack_reserve_slow(weft__stack_pool *p, weft__stack_cache *c)
 {
-    /* Read without the lock on the spawn path: `free` and the slabs' `used` are written with
-     * atomic stores (under the lock) for this read's sake; a stale answer only means one more
-     * look under the lock. */
-    if (c->top || __atomic_load_n(&p->free, __ATOMIC_RELAXED) || fresh_left(p))
-        return 0;
-    weft__lock_acquire(&p->lock);
-    int rc = p->free || fresh_left(p) ? 0 : add_slab(p);
-    weft__lock_release(&p->lock);
-    return rc;
+    /* Into the cache with it: every later check is then the inline one, until a task takes it. */
+    weft__stack *s = weft__stack_get(p, c, 0);
+    if (!s)
+        return -ENOMEM;
+    s->next = c->top;
+    c->top = s;
+    c->count++;
+    return 0;
 }
 
 void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)

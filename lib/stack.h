@@ -61,10 +61,15 @@ void weft__stack_pool_destroy(weft__stack_pool *p);
 /** A stack of the pool's size (size == 0) or of `size` bytes; NULL when memory is exhausted. */
 weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t size);
 void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s);
-/** 0 if a default stack can be had now without mapping memory, or after mapping a slab for it;
- *  -ENOMEM when even that fails (so a spawn can refuse instead of queueing a task that could
- *  never start). */
-int weft__stack_reserve(weft__stack_pool *p, weft__stack_cache *c);
+int weft__stack_reserve_slow(weft__stack_pool *p, weft__stack_cache *c);
+
+/** 0 when the worker's cache `c` holds a default stack, after moving one there from the pool
+ *  (mapping a slab if need be); -ENOMEM when even that fails, so that a spawn can refuse instead
+ *  of queueing a task that could never start. Inline: it is on every spawn. */
+static inline int weft__stack_reserve(weft__stack_pool *p, weft__stack_cache *c)
+{
+    return c->top ? 0 : weft__stack_reserve_slow(p, c);
+}
 void weft__stack_cache_flush(weft__stack_pool *p, weft__stack_cache *c);
 
 /** Records which task runs on `s` now, for the overflow report. */
