@@ -35,6 +35,17 @@ static inline int run_on(unsigned workers, weft_fn root, void *arg)
     return weft_run(&cfg, root, arg);
 }
 
+/* One more in `*count`; raises `*high` to the new count if it is higher (a high-water mark kept
+ * across threads). Returns the new count. */
+static inline int count_up_with_high(atomic_int *count, atomic_int *high)
+{
+    int now = atomic_fetch_add(count, 1) + 1;
+    int m = atomic_load(high);
+    while (now > m && !atomic_compare_exchange_weak(high, &m, now)) {
+    }
+    return now;
+}
+
 /* In a task: polls *v with weft_yield() until it reaches `target`; other tasks run meanwhile. */
 static inline int yield_until(atomic_int *v, int target)
 {

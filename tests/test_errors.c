@@ -697,10 +697,7 @@ static int limited_child(void *p)
     limit_arg *a = p;
     limit_case *c = a->c;
     c->start_order[atomic_fetch_add(&c->next_start, 1)] = a->i;
-    int now = atomic_fetch_add(&c->running, 1) + 1;
-    int m = atomic_load(&c->max_running);
-    while (now > m && !atomic_compare_exchange_weak(&c->max_running, &m, now)) {
-    }
+    count_up_with_high(&c->running, &c->max_running);
     /* Stay running across suspension points: a sleep and a few yields. */
     CHECK_EQ(weft_sleep_for(50 * WEFT_USEC), 0);
     for (int k = 0; k < 3; k++)
@@ -860,10 +857,7 @@ typedef struct mixed_case {
 static int mixed_child(void *p)
 {
     mixed_case *c = p;
-    int now = atomic_fetch_add(&c->running, 1) + 1;
-    int m = atomic_load(&c->max_running);
-    while (now > m && !atomic_compare_exchange_weak(&c->max_running, &m, now)) {
-    }
+    count_up_with_high(&c->running, &c->max_running);
     CHECK_EQ(weft_yield(), 0);
     atomic_fetch_sub(&c->running, 1);
     atomic_fetch_add(&c->ran, 1);

@@ -411,10 +411,7 @@ static int bound_task(void *p)
         atomic_fetch_add(&c->failed_acquires, 1);
         return 0;
     }
-    int now = atomic_fetch_add(&c->held, 1) + 1;
-    int m = atomic_load(&c->max_held);
-    while (now > m && !atomic_compare_exchange_weak(&c->max_held, &m, now)) {
-    }
+    count_up_with_high(&c->held, &c->max_held);
     weft_yield(); /* hold the token while others run */
     atomic_fetch_sub(&c->held, 1);
     CHECK_EQ(weft_sem_release(c->sem), 0);

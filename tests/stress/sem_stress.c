@@ -62,11 +62,8 @@ static struct {
 
 static void note_held(void)
 {
-    int h = atomic_fetch_add(&R.held, 1) + 1;
+    int h = count_up_with_high(&R.held, &R.max_held);
     CHECK(h <= R.tokens, "%d holders of %d tokens", h, R.tokens);
-    int m = atomic_load(&R.max_held);
-    while (h > m && !atomic_compare_exchange_weak(&R.max_held, &m, h)) {
-    }
 }
 
 static void give_back(void)
