@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <time.h>
 
 #include "alloc.h"
@@ -27,6 +28,9 @@
  * before it sleeps on the condition variable: calls that come in a stream then find it awake,
  * and the round trip costs no futex wake-up, which is most of its cost. */
 #define POOL_SPIN 2000
+/* Within that watch, the CPU is given up now and then: on a machine with no CPU to spare, the
+ * worker this thread just woke may be waiting for this very CPU to run the caller on. */
+#define POOL_YIELD_EVERY 256
 
 typedef struct blocking_job {
     weft_fn fn;
@@ -107,7 +111,10 @@ static void *pool_thread(void *arg)
             for (int i = 0; i < POOL_SPIN; i++) {
                 if (atomic_load_explicit(&p->queued, memory_order_acquire))
                     break;
-                ck_pr_stall();
+                if (i % POOL_YIELD_EVERY == POOL_YIELD_EVERY - 1)
+                    sched_yield(); /* the worker it just woke may need this CPU */
+                else
+                    ck_pr_stall();
             }
             pthread_mutex_lock(&p->mu);
         }
