@@ -9,8 +9,12 @@
  *           in such a program is the largest piece of work left.
  *   readyq  tasks that hold a stack: woken or yielded. Served oldest first (the owner steals from
  *           its own top), so yields rotate fairly and no task hogs the worker.
- * plus one runtime-wide injection queue for work that arrives from threads that are not workers.
- * Every runnable task sits in one of these three, so every runnable task is stealable.
+ * plus one runtime-wide injection queue (linked through the records, so it never needs memory)
+ * for work that arrives from threads that are not workers, and for woken tasks beyond the
+ * READY_LOCAL_MAX a ready queue holds (a cancel that wakes 100,000 sleepers). A worker takes
+ * from it in batches onto its ready queue. Every runnable task sits in one of these three, so
+ * every runnable task is stealable. Taking a task from the ready queue prefetches the records
+ * and stack tops of the next few (prefetch_ready): resuming many parked tasks is memory-bound.
  *
  * The order in which a worker picks its next task (pick_local):
  *   1. every 61st pick, the injection queue and the timers first, so that neither starves while
