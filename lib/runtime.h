@@ -137,11 +137,15 @@ unsigned weft__blocking_threads(weft_runtime *rt);
 /** Waits until the pool has at most `n` threads, or until `deadline` (weft_now() clock):
  *  0 or -ETIMEDOUT (tests). */
 int weft__blocking_wait_threads(weft_runtime *rt, unsigned n, weft_time deadline);
-/** Chaos mode (WEFT_CHAOS) may yield here; when it is off, a load and a branch, not a call. */
-static inline void weft__chaos_point(weft_runtime *rt)
+/** Chaos mode (WEFT_CHAOS) may yield here; when it is off, a load and a branch, not a call.
+ *  Returns 1 when the caller may have moved to another worker. */
+static inline int weft__chaos_point(weft_runtime *rt)
 {
-    if (__builtin_expect(rt->chaos != 0, 0))
+    if (__builtin_expect(rt->chaos != 0, 0)) {
         weft__sched_chaos_point();
+        return 1;
+    }
+    return 0;
 }
 
 void weft__watchdog_start(weft_runtime *rt);

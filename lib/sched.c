@@ -449,15 +449,21 @@ weft_scope *weft__scope_cache_get(weft__worker *w, weft_runtime *rt)
     weft__lock_acquire(&rt->chunk_lock);
     s = rt->spare_scopes;
     if (s)
-        rt->spare_scopes = s->cache_next;
+        __atomic_store_n(&rt->spare_scopes, s->cache_next, __ATOMIC_RELAXED);
     weft__lock_release(&rt->chunk_lock);
     return s;
 }
 
+/* A worker keeps at most this many released scope records; beyond, they go to the runtime, where
+ * any worker finds them. A task that opens a scope on one worker and releases it on another
+ * (it parked in between and was woken there) would otherwise pile records up on the second
+ * while the first allocates new ones. */
+#define SCOPE_CACHE_MAX 256
+
 void weft__scope_cache_put(weft__worker *w, weft_scope *s)
 {
     weft_runtime *rt = s->rt;
-    if (w && w->rt == rt) {
+    if (w && w->rt == rt && w->scopes.count < SCOPE_CACHE_MAX) {
         s->cache_next = w->scopes.top;
         w->scopes.top = s;
         w->scopes.count++;
@@ -465,7 +471,7 @@ void weft__scope_cache_put(weft__worker *w, weft_scope *s)
     }
     weft__lock_acquire(&rt->chunk_lock);
     s->cache_next = rt->spare_scopes;
-    rt->spare_scopes = s;
+    __atomic_store_n(&rt->spare_scopes, s, __ATOMIC_RELAXED); /* read unlocked in _get */
     weft__lock_release(&rt->chunk_lock);
 }
 

@@ -70,19 +70,27 @@ static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft
     s->deadline = WEFT_NEVER;
 }
 
-static void scope_free(weft_scope *s)
+/* `w`: the caller's worker (NULL off the workers), looked up since its last suspension. */
+static void scope_free_on(weft__worker *w, weft_scope *s)
 {
     weft__defer_fini(&s->deferred, s->rt);
-    for (size_t i = 0; i < s->nerrors; i++) {
-        free(s->errors[i].message);
-        free(s->errors[i].task);
-        free(s->errors[i].scope);
+    if (s->errors) {
+        for (size_t i = 0; i < s->nerrors; i++) {
+            free(s->errors[i].message);
+            free(s->errors[i].task);
+            free(s->errors[i].scope);
+        }
+        free(s->errors);
+        s->errors = NULL;
+        s->nerrors = 0;
     }
-    free(s->errors);
-    s->errors = NULL;
-    s->nerrors = 0;
     set_state(s, WEFT__SCOPE_RELEASED);
-    weft__scope_cache_put(weft__worker_self(), s);
+    weft__scope_cache_put(w, s);
+}
+
+static void scope_free(weft_scope *s)
+{
+    scope_free_on(weft__worker_self(), s);
 }
 
 static void scope_unref(weft_scope *s)
@@ -427,35 +435,34 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
         return -EPERM;
     if (!out)
         return -EINVAL;
-    weft_scope_opts o = {0};
-    if (opts)
-        o = *opts;
-    if (o.timeout_ns < 0 || o.deadline < 0 || (o.policy != WEFT_FAIL_FAST && o.policy != WEFT_COLLECT))
+    static const weft_scope_opts defaults = {0};
+    const weft_scope_opts *o = opts ? opts : &defaults; /* read in place: open is on every fork */
+    if (o->timeout_ns < 0 || o->deadline < 0 || (o->policy != WEFT_FAIL_FAST && o->policy != WEFT_COLLECT))
         return -EINVAL;
     weft_scope *parent = t->cancel_scope;
     /* The epoch before the state: a cancel that lands in between bumps it past this value, so
      * the answer cached below is recomputed instead of hiding that cancel. */
     uint64_t epoch = atomic_load_explicit(&t->rt->cancel_epoch, memory_order_acquire);
     int code = weft__scope_cancel_code(parent);
-    if (code && !o.shield)
+    if (code && !o->shield)
         return code;
 
-    weft_time own = o.deadline ? o.deadline : WEFT_NEVER;
+    weft_time own = o->deadline ? o->deadline : WEFT_NEVER;
     weft_time now = 0;
-    if (o.timeout_ns) {
+    if (o->timeout_ns) {
         now = weft_now();
-        own = earlier(own, o.timeout_ns > WEFT_NEVER - now ? WEFT_NEVER : now + o.timeout_ns);
+        own = earlier(own, o->timeout_ns > WEFT_NEVER - now ? WEFT_NEVER : now + o->timeout_ns);
     }
 
     weft_scope *s = scope_alloc(w, t->rt);
     if (!s)
         return -ENOMEM;
     scope_init(s, t->rt, parent, t);
-    s->policy = o.policy;
-    s->shield = o.shield != 0;
-    s->max_running = o.max_concurrency;
-    if (o.name) {
-        strncpy(s->name, o.name, sizeof(s->name) - 1);
+    s->policy = o->policy;
+    s->shield = o->shield != 0;
+    s->max_running = o->max_concurrency;
+    if (o->name) {
+        strncpy(s->name, o->name, sizeof(s->name) - 1);
         s->name[sizeof(s->name) - 1] = 0;
     }
     s->deadline = s->shield ? own : earlier(own, parent->deadline);
@@ -672,13 +679,15 @@ size_t weft_scope_error_count_code(const weft_scope *s, int code)
 
 /* ---- join and release ---------------------------------------------------------------------- */
 
-static void join_one(weft__task *t, weft_scope *s)
+/* `w`: the caller's worker, looked up since its last suspension. Returns the worker the caller
+ * runs on afterwards. */
+static weft__worker *join_one(weft__worker *w, weft__task *t, weft_scope *s)
 {
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
     weft__task *c;
-    weft__chaos_point(t->rt);
-    weft__worker *w = weft__worker_self();
+    if (weft__chaos_point(t->rt))
+        w = weft__worker_self();
     /* Only while a child may still be queued: one the owner spawned and has not run here, or one
      * spawned by another task (the balance moved off its bias). */
     while ((s->owner_spawned > 0 ||
@@ -697,10 +706,13 @@ static void join_one(weft__task *t, weft_scope *s)
     int64_t delta = s->owner_spawned - WEFT__SCOPE_BIAS;
     if (atomic_fetch_add_explicit(&s->balance, delta, memory_order_acq_rel) + delta == 0) {
         /* No child left: nobody will wake us. */
-        if (!weft__task_unprepare_park(t))
+        if (!weft__task_unprepare_park(t)) {
             weft__task_park(t);
+            w = weft__worker_self();
+        }
     } else {
         weft__task_park(t);
+        w = weft__worker_self();
     }
     s->joiner = NULL;
 joined:
@@ -715,6 +727,7 @@ joined:
     set_state(s, WEFT__SCOPE_JOINED);
     if (t->cancel_scope == s)
         t->cancel_scope = s->outer_cancel_scope;
+    return w;
 }
 
 /* The checks join and release share: 0 when `t` may end `s`. */
@@ -729,7 +742,8 @@ static int owner_check(weft__task *t, const weft_scope *s)
 
 int weft_scope_join(weft_scope *s)
 {
-    weft__task *t = weft__task_self();
+    weft__worker *w = weft__worker_self();
+    weft__task *t = weft__worker_current(w);
     int rc = owner_check(t, s);
     if (rc)
         return rc;
@@ -738,15 +752,16 @@ int weft_scope_join(weft_scope *s)
     /* Scopes opened after `s` are nested in it: they end first. */
     for (weft_scope *x = t->owned; x && x != s; x = x->prev_owned)
         if (x->state == WEFT__SCOPE_OPEN)
-            join_one(t, x);
-    join_one(t, s);
+            w = join_one(w, t, x);
+    join_one(w, t, s);
     return s->join_result;
 }
 
-static void release_one(weft__task *t, weft_scope *s)
+/* Returns the worker the caller runs on afterwards (see join_one). */
+static weft__worker *release_one(weft__worker *w, weft__task *t, weft_scope *s)
 {
     if (s->state == WEFT__SCOPE_OPEN)
-        join_one(t, s);
+        w = join_one(w, t, s);
     if (s->prev_owned)
         s->prev_owned->next_owned = s->next_owned;
     if (s->next_owned)
@@ -757,33 +772,40 @@ static void release_one(weft__task *t, weft_scope *s)
     set_state(s, WEFT__SCOPE_RELEASED);
     /* Unlinked, so no fan-out can take a new reference: if ours is the only one, no RMW. */
     if (atomic_load_explicit(&s->refs, memory_order_acquire) == 1)
-        scope_free(s);
+        scope_free_on(w, s);
     else
         scope_unref(s);
+    return w;
 }
 
 int weft_scope_release(weft_scope *s)
 {
-    weft__task *t = weft__task_self();
+    weft__worker *w = weft__worker_self();
+    weft__task *t = weft__worker_current(w);
     int rc = owner_check(t, s);
     if (rc)
         return rc;
-    if (s->state == WEFT__SCOPE_OPEN)
+    if (s->state == WEFT__SCOPE_OPEN) {
         weft_scope_join(s);
+        w = weft__worker_self();
+    }
     while (t->owned && t->owned != s)
-        release_one(t, t->owned);
-    release_one(t, s);
+        w = release_one(w, t, t->owned);
+    release_one(w, t, s);
     return 0;
 }
 
 void weft__scope_release_owned(weft__task *t)
 {
+    weft__worker *w = weft__worker_self();
     /* Newest first: inner scopes end before the scopes they are nested in. */
     while (t->owned) {
         weft_scope *s = t->owned;
-        if (s->state == WEFT__SCOPE_OPEN)
+        if (s->state == WEFT__SCOPE_OPEN) {
             weft_scope_join(s);
-        release_one(t, s);
+            w = weft__worker_self();
+        }
+        w = release_one(w, t, s);
     }
 }
 

@@ -568,3 +568,33 @@ Test(sched, records_freed_on_another_worker_come_back, .timeout = 120)
     cr_assert_leq(c.allocations, 2, "%ld allocations in %d steady rounds", c.allocations,
                   FLOW_ROUNDS - FLOW_WARM);
 }
+
+/* A worker keeps a bounded number of released scope records and hands the rest to the runtime:
+ * 600 scopes open at once, released, then opened again, must all come from those records. */
+#define NESTED_SCOPES 600
+
+static int reopen_root(void *arg)
+{
+    long *allocations = arg;
+    static weft_scope *s[NESTED_SCOPES];
+    for (int round = 0; round < 2; round++) {
+        if (round == 1)
+            weft__alloc_fail_at(LONG_MAX);
+        for (int i = 0; i < NESTED_SCOPES; i++)
+            cr_assert_eq(weft_scope_open(&s[i], NULL), 0);
+        for (int i = NESTED_SCOPES - 1; i >= 0; i--)
+            cr_assert_eq(weft_scope_release(s[i]), 0);
+    }
+    *allocations = weft__alloc_count();
+    weft__alloc_fail_at(0);
+    return 0;
+}
+
+Test(sched, released_scope_records_are_reused_past_the_worker_cache)
+{
+    long allocations = -1;
+    weft_config cfg = {.workers = 1};
+    cr_assert_eq(weft_run(&cfg, reopen_root, &allocations), 0);
+    cr_assert_eq(allocations, 0, "%ld allocations reopening %d scopes", allocations,
+                 NESTED_SCOPES);
+}
