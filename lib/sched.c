@@ -507,8 +507,11 @@ static int anyone_sleeping(weft_runtime *rt)
 /* New local work: wake a sleeper unless a spinner will find it anyway (see the essay above). */
 static inline void notify_local(weft_runtime *rt)
 {
-    if (rt->nworkers > 1 && atomic_load_explicit(&rt->nspinning, memory_order_relaxed) == 0 &&
-        anyone_sleeping(rt))
+    /* The idle mask first: it changes only when a worker sleeps or wakes, where the spinning
+     * count changes each time a busy worker runs out of local work, and a spawn that read it
+     * every time paid for the line moving over from that worker. */
+    if (rt->nworkers > 1 && anyone_sleeping(rt) &&
+        atomic_load_explicit(&rt->nspinning, memory_order_relaxed) == 0)
         wake_one_sleeper(rt);
 }
 
@@ -1249,9 +1252,11 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
     if (!c.blocking_idle_ns)
         c.blocking_idle_ns = 2 * WEFT_SEC;
 
-    weft_runtime *rt = weft__calloc(1, sizeof(*rt));
+    /* Aligned: its groups take cache lines of their own (see runtime.h). */
+    weft_runtime *rt = weft__aligned_alloc(_Alignof(weft_runtime), sizeof(*rt));
     if (!rt)
         return -ENOMEM;
+    memset(rt, 0, sizeof(*rt));
     rt->cfg = c;
     rt->nworkers = c.workers;
     rt->chaos = chaos_seed_from_env();
