@@ -341,8 +341,8 @@ void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
 {
     /* What weft__task_alloc_on and weft__task_init_child set, minus what the record keeps:
      * its runtime, host, stack, stack size, and flags (how it is counted in its scope, which the
-     * new child inherits). The handshake words are at rest (the task is
-     * running), its timer is disarmed, its failure was freed. */
+     * new child inherits). The handshake words are at rest (the task is running), its timer is
+     * disarmed, its failure was freed. */
     t->owned = NULL;
     t->next = NULL;
     t->timer.heap = NULL;
