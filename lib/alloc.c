@@ -2,10 +2,10 @@
 #include "alloc.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <stdint.h>
 
 static _Atomic int tracking;
 static _Atomic long fail_at;

@@ -21,7 +21,6 @@
 
 #include "weft.h"
 
-
 typedef struct weft__defer_entry {
     weft_fn fn; /* NULL: `arg` is a weft__task record, ready to be queued as it is */
     void *arg;

@@ -76,8 +76,8 @@ struct weft_runtime {
     unsigned nworkers;
     _Atomic int stopping;
     _Atomic int shutting_down;
-    uint64_t chaos;              /* WEFT_CHAOS seed; 0: off */
-    weft_scope *root_scope;      /* parent of every submitted task's scope */
+    uint64_t chaos;         /* WEFT_CHAOS seed; 0: off */
+    weft_scope *root_scope; /* parent of every submitted task's scope */
     weft__blocking_pool *blocking;
     weft_config cfg;
     /* Bumped by every cancel (see scope.h), read by cancel checks. */
@@ -158,7 +158,6 @@ static inline int weft__chaos_point(weft_runtime *rt)
 
 void weft__watchdog_start(weft_runtime *rt);
 void weft__watchdog_stop(weft_runtime *rt);
-
 
 #define WEFT__BLOCK_BYTES 4096
 /** A page-sized block (WEFT__BLOCK_BYTES) of the runtime's memory, or NULL (ENOMEM). Any

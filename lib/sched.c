@@ -120,7 +120,6 @@ __attribute__((noinline)) weft__worker *weft__worker_self(void)
     return w;
 }
 
-
 __attribute__((noinline)) weft__task *weft__task_self(void)
 {
     weft__worker *w = tls_worker;
@@ -591,7 +590,6 @@ static weft__task *inject_pop(weft__worker *w)
     }
     return first;
 }
-
 
 void weft__sched_ready(weft_runtime *rt, weft__task *t)
 {

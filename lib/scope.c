@@ -437,7 +437,8 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
         return -EINVAL;
     static const weft_scope_opts defaults = {0};
     const weft_scope_opts *o = opts ? opts : &defaults; /* read in place: open is on every fork */
-    if (o->timeout_ns < 0 || o->deadline < 0 || (o->policy != WEFT_FAIL_FAST && o->policy != WEFT_COLLECT))
+    if (o->timeout_ns < 0 || o->deadline < 0 ||
+        (o->policy != WEFT_FAIL_FAST && o->policy != WEFT_COLLECT))
         return -EINVAL;
     weft_scope *parent = t->cancel_scope;
     /* The epoch before the state: a cancel that lands in between bumps it past this value, so

@@ -83,21 +83,21 @@ struct weft_scope {
     int state;
     int policy;
     int shield;
-    unsigned max_running;    /* max_concurrency, 0 for none */
+    unsigned max_running; /* max_concurrency, 0 for none */
     weft_runtime *rt;
-    weft__task *owner;       /* NULL for the root scope and external scopes */
+    weft__task *owner; /* NULL for the root scope and external scopes */
     weft_scope *parent;
 
     /* Written as children end, on any worker. */
     _Alignas(64) _Atomic int64_t balance;
-    weft__task *joiner;      /* the owner, while it waits in join */
+    weft__task *joiner; /* the owner, while it waits in join */
     /* external scopes (submitted work): called when the last child ends */
     void (*on_done)(weft_scope *s, int status);
     void *on_done_arg;
     int child_status;
 
     /* The owner's. */
-    _Alignas(64) int64_t owner_spawned; /* until its join */
+    _Alignas(64) int64_t owner_spawned;   /* until its join */
     weft_scope *prev_owned, *next_owned;  /* the owner's list of unreleased scopes */
     weft_scope *outer_cancel_scope;       /* owner's cancel_scope before this one opened */
     int join_result;
@@ -109,11 +109,11 @@ struct weft_scope {
      * slots of a limited scope. */
     _Alignas(64) weft__lock lock;
     _Atomic int32_t refs;
-    _Atomic int fanning;     /* the cancel that set the state still works below this scope */
-    _Atomic int linked;      /* in the parent's children list */
-    int first_failure;       /* kept even when the error group cannot grow (ENOMEM) */
+    _Atomic int fanning; /* the cancel that set the state still works below this scope */
+    _Atomic int linked;  /* in the parent's children list */
+    int first_failure;   /* kept even when the error group cannot grow (ENOMEM) */
     weft_scope *first_child, *next_sibling, *prev_sibling; /* under the parent's lock */
-    weft__task *parked;                   /* tasks in cancellable waits, under `lock` */
+    weft__task *parked; /* tasks in cancellable waits, under `lock` */
     /* max_concurrency: children holding a slot, and those waiting for one in spawn order (under
      * `lock`). The queue is non-empty only while every slot is held: a slot is released only
      * when nobody waits for it. */

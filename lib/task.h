@@ -122,7 +122,6 @@ int weft__sched_spawn_on(weft__worker *w, weft_runtime *rt, weft__task *t);
 weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt);
 void weft__task_free_on(weft__worker *w, weft__task *t);
 
-
 /** Chaos mode (WEFT_CHAOS): may yield here. Call it through weft__chaos_point (runtime.h). */
 void weft__sched_chaos_point(void);
 

@@ -832,8 +832,8 @@ static void check_renewed(unsigned workers)
         for (int j = 0; j < i; j++) {
             cr_assert_neq(c.id[i], c.id[j], "children %d and %d share id %llu", i, j,
                           (unsigned long long)c.id[i]);
-            cr_assert(strcmp(c.name[i], c.name[j]) != 0, "children %d and %d share name %s", i,
-                      j, c.name[i]);
+            cr_assert(strcmp(c.name[i], c.name[j]) != 0, "children %d and %d share name %s", i, j,
+                      c.name[i]);
         }
     }
 }

@@ -508,7 +508,8 @@ Test(sched, errno_read_after_fresh_call_survives_migration)
     cr_log_info("migrations across yields: %d", atomic_load(&w.migrations));
 }
 
-/* ---- task records flow back ------------------------------------------------------------------- */
+/* ---- task records flow back -------------------------------------------------------------------
+ */
 
 /* A producer on one worker whose children all end on another: the records those children free
  * must come back to the producer's worker, or it maps fresh memory for ever. Counted with the
@@ -595,6 +596,5 @@ Test(sched, released_scope_records_are_reused_past_the_worker_cache)
     long allocations = -1;
     weft_config cfg = {.workers = 1};
     cr_assert_eq(weft_run(&cfg, reopen_root, &allocations), 0);
-    cr_assert_eq(allocations, 0, "%ld allocations reopening %d scopes", allocations,
-                 NESTED_SCOPES);
+    cr_assert_eq(allocations, 0, "%ld allocations reopening %d scopes", allocations, NESTED_SCOPES);
 }
