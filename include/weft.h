@@ -151,7 +151,9 @@ typedef struct weft_scope_opts {
     /** Failure policy. */
     weft_policy policy;
     /** At most this many children run at once; the others wait unstarted, holding no stack,
-     *  and start in spawn order. 0 = unlimited. */
+     *  and start in spawn order. A plain child the owner spawns waits as 16 bytes (no task
+     *  record), so a million jobs under a limit of 64 cost little more than the 64. 0 =
+     *  unlimited. */
     unsigned max_concurrency;
     /** Shield the scope's body from the cancellation of its ancestors. A cancel that arrives
      *  while shielded is delivered when the scope is joined. The scope's own deadline and an
