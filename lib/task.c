@@ -34,7 +34,10 @@ void weft__task_init_child(weft__task *t, weft_scope *s, weft_fn fn, void *arg, 
     }
 }
 
-int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts)
+/* Both entry points expand this, so that weft_spawn (no options, the common case) is compiled
+ * with every options test folded away. */
+static inline __attribute__((always_inline)) int spawn(weft_scope *s, weft_fn fn, void *arg,
+                                                       const weft_spawn_opts *opts)
 {
     weft__worker *w = weft__worker_self();
     weft__task *self = weft__worker_current(w);
@@ -106,9 +109,14 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
     return 0;
 }
 
+int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts)
+{
+    return spawn(s, fn, arg, opts);
+}
+
 int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
 {
-    return weft_spawn_ex(s, fn, arg, NULL);
+    return spawn(s, fn, arg, NULL);
 }
 
 static void free_failure(weft__failure *f)
