@@ -1033,7 +1033,8 @@ int weft__sched_yield(void)
  * child gets a stack of its own instead. */
 #define INLINE_MIN_ROOM (8 * 1024)
 
-weft__task *weft__sched_take_child(weft__worker *w, weft_scope *s)
+/* Pops the newest unstarted task of `w` (the caller's worker) if it is a child of `s`. */
+static weft__task *take_child(weft__worker *w, weft_scope *s)
 {
     weft__stack *st = w->current->host->stack;
     size_t room = (size_t)((char *)__builtin_frame_address(0) - (char *)st->lo);
@@ -1050,7 +1051,8 @@ weft__task *weft__sched_take_child(weft__worker *w, weft_scope *s)
     return t;
 }
 
-weft__worker *weft__sched_run_inline(weft__worker *w, weft__task *child)
+/* Runs `child` as a call on its joiner's stack; returns the joiner's worker afterwards. */
+static weft__worker *run_inline(weft__worker *w, weft__task *child)
 {
     weft__task *parent = w->current;
     child->host = parent->host;
@@ -1065,6 +1067,16 @@ weft__worker *weft__sched_run_inline(weft__worker *w, weft__task *child)
     weft__stack_set_owner(parent->host->stack, parent->name, parent->id);
     bump_progress(w);
     weft__task_free_on(w, child);
+    return w;
+}
+
+weft__worker *weft__sched_run_own_children(weft__worker *w, weft_scope *s)
+{
+    weft__task *c;
+    while (weft__scope_may_have_queued(s) && (c = take_child(w, s))) {
+        c->flags |= WEFT__TASK_INLINE;
+        w = run_inline(w, c);
+    }
     return w;
 }
 

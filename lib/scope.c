@@ -686,17 +686,9 @@ static weft__worker *join_one(weft__worker *w, weft__task *t, weft_scope *s)
 {
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
-    weft__task *c;
     if (weft__chaos_point(t->rt))
         w = weft__worker_self();
-    /* Only while a child may still be queued: one the owner spawned and has not run here, or one
-     * spawned by another task (the balance moved off its bias). */
-    while ((s->owner_spawned > 0 ||
-            atomic_load_explicit(&s->balance, memory_order_relaxed) != WEFT__SCOPE_BIAS) &&
-           (c = weft__sched_take_child(w, s))) {
-        c->flags |= WEFT__TASK_INLINE;
-        w = weft__sched_run_inline(w, c);
-    }
+    w = weft__sched_run_own_children(w, s);
     int64_t all_done = WEFT__SCOPE_BIAS - s->owner_spawned;
     if (s->owner_spawned == 0 &&
         atomic_compare_exchange_strong_explicit(&s->balance, &all_done, 0, memory_order_acq_rel,

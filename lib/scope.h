@@ -180,6 +180,15 @@ int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_ent
 
 #define WEFT__SCOPE_BIAS ((int64_t)1 << 40)
 
+/** 0 when no child of `s` can be queued unstarted any more: none the owner spawned is left (the
+ *  owner counts those it runs inline), and none was spawned by another task (the balance is on
+ *  its bias). Only the owner may ask, before its join's final count. */
+static inline int weft__scope_may_have_queued(weft_scope *s)
+{
+    return s->owner_spawned > 0 ||
+           atomic_load_explicit(&s->balance, memory_order_relaxed) != WEFT__SCOPE_BIAS;
+}
+
 /** Counts a child the owner of `s` spawns, outside its join; returns WEFT__TASK_OWNER_COUNTED. */
 static inline uint32_t weft__scope_count_owner_child(weft_scope *s)
 {

@@ -110,12 +110,11 @@ int weft__sched_spawn(weft_runtime *rt, weft__task *t);
 /** Runs queued work of the caller's worker other than the running task, if any; 1 if it did. */
 int weft__sched_yield(void);
 
-/** Runs `child`, an unstarted task popped by its joiner, as a call on the joiner's stack.
- *  Returns the worker the joiner runs on afterwards (the child may have parked and moved). */
-weft__worker *weft__sched_run_inline(weft__worker *w, weft__task *child);
-
-/** Pops the newest unstarted task of worker `w` (the caller's) if it belongs to scope `s`. */
-weft__task *weft__sched_take_child(weft__worker *w, weft_scope *s);
+/** The join of `s` by the task running on `w`: runs the scope's unstarted children that sit on
+ *  top of w's spawn queue as calls on the joiner's stack, newest first, while the scope may still
+ *  have one queued. Returns the worker the joiner runs on afterwards (a child may have parked
+ *  and moved). */
+weft__worker *weft__sched_run_own_children(weft__worker *w, weft_scope *s);
 
 /* The _on variants take the caller's worker (or NULL), already looked up in the same call. */
 int weft__sched_spawn_on(weft__worker *w, weft_runtime *rt, weft__task *t);
