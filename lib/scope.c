@@ -505,7 +505,7 @@ weft_scope *weft_current_scope(void)
 
 /* ---- spawning ---------------------------------------------------------------------------- */
 
-static void last_child_gone(weft_scope *s)
+void weft__scope_last_child_gone(weft_scope *s)
 {
     if (s->joiner)
         weft__task_wake(s->joiner, WEFT__WOKEN);
@@ -524,25 +524,13 @@ int weft__scope_admit_other(weft_scope *s)
     return 0;
 }
 
-/* One child fewer (`flags`: its record's); the last one wakes whoever waits for the scope to
- * empty. */
-static void count_child_out(weft_scope *s, uint32_t flags)
-{
-    if ((flags & (WEFT__TASK_OWNER_COUNTED | WEFT__TASK_INLINE)) ==
-        (WEFT__TASK_OWNER_COUNTED | WEFT__TASK_INLINE)) {
-        s->owner_spawned--; /* on the owner's own stack, inside its join */
-        return;
-    }
-    if (atomic_fetch_sub_explicit(&s->balance, 1, memory_order_acq_rel) == 1)
-        last_child_gone(s);
-}
 
 void weft__scope_unadmit(weft_scope *s, uint32_t counted)
 {
     if (counted & WEFT__TASK_OWNER_COUNTED)
         s->owner_spawned--;
     else
-        count_child_out(s, 0);
+        weft__scope_count_child_out(s, 0);
 }
 
 int weft__scope_start_or_defer(weft_scope *s, weft_fn fn, void *arg)
@@ -635,7 +623,7 @@ static int record_failure(weft_scope *s, weft__task *t, int rc)
     return 0;
 }
 
-int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next)
+int weft__scope_child_done_slow(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next)
 {
     if (rc != 0) {
         int cc = weft__scope_cancel_code(s);
@@ -653,7 +641,7 @@ int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_ent
      * cannot have reached zero. */
     if (s->max_running && pass_slot(s, next))
         return 1;
-    count_child_out(s, t->flags);
+    weft__scope_count_child_out(s, t->flags);
     return 0;
 }
 
@@ -887,7 +875,7 @@ void weft__scope_external_seal(weft_scope *s)
 {
     if (atomic_fetch_sub_explicit(&s->balance, WEFT__SCOPE_BIAS, memory_order_acq_rel) ==
         WEFT__SCOPE_BIAS)
-        last_child_gone(s);
+        weft__scope_last_child_gone(s);
 }
 
 void weft__scope_external_free(weft_scope *s)
