@@ -205,6 +205,17 @@ static inline int weft__scope_child_done(weft_scope *s, weft__task *t, int rc,
     return 0;
 }
 
+/** See weft__task_complete_slow (task.h): this is its common case, inline. */
+static inline int weft__task_complete(weft__task *t, int rc)
+{
+    weft_scope *s = t->scope;
+    if (rc != 0 || t->owned || t->failure || t->tokens_held > 0 || s->max_running ||
+        (t->flags & WEFT__TASK_SUBMITTED))
+        return weft__task_complete_slow(t, rc);
+    weft__scope_count_child_out(s, t->flags);
+    return 0;
+}
+
 #define WEFT__SCOPE_BIAS ((int64_t)1 << 40)
 
 /** 0 when no child of `s` can be queued unstarted any more: none the owner spawned is left (the

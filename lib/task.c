@@ -133,7 +133,7 @@ static void free_failure(weft__failure *f)
     free(f);
 }
 
-int weft__task_complete(weft__task *t, int rc)
+int weft__task_complete_slow(weft__task *t, int rc)
 {
     if (t->owned)
         weft__scope_release_owned(t);

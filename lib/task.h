@@ -150,7 +150,9 @@ const char *weft__task_name_of(weft__task *t);
 
 /** Everything a task does after its function returned: implicit joins, failure recording, the
  *  scope's bookkeeping. Runs on the task's own (or host's) stack. Returns 1 when `t` has become
- *  a deferred sibling (weft__task_renew) that the caller must now run in its place. */
-int weft__task_complete(weft__task *t, int rc);
+ *  a deferred sibling (weft__task_renew) that the caller must now run in its place. The common
+ *  end (success, nothing left open or held, no slot to pass) is weft__task_complete in
+ *  scope.h, which needs the scope's inline counting. */
+int weft__task_complete_slow(weft__task *t, int rc);
 
 #endif
