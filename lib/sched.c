@@ -207,6 +207,17 @@ static char *new_record_chunk(weft_runtime *rt, int huge, char **end)
     return mem + 64;
 }
 
+/* The next untouched `size` bytes of a carving range [*carve, end), or NULL when it is used up
+ * (ranges are whole multiples of the size carved from them). */
+static void *take_carved(char **carve, char *end, size_t size)
+{
+    if (*carve == end)
+        return NULL;
+    void *p = *carve;
+    *carve += size;
+    return p;
+}
+
 /* ---- blocks ------------------------------------------------------------------------------ */
 
 /* Page-sized blocks for the deferred-children queues (defer.h), carved from chunks like the
@@ -221,12 +232,10 @@ void *weft__block_alloc(weft_runtime *rt)
         return NULL;
     weft__lock_acquire(&rt->chunk_lock);
     void *b = rt->free_blocks;
-    if (b) {
+    if (b)
         rt->free_blocks = *(void **)b;
-    } else if (rt->block_carve != rt->block_end) {
-        b = rt->block_carve;
-        rt->block_carve += BLOCK_BYTES;
-    }
+    else
+        b = take_carved(&rt->block_carve, rt->block_end, BLOCK_BYTES);
     int huge = rt->block_chunks > 0;
     weft__lock_release(&rt->chunk_lock);
     if (b)
@@ -253,20 +262,11 @@ void weft__block_free(weft_runtime *rt, void *b)
     weft__lock_release(&rt->chunk_lock);
 }
 
-/* The next untouched record of a carving range [*carve, end), or NULL when it is used up. */
-static weft__task *take_carved(char **carve, char *end)
-{
-    if (*carve == end)
-        return NULL;
-    weft__task *t = (weft__task *)*carve;
-    *carve += TASK_RECORD_SIZE;
-    return t;
-}
 
 /* The next record of worker `w`'s chunk, mapping a new chunk when it is used up. */
 static weft__task *carve_record(weft__worker *w, weft_runtime *rt)
 {
-    weft__task *t = take_carved(&w->carve, w->carve_end);
+    weft__task *t = take_carved(&w->carve, w->carve_end, TASK_RECORD_SIZE);
     if (t)
         return t;
     char *end, *first = new_record_chunk(rt, w->chunks_made > 0, &end);
@@ -374,7 +374,7 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
         if (t)
             rt->spare_tasks = t->next;
         else
-            t = take_carved(&rt->carve, rt->carve_end);
+            t = take_carved(&rt->carve, rt->carve_end, TASK_RECORD_SIZE);
         weft__lock_release(&rt->chunk_lock);
         if (!t) {
             char *end, *mem = new_record_chunk(rt, 0, &end);

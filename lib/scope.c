@@ -623,7 +623,7 @@ static int record_failure(weft_scope *s, weft__task *t, int rc)
     return 0;
 }
 
-int weft__scope_child_done_slow(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next)
+int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next)
 {
     if (rc != 0) {
         int cc = weft__scope_cancel_code(s);

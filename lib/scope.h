@@ -173,8 +173,13 @@ void weft__scope_park_unregister(weft_scope *s, weft__task *t);
 
 /** The balance of `s` reached zero: wakes the joiner (or tells an external scope's owner). */
 void weft__scope_last_child_gone(weft_scope *s);
-/** weft__scope_child_done for a failure, a limited scope or a submitted task. */
-int weft__scope_child_done_slow(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next);
+/** A child of `s` ended with status rc (recorded as failure when appropriate). In a limited
+ *  scope its slot passes to the oldest waiting child: when that one is a bare fn(arg), it is
+ *  returned in *next (return value 1) for the ended child's record and stack to run next, with
+ *  the ended child's count in the scope (its flags stay). That saves a record, a stack, a trip
+ *  through the run queues and two atomics on the scope per child. The common end (success, no
+ *  slot, not submitted) never gets here: weft__task_complete counts it out inline. */
+int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next);
 
 /** One child fewer (`flags`: its record's); the last one wakes whoever waits for the scope to
  *  empty. A child the owner both spawned and runs inside its join is counted on the owner's
@@ -188,21 +193,6 @@ static inline void weft__scope_count_child_out(weft_scope *s, uint32_t flags)
     }
     if (atomic_fetch_sub_explicit(&s->balance, 1, memory_order_acq_rel) == 1)
         weft__scope_last_child_gone(s);
-}
-
-/** A child of `s` ended with status rc (recorded as failure when appropriate). In a limited
- *  scope its slot passes to the oldest waiting child: when that one is a bare fn(arg), it is
- *  returned in *next (return value 1) for the ended child's record and stack to run next, with
- *  the ended child's count in the scope (its flags stay). That saves a record, a stack, a trip
- *  through the run queues and two atomics on the scope per child. */
-static inline int weft__scope_child_done(weft_scope *s, weft__task *t, int rc,
-                                         weft__defer_entry *next)
-{
-    /* Inline for the common end: success, no slot to pass, nothing to report. */
-    if (rc != 0 || s->max_running || (t->flags & WEFT__TASK_SUBMITTED))
-        return weft__scope_child_done_slow(s, t, rc, next);
-    weft__scope_count_child_out(s, t->flags);
-    return 0;
 }
 
 /** See weft__task_complete_slow (task.h): this is its common case, inline. */
