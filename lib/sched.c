@@ -516,19 +516,25 @@ static inline void notify_local(weft_runtime *rt)
 
 /* ---- queues ------------------------------------------------------------------------------ */
 
-void weft__sched_inject(weft_runtime *rt, weft__task *t)
+/* Appends the linked tasks first..last (n of them) to the injection queue. */
+static void inject_list(weft_runtime *rt, weft__task *first, weft__task *last, long n)
 {
-    t->next = NULL;
+    last->next = NULL;
     weft__lock_acquire(&rt->inject_lock);
     if (rt->inject_tail)
-        rt->inject_tail->next = t;
+        rt->inject_tail->next = first;
     else
-        rt->inject_head = t;
-    rt->inject_tail = t;
-    atomic_fetch_add_explicit(&rt->inject_len, 1, memory_order_relaxed);
+        rt->inject_head = first;
+    rt->inject_tail = last;
+    atomic_fetch_add_explicit(&rt->inject_len, n, memory_order_relaxed);
     weft__lock_release(&rt->inject_lock);
     atomic_thread_fence(memory_order_seq_cst);
     wake_one_sleeper(rt);
+}
+
+void weft__sched_inject(weft_runtime *rt, weft__task *t)
+{
+    inject_list(rt, t, t, 1);
 }
 
 /* Queues a runnable task on the worker's ready queue, or on the injection queue when the ready
@@ -589,6 +595,34 @@ static weft__task *inject_pop(weft__worker *w)
         notify_local(rt);
     }
     return first;
+}
+
+void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
+{
+    weft__task *t = b->head;
+    long n = b->n;
+    b->head = b->tail = NULL;
+    b->n = 0;
+    if (!t)
+        return;
+    weft__worker *w = weft__worker_self();
+    if (w && w->rt == rt) {
+        long pushed = 0;
+        while (t && weft__deque_size_owner(&w->readyq, READY_LOCAL_MAX) < READY_LOCAL_MAX &&
+               weft__deque_push_owner(&w->readyq, t) == 0) {
+            t = t->next;
+            pushed++;
+        }
+        n -= pushed;
+        if (pushed)
+            notify_local(rt);
+    }
+    if (t) {
+        weft__task *last = t;
+        while (last->next)
+            last = last->next;
+        inject_list(rt, t, last, n);
+    }
 }
 
 void weft__sched_ready(weft_runtime *rt, weft__task *t)
@@ -1000,15 +1034,41 @@ uint32_t weft__task_park(weft__task *t)
     return reason;
 }
 
-int weft__task_wake(weft__task *t, uint32_t reason)
+/* 1 if this call woke `t`; *runnable is then set when it was also the second half of the
+ * handshake (see weft__task_park), whose maker must queue the task. */
+static int wake(weft__task *t, uint32_t reason, int *runnable)
 {
     uint32_t expect = WEFT__WAIT_PARKED;
     if (!atomic_compare_exchange_strong_explicit(&t->wait, &expect, reason, memory_order_acq_rel,
                                                  memory_order_relaxed))
         return 0;
-    if (atomic_fetch_add_explicit(&t->park_sync, 1, memory_order_acq_rel) == 1)
-        weft__sched_ready(t->rt, t);
+    *runnable = atomic_fetch_add_explicit(&t->park_sync, 1, memory_order_acq_rel) == 1;
     return 1;
+}
+
+int weft__task_wake(weft__task *t, uint32_t reason)
+{
+    int runnable = 0;
+    int woke = wake(t, reason, &runnable);
+    if (runnable)
+        weft__sched_ready(t->rt, t);
+    return woke;
+}
+
+int weft__task_wake_into(weft__task *t, uint32_t reason, weft__ready_batch *b)
+{
+    int runnable = 0;
+    int woke = wake(t, reason, &runnable);
+    if (runnable) {
+        t->next = NULL;
+        if (b->tail)
+            b->tail->next = t;
+        else
+            b->head = t;
+        b->tail = t;
+        b->n++;
+    }
+    return woke;
 }
 
 /* ---- what tasks call ---------------------------------------------------------------------- */

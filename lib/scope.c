@@ -160,16 +160,18 @@ static int reason_of_kind(uint64_t kind)
 
 static void wake_parked(weft_scope *s)
 {
+    weft__ready_batch woken = {NULL, NULL, 0};
     for (;;) {
         for (int n = 0; n < WAKE_CHUNK && s->parked; n++) {
             weft__task *t = s->parked;
             s->parked = t->pnext;
             if (s->parked)
                 s->parked->pprev = NULL;
-            weft__task_wake(t, WEFT__WOKEN_CANCEL);
+            weft__task_wake_into(t, WEFT__WOKEN_CANCEL, &woken);
             t->pnext = t->pprev = NULL;
             atomic_store_explicit(&t->listed, 0, memory_order_release);
         }
+        weft__sched_ready_batch(s->rt, &woken);
         if (!s->parked)
             return;
         weft__lock_release(&s->lock);

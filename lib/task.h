@@ -104,6 +104,20 @@ int weft__task_wake(weft__task *t, uint32_t reason);
 /** Makes a task runnable: the caller's worker's ready queue, or the injection queue. */
 void weft__sched_ready(weft_runtime *rt, weft__task *t);
 
+/** Tasks of one runtime made runnable together (a cancel waking a scope's sleepers), linked
+ *  through `next` and queued by one weft__sched_ready_batch: one lock of the injection queue and
+ *  one wake-up for the lot instead of one each. */
+typedef struct weft__ready_batch {
+    weft__task *head, *tail;
+    long n;
+} weft__ready_batch;
+
+/** weft__task_wake, except that a task this call makes runnable joins `b` instead of a queue. */
+int weft__task_wake_into(weft__task *t, uint32_t reason, weft__ready_batch *b);
+
+/** Queues the tasks of `b` (all of runtime `rt`) like weft__sched_ready, and empties `b`. */
+void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b);
+
 /** Queues a new (unstarted) task on the caller's worker, or the injection queue. 0 or -ENOMEM. */
 int weft__sched_spawn(weft_runtime *rt, weft__task *t);
 
