@@ -25,6 +25,7 @@ int weft__deque_init(weft__deque *d, int64_t capacity_log2)
     d->top_seen = 0;
     atomic_init(&d->ring, r);
     d->retired = NULL;
+    d->solo = 0;
     return 0;
 }
 

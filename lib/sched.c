@@ -1358,6 +1358,9 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
             rc = -ENOMEM;
             break;
         }
+        /* Only workers steal, and never from themselves (steal_round). */
+        weft__deque_set_solo(&w->spawnq, c.workers == 1);
+        weft__deque_set_solo(&w->readyq, c.workers == 1);
     }
     if (rc == 0)
         rc = weft__scope_new_external(rt, NULL, &rt->root_scope);

@@ -155,12 +155,13 @@ Test(deque, peek_shows_next_pop)
     weft__deque_destroy(&d);
 }
 
-Test(deque, interleaved_matches_a_model)
+/* A deterministic pseudo-random mix of push, pop and steal, checked against an array model of
+ * the deque. A solo deque takes the oldest with steal_owner (no thief may call steal_any). */
+static void check_against_model(int solo)
 {
-    /* A deterministic pseudo-random mix of push, pop and steal, checked against an array model
-     * of the deque. */
     weft__deque d;
     cr_assert_eq(weft__deque_init(&d, 1), 0);
+    weft__deque_set_solo(&d, solo);
     static int model[200000];
     int lo = 0, hi = 0, next = 0;
     uint64_t rng = 0x243f6a8885a308d3ull;
@@ -180,7 +181,7 @@ Test(deque, interleaved_matches_a_model)
                 cr_assert_eq(x, item(model[--hi]), "step %d: pop", step);
             }
         } else {
-            void *x = weft__deque_steal_any(&d);
+            void *x = solo ? weft__deque_steal_owner(&d) : weft__deque_steal_any(&d);
             if (lo == hi) {
                 cr_assert_eq(x, WEFT__DEQUE_EMPTY, "step %d: steal of an empty deque", step);
             } else {
@@ -192,4 +193,14 @@ Test(deque, interleaved_matches_a_model)
             lo = hi = 0, next = next >= N ? 0 : next;
     }
     weft__deque_destroy(&d);
+}
+
+Test(deque, interleaved_matches_a_model)
+{
+    check_against_model(0);
+}
+
+Test(deque, solo_interleaved_matches_a_model)
+{
+    check_against_model(1);
 }
