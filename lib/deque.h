@@ -52,7 +52,6 @@ static inline void weft__deque_set_solo(weft__deque *d, int solo)
     d->solo = solo;
 }
 
-
 /** Any thread. The oldest item, WEFT__DEQUE_EMPTY or WEFT__DEQUE_ABORT. */
 void *weft__deque_steal_any(weft__deque *d);
 
