@@ -871,8 +871,6 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
         weft__stack_check_canary(from->host->stack);
     w->current = to;
     bump_progress(w);
-    if (to)
-        weft__stack_set_owner(to->host->stack, to->name, to->id);
     void *lo;
     size_t size;
     stack_bounds(w, to, &lo, &size);
@@ -911,10 +909,8 @@ static weft__task *pick_runnable(weft__worker *w)
  * slot passing on together with the record and the stack). */
 static void run_body(weft__task *t)
 {
-    while (weft__task_complete(t, t->fn(t->arg))) {
-        weft__stack_set_owner(t->host->stack, t->name, t->id);
+    while (weft__task_complete(t, t->fn(t->arg)))
         bump_progress(weft__worker_self());
-    }
 }
 
 static void task_entry(void *arg)
@@ -1118,13 +1114,11 @@ static weft__worker *run_inline(weft__worker *w, weft__task *child)
     child->host = parent->host;
     child->stack = parent->stack;
     w->current = child;
-    weft__stack_set_owner(child->stack, child->name, child->id);
     bump_progress(w);
     run_body(child);
     /* The child may have parked and moved to another worker: look the worker up again. */
     w = weft__worker_self();
     w->current = parent;
-    weft__stack_set_owner(parent->host->stack, parent->name, parent->id);
     bump_progress(w);
     weft__task_free_on(w, child);
     return w;
@@ -1242,6 +1236,16 @@ static void worker_loop(weft__worker *w)
     }
 }
 
+/* The overflow report's "who": the task this worker runs (an inline child on its joiner's stack
+ * is the running task too, and the one that overflowed). Called in the fault handler, on this
+ * worker's thread. */
+static void describe_running(void *ctx, const char **name, uint64_t *id)
+{
+    weft__task *t = ((weft__worker *)ctx)->current;
+    *name = t ? t->name : NULL;
+    *id = t ? t->id : 0;
+}
+
 static void *worker_main(void *arg)
 {
     weft__worker *w = arg;
@@ -1256,7 +1260,7 @@ static void *worker_main(void *arg)
 #ifdef WEFT_TSAN
     w->tsan_fiber = __tsan_get_current_fiber();
 #endif
-    w->altstack = weft__stack_fault_thread_init(&w->rt->stacks);
+    w->altstack = weft__stack_fault_thread_init(&w->rt->stacks, describe_running, w);
     worker_loop(w);
     weft__stack_fault_thread_exit(w->altstack);
     tls_worker = NULL;

@@ -235,7 +235,6 @@ int weft__stack_reserve_slow(weft__stack_pool *p, weft__stack_cache *c)
 
 void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
 {
-    s->owner_name = NULL;
     if (s->own_mapping) {
         deregister_stack(s);
         if (s->guard == WEFT__GUARD_MPROTECT)
@@ -294,6 +293,8 @@ void weft__stack_pool_destroy(weft__stack_pool *p)
 /* ---- overflow reports ------------------------------------------------------------------- */
 
 static _Thread_local weft__stack_pool *fault_pool;
+static _Thread_local weft__stack_describe_fn fault_describe;
+static _Thread_local void *fault_describe_ctx;
 static struct sigaction previous_segv, previous_bus;
 static atomic_flag handler_installed = ATOMIC_FLAG_INIT;
 
@@ -317,13 +318,16 @@ static void write_num(size_t v)
 
 static void report_overflow(const weft__stack *s)
 {
-    const char *name = s->owner_name;
+    const char *name = NULL;
+    uint64_t id = 0;
+    if (fault_describe)
+        fault_describe(fault_describe_ctx, &name, &id);
     write_str("weft: task '");
     if (name && name[0]) {
         write_str(name);
     } else {
         write_str("task-");
-        write_num(s->owner_id);
+        write_num(id);
     }
     write_str("' overflowed its stack of ");
     write_num(s->size / 1024);
@@ -384,9 +388,12 @@ static void on_fault(int sig, siginfo_t *info, void *uctx)
     raise(sig);
 }
 
-void *weft__stack_fault_thread_init(weft__stack_pool *p)
+void *weft__stack_fault_thread_init(weft__stack_pool *p, weft__stack_describe_fn describe,
+                                    void *ctx)
 {
     fault_pool = p;
+    fault_describe = describe;
+    fault_describe_ctx = ctx;
     if (!atomic_flag_test_and_set(&handler_installed)) {
         struct sigaction sa;
         memset(&sa, 0, sizeof(sa));
@@ -411,6 +418,7 @@ void *weft__stack_fault_thread_init(weft__stack_pool *p)
 void weft__stack_fault_thread_exit(void *altstack)
 {
     fault_pool = NULL;
+    fault_describe = NULL;
     if (!altstack)
         return;
     stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};

@@ -25,14 +25,12 @@ typedef struct weft__stack {
     void *lo;                 /* lowest usable byte */
     size_t size;              /* usable bytes */
     struct weft__stack *next; /* cache and free-list link */
-    const char *volatile owner_name; /* the task running on it, for the overflow report */
-    volatile uint64_t owner_id;
     int guard;
     unsigned valgrind_id;
     int own_mapping; /* a stack of a non-default size: mapped and unmapped on its own */
-} __attribute__((aligned(64))) weft__stack; /* a line each: a worker writes its owner at every
-                                             * inline run, and stacks in use on other workers
-                                             * must not share that line */
+} __attribute__((aligned(64))) weft__stack; /* a line each: a worker links a stack it frees,
+                                             * and stacks in use on other workers must not
+                                             * share that line */
 
 typedef struct weft__stack_slab weft__stack_slab;
 
@@ -72,20 +70,20 @@ static inline int weft__stack_reserve(weft__stack_pool *p, weft__stack_cache *c)
 }
 void weft__stack_cache_flush(weft__stack_pool *p, weft__stack_cache *c);
 
-/** Records which task runs on `s` now, for the overflow report. */
-static inline void weft__stack_set_owner(weft__stack *s, const char *name, uint64_t id)
-{
-    s->owner_name = name;
-    s->owner_id = id;
-}
-
 /** For WEFT__GUARD_CANARY stacks: aborts with a report if the canary was overwritten. */
 void weft__stack_check_canary(const weft__stack *s);
 
+/** Who the overflow report names: the task running on the calling thread at the moment of the
+ *  fault (or of the canary check), found by the thread's describer, so that nothing has to be
+ *  recorded on the stack at every switch. `*name` may be NULL or empty: then "task-<id>". */
+typedef void (*weft__stack_describe_fn)(void *ctx, const char **name, uint64_t *id);
+
 /** Installs the overflow reporter for the calling worker thread, whose tasks take their stacks
- *  from `p` (sigaltstack), and, once per process, the SIGSEGV/SIGBUS handler. Returns the alternate stack to free with
+ *  from `p` (sigaltstack) and whose running task `describe(ctx, ...)` tells, and, once per
+ *  process, the SIGSEGV/SIGBUS handler. Returns the alternate stack to free with
  *  weft__stack_fault_thread_exit. */
-void *weft__stack_fault_thread_init(weft__stack_pool *p);
+void *weft__stack_fault_thread_init(weft__stack_pool *p, weft__stack_describe_fn describe,
+                                    void *ctx);
 void weft__stack_fault_thread_exit(void *altstack);
 
 /** Test hook: the number of stacks that got an mprotect guard before canaries take over. */

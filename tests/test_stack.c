@@ -241,6 +241,13 @@ static void force_strategy(int strategy)
     }
 }
 
+/* The report names whoever the thread's describer says runs: here, the name passed as ctx. */
+static void describe_unit(void *ctx, const char **name, uint64_t *id)
+{
+    *name = ctx;
+    *id = 0;
+}
+
 static void touch_guard_page(void *arg)
 {
     guard_case *g = arg;
@@ -253,8 +260,7 @@ static void touch_guard_page(void *arg)
         _exit(10);
     if (g->strategy && s->guard != g->strategy)
         _exit(11);
-    s->owner_name = "unit-guard";
-    weft__stack_fault_thread_init(&p);
+    weft__stack_fault_thread_init(&p, describe_unit, "unit-guard");
     /* The byte just below the usable range: inside the guard page. */
     *((volatile char *)s->lo - 1) = 1;
     _exit(12); /* the write went through: no guard */
@@ -289,7 +295,7 @@ static void smash_canary(void *arg)
     weft__stack *s = weft__stack_get(&p, &nc, 0);
     if (!s || s->guard != WEFT__GUARD_CANARY)
         _exit(11);
-    s->owner_name = "unit-canary";
+    weft__stack_fault_thread_init(&p, describe_unit, "unit-canary");
     weft__stack_check_canary(s); /* intact */
     memset(s->lo, 0, 64);        /* what a deep frame does to the lowest bytes */
     weft__stack_check_canary(s);
