@@ -15,6 +15,8 @@
  * from it in batches onto its ready queue. Every runnable task sits in one of these three, so
  * every runnable task is stealable. Taking a task from the ready queue prefetches the records
  * and stack tops of the next few (prefetch_ready): resuming many parked tasks is memory-bound.
+ * In a runtime of one worker nobody steals, so both deques are solo (deque.h): the owner's pops
+ * need no fence and no CAS.
  *
  * The order in which a worker picks its next task (pick_local):
  *   1. every 61st pick, the injection queue and the timers first, so that neither starves while
