@@ -2,6 +2,7 @@
 #include "alloc.h"
 #include "deque.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -55,6 +56,7 @@ weft__deque_ring *weft__deque_grow(weft__deque *d, weft__deque_ring *old, int64_
 
 void *weft__deque_steal_any(weft__deque *d)
 {
+    assert(!d->solo); /* its owner takes items without racing for them */
     int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
     atomic_thread_fence(memory_order_seq_cst);
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_acquire);
