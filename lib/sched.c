@@ -610,9 +610,12 @@ void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
     weft__worker *w = weft__worker_self();
     if (w && w->rt == rt) {
         long pushed = 0;
-        while (t && weft__deque_size_owner(&w->readyq, READY_LOCAL_MAX) < READY_LOCAL_MAX &&
-               weft__deque_push_owner(&w->readyq, t) == 0) {
-            t = t->next;
+        while (t && weft__deque_size_owner(&w->readyq, READY_LOCAL_MAX) < READY_LOCAL_MAX) {
+            /* The link first: once queued, the task may be stolen, run and recycled at once. */
+            weft__task *next = t->next;
+            if (weft__deque_push_owner(&w->readyq, t) != 0)
+                break;
+            t = next;
             pushed++;
         }
         n -= pushed;
