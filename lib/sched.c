@@ -601,7 +601,7 @@ static weft__task *inject_pop(weft__worker *w)
 
 void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
 {
-    weft__task *t = b->head;
+    weft__task *t = b->head, *last = b->tail;
     long n = b->n;
     b->head = b->tail = NULL;
     b->n = 0;
@@ -622,12 +622,8 @@ void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
         if (pushed)
             notify_local(rt);
     }
-    if (t) {
-        weft__task *last = t;
-        while (last->next)
-            last = last->next;
-        inject_list(rt, t, last, n);
-    }
+    if (t)
+        inject_list(rt, t, last, n); /* the rest of the list: its tail is still the batch's */
 }
 
 void weft__sched_ready(weft_runtime *rt, weft__task *t)
