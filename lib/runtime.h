@@ -114,6 +114,20 @@ static inline weft__task *weft__worker_current(weft__worker *w)
     return w ? w->current : NULL;
 }
 
+/** weft__task_alloc_on for the worker the caller runs on, `w`, of runtime `rt`: a record from
+ *  w's cache, inline (it is on every spawn); anything else (an empty cache, a new block of ids)
+ *  takes the call. */
+static inline weft__task *weft__task_alloc_own(weft__worker *w, weft_runtime *rt)
+{
+    weft__task *t = w->task_cache;
+    if (!t || w->next_id == w->end_id)
+        return weft__task_alloc_on(w, rt);
+    w->task_cache = t->next;
+    w->task_cache_count--;
+    weft__task_reset(t, rt, w->next_id++);
+    return t;
+}
+
 #define WEFT__MAX_WORKERS 256
 
 /** Sleeps while *word == expected, until `deadline` (WEFT_NEVER: no limit). */

@@ -393,20 +393,7 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
     }
     if (!t)
         return NULL;
-    t->host = NULL;
-    t->stack = NULL;
-    t->rt = rt;
-    t->owned = NULL;
-    t->next = NULL;
-    atomic_store_explicit(&t->wait, WEFT__WAIT_NONE, memory_order_relaxed);
-    atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
-    t->flags = 0;
-    t->timer.heap = NULL; /* its word keeps counting generations: stale heap items may remain */
-    t->id = new_task_id(w);
-    t->failure = NULL;
-    t->stack_size = 0;
-    t->tokens_held = 0;
-    t->tsan_fiber = NULL;
+    weft__task_reset(t, rt, new_task_id(w));
     return t;
 }
 

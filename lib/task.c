@@ -73,7 +73,7 @@ static inline __attribute__((always_inline)) int spawn(weft_scope *s, weft_fn fn
             return rc;
         counted = (uint32_t)rc;
     }
-    weft__task *t = weft__task_alloc_on(w, s->rt);
+    weft__task *t = weft__task_alloc_own(w, s->rt); /* s->rt is self's, so w's */
     if (!t) {
         weft__scope_unadmit(s, counted); /* never with a slot: its record was reserved */
         return -ENOMEM;

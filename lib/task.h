@@ -130,6 +130,26 @@ int weft__sched_yield(void);
  *  and moved). */
 weft__worker *weft__sched_run_own_children(weft__worker *w, weft_scope *s);
 
+/** Sets the fields a record starts with as a new task of `rt` with id `id` (the caller's;
+ *  weft__task_init_child then gives it its function, scope and name). */
+static inline void weft__task_reset(weft__task *t, weft_runtime *rt, uint64_t id)
+{
+    t->host = NULL;
+    t->stack = NULL;
+    t->rt = rt;
+    t->owned = NULL;
+    t->next = NULL;
+    atomic_store_explicit(&t->wait, WEFT__WAIT_NONE, memory_order_relaxed);
+    atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
+    t->flags = 0;
+    t->timer.heap = NULL; /* its word keeps counting generations: stale heap items may remain */
+    t->id = id;
+    t->failure = NULL;
+    t->stack_size = 0;
+    t->tokens_held = 0;
+    t->tsan_fiber = NULL;
+}
+
 /* The _on variants take the caller's worker (or NULL), already looked up in the same call. */
 int weft__sched_spawn_on(weft__worker *w, weft_runtime *rt, weft__task *t);
 weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt);
