@@ -82,7 +82,8 @@ struct weft_runtime {
     weft_config cfg;
     /* Bumped by every cancel (see scope.h), read by cancel checks. */
     _Alignas(64) _Atomic uint64_t cancel_epoch;
-    /* Written when a worker goes to sleep or is woken; read at every spawn (notify_local). */
+    /* Written when a worker goes to sleep or is woken; read at every spawn
+     * (weft__sched_notify_local). */
     _Alignas(64) _Atomic uint64_t idle_mask[4]; /* sleeping workers, one bit each */
     /* Written by workers looking for work. */
     _Alignas(64) _Atomic unsigned nspinning;
@@ -126,6 +127,41 @@ static inline weft__task *weft__task_alloc_own(weft__worker *w, weft_runtime *rt
     w->task_cache_count--;
     weft__task_reset(t, rt, w->next_id++);
     return t;
+}
+
+/** Wakes one sleeping worker of `rt`, if any: 1 if it woke one. */
+int weft__sched_wake_one(weft_runtime *rt);
+
+/** New work on the caller's worker: wakes a sleeping worker unless a spinning one will find it
+ *  anyway (the wake-up protocol is in sched.c's essay). Inline: it is on every spawn. */
+static inline void weft__sched_notify_local(weft_runtime *rt)
+{
+    if (rt->nworkers < 2)
+        return;
+    /* The idle mask first: it changes only when a worker sleeps or wakes, where the spinning
+     * count changes each time a busy worker runs out of local work, and a spawn that read it
+     * every time paid for the line moving over from that worker. */
+    unsigned words = (rt->nworkers + 63) / 64;
+    for (unsigned i = 0; i < words; i++) {
+        if (atomic_load_explicit(&rt->idle_mask[i], memory_order_relaxed)) {
+            if (atomic_load_explicit(&rt->nspinning, memory_order_relaxed) == 0)
+                weft__sched_wake_one(rt);
+            return;
+        }
+    }
+}
+
+/** weft__sched_spawn_on for the worker the caller runs on, `w`, of runtime `rt`: the new task
+ *  goes on w's spawn queue, with a stack set aside for it unless it asked for its own size.
+ *  0 or -ENOMEM. Inline: it is on every spawn. */
+static inline int weft__sched_spawn_own(weft__worker *w, weft_runtime *rt, weft__task *t)
+{
+    if (!t->stack_size && weft__stack_reserve(&rt->stacks, &w->stacks) != 0)
+        return -ENOMEM;
+    if (weft__deque_push_owner(&w->spawnq, t) != 0)
+        return -ENOMEM;
+    weft__sched_notify_local(rt);
+    return 0;
 }
 
 #define WEFT__MAX_WORKERS 256

@@ -465,7 +465,7 @@ void weft__scope_cache_put(weft__worker *w, weft_scope *s)
 
 /* ---- waking sleepers -------------------------------------------------------------------- */
 
-static int wake_one_sleeper(weft_runtime *rt)
+int weft__sched_wake_one(weft_runtime *rt)
 {
     unsigned words = (rt->nworkers + 63) / 64;
     for (unsigned i = 0; i < words; i++) {
@@ -483,25 +483,6 @@ static int wake_one_sleeper(weft_runtime *rt)
     return 0;
 }
 
-static int anyone_sleeping(weft_runtime *rt)
-{
-    unsigned words = (rt->nworkers + 63) / 64;
-    for (unsigned i = 0; i < words; i++)
-        if (atomic_load_explicit(&rt->idle_mask[i], memory_order_relaxed))
-            return 1;
-    return 0;
-}
-
-/* New local work: wake a sleeper unless a spinner will find it anyway (see the essay above). */
-static inline void notify_local(weft_runtime *rt)
-{
-    /* The idle mask first: it changes only when a worker sleeps or wakes, where the spinning
-     * count changes each time a busy worker runs out of local work, and a spawn that read it
-     * every time paid for the line moving over from that worker. */
-    if (rt->nworkers > 1 && anyone_sleeping(rt) &&
-        atomic_load_explicit(&rt->nspinning, memory_order_relaxed) == 0)
-        wake_one_sleeper(rt);
-}
 
 /* ---- queues ------------------------------------------------------------------------------ */
 
@@ -518,7 +499,7 @@ static void inject_list(weft_runtime *rt, weft__task *first, weft__task *last, l
     atomic_fetch_add_explicit(&rt->inject_len, n, memory_order_relaxed);
     weft__lock_release(&rt->inject_lock);
     atomic_thread_fence(memory_order_seq_cst);
-    wake_one_sleeper(rt);
+    weft__sched_wake_one(rt);
 }
 
 void weft__sched_inject(weft_runtime *rt, weft__task *t)
@@ -540,7 +521,7 @@ static void push_ready(weft__worker *w, weft__task *t)
         weft__sched_inject(w->rt, t);
         return;
     }
-    notify_local(w->rt);
+    weft__sched_notify_local(w->rt);
 }
 
 /* Takes the oldest task of the injection queue, and with it up to INJECT_BATCH - 1 more onto the
@@ -581,7 +562,7 @@ static weft__task *inject_pop(weft__worker *w)
                 weft__sched_inject(rt, x);
             x = next;
         }
-        notify_local(rt);
+        weft__sched_notify_local(rt);
     }
     return first;
 }
@@ -607,7 +588,7 @@ void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
         }
         n -= pushed;
         if (pushed)
-            notify_local(rt);
+            weft__sched_notify_local(rt);
     }
     if (t)
         inject_list(rt, t, last, n); /* the rest of the list: its tail is still the batch's */
@@ -629,14 +610,8 @@ int weft__sched_spawn(weft_runtime *rt, weft__task *t)
 
 int weft__sched_spawn_on(weft__worker *w, weft_runtime *rt, weft__task *t)
 {
-    if (w && w->rt == rt) {
-        if (!t->stack_size && weft__stack_reserve(&rt->stacks, &w->stacks) != 0)
-            return -ENOMEM;
-        if (weft__deque_push_owner(&w->spawnq, t) != 0)
-            return -ENOMEM;
-        notify_local(rt);
-        return 0;
-    }
+    if (w && w->rt == rt)
+        return weft__sched_spawn_own(w, rt, t);
     weft__sched_inject(rt, t);
     return 0;
 }
@@ -1186,7 +1161,7 @@ static weft__task *spin_for_work(weft__worker *w)
     }
     /* The last spinner to find work hands the search on, so work left behind it is found. */
     if (atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_acq_rel) == 1 && t)
-        notify_local(rt);
+        weft__sched_notify_local(rt);
     return t;
 }
 

@@ -94,7 +94,7 @@ static inline __attribute__((always_inline)) int spawn(weft_scope *s, weft_fn fn
         }
         slot = 1;
     }
-    rc = weft__sched_spawn_on(w, s->rt, t);
+    rc = weft__sched_spawn_own(w, s->rt, t);
     if (rc) {
         if (slot) {
             /* Queued all the same: a slot, once taken, is released only by its child ending. */
