@@ -483,7 +483,6 @@ int weft__sched_wake_one(weft_runtime *rt)
     return 0;
 }
 
-
 /* ---- queues ------------------------------------------------------------------------------ */
 
 /* Appends the linked tasks first..last (n of them) to the injection queue. */
