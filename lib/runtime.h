@@ -181,9 +181,6 @@ void weft__runtime_stop(weft_runtime *rt);
 /** Queues `t` on the injection queue and wakes a sleeping worker. */
 void weft__sched_inject(weft_runtime *rt, weft__task *t);
 
-/** Per-worker scope record cache, used by scope.c. */
-weft_scope *weft__scope_cache_get(weft__worker *w, weft_runtime *rt);
-void weft__scope_cache_put(weft__worker *w, weft_scope *s);
 
 /* Blocking pool (blocking.c). */
 int weft__blocking_init(weft_runtime *rt);

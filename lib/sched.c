@@ -402,64 +402,26 @@ void weft__task_free(weft__task *t)
     weft__task_free_on(weft__worker_self(), t);
 }
 
+/* A record back into the cache of `w`, the caller's worker, of the record's runtime. Inline:
+ * every child run inside a join ends here. */
+static inline void free_own(weft__worker *w, weft__task *t)
+{
+    t->next = w->task_cache;
+    w->task_cache = t;
+    if (++w->task_cache_count > TASK_CACHE_MAX)
+        give_batch(w, t->rt);
+}
+
 void weft__task_free_on(weft__worker *w, weft__task *t)
 {
     weft_runtime *rt = t->rt;
     if (w && w->rt == rt) {
-        t->next = w->task_cache;
-        w->task_cache = t;
-        if (++w->task_cache_count > TASK_CACHE_MAX)
-            give_batch(w, rt);
+        free_own(w, t);
         return;
     }
     weft__lock_acquire(&rt->chunk_lock);
     t->next = rt->spare_tasks;
     rt->spare_tasks = t;
-    weft__lock_release(&rt->chunk_lock);
-}
-
-/* Scope records are recycled, never freed while the runtime lives (a stale timer item may still
- * point into one; see timer.h): a worker keeps those released on it, the runtime those released
- * elsewhere. */
-weft_scope *weft__scope_cache_get(weft__worker *w, weft_runtime *rt)
-{
-    weft_scope *s = NULL;
-    if (w && w->rt == rt) {
-        s = w->scopes.top;
-        if (s) {
-            w->scopes.top = s->cache_next;
-            w->scopes.count--;
-            return s;
-        }
-    }
-    if (!__atomic_load_n(&rt->spare_scopes, __ATOMIC_RELAXED))
-        return NULL;
-    weft__lock_acquire(&rt->chunk_lock);
-    s = rt->spare_scopes;
-    if (s)
-        __atomic_store_n(&rt->spare_scopes, s->cache_next, __ATOMIC_RELAXED);
-    weft__lock_release(&rt->chunk_lock);
-    return s;
-}
-
-/* A worker keeps at most this many released scope records; beyond, they go to the runtime, where
- * any worker finds them. A task that opens a scope on one worker and releases it on another
- * (it parked in between and was woken there) would otherwise pile records up on the second
- * while the first allocates new ones. */
-#define SCOPE_CACHE_MAX 256
-
-void weft__scope_cache_put(weft__worker *w, weft_scope *s)
-{
-    weft_runtime *rt = s->rt;
-    if (w && w->rt == rt && w->scopes.count < SCOPE_CACHE_MAX) {
-        s->cache_next = w->scopes.top;
-        w->scopes.top = s;
-        w->scopes.count++;
-        return;
-    }
-    weft__lock_acquire(&rt->chunk_lock);
-    s->cache_next = rt->spare_scopes;
-    __atomic_store_n(&rt->spare_scopes, s, __ATOMIC_RELAXED); /* read unlocked in _get */
     weft__lock_release(&rt->chunk_lock);
 }
 
@@ -1082,7 +1044,7 @@ static weft__worker *run_inline(weft__worker *w, weft__task *child)
     w = weft__worker_self();
     w->current = parent;
     bump_progress(w);
-    weft__task_free_on(w, child);
+    free_own(w, child);
     return w;
 }
 

@@ -18,9 +18,54 @@ static void set_state(weft_scope *s, int state)
 
 /* ---- records ------------------------------------------------------------------------------ */
 
+/* Scope records are recycled, never freed while the runtime lives (a stale timer item may still
+ * point into one; see timer.h): a worker keeps those released on it, the runtime those released
+ * elsewhere. */
+static weft_scope *cache_get(weft__worker *w, weft_runtime *rt)
+{
+    weft_scope *s = NULL;
+    if (w && w->rt == rt) {
+        s = w->scopes.top;
+        if (s) {
+            w->scopes.top = s->cache_next;
+            w->scopes.count--;
+            return s;
+        }
+    }
+    if (!__atomic_load_n(&rt->spare_scopes, __ATOMIC_RELAXED))
+        return NULL;
+    weft__lock_acquire(&rt->chunk_lock);
+    s = rt->spare_scopes;
+    if (s)
+        __atomic_store_n(&rt->spare_scopes, s->cache_next, __ATOMIC_RELAXED);
+    weft__lock_release(&rt->chunk_lock);
+    return s;
+}
+
+/* A worker keeps at most this many released scope records; beyond, they go to the runtime, where
+ * any worker finds them. A task that opens a scope on one worker and releases it on another
+ * (it parked in between and was woken there) would otherwise pile records up on the second
+ * while the first allocates new ones. */
+#define SCOPE_CACHE_MAX 256
+
+static void cache_put(weft__worker *w, weft_scope *s)
+{
+    weft_runtime *rt = s->rt;
+    if (w && w->rt == rt && w->scopes.count < SCOPE_CACHE_MAX) {
+        s->cache_next = w->scopes.top;
+        w->scopes.top = s;
+        w->scopes.count++;
+        return;
+    }
+    weft__lock_acquire(&rt->chunk_lock);
+    s->cache_next = rt->spare_scopes;
+    __atomic_store_n(&rt->spare_scopes, s, __ATOMIC_RELAXED); /* read unlocked in cache_get */
+    weft__lock_release(&rt->chunk_lock);
+}
+
 static weft_scope *scope_alloc(weft__worker *w, weft_runtime *rt)
 {
-    weft_scope *s = weft__scope_cache_get(w, rt);
+    weft_scope *s = cache_get(w, rt);
     if (!s) {
         /* Whole cache lines: records in use on different workers must not share one (the
          * owner's atomics on `balance` would bounce between cores). */
@@ -85,7 +130,7 @@ static void scope_free_on(weft__worker *w, weft_scope *s)
         s->nerrors = 0;
     }
     set_state(s, WEFT__SCOPE_RELEASED);
-    weft__scope_cache_put(w, s);
+    cache_put(w, s);
 }
 
 static void scope_free(weft_scope *s)
