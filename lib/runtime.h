@@ -181,7 +181,6 @@ void weft__runtime_stop(weft_runtime *rt);
 /** Queues `t` on the injection queue and wakes a sleeping worker. */
 void weft__sched_inject(weft_runtime *rt, weft__task *t);
 
-
 /* Blocking pool (blocking.c). */
 int weft__blocking_init(weft_runtime *rt);
 void weft__blocking_destroy(weft_runtime *rt);
