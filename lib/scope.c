@@ -76,7 +76,9 @@ static weft_scope *scope_alloc(weft__worker *w, weft_runtime *rt)
     return s;
 }
 
-/* Every field set here: spawn-heavy programs open a scope per task, so no memset of the whole. */
+/* Every field but those its two callers set themselves (policy, shield, max_running, deadline,
+ * the cached cancel state and the owner's links): spawn-heavy programs open a scope per task, so
+ * no memset of the whole and no field written twice. */
 static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft__task *owner)
 {
     weft__lock_init(&s->lock);
@@ -85,18 +87,13 @@ static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft
     atomic_init(&s->fanning, 0);
     atomic_init(&s->linked, 0);
     s->epoch = &rt->cancel_epoch;
-    atomic_init(&s->cancel_cache, 0);
-    s->policy = WEFT_FAIL_FAST;
-    s->shield = 0;
     s->join_result = 0;
     s->first_failure = 0;
     s->joiner = NULL;
     s->first_child = s->next_sibling = s->prev_sibling = NULL;
-    s->prev_owned = s->next_owned = NULL;
-    s->outer_cancel_scope = NULL;
     s->parked = NULL;
     s->timer_armed = 0;
-    s->max_running = s->running = 0;
+    s->running = 0;
     weft__defer_init(&s->deferred);
     s->errors = NULL;
     s->nerrors = s->cap_errors = 0;
@@ -112,7 +109,6 @@ static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft
     s->rt = rt;
     s->owner = owner;
     s->parent = parent;
-    s->deadline = WEFT_NEVER;
 }
 
 /* `w`: the caller's worker (NULL off the workers), looked up since its last suspension. */
@@ -474,7 +470,12 @@ static weft_time earlier(weft_time a, weft_time b)
     return a < b ? a : b;
 }
 
-int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
+/* Both expansions below share this body; with `o` NULL (no options: a plain fork-join scope, the
+ * common case) every option test folds away. */
+#define OPT(o, field) ((o) ? (o)->field : 0)
+
+static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
+                                                            const weft_scope_opts *o)
 {
     weft__worker *w = weft__worker_self();
     weft__task *t = weft__worker_current(w);
@@ -482,41 +483,41 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
         return -EPERM;
     if (!out)
         return -EINVAL;
-    static const weft_scope_opts defaults = {0};
-    const weft_scope_opts *o = opts ? opts : &defaults; /* read in place: open is on every fork */
-    if (o->timeout_ns < 0 || o->deadline < 0 ||
-        (o->policy != WEFT_FAIL_FAST && o->policy != WEFT_COLLECT))
+    if (OPT(o, timeout_ns) < 0 || OPT(o, deadline) < 0 ||
+        (OPT(o, policy) != WEFT_FAIL_FAST && OPT(o, policy) != WEFT_COLLECT))
         return -EINVAL;
     weft_scope *parent = t->cancel_scope;
     /* The epoch before the state: a cancel that lands in between bumps it past this value, so
      * the answer cached below is recomputed instead of hiding that cancel. */
     uint64_t epoch = atomic_load_explicit(&t->rt->cancel_epoch, memory_order_acquire);
     int code = weft__scope_cancel_code(parent);
-    if (code && !o->shield)
+    int shield = OPT(o, shield) != 0;
+    if (code && !shield)
         return code;
 
-    weft_time own = o->deadline ? o->deadline : WEFT_NEVER;
+    weft_time own = OPT(o, deadline) ? OPT(o, deadline) : WEFT_NEVER;
     weft_time now = 0;
-    if (o->timeout_ns) {
+    if (OPT(o, timeout_ns)) {
+        weft_time timeout = OPT(o, timeout_ns);
         now = weft_now();
-        own = earlier(own, o->timeout_ns > WEFT_NEVER - now ? WEFT_NEVER : now + o->timeout_ns);
+        own = earlier(own, timeout > WEFT_NEVER - now ? WEFT_NEVER : now + timeout);
     }
 
     weft_scope *s = scope_alloc(w, t->rt);
     if (!s)
         return -ENOMEM;
     scope_init(s, t->rt, parent, t);
-    s->policy = o->policy;
-    s->shield = o->shield != 0;
-    s->max_running = o->max_concurrency;
-    if (o->name) {
+    s->policy = OPT(o, policy);
+    s->shield = shield;
+    s->max_running = OPT(o, max_concurrency);
+    if (o && o->name) {
         strncpy(s->name, o->name, sizeof(s->name) - 1);
         s->name[sizeof(s->name) - 1] = 0;
     }
-    s->deadline = s->shield ? own : earlier(own, parent->deadline);
+    s->deadline = shield ? own : earlier(own, parent->deadline);
 
     /* Not linked into the parent yet (see scope.h): it inherits the state by pulling. */
-    atomic_store_explicit(&s->cancel_cache, epoch << 2 | weft__cancel_encode(s->shield ? 0 : code),
+    atomic_store_explicit(&s->cancel_cache, epoch << 2 | weft__cancel_encode(shield ? 0 : code),
                           memory_order_relaxed);
 
     s->prev_owned = t->owned;
@@ -529,8 +530,7 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
 
     /* A timer only where this scope's own deadline is the effective one: an inherited deadline
      * reaches it through the ancestor's cancel. */
-    if (own != WEFT_NEVER && own == s->deadline &&
-        (s->shield || own < parent->deadline)) {
+    if (own != WEFT_NEVER && own == s->deadline && (shield || own < parent->deadline)) {
         if (own <= (now ? now : weft_now())) {
             weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
         } else if (weft__sched_arm_timer(&s->timer, own, deadline_fired) == 0) {
@@ -542,6 +542,13 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
     }
     *out = s;
     return 0;
+}
+
+#undef OPT
+
+int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
+{
+    return opts ? open_scope(out, opts) : open_scope(out, NULL);
 }
 
 weft_scope *weft_current_scope(void)
@@ -897,6 +904,12 @@ int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **
         return -ENOMEM;
     scope_init(s, rt, parent, NULL);
     s->policy = WEFT_COLLECT;
+    s->shield = 0;
+    s->max_running = 0;
+    s->deadline = WEFT_NEVER;
+    s->prev_owned = s->next_owned = NULL;
+    s->outer_cancel_scope = NULL;
+    atomic_init(&s->cancel_cache, 0); /* linked from the start: its own state is the answer */
     if (parent) {
         weft__lock_acquire(&parent->lock);
         int pcode = atomic_load_explicit(&parent->cancel_code, memory_order_relaxed);
