@@ -21,24 +21,25 @@ static void set_state(weft_scope *s, int state)
 /* Scope records are recycled, never freed while the runtime lives (a stale timer item may still
  * point into one; see timer.h): a worker keeps those released on it, the runtime those released
  * elsewhere. */
-static weft_scope *cache_get(weft__worker *w, weft_runtime *rt)
+static __attribute__((noinline)) weft_scope *cache_get_spare(weft_runtime *rt)
 {
-    weft_scope *s = NULL;
-    if (w && w->rt == rt) {
-        s = w->scopes.top;
-        if (s) {
-            w->scopes.top = s->cache_next;
-            w->scopes.count--;
-            return s;
-        }
-    }
     if (!__atomic_load_n(&rt->spare_scopes, __ATOMIC_RELAXED))
         return NULL;
     weft__lock_acquire(&rt->chunk_lock);
-    s = rt->spare_scopes;
+    weft_scope *s = rt->spare_scopes;
     if (s)
         __atomic_store_n(&rt->spare_scopes, s->cache_next, __ATOMIC_RELAXED);
     weft__lock_release(&rt->chunk_lock);
+    return s;
+}
+
+static inline weft_scope *cache_get(weft__worker *w, weft_runtime *rt)
+{
+    weft_scope *s = w && w->rt == rt ? w->scopes.top : NULL;
+    if (!s)
+        return cache_get_spare(rt);
+    w->scopes.top = s->cache_next;
+    w->scopes.count--;
     return s;
 }
 
