@@ -34,6 +34,80 @@ void weft__task_init_child(weft__task *t, weft_scope *s, weft_fn fn, void *arg, 
     }
 }
 
+/* A new child's record for `s`, counted as `counted` says, with its function, name and stack
+ * size; NULL when out of memory (nothing is counted back here). */
+static inline __attribute__((always_inline)) weft__task *
+make_child(weft__worker *w, weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts,
+           uint32_t counted)
+{
+    weft__task *t = weft__task_alloc_own(w, s->rt); /* s->rt is the spawner's, so w's */
+    if (!t)
+        return NULL;
+    t->flags |= counted;
+    weft__task_init_child(t, s, fn, arg, opts ? opts->name : NULL);
+    if (opts)
+        t->stack_size = opts->stack_size;
+    return t;
+}
+
+/* A spawn into a limited scope (max_concurrency), apart from the common path so that the
+ * latter stays small. */
+static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *self,
+                                                   weft_scope *s, weft_fn fn, void *arg,
+                                                   const weft_spawn_opts *opts)
+{
+    int rc;
+    uint32_t counted;
+    weft__task *t;
+    if (s->owner == self && (!opts || (!opts->name && !opts->stack_size))) {
+        /* The owner's plain spawn into a limited scope waits as a bare fn(arg), without a
+         * record, unless a slot is free now. It is not counted among the scope's children until
+         * it inherits the slot and the count of the child it succeeds (weft__scope_child_done).
+         * A slot, once taken, cannot be handed back (a child may queue behind it at once), so
+         * the record it needs is made sure of first. */
+        rc = weft__scope_cancel_code(s);
+        if (rc)
+            return rc;
+        if (weft__task_reserve_on(w, s->rt) != 0)
+            return -ENOMEM;
+        rc = weft__scope_start_or_defer(s, fn, arg);
+        if (rc != 0)
+            return rc == 1 ? 0 : rc;
+        counted = weft__scope_count_owner_child(s);
+        t = make_child(w, s, fn, arg, opts, counted);
+        if (!t) { /* cannot happen: the record was reserved */
+            weft__scope_unadmit(s, counted);
+            return -ENOMEM;
+        }
+    } else {
+        rc = weft__scope_admit(s, self);
+        if (rc < 0)
+            return rc;
+        counted = (uint32_t)rc;
+        t = make_child(w, s, fn, arg, opts, counted);
+        if (!t) {
+            weft__scope_unadmit(s, counted);
+            return -ENOMEM;
+        }
+        /* Named or with its own stack size, or spawned by another task: it waits with its
+         * record. */
+        rc = weft__scope_start_or_defer(s, NULL, t);
+        if (rc == 1)
+            return 0; /* waits, unstarted and without a stack, for a running sibling to end */
+        if (rc < 0) {
+            weft__scope_unadmit(s, counted);
+            weft__task_free_on(w, t);
+            return rc;
+        }
+    }
+    /* It holds a slot: queued whatever happens, since a slot is released only by its child
+     * ending. */
+    if (weft__sched_spawn_own(w, s->rt, t) != 0)
+        weft__sched_inject(s->rt, t);
+    weft__chaos_point(s->rt);
+    return 0;
+}
+
 /* Both entry points expand this, so that weft_spawn (no options, the common case) is compiled
  * with every options test folded away. */
 static inline __attribute__((always_inline)) int spawn(weft_scope *s, weft_fn fn, void *arg,
@@ -48,59 +122,19 @@ static inline __attribute__((always_inline)) int spawn(weft_scope *s, weft_fn fn
         return -EINVAL;
     if (opts && opts->stack_size && (opts->stack_size < MIN_STACK || opts->stack_size > MAX_STACK))
         return -EINVAL;
-    int rc;
-    int slot = 0;
-    uint32_t counted;
-    if (s->max_running && s->owner == self && (!opts || (!opts->name && !opts->stack_size))) {
-        /* The owner's plain spawn into a limited scope waits as a bare fn(arg), without a
-         * record, unless a slot is free now. It is not counted among the scope's children until
-         * it inherits the slot and the count of the child it succeeds (weft__scope_child_done).
-         * A slot, once taken, cannot be handed back (a child may queue behind it at once), so
-         * the record it needs is made sure of first. */
-        rc = weft__scope_cancel_code(s);
-        if (rc)
-            return rc;
-        if (weft__task_reserve_on(w, s->rt) != 0)
-            return -ENOMEM;
-        rc = weft__scope_start_or_defer(s, fn, arg);
-        if (rc != 0)
-            return rc == 1 ? 0 : rc;
-        slot = 1;
-        counted = weft__scope_count_owner_child(s);
-    } else {
-        rc = weft__scope_admit(s, self);
-        if (rc < 0)
-            return rc;
-        counted = (uint32_t)rc;
-    }
-    weft__task *t = weft__task_alloc_own(w, s->rt); /* s->rt is self's, so w's */
+    if (s->max_running)
+        return spawn_limited(w, self, s, fn, arg, opts);
+    int rc = weft__scope_admit(s, self);
+    if (rc < 0)
+        return rc;
+    uint32_t counted = (uint32_t)rc;
+    weft__task *t = make_child(w, s, fn, arg, opts, counted);
     if (!t) {
-        weft__scope_unadmit(s, counted); /* never with a slot: its record was reserved */
+        weft__scope_unadmit(s, counted);
         return -ENOMEM;
-    }
-    t->flags |= counted;
-    weft__task_init_child(t, s, fn, arg, opts ? opts->name : NULL);
-    if (opts)
-        t->stack_size = opts->stack_size;
-    if (s->max_running && !slot) {
-        /* Named or with its own stack size: it waits with its record. */
-        rc = weft__scope_start_or_defer(s, NULL, t);
-        if (rc == 1)
-            return 0; /* waits, unstarted and without a stack, for a running sibling to end */
-        if (rc < 0) {
-            weft__scope_unadmit(s, counted);
-            weft__task_free_on(w, t);
-            return rc;
-        }
-        slot = 1;
     }
     rc = weft__sched_spawn_own(w, s->rt, t);
     if (rc) {
-        if (slot) {
-            /* Queued all the same: a slot, once taken, is released only by its child ending. */
-            weft__sched_inject(s->rt, t);
-            return 0;
-        }
         weft__scope_unadmit(s, counted);
         weft__task_free_on(w, t);
         return rc;
