@@ -36,9 +36,10 @@ void weft__task_init_child(weft__task *t, weft_scope *s, weft_fn fn, void *arg, 
 
 /* A new child's record for `s`, counted as `counted` says, with its function, name and stack
  * size; NULL when out of memory (nothing is counted back here). */
-static inline __attribute__((always_inline)) weft__task *
-make_child(weft__worker *w, weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts,
-           uint32_t counted)
+static inline __attribute__((always_inline)) weft__task *make_child(weft__worker *w, weft_scope *s,
+                                                                    weft_fn fn, void *arg,
+                                                                    const weft_spawn_opts *opts,
+                                                                    uint32_t counted)
 {
     weft__task *t = weft__task_alloc_own(w, s->rt); /* s->rt is the spawner's, so w's */
     if (!t)
@@ -52,8 +53,8 @@ make_child(weft__worker *w, weft_scope *s, weft_fn fn, void *arg, const weft_spa
 
 /* A spawn into a limited scope (max_concurrency), apart from the common path so that the
  * latter stays small. */
-static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *self,
-                                                   weft_scope *s, weft_fn fn, void *arg,
+static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *self, weft_scope *s,
+                                                   weft_fn fn, void *arg,
                                                    const weft_spawn_opts *opts)
 {
     int rc;
