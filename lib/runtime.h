@@ -115,17 +115,28 @@ static inline weft__task *weft__worker_current(weft__worker *w)
     return w ? w->current : NULL;
 }
 
+/** weft__task_new_id when `w`'s block of ids is used up or `w` is NULL (off the workers). */
+uint64_t weft__task_id_slow(weft__worker *w);
+
+/** A new task's id: the next of the block of ids `w` (the caller's worker, or NULL) holds, so
+ *  that a spawn costs no shared atomic. */
+static inline uint64_t weft__task_new_id(weft__worker *w)
+{
+    if (w && w->next_id != w->end_id)
+        return w->next_id++;
+    return weft__task_id_slow(w);
+}
+
 /** weft__task_alloc_on for the worker the caller runs on, `w`, of runtime `rt`: a record from
- *  w's cache, inline (it is on every spawn); anything else (an empty cache, a new block of ids)
- *  takes the call. */
+ *  w's cache, inline (it is on every spawn); an empty cache takes the call. */
 static inline weft__task *weft__task_alloc_own(weft__worker *w, weft_runtime *rt)
 {
     weft__task *t = w->task_cache;
-    if (!t || w->next_id == w->end_id)
+    if (!t)
         return weft__task_alloc_on(w, rt);
     w->task_cache = t->next;
     w->task_cache_count--;
-    weft__task_reset(t, rt, w->next_id++);
+    weft__task_reset(t, rt, weft__task_new_id(w));
     return t;
 }
 

@@ -163,14 +163,12 @@ void weft__futex_bump(_Atomic uint32_t *word)
 static _Atomic uint64_t next_id_block = 1;
 #define ID_BLOCK 4096
 
-static uint64_t new_task_id(weft__worker *w)
+uint64_t weft__task_id_slow(weft__worker *w)
 {
     if (!w)
         return atomic_fetch_add_explicit(&next_id_block, 1, memory_order_relaxed);
-    if (w->next_id == w->end_id) {
-        w->next_id = atomic_fetch_add_explicit(&next_id_block, ID_BLOCK, memory_order_relaxed);
-        w->end_id = w->next_id + ID_BLOCK;
-    }
+    w->next_id = atomic_fetch_add_explicit(&next_id_block, ID_BLOCK, memory_order_relaxed);
+    w->end_id = w->next_id + ID_BLOCK;
     return w->next_id++;
 }
 
@@ -264,7 +262,6 @@ void weft__block_free(weft_runtime *rt, void *b)
     weft__lock_release(&rt->chunk_lock);
 }
 
-
 /* The next record of worker `w`'s chunk, mapping a new chunk when it is used up. */
 static weft__task *carve_record(weft__worker *w, weft_runtime *rt)
 {
@@ -347,7 +344,7 @@ void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
     t->owned = NULL;
     t->next = NULL;
     t->timer.heap = NULL;
-    t->id = new_task_id(weft__worker_self());
+    t->id = weft__task_new_id(weft__worker_self());
     t->failure = NULL;
     t->tokens_held = 0;
     t->fn = fn;
@@ -393,7 +390,7 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
     }
     if (!t)
         return NULL;
-    weft__task_reset(t, rt, new_task_id(w));
+    weft__task_reset(t, rt, weft__task_new_id(w));
     return t;
 }
 

@@ -579,7 +579,6 @@ int weft__scope_admit_other(weft_scope *s)
     return 0;
 }
 
-
 void weft__scope_unadmit(weft_scope *s, uint32_t counted)
 {
     if (counted & WEFT__TASK_OWNER_COUNTED)
