@@ -904,3 +904,91 @@ Test(errors, max_concurrency_spawns_from_owner_and_others_share_the_bound, .time
         cr_assert_leq(atomic_load(&c.max_running), 3);
     }
 }
+
+/* Children held back by the limit that have not started when the scope is cancelled (explicitly,
+ * or by a fail-fast failure) never start: they end as cancelled, without running and without
+ * counting as failures. Among them are bare entries (the owner's plain spawns), records (named
+ * children) and children spawned by another task (counted at admission): the join must still
+ * come out even, and nothing may leak. The slot holders stay running until the cancel reaches
+ * them, so exactly `limit` children start. */
+#define NHELD 120
+#define NHELD_OTHER 40
+#define HELD_LIMIT 2
+
+typedef struct held_case {
+    weft_scope *limited;
+    int fail_fast; /* the first child fails instead of the root cancelling */
+    atomic_int started, go;
+    int join;
+    size_t nerrors;
+} held_case;
+
+static int held_child(void *p)
+{
+    held_case *c = p;
+    int first = atomic_fetch_add(&c->started, 1) == 0;
+    if (c->fail_fast && first) {
+        while (!atomic_load(&c->go))
+            CHECK_EQ(weft_yield(), 0);
+        return weft_fail(-EIO, "the first child fails");
+    }
+    int rc;
+    while ((rc = weft_yield()) == 0) {
+    }
+    CHECK_EQ(rc, -ECANCELED);
+    return rc;
+}
+
+static int held_other_spawner(void *p)
+{
+    held_case *c = p;
+    for (int i = 0; i < NHELD_OTHER; i++)
+        CHECK_EQ(weft_spawn(c->limited, held_child, c), 0);
+    return 0;
+}
+
+static int held_root(void *p)
+{
+    held_case *c = p;
+    weft_scope_opts o = {.max_concurrency = HELD_LIMIT};
+    REQUIRE_EQ(weft_scope_open(&c->limited, &o), 0);
+    for (int i = 0; i < NHELD; i++) {
+        weft_spawn_opts so = {.name = "held-named"};
+        CHECK_EQ(weft_spawn_ex(c->limited, held_child, c, i % 3 ? NULL : &so), 0);
+    }
+    weft_scope *others;
+    REQUIRE_EQ(weft_scope_open(&others, NULL), 0);
+    CHECK_EQ(weft_spawn(others, held_other_spawner, c), 0);
+    CHECK_EQ(weft_scope_join(others), 0);
+    CHECK_EQ(weft_scope_release(others), 0);
+    if (c->fail_fast)
+        atomic_store(&c->go, 1);
+    else
+        CHECK_EQ(weft_scope_cancel(c->limited), 0);
+    c->join = weft_scope_join(c->limited);
+    c->nerrors = weft_scope_error_count(c->limited);
+    CHECK_EQ(weft_scope_release(c->limited), 0);
+    return 0;
+}
+
+static void check_held_back(unsigned workers, int fail_fast)
+{
+    static held_case c;
+    memset(&c, 0, sizeof(c));
+    c.fail_fast = fail_fast;
+    cr_assert_eq(run_on(workers, held_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(atomic_load(&c.started), HELD_LIMIT,
+                 "%d children started in a scope cancelled while %d held slots",
+                 atomic_load(&c.started), HELD_LIMIT);
+    cr_assert_eq(c.join, fail_fast ? -EIO : -ECANCELED);
+    cr_assert_eq(c.nerrors, (size_t)(fail_fast ? 1 : 0));
+}
+
+Test(errors, max_concurrency_held_back_children_of_a_cancelled_scope_never_start, .timeout = 60)
+{
+    for (unsigned workers = 1; workers <= 3; workers += 2) {
+        check_held_back(workers, 0);
+        check_held_back(workers, 1);
+    }
+}
