@@ -25,7 +25,8 @@
  *      is cheaper to run than a new one (a first touch of a fresh stack page costs microseconds),
  *      and running it first keeps the number of live stacks near what the program needs;
  *   3. the spawn queue; 4. the ready queue; 5. the injection queue.
- * Then, from the scheduler context only: due timers, stealing from random victims, sleeping.
+ * Then, from the scheduler context only: due timers, stealing from random victims (one task, or
+ * from a long spawn queue a batch: see steal_from), sleeping.
  *
  * Switching. A task that suspends picks its successor itself and switches straight to it (or to
  * the worker's scheduler context when there is none): one switch per yield, not two. What must
@@ -706,14 +707,38 @@ void weft__sched_chaos_point(void)
         weft__sched_yield();
 }
 
-static weft__task *steal_from(weft__worker *v)
+/* A spawn queue longer than this is a flat fan-out (a loop of spawns), not the spine of a
+ * recursion (fib(30) keeps at most 30 there, skynet 60): its oldest tasks are no larger than the
+ * others, and taking them one steal at a time costs the thief the victim's queue lines once per
+ * task. So a thief takes up to STEAL_BATCH of them at once (Go and tokio take half) and queues
+ * the rest on its own spawn queue. A short queue gives one task: in a recursion the oldest is the
+ * largest piece left, and the victim's join runs the others inline, which it could not if they
+ * were taken. */
+#define STEAL_BATCH_FROM 64
+#define STEAL_BATCH 128
+
+static weft__task *steal_from(weft__worker *w, weft__worker *v)
 {
     for (int attempt = 0; attempt < 4; attempt++) {
         void *x = weft__deque_steal_any(&v->spawnq);
         if (x == WEFT__DEQUE_EMPTY)
             break;
-        if (x != WEFT__DEQUE_ABORT)
-            return x;
+        if (x == WEFT__DEQUE_ABORT)
+            continue;
+        int64_t more = weft__deque_size_estimate(&v->spawnq);
+        if (more >= STEAL_BATCH_FROM) {
+            more = more / 2 < STEAL_BATCH - 1 ? more / 2 : STEAL_BATCH - 1;
+            for (int64_t i = 0; i < more; i++) {
+                void *y = weft__deque_steal_any(&v->spawnq);
+                if (y == WEFT__DEQUE_EMPTY || y == WEFT__DEQUE_ABORT)
+                    break;
+                if (weft__deque_push_owner(&w->spawnq, y) != 0) {
+                    weft__sched_inject(w->rt, y);
+                    break;
+                }
+            }
+        }
+        return x;
     }
     for (int attempt = 0; attempt < 4; attempt++) {
         void *x = weft__deque_steal_any(&v->readyq);
@@ -736,7 +761,7 @@ static weft__task *steal_round(weft__worker *w)
         weft__worker *v = &rt->workers[(start + i) % n];
         if (v == w)
             continue;
-        weft__task *t = steal_from(v);
+        weft__task *t = steal_from(w, v);
         if (t)
             return t;
     }
