@@ -2,6 +2,7 @@
 #include "alloc.h"
 #include "scope.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -64,34 +65,20 @@ static void cache_put(weft__worker *w, weft_scope *s)
     weft__lock_release(&rt->chunk_lock);
 }
 
-static weft_scope *scope_alloc(weft__worker *w, weft_runtime *rt)
-{
-    weft_scope *s = cache_get(w, rt);
-    if (!s) {
-        /* Whole cache lines: records in use on different workers must not share one (the
-         * owner's atomics on `balance` would bounce between cores). */
-        s = weft__aligned_alloc(64, sizeof(*s));
-        if (s)
-            atomic_init(&s->timer.word, 0); /* a recycled record keeps its timer generation */
-    }
-    return s;
-}
-
-/* Every field but those its two callers set themselves (policy, shield, max_running, deadline,
- * the cached cancel state and the owner's links): spawn-heavy programs open a scope per task, so
- * no memset of the whole and no field written twice. */
-static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft__task *owner)
+/* Records in the caches are clean: the fields set here hold what a new scope starts with. A
+ * scope's life leaves most of them so (its children, parked tasks, slots and timer are gone by
+ * its release) and scope_free_on puts the others back, so that an open writes only the fields
+ * that differ from use to use (scope_init): spawn-heavy programs open a scope per task. Records
+ * never leave their runtime, so its pointers are set once too. */
+static void scope_init_clean(weft_scope *s, weft_runtime *rt)
 {
     weft__lock_init(&s->lock);
-    atomic_init(&s->cancel, 0);
-    atomic_init(&s->cancel_code, 0);
     atomic_init(&s->fanning, 0);
-    atomic_init(&s->linked, 0);
+    atomic_init(&s->timer.word, 0); /* a recycled record keeps its timer generation */
+    s->rt = rt;
     s->epoch = &rt->cancel_epoch;
-    s->join_result = 0;
-    s->first_failure = 0;
     s->joiner = NULL;
-    s->first_child = s->next_sibling = s->prev_sibling = NULL;
+    s->first_child = NULL;
     s->parked = NULL;
     s->timer_armed = 0;
     s->running = 0;
@@ -101,18 +88,61 @@ static void scope_init(weft_scope *s, weft_runtime *rt, weft_scope *parent, weft
     s->on_done = NULL;
     s->on_done_arg = NULL;
     s->child_status = 0;
-    s->cache_next = NULL;
     s->name[0] = 0;
+}
+
+static void assert_clean(const weft_scope *s, const weft_runtime *rt)
+{
+    assert(s->rt == rt && s->epoch == &rt->cancel_epoch);
+    assert(!atomic_load_explicit(&s->fanning, memory_order_relaxed));
+    assert(!s->joiner && !s->first_child && !s->parked && !s->timer_armed && !s->running);
+    assert(!s->deferred.head && !s->deferred.tail && !s->deferred.spare);
+    assert(!s->errors && !s->nerrors && !s->cap_errors);
+    assert(!s->on_done && !s->on_done_arg && !s->child_status && !s->name[0]);
+    (void)s;
+    (void)rt;
+}
+
+static __attribute__((noinline)) weft_scope *scope_alloc_new(weft_runtime *rt)
+{
+    /* Whole cache lines: records in use on different workers must not share one (the owner's
+     * atomics on `balance` would bounce between cores). */
+    weft_scope *s = weft__aligned_alloc(64, sizeof(*s));
+    if (s)
+        scope_init_clean(s, rt);
+    return s;
+}
+
+static inline __attribute__((always_inline)) weft_scope *scope_alloc(weft__worker *w,
+                                                                     weft_runtime *rt)
+{
+    weft_scope *s = cache_get(w, rt);
+    if (!s)
+        return scope_alloc_new(rt);
+    assert_clean(s, rt);
+    return s;
+}
+
+/* The fields a clean record does not hold already, but for those its two callers set
+ * themselves (policy, shield, max_running, deadline, the cached cancel state and the owner's
+ * links). */
+static void scope_init(weft_scope *s, weft_scope *parent, weft__task *owner)
+{
+    atomic_init(&s->cancel, 0);
+    atomic_init(&s->cancel_code, 0);
+    atomic_init(&s->linked, 0);
+    s->join_result = 0;
+    s->first_failure = 0;
     atomic_init(&s->balance, WEFT__SCOPE_BIAS);
     s->owner_spawned = 0;
     atomic_init(&s->refs, 1);
     set_state(s, WEFT__SCOPE_OPEN);
-    s->rt = rt;
     s->owner = owner;
     s->parent = parent;
 }
 
-/* `w`: the caller's worker (NULL off the workers), looked up since its last suspension. */
+/* Back into a cache, clean (see scope_init_clean). `w`: the caller's worker (NULL off the
+ * workers), looked up since its last suspension. */
 static void scope_free_on(weft__worker *w, weft_scope *s)
 {
     weft__defer_fini(&s->deferred, s->rt);
@@ -124,8 +154,9 @@ static void scope_free_on(weft__worker *w, weft_scope *s)
         }
         free(s->errors);
         s->errors = NULL;
-        s->nerrors = 0;
+        s->nerrors = s->cap_errors = 0;
     }
+    s->name[0] = 0;
     set_state(s, WEFT__SCOPE_RELEASED);
     cache_put(w, s);
 }
@@ -507,7 +538,7 @@ static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
     weft_scope *s = scope_alloc(w, t->rt);
     if (!s)
         return -ENOMEM;
-    scope_init(s, t->rt, parent, t);
+    scope_init(s, parent, t);
     s->policy = OPT(o, policy);
     s->shield = shield;
     s->max_running = OPT(o, max_concurrency);
@@ -851,6 +882,20 @@ int weft_scope_release(weft_scope *s)
 {
     weft__worker *w = weft__worker_self();
     weft__task *t = weft__worker_current(w);
+    /* The common case first: the caller's newest scope, joined, never linked into its parent
+     * (so no fan-out holds a reference), with nothing to give back. */
+    if (t && s && t->owned == s && s->state == WEFT__SCOPE_JOINED &&
+        !atomic_load_explicit(&s->linked, memory_order_relaxed) &&
+        atomic_load_explicit(&s->refs, memory_order_acquire) == 1 && !s->errors &&
+        !s->deferred.head && !s->deferred.spare) {
+        t->owned = s->prev_owned;
+        if (t->owned)
+            t->owned->next_owned = NULL;
+        s->name[0] = 0;
+        set_state(s, WEFT__SCOPE_RELEASED);
+        cache_put(w, s);
+        return 0;
+    }
     int rc = owner_check(t, s);
     if (rc)
         return rc;
@@ -936,7 +981,7 @@ int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **
     weft_scope *s = scope_alloc(weft__worker_self(), rt);
     if (!s)
         return -ENOMEM;
-    scope_init(s, rt, parent, NULL);
+    scope_init(s, parent, NULL);
     s->policy = WEFT_COLLECT;
     s->shield = 0;
     s->max_running = 0;
@@ -974,6 +1019,10 @@ void weft__scope_external_seal(weft_scope *s)
 
 void weft__scope_external_free(weft_scope *s)
 {
+    /* Its completion was reported: clean for the cache (see scope_init_clean). */
+    s->on_done = NULL;
+    s->on_done_arg = NULL;
+    s->child_status = 0;
     unlink_child(s);
     scope_unref(s);
 }
