@@ -152,9 +152,9 @@ typedef struct weft_scope_opts {
     weft_policy policy;
     /** At most this many children run at once; the others wait unstarted, holding no stack,
      *  and start in spawn order. A plain child the owner spawns waits as 16 bytes (no task
-     *  record), so a million jobs under a limit of 64 cost little more than the 64. Children
-     *  still waiting when the scope is cancelled (explicitly, by its deadline or an ancestor's,
-     *  or by a fail-fast failure) never start: they end as cancelled, not as failures. 0 =
+     *  record), so a million jobs under a limit of 64 cost little more than the 64. A child
+     *  still waiting when the scope is cancelled starts all the same, once (its function may
+     *  own `arg`), and finds the cancel at its first suspension point (weft_checkpoint). 0 =
      *  unlimited. */
     unsigned max_concurrency;
     /** Shield the scope's body from the cancellation of its ancestors. A cancel that arrives

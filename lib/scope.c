@@ -630,49 +630,15 @@ int weft__scope_start_or_defer(weft_scope *s, weft_fn fn, void *arg)
     return rc;
 }
 
-/* Held-back children of a cancelled scope never start: like a task cancelled before it first
- * ran, they end as cancelled, without running (a timeout or a failure in a scope that holds back
- * a million jobs must not start the million). Called with the lock held by the ending child of
- * `s`, which still counts itself: no count-out here can bring the balance to zero. The records
- * among them (named children, and those spawned by others: counted at admission) are returned
- * in a list, for the caller to count out and free once the lock is let go. */
-static weft__task *drop_deferred(weft_scope *s)
-{
-    weft__task *records = NULL;
-    weft__defer_entry e;
-    while (weft__defer_pop(&s->deferred, s->rt, &e)) {
-        if (e.fn)
-            continue; /* a bare fn(arg): not counted until it would have started */
-        weft__task *t = e.arg;
-        t->next = records;
-        records = t;
-    }
-    return records;
-}
-
 /* A running child of a limited scope ended: its slot goes to the oldest deferred child, if any.
  * A bare one is returned for the ended child's record to run (1); a record is queued. */
 static int pass_slot(weft_scope *s, weft__defer_entry *next)
 {
-    weft__task *dropped = NULL;
     weft__lock_acquire(&s->lock);
-    int got = 0;
-    if (weft__scope_cancel_code(s))
-        dropped = drop_deferred(s);
-    else
-        got = weft__defer_pop(&s->deferred, s->rt, next);
+    int got = weft__defer_pop(&s->deferred, s->rt, next);
     if (!got)
         s->running--;
     weft__lock_release(&s->lock);
-    if (dropped) {
-        weft__worker *w = weft__worker_self();
-        while (dropped) {
-            weft__task *t = dropped;
-            dropped = t->next;
-            weft__scope_count_child_out(s, t->flags);
-            weft__task_free_on(w, t);
-        }
-    }
     if (!got || next->fn)
         return got;
     weft__task *t = next->arg;

@@ -14,8 +14,7 @@
  *
  * Invariants:
  *   - every spawn (and submission) was refused with a documented error and its function never
- *     ran, or the function ran exactly once, or (held back by max_concurrency when a cancel,
- *     failure or deadline reached its scope) it never started;
+ *     ran, or the function ran exactly once;
  *   - every join returns 0, a failure code of a child, -ECANCELED or -ETIMEDOUT, consistent with
  *     what happened: with failures recorded, the first one's code; without, 0 only if no cancel
  *     reached the scope before the join began, -ETIMEDOUT only once a deadline of the scope or of
@@ -1708,15 +1707,6 @@ static void reset_iteration(void)
     G.top = NULL;
 }
 
-/* Whether children that `r` (a max_concurrency scope) held back may have been dropped unstarted:
- * a cancel, a fail-fast failure or a deadline reached it, or the runtime shut down. */
-static int held_back_may_drop(const srec *r)
-{
-    weft_time now = weft_now();
-    return explain(r, -ECANCELED, now) || explain(r, -ETIMEDOUT, now) ||
-           atomic_load(&G.shutdown_begun);
-}
-
 static void end_checks(void)
 {
     unsigned used = atomic_load(&G.nodes_used);
@@ -1728,8 +1718,6 @@ static void end_checks(void)
         int runs = atomic_load(&n->runs);
         if (rc == SPAWN_PENDING)
             continue; /* allocated, never spawned */
-        if (rc == 0 && runs == 0 && n->home->maxc && held_back_may_drop(n->home))
-            continue; /* held back by the limit when its scope was cancelled: never started */
         if (rc == 0)
             CHECK(runs == 1 && atomic_load(&n->done), "node %u: spawned, ran %d times", i, runs);
         else
