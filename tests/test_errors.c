@@ -992,7 +992,8 @@ static void check_held_back(unsigned workers, int fail_fast)
     cr_assert_eq(c.nerrors, (size_t)(fail_fast ? 1 : 0));
 }
 
-Test(errors, max_concurrency_held_back_children_of_a_cancelled_scope_start_and_see_it, .timeout = 60)
+Test(errors, max_concurrency_held_back_children_of_a_cancelled_scope_start_and_see_it,
+     .timeout = 60)
 {
     for (unsigned workers = 1; workers <= 3; workers += 2) {
         check_held_back(workers, 0);
