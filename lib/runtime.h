@@ -213,6 +213,28 @@ static inline int weft__chaos_point(weft_runtime *rt)
     return 0;
 }
 
+/** Fires the due timers of `w`, the caller's worker. */
+void weft__sched_checkpoint_timers(weft__worker *w);
+
+/* A loop that polls weft_checkpoint never enters the scheduler, yet a deadline that passes
+ * meanwhile must reach it: the deadline's timer may sit on this very worker's heap. So a
+ * checkpoint also fires this worker's due timers, looking at the clock every
+ * CHECKPOINT_TIMER_EVERY calls (a clock read costs about as much as the rest of a checkpoint;
+ * polled loops call it often). */
+#define WEFT__CHECKPOINT_TIMER_EVERY 16
+
+/** A checkpoint of the task running on `w` (the caller's worker, just looked up): tells the
+ *  watchdog the worker moves on (the running task is the same, so only the count changes), and
+ *  now and then fires due timers. Inline: CPU loops poll it. */
+static inline void weft__sched_checkpoint_on(weft__worker *w)
+{
+    atomic_store_explicit(&w->progress,
+                          atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
+                          memory_order_release);
+    if (++w->checkpoints % WEFT__CHECKPOINT_TIMER_EVERY == 0)
+        weft__sched_checkpoint_timers(w);
+}
+
 void weft__watchdog_start(weft_runtime *rt);
 void weft__watchdog_stop(weft_runtime *rt);
 

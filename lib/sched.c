@@ -1088,19 +1088,9 @@ weft__worker *weft__sched_run_own_children(weft__worker *w, weft_scope *s)
     return w;
 }
 
-/* A loop that polls weft_checkpoint never enters the scheduler, yet a deadline that passes
- * meanwhile must reach it: the deadline's timer may sit on this very worker's heap. So a
- * checkpoint also fires this worker's due timers, looking at the clock every
- * CHECKPOINT_TIMER_EVERY calls (a clock read costs about as much as the rest of a checkpoint;
- * polled loops call it often). */
-#define CHECKPOINT_TIMER_EVERY 16
-
-void weft__sched_checkpoint(void)
+void weft__sched_checkpoint_timers(weft__worker *w)
 {
-    weft__worker *w = weft__worker_self();
-    bump_progress(w);
-    if (++w->checkpoints % CHECKPOINT_TIMER_EVERY == 0)
-        run_timers(w);
+    run_timers(w);
 }
 
 int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn)

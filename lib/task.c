@@ -191,10 +191,11 @@ int weft__task_complete_slow(weft__task *t, int rc)
 
 int weft_checkpoint(void)
 {
-    weft__task *t = weft__task_self();
+    weft__worker *w = weft__worker_self();
+    weft__task *t = weft__worker_current(w);
     if (!t)
         return -EPERM;
-    weft__sched_checkpoint();
+    weft__sched_checkpoint_on(w);
     return weft__scope_cancel_code(t->cancel_scope);
 }
 

@@ -158,10 +158,6 @@ void weft__task_free_on(weft__worker *w, weft__task *t);
 /** Chaos mode (WEFT_CHAOS): may yield here. Call it through weft__chaos_point (runtime.h). */
 void weft__sched_chaos_point(void);
 
-/** A cancellation check of the running task: tells the watchdog, and fires due timers of the
- *  caller's worker now and then (a deadline must reach a loop that only polls checkpoints). */
-void weft__sched_checkpoint(void);
-
 /** Arms the running task's timer on the caller's worker's heap. 0 or -ENOMEM. */
 int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn);
 
