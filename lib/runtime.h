@@ -218,9 +218,8 @@ void weft__sched_checkpoint_timers(weft__worker *w);
 
 /* A loop that polls weft_checkpoint never enters the scheduler, yet a deadline that passes
  * meanwhile must reach it: the deadline's timer may sit on this very worker's heap. So a
- * checkpoint also fires this worker's due timers, looking at the clock every
- * CHECKPOINT_TIMER_EVERY calls (a clock read costs about as much as the rest of a checkpoint;
- * polled loops call it often). */
+ * checkpoint also fires this worker's due timers, looking at the clock every this many calls (a
+ * clock read costs about as much as the rest of a checkpoint; polled loops call it often). */
 #define WEFT__CHECKPOINT_TIMER_EVERY 16
 
 /** A checkpoint of the task running on `w` (the caller's worker, just looked up): tells the

@@ -141,21 +141,25 @@ static void scope_init(weft_scope *s, weft_scope *parent, weft__task *owner)
     s->parent = parent;
 }
 
+static __attribute__((noinline)) void free_errors(weft_scope *s)
+{
+    for (size_t i = 0; i < s->nerrors; i++) {
+        free(s->errors[i].message);
+        free(s->errors[i].task);
+        free(s->errors[i].scope);
+    }
+    free(s->errors);
+    s->errors = NULL;
+    s->nerrors = s->cap_errors = 0;
+}
+
 /* Back into a cache, clean (see scope_init_clean). `w`: the caller's worker (NULL off the
- * workers), looked up since its last suspension. */
-static void scope_free_on(weft__worker *w, weft_scope *s)
+ * workers), looked up since its last suspension. Inline: every release ends here. */
+static inline __attribute__((always_inline)) void scope_free_on(weft__worker *w, weft_scope *s)
 {
     weft__defer_fini(&s->deferred, s->rt);
-    if (s->errors) {
-        for (size_t i = 0; i < s->nerrors; i++) {
-            free(s->errors[i].message);
-            free(s->errors[i].task);
-            free(s->errors[i].scope);
-        }
-        free(s->errors);
-        s->errors = NULL;
-        s->nerrors = s->cap_errors = 0;
-    }
+    if (s->errors)
+        free_errors(s);
     s->name[0] = 0;
     set_state(s, WEFT__SCOPE_RELEASED);
     cache_put(w, s);
@@ -849,17 +853,14 @@ int weft_scope_release(weft_scope *s)
     weft__worker *w = weft__worker_self();
     weft__task *t = weft__worker_current(w);
     /* The common case first: the caller's newest scope, joined, never linked into its parent
-     * (so no fan-out holds a reference), with nothing to give back. */
+     * (so no fan-out holds a reference). */
     if (t && s && t->owned == s && s->state == WEFT__SCOPE_JOINED &&
         !atomic_load_explicit(&s->linked, memory_order_relaxed) &&
-        atomic_load_explicit(&s->refs, memory_order_acquire) == 1 && !s->errors &&
-        !s->deferred.head && !s->deferred.spare) {
+        atomic_load_explicit(&s->refs, memory_order_acquire) == 1) {
         t->owned = s->prev_owned;
         if (t->owned)
             t->owned->next_owned = NULL;
-        s->name[0] = 0;
-        set_state(s, WEFT__SCOPE_RELEASED);
-        cache_put(w, s);
+        scope_free_on(w, s);
         return 0;
     }
     int rc = owner_check(t, s);
