@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "deque.h"
+#include "huge.h"
 #include "lock.h"
 #include "stack.h"
 #include "task.h"
@@ -96,6 +97,7 @@ struct weft_runtime {
     _Alignas(64) weft__stack_pool stacks;
     _Alignas(64) weft__lock chunk_lock;
     struct task_chunk *chunks;   /* every task record's memory, freed with the runtime */
+    weft__huge_range huge;       /* where the huge chunks among them are carved (huge.h) */
     weft__task *spare_tasks;     /* records freed off the runtime's workers */
     weft__task *task_batches;    /* records workers gave up, in batches (see weft__task_free_on) */
     char *carve, *carve_end;     /* records for foreign threads not taken yet (chunk_lock) */

@@ -105,6 +105,7 @@
  * program stays small; later ones are 2 MiB transparent huge pages, because a first touch of a
  * 4 KiB page costs 10-30 us on the virtual machines we measure on (about 2 us per 4 KiB when it
  * comes as part of a huge page), which made page faults the main cost of spawning 100,000 tasks.
+ * The huge ones come from the runtime's range apart from the stacks (huge.h).
  * A worker takes records from its chunk in order, as it needs them, so that the pages of records
  * never used are never touched (an empty weft_run touches one). */
 #define SMALL_CHUNK_BYTES ((size_t)64 * 1024)
@@ -186,7 +187,7 @@ typedef struct task_chunk {
 static task_chunk *new_chunk(weft_runtime *rt, int huge)
 {
     size_t bytes = huge ? HUGE_CHUNK_BYTES : SMALL_CHUNK_BYTES;
-    task_chunk *c = weft__map(bytes, huge);
+    task_chunk *c = huge ? weft__huge_take(&rt->huge, bytes) : weft__map(bytes, 0);
     if (!c)
         return NULL;
     c->bytes = bytes;
@@ -1228,9 +1229,10 @@ static void free_chunks(weft_runtime *rt)
     }
     for (task_chunk *c = rt->chunks, *next; c; c = next) {
         next = c->next;
-        weft__unmap(c, c->bytes);
+        weft__huge_give_back(&rt->huge, c, c->bytes);
     }
     rt->chunks = NULL;
+    weft__huge_destroy(&rt->huge);
 }
 
 static void free_worker_caches(weft_runtime *rt, weft__worker *w)
@@ -1286,6 +1288,7 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
         free(rt);
         return -ENOMEM;
     }
+    weft__huge_init(&rt->huge);
     memset(rt->workers, 0, sizeof(weft__worker) * c.workers);
     unsigned made = 0;
     int rc = 0;
