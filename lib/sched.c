@@ -450,6 +450,8 @@ int weft__sched_wake_one(weft_runtime *rt)
 static void inject_list(weft_runtime *rt, weft__task *first, weft__task *last, long n)
 {
     last->next = NULL;
+    first->run_last = last;
+    first->run_len = (uint32_t)n;
     weft__lock_acquire(&rt->inject_lock);
     if (rt->inject_tail)
         rt->inject_tail->next = first;
@@ -484,10 +486,13 @@ static void push_ready(weft__worker *w, weft__task *t)
     weft__sched_notify_local(w->rt);
 }
 
-/* Takes the oldest task of the injection queue, and with it up to INJECT_BATCH - 1 more onto the
- * worker's ready queue: there they are taken without the lock and prefetched before they run
- * (prefetch_ready), which a linked queue cannot do without walking it. A fair share only (the
- * queue's length over the number of workers), and none past READY_LOCAL_MAX. */
+/* Takes the oldest task of the injection queue, and with it the rest of the run it was queued in
+ * (up to INJECT_BATCH - 1 more) onto the worker's ready queue: there they are taken without the
+ * lock and prefetched before they run (prefetch_ready), which a linked queue cannot do without
+ * walking it. The walk is done after the lock is let go: the records of a mass wake-up are cold
+ * and often in another core's cache, and a walk of 32 of them under the lock kept every other
+ * worker spinning on it for microseconds. A fair share only (the queue's length over the number
+ * of workers), and none past READY_LOCAL_MAX. */
 #define INJECT_BATCH 32
 
 static weft__task *inject_pop(weft__worker *w)
@@ -503,27 +508,43 @@ static weft__task *inject_pop(weft__worker *w)
         weft__deque_size_owner(&w->readyq, READY_LOCAL_MAX - want) > READY_LOCAL_MAX - want)
         want = 1;
     weft__lock_acquire(&rt->inject_lock);
-    weft__task *first = rt->inject_head, *last = first;
+    weft__task *first = rt->inject_head, *last = NULL;
     long n = 0;
     if (first) {
-        for (n = 1; n < want && last->next; n++)
-            last = last->next;
+        last = first->run_last;
+        n = first->run_len;
         rt->inject_head = last->next;
         if (!rt->inject_head)
             rt->inject_tail = NULL;
-        atomic_fetch_sub_explicit(&rt->inject_len, n, memory_order_relaxed);
     }
     weft__lock_release(&rt->inject_lock);
-    if (n > 1) {
-        weft__task *x = first->next;
-        for (long i = 1; i < n; i++) {
-            weft__task *next = x->next;
-            if (weft__deque_push_owner(&w->readyq, x) != 0)
-                weft__sched_inject(rt, x);
-            x = next;
-        }
-        weft__sched_notify_local(rt);
+    if (!first)
+        return NULL;
+    /* The run is ours now: up to `want` of it (first included) is taken, the rest goes back to
+     * the front of the queue, still counted in inject_len meanwhile (a worker that sees it
+     * non-zero looks again rather than sleep). Each link is read before its task is queued:
+     * once queued, a task may be stolen, run and recycled at once. */
+    weft__task *x = n > 1 ? first->next : NULL;
+    long taken = 1;
+    for (; x && taken < want; taken++) {
+        weft__task *after = x == last ? NULL : x->next;
+        if (weft__deque_push_owner(&w->readyq, x) != 0)
+            weft__sched_inject(rt, x);
+        x = after;
     }
+    if (x) {
+        x->run_last = last;
+        x->run_len = (uint32_t)(n - taken);
+        weft__lock_acquire(&rt->inject_lock);
+        last->next = rt->inject_head;
+        rt->inject_head = x;
+        if (!rt->inject_tail)
+            rt->inject_tail = last;
+        weft__lock_release(&rt->inject_lock);
+    }
+    atomic_fetch_sub_explicit(&rt->inject_len, taken, memory_order_relaxed);
+    if (taken > 1)
+        weft__sched_notify_local(rt);
     return first;
 }
 

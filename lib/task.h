@@ -54,6 +54,9 @@ typedef struct weft__task {
     weft_scope *cancel_scope;     /* innermost open scope of this task (else `scope`) */
     weft_scope *owned;            /* newest scope it opened and has not released */
     struct weft__task *next;      /* run-queue, free-list and semaphore-queue link */
+    struct weft__task *run_last;  /* injection queue: on the first task of a run queued at
+                                   * once, the run's last and length (taken without a walk) */
+    uint32_t run_len;
     struct weft__task *snext, *sprev; /* a semaphore's wait queue (apart from `next`: a
                                    * cancelled waiter is queued to run while still in it) */
     struct weft__task *pnext, *pprev; /* a scope's parked list */
