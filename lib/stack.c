@@ -244,16 +244,33 @@ void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
         free(s);
         return;
     }
-    if (c && c->count < WEFT__STACK_CACHE_MAX) {
-        s->next = c->top;
-        c->top = s;
-        c->count++;
+    if (!c) {
+        weft__lock_acquire(&p->lock);
+        s->next = p->free;
+        __atomic_store_n(&p->free, s, __ATOMIC_RELAXED);
+        weft__lock_release(&p->lock);
         return;
     }
-    weft__lock_acquire(&p->lock);
-    s->next = p->free;
-    __atomic_store_n(&p->free, s, __ATOMIC_RELAXED);
-    weft__lock_release(&p->lock);
+    if (c->count == WEFT__STACK_CACHE_MAX) {
+        /* Full: the older half goes to the pool under one lock, not one lock per stack. A mass
+         * cancel ends 100,000 tasks, and one lock per stack freed made the pool's lock bounce
+         * between the workers at every one. The newer half, the warmer, stays. */
+        weft__stack *keep = c->top;
+        for (unsigned i = 1; i < WEFT__STACK_CACHE_MAX / 2; i++)
+            keep = keep->next;
+        weft__stack *first = keep->next, *last = first;
+        while (last->next)
+            last = last->next;
+        keep->next = NULL;
+        c->count = WEFT__STACK_CACHE_MAX / 2;
+        weft__lock_acquire(&p->lock);
+        last->next = p->free;
+        __atomic_store_n(&p->free, first, __ATOMIC_RELAXED);
+        weft__lock_release(&p->lock);
+    }
+    s->next = c->top;
+    c->top = s;
+    c->count++;
 }
 
 void weft__stack_cache_flush(weft__stack_pool *p, weft__stack_cache *c)
