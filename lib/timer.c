@@ -23,7 +23,6 @@ void weft__timer_heap_init(weft__timer_heap *h)
     weft__lock_init(&h->lock);
     h->items = NULL;
     h->count = h->capacity = 0;
-    atomic_init(&h->live, 0);
     atomic_init(&h->earliest, WEFT_NEVER);
 }
 
@@ -78,8 +77,7 @@ static int item_live(const weft__timer_item *it)
            WORD(it->gen, WEFT__TIMER_ARMED);
 }
 
-/* Drops the stale items in one pass and rebuilds the heap: O(n), done when stale items are more
- * than half, so each cancel pays O(1) for it on average. */
+/* Drops the stale items in one pass and rebuilds the heap: O(n). */
 static void compact(weft__timer_heap *h)
 {
     uint32_t kept = 0;
@@ -92,27 +90,41 @@ static void compact(weft__timer_heap *h)
             sift_down(h, i);
 }
 
+/* Room for one more item. A full heap drops its stale items first and grows only if that freed
+ * less than a quarter of it: each arm pays O(1) for the compactions on average (one that frees
+ * little is followed by a doubling), and the array stays within a small factor of the most timers
+ * armed at once. Compacting only when full, rather than when stale items outnumber live ones,
+ * spares cancels a shared count: a mass cancel of timers armed on other workers' heaps made that
+ * count's line bounce between cores at every cancel. */
+static int make_room(weft__timer_heap *h)
+{
+    if (h->count < h->capacity)
+        return 0;
+    if (h->count >= 64)
+        compact(h);
+    if (h->count <= h->capacity - h->capacity / 4 && h->capacity)
+        return 0;
+    uint32_t cap = h->capacity ? h->capacity * 2 : 64;
+    weft__timer_item *items = weft__realloc(h->items, cap * sizeof(*items));
+    if (!items)
+        return h->count < h->capacity ? 0 : -ENOMEM;
+    h->items = items;
+    h->capacity = cap;
+    return 0;
+}
+
 int weft__timer_arm(weft__timer_heap *h, weft__timer *t, weft_time deadline, weft__timer_fn fn)
 {
     uint64_t gen = (atomic_load_explicit(&t->word, memory_order_relaxed) >> 2) + 1;
     t->fn = fn;
     t->heap = h;
     weft__lock_acquire(&h->lock);
-    if (h->count > 64 && h->count > 2 * atomic_load_explicit(&h->live, memory_order_relaxed))
-        compact(h);
-    if (h->count == h->capacity) {
-        uint32_t cap = h->capacity ? h->capacity * 2 : 64;
-        weft__timer_item *items = weft__realloc(h->items, cap * sizeof(*items));
-        if (!items) {
-            weft__lock_release(&h->lock);
-            t->heap = NULL;
-            return -ENOMEM;
-        }
-        h->items = items;
-        h->capacity = cap;
+    if (make_room(h) != 0) {
+        weft__lock_release(&h->lock);
+        t->heap = NULL;
+        return -ENOMEM;
     }
     atomic_store_explicit(&t->word, WORD(gen, WEFT__TIMER_ARMED), memory_order_release);
-    atomic_fetch_add_explicit(&h->live, 1, memory_order_relaxed);
     h->items[h->count] = (weft__timer_item){.deadline = deadline, .timer = t, .gen = gen};
     sift_up(h, h->count++);
     publish_earliest(h);
@@ -129,7 +141,6 @@ int weft__timer_cancel(weft__timer *t)
     if (STATE(w) == WEFT__TIMER_ARMED &&
         atomic_compare_exchange_strong_explicit(&t->word, &w, WORD(w >> 2, WEFT__TIMER_IDLE),
                                                 memory_order_acq_rel, memory_order_acquire)) {
-        atomic_fetch_sub_explicit(&h->live, 1, memory_order_relaxed);
         t->heap = NULL;
         return 1;
     }
@@ -158,7 +169,6 @@ int weft__timer_heap_run(weft__timer_heap *h, weft_time now)
                                                      WORD(it.gen, WEFT__TIMER_FIRING),
                                                      memory_order_acq_rel, memory_order_relaxed))
             continue; /* stale: cancelled, or re-armed since */
-        atomic_fetch_sub_explicit(&h->live, 1, memory_order_relaxed);
         publish_earliest(h);
         weft__lock_release(&h->lock);
         it.timer->fn(it.timer);

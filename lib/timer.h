@@ -9,8 +9,9 @@
  * they fire (a cancel of 100,000 sleepers cancels 100,000 timers). A heap item carries the
  * deadline, the timer and the timer's arming generation; a timer's state and generation share one
  * atomic word, so cancel is a CAS from (gen, ARMED) to (gen, IDLE) and the item stays in the
- * heap, stale. The heap drops stale items when they reach the top, and compacts itself when they
- * outnumber the live ones, so memory stays proportional to the armed timers. This needs timers to
+ * heap, stale. The heap drops stale items when they reach the top, and compacts itself when it is
+ * full, before it grows, so memory stays proportional to the most timers armed at once. A cancel
+ * writes nothing but the timer's own word. This needs timers to
  * live in memory that stays a timer while the runtime lives (task and scope records, which are
  * recycled, never freed, until the runtime is destroyed).
  *
@@ -41,7 +42,6 @@ typedef struct weft__timer_heap {
     weft__timer_item *items;
     uint32_t count;
     uint32_t capacity;
-    _Atomic uint32_t live;      /* armed timers; count - live items are stale */
     _Atomic weft_time earliest; /* a lower bound of the next deadline; WEFT_NEVER when empty */
 } weft__timer_heap;
 
