@@ -527,6 +527,8 @@ static weft__task *inject_pop(weft__worker *w)
     weft__task *x = n > 1 ? first->next : NULL;
     long taken = 1;
     for (; x && taken < want; taken++) {
+        if (x->hint)
+            __builtin_prefetch(&x->hint->next, 0);
         weft__task *after = x == last ? NULL : x->next;
         if (weft__deque_push_owner(&w->readyq, x) != 0)
             weft__sched_inject(rt, x);
@@ -554,6 +556,11 @@ void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
     long n = b->n;
     b->head = b->tail = NULL;
     b->n = 0;
+    for (int i = 0; i < WEFT__HINT_AHEAD; i++) {
+        if (b->recent[i])
+            b->recent[i]->hint = NULL; /* the last few: no task that far on in this batch */
+        b->recent[i] = NULL;
+    }
     if (!t)
         return;
     weft__worker *w = weft__worker_self();
@@ -1038,6 +1045,10 @@ int weft__task_wake_into(weft__task *t, uint32_t reason, weft__ready_batch *b)
         else
             b->head = t;
         b->tail = t;
+        weft__task **r = &b->recent[b->n % WEFT__HINT_AHEAD];
+        if (*r)
+            (*r)->hint = t;
+        *r = t;
         b->n++;
     }
     return woke;

@@ -80,6 +80,8 @@ static void scope_init_clean(weft_scope *s, weft_runtime *rt)
     s->joiner = NULL;
     s->first_child = NULL;
     s->parked = NULL;
+    memset(s->park_recent, 0, sizeof(s->park_recent)); /* later uses leave stale hints: harmless */
+    s->park_count = 0;
     s->timer_armed = 0;
     s->running = 0;
     weft__defer_init(&s->deferred);
@@ -237,10 +239,14 @@ static int reason_of_kind(uint64_t kind)
 
 static void wake_parked(weft_scope *s)
 {
-    weft__ready_batch woken = {NULL, NULL, 0};
+    weft__ready_batch woken = {.head = NULL};
     for (;;) {
         for (int n = 0; n < WAKE_CHUNK && s->parked; n++) {
             weft__task *t = s->parked;
+            if (t->hint) { /* what the wake of a task a few steps on will touch */
+                __builtin_prefetch(&t->hint->pnext, 1);
+                __builtin_prefetch(&t->hint->wait, 1);
+            }
             s->parked = t->pnext;
             if (s->parked)
                 s->parked->pprev = NULL;
@@ -477,6 +483,9 @@ int weft__scope_park_register(weft_scope *s, weft__task *t)
     if (s->parked)
         s->parked->pprev = t;
     s->parked = t;
+    uint32_t r = s->park_count++ % WEFT__HINT_AHEAD;
+    t->hint = s->park_recent[r];
+    s->park_recent[r] = t;
     atomic_store_explicit(&t->listed, 1, memory_order_relaxed);
     weft__lock_release(&s->lock);
     return 0;

@@ -114,6 +114,10 @@ struct weft_scope {
     int first_failure;   /* kept even when the error group cannot grow (ENOMEM) */
     weft_scope *first_child, *next_sibling, *prev_sibling; /* under the parent's lock */
     weft__task *parked; /* tasks in cancellable waits, under `lock` */
+    /* The last tasks registered there (under `lock`): each new one takes the task registered
+     * WEFT__HINT_AHEAD before it as its hint, the one a fan-out reaches that many steps later. */
+    weft__task *park_recent[WEFT__HINT_AHEAD];
+    uint32_t park_count;
     /* max_concurrency: children holding a slot, and those waiting for one in spawn order (under
      * `lock`). The queue is non-empty only while every slot is held: a slot is released only
      * when nobody waits for it. */

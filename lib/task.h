@@ -57,6 +57,11 @@ typedef struct weft__task {
     struct weft__task *run_last;  /* injection queue: on the first task of a run queued at
                                    * once, the run's last and length (taken without a walk) */
     uint32_t run_len;
+    /* A prefetch hint, never read through: a task that a walk of the list this one is on (a
+     * scope's parked list, a run of the injection queue) reaches a few steps later. Such walks
+     * go one record at a time, and the records are often cold or in another core's cache; the
+     * hint lets the walker ask for a record early. Stale hints cost a useless prefetch. */
+    struct weft__task *hint;
     struct weft__task *snext, *sprev; /* a semaphore's wait queue (apart from `next`: a
                                    * cancelled waiter is queued to run while still in it) */
     struct weft__task *pnext, *pprev; /* a scope's parked list */
@@ -107,12 +112,17 @@ int weft__task_wake(weft__task *t, uint32_t reason);
 /** Makes a task runnable: the caller's worker's ready queue, or the injection queue. */
 void weft__sched_ready(weft_runtime *rt, weft__task *t);
 
+/* Steps between a task and its prefetch hint: about as many misses as a core keeps in flight,
+ * each 250 ns across cores where we measure. */
+#define WEFT__HINT_AHEAD 8
+
 /** Tasks of one runtime made runnable together (a cancel waking a scope's sleepers), linked
  *  through `next` and queued by one weft__sched_ready_batch: one lock of the injection queue and
  *  one wake-up for the lot instead of one each. */
 typedef struct weft__ready_batch {
     weft__task *head, *tail;
     long n;
+    weft__task *recent[WEFT__HINT_AHEAD]; /* the last ones added: each gets a later one as hint */
 } weft__ready_batch;
 
 /** weft__task_wake, except that a task this call makes runnable joins `b` instead of a queue. */
