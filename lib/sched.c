@@ -647,10 +647,9 @@ static void prefetch_ready(weft__worker *w)
         !atomic_load_explicit(&w->rt->inject_len, memory_order_relaxed))
         return;
     weft__task *far = weft__deque_peek_oldest_owner(&w->readyq, PREFETCH_RECORD_AHEAD);
-    if (far) {
-        __builtin_prefetch(far, 1);
-        __builtin_prefetch((char *)far + 64, 1);
-    }
+    if (far) /* every line of it: the resume, the wait's end and the completion touch all four */
+        for (size_t i = 0; i < sizeof(*far); i += 64)
+            __builtin_prefetch((char *)far + i, 1);
     weft__task *near = weft__deque_peek_oldest_owner(&w->readyq, PREFETCH_STACK_AHEAD);
     weft__task *host = near ? near->host : NULL;
     if (!host)
