@@ -11,9 +11,9 @@
  * atomic word, so cancel is a CAS from (gen, ARMED) to (gen, IDLE) and the item stays in the
  * heap, stale. The heap drops stale items when they reach the top, and compacts itself when it is
  * full, before it grows, so memory stays proportional to the most timers armed at once. A cancel
- * writes nothing but the timer's own word. This needs timers to
- * live in memory that stays a timer while the runtime lives (task and scope records, which are
- * recycled, never freed, until the runtime is destroyed).
+ * writes nothing but the timer itself. This needs timers to live in memory that stays a timer
+ * while the runtime lives (task and scope records, which are recycled, never freed, until the
+ * runtime is destroyed).
  *
  * Contract: a timer is armed on the heap of the worker that arms it; it may be cancelled from any
  * thread. weft__timer_cancel is synchronous: when it returns, the callback is not running and
