@@ -41,6 +41,10 @@ struct weft__worker {
     uint64_t tick;
     unsigned checkpoints; /* weft_checkpoint calls, to look at the timers every few of them */
     unsigned ready_streak;
+    /* Children of out_scope that ended here and are not yet taken off its balance (see
+     * weft__sched_count_out). */
+    weft_scope *out_scope;
+    uint32_t out_count;
     uint64_t rng;
     uint64_t chaos_rng;
     weft__task *task_cache;

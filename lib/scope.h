@@ -206,7 +206,10 @@ static inline int weft__task_complete(weft__task *t, int rc)
     if (rc != 0 || t->owned || t->failure || t->tokens_held > 0 || s->max_running ||
         (t->flags & WEFT__TASK_SUBMITTED))
         return weft__task_complete_slow(t, rc);
-    weft__scope_count_child_out(s, t->flags);
+    if (t->flags & WEFT__TASK_INLINE)
+        weft__scope_count_child_out(s, t->flags); /* its joiner looks at the count next */
+    else
+        weft__sched_count_out(s);
     return 0;
 }
 

@@ -109,6 +109,10 @@ uint32_t weft__task_park(weft__task *t);
 /** Step 3: wakes `t` if it is parked. Returns 1 if this call woke it. */
 int weft__task_wake(weft__task *t, uint32_t reason);
 
+/** Takes one ended child off the balance of `s`, perhaps later: ends of the same scope in a row
+ *  on one worker are taken off together (see sched.c). Called by the ending task. */
+void weft__sched_count_out(weft_scope *s);
+
 /** Makes a task runnable: the caller's worker's ready queue, or the injection queue. */
 void weft__sched_ready(weft_runtime *rt, weft__task *t);
 
