@@ -663,51 +663,7 @@ static void prefetch_ready(weft__worker *w)
 #endif
 }
 
-/* ---- counting ended children out in batches ------------------------------------------------
- * Every child that ends takes itself off its scope's balance, an RMW on a line the scope's other
- * children share. When many children of one scope end on two workers (a cancel of 100,000
- * sleepers), that line moved between the cores at every end. A worker now keeps the count of
- * the children of one scope that ended on it, and takes them off together: when COUNT_OUT_BATCH
- * have ended, when a child of another scope ends, and when it picks anything but a child of that
- * scope to run next (another task, or nothing: it never sleeps holding a count). Holding the
- * count while a sibling runs delays nobody: whoever waits for the scope's children waits for
- * that sibling too. Holding it while an unrelated task runs could: that task may spin until
- * something the scope's joiner does, and the joiner would never be woken. */
-#define COUNT_OUT_BATCH 32
-
-static void flush_count_out(weft__worker *w)
-{
-    weft_scope *s = w->out_scope;
-    uint32_t n = w->out_count;
-    w->out_scope = NULL;
-    w->out_count = 0;
-    if (atomic_fetch_sub_explicit(&s->balance, n, memory_order_acq_rel) == (int64_t)n)
-        weft__scope_last_child_gone(s);
-}
-
-void weft__sched_count_out(weft_scope *s)
-{
-    weft__worker *w = weft__worker_self();
-    if (w->out_scope != s) {
-        if (w->out_scope)
-            flush_count_out(w);
-        w->out_scope = s;
-    }
-    if (++w->out_count == COUNT_OUT_BATCH)
-        flush_count_out(w);
-}
-
-static weft__task *pick_local_queues(weft__worker *w);
-
-/* The next task of this worker's own queues, or NULL. Callable from a task or the scheduler. */
-static weft__task *pick_local(weft__worker *w)
-{
-    weft__task *t = pick_local_queues(w);
-    if (w->out_scope && (!t || t->scope != w->out_scope))
-        flush_count_out(w);
-    return t;
-}
-
+/* The queues in the order of the essay above; pick_local adds the count-out rule. */
 static weft__task *pick_local_queues(weft__worker *w)
 {
     weft__task *t;
@@ -731,6 +687,48 @@ static weft__task *pick_local_queues(weft__worker *w)
     if ((t = steal_own(&w->readyq)))
         return t;
     return inject_pop(w);
+}
+
+/* ---- counting ended children out in batches ------------------------------------------------
+ * Every child that ends takes itself off its scope's balance, an RMW on a line the scope's other
+ * children share. When many children of one scope end on two workers (a cancel of 100,000
+ * sleepers), that line moved between the cores at every end. A worker now keeps the count of
+ * the children of one scope that ended on it, and takes them off together: when COUNT_OUT_BATCH
+ * have ended, when a child of another scope ends, and when it picks anything but a child of that
+ * scope to run next (another task, or nothing: it never sleeps holding a count). Holding the
+ * count while a sibling runs delays nobody: whoever waits for the scope's children waits for
+ * that sibling too. Holding it while an unrelated task runs could: that task may spin until
+ * something the scope's joiner does, and the joiner would never be woken. */
+#define COUNT_OUT_BATCH 32
+
+static void flush_count_out(weft__worker *w)
+{
+    weft_scope *s = w->out_scope;
+    uint32_t n = w->out_count;
+    w->out_scope = NULL;
+    w->out_count = 0;
+    weft__scope_count_children_out(s, n);
+}
+
+void weft__sched_count_out(weft_scope *s)
+{
+    weft__worker *w = weft__worker_self();
+    if (w->out_scope != s) {
+        if (w->out_scope)
+            flush_count_out(w);
+        w->out_scope = s;
+    }
+    if (++w->out_count == COUNT_OUT_BATCH)
+        flush_count_out(w);
+}
+
+/* The next task of this worker's own queues, or NULL. Callable from a task or the scheduler. */
+static weft__task *pick_local(weft__worker *w)
+{
+    weft__task *t = pick_local_queues(w);
+    if (w->out_scope && (!t || t->scope != w->out_scope))
+        flush_count_out(w);
+    return t;
 }
 
 static uint64_t next_rand(weft__worker *w)

@@ -185,9 +185,16 @@ void weft__scope_last_child_gone(weft_scope *s);
  *  slot, not submitted) never gets here: weft__task_complete counts it out inline. */
 int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next);
 
-/** One child fewer (`flags`: its record's); the last one wakes whoever waits for the scope to
- *  empty. A child the owner both spawned and runs inside its join is counted on the owner's
- *  side, without an atomic. */
+/** `n` children fewer on the balance; the last one wakes whoever waits for the scope to empty.
+ *  (Workers call it for the children that ended on them in a row: weft__sched_count_out.) */
+static inline void weft__scope_count_children_out(weft_scope *s, uint32_t n)
+{
+    if (atomic_fetch_sub_explicit(&s->balance, n, memory_order_acq_rel) == (int64_t)n)
+        weft__scope_last_child_gone(s);
+}
+
+/** One child fewer (`flags`: its record's). A child the owner both spawned and runs inside its
+ *  join is counted on the owner's side, without an atomic. */
 static inline void weft__scope_count_child_out(weft_scope *s, uint32_t flags)
 {
     if ((flags & (WEFT__TASK_OWNER_COUNTED | WEFT__TASK_INLINE)) ==
@@ -195,8 +202,7 @@ static inline void weft__scope_count_child_out(weft_scope *s, uint32_t flags)
         s->owner_spawned--;
         return;
     }
-    if (atomic_fetch_sub_explicit(&s->balance, 1, memory_order_acq_rel) == 1)
-        weft__scope_last_child_gone(s);
+    weft__scope_count_children_out(s, 1);
 }
 
 /** See weft__task_complete_slow (task.h): this is its common case, inline. */

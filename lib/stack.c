@@ -233,6 +233,15 @@ int weft__stack_reserve_slow(weft__stack_pool *p, weft__stack_cache *c)
     return 0;
 }
 
+/* Hands the list first..last (linked through `next`) to the pool's shared list, under one lock. */
+static void pool_give(weft__stack_pool *p, weft__stack *first, weft__stack *last)
+{
+    weft__lock_acquire(&p->lock);
+    last->next = p->free;
+    __atomic_store_n(&p->free, first, __ATOMIC_RELAXED);
+    weft__lock_release(&p->lock);
+}
+
 void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
 {
     if (s->own_mapping) {
@@ -245,10 +254,7 @@ void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
         return;
     }
     if (!c) {
-        weft__lock_acquire(&p->lock);
-        s->next = p->free;
-        __atomic_store_n(&p->free, s, __ATOMIC_RELAXED);
-        weft__lock_release(&p->lock);
+        pool_give(p, s, s);
         return;
     }
     if (c->count == WEFT__STACK_CACHE_MAX) {
@@ -263,10 +269,7 @@ void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
             last = last->next;
         keep->next = NULL;
         c->count = WEFT__STACK_CACHE_MAX / 2;
-        weft__lock_acquire(&p->lock);
-        last->next = p->free;
-        __atomic_store_n(&p->free, first, __ATOMIC_RELAXED);
-        weft__lock_release(&p->lock);
+        pool_give(p, first, last);
     }
     s->next = c->top;
     c->top = s;
@@ -275,12 +278,15 @@ void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
 
 void weft__stack_cache_flush(weft__stack_pool *p, weft__stack_cache *c)
 {
-    while (c->top) {
-        weft__stack *s = c->top;
-        c->top = s->next;
-        c->count--;
-        weft__stack_put(p, NULL, s);
-    }
+    /* A cache holds stacks of the pool's size only (weft__stack_put unmaps the others). */
+    if (!c->top)
+        return;
+    weft__stack *last = c->top;
+    while (last->next)
+        last = last->next;
+    pool_give(p, c->top, last);
+    c->top = NULL;
+    c->count = 0;
 }
 
 void weft__stack_pool_destroy(weft__stack_pool *p)
