@@ -250,6 +250,27 @@ int weft_blocking_cancelled(void)
 
 /* ---- watchdog ------------------------------------------------------------------------------ */
 
+/* How long a worker's thread has waited on the kernel's run queue (ready, but another thread
+ * on its CPU), from /proc/.../schedstat; 0 where the kernel does not say. A task is reported
+ * for the time it held its worker, running or blocked in a call: on a loaded machine the kernel
+ * may keep a worker off its CPU for tens of milliseconds, and a task that polls checkpoints
+ * would otherwise be reported for time it never had. */
+static weft_time run_queue_wait(weft__worker *w)
+{
+    int tid = atomic_load_explicit(&w->tid, memory_order_relaxed);
+    if (!tid)
+        return 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    unsigned long long ran = 0, waited = 0;
+    int got = fscanf(f, "%llu %llu", &ran, &waited);
+    fclose(f);
+    return got == 2 ? (weft_time)waited : 0;
+}
+
 static void *watchdog_main(void *arg)
 {
     weft_runtime *rt = arg;
@@ -270,10 +291,16 @@ static void *watchdog_main(void *arg)
             if (p != w->watch_progress || !t) {
                 w->watch_progress = p;
                 w->watch_since = now;
+                w->watch_waited = -1;
                 continue;
             }
-            /* Once per task: a task that is reported, then yields, then hogs again is known. */
-            if (now - w->watch_since < limit)
+            /* Standing still: time the worker spent ready but off its CPU from here on is not
+             * the task's doing (read from the first still sample, one period after the last
+             * move at most, so that moving workers cost no read). */
+            weft_time waited = run_queue_wait(w);
+            if (w->watch_waited < 0)
+                w->watch_waited = waited;
+            if (now - w->watch_since - (waited - w->watch_waited) < limit)
                 continue;
             /* `progress` has not moved for `limit`, so the task is still running. Its id comes
              * from the worker; its name from the record, which is recycled, never freed, while
@@ -290,6 +317,7 @@ static void *watchdog_main(void *arg)
                 snprintf(name, sizeof(name), "task-%llu", (unsigned long long)id);
             if (atomic_load_explicit(&w->progress, memory_order_acquire) != p)
                 continue;
+            /* Once per task: a task that is reported, then yields, then hogs again is known. */
             if (w->watch_reported_id != id) {
                 w->watch_reported_id = id;
                 fprintf(stderr,

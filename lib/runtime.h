@@ -61,6 +61,8 @@ struct weft__worker {
     uint64_t next_id, end_id;     /* this worker's block of task ids */
     uint64_t watch_progress;      /* the watchdog's last sample of `progress` */
     weft_time watch_since;        /* when the watchdog first saw that sample */
+    weft_time watch_waited;       /* and the thread's run-queue wait then (watchdog_main) */
+    _Atomic int tid;              /* the worker's thread id, for the watchdog (0 until known) */
     uint64_t watch_reported_id;   /* the task last reported on this worker */
     pthread_t thread;
     void *altstack;

@@ -1268,6 +1268,7 @@ static void *worker_main(void *arg)
 {
     weft__worker *w = arg;
     tls_worker = w;
+    atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
     /* Sleeping workers wake for timers: ask the kernel for precise wake-ups. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
     pthread_attr_t attr;
