@@ -148,6 +148,38 @@ static inline weft__task *weft__task_alloc_own(weft__worker *w, weft_runtime *rt
     return t;
 }
 
+/* A worker keeps at most WEFT__TASK_CACHE_MAX free records; beyond, it hands half of them to
+ * the runtime, where a worker whose cache is empty takes them before carving fresh ones. Without
+ * this, records spawned on one worker and ended on another piled up on the second while the
+ * first kept carving fresh memory, so a producer feeding a consumer grew without bound. A batch
+ * moves under the chunk lock, once per WEFT__TASK_CACHE_MAX / 2 records. */
+#define WEFT__TASK_CACHE_MAX 256
+
+/** Hands the older records of the full cache of `w` to `rt` (see WEFT__TASK_CACHE_MAX). */
+void weft__task_give_batch(weft__worker *w, weft_runtime *rt);
+
+/** A record back into the cache of `w`, the caller's worker, of the record's runtime. Inline:
+ *  every child run inside a join ends here. */
+static inline void weft__task_free_own(weft__worker *w, weft__task *t)
+{
+    t->next = w->task_cache;
+    w->task_cache = t;
+    if (++w->task_cache_count > WEFT__TASK_CACHE_MAX)
+        weft__task_give_batch(w, t->rt);
+}
+
+/** The watchdog's evidence that `w` (the caller's worker) moves on: bumped at every switch and
+ *  inline run. Only the owner writes it, so a relaxed load and store (no RMW) suffice. */
+static inline void weft__worker_progress(weft__worker *w)
+{
+    weft__task *t = w->current;
+    atomic_store_explicit(&w->running, t, memory_order_release);
+    atomic_store_explicit(&w->running_id, t ? t->id : 0, memory_order_release);
+    atomic_store_explicit(&w->progress,
+                          atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
 /** Wakes one sleeping worker of `rt`, if any: 1 if it woke one. */
 int weft__sched_wake_one(weft_runtime *rt);
 

@@ -71,6 +71,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "join_inline.h"
 #include "scope.h"
 #include "tsan.h"
 
@@ -284,16 +285,11 @@ weft__task *weft__task_alloc(weft_runtime *rt)
     return weft__task_alloc_on(weft__worker_self(), rt);
 }
 
-/* A worker keeps at most TASK_CACHE_MAX free records; beyond, it hands TASK_BATCH of them to
- * the runtime, where a worker whose cache is empty takes them before carving fresh ones. Without
- * this, records spawned on one worker and ended on another piled up on the second while the
- * first kept carving fresh memory, so a producer feeding a consumer grew without bound. A batch
- * moves under the chunk lock, once per TASK_BATCH records. */
-#define TASK_CACHE_MAX 256
-#define TASK_BATCH 128
+/* See WEFT__TASK_CACHE_MAX (runtime.h). */
+#define TASK_BATCH (WEFT__TASK_CACHE_MAX / 2)
 
 /* Batches are chained through their first record's `snext` (free records use no wait links). */
-static void give_batch(weft__worker *w, weft_runtime *rt)
+void weft__task_give_batch(weft__worker *w, weft_runtime *rt)
 {
     weft__task *first = w->task_cache, *last = first;
     for (unsigned i = 1; i < TASK_BATCH; i++)
@@ -401,21 +397,11 @@ void weft__task_free(weft__task *t)
     weft__task_free_on(weft__worker_self(), t);
 }
 
-/* A record back into the cache of `w`, the caller's worker, of the record's runtime. Inline:
- * every child run inside a join ends here. */
-static inline void free_own(weft__worker *w, weft__task *t)
-{
-    t->next = w->task_cache;
-    w->task_cache = t;
-    if (++w->task_cache_count > TASK_CACHE_MAX)
-        give_batch(w, t->rt);
-}
-
 void weft__task_free_on(weft__worker *w, weft__task *t)
 {
     weft_runtime *rt = t->rt;
     if (w && w->rt == rt) {
-        free_own(w, t);
+        weft__task_free_own(w, t);
         return;
     }
     weft__lock_acquire(&rt->chunk_lock);
@@ -859,18 +845,6 @@ static int any_work_visible(weft__worker *w)
     return weft__timer_heap_earliest(&w->timers) <= weft_now();
 }
 
-/* The watchdog's evidence that a worker moves on: bumped at every switch and inline run. Only
- * the owner writes it, so a relaxed load and store (no RMW) suffice. */
-static inline void bump_progress(weft__worker *w)
-{
-    weft__task *t = w->current;
-    atomic_store_explicit(&w->running, t, memory_order_release);
-    atomic_store_explicit(&w->running_id, t ? t->id : 0, memory_order_release);
-    atomic_store_explicit(&w->progress,
-                          atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
-                          memory_order_release);
-}
-
 /* ---- switching ------------------------------------------------------------------------- */
 
 static void stack_bounds(weft__worker *w, weft__task *to, void **lo, size_t *size)
@@ -894,7 +868,7 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
     if (from && from->host->stack->guard == WEFT__GUARD_CANARY)
         weft__stack_check_canary(from->host->stack);
     w->current = to;
-    bump_progress(w);
+    weft__worker_progress(w);
     void *lo;
     size_t size;
     stack_bounds(w, to, &lo, &size);
@@ -929,14 +903,6 @@ static weft__task *pick_runnable(weft__worker *w)
     return next;
 }
 
-/* Runs the task's function, then each deferred sibling its ending hands it (a limited scope's
- * slot passing on together with the record and the stack). */
-static void run_body(weft__task *t)
-{
-    while (weft__task_complete(t, t->fn(t->arg)))
-        bump_progress(weft__worker_self());
-}
-
 static void task_entry(void *arg)
 {
     weft__task *t = arg;
@@ -944,7 +910,7 @@ static void task_entry(void *arg)
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
     after_switch();
-    run_body(t);
+    weft__task_run_body(t);
     /* Gone for good: pick a successor and let it recycle this stack. */
     weft__worker *w = weft__worker_self();
     weft__task *next = pick_runnable(w);
@@ -1102,7 +1068,8 @@ int weft__sched_yield(void)
     weft__worker *w = weft__worker_self();
     weft__task *next = pick_runnable(w);
     if (!next) {
-        bump_progress(w); /* a suspension point reached: alive, even with nothing to switch to */
+        /* A suspension point reached: alive, even with nothing to switch to. */
+        weft__worker_progress(w);
         return 0;
     }
     weft__task *self = w->current;
@@ -1110,56 +1077,6 @@ int weft__sched_yield(void)
     w->after_task = self;
     switch_from_task(w, next);
     return 1;
-}
-
-/* Stack an inline child may count on below the joiner's frame: a quarter of the stack, at least
- * 8 KiB. A deep chain of joins that each run a child inline nests on one stack; past this the
- * child gets a stack of its own instead. */
-#define INLINE_MIN_ROOM (8 * 1024)
-
-/* Pops the newest unstarted task of `w` (the caller's worker) if it is a child of `s`. */
-static weft__task *take_child(weft__worker *w, weft_scope *s)
-{
-    weft__stack *st = w->current->host->stack;
-    size_t room = (size_t)((char *)__builtin_frame_address(0) - (char *)st->lo);
-    if (room < INLINE_MIN_ROOM || room < st->size / 4)
-        return NULL; /* deep enough: let it run on a stack of its own */
-    /* Pop, then look: a task only peeked at may be stolen and its record reused meanwhile. */
-    weft__task *t = weft__deque_pop_owner(&w->spawnq);
-    if (t && (t->scope != s || t->stack_size)) {
-        /* Not ours, or it asked for a stack of its own size: back where it was. */
-        if (weft__deque_push_owner(&w->spawnq, t) != 0)
-            weft__sched_inject(w->rt, t);
-        return NULL;
-    }
-    return t;
-}
-
-/* Runs `child` as a call on its joiner's stack; returns the joiner's worker afterwards. */
-static weft__worker *run_inline(weft__worker *w, weft__task *child)
-{
-    weft__task *parent = w->current;
-    child->host = parent->host;
-    child->stack = parent->stack;
-    w->current = child;
-    bump_progress(w);
-    run_body(child);
-    /* The child may have parked and moved to another worker: look the worker up again. */
-    w = weft__worker_self();
-    w->current = parent;
-    bump_progress(w);
-    free_own(w, child);
-    return w;
-}
-
-weft__worker *weft__sched_run_own_children(weft__worker *w, weft_scope *s)
-{
-    weft__task *c;
-    while (weft__scope_may_have_queued(s) && (c = take_child(w, s))) {
-        c->flags |= WEFT__TASK_INLINE;
-        w = run_inline(w, c);
-    }
-    return w;
 }
 
 void weft__sched_checkpoint_timers(weft__worker *w)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "join_inline.h"
 #include "runtime.h"
 
 /* `state` is the owner's, but weft_scope_cancel and weft_spawn may look at it from any thread:
@@ -591,9 +592,55 @@ static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
 
 #undef OPT
 
+static __attribute__((noinline)) int open_with_options(weft_scope **out,
+                                                       const weft_scope_opts *opts)
+{
+    return open_scope(out, opts);
+}
+
+static __attribute__((noinline)) int open_plain(weft_scope **out)
+{
+    return open_scope(out, NULL);
+}
+
 int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
 {
-    return opts ? open_scope(out, opts) : open_scope(out, NULL);
+    if (opts)
+        return open_with_options(out, opts);
+    /* The common case inline: a plain scope from the worker's cache, in a parent that is not
+     * cancelled (its own code is clear and its pulled state, cached for this very epoch, is
+     * clear too: one compare). Anything else takes open_scope's whole path. */
+    weft__worker *w = weft__worker_self();
+    weft__task *t = weft__worker_current(w);
+    weft_scope *s;
+    if (__builtin_expect(!t || !out || !(s = w->scopes.top), 0))
+        return open_plain(out);
+    weft_scope *parent = t->cancel_scope;
+    /* The epoch before the state, as in open_scope. */
+    uint64_t epoch = atomic_load_explicit(&t->rt->cancel_epoch, memory_order_acquire);
+    if (__builtin_expect(atomic_load_explicit(&parent->cancel_code, memory_order_acquire) ||
+                             atomic_load_explicit(&parent->cancel_cache, memory_order_relaxed) !=
+                                 epoch << 2,
+                         0))
+        return open_plain(out);
+    w->scopes.top = s->cache_next;
+    w->scopes.count--;
+    assert_clean(s, t->rt);
+    scope_init(s, parent, t);
+    s->policy = 0;
+    s->shield = 0;
+    s->max_running = 0;
+    s->deadline = parent->deadline;
+    atomic_store_explicit(&s->cancel_cache, epoch << 2, memory_order_relaxed);
+    s->prev_owned = t->owned;
+    s->next_owned = NULL;
+    if (t->owned)
+        t->owned->next_owned = s;
+    t->owned = s;
+    s->outer_cancel_scope = t->cancel_scope;
+    t->cancel_scope = s;
+    *out = s;
+    return 0;
 }
 
 weft_scope *weft_current_scope(void)
@@ -674,7 +721,6 @@ static char *dup_bounded(const char *str)
     }
     return d;
 }
-
 
 /* Appends one failure to the group; called with s->lock held. A record that cannot be allocated
  * keeps its code and loses its strings rather than the failure. */
@@ -766,15 +812,17 @@ size_t weft_scope_error_count_code(const weft_scope *s, int code)
 
 /* ---- join and release ---------------------------------------------------------------------- */
 
-/* `w`: the caller's worker, looked up since its last suspension. Returns the worker the caller
- * runs on afterwards. */
-static weft__worker *join_one(weft__worker *w, weft__task *t, weft_scope *s)
+/* The join of `s` by its owner `t`. `w`: the caller's worker, looked up since its last
+ * suspension. Returns the worker the caller runs on afterwards. Inline in weft_scope_join's
+ * common case; join_one elsewhere. */
+static inline __attribute__((always_inline)) weft__worker *join_body(weft__worker *w, weft__task *t,
+                                                                     weft_scope *s)
 {
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
     if (weft__chaos_point(t->rt))
         w = weft__worker_self();
-    w = weft__sched_run_own_children(w, s);
+    w = weft__join_run_own_children(w, t, s);
     int64_t all_done = WEFT__SCOPE_BIAS - s->owner_spawned;
     if (s->owner_spawned == 0 &&
         atomic_compare_exchange_strong_explicit(&s->balance, &all_done, 0, memory_order_acq_rel,
@@ -809,6 +857,12 @@ joined:
     return w;
 }
 
+static __attribute__((noinline)) weft__worker *join_one(weft__worker *w, weft__task *t,
+                                                        weft_scope *s)
+{
+    return join_body(w, t, s);
+}
+
 /* The checks join and release share: 0 when `t` may end `s`. */
 static int owner_check(weft__task *t, const weft_scope *s)
 {
@@ -823,6 +877,12 @@ int weft_scope_join(weft_scope *s)
 {
     weft__worker *w = weft__worker_self();
     weft__task *t = weft__worker_current(w);
+    /* The common case first: the caller's newest scope (so its own: a task's list holds only
+     * the scopes it opened), open. */
+    if (t && s && t->owned == s && s->state == WEFT__SCOPE_OPEN) {
+        join_body(w, t, s);
+        return s->join_result;
+    }
     int rc = owner_check(t, s);
     if (rc)
         return rc;

@@ -141,11 +141,6 @@ int weft__sched_spawn(weft_runtime *rt, weft__task *t);
 /** Runs queued work of the caller's worker other than the running task, if any; 1 if it did. */
 int weft__sched_yield(void);
 
-/** The join of `s` by the task running on `w`: runs the scope's unstarted children that sit on
- *  top of w's spawn queue as calls on the joiner's stack, newest first, while the scope may still
- *  have one queued. Returns the worker the joiner runs on afterwards (a child may have parked
- *  and moved). */
-weft__worker *weft__sched_run_own_children(weft__worker *w, weft_scope *s);
 
 /** Sets the fields a record starts with as a new task of `rt` with id `id` (the caller's;
  *  weft__task_init_child then gives it its function, scope and name). */

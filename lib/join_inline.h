@@ -1,0 +1,78 @@
+/*
+ * A join running its scope's own unstarted children as calls on the joiner's stack (see task.h),
+ * and the body every task runs, inline in the join.
+ *
+ * Why inline: a fork-join program (fib, with one scope and one child per call) does almost
+ * nothing but open, spawn, join and release, and when one worker runs it every child runs inside
+ * its joiner's join. Behind a call of its own this loop cost a frame with six saved registers
+ * per child, and the body another, against about 300 instructions for all the rest of a child's
+ * life.
+ */
+#ifndef WEFT_JOIN_INLINE_H
+#define WEFT_JOIN_INLINE_H
+
+#include "runtime.h"
+#include "scope.h"
+
+/* Stack an inline child may count on below the joiner's frame: a quarter of the stack, at least
+ * 8 KiB. A deep chain of joins that each run a child inline nests on one stack; past this the
+ * child gets a stack of its own instead. */
+#define WEFT__INLINE_MIN_ROOM (8 * 1024)
+
+/** Runs the task's function, then each deferred sibling its ending hands it (a limited scope's
+ *  slot passing on together with the record and the stack). */
+static inline void weft__task_run_body(weft__task *t)
+{
+    while (weft__task_complete(t, t->fn(t->arg)))
+        weft__worker_progress(weft__worker_self());
+}
+
+/** Pops the newest unstarted task of `w` (the caller's worker) if it is a child of `s`. */
+static inline weft__task *weft__join_take_child(weft__worker *w, weft_scope *s)
+{
+    weft__stack *st = w->current->host->stack;
+    size_t room = (size_t)((char *)__builtin_frame_address(0) - (char *)st->lo);
+    if (room < WEFT__INLINE_MIN_ROOM || room < st->size / 4)
+        return NULL; /* deep enough: let it run on a stack of its own */
+    /* Pop, then look: a task only peeked at may be stolen and its record reused meanwhile. */
+    weft__task *t = weft__deque_pop_owner(&w->spawnq);
+    if (t && __builtin_expect(t->scope != s || t->stack_size, 0)) {
+        /* Not ours, or it asked for a stack of its own size: back where it was. */
+        if (weft__deque_push_owner(&w->spawnq, t) != 0)
+            weft__sched_inject(w->rt, t);
+        return NULL;
+    }
+    return t;
+}
+
+/** Runs `child` as a call on the stack of `parent` (running on `w`, the caller's worker);
+ *  returns the parent's worker afterwards (the child may have parked and moved). */
+static inline __attribute__((always_inline)) weft__worker *
+weft__join_run_child(weft__worker *w, weft__task *parent, weft__task *child)
+{
+    child->flags |= WEFT__TASK_INLINE;
+    child->host = parent->host;
+    child->stack = parent->stack;
+    w->current = child;
+    weft__worker_progress(w);
+    weft__task_run_body(child);
+    w = weft__worker_self();
+    w->current = parent;
+    weft__worker_progress(w);
+    weft__task_free_own(w, child);
+    return w;
+}
+
+/** The children part of the join of `s` by `parent`, its owner, running on `w`: runs the scope's
+ *  unstarted children that sit on top of w's spawn queue, newest first, while the scope may
+ *  still have one queued. Returns the worker the joiner runs on afterwards. */
+static inline __attribute__((always_inline)) weft__worker *
+weft__join_run_own_children(weft__worker *w, weft__task *parent, weft_scope *s)
+{
+    weft__task *c;
+    while (weft__scope_may_have_queued(s) && (c = weft__join_take_child(w, s)))
+        w = weft__join_run_child(w, parent, c);
+    return w;
+}
+
+#endif
