@@ -14,11 +14,6 @@
 #include "runtime.h"
 #include "scope.h"
 
-/* Stack an inline child may count on below the joiner's frame: a quarter of the stack, at least
- * 8 KiB. A deep chain of joins that each run a child inline nests on one stack; past this the
- * child gets a stack of its own instead. */
-#define WEFT__INLINE_MIN_ROOM (8 * 1024)
-
 /** Runs the task's function, then each deferred sibling its ending hands it (a limited scope's
  *  slot passing on together with the record and the stack). */
 static inline void weft__task_run_body(weft__task *t)
@@ -27,13 +22,12 @@ static inline void weft__task_run_body(weft__task *t)
         weft__worker_progress(weft__worker_self());
 }
 
-/** Pops the newest unstarted task of `w` (the caller's worker) if it is a child of `s`. */
-static inline weft__task *weft__join_take_child(weft__worker *w, weft_scope *s)
+/** Pops the newest unstarted task of `w` (the caller's worker, running `parent`) if it is a
+ *  child of `s`. */
+static inline weft__task *weft__join_take_child(weft__worker *w, weft__task *parent, weft_scope *s)
 {
-    weft__stack *st = w->current->host->stack;
-    size_t room = (size_t)((char *)__builtin_frame_address(0) - (char *)st->lo);
-    if (room < WEFT__INLINE_MIN_ROOM || room < st->size / 4)
-        return NULL; /* deep enough: let it run on a stack of its own */
+    if ((char *)__builtin_frame_address(0) < parent->host->stack->inline_floor)
+        return NULL; /* deep enough: let it run on a stack of its own (WEFT__INLINE_MIN_ROOM) */
     /* Pop, then look: a task only peeked at may be stolen and its record reused meanwhile. */
     weft__task *t = weft__deque_pop_owner(&w->spawnq);
     if (t && __builtin_expect(t->scope != s || t->stack_size, 0)) {
@@ -70,7 +64,7 @@ static inline __attribute__((always_inline)) weft__worker *
 weft__join_run_own_children(weft__worker *w, weft__task *parent, weft_scope *s)
 {
     weft__task *c;
-    while (weft__scope_may_have_queued(s) && (c = weft__join_take_child(w, s)))
+    while (weft__scope_may_have_queued(s) && (c = weft__join_take_child(w, parent, s)))
         w = weft__join_run_child(w, parent, c);
     return w;
 }

@@ -114,7 +114,10 @@
 
 /* ---- thread-local access ---------------------------------------------------------------- */
 
-static _Thread_local weft__worker *tls_worker;
+/* initial-exec: in the shared library the default model calls __tls_get_addr at every access,
+ * and every spawn, open, join and release looks the worker up. The cost is a few bytes of the
+ * static TLS reserve that a library loaded with dlopen draws on. */
+static _Thread_local weft__worker *tls_worker __attribute__((tls_model("initial-exec")));
 
 /* The empty asm makes the result opaque: the compiler can neither hoist nor reuse it, so a green
  * thread that moved to another OS thread reads that thread's value. */

@@ -812,6 +812,26 @@ size_t weft_scope_error_count_code(const weft_scope *s, int code)
 
 /* ---- join and release ---------------------------------------------------------------------- */
 
+/* Takes the balance of `s`, whose owner counts no child of its own any more, from its bias (no
+ * child left) to 0 (joined: no child may start), if no child is left: 1 if it did. Another
+ * worker may admit a child or count one out at any moment, hence the CAS. A runtime with one
+ * worker has no such thread: a spawn needs a task, every task runs on that worker, and the
+ * worker is here (the blocking pool's threads run no tasks). There a plain check and store do,
+ * as the deques of such a runtime need no synchronisation either; the locked instruction cost
+ * a fork-join program at one worker 7% of its time. */
+static inline int close_if_empty(weft_scope *s, const weft_runtime *rt)
+{
+    int64_t all_done = WEFT__SCOPE_BIAS;
+    if (rt->nworkers == 1) {
+        if (atomic_load_explicit(&s->balance, memory_order_relaxed) != all_done)
+            return 0;
+        atomic_store_explicit(&s->balance, 0, memory_order_relaxed);
+        return 1;
+    }
+    return atomic_compare_exchange_strong_explicit(&s->balance, &all_done, 0, memory_order_acq_rel,
+                                                   memory_order_relaxed);
+}
+
 /* The join of `s` by its owner `t`. `w`: the caller's worker, looked up since its last
  * suspension. Returns the worker the caller runs on afterwards. Inline in weft_scope_join's
  * common case; join_one elsewhere. */
@@ -823,10 +843,7 @@ static inline __attribute__((always_inline)) weft__worker *join_body(weft__worke
     if (weft__chaos_point(t->rt))
         w = weft__worker_self();
     w = weft__join_run_own_children(w, t, s);
-    int64_t all_done = WEFT__SCOPE_BIAS - s->owner_spawned;
-    if (s->owner_spawned == 0 &&
-        atomic_compare_exchange_strong_explicit(&s->balance, &all_done, 0, memory_order_acq_rel,
-                                                memory_order_relaxed))
+    if (s->owner_spawned == 0 && close_if_empty(s, t->rt))
         goto joined; /* every child ended already: no park to prepare */
     s->joiner = t;
     weft__task_prepare_park(t);

@@ -160,8 +160,7 @@ static weft__stack *take_fresh(weft__stack_pool *p)
     unsigned i = atomic_load_explicit(&slab->used, memory_order_relaxed);
     weft__stack *s = &slab->stacks[i];
     memset(s, 0, sizeof(*s));
-    s->lo = slab->base + (size_t)i * slab->stride + p->page;
-    s->size = p->size;
+    weft__stack_set_bounds(s, slab->base + (size_t)i * slab->stride + p->page, p->size);
     atomic_store_explicit(&slab->used, i + 1, memory_order_release);
     return s;
 }
@@ -188,8 +187,7 @@ static weft__stack *get_own_mapping(weft__stack_pool *p, size_t size)
         free(s);
         return NULL;
     }
-    s->lo = m + p->page;
-    s->size = size;
+    weft__stack_set_bounds(s, m + p->page, size);
     s->own_mapping = 1;
     guard_stack(s, m, p->page);
     register_stack(s);

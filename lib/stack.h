@@ -21,9 +21,15 @@
 
 enum weft__guard { WEFT__GUARD_MADVISE = 1, WEFT__GUARD_MPROTECT = 2, WEFT__GUARD_CANARY = 3 };
 
+/* Stack an inline child may count on below its joiner's frame: a quarter of the stack, at least
+ * 8 KiB. A deep chain of joins that each run a child inline nests on one stack; past this the
+ * child gets a stack of its own instead (join_inline.h). */
+#define WEFT__INLINE_MIN_ROOM (8 * 1024)
+
 typedef struct weft__stack {
     void *lo;                 /* lowest usable byte */
     size_t size;              /* usable bytes */
+    char *inline_floor;       /* lo + the room above: a join runs children inline above it */
     struct weft__stack *next; /* cache and free-list link */
     int guard;
     unsigned valgrind_id;
@@ -31,6 +37,15 @@ typedef struct weft__stack {
 } __attribute__((aligned(64))) weft__stack; /* a line each: a worker links a stack it frees,
                                              * and stacks in use on other workers must not
                                              * share that line */
+
+/** Sets the usable bytes of `s`: `size` from `lo`. */
+static inline void weft__stack_set_bounds(weft__stack *s, void *lo, size_t size)
+{
+    s->lo = lo;
+    s->size = size;
+    s->inline_floor =
+        (char *)lo + (size / 4 > WEFT__INLINE_MIN_ROOM ? size / 4 : WEFT__INLINE_MIN_ROOM);
+}
 
 typedef struct weft__stack_slab weft__stack_slab;
 
