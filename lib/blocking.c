@@ -302,17 +302,19 @@ static void *watchdog_main(void *arg)
                 w->watch_waited = waited;
             if (now - w->watch_since - (waited - w->watch_waited) < limit)
                 continue;
-            /* `progress` has not moved for `limit`, so the task is still running. Its id comes
-             * from the worker; its name from the record, which is recycled, never freed, while
-             * the runtime lives: if the task ended meanwhile, the check below drops the report.
-             * ThreadSanitizer would still see that read race a recycling spawn, so its builds
-             * name the task by id alone. */
-            uint64_t id = atomic_load_explicit(&w->running_id, memory_order_acquire);
+            /* `progress` has not moved for `limit`, so the task is still running. Its id and
+             * name come from its record, which is recycled, never freed, while the runtime
+             * lives: if the task ended meanwhile, the check below drops the report.
+             * ThreadSanitizer would still see those reads race a recycling spawn, so its builds
+             * take the id the worker keeps for them, and name the task by id alone. */
             char name[WEFT__TASK_NAME_MAX + 24];
 #ifndef WEFT_TSAN
+            uint64_t id = t->id;
             if (t->name[0])
                 snprintf(name, sizeof(name), "%.*s", WEFT__TASK_NAME_MAX - 1, t->name);
             else
+#else
+            uint64_t id = atomic_load_explicit(&w->running_id, memory_order_acquire);
 #endif
                 snprintf(name, sizeof(name), "task-%llu", (unsigned long long)id);
             if (atomic_load_explicit(&w->progress, memory_order_acquire) != p)

@@ -48,24 +48,12 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft__task *child)
     child->host = parent->host;
     child->stack = parent->stack;
     w->current = child;
-    weft__worker_progress(w);
+    weft__worker_progress_to(w, child);
     weft__task_run_body(child);
     w = weft__worker_self();
     w->current = parent;
-    weft__worker_progress(w);
+    weft__worker_progress_to(w, parent);
     weft__task_free_own(w, child);
-    return w;
-}
-
-/** The children part of the join of `s` by `parent`, its owner, running on `w`: runs the scope's
- *  unstarted children that sit on top of w's spawn queue, newest first, while the scope may
- *  still have one queued. Returns the worker the joiner runs on afterwards. */
-static inline __attribute__((always_inline)) weft__worker *
-weft__join_run_own_children(weft__worker *w, weft__task *parent, weft_scope *s)
-{
-    weft__task *c;
-    while (weft__scope_may_have_queued(s) && (c = weft__join_take_child(w, parent, s)))
-        w = weft__join_run_child(w, parent, c);
     return w;
 }
 

@@ -57,7 +57,9 @@ struct weft__worker {
     _Atomic uint32_t wake; /* futex word: a sleeping worker waits while it is unchanged */
     _Atomic uint64_t progress;    /* switches and inline runs, for the watchdog */
     weft__task *_Atomic running;  /* the running task as of the last `progress` bump */
-    _Atomic uint64_t running_id;  /* and its id, for the watchdog */
+#ifdef WEFT_TSAN
+    _Atomic uint64_t running_id; /* and its id (see watchdog_main) */
+#endif
     uint64_t next_id, end_id;     /* this worker's block of task ids */
     uint64_t watch_progress;      /* the watchdog's last sample of `progress` */
     weft_time watch_since;        /* when the watchdog first saw that sample */
@@ -168,16 +170,24 @@ static inline void weft__task_free_own(weft__worker *w, weft__task *t)
         weft__task_give_batch(w, t->rt);
 }
 
-/** The watchdog's evidence that `w` (the caller's worker) moves on: bumped at every switch and
- *  inline run. Only the owner writes it, so a relaxed load and store (no RMW) suffice. */
-static inline void weft__worker_progress(weft__worker *w)
+/** The watchdog's evidence that `w` (the caller's worker) moves on, now running `t` (NULL: the
+ *  scheduler): bumped at every switch and inline run. Only the owner writes it, so a relaxed
+ *  load and store (no RMW) suffice. */
+static inline void weft__worker_progress_to(weft__worker *w, weft__task *t)
 {
-    weft__task *t = w->current;
     atomic_store_explicit(&w->running, t, memory_order_release);
+#ifdef WEFT_TSAN
     atomic_store_explicit(&w->running_id, t ? t->id : 0, memory_order_release);
+#endif
     atomic_store_explicit(&w->progress,
                           atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
                           memory_order_release);
+}
+
+/** weft__worker_progress_to for the task `w` runs now. */
+static inline void weft__worker_progress(weft__worker *w)
+{
+    weft__worker_progress_to(w, w->current);
 }
 
 /** Wakes one sleeping worker of `rt`, if any: 1 if it woke one. */

@@ -842,9 +842,17 @@ static inline __attribute__((always_inline)) weft__worker *join_body(weft__worke
      * running unrelated work inside a wait could deadlock (it could wait on us). */
     if (weft__chaos_point(t->rt))
         w = weft__worker_self();
-    w = weft__join_run_own_children(w, t, s);
+    for (;;) {
+        /* None of the owner's own children left, and no other child queued or running: */
+        if (s->owner_spawned == 0 && close_if_empty(s, t->rt))
+            goto joined; /* every child ended already: no park to prepare */
+        weft__task *c = weft__join_take_child(w, t, s);
+        if (!c)
+            break;
+        w = weft__join_run_child(w, t, c);
+    }
     if (s->owner_spawned == 0 && close_if_empty(s, t->rt))
-        goto joined; /* every child ended already: no park to prepare */
+        goto joined; /* the last one ended meanwhile on another worker */
     s->joiner = t;
     weft__task_prepare_park(t);
     int64_t delta = s->owner_spawned - WEFT__SCOPE_BIAS;
@@ -946,7 +954,19 @@ int weft_scope_release(weft_scope *s)
         t->owned = s->prev_owned;
         if (t->owned)
             t->owned->next_owned = NULL;
-        scope_free_on(w, s);
+        /* Nothing to give back but the record, and room for it in the worker's cache (which is
+         * of the scope's runtime: its owner runs there): scope_free_on's common case. */
+        if (__builtin_expect(s->deferred.head || s->deferred.spare || s->errors ||
+                                 w->scopes.count >= SCOPE_CACHE_MAX,
+                             0)) {
+            scope_free_on(w, s);
+            return 0;
+        }
+        s->name[0] = 0;
+        set_state(s, WEFT__SCOPE_RELEASED);
+        s->cache_next = w->scopes.top;
+        w->scopes.top = s;
+        w->scopes.count++;
         return 0;
     }
     int rc = owner_check(t, s);

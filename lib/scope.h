@@ -205,11 +205,19 @@ static inline void weft__scope_count_child_out(weft_scope *s, uint32_t flags)
     weft__scope_count_children_out(s, 1);
 }
 
+/* Debug builds report a task that ends holding semaphore tokens (weft__task_complete_slow);
+ * release builds do not look. */
+#ifdef NDEBUG
+#define WEFT__TOKENS_LEFT(t) 0
+#else
+#define WEFT__TOKENS_LEFT(t) ((t)->tokens_held > 0)
+#endif
+
 /** See weft__task_complete_slow (task.h): this is its common case, inline. */
 static inline int weft__task_complete(weft__task *t, int rc)
 {
     weft_scope *s = t->scope;
-    if (rc != 0 || t->owned || t->failure || t->tokens_held > 0 || s->max_running ||
+    if (rc != 0 || t->owned || t->failure || WEFT__TOKENS_LEFT(t) || s->max_running ||
         (t->flags & WEFT__TASK_SUBMITTED))
         return weft__task_complete_slow(t, rc);
     if (t->flags & WEFT__TASK_INLINE)
