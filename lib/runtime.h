@@ -234,8 +234,6 @@ void weft__futex_wake(_Atomic uint32_t *word);
 /** Changes *word and wakes every thread sleeping on it. */
 void weft__futex_bump(_Atomic uint32_t *word);
 
-weft__worker *weft__worker_self(void);
-
 int weft__runtime_create(weft_runtime **out, const weft_config *cfg);
 void weft__runtime_stop(weft_runtime *rt);
 

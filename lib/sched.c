@@ -117,16 +117,8 @@
 /* initial-exec: in the shared library the default model calls __tls_get_addr at every access,
  * and every spawn, open, join and release looks the worker up. The cost is a few bytes of the
  * static TLS reserve that a library loaded with dlopen draws on. */
-static _Thread_local weft__worker *tls_worker __attribute__((tls_model("initial-exec")));
-
-/* The empty asm makes the result opaque: the compiler can neither hoist nor reuse it, so a green
- * thread that moved to another OS thread reads that thread's value. */
-__attribute__((noinline)) weft__worker *weft__worker_self(void)
-{
-    weft__worker *w = tls_worker;
-    __asm__ volatile("" : "+r"(w));
-    return w;
-}
+_Thread_local weft__worker *weft__tls_worker;
+#define tls_worker weft__tls_worker
 
 __attribute__((noinline)) weft__task *weft__task_self(void)
 {

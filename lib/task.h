@@ -87,9 +87,22 @@ enum {
 
 /* ---- provided by sched.c --------------------------------------------------------------- */
 
-/** The worker running the caller, or NULL on a foreign thread. Never inlined and opaque to the
- *  optimizer: a green thread may move to another OS thread between two calls. */
-weft__worker *weft__worker_self(void);
+/* The calling thread's worker (sched.c sets it). */
+extern _Thread_local weft__worker *weft__tls_worker
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+/** The worker running the caller, or NULL on a foreign thread. Never inlined, and the empty asm
+ *  makes its result opaque: the compiler can neither hoist nor reuse it, so a green thread that
+ *  moved to another OS thread between two calls reads that thread's value. Each file has its
+ *  own copy so that the compiler sees what the call clobbers (only the result register) and
+ *  keeps the caller's arguments in their registers across it, where a call to another file
+ *  cost each of spawn, open, join and release a frame of saved registers. */
+static __attribute__((noinline, unused)) weft__worker *weft__worker_self(void)
+{
+    weft__worker *w = weft__tls_worker;
+    __asm__ volatile("" : "+r"(w));
+    return w;
+}
 /** The task running on the caller's worker, or NULL. Same rule as weft__worker_self. */
 weft__task *weft__task_self(void);
 
