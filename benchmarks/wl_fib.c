@@ -37,10 +37,9 @@ static long fib_tasks(int n)
     if (rc != 0)
         bench_error("weft_spawn", rc);
     long y = fib_tasks(n - 2);
-    rc = weft_scope_join(s);
+    rc = weft_scope_close(s); /* join, then release */
     if (rc != 0)
-        bench_error("weft_scope_join", rc);
-    weft_scope_release(s);
+        bench_error("weft_scope_close", rc);
     return child.result + y;
 }
 

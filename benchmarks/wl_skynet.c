@@ -35,10 +35,9 @@ static int sky_task(void *p)
         if (rc != 0)
             bench_error("weft_spawn", rc);
     }
-    rc = weft_scope_join(s);
+    rc = weft_scope_close(s); /* join, then release */
     if (rc != 0)
-        bench_error("weft_scope_join", rc);
-    weft_scope_release(s);
+        bench_error("weft_scope_close", rc);
     long long sum = 0;
     for (int i = 0; i < 10; i++)
         sum += kids[i].result;

@@ -214,6 +214,15 @@ WEFT_API int weft_scope_join(weft_scope *s);
 WEFT_API int weft_scope_release(weft_scope *s);
 
 /**
+ * Joins `s` unless it was joined already, then releases it: weft_scope_join followed by
+ * weft_scope_release, in one call (and for the common case on a shorter path than the two). The
+ * usual end of a scope whose error group is not read after the join; to read it, join, read,
+ * then release. Returns what the join returns, or -EPERM / -EINVAL as join does (then nothing
+ * is released).
+ */
+WEFT_API int weft_scope_close(weft_scope *s);
+
+/**
  * Cancels `s` and its whole subtree, from any task or any thread, any number of times. Every
  * task in the subtree sees -ECANCELED at its suspension points from now on until it returns;
  * parked ones are woken. Returns 0, -EINVAL for NULL or a released scope.

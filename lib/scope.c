@@ -942,33 +942,40 @@ static weft__worker *release_one(weft__worker *w, weft__task *t, weft_scope *s)
     return w;
 }
 
+/* The release of `s`, the newest scope of `t` (running on `w`), joined: 1 if it was the common
+ * case (never linked into its parent, so no fan-out holds a reference) and is done; 0 if not,
+ * and nothing was done. */
+static inline __attribute__((always_inline)) int release_newest(weft__worker *w, weft__task *t,
+                                                                weft_scope *s)
+{
+    if (atomic_load_explicit(&s->linked, memory_order_relaxed) ||
+        atomic_load_explicit(&s->refs, memory_order_acquire) != 1)
+        return 0;
+    t->owned = s->prev_owned;
+    if (t->owned)
+        t->owned->next_owned = NULL;
+    /* Nothing to give back but the record, and room for it in the worker's cache (which is of
+     * the scope's runtime: its owner runs there): scope_free_on's common case. */
+    if (__builtin_expect(s->deferred.head || s->deferred.spare || s->errors ||
+                             w->scopes.count >= SCOPE_CACHE_MAX,
+                         0)) {
+        scope_free_on(w, s);
+        return 1;
+    }
+    s->name[0] = 0;
+    set_state(s, WEFT__SCOPE_RELEASED);
+    s->cache_next = w->scopes.top;
+    w->scopes.top = s;
+    w->scopes.count++;
+    return 1;
+}
+
 int weft_scope_release(weft_scope *s)
 {
     weft__worker *w = weft__worker_self();
     weft__task *t = weft__worker_current(w);
-    /* The common case first: the caller's newest scope, joined, never linked into its parent
-     * (so no fan-out holds a reference). */
-    if (t && s && t->owned == s && s->state == WEFT__SCOPE_JOINED &&
-        !atomic_load_explicit(&s->linked, memory_order_relaxed) &&
-        atomic_load_explicit(&s->refs, memory_order_acquire) == 1) {
-        t->owned = s->prev_owned;
-        if (t->owned)
-            t->owned->next_owned = NULL;
-        /* Nothing to give back but the record, and room for it in the worker's cache (which is
-         * of the scope's runtime: its owner runs there): scope_free_on's common case. */
-        if (__builtin_expect(s->deferred.head || s->deferred.spare || s->errors ||
-                                 w->scopes.count >= SCOPE_CACHE_MAX,
-                             0)) {
-            scope_free_on(w, s);
-            return 0;
-        }
-        s->name[0] = 0;
-        set_state(s, WEFT__SCOPE_RELEASED);
-        s->cache_next = w->scopes.top;
-        w->scopes.top = s;
-        w->scopes.count++;
+    if (t && s && t->owned == s && s->state == WEFT__SCOPE_JOINED && release_newest(w, t, s))
         return 0;
-    }
     int rc = owner_check(t, s);
     if (rc)
         return rc;
@@ -980,6 +987,25 @@ int weft_scope_release(weft_scope *s)
         w = release_one(w, t, t->owned);
     release_one(w, t, s);
     return 0;
+}
+
+int weft_scope_close(weft_scope *s)
+{
+    weft__worker *w = weft__worker_self();
+    weft__task *t = weft__worker_current(w);
+    if (t && s && t->owned == s && s->state == WEFT__SCOPE_OPEN) {
+        w = join_body(w, t, s);
+        int rc = s->join_result;
+        if (!release_newest(w, t, s))
+            release_one(w, t, s);
+        return rc;
+    }
+    int rc = owner_check(t, s);
+    if (rc)
+        return rc;
+    rc = weft_scope_join(s);
+    weft_scope_release(s);
+    return rc;
 }
 
 void weft__scope_release_owned(weft__task *t)

@@ -222,6 +222,10 @@ ROWFN(r_release_null, weft_scope_release(NULL))
 ROWFN(r_release_not_owner, weft_scope_release(f->scope))
 ROWFN(r_release_joined_not_owner, weft_scope_release(f->joined))
 ROWFN(r_release_current, weft_scope_release(weft_current_scope()))
+ROWFN(r_close_null, weft_scope_close(NULL))
+ROWFN(r_close_not_owner, weft_scope_close(f->scope))
+ROWFN(r_close_joined_not_owner, weft_scope_close(f->joined))
+ROWFN(r_close_current, weft_scope_close(weft_current_scope()))
 ROWFN(r_cancel_null, weft_scope_cancel(NULL))
 ROWFN(r_current_scope, weft_current_scope() != NULL)
 ROWFN(r_reason_self, weft_cancel_reason_self())
@@ -364,12 +368,14 @@ static const row rows[] = {
     {"weft_scope_release", "not the owner", r_release_not_owner, -EPERM, -EPERM},
     {"weft_scope_release", "joined scope, not the owner", r_release_joined_not_owner, -EPERM,
      -EPERM},
-    {"weft_scope_release", "the task's own scope (its parent's)", r_release_current, SKIP,
-     -EPERM},
+    {"weft_scope_release", "the task's own scope (its parent's)", r_release_current, SKIP, -EPERM},
+    {"weft_scope_close", "NULL", r_close_null, SKIP, -EINVAL},
+    {"weft_scope_close", "not the owner", r_close_not_owner, -EPERM, -EPERM},
+    {"weft_scope_close", "joined scope, not the owner", r_close_joined_not_owner, -EPERM, -EPERM},
+    {"weft_scope_close", "the task's own scope (its parent's)", r_close_current, SKIP, -EPERM},
     {"weft_scope_cancel", "NULL (any thread)", r_cancel_null, -EINVAL, -EINVAL},
     {"weft_current_scope", "outside: NULL", r_current_scope, 0, 1},
-    {"weft_cancel_reason_self", "outside: NONE", r_reason_self, WEFT_CANCEL_NONE,
-     WEFT_CANCEL_NONE},
+    {"weft_cancel_reason_self", "outside: NONE", r_reason_self, WEFT_CANCEL_NONE, WEFT_CANCEL_NONE},
     {"weft_scope_cancel_reason", "NULL", r_reason_null, WEFT_CANCEL_NONE, WEFT_CANCEL_NONE},
     {"weft_scope_cancel_reason", "(any thread) a live scope", r_reason_scope, WEFT_CANCEL_NONE,
      WEFT_CANCEL_NONE},

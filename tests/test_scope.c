@@ -353,7 +353,7 @@ Test(scope, cancel_reaches_nested_scope)
 
 typedef struct ownership {
     weft_scope *s;
-    int join_rc, release_rc, spawn_rc;
+    int join_rc, release_rc, close_rc, spawn_rc;
 } ownership;
 
 static int not_the_owner(void *arg)
@@ -361,6 +361,7 @@ static int not_the_owner(void *arg)
     ownership *o = arg;
     o->join_rc = weft_scope_join(o->s);
     o->release_rc = weft_scope_release(o->s);
+    o->close_rc = weft_scope_close(o->s);
     o->spawn_rc = weft_spawn(o->s, count_once, NULL); /* spawning is allowed */
     return 0;
 }
@@ -385,6 +386,7 @@ Test(scope, join_by_non_owner_is_eperm)
     cr_assert_eq(run_on(2, ownership_root, &o), 0);
     cr_assert_eq(o.join_rc, -EPERM);
     cr_assert_eq(o.release_rc, -EPERM);
+    cr_assert_eq(o.close_rc, -EPERM);
     cr_assert_eq(o.spawn_rc, 0);
     cr_assert_eq(atomic_load(&counter), 1);
 }
@@ -468,6 +470,100 @@ Test(scope, join_release_and_spawn_life_cycle)
     cr_assert_eq(l.bad_stack_small, -EINVAL);
     cr_assert_eq(l.bad_stack_big, -EINVAL);
     cr_assert_eq(atomic_load(&counter), 11, "a refused spawn ran its function");
+}
+
+/* ---- close: join and release in one call -------------------------------------------------- */
+
+typedef struct closing {
+    int plain_rc, counted_at_plain;
+    int failed_rc, counted_at_failed;
+    int joined_join_rc, joined_close_rc;
+    int nested_rc, counted_at_nested;
+    int after_join, after_release, after_close;
+    int inner_after_join;
+    int null_rc;
+} closing;
+
+static int close_root(void *arg)
+{
+    closing *c = arg;
+    weft_scope *s, *inner;
+    int rc;
+
+    /* The common case: close waits for every child, returns 0, and the scope is gone. */
+    if ((rc = weft_scope_open(&s, NULL)))
+        return rc;
+    for (int i = 0; i < 10; i++)
+        weft_spawn(s, slow_child, NULL);
+    c->plain_rc = weft_scope_close(s);
+    c->counted_at_plain = atomic_load(&counter);
+    /* Detectable use after close, as after a release: no scope is opened in between. */
+    c->after_join = weft_scope_join(s);
+    c->after_release = weft_scope_release(s);
+    c->after_close = weft_scope_close(s);
+
+    /* A failing child: close returns what join returns, after every child ended. */
+    weft_scope_opts collect = {.policy = WEFT_COLLECT};
+    if ((rc = weft_scope_open(&s, &collect)))
+        return rc;
+    for (int i = 0; i < 10; i++)
+        weft_spawn(s, slow_child, NULL);
+    weft_spawn(s, fail_with, (void *)(intptr_t)-EIO);
+    c->failed_rc = weft_scope_close(s);
+    c->counted_at_failed = atomic_load(&counter);
+
+    /* Already joined: close releases it and returns the join's result again. */
+    if ((rc = weft_scope_open(&s, NULL)))
+        return rc;
+    weft_spawn(s, fail_with, (void *)(intptr_t)-EPIPE);
+    c->joined_join_rc = weft_scope_join(s);
+    c->joined_close_rc = weft_scope_close(s);
+
+    /* A scope opened after `s` and still open ends first, like a join's. */
+    if ((rc = weft_scope_open(&s, NULL)))
+        return rc;
+    weft_spawn(s, slow_child, NULL);
+    if ((rc = weft_scope_open(&inner, NULL)))
+        return rc;
+    for (int i = 0; i < 5; i++)
+        weft_spawn(inner, slow_child, NULL);
+    c->nested_rc = weft_scope_close(s);
+    c->counted_at_nested = atomic_load(&counter);
+    c->inner_after_join = weft_scope_join(inner);
+
+    c->null_rc = weft_scope_close(NULL);
+    return 0;
+}
+
+static void check_close(unsigned workers)
+{
+    closing c;
+    memset(&c, 0x55, sizeof(c));
+    cr_assert_eq(run_on(workers, close_root, &c), 0);
+    cr_assert_eq(c.plain_rc, 0);
+    cr_assert_eq(c.counted_at_plain, 10, "close returned before its children ended");
+    cr_assert_eq(c.after_join, -EINVAL);
+    cr_assert_eq(c.after_release, -EINVAL);
+    cr_assert_eq(c.after_close, -EINVAL);
+    cr_assert_eq(c.failed_rc, -EIO);
+    cr_assert_eq(c.counted_at_failed, 20, "close returned before its children ended");
+    cr_assert_eq(c.joined_join_rc, -EPIPE);
+    cr_assert_eq(c.joined_close_rc, -EPIPE, "close of a joined scope returns the join's result");
+    cr_assert_eq(c.nested_rc, 0);
+    cr_assert_eq(c.counted_at_nested, 26, "close did not end the scope nested in it");
+    cr_assert_eq(c.inner_after_join, -EINVAL, "the nested scope was not released");
+    cr_assert_eq(c.null_rc, -EINVAL);
+    cr_assert_eq(weft_scope_close(NULL), -EPERM, "outside a task");
+}
+
+Test(scope, close_joins_then_releases_on_one_worker)
+{
+    check_close(1);
+}
+
+Test(scope, close_joins_then_releases_on_two_workers)
+{
+    check_close(2);
 }
 
 /* A task of another scope spawns into a scope that was joined meanwhile. */

@@ -6,6 +6,7 @@
  * spawns 0-4 children in one of three ways, at random:
  *   JOIN      open a scope, spawn the children into it, join it, check that the whole subtree
  *             below has ended, release it;
+ *   CLOSE     the same with weft_scope_close (join and release in one call), checked after it;
  *   IMPLICIT  open one scope (or two nested ones), spawn the children into it, and return
  *             without joining: the runtime must join before the task counts as ended;
  *   SIBLINGS  spawn the children into the scope the node itself runs in (a spawn by a task
@@ -43,7 +44,7 @@
 #define DEFAULT_BUDGET 6000
 #endif
 
-enum { JOIN = 0, IMPLICIT = 1, SIBLINGS = 2, LEAF = 3 };
+enum { JOIN = 0, IMPLICIT = 1, SIBLINGS = 2, CLOSE = 3, LEAF = 4 };
 enum { PHASE_MIXED = 0, PHASE_IMPLICIT = 1 };
 
 typedef struct node {
@@ -64,7 +65,7 @@ static atomic_long total_runs;
 static atomic_long errors;
 static atomic_long early_joins;
 static atomic_long joins_checked;
-static atomic_long mode_count[4];
+static atomic_long mode_count[5];
 
 static void fail(const char *what, int id, int rc)
 {
@@ -126,7 +127,7 @@ static int node_fn(void *arg)
         want = first < budget ? budget - first : 0;
     n->first_child = first;
     n->nchild = want;
-    int mode = phase == PHASE_IMPLICIT ? IMPLICIT : (int)((r >> 8) % 3);
+    int mode = phase == PHASE_IMPLICIT ? IMPLICIT : (int)((r >> 8) % 4);
     if (want == 0)
         mode = LEAF;
     atomic_fetch_add_explicit(&mode_count[mode], 1, memory_order_relaxed);
@@ -163,6 +164,15 @@ static int node_fn(void *arg)
                 fail("join returned before the subtree ended", id, 0);
             }
             weft_scope_release(a);
+        } else if (mode == CLOSE) {
+            int crc = weft_scope_close(a);
+            if (crc)
+                fail("close failed", id, crc);
+            atomic_fetch_add_explicit(&joins_checked, 1, memory_order_relaxed);
+            if (!subtree_done(id)) {
+                atomic_fetch_add(&early_joins, 1);
+                fail("close returned before the subtree ended", id, 0);
+            }
         }
         /* IMPLICIT: return with `a` (and `b`) open. */
     }
@@ -240,14 +250,16 @@ int main(int argc, char **argv)
         }
     }
     long errs = atomic_load(&errors);
-    printf("spawn_storm: %s: %d workers, %ld trees per phase of at most %d nodes; mixed: %ld tasks, implicit: %ld "
-           "tasks; inner nodes join %ld/implicit %ld/siblings %ld, leaves %ld; subtree checks "
+    printf("spawn_storm: %s: %d workers, %ld trees per phase of at most %d nodes; mixed: %ld "
+           "tasks, implicit: %ld "
+           "tasks; inner nodes join %ld/implicit %ld/siblings %ld/close %ld, leaves %ld; subtree "
+           "checks "
            "%ld, early joins %ld, errors %ld\n",
            errs ? "FAILED" : "OK", WORKERS, trees, budget, nodes_total[0], nodes_total[1],
            atomic_load(&mode_count[JOIN]), atomic_load(&mode_count[IMPLICIT]),
-           atomic_load(&mode_count[SIBLINGS]), atomic_load(&mode_count[LEAF]),
-           atomic_load(&joins_checked),
-           atomic_load(&early_joins), errs);
+           atomic_load(&mode_count[SIBLINGS]), atomic_load(&mode_count[CLOSE]),
+           atomic_load(&mode_count[LEAF]), atomic_load(&joins_checked), atomic_load(&early_joins),
+           errs);
     free(nodes);
     return errs ? 1 : 0;
 }
