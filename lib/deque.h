@@ -90,6 +90,25 @@ static inline int weft__deque_push_owner(weft__deque *d, void *item)
     return 0;
 }
 
+/** Owner only: 1 when a push needs neither to look at `top` nor to grow the ring (it had room
+ *  with an older `top`, and `top` only grows). */
+static inline int weft__deque_has_room_owner(const weft__deque *d)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    const weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
+    return b - d->top_seen <= r->mask;
+}
+
+/** Owner only, after weft__deque_has_room_owner said yes: weft__deque_push_owner without the
+ *  room check, so without a call. */
+static inline void weft__deque_push_owner_room(weft__deque *d, void *item)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
+    atomic_store_explicit(&r->slot[b & r->mask], item, memory_order_relaxed);
+    atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+}
+
 /** Owner only. The newest item, or NULL. */
 static inline void *weft__deque_pop_owner(weft__deque *d)
 {

@@ -154,39 +154,37 @@ static __attribute__((noinline)) int spawn_plain(weft_scope *s, weft_fn fn, void
     return spawn(s, fn, arg, NULL);
 }
 
+/* 1 when a spawn into `s` by `self`, running on `w`, is weft_spawn's common case: the owner's
+ * spawn into its open scope, without a concurrency limit, not cancelled (as in weft_scope_open:
+ * the code clear, and the pulled state cached clear for the current epoch), with a record, an
+ * id, a stack and room in the spawn queue at hand, chaos mode off. */
+static inline int spawn_is_common(weft__worker *w, weft__task *self, weft_scope *s)
+{
+    weft_runtime *rt = self->rt;
+    uint64_t epoch = atomic_load_explicit(&rt->cancel_epoch, memory_order_acquire);
+    return s->owner == self && __atomic_load_n(&s->state, __ATOMIC_RELAXED) == WEFT__SCOPE_OPEN &&
+           !s->max_running && !atomic_load_explicit(&s->cancel_code, memory_order_acquire) &&
+           atomic_load_explicit(&s->cancel_cache, memory_order_relaxed) == epoch << 2 &&
+           w->task_cache && w->next_id != w->end_id && w->stacks.top &&
+           weft__deque_has_room_owner(&w->spawnq) && !rt->chaos;
+}
+
 int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
 {
-    /* The common case inline: the owner's spawn into its open scope, without a concurrency
-     * limit, not cancelled (as in weft_scope_open: the code clear, the pulled state cached clear
-     * for this epoch), with a record, an id and a stack at hand in its worker's caches. Anything
-     * else takes spawn's whole path. */
     weft__worker *w = weft__worker_self();
     weft__task *self = weft__worker_current(w);
-    if (__builtin_expect(!self || !s || !fn || s->owner != self, 0))
+    if (__builtin_expect(!self || !s || !fn || !spawn_is_common(w, self, s), 0))
         return spawn_plain(s, fn, arg);
-    weft_runtime *rt = self->rt;
+    /* The common case inline, with no call but the wake-up of a sleeping worker. */
     weft__task *t = w->task_cache;
-    uint64_t epoch = atomic_load_explicit(&rt->cancel_epoch, memory_order_acquire);
-    if (__builtin_expect(__atomic_load_n(&s->state, __ATOMIC_RELAXED) != WEFT__SCOPE_OPEN ||
-                             s->max_running ||
-                             atomic_load_explicit(&s->cancel_code, memory_order_acquire) ||
-                             atomic_load_explicit(&s->cancel_cache, memory_order_relaxed) !=
-                                 epoch << 2 ||
-                             !t || w->next_id == w->end_id || !w->stacks.top || rt->chaos,
-                         0))
-        return spawn_plain(s, fn, arg);
     w->task_cache = t->next;
     w->task_cache_count--;
-    weft__task_reset(t, rt, w->next_id++);
+    weft__task_reset(t, self->rt, w->next_id++);
     t->flags = weft__scope_count_owner_child(s);
     weft__task_init_child(t, s, fn, arg, NULL);
     /* Filled in before it is queued: from then on a thief may take it. */
-    if (__builtin_expect(weft__deque_push_owner(&w->spawnq, t) != 0, 0)) {
-        weft__scope_unadmit(s, WEFT__TASK_OWNER_COUNTED);
-        weft__task_free_own(w, t);
-        return -ENOMEM;
-    }
-    weft__sched_notify_local(rt);
+    weft__deque_push_owner_room(&w->spawnq, t);
+    weft__sched_notify_local(self->rt);
     return 0;
 }
 

@@ -155,6 +155,30 @@ Test(deque, peek_shows_next_pop)
     weft__deque_destroy(&d);
 }
 
+/* The spawn path's push: room is claimed only while the ring surely has it, items pushed that
+ * way pop and steal like any other, and a push that grows the ring makes room again. */
+Test(deque, room_check_and_unchecked_push)
+{
+    weft__deque d;
+    cr_assert_eq(weft__deque_init(&d, 2), 0); /* four slots */
+    for (int i = 0; i < 4; i++) {
+        cr_assert(weft__deque_has_room_owner(&d), "room for item %d of 4", i);
+        weft__deque_push_owner_room(&d, item(i));
+    }
+    cr_assert_not(weft__deque_has_room_owner(&d), "a full ring claimed room");
+    cr_assert_eq(steal(&d), item(0));
+    /* `top` moved, but the owner has not looked at it since: still no room claimed. */
+    cr_assert_not(weft__deque_has_room_owner(&d));
+    cr_assert_eq(weft__deque_push_owner(&d, item(4)), 0); /* looks at `top`: fits */
+    cr_assert_eq(weft__deque_push_owner(&d, item(5)), 0); /* grows */
+    cr_assert(weft__deque_has_room_owner(&d));
+    weft__deque_push_owner_room(&d, item(6));
+    for (int i = 6; i >= 1; i--)
+        cr_assert_eq(weft__deque_pop_owner(&d), item(i));
+    cr_assert_null(weft__deque_pop_owner(&d));
+    weft__deque_destroy(&d);
+}
+
 /* A deterministic pseudo-random mix of push, pop and steal, checked against an array model of
  * the deque. A solo deque takes the oldest with steal_owner (no thief may call steal_any). */
 static void check_against_model(int solo)
