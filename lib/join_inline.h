@@ -22,11 +22,26 @@ static inline void weft__task_run_body(weft__task *t)
         weft__worker_progress(weft__worker_self());
 }
 
+/* The stack pointer, read without making the compiler keep a frame pointer for the whole join,
+ * as __builtin_frame_address would. */
+static inline __attribute__((always_inline)) char *weft__join_stack_pointer(void)
+{
+    char *sp;
+#if defined(__x86_64__)
+    __asm__("mov %%rsp, %0" : "=r"(sp));
+#elif defined(__aarch64__)
+    __asm__("mov %0, sp" : "=r"(sp));
+#else
+    sp = __builtin_frame_address(0);
+#endif
+    return sp;
+}
+
 /** Pops the newest unstarted task of `w` (the caller's worker, running `parent`) if it is a
  *  child of `s`. */
 static inline weft__task *weft__join_take_child(weft__worker *w, weft__task *parent, weft_scope *s)
 {
-    if ((char *)__builtin_frame_address(0) < parent->host->stack->inline_floor)
+    if (weft__join_stack_pointer() < parent->host->stack->inline_floor)
         return NULL; /* deep enough: let it run on a stack of its own (WEFT__INLINE_MIN_ROOM) */
     /* Pop, then look: a task only peeked at may be stolen and its record reused meanwhile. */
     weft__task *t = weft__deque_pop_owner(&w->spawnq);
@@ -39,17 +54,31 @@ static inline weft__task *weft__join_take_child(weft__worker *w, weft__task *par
     return t;
 }
 
-/** Runs `child` as a call on the stack of `parent` (running on `w`, the caller's worker);
- *  returns the parent's worker afterwards (the child may have parked and moved). */
+/** Runs `child`, an unstarted child of `s`, as a call on the stack of `parent` (the owner of
+ *  `s`, running on `w`, the caller's worker); returns the parent's worker afterwards (the child
+ *  may have parked and moved). */
 static inline __attribute__((always_inline)) weft__worker *
-weft__join_run_child(weft__worker *w, weft__task *parent, weft__task *child)
+weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__task *child)
 {
     child->flags |= WEFT__TASK_INLINE;
     child->host = parent->host;
     child->stack = parent->stack;
     w->current = child;
     weft__worker_progress_to(w, child);
-    weft__task_run_body(child);
+    int rc = child->fn(child->arg);
+    /* weft__task_complete's common case, for what is known here: an inline child of `s` that
+     * the owner spawned, ended well and holds nothing is counted out on the owner's side. */
+    if (__builtin_expect(rc == 0 && !child->owned && !child->failure && !WEFT__TOKENS_LEFT(child) &&
+                             !s->max_running &&
+                             (child->flags & (WEFT__TASK_SUBMITTED | WEFT__TASK_OWNER_COUNTED)) ==
+                                 WEFT__TASK_OWNER_COUNTED,
+                         1)) {
+        s->owner_spawned--;
+    } else if (weft__task_complete(child, rc)) {
+        /* It became a deferred sibling: run that, and whatever its end hands on. */
+        weft__worker_progress(weft__worker_self());
+        weft__task_run_body(child);
+    }
     w = weft__worker_self();
     w->current = parent;
     weft__worker_progress_to(w, parent);

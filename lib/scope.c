@@ -849,7 +849,7 @@ static inline __attribute__((always_inline)) weft__worker *join_body(weft__worke
         weft__task *c = weft__join_take_child(w, t, s);
         if (!c)
             break;
-        w = weft__join_run_child(w, t, c);
+        w = weft__join_run_child(w, t, s, c);
     }
     if (s->owner_spawned == 0 && close_if_empty(s, t->rt))
         goto joined; /* the last one ended meanwhile on another worker */
