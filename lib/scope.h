@@ -8,6 +8,9 @@
  * the owner counts in the plain `owner_spawned`, up and down, on its own thread. The join adds
  * `owner_spawned - BIAS` in one RMW; the result is then exactly the number of children still
  * running, and the child that brings it to zero wakes the joiner and touches the scope no more.
+ * (A join that finds every child ended takes the balance from BIAS to zero with a CAS, since
+ * another worker may admit a child meanwhile; a runtime of one worker has no such thread, and
+ * there it is a plain load and store: see close_if_empty in scope.c.)
  * BIAS (2^40) is far above any number of children the owner can spawn, so the balance cannot
  * reach zero before the join.
  *
