@@ -114,15 +114,12 @@
 
 /* ---- thread-local access ---------------------------------------------------------------- */
 
-/* initial-exec: in the shared library the default model calls __tls_get_addr at every access,
- * and every spawn, open, join and release looks the worker up. The cost is a few bytes of the
- * static TLS reserve that a library loaded with dlopen draws on. */
+/* Read through weft__worker_self (task.h), which says why it is reached only through a call. */
 _Thread_local weft__worker *weft__tls_worker;
-#define tls_worker weft__tls_worker
 
 __attribute__((noinline)) weft__task *weft__task_self(void)
 {
-    weft__worker *w = tls_worker;
+    weft__worker *w = weft__tls_worker;
     __asm__ volatile("" : "+r"(w));
     return w ? w->current : NULL;
 }
@@ -1179,7 +1176,7 @@ static void describe_running(void *ctx, const char **name, uint64_t *id)
 static void *worker_main(void *arg)
 {
     weft__worker *w = arg;
-    tls_worker = w;
+    weft__tls_worker = w;
     atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
     /* Sleeping workers wake for timers: ask the kernel for precise wake-ups. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
@@ -1194,7 +1191,7 @@ static void *worker_main(void *arg)
     w->altstack = weft__stack_fault_thread_init(&w->rt->stacks, describe_running, w);
     worker_loop(w);
     weft__stack_fault_thread_exit(w->altstack);
-    tls_worker = NULL;
+    weft__tls_worker = NULL;
     return NULL;
 }
 

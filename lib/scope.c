@@ -516,6 +516,19 @@ static weft_time earlier(weft_time a, weft_time b)
     return a < b ? a : b;
 }
 
+/* Makes `s`, just opened by `t`, the newest of the scopes `t` owns and its innermost one, where
+ * its suspension points look for cancellation. */
+static inline void push_owned(weft__task *t, weft_scope *s)
+{
+    s->prev_owned = t->owned;
+    s->next_owned = NULL;
+    if (t->owned)
+        t->owned->next_owned = s;
+    t->owned = s;
+    s->outer_cancel_scope = t->cancel_scope;
+    t->cancel_scope = s;
+}
+
 /* Both expansions below share this body; with `o` NULL (no options: a plain fork-join scope, the
  * common case) every option test folds away. */
 #define OPT(o, field) ((o) ? (o)->field : 0)
@@ -566,13 +579,7 @@ static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
     atomic_store_explicit(&s->cancel_cache, epoch << 2 | weft__cancel_encode(shield ? 0 : code),
                           memory_order_relaxed);
 
-    s->prev_owned = t->owned;
-    s->next_owned = NULL;
-    if (t->owned)
-        t->owned->next_owned = s;
-    t->owned = s;
-    s->outer_cancel_scope = t->cancel_scope;
-    t->cancel_scope = s;
+    push_owned(t, s);
 
     /* A timer only where this scope's own deadline is the effective one: an inherited deadline
      * reaches it through the ancestor's cancel. */
@@ -632,13 +639,7 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
     s->max_running = 0;
     s->deadline = parent->deadline;
     atomic_store_explicit(&s->cancel_cache, epoch << 2, memory_order_relaxed);
-    s->prev_owned = t->owned;
-    s->next_owned = NULL;
-    if (t->owned)
-        t->owned->next_owned = s;
-    t->owned = s;
-    s->outer_cancel_scope = t->cancel_scope;
-    t->cancel_scope = s;
+    push_owned(t, s);
     *out = s;
     return 0;
 }
@@ -833,8 +834,8 @@ static inline int close_if_empty(weft_scope *s, const weft_runtime *rt)
 }
 
 /* The join of `s` by its owner `t`. `w`: the caller's worker, looked up since its last
- * suspension. Returns the worker the caller runs on afterwards. Inline in weft_scope_join's
- * common case; join_one elsewhere. */
+ * suspension. Returns the worker the caller runs on afterwards. Inline in the common cases of
+ * weft_scope_join and weft_scope_close; join_one elsewhere. */
 static inline __attribute__((always_inline)) weft__worker *join_body(weft__worker *w, weft__task *t,
                                                                      weft_scope *s)
 {

@@ -87,7 +87,10 @@ enum {
 
 /* ---- provided by sched.c --------------------------------------------------------------- */
 
-/* The calling thread's worker (sched.c sets it). */
+/* The calling thread's worker (sched.c sets it). initial-exec: in the shared library the default
+ * model calls __tls_get_addr at every access, and every spawn, open, join and release looks the
+ * worker up; the cost is a few bytes of the static TLS reserve that a library loaded with dlopen
+ * draws on. */
 extern _Thread_local weft__worker *weft__tls_worker
     __attribute__((tls_model("initial-exec"), visibility("hidden")));
 
