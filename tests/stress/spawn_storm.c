@@ -99,6 +99,24 @@ static int subtree_done(int id)
 
 static int node_fn(void *arg);
 
+/* After `what` (a join or a close of node `id`'s scope) returned `rc`: it succeeded, and every
+ * node below has ended. */
+static void check_ended(int id, int rc, const char *what)
+{
+    if (rc) {
+        char msg[32];
+        snprintf(msg, sizeof(msg), "%s failed", what);
+        fail(msg, id, rc);
+    }
+    atomic_fetch_add_explicit(&joins_checked, 1, memory_order_relaxed);
+    if (!subtree_done(id)) {
+        atomic_fetch_add(&early_joins, 1);
+        char msg[64];
+        snprintf(msg, sizeof(msg), "%s returned before the subtree ended", what);
+        fail(msg, id, 0);
+    }
+}
+
 static int spawn_children(weft_scope *s, int id, int from, int to)
 {
     for (int c = from; c < to; c++) {
@@ -155,24 +173,10 @@ static int node_fn(void *arg)
         if (!rc && (r >> 32) % 3 == 0)
             weft_yield();
         if (mode == JOIN) {
-            int jrc = weft_scope_join(a);
-            if (jrc)
-                fail("join failed", id, jrc);
-            atomic_fetch_add_explicit(&joins_checked, 1, memory_order_relaxed);
-            if (!subtree_done(id)) {
-                atomic_fetch_add(&early_joins, 1);
-                fail("join returned before the subtree ended", id, 0);
-            }
+            check_ended(id, weft_scope_join(a), "join");
             weft_scope_release(a);
         } else if (mode == CLOSE) {
-            int crc = weft_scope_close(a);
-            if (crc)
-                fail("close failed", id, crc);
-            atomic_fetch_add_explicit(&joins_checked, 1, memory_order_relaxed);
-            if (!subtree_done(id)) {
-                atomic_fetch_add(&early_joins, 1);
-                fail("close returned before the subtree ended", id, 0);
-            }
+            check_ended(id, weft_scope_close(a), "close");
         }
         /* IMPLICIT: return with `a` (and `b`) open. */
     }
