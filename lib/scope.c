@@ -521,9 +521,6 @@ static weft_time earlier(weft_time a, weft_time b)
 static inline void push_owned(weft__task *t, weft_scope *s)
 {
     s->prev_owned = t->owned;
-    s->next_owned = NULL;
-    if (t->owned)
-        t->owned->next_owned = s;
     t->owned = s;
     s->outer_cancel_scope = t->cancel_scope;
     t->cancel_scope = s;
@@ -922,17 +919,14 @@ int weft_scope_join(weft_scope *s)
     return s->join_result;
 }
 
-/* Returns the worker the caller runs on afterwards (see join_one). */
+/* Releases `s`, the newest scope of `t` (its callers release the scopes opened after it
+ * first). Returns the worker the caller runs on afterwards (see join_one). */
 static weft__worker *release_one(weft__worker *w, weft__task *t, weft_scope *s)
 {
+    assert(t->owned == s);
     if (s->state == WEFT__SCOPE_OPEN)
         w = join_one(w, t, s);
-    if (s->prev_owned)
-        s->prev_owned->next_owned = s->next_owned;
-    if (s->next_owned)
-        s->next_owned->prev_owned = s->prev_owned;
-    else
-        t->owned = s->prev_owned;
+    t->owned = s->prev_owned;
     unlink_child(s);
     set_state(s, WEFT__SCOPE_RELEASED);
     /* Unlinked, so no fan-out can take a new reference: if ours is the only one, no RMW. */
@@ -953,8 +947,6 @@ static inline __attribute__((always_inline)) int release_newest(weft__worker *w,
         atomic_load_explicit(&s->refs, memory_order_acquire) != 1)
         return 0;
     t->owned = s->prev_owned;
-    if (t->owned)
-        t->owned->next_owned = NULL;
     /* Nothing to give back but the record, and room for it in the worker's cache (which is of
      * the scope's runtime: its owner runs there): scope_free_on's common case. */
     if (__builtin_expect(s->deferred.head || s->deferred.spare || s->errors ||
@@ -1086,7 +1078,7 @@ int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **
     s->shield = 0;
     s->max_running = 0;
     s->deadline = WEFT_NEVER;
-    s->prev_owned = s->next_owned = NULL;
+    s->prev_owned = NULL;
     s->outer_cancel_scope = NULL;
     atomic_init(&s->cancel_cache, 0); /* linked from the start: its own state is the answer */
     if (parent) {
