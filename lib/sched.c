@@ -319,6 +319,7 @@ int weft__task_reserve_on(weft__worker *w, weft_runtime *rt)
     weft__task *t = carve_record(w, rt);
     if (!t)
         return -ENOMEM;
+    t->rt = rt; /* as every record in a cache (weft__task_reset_cached) */
     t->next = NULL;
     w->task_cache = t;
     w->task_cache_count = 1;

@@ -134,7 +134,6 @@ static void scope_init(weft_scope *s, weft_scope *parent, weft__task *owner)
     atomic_init(&s->cancel, 0);
     atomic_init(&s->cancel_code, 0);
     atomic_init(&s->linked, 0);
-    s->join_result = 0;
     s->first_failure = 0;
     atomic_init(&s->balance, WEFT__SCOPE_BIAS);
     s->owner_spawned = 0;
@@ -947,10 +946,10 @@ static inline __attribute__((always_inline)) int release_newest(weft__worker *w,
         atomic_load_explicit(&s->refs, memory_order_acquire) != 1)
         return 0;
     t->owned = s->prev_owned;
-    /* Nothing to give back but the record, and room for it in the worker's cache (which is of
-     * the scope's runtime: its owner runs there): scope_free_on's common case. */
-    if (__builtin_expect(s->deferred.head || s->deferred.spare || s->errors ||
-                             w->scopes.count >= SCOPE_CACHE_MAX,
+    /* Nothing to give back but the record (only a limited scope queues children, and only a
+     * failure adds to the error group), and room for it in the worker's cache (which is of the
+     * scope's runtime: its owner runs there): scope_free_on's common case. */
+    if (__builtin_expect(s->max_running || s->first_failure || w->scopes.count >= SCOPE_CACHE_MAX,
                          0)) {
         scope_free_on(w, s);
         return 1;

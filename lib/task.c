@@ -179,7 +179,7 @@ int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
     weft__task *t = w->task_cache;
     w->task_cache = t->next;
     w->task_cache_count--;
-    weft__task_reset(t, self->rt, w->next_id++);
+    weft__task_reset_cached(t, self->rt, w->next_id++);
     t->flags = weft__scope_count_owner_child(s);
     weft__task_init_child(t, s, fn, arg, NULL);
     /* Filled in before it is queued: from then on a thief may take it. */

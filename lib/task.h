@@ -21,6 +21,7 @@
 #ifndef WEFT_TASK_H
 #define WEFT_TASK_H
 
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -176,6 +177,31 @@ static inline void weft__task_reset(weft__task *t, weft_runtime *rt, uint64_t id
     t->stack_size = 0;
     t->tokens_held = 0;
     t->tsan_fiber = NULL;
+}
+
+/** weft__task_reset for a record taken from the cache of a worker of `rt`, on the spawn path:
+ *  such a record is of `rt` already, and every task's end leaves its record owning no scope and
+ *  holding no failure (weft__task_complete and weft__task_complete_slow see to both; a record
+ *  freed unstarted comes from weft__task_reset), so those fields are not written again. */
+static inline void weft__task_reset_cached(weft__task *t, weft_runtime *rt, uint64_t id)
+{
+    assert(t->rt == rt);
+    assert(!t->owned);
+    assert(!t->failure);
+    (void)rt;
+    t->host = NULL;
+    t->stack = NULL;
+    t->next = NULL;
+    atomic_store_explicit(&t->wait, WEFT__WAIT_NONE, memory_order_relaxed);
+    atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
+    t->flags = 0;
+    t->timer.heap = NULL;
+    t->id = id;
+    t->stack_size = 0;
+    t->tokens_held = 0;
+#ifdef WEFT_TSAN
+    t->tsan_fiber = NULL; /* read by ThreadSanitizer builds only */
+#endif
 }
 
 /* The _on variants take the caller's worker (or NULL), already looked up in the same call. */
