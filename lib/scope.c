@@ -264,6 +264,29 @@ static void wake_parked(weft_scope *s)
 
 enum { CLAIMED, DONE_BEFORE, FANNING_BEFORE };
 
+/* The state `s` pulls from its ancestors as they stand now, as a kind: weft__scope_pull's walk
+ * without the cached answers, for a scope about to take a state of its own. A cached "not
+ * cancelled" may be stale while a cancel is still setting states (the epoch moves only once it
+ * is through): a pull that began before an ancestor's state was set can store it after, in the
+ * same epoch. Taken as a scope's first cause, it let an explicit cancel of an unlinked scope make
+ * itself the cause although a scope below it had already been joined with the ancestor's
+ * deadline (a join that returned -ETIMEDOUT, then the reason "parent"). A cached cancel is never
+ * stale: states do not change once set. */
+static uint64_t pull_now(weft_scope *s)
+{
+    for (weft_scope *x = s;; x = x->parent) {
+        /* `linked` before the state, as in weft__scope_pull. */
+        int linked = atomic_load_explicit(&x->linked, memory_order_acquire);
+        int c = atomic_load_explicit(&x->cancel_code, memory_order_acquire);
+        if (c)
+            return atomic_load_explicit(&x->cancel, memory_order_relaxed) == WEFT_CANCEL_SHUTDOWN
+                       ? 3
+                       : weft__cancel_encode(c);
+        if (x->shield || !x->parent || linked)
+            return 0;
+    }
+}
+
 /* Sets the cancel state of `s` and wakes its parked tasks, marks it fanning and queues its mark
  * (unless it is the root of this fan-out) and its unshielded children (each with a reference)
  * on *todo: CLAIMED. Or finds it cancelled before: DONE_BEFORE, or FANNING_BEFORE while that
@@ -279,8 +302,8 @@ static int claim(weft_scope *s, int reason, int code, int root, weft_scope **tod
     if (root && s->parent && !s->shield &&
         !atomic_load_explicit(&s->linked, memory_order_relaxed)) {
         /* Unlinked: it may already be cancelled through an ancestor (pulled). That state was
-         * first; it becomes the scope's own. Nothing hangs below an unlinked scope. */
-        uint64_t kind = weft__scope_pull(s);
+         * first; it becomes the scope's own. No linked scope hangs below an unlinked one. */
+        uint64_t kind = pull_now(s);
         if (kind) {
             atomic_store_explicit(&s->cancel, reason_of_kind(kind), memory_order_release);
             atomic_store_explicit(&s->cancel_code, weft__cancel_decode(kind),

@@ -31,7 +31,9 @@
  * A scope is linked (with its unlinked ancestors, top-down, copying the parent's state under
  * the parent's lock) before a task parks in it cancellably, so a fan-out can always reach the
  * tasks it must wake. A linked scope's parent is always linked. An unlinked scope that is
- * cancelled while its ancestors already are keeps the pulled state as its own (first cause).
+ * cancelled while its ancestors already are keeps the pulled state as its own (first cause),
+ * read from the ancestors themselves: a cached "not cancelled" may be stale while a cancel is
+ * still setting states (see pull_now in scope.c).
  *
  * When weft_scope_cancel(s) returns, every scope below s (up to shields) is cancelled, even when
  * another cancel got to s first and is still fanning out: the fan-out that sets a scope's state
