@@ -158,27 +158,6 @@ int weft__sched_spawn(weft_runtime *rt, weft__task *t);
 /** Runs queued work of the caller's worker other than the running task, if any; 1 if it did. */
 int weft__sched_yield(void);
 
-
-/** Sets the fields a record starts with as a new task of `rt` with id `id` (the caller's;
- *  weft__task_init_child then gives it its function, scope and name). */
-static inline void weft__task_reset(weft__task *t, weft_runtime *rt, uint64_t id)
-{
-    t->host = NULL;
-    t->stack = NULL;
-    t->rt = rt;
-    t->owned = NULL;
-    t->next = NULL;
-    atomic_store_explicit(&t->wait, WEFT__WAIT_NONE, memory_order_relaxed);
-    atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
-    t->flags = 0;
-    t->timer.heap = NULL; /* its word keeps counting generations: stale heap items may remain */
-    t->id = id;
-    t->failure = NULL;
-    t->stack_size = 0;
-    t->tokens_held = 0;
-    t->tsan_fiber = NULL;
-}
-
 /** weft__task_reset for a record taken from the cache of a worker of `rt`, on the spawn path:
  *  such a record is of `rt` already, and every task's end leaves its record owning no scope and
  *  holding no failure (weft__task_complete and weft__task_complete_slow see to both; a record
@@ -195,13 +174,24 @@ static inline void weft__task_reset_cached(weft__task *t, weft_runtime *rt, uint
     atomic_store_explicit(&t->wait, WEFT__WAIT_NONE, memory_order_relaxed);
     atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
     t->flags = 0;
-    t->timer.heap = NULL;
+    t->timer.heap = NULL; /* its word keeps counting generations: stale heap items may remain */
     t->id = id;
     t->stack_size = 0;
     t->tokens_held = 0;
 #ifdef WEFT_TSAN
     t->tsan_fiber = NULL; /* read by ThreadSanitizer builds only */
 #endif
+}
+
+/** Sets the fields a record starts with as a new task of `rt` with id `id` (the caller's;
+ *  weft__task_init_child then gives it its function, scope and name). */
+static inline void weft__task_reset(weft__task *t, weft_runtime *rt, uint64_t id)
+{
+    t->rt = rt;
+    t->owned = NULL;
+    t->failure = NULL;
+    t->tsan_fiber = NULL;
+    weft__task_reset_cached(t, rt, id);
 }
 
 /* The _on variants take the caller's worker (or NULL), already looked up in the same call. */
