@@ -137,15 +137,22 @@ static inline uint64_t weft__task_new_id(weft__worker *w)
     return weft__task_id_slow(w);
 }
 
+/** Takes the newest record of the cache of `w` (the caller's worker), which is not empty. */
+static inline weft__task *weft__task_cache_pop(weft__worker *w)
+{
+    weft__task *t = w->task_cache;
+    w->task_cache = t->next;
+    w->task_cache_count--;
+    return t;
+}
+
 /** weft__task_alloc_on for the worker the caller runs on, `w`, of runtime `rt`: a record from
  *  w's cache, inline (it is on every spawn); an empty cache takes the call. */
 static inline weft__task *weft__task_alloc_own(weft__worker *w, weft_runtime *rt)
 {
-    weft__task *t = w->task_cache;
-    if (!t)
+    if (!w->task_cache)
         return weft__task_alloc_on(w, rt);
-    w->task_cache = t->next;
-    w->task_cache_count--;
+    weft__task *t = weft__task_cache_pop(w);
     weft__task_reset(t, rt, weft__task_new_id(w));
     return t;
 }

@@ -348,11 +348,8 @@ weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
 {
     weft__task *t;
     if (w && w->rt == rt) {
-        t = w->task_cache;
-        if (t || take_batch(w, rt)) {
-            t = w->task_cache;
-            w->task_cache = t->next;
-            w->task_cache_count--;
+        if (w->task_cache || take_batch(w, rt)) {
+            t = weft__task_cache_pop(w);
         } else {
             t = carve_record(w, rt);
         }

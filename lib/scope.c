@@ -35,14 +35,20 @@ static __attribute__((noinline)) weft_scope *cache_get_spare(weft_runtime *rt)
     return s;
 }
 
-static inline weft_scope *cache_get(weft__worker *w, weft_runtime *rt)
+/* The newest record of the cache of `w` (the caller's worker), which is not empty. */
+static inline weft_scope *cache_pop_own(weft__worker *w)
 {
-    weft_scope *s = w && w->rt == rt ? w->scopes.top : NULL;
-    if (!s)
-        return cache_get_spare(rt);
+    weft_scope *s = w->scopes.top;
     w->scopes.top = s->cache_next;
     w->scopes.count--;
     return s;
+}
+
+static inline weft_scope *cache_get(weft__worker *w, weft_runtime *rt)
+{
+    if (!w || w->rt != rt || !w->scopes.top)
+        return cache_get_spare(rt);
+    return cache_pop_own(w);
 }
 
 /* A worker keeps at most this many released scope records; beyond, they go to the runtime, where
@@ -51,13 +57,20 @@ static inline weft_scope *cache_get(weft__worker *w, weft_runtime *rt)
  * while the first allocates new ones. */
 #define SCOPE_CACHE_MAX 256
 
+/* `s` on top of the cache of `w` (the caller's worker, of the record's runtime), which has
+ * room. */
+static inline void cache_push_own(weft__worker *w, weft_scope *s)
+{
+    s->cache_next = w->scopes.top;
+    w->scopes.top = s;
+    w->scopes.count++;
+}
+
 static void cache_put(weft__worker *w, weft_scope *s)
 {
     weft_runtime *rt = s->rt;
     if (w && w->rt == rt && w->scopes.count < SCOPE_CACHE_MAX) {
-        s->cache_next = w->scopes.top;
-        w->scopes.top = s;
-        w->scopes.count++;
+        cache_push_own(w, s);
         return;
     }
     weft__lock_acquire(&rt->chunk_lock);
@@ -638,8 +651,7 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
      * clear too: one compare). Anything else takes open_scope's whole path. */
     weft__worker *w = weft__worker_self();
     weft__task *t = weft__worker_current(w);
-    weft_scope *s;
-    if (__builtin_expect(!t || !out || !(s = w->scopes.top), 0))
+    if (__builtin_expect(!t || !out || !w->scopes.top, 0))
         return open_plain(out);
     weft_scope *parent = t->cancel_scope;
     /* The epoch before the state, as in open_scope. */
@@ -649,8 +661,7 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
                                  epoch << 2,
                          0))
         return open_plain(out);
-    w->scopes.top = s->cache_next;
-    w->scopes.count--;
+    weft_scope *s = cache_pop_own(w);
     assert_clean(s, t->rt);
     scope_init(s, parent, t);
     s->policy = 0;
@@ -979,9 +990,7 @@ static inline __attribute__((always_inline)) int release_newest(weft__worker *w,
     }
     s->name[0] = 0;
     set_state(s, WEFT__SCOPE_RELEASED);
-    s->cache_next = w->scopes.top;
-    w->scopes.top = s;
-    w->scopes.count++;
+    cache_push_own(w, s);
     return 1;
 }
 

@@ -176,9 +176,7 @@ int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
     if (__builtin_expect(!self || !s || !fn || !spawn_is_common(w, self, s), 0))
         return spawn_plain(s, fn, arg);
     /* The common case inline, with no call but the wake-up of a sleeping worker. */
-    weft__task *t = w->task_cache;
-    w->task_cache = t->next;
-    w->task_cache_count--;
+    weft__task *t = weft__task_cache_pop(w);
     weft__task_reset_cached(t, self->rt, w->next_id++);
     t->flags = weft__scope_count_owner_child(s);
     weft__task_init_child(t, s, fn, arg, NULL);
