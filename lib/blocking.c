@@ -284,12 +284,15 @@ static void *watchdog_main(void *arg)
         weft_time now = weft_now();
         for (unsigned i = 0; i < rt->nworkers; i++) {
             weft__worker *w = &rt->workers[i];
-            /* `running` first: its acquire orders our reads of that task's record after the
-             * record was written for it. */
-            weft__task *t = atomic_load_explicit(&w->running, memory_order_acquire);
+            /* `current` first: its acquire orders our reads of that task's record after the
+             * record was written for it. A move of either is news: a task that starts running
+             * bumps `progress`, one that takes its stack back from an inline child only changes
+             * `current`. */
+            weft__task *t = atomic_load_explicit(&w->current, memory_order_acquire);
             uint64_t p = atomic_load_explicit(&w->progress, memory_order_acquire);
-            if (p != w->watch_progress || !t) {
+            if (p != w->watch_progress || t != w->watch_task || !t) {
                 w->watch_progress = p;
+                w->watch_task = t;
                 w->watch_since = now;
                 w->watch_waited = -1;
                 continue;
@@ -302,9 +305,10 @@ static void *watchdog_main(void *arg)
                 w->watch_waited = waited;
             if (now - w->watch_since - (waited - w->watch_waited) < limit)
                 continue;
-            /* `progress` has not moved for `limit`, so the task is still running. Its id and
-             * name come from its record, which is recycled, never freed, while the runtime
-             * lives: if the task ended meanwhile, the check below drops the report.
+            /* Neither moved for `limit`, so the task is still running. Its id and name come
+             * from its record, which is recycled, never freed, while the runtime lives: if the
+             * task ended meanwhile, the check below drops the report (a record runs again only
+             * as a new task, which bumps `progress`).
              * ThreadSanitizer would still see those reads race a recycling spawn, so its builds
              * take the id the worker keeps for them, and name the task by id alone. */
             char name[WEFT__TASK_NAME_MAX + 24];
@@ -317,7 +321,8 @@ static void *watchdog_main(void *arg)
             uint64_t id = atomic_load_explicit(&w->running_id, memory_order_acquire);
 #endif
                 snprintf(name, sizeof(name), "task-%llu", (unsigned long long)id);
-            if (atomic_load_explicit(&w->progress, memory_order_acquire) != p)
+            if (atomic_load_explicit(&w->progress, memory_order_acquire) != p ||
+                atomic_load_explicit(&w->current, memory_order_acquire) != t)
                 continue;
             /* Once per task: a task that is reported, then yields, then hogs again is known. */
             if (w->watch_reported_id != id) {

@@ -62,8 +62,8 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
     child->flags |= WEFT__TASK_INLINE;
     child->host = parent->host;
     child->stack = parent->stack;
-    w->current = child;
-    weft__worker_progress_to(w, child);
+    weft__worker_set_current(w, child);
+    weft__worker_progress(w);
     int rc = child->fn(child->arg);
     /* weft__task_complete's common case, for what is known here: an inline child of `s` that
      * the owner spawned, ended well and holds nothing is counted out on the owner's side. */
@@ -79,8 +79,7 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
         weft__task_run_body(child);
     }
     w = weft__worker_self();
-    w->current = parent;
-    weft__worker_progress_to(w, parent);
+    weft__worker_set_current(w, parent); /* news enough to the watchdog: no bump */
     weft__task_free_own(w, child);
     return w;
 }

@@ -34,7 +34,9 @@ struct weft__worker {
     weft__deque readyq; /* tasks holding a stack (woken, yielded); served oldest first */
     weft_runtime *rt;
     unsigned index;
-    weft__task *current;
+    /* The task running on this worker (an inline child, inside its joiner's join), NULL in the
+     * scheduler. Written by the worker alone; atomic because the watchdog reads it too. */
+    weft__task *_Atomic current;
     weft__ctx sched_ctx;
     int after;
     weft__task *after_task;
@@ -56,12 +58,12 @@ struct weft__worker {
     weft__timer_heap timers;
     _Atomic uint32_t wake; /* futex word: a sleeping worker waits while it is unchanged */
     _Atomic uint64_t progress;    /* switches and inline runs, for the watchdog */
-    weft__task *_Atomic running;  /* the running task as of the last `progress` bump */
 #ifdef WEFT_TSAN
-    _Atomic uint64_t running_id; /* and its id (see watchdog_main) */
+    _Atomic uint64_t running_id; /* the id of `current` (see watchdog_main) */
 #endif
     uint64_t next_id, end_id;     /* this worker's block of task ids */
     uint64_t watch_progress;      /* the watchdog's last sample of `progress` */
+    weft__task *watch_task;       /* and of `current` */
     weft_time watch_since;        /* when the watchdog first saw that sample */
     weft_time watch_waited;       /* and the thread's run-queue wait then (watchdog_main) */
     _Atomic int tid;              /* the worker's thread id, for the watchdog (0 until known) */
@@ -122,7 +124,7 @@ struct weft_runtime {
 /** The task running on `w` (the caller's worker, just looked up), NULL for none. */
 static inline weft__task *weft__worker_current(weft__worker *w)
 {
-    return w ? w->current : NULL;
+    return w ? atomic_load_explicit(&w->current, memory_order_relaxed) : NULL;
 }
 
 /** weft__task_new_id when `w`'s block of ids is used up or `w` is NULL (off the workers). */
@@ -177,24 +179,30 @@ static inline void weft__task_free_own(weft__worker *w, weft__task *t)
         weft__task_give_batch(w, t->rt);
 }
 
-/** The watchdog's evidence that `w` (the caller's worker) moves on, now running `t` (NULL: the
- *  scheduler): bumped at every switch and inline run. Only the owner writes it, so a relaxed
- *  load and store (no RMW) suffice. */
-static inline void weft__worker_progress_to(weft__worker *w, weft__task *t)
+/** Makes `t` the task running on `w` (the caller's worker; NULL: the scheduler), for
+ *  weft__task_self and the watchdog. The watchdog times a task from its first sample in which
+ *  neither `current` nor `progress` moved, so where the change of `current` alone tells it that
+ *  another task runs (an inline child handing its joiner back its stack), no bump is needed. */
+static inline void weft__worker_set_current(weft__worker *w, weft__task *t)
 {
-    atomic_store_explicit(&w->running, t, memory_order_release);
+    atomic_store_explicit(&w->current, t, memory_order_release);
 #ifdef WEFT_TSAN
+    atomic_store_explicit(&w->running_id, t ? t->id : 0, memory_order_release);
+#endif
+}
+
+/** The watchdog's evidence that `w` (the caller's worker) moves on: bumped at every switch, at
+ *  the start of every inline run and at every suspension point. Only the owner writes it, so a
+ *  relaxed load and store (no RMW) suffice. */
+static inline void weft__worker_progress(weft__worker *w)
+{
+#ifdef WEFT_TSAN
+    weft__task *t = atomic_load_explicit(&w->current, memory_order_relaxed);
     atomic_store_explicit(&w->running_id, t ? t->id : 0, memory_order_release);
 #endif
     atomic_store_explicit(&w->progress,
                           atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
                           memory_order_release);
-}
-
-/** weft__worker_progress_to for the task `w` runs now. */
-static inline void weft__worker_progress(weft__worker *w)
-{
-    weft__worker_progress_to(w, w->current);
 }
 
 /** Wakes one sleeping worker of `rt`, if any: 1 if it woke one. */

@@ -121,7 +121,7 @@ __attribute__((noinline)) weft__task *weft__task_self(void)
 {
     weft__worker *w = weft__tls_worker;
     __asm__ volatile("" : "+r"(w));
-    return w ? w->current : NULL;
+    return weft__worker_current(w);
 }
 
 /* ---- futex parking ----------------------------------------------------------------------------
@@ -756,8 +756,8 @@ static uint64_t chaos_seed_from_env(void)
 void weft__sched_chaos_point(void)
 {
     weft__worker *w = weft__worker_self();
-    if (w && w->current && chaos_hit(w, 4) &&
-        weft__scope_cancel_code(w->current->cancel_scope) == 0)
+    weft__task *t = weft__worker_current(w);
+    if (t && chaos_hit(w, 4) && weft__scope_cancel_code(t->cancel_scope) == 0)
         weft__sched_yield();
 }
 
@@ -852,12 +852,12 @@ static void stack_bounds(weft__worker *w, weft__task *to, void **lo, size_t *siz
  * set w->after. `dying`: the leaving context will never be resumed. */
 static void switch_to(weft__worker *w, weft__task *to, int dying)
 {
-    weft__task *from = w->current;
+    weft__task *from = weft__worker_current(w);
     weft__ctx *from_ctx = from ? &from->host->ctx : &w->sched_ctx;
     weft__ctx *to_ctx = to ? &to->host->ctx : &w->sched_ctx;
     if (from && from->host->stack->guard == WEFT__GUARD_CANARY)
         weft__stack_check_canary(from->host->stack);
-    w->current = to;
+    weft__worker_set_current(w, to);
     weft__worker_progress(w);
     void *lo;
     size_t size;
@@ -1062,7 +1062,7 @@ int weft__sched_yield(void)
         weft__worker_progress(w);
         return 0;
     }
-    weft__task *self = w->current;
+    weft__task *self = weft__worker_current(w);
     w->after = WEFT__AFTER_READY;
     w->after_task = self;
     switch_from_task(w, next);
@@ -1166,7 +1166,7 @@ static void worker_loop(weft__worker *w)
  * worker's thread. */
 static void describe_running(void *ctx, const char **name, uint64_t *id)
 {
-    weft__task *t = ((weft__worker *)ctx)->current;
+    weft__task *t = weft__worker_current(ctx);
     *name = t ? t->name : NULL;
     *id = t ? t->id : 0;
 }

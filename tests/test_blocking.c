@@ -845,6 +845,47 @@ Test(blocking, watchdog_reports_a_hog_once_on_stderr, .timeout = 120)
     cr_assert_eq(count_of(text, "\n"), 1, "one line: %s", text);
 }
 
+/* Runs without a suspension point until a report naming `p` (a quoted task name) is on stderr. */
+static int hog_until_named(void *p)
+{
+    const char *quoted = p;
+    char buf[4096];
+    weft_time give_up = weft_now() + SAFETY;
+    while (!strstr((captured(buf, sizeof buf), buf), quoted) && weft_now() < give_up)
+        ;
+    return 0;
+}
+
+/* On one worker the join runs its child inline, on the joiner's stack: the child hogs, then,
+ * once the child is back, the joiner. */
+static int inline_hog_then_joiner_hog(void *p)
+{
+    (void)p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(
+        weft_spawn_ex(s, hog_until_named, "'inline-hog'", &(weft_spawn_opts){.name = "inline-hog"}),
+        0);
+    REQUIRE_EQ(weft_scope_close(s), 0);
+    return hog_until_named("'root'");
+}
+
+Test(blocking, watchdog_names_an_inline_child_and_then_its_joiner, .timeout = 120)
+{
+    capture_stderr();
+    int rc = weft_run(&(weft_config){.workers = 1, .watchdog_ns = WATCHDOG_NS},
+                      inline_hog_then_joiner_hog, NULL);
+    char text[4096];
+    captured(text, sizeof text);
+    restore_stderr();
+    cr_assert_eq(rc, 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(count_of(text, "weft: task 'inline-hog' has run on worker 0"), 1, "stderr: %s",
+                 text);
+    cr_assert_eq(count_of(text, "weft: task 'root' has run on worker 0"), 1, "stderr: %s", text);
+    cr_assert_eq(count_of(text, "\n"), 2, "two lines: %s", text);
+}
+
 static int quiet_hog(void *p)
 {
     (void)p;
