@@ -61,7 +61,6 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
 {
     child->flags |= WEFT__TASK_INLINE;
     child->host = parent->host;
-    child->stack = parent->stack;
     weft__worker_set_current(w, child);
     weft__worker_progress(w);
     int rc = child->fn(child->arg);

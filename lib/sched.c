@@ -390,6 +390,7 @@ void weft__task_free(weft__task *t)
 void weft__task_free_on(weft__worker *w, weft__task *t)
 {
     weft_runtime *rt = t->rt;
+    t->stack_size = 0; /* at rest (weft__task_reset_cached) */
     if (w && w->rt == rt) {
         weft__task_free_own(w, t);
         return;

@@ -66,14 +66,27 @@ static void unlink_waiter(weft_sem *s, weft__task *t)
     t->snext = t->sprev = NULL;
 }
 
-/* The running task's count of tokens taken minus tokens given back, for the report at its end
- * (debug builds). A token handed to another task to release shows up there as held: rare, and
- * the report is a hint, not an error. */
-static void count_token(int delta)
+/* A task's count of tokens taken minus tokens given back, for the report at its end (debug
+ * builds; release builds do not count). A token handed to another task to release shows up there
+ * as held: rare, and the report is a hint, not an error. */
+static inline void count_token_of(weft__task *t, int delta)
 {
-    weft__task *t = weft__task_self();
+#ifndef NDEBUG
     if (t)
         t->tokens_held += delta;
+#else
+    (void)t;
+    (void)delta;
+#endif
+}
+
+static void count_token(int delta)
+{
+#ifndef NDEBUG
+    count_token_of(weft__task_self(), delta);
+#else
+    (void)delta;
+#endif
 }
 
 int weft_sem_try_acquire(weft_sem *s)
@@ -147,7 +160,7 @@ int weft_sem_acquire(weft_sem *s)
     if (s->available && !s->head) {
         s->available--;
         weft__lock_release(&s->lock);
-        t->tokens_held++;
+        count_token_of(t, 1);
         return 0;
     }
     weft__task_prepare_park(t);
@@ -174,7 +187,7 @@ int weft_sem_acquire(weft_sem *s)
     weft__lock_release(&s->lock);
 
     if (granted)
-        t->tokens_held++;
+        count_token_of(t, 1);
     code = weft__scope_cancel_code(cs);
     if (granted && code) {
         weft_sem_release(s); /* woken and cancelled at once: the token goes on */

@@ -47,7 +47,7 @@ typedef struct weft__worker weft__worker;
 typedef struct weft__task {
     weft__ctx ctx;                /* saved context; meaningful only in a host */
     struct weft__task *host;      /* the task owning the stack this one runs on */
-    weft__stack *stack;           /* the host's stack, NULL until it first runs */
+    weft__stack *stack;           /* a host's stack (host == this task); unset otherwise */
     weft_fn fn;
     void *arg;
     weft_runtime *rt;
@@ -75,7 +75,7 @@ typedef struct weft__task {
     uint64_t id;
     weft__failure *failure;       /* message or group recorded by weft_fail / weft_fail_group */
     size_t stack_size;            /* 0: the runtime's */
-    int tokens_held;              /* semaphore tokens taken and not given back (debug report) */
+    int tokens_held;              /* semaphore tokens taken and not given back (debug builds) */
     void *tsan_fiber;
     char name[WEFT__TASK_NAME_MAX];
 } weft__task;
@@ -158,39 +158,49 @@ int weft__sched_spawn(weft_runtime *rt, weft__task *t);
 /** Runs queued work of the caller's worker other than the running task, if any; 1 if it did. */
 int weft__sched_yield(void);
 
-/** weft__task_reset for a record taken from the cache of a worker of `rt`, on the spawn path:
- *  such a record is of `rt` already, and every task's end leaves its record owning no scope and
- *  holding no failure (weft__task_complete and weft__task_complete_slow see to both; a record
- *  freed unstarted comes from weft__task_reset), so those fields are not written again. */
+/** weft__task_reset for a record taken from the cache of a worker of `rt`, on the spawn path.
+ *  A record enters a cache at rest, so that a spawn writes only what differs from task to task:
+ *  it is of `rt` already; it owns no scope and holds no failure (weft__task_complete and
+ *  weft__task_complete_slow see to both); its handshake words are at rest (every park ends with
+ *  them so, and a waker touches them only while the task is parked) and its timer is disarmed
+ *  (a sleep disarms it before it returns); its stack size is the runtime's (weft__task_free_on
+ *  clears a size of its own; a child with one never runs inline). `next` is set by whatever
+ *  queue links the record, and `stack` means something only on a host (host == the task). */
 static inline void weft__task_reset_cached(weft__task *t, weft_runtime *rt, uint64_t id)
 {
     assert(t->rt == rt);
-    assert(!t->owned);
-    assert(!t->failure);
+    assert(!t->owned && !t->failure);
+    assert(atomic_load_explicit(&t->wait, memory_order_relaxed) == WEFT__WAIT_NONE);
+    assert(atomic_load_explicit(&t->park_sync, memory_order_relaxed) == 0);
+    assert(!t->timer.heap && !t->stack_size);
     (void)rt;
     t->host = NULL;
-    t->stack = NULL;
-    t->next = NULL;
-    atomic_store_explicit(&t->wait, WEFT__WAIT_NONE, memory_order_relaxed);
-    atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
     t->flags = 0;
-    t->timer.heap = NULL; /* its word keeps counting generations: stale heap items may remain */
     t->id = id;
-    t->stack_size = 0;
-    t->tokens_held = 0;
+#ifndef NDEBUG
+    t->tokens_held = 0; /* counted by debug builds only */
+#endif
 #ifdef WEFT_TSAN
     t->tsan_fiber = NULL; /* read by ThreadSanitizer builds only */
 #endif
 }
 
 /** Sets the fields a record starts with as a new task of `rt` with id `id` (the caller's;
- *  weft__task_init_child then gives it its function, scope and name). */
+ *  weft__task_init_child then gives it its function, scope and name): a fresh record's, or one
+ *  from a cache (at rest, see weft__task_reset_cached). */
 static inline void weft__task_reset(weft__task *t, weft_runtime *rt, uint64_t id)
 {
     t->rt = rt;
     t->owned = NULL;
     t->failure = NULL;
     t->tsan_fiber = NULL;
+    t->stack = NULL;
+    t->next = NULL;
+    atomic_store_explicit(&t->wait, WEFT__WAIT_NONE, memory_order_relaxed);
+    atomic_store_explicit(&t->park_sync, 0, memory_order_relaxed);
+    t->timer.heap = NULL; /* its word keeps counting generations: stale heap items may remain */
+    t->stack_size = 0;
+    t->tokens_held = 0;
     weft__task_reset_cached(t, rt, id);
 }
 
