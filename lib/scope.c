@@ -79,6 +79,18 @@ static void cache_put(weft__worker *w, weft_scope *s)
     weft__lock_release(&rt->chunk_lock);
 }
 
+/* The fields of a clean record (below) that a scope's life may leave otherwise, and that the
+ * common release (release_newest) finds so already: its own reference only, not linked, no
+ * failure, nothing counted on the owner's side, no concurrency limit. */
+static void scope_rest(weft_scope *s)
+{
+    atomic_init(&s->linked, 0);
+    atomic_init(&s->refs, 1);
+    s->first_failure = 0;
+    s->owner_spawned = 0;
+    s->max_running = 0;
+}
+
 /* Records in the caches are clean: the fields set here hold what a new scope starts with. A
  * scope's life leaves most of them so (its children, parked tasks, slots and timer are gone by
  * its release) and scope_free_on puts the others back, so that an open writes only the fields
@@ -105,6 +117,7 @@ static void scope_init_clean(weft_scope *s, weft_runtime *rt)
     s->on_done_arg = NULL;
     s->child_status = 0;
     s->name[0] = 0;
+    scope_rest(s);
 }
 
 static void assert_clean(const weft_scope *s, const weft_runtime *rt)
@@ -115,6 +128,10 @@ static void assert_clean(const weft_scope *s, const weft_runtime *rt)
     assert(!s->deferred.head && !s->deferred.tail && !s->deferred.spare);
     assert(!s->errors && !s->nerrors && !s->cap_errors);
     assert(!s->on_done && !s->on_done_arg && !s->child_status && !s->name[0]);
+    assert(!atomic_load_explicit(&s->linked, memory_order_relaxed));
+    assert(atomic_load_explicit(&s->refs, memory_order_relaxed) == 1);
+    assert(!s->first_failure && !s->owner_spawned);
+    assert(!s->max_running);
     (void)s;
     (void)rt;
 }
@@ -139,18 +156,14 @@ static inline __attribute__((always_inline)) weft_scope *scope_alloc(weft__worke
     return s;
 }
 
-/* The fields a clean record does not hold already, but for those its two callers set
- * themselves (policy, shield, max_running, deadline, the cached cancel state and the owner's
- * links). */
+/* The fields a clean record does not hold already, but for those its callers set themselves
+ * (policy, shield, max_running where a scope has one, deadline, the cached cancel state and the
+ * owner's links). */
 static void scope_init(weft_scope *s, weft_scope *parent, weft__task *owner)
 {
     atomic_init(&s->cancel, 0);
     atomic_init(&s->cancel_code, 0);
-    atomic_init(&s->linked, 0);
-    s->first_failure = 0;
     atomic_init(&s->balance, WEFT__SCOPE_BIAS);
-    s->owner_spawned = 0;
-    atomic_init(&s->refs, 1);
     set_state(s, WEFT__SCOPE_OPEN);
     s->owner = owner;
     s->parent = parent;
@@ -175,6 +188,7 @@ static inline __attribute__((always_inline)) void scope_free_on(weft__worker *w,
     weft__defer_fini(&s->deferred, s->rt);
     if (s->errors)
         free_errors(s);
+    scope_rest(s);
     s->name[0] = 0;
     set_state(s, WEFT__SCOPE_RELEASED);
     cache_put(w, s);
@@ -666,7 +680,6 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
     scope_init(s, parent, t);
     s->policy = 0;
     s->shield = 0;
-    s->max_running = 0;
     s->deadline = parent->deadline;
     atomic_store_explicit(&s->cancel_cache, epoch << 2, memory_order_relaxed);
     push_owned(t, s);
@@ -865,9 +878,10 @@ static inline int close_if_empty(weft_scope *s, const weft_runtime *rt)
 
 /* The join of `s` by its owner `t`. `w`: the caller's worker, looked up since its last
  * suspension. Returns the worker the caller runs on afterwards. Inline in the common cases of
- * weft_scope_join and weft_scope_close; join_one elsewhere. */
+ * weft_scope_join and weft_scope_close; join_one elsewhere. `releasing`: the caller releases
+ * `s` next and sets its state itself (see weft_scope_close). */
 static inline __attribute__((always_inline)) weft__worker *join_body(weft__worker *w, weft__task *t,
-                                                                     weft_scope *s)
+                                                                     weft_scope *s, int releasing)
 {
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
@@ -887,6 +901,7 @@ static inline __attribute__((always_inline)) weft__worker *join_body(weft__worke
     s->joiner = t;
     weft__task_prepare_park(t);
     int64_t delta = s->owner_spawned - WEFT__SCOPE_BIAS;
+    s->owner_spawned = 0; /* folded into the balance: the children count out there now */
     if (atomic_fetch_add_explicit(&s->balance, delta, memory_order_acq_rel) + delta == 0) {
         /* No child left: nobody will wake us. */
         if (!weft__task_unprepare_park(t)) {
@@ -907,16 +922,18 @@ joined:
         s->join_result = s->first_failure;
     else
         s->join_result = weft__scope_cancel_code(s);
-    set_state(s, WEFT__SCOPE_JOINED);
-    if (t->cancel_scope == s)
-        t->cancel_scope = s->outer_cancel_scope;
+    if (!releasing)
+        set_state(s, WEFT__SCOPE_JOINED);
+    /* `s` was its owner's innermost open scope: the scopes opened after it are joined. */
+    assert(t->cancel_scope == s);
+    t->cancel_scope = s->outer_cancel_scope;
     return w;
 }
 
 static __attribute__((noinline)) weft__worker *join_one(weft__worker *w, weft__task *t,
                                                         weft_scope *s)
 {
-    return join_body(w, t, s);
+    return join_body(w, t, s, 0);
 }
 
 /* The checks join and release share: 0 when `t` may end `s`. */
@@ -936,7 +953,7 @@ int weft_scope_join(weft_scope *s)
     /* The common case first: the caller's newest scope (so its own: a task's list holds only
      * the scopes it opened), open. */
     if (t && s && t->owned == s && s->state == WEFT__SCOPE_OPEN) {
-        join_body(w, t, s);
+        join_body(w, t, s, 0);
         return s->join_result;
     }
     int rc = owner_check(t, s);
@@ -971,23 +988,19 @@ static weft__worker *release_one(weft__worker *w, weft__task *t, weft_scope *s)
 }
 
 /* The release of `s`, the newest scope of `t` (running on `w`), joined: 1 if it was the common
- * case (never linked into its parent, so no fan-out holds a reference) and is done; 0 if not,
- * and nothing was done. */
+ * case and is done; 0 if not, and nothing was done. The common case: nothing to give back but the
+ * record (only a limited scope queues children, and only a failure adds to the error group), room
+ * for it in the worker's cache (which is of the scope's runtime: its owner runs there), and never
+ * linked into its parent, so that no fan-out holds a reference. The plain fields first: the join
+ * just read them. */
 static inline __attribute__((always_inline)) int release_newest(weft__worker *w, weft__task *t,
                                                                 weft_scope *s)
 {
-    if (atomic_load_explicit(&s->linked, memory_order_relaxed) ||
+    if (s->max_running || s->first_failure || w->scopes.count >= SCOPE_CACHE_MAX ||
+        atomic_load_explicit(&s->linked, memory_order_relaxed) ||
         atomic_load_explicit(&s->refs, memory_order_acquire) != 1)
         return 0;
     t->owned = s->prev_owned;
-    /* Nothing to give back but the record (only a limited scope queues children, and only a
-     * failure adds to the error group), and room for it in the worker's cache (which is of the
-     * scope's runtime: its owner runs there): scope_free_on's common case. */
-    if (__builtin_expect(s->max_running || s->first_failure || w->scopes.count >= SCOPE_CACHE_MAX,
-                         0)) {
-        scope_free_on(w, s);
-        return 1;
-    }
     s->name[0] = 0;
     set_state(s, WEFT__SCOPE_RELEASED);
     cache_push_own(w, s);
@@ -1018,10 +1031,12 @@ int weft_scope_close(weft_scope *s)
     weft__worker *w = weft__worker_self();
     weft__task *t = weft__worker_current(w);
     if (t && s && t->owned == s && s->state == WEFT__SCOPE_OPEN) {
-        w = join_body(w, t, s);
+        w = join_body(w, t, s, 1);
         int rc = s->join_result;
-        if (!release_newest(w, t, s))
+        if (!release_newest(w, t, s)) {
+            set_state(s, WEFT__SCOPE_JOINED);
             release_one(w, t, s);
+        }
         return rc;
     }
     int rc = owner_check(t, s);
