@@ -160,10 +160,14 @@ static __attribute__((noinline)) int spawn_plain(weft_scope *s, weft_fn fn, void
  * id, a stack and room in the spawn queue at hand, chaos mode off. */
 static inline int spawn_is_common(weft__worker *w, weft__task *self, weft_scope *s)
 {
+    /* A scope's owner is its only spawner here; `self` is NULL only off the workers, where an
+     * external scope (no owner) would pass the first test. */
+    if (s->owner != self || !self)
+        return 0;
     weft_runtime *rt = self->rt;
     uint64_t epoch = atomic_load_explicit(&rt->cancel_epoch, memory_order_acquire);
-    return s->owner == self && __atomic_load_n(&s->state, __ATOMIC_RELAXED) == WEFT__SCOPE_OPEN &&
-           !s->max_running && !atomic_load_explicit(&s->cancel_code, memory_order_acquire) &&
+    return __atomic_load_n(&s->state, __ATOMIC_RELAXED) == WEFT__SCOPE_OPEN && !s->max_running &&
+           !atomic_load_explicit(&s->cancel_code, memory_order_acquire) &&
            atomic_load_explicit(&s->cancel_cache, memory_order_relaxed) == epoch << 2 &&
            w->task_cache && w->next_id != w->end_id && w->stacks.top &&
            weft__deque_has_room_owner(&w->spawnq) && !rt->chaos;
@@ -173,7 +177,7 @@ int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
 {
     weft__worker *w = weft__worker_self();
     weft__task *self = weft__worker_current(w);
-    if (__builtin_expect(!self || !s || !fn || !spawn_is_common(w, self, s), 0))
+    if (__builtin_expect(!s || !fn || !spawn_is_common(w, self, s), 0))
         return spawn_plain(s, fn, arg);
     /* The common case inline, with no call but the wake-up of a sleeping worker. */
     weft__task *t = weft__task_cache_pop(w);
