@@ -118,6 +118,7 @@ typedef struct fixture {
     weft_handle *handle; /* the host's handle (the host has not ended while rows run) */
     weft_scope *scope;   /* open, owned by the host task */
     weft_scope *joined;  /* joined (not released), owned by the host task; one child failed */
+    weft_scope *submission; /* the scope the runtime made for the host's submission: no owner */
     weft_sem *sem;       /* one token, free whenever a row runs */
     atomic_int ready, plain_done;
     atomic_int spawned_ran; /* children the rows started (only from a task) */
@@ -206,6 +207,7 @@ ROWFN(r_spawn_null_scope, weft_spawn(NULL, must_not_run, NULL))
 ROWFN(r_spawn_null_fn, weft_spawn(f->scope, NULL, NULL))
 ROWFN(r_spawn, weft_spawn(f->scope, spawned_child, f))
 ROWFN(r_spawn_joined, weft_spawn(f->joined, must_not_run, NULL))
+ROWFN(r_spawn_submission, weft_spawn(f->submission, must_not_run, NULL))
 ROWFN(r_spawn_ex_null_fn, weft_spawn_ex(f->scope, NULL, NULL, NULL))
 ROWFN(r_spawn_ex, weft_spawn_ex(f->scope, spawned_child, f, &(weft_spawn_opts){.name = "row"}))
 ROWFN(r_spawn_ex_tiny_stack,
@@ -355,6 +357,7 @@ static const row rows[] = {
     {"weft_spawn", "NULL fn", r_spawn_null_fn, SKIP, -EINVAL},
     {"weft_spawn", "task-only (any task may spawn)", r_spawn, -EPERM, 0},
     {"weft_spawn", "joined scope", r_spawn_joined, SKIP, -EINVAL},
+    {"weft_spawn", "task-only, into a scope with no owner", r_spawn_submission, -EPERM, SKIP},
     {"weft_spawn_ex", "NULL fn", r_spawn_ex_null_fn, SKIP, -EINVAL},
     {"weft_spawn_ex", "task-only", r_spawn_ex, -EPERM, 0},
     {"weft_spawn_ex", "stack_size = 1", r_spawn_ex_tiny_stack, SKIP, -EINVAL},
@@ -469,6 +472,7 @@ static int host(void *arg)
 {
     fixture *f = arg;
     int rc;
+    f->submission = weft_current_scope();
     weft_scope_opts collect = {.policy = WEFT_COLLECT};
     if ((rc = weft_scope_open(&f->joined, &collect)))
         return rc;
