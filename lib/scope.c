@@ -878,10 +878,11 @@ static inline int close_if_empty(weft_scope *s, const weft_runtime *rt)
 
 /* The join of `s` by its owner `t`. `w`: the caller's worker, looked up since its last
  * suspension. Returns the worker the caller runs on afterwards. Inline in the common cases of
- * weft_scope_join and weft_scope_close; join_one elsewhere. `releasing`: the caller releases
- * `s` next and sets its state itself (see weft_scope_close). */
-static inline __attribute__((always_inline)) weft__worker *join_body(weft__worker *w, weft__task *t,
-                                                                     weft_scope *s, int releasing)
+ * weft_scope_join and weft_scope_close; join_one elsewhere. The join's result goes to *result.
+ * `releasing`: the caller releases `s` next, so no later join reads the result from `s`, and it
+ * sets the state itself (see weft_scope_close). */
+static inline __attribute__((always_inline)) weft__worker *
+join_body(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *result)
 {
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
@@ -918,12 +919,12 @@ joined:
         weft__timer_cancel(&s->timer);
         s->timer_armed = 0;
     }
-    if (s->first_failure)
-        s->join_result = s->first_failure;
-    else
-        s->join_result = weft__scope_cancel_code(s);
-    if (!releasing)
+    int rc = s->first_failure ? s->first_failure : weft__scope_cancel_code(s);
+    if (!releasing) {
+        s->join_result = rc; /* for every later join */
         set_state(s, WEFT__SCOPE_JOINED);
+    }
+    *result = rc;
     /* `s` was its owner's innermost open scope: the scopes opened after it are joined. */
     assert(t->cancel_scope == s);
     t->cancel_scope = s->outer_cancel_scope;
@@ -933,7 +934,8 @@ joined:
 static __attribute__((noinline)) weft__worker *join_one(weft__worker *w, weft__task *t,
                                                         weft_scope *s)
 {
-    return join_body(w, t, s, 0);
+    int rc;
+    return join_body(w, t, s, 0, &rc);
 }
 
 /* The checks join and release share: 0 when `t` may end `s`. */
@@ -953,8 +955,9 @@ int weft_scope_join(weft_scope *s)
     /* The common case first: the caller's newest scope (so its own: a task's list holds only
      * the scopes it opened), open. */
     if (t && s && t->owned == s && s->state == WEFT__SCOPE_OPEN) {
-        join_body(w, t, s, 0);
-        return s->join_result;
+        int rc;
+        join_body(w, t, s, 0, &rc);
+        return rc;
     }
     int rc = owner_check(t, s);
     if (rc)
@@ -1031,8 +1034,8 @@ int weft_scope_close(weft_scope *s)
     weft__worker *w = weft__worker_self();
     weft__task *t = weft__worker_current(w);
     if (t && s && t->owned == s && s->state == WEFT__SCOPE_OPEN) {
-        w = join_body(w, t, s, 1);
-        int rc = s->join_result;
+        int rc;
+        w = join_body(w, t, s, 1, &rc);
         if (!release_newest(w, t, s)) {
             set_state(s, WEFT__SCOPE_JOINED);
             release_one(w, t, s);
