@@ -1233,6 +1233,21 @@ static void free_worker_caches(weft_runtime *rt, weft__worker *w)
     weft__deque_destroy(&w->readyq);
 }
 
+/* Pins `thread` to the `k`-th CPU of `allowed` (those this process may use): worker i of a
+ * runtime with pin_workers runs on the i-th of them, modulo their number. */
+static void pin_to_allowed(pthread_t thread, const cpu_set_t *allowed, int k)
+{
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, allowed) || k-- > 0)
+            continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        pthread_setaffinity_np(thread, sizeof(one), &one);
+        return;
+    }
+}
+
 int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
 {
     weft_config c = {0};
@@ -1310,6 +1325,10 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
         free(rt);
         return rc;
     }
+    cpu_set_t allowed;
+    int nallowed = 0;
+    if (c.pin_workers && sched_getaffinity(0, sizeof(allowed), &allowed) == 0)
+        nallowed = CPU_COUNT(&allowed);
     unsigned started = 0;
     for (; started < c.workers; started++) {
         weft__worker *w = &rt->workers[started];
@@ -1317,12 +1336,8 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
             rc = -EAGAIN;
             break;
         }
-        if (c.pin_workers) {
-            cpu_set_t set;
-            CPU_ZERO(&set);
-            CPU_SET(started % CPU_SETSIZE, &set);
-            pthread_setaffinity_np(w->thread, sizeof(set), &set);
-        }
+        if (nallowed)
+            pin_to_allowed(w->thread, &allowed, (int)(started % (unsigned)nallowed));
     }
     if (rc != 0) {
         rt->nworkers = started;

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -264,6 +265,80 @@ Test(sched, worker_indices_in_range_and_run_count_exact)
     }
     cr_assert_eq(atomic_load(&u.bad_workers), 0, "weft_workers() was not 2 inside a task");
     cr_log_info("tasks per worker: %d, %d", per_worker[0], per_worker[1]);
+}
+
+/* pin_workers: worker i runs on the i-th CPU this process may use, modulo their number. Each
+ * task compares its thread's affinity with the one CPU its worker should be pinned to. */
+static struct pinning {
+    cpu_set_t allowed; /* as weft_run found it */
+    atomic_int checked, wrong;
+} pinning;
+
+static int nth_allowed(int k)
+{
+    int n = CPU_COUNT(&pinning.allowed);
+    k %= n;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET(cpu, &pinning.allowed) && k-- == 0)
+            return cpu;
+    return -1;
+}
+
+static int check_pinned(void *arg)
+{
+    (void)arg;
+    cpu_set_t mine;
+    int expect = nth_allowed(weft_worker_index());
+    if (sched_getaffinity(0, sizeof mine, &mine) != 0 || CPU_COUNT(&mine) != 1 ||
+        !CPU_ISSET(expect, &mine))
+        atomic_fetch_add(&pinning.wrong, 1);
+    atomic_fetch_add(&pinning.checked, 1);
+    return 0;
+}
+
+static int spawn_pin_checks(void *arg)
+{
+    (void)arg;
+    weft_scope *s;
+    int rc = weft_scope_open(&s, NULL);
+    if (rc)
+        return rc;
+    for (int i = 0; i < 200 && rc == 0; i++)
+        rc = weft_spawn(s, check_pinned, NULL);
+    int jrc = weft_scope_close(s);
+    return rc ? rc : jrc;
+}
+
+static void run_pinned(const cpu_set_t *allowed)
+{
+    cpu_set_t saved;
+    cr_assert_eq(sched_getaffinity(0, sizeof saved, &saved), 0);
+    cr_assert_eq(sched_setaffinity(0, sizeof *allowed, allowed), 0);
+    pinning.allowed = *allowed;
+    atomic_store(&pinning.checked, 0);
+    atomic_store(&pinning.wrong, 0);
+    int rc = weft_run(&(weft_config){.workers = 2, .pin_workers = 1}, spawn_pin_checks, NULL);
+    cr_assert_eq(sched_setaffinity(0, sizeof saved, &saved), 0);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(atomic_load(&pinning.checked), 200);
+    cr_assert_eq(atomic_load(&pinning.wrong), 0, "%d tasks ran on a worker pinned elsewhere",
+                 atomic_load(&pinning.wrong));
+}
+
+Test(sched, pinned_workers_use_the_cpus_the_process_may_use)
+{
+    cpu_set_t all;
+    cr_assert_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    run_pinned(&all);
+    /* Only the last of them: both workers share it, and neither goes anywhere else. */
+    int last = -1;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET(cpu, &all))
+            last = cpu;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(last, &one);
+    run_pinned(&one);
 }
 
 /* ---- two runtimes at once ------------------------------------------------------------------------ */
