@@ -18,6 +18,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "alloc.h"
@@ -250,25 +251,58 @@ int weft_blocking_cancelled(void)
 
 /* ---- watchdog ------------------------------------------------------------------------------ */
 
-/* How long a worker's thread has waited on the kernel's run queue (ready, but another thread
- * on its CPU), from /proc/.../schedstat; 0 where the kernel does not say. A task is reported
- * for the time it held its worker, running or blocked in a call: on a loaded machine the kernel
- * may keep a worker off its CPU for tens of milliseconds, and a task that polls checkpoints
- * would otherwise be reported for time it never had. */
-static weft_time run_queue_wait(weft__worker *w)
+/* What the kernel says of a worker's thread (see weft__thread_times). */
+static weft__thread_times thread_times_of(weft__worker *w)
 {
+    weft__thread_times tt = {0, 0, 0, 0};
     int tid = atomic_load_explicit(&w->tid, memory_order_relaxed);
     if (!tid)
-        return 0;
-    char path[64];
+        return tt;
+    char path[64], stat[512];
     snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", tid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return 0;
+        return tt;
     unsigned long long ran = 0, waited = 0;
     int got = fscanf(f, "%llu %llu", &ran, &waited);
     fclose(f);
-    return got == 2 ? (weft_time)waited : 0;
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+    f = fopen(path, "r");
+    if (!f || got != 2) {
+        if (f)
+            fclose(f);
+        return tt;
+    }
+    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+    fclose(f);
+    stat[n] = 0;
+    const char *end_of_name = strrchr(stat, ')'); /* the name may hold anything but the last ) */
+    if (!end_of_name || end_of_name[1] != ' ')
+        return tt;
+    tt.ran = (weft_time)ran;
+    tt.waited = (weft_time)waited;
+    tt.runnable = end_of_name[2] == 'R';
+    tt.known = 1;
+    return tt;
+}
+
+/* How long the task running on `w` has held its worker since the watchdog's first still sample
+ * (`since`, with the thread's times `then`), as of `now`. A task is reported for the time it
+ * held its worker, running or blocked in a call; on a loaded machine the kernel may keep a
+ * worker off its CPU for tens of milliseconds, and a task that polls checkpoints would otherwise
+ * be reported for time it never had. A thread blocked in the kernel is charged with the time
+ * that passed less its waits on a run queue; a runnable one only with its time on a CPU, since
+ * the kernel adds a wait on the run queue to the thread's total only once the wait is over (and a
+ * virtual CPU the host took away is no time on a CPU either). Where the kernel does not say,
+ * the time that passed. */
+static weft_time time_held(weft_time since, weft__thread_times then, weft_time now,
+                           weft__thread_times at)
+{
+    if (!then.known || !at.known)
+        return now - since;
+    if (at.runnable)
+        return at.ran - then.ran;
+    return now - since - (at.waited - then.waited);
 }
 
 static void *watchdog_main(void *arg)
@@ -294,16 +328,17 @@ static void *watchdog_main(void *arg)
                 w->watch_progress = p;
                 w->watch_task = t;
                 w->watch_since = now;
-                w->watch_waited = -1;
+                w->watch_still = 0;
                 continue;
             }
-            /* Standing still: time the worker spent ready but off its CPU from here on is not
-             * the task's doing (read from the first still sample, one period after the last
-             * move at most, so that moving workers cost no read). */
-            weft_time waited = run_queue_wait(w);
-            if (w->watch_waited < 0)
-                w->watch_waited = waited;
-            if (now - w->watch_since - (waited - w->watch_waited) < limit)
+            /* Standing still: the thread's times from the first still sample on (one period
+             * after the last move at most, so that moving workers cost no read). */
+            weft__thread_times at = thread_times_of(w);
+            if (!w->watch_still) {
+                w->watch_still = 1;
+                w->watch_then = at;
+            }
+            if (time_held(w->watch_since, w->watch_then, now, at) < limit)
                 continue;
             /* Neither moved for `limit`, so the task is still running. Its id and name come
              * from its record, which is recycled, never freed, while the runtime lives: if the

@@ -24,6 +24,14 @@ enum weft__after {
     WEFT__AFTER_SPURIOUS, /* chaos mode: resume the parked task without a wake (it parks again) */
 };
 
+/* What the kernel says of a worker's thread, for the watchdog: its time on a CPU and its time
+ * waiting on a run queue so far (/proc/.../schedstat), and whether it is runnable now, running
+ * or ready (state R in /proc/.../stat). `known` is 0 where the kernel does not say. */
+typedef struct weft__thread_times {
+    weft_time ran, waited;
+    int runnable, known;
+} weft__thread_times;
+
 typedef struct weft__scope_cache {
     weft_scope *top;
     unsigned count;
@@ -65,7 +73,8 @@ struct weft__worker {
     uint64_t watch_progress;      /* the watchdog's last sample of `progress` */
     weft__task *watch_task;       /* and of `current` */
     weft_time watch_since;        /* when the watchdog first saw that sample */
-    weft_time watch_waited;       /* and the thread's run-queue wait then (watchdog_main) */
+    int watch_still;              /* it has seen the worker stand still since, */
+    weft__thread_times watch_then; /* and the thread's times then (watchdog_main) */
     _Atomic int tid;              /* the worker's thread id, for the watchdog (0 until known) */
     uint64_t watch_reported_id;   /* the task last reported on this worker */
     pthread_t thread;

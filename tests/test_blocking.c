@@ -886,6 +886,139 @@ Test(blocking, watchdog_names_an_inline_child_and_then_its_joiner, .timeout = 12
     cr_assert_eq(count_of(text, "\n"), 2, "two lines: %s", text);
 }
 
+/* A task blocked in a system call holds its worker all along: reported. The read ends once the
+ * report is out (a plain thread watches stderr for it). */
+static int blocked_pipe[2];
+
+static void *unblock_when_reported(void *p)
+{
+    (void)p;
+    char buf[4096];
+    weft_time give_up = weft_now() + SAFETY;
+    while (!strstr((captured(buf, sizeof buf), buf), "'root'") && weft_now() < give_up)
+        sched_yield();
+    (void)!write(blocked_pipe[1], "x", 1);
+    return NULL;
+}
+
+static int read_blocked(void *p)
+{
+    (void)p;
+    char c;
+    return read(blocked_pipe[0], &c, 1) == 1 ? 0 : -EIO;
+}
+
+Test(blocking, watchdog_reports_a_task_blocked_in_a_system_call, .timeout = 120)
+{
+    cr_assert_eq(pipe(blocked_pipe), 0);
+    capture_stderr();
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, unblock_when_reported, NULL), 0);
+    int rc = weft_run(&(weft_config){.workers = 1, .watchdog_ns = WATCHDOG_NS}, read_blocked, NULL);
+    pthread_join(th, NULL);
+    char text[4096];
+    captured(text, sizeof text);
+    restore_stderr();
+    close(blocked_pipe[0]);
+    close(blocked_pipe[1]);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(count_of(text, "weft: task 'root' has run on worker 0"), 1, "stderr: %s", text);
+}
+
+/* A task that polls checkpoints while a real-time thread on its worker's CPU keeps the worker off
+ * that CPU, again and again for three watchdog limits at a time: the worker stands still, but
+ * the task never had the time, so it is not reported. (The kernel counts a wait on the run
+ * queue only once it is over; the watchdog must not take the missing count for time held.) */
+#define STARVE_ROUNDS 3
+
+static struct starve {
+    int cpu;
+    int wake[2];            /* the poller tells the real-time thread it runs (again) */
+    atomic_int rounds_done; /* rounds the real-time thread finished */
+    weft_time longest_gap;  /* the longest the poller went without running */
+} starve;
+
+static void *starve_worker_cpu(void *p)
+{
+    (void)p;
+    char c;
+    if (read(starve.wake[0], &c, 1) != 1) /* until the poller runs */
+        return NULL;
+    for (int round = 1; round <= STARVE_ROUNDS; round++) {
+        weft_time until = weft_now() + 3 * WATCHDOG_NS;
+        while (weft_now() < until)
+            ; /* the CPU is ours: the worker waits */
+        atomic_store(&starve.rounds_done, round);
+        if (read(starve.wake[0], &c, 1) != 1) /* until the poller ran again */
+            break;
+    }
+    return NULL;
+}
+
+static int poll_through_starvation(void *p)
+{
+    (void)p;
+    int seen = 0;
+    weft_time last = weft_now(), give_up = last + SAFETY;
+    (void)!write(starve.wake[1], "x", 1); /* the real-time thread may start */
+    while (seen < STARVE_ROUNDS && weft_now() < give_up) {
+        CHECK_EQ(weft_checkpoint(), 0);
+        weft_time now = weft_now();
+        if (now - last > starve.longest_gap)
+            starve.longest_gap = now - last;
+        last = now;
+        int done = atomic_load(&starve.rounds_done);
+        if (done > seen) {
+            seen = done;
+            (void)!write(starve.wake[1], "x", 1);
+        }
+    }
+    return seen == STARVE_ROUNDS ? 0 : -ETIMEDOUT;
+}
+
+Test(blocking, watchdog_spares_a_task_whose_worker_is_kept_off_its_cpu, .timeout = 120)
+{
+    cpu_set_t allowed;
+    cr_assert_eq(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+    if (CPU_COUNT(&allowed) < 2)
+        cr_skip_test("needs a second CPU for the watchdog");
+    starve.cpu = 0;
+    while (!CPU_ISSET(starve.cpu, &allowed))
+        starve.cpu++; /* where pin_workers puts worker 0 */
+    cr_assert_eq(pipe(starve.wake), 0);
+
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(starve.cpu, &one);
+    pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
+    pthread_attr_setschedparam(&attr, &(struct sched_param){.sched_priority = 1});
+    pthread_t th;
+    int made = pthread_create(&th, &attr, starve_worker_cpu, NULL);
+    pthread_attr_destroy(&attr);
+    if (made == EPERM)
+        cr_skip_test("no permission for a real-time thread");
+    cr_assert_eq(made, 0);
+
+    capture_stderr();
+    int rc = weft_run(&(weft_config){.workers = 1, .pin_workers = 1, .watchdog_ns = WATCHDOG_NS},
+                      poll_through_starvation, NULL);
+    char text[4096];
+    captured(text, sizeof text);
+    restore_stderr();
+    (void)!write(starve.wake[1], "x", 1); /* in case the poller gave up */
+    pthread_join(th, NULL);
+    close(starve.wake[0]);
+    close(starve.wake[1]);
+    cr_assert_eq(rc, 0);
+    ASSERT_CHECKS();
+    cr_assert_geq(starve.longest_gap, 2 * WATCHDOG_NS, "the worker was never kept off its CPU");
+    cr_assert_eq(strstr(text, "has run on worker"), NULL, "stderr: %s", text);
+}
+
 static int quiet_hog(void *p)
 {
     (void)p;
