@@ -292,9 +292,8 @@ static weft__thread_times thread_times_of(weft__worker *w)
  * worker off its CPU for tens of milliseconds, and a task that polls checkpoints would otherwise
  * be reported for time it never had. A thread blocked in the kernel is charged with the time
  * that passed less its waits on a run queue; a runnable one only with its time on a CPU, since
- * the kernel adds a wait on the run queue to the thread's total only once the wait is over (and a
- * virtual CPU the host took away is no time on a CPU either). Where the kernel does not say,
- * the time that passed. */
+ * the kernel adds a wait on the run queue to the thread's total only once the wait is over.
+ * Where the kernel does not say, the time that passed. */
 static weft_time time_held(weft_time since, weft__thread_times then, weft_time now,
                            weft__thread_times at)
 {
