@@ -205,10 +205,6 @@ static inline void weft__worker_set_current(weft__worker *w, weft__task *t)
  *  relaxed load and store (no RMW) suffice. */
 static inline void weft__worker_progress(weft__worker *w)
 {
-#ifdef WEFT_TSAN
-    weft__task *t = atomic_load_explicit(&w->current, memory_order_relaxed);
-    atomic_store_explicit(&w->running_id, t ? t->id : 0, memory_order_release);
-#endif
     atomic_store_explicit(&w->progress,
                           atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
                           memory_order_release);

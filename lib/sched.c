@@ -335,7 +335,11 @@ void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
     t->owned = NULL;
     t->next = NULL;
     t->timer.heap = NULL;
-    t->id = weft__task_new_id(weft__worker_self());
+    weft__worker *w = weft__worker_self();
+    t->id = weft__task_new_id(w);
+#ifdef WEFT_TSAN
+    weft__worker_set_current(w, t); /* it runs on: the watchdog's copy of its id changes */
+#endif
     t->failure = NULL;
     t->tokens_held = 0;
     t->fn = fn;
