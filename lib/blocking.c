@@ -21,9 +21,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "blocking.h"
+
 #include "alloc.h"
+#include "futex.h"
+#include "sched.h"
 #include "scope.h"
-#include "runtime.h"
 
 /* A pool thread that finished a job watches the queue this many rounds (about 30 us here)
  * before it sleeps on the condition variable: calls that come in a stream then find it awake,
@@ -144,7 +147,7 @@ static void *pool_thread(void *arg)
         running_job = NULL;
         atomic_fetch_add_explicit(&p->spinning, 1, memory_order_relaxed);
         spinning = 1;
-        weft__task_wake(j->task, WEFT__WOKEN);
+        weft__sched_wake(j->task, WEFT__WOKEN);
         pthread_mutex_lock(&p->mu);
     }
 leave:
@@ -197,19 +200,19 @@ int weft_blocking(weft_fn fn, void *arg, int *result)
         return -EPERM;
     if (!fn)
         return -EINVAL;
-    weft__chaos_point(t->rt);
+    weft__task_chaos_point(t->rt);
     weft_scope *cs = t->cancel_scope;
     int code = weft__scope_cancel_code(cs);
     if (code)
         return code;
     blocking_job j = {.fn = fn, .arg = arg, .task = t, .cancel_scope = cs};
-    weft__task_prepare_park(t);
+    weft__sched_prepare_park(t);
     int rc = pool_submit(t->rt->blocking, &j);
     if (rc) {
-        weft__task_unprepare_park(t);
+        weft__sched_unprepare_park(t);
         return rc;
     }
-    weft__task_park(t);
+    weft__sched_park(t);
     if (result)
         *result = j.result;
     return weft__scope_cancel_code(cs);

@@ -3,7 +3,7 @@
 
 #include <errno.h>
 
-#include "runtime.h"
+#include "records.h"
 
 /* A block per segment: large enough that the allocator is rarely asked, small enough that a
  * scope with a handful of deferred children does not hold much. */
@@ -24,7 +24,7 @@ static weft__defer_seg *seg_new(weft__defer_queue *q, weft_runtime *rt)
     weft__defer_seg *g = q->spare;
     if (g)
         q->spare = NULL;
-    else if (!(g = weft__block_alloc(rt)))
+    else if (!(g = weft__records_alloc_block(rt)))
         return NULL;
     g->next = NULL;
     g->read = g->write = 0;
@@ -61,7 +61,7 @@ int weft__defer_pop(weft__defer_queue *q, weft_runtime *rt, weft__defer_entry *o
         if (!q->head)
             q->tail = NULL;
         if (q->spare)
-            weft__block_free(rt, g);
+            weft__records_free_block(rt, g);
         else
             q->spare = g;
     }
@@ -72,9 +72,9 @@ void weft__defer_release(weft__defer_queue *q, weft_runtime *rt)
 {
     for (weft__defer_seg *g = q->head, *n; g; g = n) {
         n = g->next;
-        weft__block_free(rt, g);
+        weft__records_free_block(rt, g);
     }
     if (q->spare)
-        weft__block_free(rt, q->spare);
+        weft__records_free_block(rt, q->spare);
     weft__defer_init(q);
 }

@@ -10,7 +10,9 @@
 #ifndef WEFT_JOIN_INLINE_H
 #define WEFT_JOIN_INLINE_H
 
-#include "runtime.h"
+#include "inject.h"
+#include "records.h"
+#include "sched.h"
 #include "scope.h"
 
 /** Runs the task's function, then each deferred sibling its ending hands it (a limited scope's
@@ -47,7 +49,7 @@ static inline weft__task *weft__join_take_child(weft__worker *w, weft__task *par
     if (t && __builtin_expect(t->scope != s || t->stack_size, 0)) {
         /* Not ours, or it asked for a stack of its own size: back where it was. */
         if (weft__deque_push_owner(&w->spawnq, t) != 0)
-            weft__sched_inject(w->rt, t);
+            weft__inject_task(w->rt, t);
         return NULL;
     }
     return t;
@@ -79,7 +81,7 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
     }
     w = weft__worker_self();
     weft__worker_set_current(w, parent); /* news enough to the watchdog: no bump */
-    weft__task_free_own(w, child);
+    weft__records_free_task_own(w, child);
     return w;
 }
 

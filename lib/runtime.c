@@ -6,14 +6,238 @@
  * the scope; shutting the runtime down cancels the root, so every submission below it.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "scope.h"
 #include "runtime.h"
+
+#include "alloc.h"
+#include "blocking.h"
+#include "futex.h"
+#include "inject.h"
+#include "records.h"
+#include "sched.h"
+#include "scope.h"
+
+/* ---- creation and shutdown -------------------------------------------------------------------- */
+
+/* 64 KiB: deep enough for ordinary C (printf, getaddrinfo and a parser fit with room to spare),
+ * and stacks spaced 64 KiB apart share page-table pages about 30 to a page: with 256 KiB, a million
+ * parked tasks needed a page-table page for every 8 of them, as many fresh pages again as the
+ * stacks themselves. Tasks that need more ask for it (weft_spawn_opts.stack_size). */
+#define DEFAULT_STACK (64 * 1024)
+
+static unsigned default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+/* WEFT_CHAOS=<seed> turns chaos mode on (see sched.c): a number, or any string hashed. */
+static uint64_t chaos_seed_from_env(void)
+{
+    const char *v = getenv("WEFT_CHAOS");
+    if (!v || !*v)
+        return 0;
+    char *end;
+    unsigned long long seed = strtoull(v, &end, 0);
+    if (*end) { /* not a number: any string is a seed */
+        seed = 1469598103934665603ull;
+        for (const char *c = v; *c; c++)
+            seed = (seed ^ (unsigned char)*c) * 1099511628211ull;
+    }
+    return seed ? seed : 1;
+}
+
+/* ---- the workers ---------------------------------------------------------------------------------- */
+
+/* Prepares the workers (rt->workers, rt->nworkers set): queues, timers, idle seams, generators.
+ * 0 or -ENOMEM (then nothing is left to free). */
+static int init_workers(weft_runtime *rt)
+{
+    memset(rt->workers, 0, sizeof(weft__worker) * rt->nworkers);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        weft__worker *w = &rt->workers[i];
+        w->rt = rt;
+        w->index = i;
+        w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+        w->chaos_rng = (rt->chaos ^ (0x9E3779B97F4A7C15ull * (i + 1))) | 1;
+        weft__timer_heap_init(&w->timers);
+        weft__idle_init(&w->idle);
+        if (weft__deque_init(&w->spawnq, 8) != 0 || weft__deque_init(&w->readyq, 8) != 0) {
+            for (unsigned j = 0; j <= i; j++) {
+                weft__deque_destroy(&rt->workers[j].spawnq);
+                weft__deque_destroy(&rt->workers[j].readyq);
+            }
+            return -ENOMEM;
+        }
+        /* Only workers steal, and never from themselves (steal_round). */
+        weft__deque_set_solo(&w->spawnq, rt->nworkers == 1);
+        weft__deque_set_solo(&w->readyq, rt->nworkers == 1);
+    }
+    return 0;
+}
+
+/* Pins `thread` to the `k`-th CPU of `allowed` (those this process may use): worker i of a
+ * runtime with pin_workers runs on the i-th of them, modulo their number. */
+static void pin_to_allowed(pthread_t thread, const cpu_set_t *allowed, int k)
+{
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, allowed) || k-- > 0)
+            continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        pthread_setaffinity_np(thread, sizeof(one), &one);
+        return;
+    }
+}
+
+/* Starts the worker threads, pinned if the configuration says so. 0, or -EAGAIN when a thread
+ * cannot be created (rt->nworkers is then the number started). */
+static int start_workers(weft_runtime *rt)
+{
+    cpu_set_t allowed;
+    int nallowed = 0;
+    if (rt->cfg.pin_workers && sched_getaffinity(0, sizeof(allowed), &allowed) == 0)
+        nallowed = CPU_COUNT(&allowed);
+    for (unsigned started = 0; started < rt->nworkers; started++) {
+        weft__worker *w = &rt->workers[started];
+        if (pthread_create(&w->thread, NULL, weft__sched_worker_main, w) != 0) {
+            rt->nworkers = started;
+            return -EAGAIN;
+        }
+        if (nallowed)
+            pin_to_allowed(w->thread, &allowed, (int)(started % (unsigned)nallowed));
+    }
+    return 0;
+}
+
+/* Tells every worker to stop, waits for their threads and frees what init_workers made. All
+ * work must be over. */
+static void stop_workers(weft_runtime *rt)
+{
+    atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        weft__idle_wake(&rt->workers[i].idle);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        pthread_join(rt->workers[i].thread, NULL);
+    /* Every worker made, started or not (nworkers counts those started). */
+    for (unsigned i = 0; i < rt->cfg.workers; i++) {
+        weft__worker *w = &rt->workers[i];
+        weft__records_worker_drop(w);
+        weft__stack_cache_flush(&rt->stacks, &w->stacks);
+        weft__timer_heap_destroy(&w->timers);
+        weft__deque_destroy(&w->spawnq);
+        weft__deque_destroy(&w->readyq);
+    }
+}
+
+/* The configuration with every default filled in, in *c; -EINVAL for a value out of range. */
+static int resolve_config(weft_config *c, const weft_config *cfg)
+{
+    *c = (weft_config){0};
+    if (cfg)
+        *c = *cfg;
+    if (c->workers > WEFT__MAX_WORKERS || (c->stack_size && c->stack_size < 16 * 1024) ||
+        c->stack_size > ((size_t)1 << 32) || c->blocking_idle_ns < 0)
+        return -EINVAL;
+    if (!c->workers)
+        c->workers = default_workers();
+    if (!c->stack_size)
+        c->stack_size = DEFAULT_STACK;
+    if (!c->blocking_threads)
+        c->blocking_threads = 64;
+    if (!c->watchdog_ns)
+        c->watchdog_ns = 100 * WEFT_MSEC;
+    if (!c->blocking_idle_ns)
+        c->blocking_idle_ns = 2 * WEFT_SEC;
+    return 0;
+}
+
+/* The runtime's memory, its workers prepared (not started), its root scope and blocking pool. */
+static int init_runtime(weft_runtime **out, const weft_config *c)
+{
+    /* Aligned: its groups take cache lines of their own (see runtime.h). */
+    weft_runtime *rt = weft__aligned_alloc(_Alignof(weft_runtime), sizeof(*rt));
+    if (!rt)
+        return -ENOMEM;
+    memset(rt, 0, sizeof(*rt));
+    rt->cfg = *c;
+    rt->nworkers = c->workers;
+    rt->chaos = chaos_seed_from_env();
+    weft__lock_init(&rt->inject_lock);
+    weft__lock_init(&rt->chunk_lock);
+    weft__stack_pool_init(&rt->stacks, c->stack_size);
+    weft__huge_init(&rt->huge);
+    rt->workers = weft__aligned_alloc(64, sizeof(weft__worker) * c->workers);
+    int rc = rt->workers ? init_workers(rt) : -ENOMEM;
+    if (rc == 0) {
+        rc = weft__scope_new_external(rt, NULL, &rt->root_scope);
+        if (rc == 0 && (rc = weft__blocking_init(rt)) != 0)
+            weft__scope_external_free(rt->root_scope);
+        if (rc != 0)
+            stop_workers(rt); /* none started: frees what init made */
+    }
+    if (rc != 0) {
+        weft__stack_pool_destroy(&rt->stacks);
+        weft__records_destroy(rt);
+        free(rt->workers);
+        free(rt);
+        return rc;
+    }
+    *out = rt;
+    return 0;
+}
+
+int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
+{
+    weft_config c;
+    weft_runtime *rt;
+    int rc = resolve_config(&c, cfg);
+    if (rc == 0)
+        rc = init_runtime(&rt, &c);
+    if (rc != 0)
+        return rc;
+    rc = start_workers(rt);
+    if (rc != 0) {
+        weft__runtime_stop(rt);
+        return rc;
+    }
+    weft__watchdog_start(rt);
+    *out = rt;
+    return 0;
+}
+
+void weft__runtime_stop(weft_runtime *rt)
+{
+    weft__watchdog_stop(rt);
+    stop_workers(rt);
+    weft__blocking_destroy(rt);
+    if (rt->root_scope)
+        weft__scope_external_free(rt->root_scope);
+    weft__stack_pool_destroy(&rt->stacks);
+    weft__records_destroy(rt);
+    free(rt->workers);
+    free(rt);
+}
+
+unsigned weft_workers(void)
+{
+    weft__worker *w = weft__worker_self();
+    return w ? w->rt->nworkers : 0;
+}
+
+int weft_worker_index(void)
+{
+    weft__worker *w = weft__worker_self();
+    return w ? (int)w->index : -1;
+}
+
+/* ---- submissions and handles -------------------------------------------------------------------- */
 
 struct weft_handle {
     weft__lock lock;
@@ -79,7 +303,7 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
         free(h);
         goto refuse;
     }
-    weft__task *t = weft__task_alloc(rt);
+    weft__task *t = weft__records_alloc_task(rt);
     if (!t) {
         weft__scope_external_free(s);
         free(h);
@@ -88,7 +312,7 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
     }
     if (weft__scope_admit(s, NULL) < 0) {
         /* Born cancelled: the runtime began shutting down after the check above. */
-        weft__task_free(t);
+        weft__records_free_task(t);
         weft__scope_external_free(s);
         free(h);
         rc = -ESHUTDOWN;
@@ -99,7 +323,7 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
     s->on_done_arg = h;
     weft__task_init_child(t, s, fn, arg, name);
     t->flags |= WEFT__TASK_SUBMITTED;
-    weft__sched_inject(rt, t);
+    weft__inject_task(rt, t);
     *out = h;
     weft__scope_external_seal(s);
     return 0;

@@ -11,7 +11,7 @@
  *           its own top), so yields rotate fairly and no task hogs the worker.
  * plus one runtime-wide injection queue (linked through the records, so it never needs memory)
  * for work that arrives from threads that are not workers, and for woken tasks beyond the
- * READY_LOCAL_MAX a ready queue holds (a cancel that wakes 100,000 sleepers). A worker takes
+ * WEFT__READY_LOCAL_MAX a ready queue holds (a cancel that wakes 100,000 sleepers). A worker takes
  * from it in batches onto its ready queue. Every runnable task sits in one of these three, so
  * every runnable task is stealable. Taking a task from the ready queue prefetches the records
  * and stack tops of the next few (prefetch_ready): resuming many parked tasks is memory-bound.
@@ -55,24 +55,17 @@
  * Shutdown invariant: the workers stop only when the runtime's root scope has no child left, so
  * every queue is empty and every task record and stack is back in a cache when they exit.
  */
-#include "alloc.h"
-#include "runtime.h"
+#include "sched.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <sched.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "join_inline.h"
-#include "scope.h"
+#include "inject.h"
+#include "records.h"
 #include "tsan.h"
 
 #ifdef WEFT_ASAN
@@ -101,309 +94,11 @@
  * paused made a blocking round trip cost 80 us instead of 3. On an idle CPU the yield returns at
  * once. */
 #define SPIN_YIELD_EVERY 8
-/* Task records are carved from chunks, never allocated one by one: a burst of spawns costs one
- * mapping per chunk. A worker's first chunk is small (64 KiB of 4 KiB pages) so that a small
- * program stays small; later ones are 2 MiB transparent huge pages, because a first touch of a
- * 4 KiB page costs 10-30 us on the virtual machines we measure on (about 2 us per 4 KiB when it
- * comes as part of a huge page), which made page faults the main cost of spawning 100,000 tasks.
- * The huge ones come from the runtime's range apart from the stacks (huge.h).
- * A worker takes records from its chunk in order, as it needs them, so that the pages of records
- * never used are never touched (an empty weft_run touches one). */
-#define SMALL_CHUNK_BYTES ((size_t)64 * 1024)
-#define HUGE_CHUNK_BYTES ((size_t)2 * 1024 * 1024)
 
 /* ---- thread-local access ---------------------------------------------------------------- */
 
-/* Read through weft__worker_self (task.h), which says why it is reached only through a call. */
+/* Read through weft__worker_self (sched.h), which says why it is reached only through a call. */
 _Thread_local weft__worker *weft__tls_worker;
-
-__attribute__((noinline)) weft__task *weft__task_self(void)
-{
-    weft__worker *w = weft__tls_worker;
-    __asm__ volatile("" : "+r"(w));
-    return weft__worker_current(w);
-}
-
-/* ---- futex parking ----------------------------------------------------------------------------
- * A plain futex word per sleeper rather than ck_ec: ck_ec's slow path sleeps in backoff steps of
- * its own (2 ms at first) and overshot timer deadlines by that much; a worker must wake at its
- * next timer, to the microsecond. */
-
-void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, weft_time deadline)
-{
-    struct timespec ts, *tp = NULL;
-    if (deadline != WEFT_NEVER) {
-        ts.tv_sec = deadline / WEFT_SEC;
-        ts.tv_nsec = deadline % WEFT_SEC;
-        tp = &ts;
-    }
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tp,
-            NULL, FUTEX_BITSET_MATCH_ANY);
-}
-
-void weft__futex_wake(_Atomic uint32_t *word)
-{
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
-}
-
-void weft__futex_bump(_Atomic uint32_t *word)
-{
-    atomic_fetch_add_explicit(word, 1, memory_order_seq_cst);
-    weft__futex_wake(word);
-}
-
-/* ---- task records --------------------------------------------------------------------- */
-
-/* Task ids are handed to workers in blocks, so that a spawn costs no shared atomic. */
-static _Atomic uint64_t next_id_block = 1;
-#define ID_BLOCK 4096
-
-uint64_t weft__task_id_slow(weft__worker *w)
-{
-    if (!w)
-        return atomic_fetch_add_explicit(&next_id_block, 1, memory_order_relaxed);
-    w->next_id = atomic_fetch_add_explicit(&next_id_block, ID_BLOCK, memory_order_relaxed);
-    w->end_id = w->next_id + ID_BLOCK;
-    return w->next_id++;
-}
-
-#define TASK_RECORD_SIZE ((sizeof(weft__task) + 63) & ~(size_t)63)
-
-typedef struct task_chunk {
-    struct task_chunk *next;
-    size_t bytes;
-} task_chunk;
-
-/* Maps a chunk and registers it with the runtime (chunks stay in the runtime until it is
- * destroyed: a stale pointer to a task record always points to a record). NULL when out of
- * memory. */
-static task_chunk *new_chunk(weft_runtime *rt, int huge)
-{
-    size_t bytes = huge ? HUGE_CHUNK_BYTES : SMALL_CHUNK_BYTES;
-    task_chunk *c = huge ? weft__huge_take(&rt->huge, bytes) : weft__map(bytes, 0);
-    if (!c)
-        return NULL;
-    c->bytes = bytes;
-    weft__lock_acquire(&rt->chunk_lock);
-    c->next = rt->chunks;
-    rt->chunks = c;
-    weft__lock_release(&rt->chunk_lock);
-    return c;
-}
-
-/* A new chunk of records: returns the first record's address and sets *end past the last. */
-static char *new_record_chunk(weft_runtime *rt, int huge, char **end)
-{
-    task_chunk *c = new_chunk(rt, huge);
-    if (!c)
-        return NULL;
-    char *mem = (char *)c;
-    *end = mem + 64 + (c->bytes - 64) / TASK_RECORD_SIZE * TASK_RECORD_SIZE;
-    return mem + 64;
-}
-
-/* The next untouched `size` bytes of a carving range [*carve, end), or NULL when it is used up
- * (ranges are whole multiples of the size carved from them). */
-static void *take_carved(char **carve, char *end, size_t size)
-{
-    if (*carve == end)
-        return NULL;
-    void *p = *carve;
-    *carve += size;
-    return p;
-}
-
-/* ---- blocks ------------------------------------------------------------------------------ */
-
-/* Page-sized blocks for the deferred-children queues (defer.h), carved from chunks like the
- * records and for the same reason: 100,000 deferred children fill 400 blocks, which as fresh
- * 4 KiB pages from malloc cost more than the children themselves. The first chunk is small.
- * Blocks are recycled through the runtime, under the chunk lock (one call per 255 children). */
-#define BLOCK_BYTES WEFT__BLOCK_BYTES
-
-void *weft__block_alloc(weft_runtime *rt)
-{
-    if (weft__alloc_should_fail())
-        return NULL;
-    weft__lock_acquire(&rt->chunk_lock);
-    void *b = rt->free_blocks;
-    if (b)
-        rt->free_blocks = *(void **)b;
-    else
-        b = take_carved(&rt->block_carve, rt->block_end, BLOCK_BYTES);
-    int huge = rt->block_chunks > 0;
-    weft__lock_release(&rt->chunk_lock);
-    if (b)
-        return b;
-    task_chunk *c = new_chunk(rt, huge);
-    if (!c)
-        return NULL;
-    /* The first page holds the chunk's header; blocks start at the second. */
-    char *first = (char *)c + BLOCK_BYTES;
-    weft__lock_acquire(&rt->chunk_lock);
-    /* Two threads mapping at once: the later range wins, the rest of the other stays unused. */
-    rt->block_chunks++;
-    rt->block_carve = first + BLOCK_BYTES;
-    rt->block_end = (char *)c + c->bytes;
-    weft__lock_release(&rt->chunk_lock);
-    return first;
-}
-
-void weft__block_free(weft_runtime *rt, void *b)
-{
-    weft__lock_acquire(&rt->chunk_lock);
-    *(void **)b = rt->free_blocks;
-    rt->free_blocks = b;
-    weft__lock_release(&rt->chunk_lock);
-}
-
-/* The next record of worker `w`'s chunk, mapping a new chunk when it is used up. */
-static weft__task *carve_record(weft__worker *w, weft_runtime *rt)
-{
-    weft__task *t = take_carved(&w->carve, w->carve_end, TASK_RECORD_SIZE);
-    if (t)
-        return t;
-    char *end, *first = new_record_chunk(rt, w->chunks_made > 0, &end);
-    if (!first)
-        return NULL;
-    w->chunks_made++;
-    w->carve = first + TASK_RECORD_SIZE;
-    w->carve_end = end;
-    return (weft__task *)first;
-}
-
-weft__task *weft__task_alloc(weft_runtime *rt)
-{
-    return weft__task_alloc_on(weft__worker_self(), rt);
-}
-
-/* See WEFT__TASK_CACHE_MAX (runtime.h). */
-#define TASK_BATCH (WEFT__TASK_CACHE_MAX / 2)
-
-/* Batches are chained through their first record's `snext` (free records use no wait links). */
-void weft__task_give_batch(weft__worker *w, weft_runtime *rt)
-{
-    weft__task *first = w->task_cache, *last = first;
-    for (unsigned i = 1; i < TASK_BATCH; i++)
-        last = last->next;
-    w->task_cache = last->next;
-    w->task_cache_count -= TASK_BATCH;
-    last->next = NULL;
-    weft__lock_acquire(&rt->chunk_lock);
-    first->snext = rt->task_batches;
-    __atomic_store_n(&rt->task_batches, first, __ATOMIC_RELAXED); /* read unlocked below */
-    weft__lock_release(&rt->chunk_lock);
-}
-
-/* Refills an empty cache with a batch from the runtime: 1 if there was one. */
-static int take_batch(weft__worker *w, weft_runtime *rt)
-{
-    if (!__atomic_load_n(&rt->task_batches, __ATOMIC_RELAXED))
-        return 0;
-    weft__lock_acquire(&rt->chunk_lock);
-    weft__task *b = rt->task_batches;
-    if (b)
-        __atomic_store_n(&rt->task_batches, b->snext, __ATOMIC_RELAXED);
-    weft__lock_release(&rt->chunk_lock);
-    if (!b)
-        return 0;
-    w->task_cache = b;
-    w->task_cache_count = TASK_BATCH;
-    return 1;
-}
-
-int weft__task_reserve_on(weft__worker *w, weft_runtime *rt)
-{
-    if (w->task_cache || w->carve != w->carve_end || take_batch(w, rt))
-        return 0;
-    weft__task *t = carve_record(w, rt);
-    if (!t)
-        return -ENOMEM;
-    t->rt = rt; /* as every record in a cache (weft__task_reset_cached) */
-    t->next = NULL;
-    w->task_cache = t;
-    w->task_cache_count = 1;
-    return 0;
-}
-
-void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
-{
-    /* What weft__task_alloc_on and weft__task_init_child set, minus what the record keeps:
-     * its runtime, host, stack, stack size, and flags (how it is counted in its scope, which the
-     * new child inherits). The handshake words are at rest (the task is running), its timer is
-     * disarmed, its failure was freed. */
-    t->owned = NULL;
-    t->next = NULL;
-    t->timer.heap = NULL;
-    weft__worker *w = weft__worker_self();
-    t->id = weft__task_new_id(w);
-#ifdef WEFT_TSAN
-    weft__worker_set_current(w, t); /* it runs on: the watchdog's copy of its id changes */
-#endif
-    t->failure = NULL;
-    t->tokens_held = 0;
-    t->fn = fn;
-    t->arg = arg;
-    t->cancel_scope = t->scope;
-    t->name[0] = 0;
-}
-
-weft__task *weft__task_alloc_on(weft__worker *w, weft_runtime *rt)
-{
-    weft__task *t;
-    if (w && w->rt == rt) {
-        if (w->task_cache || take_batch(w, rt)) {
-            t = weft__task_cache_pop(w);
-        } else {
-            t = carve_record(w, rt);
-        }
-    } else {
-        /* Off the workers (weft_run's root, submissions): the runtime's spare records, else its
-         * own carving range, under the chunk lock. */
-        weft__lock_acquire(&rt->chunk_lock);
-        t = rt->spare_tasks;
-        if (t)
-            rt->spare_tasks = t->next;
-        else
-            t = take_carved(&rt->carve, rt->carve_end, TASK_RECORD_SIZE);
-        weft__lock_release(&rt->chunk_lock);
-        if (!t) {
-            char *end, *mem = new_record_chunk(rt, 0, &end);
-            if (mem) {
-                t = (weft__task *)mem;
-                /* Two threads mapping at once: the later range wins, the other's rest stays
-                 * mapped and unused until the runtime ends. */
-                weft__lock_acquire(&rt->chunk_lock);
-                rt->carve = mem + TASK_RECORD_SIZE;
-                rt->carve_end = end;
-                weft__lock_release(&rt->chunk_lock);
-            }
-        }
-    }
-    if (!t)
-        return NULL;
-    weft__task_reset(t, rt, weft__task_new_id(w));
-    return t;
-}
-
-void weft__task_free(weft__task *t)
-{
-    weft__task_free_on(weft__worker_self(), t);
-}
-
-void weft__task_free_on(weft__worker *w, weft__task *t)
-{
-    weft_runtime *rt = t->rt;
-    t->stack_size = 0; /* at rest (weft__task_reset_cached) */
-    if (w && w->rt == rt) {
-        weft__task_free_own(w, t);
-        return;
-    }
-    weft__lock_acquire(&rt->chunk_lock);
-    t->next = rt->spare_tasks;
-    rt->spare_tasks = t;
-    weft__lock_release(&rt->chunk_lock);
-}
 
 /* ---- waking sleepers -------------------------------------------------------------------- */
 
@@ -416,7 +111,7 @@ int weft__sched_wake_one(weft_runtime *rt)
             unsigned b = (unsigned)__builtin_ctzll(bits);
             uint64_t bit = (uint64_t)1 << b;
             if (atomic_fetch_and_explicit(&rt->idle_mask[i], ~bit, memory_order_acq_rel) & bit) {
-                weft__futex_bump(&rt->workers[i * 64 + b].wake);
+                weft__idle_wake(&rt->workers[i * 64 + b].idle);
                 return 1;
             }
             bits = atomic_load_explicit(&rt->idle_mask[i], memory_order_relaxed);
@@ -427,108 +122,18 @@ int weft__sched_wake_one(weft_runtime *rt)
 
 /* ---- queues ------------------------------------------------------------------------------ */
 
-/* Appends the linked tasks first..last (n of them) to the injection queue. */
-static void inject_list(weft_runtime *rt, weft__task *first, weft__task *last, long n)
-{
-    last->next = NULL;
-    first->run_last = last;
-    first->run_len = (uint32_t)n;
-    weft__lock_acquire(&rt->inject_lock);
-    if (rt->inject_tail)
-        rt->inject_tail->next = first;
-    else
-        rt->inject_head = first;
-    rt->inject_tail = last;
-    atomic_fetch_add_explicit(&rt->inject_len, n, memory_order_relaxed);
-    weft__lock_release(&rt->inject_lock);
-    atomic_thread_fence(memory_order_seq_cst);
-    weft__sched_wake_one(rt);
-}
-
-void weft__sched_inject(weft_runtime *rt, weft__task *t)
-{
-    inject_list(rt, t, t, 1);
-}
-
 /* Queues a runnable task on the worker's ready queue, or on the injection queue when the ready
- * queue already holds READY_LOCAL_MAX tasks or cannot grow. A wake-up of many tasks at once (a
- * cancel of 100,000 sleepers) would otherwise grow the ring to a megabyte of fresh pages (10 ms
- * of page faults here), where the injection queue links the records themselves; past that many,
- * tasks are no fresher in one queue than in the other. */
-#define READY_LOCAL_MAX 4096
+ * queue already holds WEFT__READY_LOCAL_MAX tasks or cannot grow (see sched.h). */
+
 
 static void push_ready(weft__worker *w, weft__task *t)
 {
-    if (weft__deque_size_owner(&w->readyq, READY_LOCAL_MAX) >= READY_LOCAL_MAX ||
+    if (weft__deque_size_owner(&w->readyq, WEFT__READY_LOCAL_MAX) >= WEFT__READY_LOCAL_MAX ||
         weft__deque_push_owner(&w->readyq, t) != 0) {
-        weft__sched_inject(w->rt, t);
+        weft__inject_task(w->rt, t);
         return;
     }
     weft__sched_notify_local(w->rt);
-}
-
-/* Takes the oldest task of the injection queue, and with it the rest of the run it was queued in
- * (up to INJECT_BATCH - 1 more) onto the worker's ready queue: there they are taken without the
- * lock and prefetched before they run (prefetch_ready), which a linked queue cannot do without
- * walking it. The walk is done after the lock is let go: the records of a mass wake-up are cold
- * and often in another core's cache, and a walk of 32 of them under the lock kept every other
- * worker spinning on it for microseconds. A fair share only (the queue's length over the number
- * of workers), and none past READY_LOCAL_MAX. */
-#define INJECT_BATCH 32
-
-static weft__task *inject_pop(weft__worker *w)
-{
-    weft_runtime *rt = w->rt;
-    long len = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
-    if (len == 0)
-        return NULL;
-    long want = len / (long)rt->nworkers + 1;
-    if (want > INJECT_BATCH)
-        want = INJECT_BATCH;
-    if (want > 1 &&
-        weft__deque_size_owner(&w->readyq, READY_LOCAL_MAX - want) > READY_LOCAL_MAX - want)
-        want = 1;
-    weft__lock_acquire(&rt->inject_lock);
-    weft__task *first = rt->inject_head, *last = NULL;
-    long n = 0;
-    if (first) {
-        last = first->run_last;
-        n = first->run_len;
-        rt->inject_head = last->next;
-        if (!rt->inject_head)
-            rt->inject_tail = NULL;
-    }
-    weft__lock_release(&rt->inject_lock);
-    if (!first)
-        return NULL;
-    /* The run is ours now: up to `want` of it (first included) is taken, the rest goes back to
-     * the front of the queue, still counted in inject_len meanwhile (a worker that sees it
-     * non-zero looks again rather than sleep). Each link is read before its task is queued:
-     * once queued, a task may be stolen, run and recycled at once. */
-    weft__task *x = n > 1 ? first->next : NULL;
-    long taken = 1;
-    for (; x && taken < want; taken++) {
-        if (x->hint)
-            __builtin_prefetch(&x->hint->next, 0);
-        weft__task *after = x == last ? NULL : x->next;
-        if (weft__deque_push_owner(&w->readyq, x) != 0)
-            weft__sched_inject(rt, x);
-        x = after;
-    }
-    if (x) {
-        x->run_last = last;
-        x->run_len = (uint32_t)(n - taken);
-        weft__lock_acquire(&rt->inject_lock);
-        last->next = rt->inject_head;
-        rt->inject_head = x;
-        if (!rt->inject_tail)
-            rt->inject_tail = last;
-        weft__lock_release(&rt->inject_lock);
-    }
-    atomic_fetch_sub_explicit(&rt->inject_len, taken, memory_order_relaxed);
-    if (taken > 1)
-        weft__sched_notify_local(rt);
-    return first;
 }
 
 void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
@@ -547,7 +152,7 @@ void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
     weft__worker *w = weft__worker_self();
     if (w && w->rt == rt) {
         long pushed = 0;
-        while (t && weft__deque_size_owner(&w->readyq, READY_LOCAL_MAX) < READY_LOCAL_MAX) {
+        while (t && weft__deque_size_owner(&w->readyq, WEFT__READY_LOCAL_MAX) < WEFT__READY_LOCAL_MAX) {
             /* The link first: once queued, the task may be stolen, run and recycled at once. */
             weft__task *next = t->next;
             if (weft__deque_push_owner(&w->readyq, t) != 0)
@@ -560,7 +165,7 @@ void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
             weft__sched_notify_local(rt);
     }
     if (t)
-        inject_list(rt, t, last, n); /* the rest of the list: its tail is still the batch's */
+        weft__inject_list(rt, t, last, n); /* the rest of the list: its tail is still the batch's */
 }
 
 void weft__sched_ready(weft_runtime *rt, weft__task *t)
@@ -569,7 +174,7 @@ void weft__sched_ready(weft_runtime *rt, weft__task *t)
     if (w && w->rt == rt)
         push_ready(w, t);
     else
-        weft__sched_inject(rt, t);
+        weft__inject_task(rt, t);
 }
 
 int weft__sched_spawn(weft_runtime *rt, weft__task *t)
@@ -581,7 +186,7 @@ int weft__sched_spawn_on(weft__worker *w, weft_runtime *rt, weft__task *t)
 {
     if (w && w->rt == rt)
         return weft__sched_spawn_own(w, rt, t);
-    weft__sched_inject(rt, t);
+    weft__inject_task(rt, t);
     return 0;
 }
 
@@ -595,14 +200,13 @@ static weft__task *steal_own(weft__deque *q)
 }
 
 static weft__task *steal_round(weft__worker *w);
-static int chaos_hit(weft__worker *w, unsigned one_in);
 
 static void run_timers(weft__worker *w)
 {
     if (weft__timer_heap_earliest(&w->timers) == WEFT_NEVER)
         return;
     weft_time now = weft_now();
-    if (chaos_hit(w, 2))
+    if (weft__sched_chaos_hit(w, 2))
         now -= (weft_time)(w->chaos_rng % (2 * WEFT_MSEC)); /* fire late */
     weft__timer_heap_run(&w->timers, now);
 }
@@ -648,11 +252,11 @@ static void prefetch_ready(weft__worker *w)
 static weft__task *pick_local_queues(weft__worker *w)
 {
     weft__task *t;
-    if (chaos_hit(w, 8) && (t = steal_round(w)))
+    if (weft__sched_chaos_hit(w, 8) && (t = steal_round(w)))
         return t; /* forced steal: run a neighbour's work before our own */
     if (++w->tick % GLOBAL_CHECK_INTERVAL == 0) {
         run_timers(w);
-        if ((t = inject_pop(w)))
+        if ((t = weft__inject_take(w)))
             return t;
     }
     if (w->ready_streak < READY_STREAK) {
@@ -667,48 +271,15 @@ static weft__task *pick_local_queues(weft__worker *w)
         return t;
     if ((t = steal_own(&w->readyq)))
         return t;
-    return inject_pop(w);
-}
-
-/* ---- counting ended children out in batches ------------------------------------------------
- * Every child that ends takes itself off its scope's balance, an RMW on a line the scope's other
- * children share. When many children of one scope end on two workers (a cancel of 100,000
- * sleepers), that line moved between the cores at every end. A worker now keeps the count of
- * the children of one scope that ended on it, and takes them off together: when COUNT_OUT_BATCH
- * have ended, when a child of another scope ends, and when it picks anything but a child of that
- * scope to run next (another task, or nothing: it never sleeps holding a count). Holding the
- * count while a sibling runs delays nobody: whoever waits for the scope's children waits for
- * that sibling too. Holding it while an unrelated task runs could: that task may spin until
- * something the scope's joiner does, and the joiner would never be woken. */
-#define COUNT_OUT_BATCH 32
-
-static void flush_count_out(weft__worker *w)
-{
-    weft_scope *s = w->out_scope;
-    uint32_t n = w->out_count;
-    w->out_scope = NULL;
-    w->out_count = 0;
-    weft__scope_count_children_out(s, n);
-}
-
-void weft__sched_count_out(weft_scope *s)
-{
-    weft__worker *w = weft__worker_self();
-    if (w->out_scope != s) {
-        if (w->out_scope)
-            flush_count_out(w);
-        w->out_scope = s;
-    }
-    if (++w->out_count == COUNT_OUT_BATCH)
-        flush_count_out(w);
+    return weft__inject_take(w);
 }
 
 /* The next task of this worker's own queues, or NULL. Callable from a task or the scheduler. */
 static weft__task *pick_local(weft__worker *w)
 {
     weft__task *t = pick_local_queues(w);
-    if (w->out_scope && (!t || t->scope != w->out_scope))
-        flush_count_out(w);
+    if (w->held_for && (!t || t->scope != w->held_for))
+        w->release_held(w);
     return t;
 }
 
@@ -726,11 +297,11 @@ static uint64_t next_rand(weft__worker *w)
 /* ---- chaos mode ------------------------------------------------------------------------------
  * WEFT_CHAOS=<seed> perturbs scheduling to shake out ordering bugs: random yields at spawn and
  * suspension points, steals forced ahead of local work, timers fired late, and spurious resumes
- * of parked tasks (weft__task_park must absorb them: the task runs again, finds itself not woken,
+ * of parked tasks (weft__sched_park must absorb them: the task runs again, finds itself not woken,
  * and parks again while its wakers may be racing to wake it). With one worker and no foreign
  * threads the perturbations depend on the seed alone, so a failing seed reproduces. */
 
-static int chaos_hit(weft__worker *w, unsigned one_in)
+int weft__sched_chaos_hit(weft__worker *w, unsigned one_in)
 {
     if (__builtin_expect(!w->rt->chaos, 1))
         return 0;
@@ -740,30 +311,6 @@ static int chaos_hit(weft__worker *w, unsigned one_in)
     x ^= x >> 27;
     w->chaos_rng = x;
     return (x * 0x2545F4914F6CDD1Dull) % one_in == 0;
-}
-
-static uint64_t chaos_seed_from_env(void)
-{
-    const char *v = getenv("WEFT_CHAOS");
-    if (!v || !*v)
-        return 0;
-    char *end;
-    unsigned long long seed = strtoull(v, &end, 0);
-    if (*end) { /* not a number: any string is a seed */
-        seed = 1469598103934665603ull;
-        for (const char *c = v; *c; c++)
-            seed = (seed ^ (unsigned char)*c) * 1099511628211ull;
-    }
-    return seed ? seed : 1;
-}
-
-/* Never in a cancelled task: its suspension points must return without suspending. */
-void weft__sched_chaos_point(void)
-{
-    weft__worker *w = weft__worker_self();
-    weft__task *t = weft__worker_current(w);
-    if (t && chaos_hit(w, 4) && weft__scope_cancel_code(t->cancel_scope) == 0)
-        weft__sched_yield();
 }
 
 /* A spawn queue longer than this is a flat fan-out (a loop of spawns), not the spine of a
@@ -792,7 +339,7 @@ static weft__task *steal_from(weft__worker *w, weft__worker *v)
                 if (y == WEFT__DEQUE_EMPTY || y == WEFT__DEQUE_ABORT)
                     break;
                 if (weft__deque_push_owner(&w->spawnq, y) != 0) {
-                    weft__sched_inject(w->rt, y);
+                    weft__inject_task(w->rt, y);
                     break;
                 }
             }
@@ -892,7 +439,7 @@ static weft__task *pick_runnable(weft__worker *w)
 {
     weft__task *next = pick_local(w);
     if (next && prepare_to_run(w, next) != 0) {
-        weft__sched_inject(w->rt, next);
+        weft__inject_task(w->rt, next);
         next = NULL;
     }
     return next;
@@ -905,7 +452,7 @@ static void task_entry(void *arg)
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
     after_switch();
-    weft__task_run_body(t);
+    weft__task_main(t);
     /* Gone for good: pick a successor and let it recycle this stack. */
     weft__worker *w = weft__worker_self();
     weft__task *next = pick_runnable(w);
@@ -944,7 +491,7 @@ static void recycle(weft__worker *w, weft__task *t)
         __tsan_destroy_fiber(t->tsan_fiber);
 #endif
     weft__stack_put(&w->rt->stacks, &w->stacks, t->stack);
-    weft__task_free(t);
+    weft__records_free_task_on(w, t);
 }
 
 static void after_switch(void)
@@ -982,7 +529,7 @@ static void switch_from_task(weft__worker *w, weft__task *next)
 
 /* ---- park / wake -------------------------------------------------------------------------- */
 
-int weft__task_unprepare_park(weft__task *t)
+int weft__sched_unprepare_park(weft__task *t)
 {
     uint32_t expect = WEFT__WAIT_PARKED;
     return atomic_compare_exchange_strong_explicit(&t->wait, &expect, WEFT__WAIT_NONE,
@@ -992,7 +539,7 @@ int weft__task_unprepare_park(weft__task *t)
 /* A resumed task tells a wake from a spurious resume by park_sync: after a wake both halves of the
  * handshake are in (2); after a spurious resume at most the waker's is (0 or 1), so it parks
  * again, and whichever of the waker and the new park comes second makes it runnable. */
-uint32_t weft__task_park(weft__task *t)
+uint32_t weft__sched_park(weft__task *t)
 {
     for (;;) {
         /* Woken already and the waker has done its half: no need to leave. */
@@ -1002,7 +549,7 @@ uint32_t weft__task_park(weft__task *t)
                                                     memory_order_relaxed))
             break;
         weft__worker *w = weft__worker_self();
-        w->after = chaos_hit(w, 8) ? WEFT__AFTER_SPURIOUS : WEFT__AFTER_PARK;
+        w->after = weft__sched_chaos_hit(w, 8) ? WEFT__AFTER_SPURIOUS : WEFT__AFTER_PARK;
         w->after_task = t;
         switch_from_task(w, pick_runnable(w));
         if (atomic_load_explicit(&t->park_sync, memory_order_acquire) == 2) {
@@ -1016,7 +563,7 @@ uint32_t weft__task_park(weft__task *t)
 }
 
 /* 1 if this call woke `t`; *runnable is then set when it was also the second half of the
- * handshake (see weft__task_park), whose maker must queue the task. */
+ * handshake (see weft__sched_park), whose maker must queue the task. */
 static int wake(weft__task *t, uint32_t reason, int *runnable)
 {
     uint32_t expect = WEFT__WAIT_PARKED;
@@ -1027,7 +574,7 @@ static int wake(weft__task *t, uint32_t reason, int *runnable)
     return 1;
 }
 
-int weft__task_wake(weft__task *t, uint32_t reason)
+int weft__sched_wake(weft__task *t, uint32_t reason)
 {
     int runnable = 0;
     int woke = wake(t, reason, &runnable);
@@ -1036,7 +583,7 @@ int weft__task_wake(weft__task *t, uint32_t reason)
     return woke;
 }
 
-int weft__task_wake_into(weft__task *t, uint32_t reason, weft__ready_batch *b)
+int weft__sched_wake_into(weft__task *t, uint32_t reason, weft__ready_batch *b)
 {
     int runnable = 0;
     int woke = wake(t, reason, &runnable);
@@ -1085,25 +632,13 @@ int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn)
     return weft__timer_arm(&w->timers, t, deadline, fn);
 }
 
-unsigned weft_workers(void)
-{
-    weft__worker *w = weft__worker_self();
-    return w ? w->rt->nworkers : 0;
-}
-
-int weft_worker_index(void)
-{
-    weft__worker *w = weft__worker_self();
-    return w ? (int)w->index : -1;
-}
-
 /* ---- the worker loop ------------------------------------------------------------------------ */
 
 static void resume(weft__worker *w, weft__task *t)
 {
     if (prepare_to_run(w, t) != 0) {
         /* No stack now: try again after others have finished. */
-        weft__sched_inject(w->rt, t);
+        weft__inject_task(w->rt, t);
         sched_yield();
         return;
     }
@@ -1117,7 +652,7 @@ static weft__task *spin_for_work(weft__worker *w)
     atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed);
     weft__task *t = NULL;
     for (int round = 0; round < SPIN_ROUNDS && !t; round++) {
-        if ((t = steal_round(w)) || (t = inject_pop(w)))
+        if ((t = steal_round(w)) || (t = weft__inject_take(w)))
             break;
         if (round % SPIN_YIELD_EVERY == SPIN_YIELD_EVERY - 1) {
             sched_yield();
@@ -1135,12 +670,12 @@ static weft__task *spin_for_work(weft__worker *w)
 static void sleep_until_work(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
-    uint32_t seq = atomic_load_explicit(&w->wake, memory_order_acquire);
+    uint32_t ticket = weft__idle_ticket(&w->idle);
     uint64_t bit = (uint64_t)1 << (w->index % 64);
     _Atomic uint64_t *word = &rt->idle_mask[w->index / 64];
     atomic_fetch_or_explicit(word, bit, memory_order_seq_cst);
     if (!any_work_visible(w) && !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-        weft__futex_wait(&w->wake, seq, weft__timer_heap_earliest(&w->timers));
+        weft__idle_sleep(&w->idle, ticket, weft__timer_heap_earliest(&w->timers));
     }
     atomic_fetch_and_explicit(word, ~bit, memory_order_acq_rel);
 }
@@ -1176,7 +711,7 @@ static void describe_running(void *ctx, const char **name, uint64_t *id)
     *id = t ? t->id : 0;
 }
 
-static void *worker_main(void *arg)
+void *weft__sched_worker_main(void *arg)
 {
     weft__worker *w = arg;
     weft__tls_worker = w;
@@ -1196,179 +731,4 @@ static void *worker_main(void *arg)
     weft__stack_fault_thread_exit(w->altstack);
     weft__tls_worker = NULL;
     return NULL;
-}
-
-/* ---- runtime life cycle ------------------------------------------------------------------- */
-
-static unsigned default_workers(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
-}
-
-static void free_chunks(weft_runtime *rt)
-{
-    while (rt->spare_scopes) {
-        weft_scope *s = rt->spare_scopes;
-        rt->spare_scopes = s->cache_next;
-        free(s);
-    }
-    for (task_chunk *c = rt->chunks, *next; c; c = next) {
-        next = c->next;
-        weft__huge_give_back(&rt->huge, c, c->bytes);
-    }
-    rt->chunks = NULL;
-    weft__huge_destroy(&rt->huge);
-}
-
-static void free_worker_caches(weft_runtime *rt, weft__worker *w)
-{
-    w->task_cache = NULL;
-    w->task_cache_count = 0;
-    w->carve = w->carve_end = NULL;
-    while (w->scopes.top) {
-        weft_scope *s = w->scopes.top;
-        w->scopes.top = s->cache_next;
-        free(s);
-    }
-    weft__stack_cache_flush(&rt->stacks, &w->stacks);
-    weft__timer_heap_destroy(&w->timers);
-    weft__deque_destroy(&w->spawnq);
-    weft__deque_destroy(&w->readyq);
-}
-
-/* Pins `thread` to the `k`-th CPU of `allowed` (those this process may use): worker i of a
- * runtime with pin_workers runs on the i-th of them, modulo their number. */
-static void pin_to_allowed(pthread_t thread, const cpu_set_t *allowed, int k)
-{
-    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-        if (!CPU_ISSET(cpu, allowed) || k-- > 0)
-            continue;
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(cpu, &one);
-        pthread_setaffinity_np(thread, sizeof(one), &one);
-        return;
-    }
-}
-
-int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
-{
-    weft_config c = {0};
-    if (cfg)
-        c = *cfg;
-    if (c.workers > WEFT__MAX_WORKERS || (c.stack_size && c.stack_size < 16 * 1024) ||
-        c.stack_size > ((size_t)1 << 32) || c.blocking_idle_ns < 0)
-        return -EINVAL;
-    if (!c.workers)
-        c.workers = default_workers();
-    if (c.workers > WEFT__MAX_WORKERS)
-        c.workers = WEFT__MAX_WORKERS;
-    if (!c.stack_size)
-        c.stack_size = WEFT__DEFAULT_STACK;
-    if (!c.blocking_threads)
-        c.blocking_threads = 64;
-    if (!c.watchdog_ns)
-        c.watchdog_ns = 100 * WEFT_MSEC;
-    if (!c.blocking_idle_ns)
-        c.blocking_idle_ns = 2 * WEFT_SEC;
-
-    /* Aligned: its groups take cache lines of their own (see runtime.h). */
-    weft_runtime *rt = weft__aligned_alloc(_Alignof(weft_runtime), sizeof(*rt));
-    if (!rt)
-        return -ENOMEM;
-    memset(rt, 0, sizeof(*rt));
-    rt->cfg = c;
-    rt->nworkers = c.workers;
-    rt->chaos = chaos_seed_from_env();
-    weft__lock_init(&rt->inject_lock);
-    weft__lock_init(&rt->chunk_lock);
-    weft__stack_pool_init(&rt->stacks, c.stack_size);
-    rt->workers = weft__aligned_alloc(64, sizeof(weft__worker) * c.workers);
-    if (!rt->workers) {
-        free(rt);
-        return -ENOMEM;
-    }
-    weft__huge_init(&rt->huge);
-    memset(rt->workers, 0, sizeof(weft__worker) * c.workers);
-    unsigned made = 0;
-    int rc = 0;
-    for (; made < c.workers; made++) {
-        weft__worker *w = &rt->workers[made];
-        w->rt = rt;
-        w->index = made;
-        w->rng = 0x9E3779B97F4A7C15ull * (made + 1);
-        w->chaos_rng = (rt->chaos ^ (0x9E3779B97F4A7C15ull * (made + 1))) | 1;
-        weft__timer_heap_init(&w->timers);
-        atomic_init(&w->wake, 0);
-        if (weft__deque_init(&w->spawnq, 8) != 0) {
-            rc = -ENOMEM;
-            break;
-        }
-        if (weft__deque_init(&w->readyq, 8) != 0) {
-            weft__deque_destroy(&w->spawnq);
-            rc = -ENOMEM;
-            break;
-        }
-        /* Only workers steal, and never from themselves (steal_round). */
-        weft__deque_set_solo(&w->spawnq, c.workers == 1);
-        weft__deque_set_solo(&w->readyq, c.workers == 1);
-    }
-    if (rc == 0)
-        rc = weft__scope_new_external(rt, NULL, &rt->root_scope);
-    if (rc == 0)
-        rc = weft__blocking_init(rt);
-    if (rc != 0) {
-        if (rt->root_scope)
-            weft__scope_external_free(rt->root_scope);
-        for (unsigned i = 0; i < made; i++)
-            free_worker_caches(rt, &rt->workers[i]);
-        weft__stack_pool_destroy(&rt->stacks);
-        free_chunks(rt);
-        free(rt->workers);
-        free(rt);
-        return rc;
-    }
-    cpu_set_t allowed;
-    int nallowed = 0;
-    if (c.pin_workers && sched_getaffinity(0, sizeof(allowed), &allowed) == 0)
-        nallowed = CPU_COUNT(&allowed);
-    unsigned started = 0;
-    for (; started < c.workers; started++) {
-        weft__worker *w = &rt->workers[started];
-        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-            rc = -EAGAIN;
-            break;
-        }
-        if (nallowed)
-            pin_to_allowed(w->thread, &allowed, (int)(started % (unsigned)nallowed));
-    }
-    if (rc != 0) {
-        rt->nworkers = started;
-        weft__runtime_stop(rt);
-        return rc;
-    }
-    weft__watchdog_start(rt);
-    *out = rt;
-    return 0;
-}
-
-/* Stops the workers (all work must be over) and frees everything. */
-void weft__runtime_stop(weft_runtime *rt)
-{
-    weft__watchdog_stop(rt);
-    atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        weft__futex_bump(&rt->workers[i].wake);
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        pthread_join(rt->workers[i].thread, NULL);
-    weft__blocking_destroy(rt);
-    for (unsigned i = 0; i < rt->cfg.workers; i++)
-        free_worker_caches(rt, &rt->workers[i]);
-    if (rt->root_scope)
-        weft__scope_external_free(rt->root_scope);
-    weft__stack_pool_destroy(&rt->stacks);
-    free_chunks(rt);
-    free(rt->workers);
-    free(rt);
 }

@@ -8,8 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocking.h"
 #include "join_inline.h"
+#include "inject.h"
+#include "records.h"
 #include "runtime.h"
+#include "sched.h"
 
 /* `state` is the owner's, but weft_scope_cancel and weft_spawn may look at it from any thread:
  * those reads and the owner's writes are atomic (relaxed: it only detects misuse). */
@@ -229,6 +233,40 @@ static void unlink_child(weft_scope *s)
     weft__lock_release(&parent->lock);
 }
 
+/* ---- counting ended children out in batches ------------------------------------------------
+ * Every child that ends takes itself off its scope's balance, an RMW on a line the scope's other
+ * children share. When many children of one scope end on two workers (a cancel of 100,000
+ * sleepers), that line moved between the cores at every end. A worker now keeps the count of
+ * the children of one scope that ended on it, and takes them off together: when COUNT_OUT_BATCH
+ * have ended, when a child of another scope ends, and when it picks anything but a child of that
+ * scope to run next (another task, or nothing: it never sleeps holding a count: the scheduler calls release_held, see sched.h). Holding the
+ * count while a sibling runs delays nobody: whoever waits for the scope's children waits for
+ * that sibling too. Holding it while an unrelated task runs could: that task may spin until
+ * something the scope's joiner does, and the joiner would never be woken. */
+#define COUNT_OUT_BATCH 32
+
+static void release_count_out(weft__worker *w)
+{
+    weft_scope *s = w->held_for;
+    uint32_t n = w->held_count;
+    w->held_for = NULL;
+    w->held_count = 0;
+    weft__scope_count_children_out(s, n);
+}
+
+void weft__scope_count_out(weft_scope *s)
+{
+    weft__worker *w = weft__worker_self();
+    if (w->held_for != s) {
+        if (w->held_for)
+            w->release_held(w);
+        w->held_for = s;
+        w->release_held = release_count_out;
+    }
+    if (++w->held_count == COUNT_OUT_BATCH)
+        release_count_out(w);
+}
+
 /* ---- cancellation -------------------------------------------------------------------------- */
 
 /* What a scope reports when an ancestor's cancel reached it: an ancestor's deadline is this
@@ -277,7 +315,7 @@ static void wake_parked(weft_scope *s)
             s->parked = t->pnext;
             if (s->parked)
                 s->parked->pprev = NULL;
-            weft__task_wake_into(t, WEFT__WOKEN_CANCEL, &woken);
+            weft__sched_wake_into(t, WEFT__WOKEN_CANCEL, &woken);
             t->pnext = t->pprev = NULL;
             atomic_store_explicit(&t->listed, 0, memory_order_release);
         }
@@ -698,7 +736,7 @@ weft_scope *weft_current_scope(void)
 void weft__scope_last_child_gone(weft_scope *s)
 {
     if (s->joiner)
-        weft__task_wake(s->joiner, WEFT__WOKEN);
+        weft__sched_wake(s->joiner, WEFT__WOKEN);
     else if (s->on_done)
         s->on_done(s, s->child_status);
 }
@@ -747,7 +785,7 @@ static int pass_slot(weft_scope *s, weft__defer_entry *next)
         return got;
     weft__task *t = next->arg;
     if (weft__sched_spawn(s->rt, t) != 0)
-        weft__sched_inject(s->rt, t);
+        weft__inject_task(s->rt, t);
     return 0;
 }
 
@@ -886,7 +924,7 @@ join_body(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *res
 {
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
-    if (weft__chaos_point(t->rt))
+    if (weft__task_chaos_point(t->rt))
         w = weft__worker_self();
     for (;;) {
         /* None of the owner's own children left, and no other child queued or running: */
@@ -900,17 +938,17 @@ join_body(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *res
     if (s->owner_spawned == 0 && close_if_empty(s, t->rt))
         goto joined; /* the last one ended meanwhile on another worker */
     s->joiner = t;
-    weft__task_prepare_park(t);
+    weft__sched_prepare_park(t);
     int64_t delta = s->owner_spawned - WEFT__SCOPE_BIAS;
     s->owner_spawned = 0; /* folded into the balance: the children count out there now */
     if (atomic_fetch_add_explicit(&s->balance, delta, memory_order_acq_rel) + delta == 0) {
         /* No child left: nobody will wake us. */
-        if (!weft__task_unprepare_park(t)) {
-            weft__task_park(t);
+        if (!weft__sched_unprepare_park(t)) {
+            weft__sched_park(t);
             w = weft__worker_self();
         }
     } else {
-        weft__task_park(t);
+        weft__sched_park(t);
         w = weft__worker_self();
     }
     s->joiner = NULL;

@@ -54,6 +54,7 @@
 
 #include "defer.h"
 #include "lock.h"
+#include "sched.h"
 #include "task.h"
 #include "timer.h"
 #include "weft.h"
@@ -192,8 +193,12 @@ void weft__scope_last_child_gone(weft_scope *s);
  *  slot, not submitted) never gets here: weft__task_complete counts it out inline. */
 int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next);
 
+/** Takes one ended child off the balance of `s`, perhaps later: ends of the same scope in a row
+ *  on one worker are taken off together (see scope.c). Called by the ending task. */
+void weft__scope_count_out(weft_scope *s);
+
 /** `n` children fewer on the balance; the last one wakes whoever waits for the scope to empty.
- *  (Workers call it for the children that ended on them in a row: weft__sched_count_out.) */
+ *  (Workers call it for the children that ended on them in a row: weft__scope_count_out.) */
 static inline void weft__scope_count_children_out(weft_scope *s, uint32_t n)
 {
     if (atomic_fetch_sub_explicit(&s->balance, n, memory_order_acq_rel) == (int64_t)n)
@@ -230,20 +235,11 @@ static inline int weft__task_complete(weft__task *t, int rc)
     if (t->flags & WEFT__TASK_INLINE)
         weft__scope_count_child_out(s, t->flags); /* its joiner looks at the count next */
     else
-        weft__sched_count_out(s);
+        weft__scope_count_out(s);
     return 0;
 }
 
 #define WEFT__SCOPE_BIAS ((int64_t)1 << 40)
-
-/** 0 when no child of `s` can be queued unstarted any more: none the owner spawned is left (the
- *  owner counts those it runs inline), and none was spawned by another task (the balance is on
- *  its bias). Only the owner may ask, before its join's final count. */
-static inline int weft__scope_may_have_queued(weft_scope *s)
-{
-    return s->owner_spawned > 0 ||
-           atomic_load_explicit(&s->balance, memory_order_relaxed) != WEFT__SCOPE_BIAS;
-}
 
 /** Counts a child the owner of `s` spawns, outside its join; returns WEFT__TASK_OWNER_COUNTED. */
 static inline uint32_t weft__scope_count_owner_child(weft_scope *s)
@@ -275,7 +271,7 @@ void weft__scope_unadmit(weft_scope *s, uint32_t counted);
  *  to wait for one (1): fn(arg) (the owner's plain spawns, not counted until they start), or
  *  with fn NULL the child's record `arg` (counted at admission). -ENOMEM when the
  *  queue cannot grow. A child that got a slot must then be queued to run whatever happens
- *  (weft__sched_inject as the last resort): its slot is passed on only when it ends. */
+ *  (weft__inject_task as the last resort): its slot is passed on only when it ends. */
 int weft__scope_start_or_defer(weft_scope *s, weft_fn fn, void *arg);
 
 #endif

@@ -13,7 +13,7 @@
 
 #include "alloc.h"
 #include "lock.h"
-#include "runtime.h"
+#include "sched.h"
 #include "scope.h"
 #include "task.h"
 
@@ -121,7 +121,7 @@ int weft_sem_release(weft_sem *s)
             break;
         }
         unlink_waiter(s, w);
-        if (weft__task_wake(w, WEFT__WOKEN)) {
+        if (weft__sched_wake(w, WEFT__WOKEN)) {
             /* Read by the waiter under this lock only, so setting it after the wake is safe. */
             w->result = GRANTED;
             break;
@@ -151,7 +151,7 @@ int weft_sem_acquire(weft_sem *s)
         return -EPERM;
     if (!s)
         return -EINVAL;
-    weft__chaos_point(t->rt);
+    weft__task_chaos_point(t->rt);
     weft_scope *cs = t->cancel_scope;
     int code = weft__scope_cancel_code(cs);
     if (code)
@@ -163,7 +163,7 @@ int weft_sem_acquire(weft_sem *s)
         count_token_of(t, 1);
         return 0;
     }
-    weft__task_prepare_park(t);
+    weft__sched_prepare_park(t);
     t->result = IN_QUEUE;
     t->snext = NULL;
     t->sprev = s->tail;
@@ -175,8 +175,8 @@ int weft_sem_acquire(weft_sem *s)
     weft__lock_release(&s->lock);
 
     int registered = weft__scope_park_register(cs, t) == 0;
-    if (registered || !weft__task_unprepare_park(t))
-        weft__task_park(t);
+    if (registered || !weft__sched_unprepare_park(t))
+        weft__sched_park(t);
     if (registered)
         weft__scope_park_unregister(cs, t);
 

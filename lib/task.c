@@ -8,11 +8,57 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "scope.h"
+#include "join_inline.h"
+#include "inject.h"
+#include "records.h"
 #include "runtime.h"
+#include "sched.h"
+#include "scope.h"
 
 #define MIN_STACK (16 * 1024)
 #define MAX_STACK ((size_t)1 << 32)
+
+__attribute__((noinline)) weft__task *weft__task_self(void)
+{
+    weft__worker *w = weft__tls_worker;
+    __asm__ volatile("" : "+r"(w));
+    return weft__worker_current(w);
+}
+
+void weft__task_main(weft__task *t)
+{
+    weft__task_run_body(t);
+}
+
+void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
+{
+    /* What weft__task_alloc_on and weft__task_init_child set, minus what the record keeps:
+     * its runtime, host, stack, stack size, and flags (how it is counted in its scope, which the
+     * new child inherits). The handshake words are at rest (the task is running), its timer is
+     * disarmed, its failure was freed. */
+    t->owned = NULL;
+    t->next = NULL;
+    t->timer.heap = NULL;
+    weft__worker *w = weft__worker_self();
+    t->id = weft__records_new_id(w);
+#ifdef WEFT_TSAN
+    weft__worker_set_current(w, t); /* it runs on: the watchdog's copy of its id changes */
+#endif
+    t->failure = NULL;
+    t->tokens_held = 0;
+    t->fn = fn;
+    t->arg = arg;
+    t->cancel_scope = t->scope;
+    t->name[0] = 0;
+}
+
+void weft__task_chaos_yield(void)
+{
+    weft__worker *w = weft__worker_self();
+    weft__task *t = weft__worker_current(w);
+    if (t && weft__sched_chaos_hit(w, 4) && weft__scope_cancel_code(t->cancel_scope) == 0)
+        weft__sched_yield();
+}
 
 const char *weft__task_name_of(weft__task *t)
 {
@@ -41,7 +87,7 @@ static inline __attribute__((always_inline)) weft__task *make_child(weft__worker
                                                                     const weft_spawn_opts *opts,
                                                                     uint32_t counted)
 {
-    weft__task *t = weft__task_alloc_own(w, s->rt); /* s->rt is the spawner's, so w's */
+    weft__task *t = weft__records_alloc_task_own(w, s->rt); /* s->rt is the spawner's, so w's */
     if (!t)
         return NULL;
     t->flags |= counted;
@@ -69,7 +115,7 @@ static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *
         rc = weft__scope_cancel_code(s);
         if (rc)
             return rc;
-        if (weft__task_reserve_on(w, s->rt) != 0)
+        if (weft__records_reserve_task_on(w, s->rt) != 0)
             return -ENOMEM;
         rc = weft__scope_start_or_defer(s, fn, arg);
         if (rc != 0)
@@ -97,15 +143,15 @@ static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *
             return 0; /* waits, unstarted and without a stack, for a running sibling to end */
         if (rc < 0) {
             weft__scope_unadmit(s, counted);
-            weft__task_free_on(w, t);
+            weft__records_free_task_on(w, t);
             return rc;
         }
     }
     /* It holds a slot: queued whatever happens, since a slot is released only by its child
      * ending. */
     if (weft__sched_spawn_own(w, s->rt, t) != 0)
-        weft__sched_inject(s->rt, t);
-    weft__chaos_point(s->rt);
+        weft__inject_task(s->rt, t);
+    weft__task_chaos_point(s->rt);
     return 0;
 }
 
@@ -137,10 +183,10 @@ static inline __attribute__((always_inline)) int spawn(weft_scope *s, weft_fn fn
     rc = weft__sched_spawn_own(w, s->rt, t);
     if (rc) {
         weft__scope_unadmit(s, counted);
-        weft__task_free_on(w, t);
+        weft__records_free_task_on(w, t);
         return rc;
     }
-    weft__chaos_point(s->rt); /* perhaps let the child run, or be stolen, before we go on */
+    weft__task_chaos_point(s->rt); /* perhaps let the child run, or be stolen, before we go on */
     return 0;
 }
 
@@ -180,7 +226,7 @@ int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
     if (__builtin_expect(!s || !fn || !spawn_is_common(w, self, s), 0))
         return spawn_plain(s, fn, arg);
     /* The common case inline, with no call but the wake-up of a sleeping worker. */
-    weft__task *t = weft__task_cache_pop(w);
+    weft__task *t = weft__records_cache_pop(w);
     weft__task_reset_cached(t, self->rt, w->next_id++);
     t->flags = weft__scope_count_owner_child(s);
     weft__task_init_child(t, s, fn, arg, NULL);
@@ -250,14 +296,14 @@ int weft_yield(void)
 static void sleep_timer_fired(weft__timer *tm)
 {
     weft__task *t = (weft__task *)((char *)tm - offsetof(weft__task, timer));
-    weft__task_wake(t, WEFT__WOKEN_TIMER);
+    weft__sched_wake(t, WEFT__WOKEN_TIMER);
 }
 
 /* A park that failed before any waker could find the task. */
 static void abandon_park(weft__task *t)
 {
-    if (!weft__task_unprepare_park(t))
-        weft__task_park(t);
+    if (!weft__sched_unprepare_park(t))
+        weft__sched_park(t);
 }
 
 int weft_sleep_until(weft_time deadline)
@@ -265,14 +311,14 @@ int weft_sleep_until(weft_time deadline)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    weft__chaos_point(t->rt);
+    weft__task_chaos_point(t->rt);
     weft_scope *cs = t->cancel_scope;
     int code = weft__scope_cancel_code(cs);
     if (code)
         return code;
     if (deadline <= weft_now())
         return 0;
-    weft__task_prepare_park(t);
+    weft__sched_prepare_park(t);
     code = weft__scope_park_register(cs, t);
     if (code) {
         abandon_park(t);
@@ -284,7 +330,7 @@ int weft_sleep_until(weft_time deadline)
         abandon_park(t);
         return rc;
     }
-    uint32_t why = weft__task_park(t);
+    uint32_t why = weft__sched_park(t);
     weft__timer_cancel(&t->timer);
     weft__scope_park_unregister(cs, t);
     return why == WEFT__WOKEN_CANCEL ? weft__scope_cancel_code(cs) : 0;

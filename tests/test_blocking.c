@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blocking.h"
 #include "runtime.h"
 #include "support_criterion.h"
 #include "weft.h"

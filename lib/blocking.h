@@ -1,0 +1,25 @@
+/* The blocking pool and the watchdog (blocking.c). */
+#ifndef WEFT_BLOCKING_H
+#define WEFT_BLOCKING_H
+
+#include "runtime.h"
+#include "weft.h"
+
+/** Creates the pool of `rt` (no thread yet: threads start on demand). 0 or -ENOMEM. */
+int weft__blocking_init(weft_runtime *rt);
+/** Stops the pool's threads (no job may be left) and frees it. */
+void weft__blocking_destroy(weft_runtime *rt);
+/** The runtime whose blocking pool runs the caller, or NULL. */
+weft_runtime *weft__blocking_current_runtime(void);
+/** Threads the blocking pool has now (tests). */
+unsigned weft__blocking_threads(weft_runtime *rt);
+/** Waits until the pool has at most `n` threads, or until `deadline` (weft_now() clock):
+ *  0 or -ETIMEDOUT (tests). */
+int weft__blocking_wait_threads(weft_runtime *rt, unsigned n, weft_time deadline);
+
+/** Starts the watchdog thread of `rt` if its configuration asks for one. */
+void weft__watchdog_start(weft_runtime *rt);
+/** Stops it, if it runs. */
+void weft__watchdog_stop(weft_runtime *rt);
+
+#endif

@@ -1,0 +1,277 @@
+/*
+ * The scheduler (sched.c): workers, their queues, picking, stealing, switching, the park/wake
+ * protocol and the worker loop. Its design essay is at the top of sched.c.
+ *
+ * Park/wake protocol (every wait is built on it, through wait.h):
+ *   1. the task sets wait = WEFT__WAIT_PARKED (weft__sched_prepare_park), then registers where
+ *      wakers will find it (a scope's parked list, a semaphore's queue, a timer), each under
+ *      that structure's lock;
+ *   2. it calls weft__sched_park(), which switches away; the worker that takes over performs the
+ *      "saved" half of a two-party handshake on park_sync;
+ *   3. a waker, holding the lock under which it found the task, CASes wait from PARKED to a
+ *      WOKEN_* reason (weft__sched_wake); only the winner goes on, and performs the other half
+ *      of the handshake.
+ *   Whoever completes the handshake second makes the task runnable. So a task is never resumed
+ *   before its context is saved, and each park is woken exactly once. A waker always wakes under
+ *   the lock of the registration it found, and the woken task unregisters under the same lock, so
+ *   no stale registration can wake a later park.
+ *
+ * Nothing here knows about scopes, the blocking pool or the watchdog: those files call down into
+ * the scheduler, never the other way.
+ */
+#ifndef WEFT_SCHED_H
+#define WEFT_SCHED_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "arch/ctx.h"
+#include "deque.h"
+#include "idle.h"
+#include "runtime.h"
+#include "stack.h"
+#include "task.h"
+#include "timer.h"
+#include "weft.h"
+
+/* What the context that takes over a worker does for the one that left it. */
+enum weft__after {
+    WEFT__AFTER_NONE = 0,
+    WEFT__AFTER_READY,    /* the task yielded: queue it */
+    WEFT__AFTER_PARK,     /* the task parked: finish its half of the handshake */
+    WEFT__AFTER_FINISH,   /* the task ended: recycle its stack and record */
+    WEFT__AFTER_SPURIOUS, /* chaos mode: resume the parked task without a wake (it parks again) */
+};
+
+/* What the kernel says of a worker's thread, for the watchdog: its time on a CPU and its time
+ * waiting on a run queue so far (/proc/.../schedstat), and whether it is runnable now, running
+ * or ready (state R in /proc/.../stat). `known` is 0 where the kernel does not say. */
+typedef struct weft__thread_times {
+    weft_time ran, waited;
+    int runnable, known;
+} weft__thread_times;
+
+/* The released scope records a worker keeps (scope.c). */
+typedef struct weft__scope_cache {
+    weft_scope *top;
+    unsigned count;
+} weft__scope_cache;
+
+struct weft__worker {
+    weft__deque spawnq; /* unstarted tasks, newest at the bottom */
+    weft__deque readyq; /* tasks holding a stack (woken, yielded); served oldest first */
+    weft_runtime *rt;
+    unsigned index;
+    /* The task running on this worker (an inline child, inside its joiner's join), NULL in the
+     * scheduler. Written by the worker alone; atomic because the watchdog reads it too. */
+    weft__task *_Atomic current;
+    weft__ctx sched_ctx;
+    int after;
+    weft__task *after_task;
+    uint64_t tick;
+    unsigned checkpoints; /* weft_checkpoint calls, to look at the timers every few of them */
+    unsigned ready_streak;
+    /* Work a file above the scheduler holds back on this worker (the count-out of children of
+     * one scope that ended here: weft__scope_count_out), to be finished before the worker runs a
+     * task whose `scope` is not `held_for`, or sleeps: pick_local calls `release_held`. */
+    void *held_for;
+    void (*release_held)(weft__worker *w);
+    uint32_t held_count;
+    uint64_t rng;
+    uint64_t chaos_rng;
+    weft__task *task_cache;
+    unsigned task_cache_count;
+    unsigned chunks_made;
+    char *carve, *carve_end; /* the part of its newest chunk no record was taken from yet */
+    weft__stack_cache stacks;
+    weft__scope_cache scopes;
+    weft__timer_heap timers;
+    weft__idle idle; /* where it sleeps when it has nothing to do (idle.h) */
+    _Atomic uint64_t progress;    /* switches and inline runs, for the watchdog */
+#ifdef WEFT_TSAN
+    _Atomic uint64_t running_id; /* the id of `current` (see watchdog_main) */
+#endif
+    uint64_t next_id, end_id;     /* this worker's block of task ids */
+    uint64_t watch_progress;      /* the watchdog's last sample of `progress` */
+    weft__task *watch_task;       /* and of `current` */
+    weft_time watch_since;        /* when the watchdog first saw that sample */
+    int watch_still;              /* it has seen the worker stand still since, */
+    weft__thread_times watch_then; /* and the thread's times then (watchdog_main) */
+    _Atomic int tid;              /* the worker's thread id, for the watchdog (0 until known) */
+    uint64_t watch_reported_id;   /* the task last reported on this worker */
+    pthread_t thread;
+    void *altstack;
+    void *thread_stack_lo; /* for the sanitizers' fiber switches */
+    size_t thread_stack_size;
+    void *tsan_fiber;
+} __attribute__((aligned(64)));
+
+/* The calling thread's worker (sched.c sets it). initial-exec: in the shared library the default
+ * model calls __tls_get_addr at every access, and every spawn, open, join and release looks the
+ * worker up; the cost is a few bytes of the static TLS reserve that a library loaded with dlopen
+ * draws on. */
+extern _Thread_local weft__worker *weft__tls_worker
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+/** The worker running the caller, or NULL on a foreign thread. Never inlined, and the empty asm
+ *  makes its result opaque: the compiler can neither hoist nor reuse it, so a green thread that
+ *  moved to another OS thread between two calls reads that thread's value. Each file has its
+ *  own copy so that the compiler sees what the call clobbers (only the result register) and
+ *  keeps the caller's arguments in their registers across it, where a call to another file
+ *  cost each of spawn, open, join and release a frame of saved registers. */
+static __attribute__((noinline, unused)) weft__worker *weft__worker_self(void)
+{
+    weft__worker *w = weft__tls_worker;
+    __asm__ volatile("" : "+r"(w));
+    return w;
+}
+
+/** The task running on `w` (the caller's worker, just looked up), NULL for none. */
+static inline weft__task *weft__worker_current(weft__worker *w)
+{
+    return w ? atomic_load_explicit(&w->current, memory_order_relaxed) : NULL;
+}
+
+/** Makes `t` the task running on `w` (the caller's worker; NULL: the scheduler), for
+ *  weft__task_self and the watchdog. The watchdog times a task from its first sample in which
+ *  neither `current` nor `progress` moved, so where the change of `current` alone tells it that
+ *  another task runs (an inline child handing its joiner back its stack), no bump is needed. */
+static inline void weft__worker_set_current(weft__worker *w, weft__task *t)
+{
+    atomic_store_explicit(&w->current, t, memory_order_release);
+#ifdef WEFT_TSAN
+    atomic_store_explicit(&w->running_id, t ? t->id : 0, memory_order_release);
+#endif
+}
+
+/** The watchdog's evidence that `w` (the caller's worker) moves on: bumped at every switch, at
+ *  the start of every inline run and at every suspension point. Only the owner writes it, so a
+ *  relaxed load and store (no RMW) suffice. */
+static inline void weft__worker_progress(weft__worker *w)
+{
+    atomic_store_explicit(&w->progress,
+                          atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+/** Step 1 of the protocol: the task will park. */
+static inline void weft__sched_prepare_park(weft__task *t)
+{
+    atomic_store_explicit(&t->wait, WEFT__WAIT_PARKED, memory_order_release);
+}
+
+/** Takes back a prepared park that no waker found yet. Returns 1 if taken back; 0 if a waker
+ *  already won, in which case the caller must still call weft__sched_park (it returns at once). */
+int weft__sched_unprepare_park(weft__task *t);
+
+/** Step 2: switches away until woken; returns the WEFT__WOKEN_* reason. Only `t` itself. */
+uint32_t weft__sched_park(weft__task *t);
+
+/** Step 3: wakes `t` if it is parked. Returns 1 if this call woke it. Any thread. */
+int weft__sched_wake(weft__task *t, uint32_t reason);
+
+/* Steps between a task and its prefetch hint: about as many misses as a core keeps in flight,
+ * each 250 ns across cores where we measure. */
+#define WEFT__HINT_AHEAD 8
+
+/** Tasks of one runtime made runnable together (a cancel waking a scope's sleepers), linked
+ *  through `next` and queued by one weft__sched_ready_batch: one lock of the injection queue and
+ *  one wake-up for the lot instead of one each. */
+typedef struct weft__ready_batch {
+    weft__task *head, *tail;
+    long n;
+    weft__task *recent[WEFT__HINT_AHEAD]; /* the last ones added: each gets a later one as hint */
+} weft__ready_batch;
+
+/** weft__sched_wake, except that a task this call makes runnable joins `b` instead of a queue. */
+int weft__sched_wake_into(weft__task *t, uint32_t reason, weft__ready_batch *b);
+
+/** Queues the tasks of `b` (all of runtime `rt`) like weft__sched_ready, and empties `b`. */
+void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b);
+
+/* A worker's ready queue holds at most this many tasks; more go on the injection queue. A wake-up of many tasks at once (a
+ * cancel of 100,000 sleepers) would otherwise grow the ring to a megabyte of fresh pages (10 ms
+ * of page faults here), where the injection queue links the records themselves; past that many,
+ * tasks are no fresher in one queue than in the other. */
+#define WEFT__READY_LOCAL_MAX 4096
+
+/** Makes a task runnable: the caller's worker's ready queue, or the injection queue. */
+void weft__sched_ready(weft_runtime *rt, weft__task *t);
+
+/** Wakes one sleeping worker of `rt`, if any: 1 if it woke one. */
+int weft__sched_wake_one(weft_runtime *rt);
+
+/** New work on the caller's worker: wakes a sleeping worker unless a spinning one will find it
+ *  anyway (the wake-up protocol is in sched.c's essay). Inline: it is on every spawn. */
+static inline void weft__sched_notify_local(weft_runtime *rt)
+{
+    if (rt->nworkers < 2)
+        return;
+    /* The idle mask first: it changes only when a worker sleeps or wakes, where the spinning
+     * count changes each time a busy worker runs out of local work, and a spawn that read it
+     * every time paid for the line moving over from that worker. */
+    unsigned words = (rt->nworkers + 63) / 64;
+    for (unsigned i = 0; i < words; i++) {
+        if (atomic_load_explicit(&rt->idle_mask[i], memory_order_relaxed)) {
+            if (atomic_load_explicit(&rt->nspinning, memory_order_relaxed) == 0)
+                weft__sched_wake_one(rt);
+            return;
+        }
+    }
+}
+
+/** weft__sched_spawn_on for the worker the caller runs on, `w`, of runtime `rt`: the new task
+ *  goes on w's spawn queue, with a stack set aside for it unless it asked for its own size.
+ *  0 or -ENOMEM. Inline: it is on every spawn. */
+static inline int weft__sched_spawn_own(weft__worker *w, weft_runtime *rt, weft__task *t)
+{
+    if (!t->stack_size && weft__stack_reserve(&rt->stacks, &w->stacks) != 0)
+        return -ENOMEM;
+    if (weft__deque_push_owner(&w->spawnq, t) != 0)
+        return -ENOMEM;
+    weft__sched_notify_local(rt);
+    return 0;
+}
+
+/** Queues a new (unstarted) task on the caller's worker, or the injection queue. 0 or -ENOMEM. */
+int weft__sched_spawn(weft_runtime *rt, weft__task *t);
+/** weft__sched_spawn with the caller's worker (or NULL), already looked up in the same call. */
+int weft__sched_spawn_on(weft__worker *w, weft_runtime *rt, weft__task *t);
+
+/** Runs queued work of the caller's worker other than the running task, if any; 1 if it did. */
+int weft__sched_yield(void);
+
+/** Chaos mode (WEFT_CHAOS): 1 once in `one_in` calls, from `w`'s own seeded generator; 0
+ *  always when chaos mode is off. `w` is the caller's worker. */
+int weft__sched_chaos_hit(weft__worker *w, unsigned one_in);
+
+/** Arms a timer on the caller's worker's heap. 0 or -ENOMEM. */
+int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn);
+
+/** Fires the due timers of `w`, the caller's worker. */
+void weft__sched_checkpoint_timers(weft__worker *w);
+
+/* A loop that polls weft_checkpoint never enters the scheduler, yet a deadline that passes
+ * meanwhile must reach it: the deadline's timer may sit on this very worker's heap. So a
+ * checkpoint also fires this worker's due timers, looking at the clock every this many calls (a
+ * clock read costs about as much as the rest of a checkpoint; polled loops call it often). */
+#define WEFT__CHECKPOINT_TIMER_EVERY 16
+
+/** A checkpoint of the task running on `w` (the caller's worker, just looked up): tells the
+ *  watchdog the worker moves on (the running task is the same, so only the count changes), and
+ *  now and then fires due timers. Inline: CPU loops poll it. */
+static inline void weft__sched_checkpoint_on(weft__worker *w)
+{
+    atomic_store_explicit(&w->progress,
+                          atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
+                          memory_order_release);
+    if (++w->checkpoints % WEFT__CHECKPOINT_TIMER_EVERY == 0)
+        weft__sched_checkpoint_timers(w);
+}
+
+/** A worker's thread: runs the worker loop of `arg` (a weft__worker) until the runtime stops. */
+void *weft__sched_worker_main(void *arg);
+
+#endif
