@@ -27,6 +27,7 @@
 #include "futex.h"
 #include "sched.h"
 #include "scope.h"
+#include "wait.h"
 
 /* A pool thread that finished a job watches the queue this many rounds (about 30 us here)
  * before it sleeps on the condition variable: calls that come in a stream then find it awake,
@@ -206,13 +207,14 @@ int weft_blocking(weft_fn fn, void *arg, int *result)
     if (code)
         return code;
     blocking_job j = {.fn = fn, .arg = arg, .task = t, .cancel_scope = cs};
-    weft__sched_prepare_park(t);
+    weft__wait_prepare(t);
     int rc = pool_submit(t->rt->blocking, &j);
     if (rc) {
-        weft__sched_unprepare_park(t);
+        weft__sched_unprepare_park(t); /* nobody knows of the job: it cannot fail */
         return rc;
     }
-    weft__sched_park(t);
+    /* No cancel ends this wait: the function may use the caller's stack (see above). */
+    weft__wait_park(t, NULL, WEFT_NEVER);
     if (result)
         *result = j.result;
     return weft__scope_cancel_code(cs);

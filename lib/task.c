@@ -14,6 +14,7 @@
 #include "runtime.h"
 #include "sched.h"
 #include "scope.h"
+#include "wait.h"
 
 #define MIN_STACK (16 * 1024)
 #define MAX_STACK ((size_t)1 << 32)
@@ -293,19 +294,6 @@ int weft_yield(void)
     return 0;
 }
 
-static void sleep_timer_fired(weft__timer *tm)
-{
-    weft__task *t = (weft__task *)((char *)tm - offsetof(weft__task, timer));
-    weft__sched_wake(t, WEFT__WOKEN_TIMER);
-}
-
-/* A park that failed before any waker could find the task. */
-static void abandon_park(weft__task *t)
-{
-    if (!weft__sched_unprepare_park(t))
-        weft__sched_park(t);
-}
-
 int weft_sleep_until(weft_time deadline)
 {
     weft__task *t = weft__task_self();
@@ -318,21 +306,10 @@ int weft_sleep_until(weft_time deadline)
         return code;
     if (deadline <= weft_now())
         return 0;
-    weft__sched_prepare_park(t);
-    code = weft__scope_park_register(cs, t);
-    if (code) {
-        abandon_park(t);
-        return code;
-    }
-    int rc = weft__sched_arm_timer(&t->timer, deadline, sleep_timer_fired);
-    if (rc) {
-        weft__scope_park_unregister(cs, t);
-        abandon_park(t);
-        return rc;
-    }
-    uint32_t why = weft__sched_park(t);
-    weft__timer_cancel(&t->timer);
-    weft__scope_park_unregister(cs, t);
+    weft__wait_prepare(t); /* the timer and a cancel are its only wakers */
+    int why = weft__wait_park(t, cs, deadline);
+    if (why < 0)
+        return why;
     return why == WEFT__WOKEN_CANCEL ? weft__scope_cancel_code(cs) : 0;
 }
 
