@@ -298,14 +298,26 @@ typedef struct weft_error {
  */
 WEFT_API int weft_fail(int code, const char *fmt, ...) WEFT_PRINTF(2, 3);
 
-/** Number of failures recorded by `s` (every failure of a child, in the order they happened;
- *  children that ended only because of the scope's cancellation are not failures). */
+/**
+ * Number of failures recorded by `s` (every failure of a child, in the order they happened;
+ * children that ended only because of the scope's cancellation are not failures); 0 for NULL.
+ *
+ * This and the two readers below may be called from any thread, task or not, at any time until
+ * `s` is released (reading a released scope is invalid use), also while children of `s` are
+ * still failing. They never suspend and take no lock. A read before the join sees the failures
+ * recorded so far: a failure is counted only once its record is complete, the count never
+ * decreases, and a record, once counted, never changes and stays at the same address until the
+ * release. The group is final once weft_scope_join has returned.
+ */
 WEFT_API size_t weft_scope_error_count(const weft_scope *s);
 
-/** The i-th failure of `s`, or NULL if out of range. Valid until the scope is released. */
+/** The i-th failure of `s`, or NULL if `s` is NULL or i is not below the count now. Complete,
+ *  and valid until the scope is released, even while other children still fail (see
+ *  weft_scope_error_count for who may call it). */
 WEFT_API const weft_error *weft_scope_error(const weft_scope *s, size_t i);
 
-/** Number of failures of `s` whose code is `code` (the except* split). */
+/** Number of failures of `s` whose code is `code` (the except* split), among those recorded when
+ *  it is called (see weft_scope_error_count); 0 for NULL. */
 WEFT_API size_t weft_scope_error_count_code(const weft_scope *s, int code);
 
 /**

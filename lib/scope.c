@@ -115,8 +115,8 @@ static void scope_init_clean(weft_scope *s, weft_runtime *rt)
     s->timer_armed = 0;
     s->running = 0;
     weft__defer_init(&s->deferred);
-    s->errors = NULL;
-    s->nerrors = s->cap_errors = 0;
+    s->error_segs = NULL;
+    atomic_init(&s->nerrors, 0);
     s->on_done = NULL;
     s->on_done_arg = NULL;
     s->child_status = 0;
@@ -130,7 +130,7 @@ static void assert_clean(const weft_scope *s, const weft_runtime *rt)
     assert(!atomic_load_explicit(&s->fanning, memory_order_relaxed));
     assert(!s->joiner && !s->first_child && !s->parked && !s->timer_armed && !s->running);
     assert(!s->deferred.head && !s->deferred.tail && !s->deferred.spare);
-    assert(!s->errors && !s->nerrors && !s->cap_errors);
+    assert(!s->error_segs && !atomic_load_explicit(&s->nerrors, memory_order_relaxed));
     assert(!s->on_done && !s->on_done_arg && !s->child_status && !s->name[0]);
     assert(!atomic_load_explicit(&s->linked, memory_order_relaxed));
     assert(atomic_load_explicit(&s->refs, memory_order_relaxed) == 1);
@@ -173,16 +173,38 @@ static void scope_init(weft_scope *s, weft_scope *parent, weft__task *owner)
     s->parent = parent;
 }
 
+/* Which segment of an error group holds record i, and where in it (see weft_scope). */
+static inline unsigned error_seg_of(size_t i, size_t *at)
+{
+    size_t j = i + WEFT__ERROR_SEG0;
+    unsigned k = (unsigned)(63 - __builtin_clzll(j)) - 2; /* log2(j) - log2(WEFT__ERROR_SEG0) */
+    *at = j - ((size_t)WEFT__ERROR_SEG0 << k);
+    return k;
+}
+
+/* Record i of the group of `s`, which is below a count loaded with acquire (or by the owner,
+ * after the join). */
+static inline weft__error_rec *error_at(const weft_scope *s, size_t i)
+{
+    size_t at;
+    unsigned k = error_seg_of(i, &at);
+    return &s->error_segs[k][at];
+}
+
 static __attribute__((noinline)) void free_errors(weft_scope *s)
 {
-    for (size_t i = 0; i < s->nerrors; i++) {
-        free(s->errors[i].message);
-        free(s->errors[i].task);
-        free(s->errors[i].scope);
+    size_t n = atomic_load_explicit(&s->nerrors, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        weft__error_rec *r = error_at(s, i);
+        free(r->message);
+        free(r->task);
+        free(r->scope);
     }
-    free(s->errors);
-    s->errors = NULL;
-    s->nerrors = s->cap_errors = 0;
+    for (unsigned k = 0; k < WEFT__ERROR_SEGS && s->error_segs[k]; k++)
+        free(s->error_segs[k]);
+    free(s->error_segs);
+    s->error_segs = NULL;
+    atomic_store_explicit(&s->nerrors, 0, memory_order_relaxed);
 }
 
 /* Back into a cache, clean (see scope_init_clean). `w`: the caller's worker (NULL off the
@@ -190,7 +212,7 @@ static __attribute__((noinline)) void free_errors(weft_scope *s)
 static inline __attribute__((always_inline)) void scope_free_on(weft__worker *w, weft_scope *s)
 {
     weft__defer_fini(&s->deferred, s->rt);
-    if (s->errors)
+    if (s->error_segs)
         free_errors(s);
     scope_rest(s);
     s->name[0] = 0;
@@ -805,19 +827,27 @@ static char *dup_bounded(const char *str)
 }
 
 /* Appends one failure to the group; called with s->lock held. A record that cannot be allocated
- * keeps its code and loses its strings rather than the failure. */
+ * is lost (first_failure keeps its code); one whose strings cannot be, keeps its code. Readers
+ * take no lock: the record is filled in before the count that shows it is raised, and it never
+ * moves (the group grows by new segments). */
 static void append_error(weft_scope *s, int code, const char *msg, const char *task, uint64_t id,
                          const char *scope_name)
 {
-    if (s->nerrors == s->cap_errors) {
-        size_t cap = s->cap_errors ? s->cap_errors * 2 : 4;
-        weft__error_rec *e = weft__realloc(s->errors, cap * sizeof(*e));
-        if (!e)
+    size_t i = atomic_load_explicit(&s->nerrors, memory_order_relaxed), at;
+    unsigned k = error_seg_of(i, &at);
+    if (k >= WEFT__ERROR_SEGS)
+        return;
+    if (!s->error_segs) {
+        s->error_segs = weft__calloc(WEFT__ERROR_SEGS, sizeof(*s->error_segs));
+        if (!s->error_segs)
             return;
-        s->errors = e;
-        s->cap_errors = cap;
     }
-    weft__error_rec *r = &s->errors[s->nerrors++];
+    if (!s->error_segs[k]) {
+        s->error_segs[k] = weft__malloc(((size_t)WEFT__ERROR_SEG0 << k) * sizeof(weft__error_rec));
+        if (!s->error_segs[k])
+            return;
+    }
+    weft__error_rec *r = &s->error_segs[k][at];
     r->message = dup_bounded(msg);
     r->task = dup_bounded(task);
     r->scope = dup_bounded(scope_name);
@@ -826,6 +856,7 @@ static void append_error(weft_scope *s, int code, const char *msg, const char *t
     r->pub.task = r->task ? r->task : "";
     r->pub.task_id = id;
     r->pub.scope = r->scope ? r->scope : "";
+    atomic_store_explicit(&s->nerrors, i + 1, memory_order_release);
 }
 
 static int record_failure(weft_scope *s, weft__task *t, int rc)
@@ -871,24 +902,25 @@ int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_ent
     return 0;
 }
 
+/* The readers may run on any thread while children still fail (see weft.h): the count with
+ * acquire, and records below it only. */
 size_t weft_scope_error_count(const weft_scope *s)
 {
-    return s ? s->nerrors : 0;
+    return s ? atomic_load_explicit(&s->nerrors, memory_order_acquire) : 0;
 }
 
 const weft_error *weft_scope_error(const weft_scope *s, size_t i)
 {
-    if (!s || i >= s->nerrors)
+    if (!s || i >= atomic_load_explicit(&s->nerrors, memory_order_acquire))
         return NULL;
-    return &s->errors[i].pub;
+    return &error_at(s, i)->pub;
 }
 
 size_t weft_scope_error_count_code(const weft_scope *s, int code)
 {
-    size_t n = 0;
-    if (s)
-        for (size_t i = 0; i < s->nerrors; i++)
-            n += s->errors[i].pub.code == code;
+    size_t n = 0, count = weft_scope_error_count(s);
+    for (size_t i = 0; i < count; i++)
+        n += error_at(s, i)->pub.code == code;
     return n;
 }
 
@@ -1111,11 +1143,12 @@ int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled)
         return s ? -EINVAL : -EINVAL;
     if (!t)
         return -EPERM;
-    size_t keep = 0;
-    for (size_t i = 0; i < s->nerrors; i++) {
+    /* Joined: no child fails into it any more. */
+    size_t n = atomic_load_explicit(&s->nerrors, memory_order_relaxed), keep = 0;
+    for (size_t i = 0; i < n; i++) {
         int handled_here = 0;
         for (size_t j = 0; handled && j < n_handled; j++)
-            handled_here |= s->errors[i].pub.code == handled[j];
+            handled_here |= error_at(s, i)->pub.code == handled[j];
         keep += !handled_here;
     }
     if (keep == 0)
@@ -1124,26 +1157,27 @@ int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled)
     if (!f) {
         f = weft__calloc(1, sizeof(*f));
         if (!f)
-            return s->errors[0].pub.code;
+            return error_at(s, 0)->pub.code;
         t->failure = f;
     }
     weft__error_rec *g = weft__realloc(f->group, (f->ngroup + keep) * sizeof(*g));
     if (!g)
-        return s->errors[0].pub.code;
+        return error_at(s, 0)->pub.code;
     f->group = g;
     int first = 0;
-    for (size_t i = 0; i < s->nerrors; i++) {
+    for (size_t i = 0; i < n; i++) {
+        const weft__error_rec *e = error_at(s, i);
         int handled_here = 0;
         for (size_t j = 0; handled && j < n_handled; j++)
-            handled_here |= s->errors[i].pub.code == handled[j];
+            handled_here |= e->pub.code == handled[j];
         if (handled_here)
             continue;
         weft__error_rec *r = &f->group[f->ngroup++];
-        *r = s->errors[i];
+        *r = *e;
         /* The records share the scope's strings until the scope is released: copy them. */
-        r->message = dup_bounded(s->errors[i].pub.message);
-        r->task = dup_bounded(s->errors[i].pub.task);
-        r->scope = dup_bounded(s->errors[i].pub.scope);
+        r->message = dup_bounded(e->pub.message);
+        r->task = dup_bounded(e->pub.task);
+        r->scope = dup_bounded(e->pub.scope);
         r->pub.message = r->message ? r->message : "";
         r->pub.task = r->task ? r->task : "";
         r->pub.scope = r->scope ? r->scope : "";

@@ -69,6 +69,11 @@ typedef struct weft__error_rec {
     char *scope;
 } weft__error_rec;
 
+/* The first segment of an error group holds this many records, each next one twice as many;
+ * WEFT__ERROR_SEGS of them hold more records (of 56 bytes and more) than the address space. */
+#define WEFT__ERROR_SEG0 4
+#define WEFT__ERROR_SEGS 40
+
 /* What weft_fail / weft_fail_group leave on a task for its scope to collect. */
 struct weft__failure {
     char *message;          /* weft_fail: the formatted message */
@@ -131,9 +136,12 @@ struct weft_scope {
      * when nobody waits for it. */
     unsigned running;
     weft__defer_queue deferred;
-    /* error group */
-    weft__error_rec *errors;
-    size_t nerrors, cap_errors;
+    /* Error group: record i lies in segment k, which holds WEFT__ERROR_SEG0 << k records, and
+     * records never move, since readers (any thread, no lock) keep pointers to them until the
+     * release. Written under `lock`; `nerrors` is raised (release) only once the record below
+     * it is complete, so a reader that loads it (acquire) sees every record below. */
+    weft__error_rec **error_segs; /* WEFT__ERROR_SEGS entries, from the first failure on */
+    _Atomic size_t nerrors;
     weft_scope *cache_next;
     char name[32];
 };
