@@ -53,6 +53,7 @@
 #include <stdint.h>
 
 #include "defer.h"
+#include "errors.h"
 #include "lock.h"
 #include "sched.h"
 #include "task.h"
@@ -60,26 +61,6 @@
 #include "weft.h"
 
 enum weft__scope_state { WEFT__SCOPE_OPEN = 1, WEFT__SCOPE_JOINED = 2, WEFT__SCOPE_RELEASED = 3 };
-
-/* An error group entry with its own copies of the strings. */
-typedef struct weft__error_rec {
-    weft_error pub;
-    char *message;
-    char *task;
-    char *scope;
-} weft__error_rec;
-
-/* The first segment of an error group holds this many records, each next one twice as many;
- * WEFT__ERROR_SEGS of them hold more records (of 56 bytes and more) than the address space. */
-#define WEFT__ERROR_SEG0 4
-#define WEFT__ERROR_SEGS 40
-
-/* What weft_fail / weft_fail_group leave on a task for its scope to collect. */
-struct weft__failure {
-    char *message;          /* weft_fail: the formatted message */
-    weft__error_rec *group; /* weft_fail_group: failures handed up, with their origins */
-    size_t ngroup;
-};
 
 /* Laid out by who writes what, a cache line per group: a child that ends on another worker
  * writes `balance`, and while it shared a line with the owner's spawn-time reads (the cancel
@@ -136,10 +117,10 @@ struct weft_scope {
      * when nobody waits for it. */
     unsigned running;
     weft__defer_queue deferred;
-    /* Error group: record i lies in segment k, which holds WEFT__ERROR_SEG0 << k records, and
-     * records never move, since readers (any thread, no lock) keep pointers to them until the
-     * release. Written under `lock`; `nerrors` is raised (release) only once the record below
-     * it is complete, so a reader that loads it (acquire) sees every record below. */
+    /* Error group (errors.c): record i lies in segment k, which holds WEFT__ERROR_SEG0 << k
+     * records, and records never move, since readers (any thread, no lock) keep pointers to them
+     * until the release. Written under `lock`; `nerrors` is raised (release) only once the
+     * record below it is complete, so a reader that loads it (acquire) sees every record below. */
     weft__error_rec **error_segs; /* WEFT__ERROR_SEGS entries, from the first failure on */
     _Atomic size_t nerrors;
     weft_scope *cache_next;

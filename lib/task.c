@@ -3,9 +3,7 @@
 #include "task.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "join_inline.h"
@@ -237,20 +235,6 @@ int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
     return 0;
 }
 
-static void free_failure(weft__failure *f)
-{
-    if (!f)
-        return;
-    free(f->message);
-    for (size_t i = 0; i < f->ngroup; i++) {
-        free(f->group[i].message);
-        free(f->group[i].task);
-        free(f->group[i].scope);
-    }
-    free(f->group);
-    free(f);
-}
-
 int weft__task_complete_slow(weft__task *t, int rc)
 {
     if (t->owned)
@@ -263,8 +247,10 @@ int weft__task_complete_slow(weft__task *t, int rc)
     weft_scope *s = t->scope;
     weft__defer_entry next;
     int again = weft__scope_child_done(s, t, rc, &next);
-    free_failure(t->failure);
-    t->failure = NULL;
+    if (t->failure) {
+        weft__errors_free_failure(t->failure);
+        t->failure = NULL;
+    }
     if (again)
         weft__task_renew(t, next.fn, next.arg);
     return again;
@@ -341,29 +327,4 @@ weft_cancel_reason weft_cancel_reason_self(void)
     if (!t)
         return WEFT_CANCEL_NONE;
     return weft_scope_cancel_reason(t->cancel_scope);
-}
-
-int weft_fail(int code, const char *fmt, ...)
-{
-    if (code == 0)
-        code = -EINVAL;
-    weft__task *t = weft__task_self();
-    if (!t || !fmt)
-        return code;
-    char buf[WEFT_ERROR_MESSAGE_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (!t->failure) {
-        t->failure = weft__calloc(1, sizeof(*t->failure));
-        if (!t->failure)
-            return code;
-    }
-    char *m = weft__strdup(buf);
-    if (m) {
-        free(t->failure->message);
-        t->failure->message = m;
-    }
-    return code;
 }
