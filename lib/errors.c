@@ -154,7 +154,7 @@ int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled)
 {
     weft__task *t = weft__task_self();
     if (!s || s->state != WEFT__SCOPE_JOINED)
-        return s ? -EINVAL : -EINVAL;
+        return -EINVAL;
     if (!t)
         return -EPERM;
     /* Joined: no child fails into it any more. */

@@ -1,5 +1,4 @@
 /* Task life cycle: spawn, completion, and the suspension points tasks call. */
-#include "alloc.h"
 #include "task.h"
 
 #include <errno.h>
