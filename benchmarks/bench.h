@@ -1,6 +1,6 @@
 /*
  * Shared plumbing of weft_bench: the clock, RSS probes and the contract line of
- * shared/WORKLOADS.md ("name threads=T seconds=S check=C [key=value...]").
+ * benchmarks/README.md ("name threads=T seconds=S check=C [key=value...]").
  */
 #ifndef WEFT_BENCH_H
 #define WEFT_BENCH_H

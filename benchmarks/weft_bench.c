@@ -1,5 +1,5 @@
 /*
- * weft_bench WORKLOAD THREADS — runs one workload of shared/WORKLOADS.md on weft and prints its
+ * weft_bench WORKLOAD THREADS — runs one workload of benchmarks/README.md on weft and prints its
  * contract line. The exit status is non-zero when the check fails, so that tools/bench can tell
  * a fast wrong answer from a result.
  */

@@ -15,7 +15,7 @@
  * runtimes, configuration and option ranges.
  *
  * Where weft.h documents no code for an input (NULL where only other errors are listed, a
- * stack size out of range), the rows expect the convention of DESIGN.md: -EINVAL for bad input,
+ * stack size out of range), the rows expect include/weft.h's convention: -EINVAL for bad input,
  * a neutral value (0, NULL, WEFT_CANCEL_NONE) from functions that return no status.
  *
  * A released scope: weft.h promises -EINVAL from join, release, cancel and spawn for "a

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""asyncio_bench.py WORKLOAD THREADS -- the Python asyncio peer of weft_bench.
+"""asyncio_bench.py WORKLOAD THREADS -- the Python asyncio peer of weft_bench
+(benchmarks/README.md).
 
 asyncio's TaskGroup, Semaphore and to_thread are the patterns weft brings to C, so this peer
 shows what they cost where they come from. An event loop runs on one thread: the peer answers
