@@ -257,8 +257,10 @@ WEFT_API weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s);
  */
 WEFT_API int weft_checkpoint(void);
 
-/** Lets other tasks run; returns 0, or -ECANCELED / -ETIMEDOUT (without yielding) once the task
- *  is cancelled, -EPERM outside a task. */
+/** Lets other tasks run: the task goes behind the work queued on its worker, and when there is
+ *  none, behind work it takes from another worker (a task waiting behind a neighbour that never
+ *  suspends runs here instead). Returns 0, or -ECANCELED / -ETIMEDOUT (without yielding) once
+ *  the task is cancelled, -EPERM outside a task. Task-only; suspends. */
 WEFT_API int weft_yield(void);
 
 /** Parks the task for `ns` nanoseconds. 0, -ECANCELED, -ETIMEDOUT, -EPERM, -ENOMEM. */

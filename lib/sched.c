@@ -610,6 +610,16 @@ int weft__sched_yield(void)
     weft__worker *w = weft__worker_self();
     weft__task *next = pick_runnable(w);
     if (!next) {
+        /* Nothing of our own: a yield must still let work that waits elsewhere run, or a task
+         * queued behind a neighbour that never suspends waits as long as that neighbour runs
+         * while this worker goes round its yielder. */
+        next = steal_round(w);
+        if (next && prepare_to_run(w, next) != 0) {
+            weft__inject_task(w->rt, next);
+            next = NULL;
+        }
+    }
+    if (!next) {
         /* A suspension point reached: alive, even with nothing to switch to. */
         weft__worker_progress(w);
         return 0;

@@ -484,6 +484,112 @@ Test(sched, yield_is_fair_on_one_worker)
                   f.max_lead);
 }
 
+/*
+ * A yield looks beyond its own worker. Worker X runs `hog`, a loop that polls weft_checkpoint
+ * and never yields; worker Y runs `yielder`, a loop of weft_yield. The hog wakes `sleeper` (by
+ * cancelling its scope), which puts it on X's ready queue, behind the hog. Nothing else is left
+ * to run on Y, so only a yield that steals can run the sleeper there: without one, it waits for
+ * as long as the hog runs. Both loops end when the sleeper has run, or at the safety bound,
+ * which the test then reports.
+ */
+typedef struct steal_watch {
+    atomic_int hog_on, yielder_on, sleeper_parking, sleeper_ran;
+    atomic_long yields;
+    weft_scope *_Atomic sleeper_scope;
+    atomic_int hog_timed_out, setup_failed;
+} steal_watch;
+
+#define STEAL_SAFETY (5 * WEFT_SEC)
+
+/* Sleeps in a scope of its own, which the hog cancels: the yielder's scope stays uncancelled,
+ * so that its yields keep yielding. */
+static int sleeper(void *p)
+{
+    steal_watch *sw = p;
+    weft_scope *s;
+    if (weft_scope_open(&s, NULL) != 0) {
+        atomic_store(&sw->setup_failed, 1);
+        return -EIO;
+    }
+    atomic_store(&sw->sleeper_scope, s);
+    atomic_store(&sw->sleeper_parking, 1);
+    weft_sleep_for(3600 * WEFT_SEC);
+    atomic_store(&sw->sleeper_ran, 1);
+    weft_scope_close(s);
+    return 0;
+}
+
+static int yielder(void *p)
+{
+    steal_watch *sw = p;
+    atomic_store(&sw->yielder_on, 1);
+    weft_time safety = weft_now() + STEAL_SAFETY;
+    while (!atomic_load(&sw->hog_on) && weft_now() < safety)
+        weft_yield();
+    weft_scope *s;
+    if (weft_scope_open(&s, NULL) != 0 || weft_spawn(s, sleeper, sw) != 0) {
+        atomic_store(&sw->setup_failed, 1);
+        return -EIO;
+    }
+    while (!atomic_load(&sw->sleeper_ran) && weft_now() < safety) {
+        weft_yield();
+        atomic_fetch_add(&sw->yields, 1);
+    }
+    weft_scope_cancel(s); /* ends the sleeper if it never ran: the join must not wait */
+    weft_scope_close(s);
+    return 0;
+}
+
+static int hog(void *p)
+{
+    steal_watch *sw = p;
+    atomic_store(&sw->hog_on, 1);
+    weft_time safety = weft_now() + STEAL_SAFETY;
+    while ((!atomic_load(&sw->yielder_on) || !atomic_load(&sw->sleeper_parking)) &&
+           weft_now() < safety)
+        weft_checkpoint();
+    /* The sleeper said it parks; let the yielder go round many times so that it has. */
+    long y0 = atomic_load(&sw->yields);
+    while (atomic_load(&sw->yields) < y0 + 1000 && weft_now() < safety)
+        weft_checkpoint();
+    weft_scope *s = atomic_load(&sw->sleeper_scope);
+    if (!s) {
+        atomic_store(&sw->setup_failed, 1);
+        return -EIO;
+    }
+    weft_scope_cancel(s); /* wakes the sleeper onto this worker's ready queue */
+    while (!atomic_load(&sw->sleeper_ran) && weft_now() < safety)
+        weft_checkpoint();
+    if (!atomic_load(&sw->sleeper_ran))
+        atomic_store(&sw->hog_timed_out, 1);
+    return 0;
+}
+
+static int steal_root(void *p)
+{
+    weft_scope *s;
+    int rc = weft_scope_open(&s, NULL);
+    if (rc)
+        return rc;
+    rc = weft_spawn(s, yielder, p);
+    if (rc == 0)
+        rc = weft_spawn(s, hog, p);
+    int jrc = weft_scope_close(s);
+    return rc ? rc : jrc;
+}
+
+Test(sched, yield_steals_work_queued_behind_a_busy_worker, .timeout = 60)
+{
+    steal_watch sw;
+    memset(&sw, 0, sizeof(sw));
+    weft_config cfg = {.workers = 2};
+    cr_assert_eq(weft_run(&cfg, steal_root, &sw), 0);
+    cr_assert_eq(atomic_load(&sw.setup_failed), 0);
+    cr_assert_eq(atomic_load(&sw.sleeper_ran), 1, "the woken task never ran");
+    cr_assert_eq(atomic_load(&sw.hog_timed_out), 0,
+                 "the woken task waited behind the busy worker while the other yielded");
+}
+
 /* ---- errno and migration ---------------------------------------------------------------------- */
 
 /*
