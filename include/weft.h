@@ -340,7 +340,15 @@ typedef struct weft_sem weft_sem;
 /** Creates a semaphore holding `tokens` tokens. 0, -EINVAL, -ENOMEM. */
 WEFT_API int weft_sem_create(weft_sem **out, unsigned tokens);
 
-/** Frees a semaphore no task waits on. -EBUSY if tasks wait, -EINVAL for NULL. */
+/**
+ * Frees a semaphore no task is inside weft_sem_acquire on. Returns -EBUSY, and frees nothing,
+ * while a task waits on it or has been woken (by a release, or a cancel) and has not yet returned
+ * from weft_sem_acquire: that task still takes the semaphore's lock. So a destroy right after
+ * handing the last token to a waiter may be refused; call it again once the waiters have
+ * returned (a join of their scope sees to that). Returns 0 once freed; then no call on it may
+ * follow or still be in progress on another thread, and tokens still held go with it (they must
+ * not be released). -EINVAL for NULL. Callable from any thread; never suspends.
+ */
 WEFT_API int weft_sem_destroy(weft_sem *sem);
 
 /**

@@ -7,6 +7,11 @@
  * them win. If the release won but the task's scope is cancelled by the time it resumes, the
  * task passes the token on to the next waiter and reports the cancel, so no token is ever lost
  * (asyncio's Semaphore could hang forever in this window).
+ *
+ * A woken waiter takes the lock once more before it returns, to learn what woke it. By then the
+ * queue no longer shows it (the release unlinked it), so the semaphore counts the tasks inside
+ * weft_sem_acquire past its fast path, and destroy refuses while any is: freeing the record
+ * under a waiter that has been woken but has not yet run would let it lock freed memory.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,6 +29,7 @@ struct weft_sem {
     weft__lock lock;
     unsigned available;
     unsigned tokens;
+    unsigned inside; /* tasks queued, or woken and yet to take the lock for the last time */
     weft__task *head, *tail;
 };
 
@@ -45,7 +51,7 @@ int weft_sem_destroy(weft_sem *s)
     if (!s)
         return -EINVAL;
     weft__lock_acquire(&s->lock);
-    int busy = s->head != NULL;
+    int busy = s->inside != 0;
     weft__lock_release(&s->lock);
     if (busy)
         return -EBUSY;
@@ -105,33 +111,38 @@ int weft_sem_try_acquire(weft_sem *s)
     return rc;
 }
 
-int weft_sem_release(weft_sem *s)
+/* Gives a token to the oldest waiter, or back to the semaphore. The lock is held. */
+static int give_token(weft_sem *s)
 {
-    if (!s)
-        return -EINVAL;
-    weft__lock_acquire(&s->lock);
     for (;;) {
         weft__task *w = s->head;
         if (!w) {
-            if (s->available >= s->tokens) {
-                weft__lock_release(&s->lock);
+            if (s->available >= s->tokens)
                 return -EOVERFLOW;
-            }
             s->available++;
-            break;
+            return 0;
         }
         unlink_waiter(s, w);
         if (weft__sched_wake(w, WEFT__WOKEN)) {
             /* Read by the waiter under this lock only, so setting it after the wake is safe. */
             w->result = GRANTED;
-            break;
+            return 0;
         }
         /* A cancel got there first: that waiter leaves without a token; try the next. */
         w->result = DROPPED;
     }
+}
+
+int weft_sem_release(weft_sem *s)
+{
+    if (!s)
+        return -EINVAL;
+    weft__lock_acquire(&s->lock);
+    int rc = give_token(s);
     weft__lock_release(&s->lock);
-    count_token(-1);
-    return 0;
+    if (rc == 0)
+        count_token(-1);
+    return rc;
 }
 
 unsigned weft_sem_available(const weft_sem *s)
@@ -172,6 +183,7 @@ int weft_sem_acquire(weft_sem *s)
     else
         s->head = t;
     s->tail = t;
+    s->inside++;
     weft__lock_release(&s->lock);
 
     int registered = weft__scope_park_register(cs, t) == 0;
@@ -180,18 +192,20 @@ int weft_sem_acquire(weft_sem *s)
     if (registered)
         weft__scope_park_unregister(cs, t);
 
+    /* The last touch of the semaphore: once `inside` drops, a destroy may free it. */
+    code = weft__scope_cancel_code(cs);
     weft__lock_acquire(&s->lock);
     int granted = t->result == GRANTED;
     if (t->result == IN_QUEUE)
         unlink_waiter(s, t);
+    if (granted && code)
+        give_token(s); /* woken and cancelled at once: the token goes on */
+    s->inside--;
     weft__lock_release(&s->lock);
 
-    if (granted)
+    if (granted && !code) {
         count_token_of(t, 1);
-    code = weft__scope_cancel_code(cs);
-    if (granted && code) {
-        weft_sem_release(s); /* woken and cancelled at once: the token goes on */
-        return code;
+        return 0;
     }
-    return granted ? 0 : code ? code : -ECANCELED;
+    return code ? code : -ECANCELED;
 }
