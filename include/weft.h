@@ -355,7 +355,9 @@ WEFT_API int weft_sem_destroy(weft_sem *sem);
  * Takes a token, parking the task (never the OS thread) while none is free; waiters are served
  * in FIFO order. Returns 0; -ECANCELED / -ETIMEDOUT if the task is (or becomes) cancelled, in
  * which case it holds no token and its place passes to the next waiter; -EPERM outside a task;
- * -EINVAL for NULL; -ENOMEM.
+ * -EINVAL for NULL; -ENOMEM if the wait could not be set up (the task's scopes are linked into
+ * the tree on its first wait, so that a cancel reaches it), in which case it holds no token and
+ * has left the queue, unless a release handed it one meanwhile (then 0).
  */
 WEFT_API int weft_sem_acquire(weft_sem *sem);
 

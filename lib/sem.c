@@ -18,7 +18,7 @@
 
 #include "alloc.h"
 #include "lock.h"
-#include "sched.h"
+#include "runtime.h"
 #include "scope.h"
 #include "task.h"
 
@@ -186,10 +186,12 @@ int weft_sem_acquire(weft_sem *s)
     s->inside++;
     weft__lock_release(&s->lock);
 
-    int registered = weft__scope_park_register(cs, t) == 0;
-    if (registered || !weft__sched_unprepare_park(t))
+    /* 0, the cancel code, or -ENOMEM: no room to link the scope into the tree, so no cancel
+     * could reach the waiter. */
+    int refused = weft__scope_park_register(cs, t);
+    if (!refused || !weft__sched_unprepare_park(t))
         weft__sched_park(t);
-    if (registered)
+    if (!refused)
         weft__scope_park_unregister(cs, t);
 
     /* The last touch of the semaphore: once `inside` drops, a destroy may free it. */
@@ -207,5 +209,7 @@ int weft_sem_acquire(weft_sem *s)
         count_token_of(t, 1);
         return 0;
     }
-    return code ? code : -ECANCELED;
+    if (code)
+        return code;
+    return refused ? refused : -ECANCELED;
 }

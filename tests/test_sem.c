@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "support_criterion.h"
 #include "weft.h"
 
@@ -390,6 +391,59 @@ Test(sem, destroy_with_waiters_is_ebusy, .timeout = 60)
     cr_assert_eq(c.waiter_rc, 0, "the semaphore stayed usable after the refused destroy");
     cr_assert_eq(c.available_end, 1);
     cr_assert_eq(weft_sem_destroy(c.sem), 0);
+}
+
+/* ---- out of memory while parking ------------------------------------------------------------- */
+
+/* A waiter registers on its innermost scope, which first links that scope and its unlinked
+ * ancestors into the tree (so that a cancel above reaches it): a chain deeper than the walk's
+ * room on the stack needs an allocation. */
+#define NESTED_SCOPES 24
+
+typedef struct enomem_case {
+    weft_sem *sem;
+    int rc;
+    long allocations;
+    unsigned available_after;
+    int retry_rc, release_rc, closes_failed;
+} enomem_case;
+
+static int enomem_root(void *p)
+{
+    enomem_case *c = p;
+    REQUIRE_EQ(weft_sem_try_acquire(c->sem), 0);
+    weft_scope *s[NESTED_SCOPES];
+    for (int i = 0; i < NESTED_SCOPES; i++)
+        REQUIRE_EQ(weft_scope_open(&s[i], NULL), 0);
+    weft__alloc_fail_at(1);
+    c->rc = weft_sem_acquire(c->sem);
+    c->allocations = weft__alloc_count();
+    weft__alloc_fail_at(0);
+    c->available_after = weft_sem_available(c->sem);
+    /* The failed wait left no trace: the token comes back and can be taken again. */
+    c->release_rc = weft_sem_release(c->sem);
+    c->retry_rc = weft_sem_acquire(c->sem);
+    if (c->retry_rc == 0)
+        CHECK_EQ(weft_sem_release(c->sem), 0);
+    for (int i = NESTED_SCOPES - 1; i >= 0; i--)
+        c->closes_failed += weft_scope_close(s[i]) != 0;
+    return 0;
+}
+
+Test(sem, enomem_while_parking_is_enomem, .timeout = 60)
+{
+    static enomem_case c;
+    cr_assert_eq(weft_sem_create(&c.sem, 1), 0);
+    cr_assert_eq(run_on(1, enomem_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_geq(c.allocations, 1, "the wait made no allocation: nothing was injected");
+    cr_assert_eq(c.rc, -ENOMEM, "acquire returned %d", c.rc);
+    cr_assert_eq(c.available_after, 0);
+    cr_assert_eq(c.release_rc, 0);
+    cr_assert_eq(c.retry_rc, 0);
+    cr_assert_eq(c.closes_failed, 0);
+    cr_assert_eq(weft_sem_available(c.sem), 1);
+    cr_assert_eq(weft_sem_destroy(c.sem), 0, "the failed waiter is still counted");
 }
 
 /* ---- 64 tokens, 10,000 tasks ----------------------------------------------------------------- */
