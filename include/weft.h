@@ -89,7 +89,8 @@ typedef struct weft_config {
     /** Most threads of the blocking pool (weft_blocking). Default: 64. */
     unsigned blocking_threads;
     /** A blocking-pool thread idle for this long exits (the pool starts more on demand).
-     *  Default: 2 s. Negative: -EINVAL. */
+     *  Default: 2 s. WEFT_NEVER (or any span too long to add to weft_now()): idle threads
+     *  never exit, and sleep until work comes. Negative: -EINVAL. */
     weft_time blocking_idle_ns;
     /** A worker that runs one task for longer than this without reaching a suspension point
      *  is reported once on stderr. Default: 100 ms. Negative: the watchdog is off. */

@@ -129,8 +129,15 @@ static void *pool_thread(void *arg)
         }
         while (!p->head && !p->stopping) {
             p->idle++;
-            struct timespec ts = cond_deadline(weft_now() + p->idle_exit);
-            int rc = pthread_cond_timedwait(&p->work, &p->mu, &ts);
+            weft_time now = weft_now();
+            int rc;
+            if (p->idle_exit > WEFT_NEVER - now) {
+                /* WEFT_NEVER, or a span past the clock's range: the thread stays for good. */
+                rc = pthread_cond_wait(&p->work, &p->mu);
+            } else {
+                struct timespec ts = cond_deadline(now + p->idle_exit);
+                rc = pthread_cond_timedwait(&p->work, &p->mu, &ts);
+            }
             p->idle--;
             if (rc == ETIMEDOUT && !p->head)
                 goto leave;

@@ -750,6 +750,72 @@ Test(blocking, idle_pool_threads_exit_and_come_back_on_demand, .timeout = 120)
     cr_assert_eq(weft_runtime_start(&rt, &(weft_config){.blocking_idle_ns = -1}), -EINVAL);
 }
 
+/* ---- blocking_idle_ns too large to add to the clock: threads stay, asleep -------------------- */
+
+static int note_pool_thread(void *p)
+{
+    *(pthread_t *)p = pthread_self();
+    return 0;
+}
+
+static int one_blocking_call(void *p)
+{
+    int result = -1;
+    REQUIRE_EQ(weft_blocking(note_pool_thread, p, &result), 0);
+    REQUIRE_EQ(result, 0);
+    return 0;
+}
+
+static weft_time thread_cpu_ns(pthread_t th)
+{
+    clockid_t clock;
+    cr_assert_eq(pthread_getcpuclockid(th, &clock), 0);
+    struct timespec ts;
+    cr_assert_eq(clock_gettime(clock, &ts), 0);
+    return (weft_time)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
+}
+
+#define NEVER_CASES 2
+#define IDLE_WINDOW (300 * WEFT_MSEC)
+
+/* An idle pool thread that sleeps uses next to no CPU over the window; one that spins uses about
+ * the window's length, or on a loaded machine still far more than a sixth of it. */
+Test(blocking, idle_ns_never_keeps_idle_threads_asleep, .timeout = 60)
+{
+    const weft_time idle[NEVER_CASES] = {WEFT_NEVER, WEFT_NEVER - 1};
+    weft_runtime *rt[NEVER_CASES];
+    pthread_t pool_thread[NEVER_CASES];
+    for (int i = 0; i < NEVER_CASES; i++) {
+        weft_config cfg = {.workers = 1, .blocking_idle_ns = idle[i]};
+        cr_assert_eq(weft_runtime_start(&rt[i], &cfg), 0);
+        weft_handle *h;
+        cr_assert_eq(weft_submit(rt[i], one_blocking_call, &pool_thread[i], &h), 0);
+        int st = -1;
+        cr_assert_eq(weft_handle_wait(h, weft_now() + SAFETY, &st), 0);
+        cr_assert_eq(st, 0);
+        cr_assert_eq(weft_handle_release(h), 0);
+        ASSERT_CHECKS();
+    }
+    weft_time cpu[NEVER_CASES];
+    for (int i = 0; i < NEVER_CASES; i++)
+        cpu[i] = thread_cpu_ns(pool_thread[i]);
+    /* A span of wall time to measure over, not a wait for an event. */
+    struct timespec window = {.tv_sec = 0, .tv_nsec = IDLE_WINDOW};
+    while (nanosleep(&window, &window) != 0)
+        cr_assert_eq(errno, EINTR);
+    for (int i = 0; i < NEVER_CASES; i++) {
+        weft_time used = thread_cpu_ns(pool_thread[i]) - cpu[i];
+        cr_assert_lt(used, 50 * WEFT_MSEC,
+                     "blocking_idle_ns %lld: the idle pool thread used %lld ms of CPU in %lld ms",
+                     (long long)idle[i], (long long)(used / WEFT_MSEC),
+                     (long long)(IDLE_WINDOW / WEFT_MSEC));
+        cr_assert_eq(weft__blocking_threads(rt[i]), 1, "blocking_idle_ns %lld: it exited",
+                     (long long)idle[i]);
+    }
+    for (int i = 0; i < NEVER_CASES; i++)
+        cr_assert_eq(weft_runtime_shutdown(rt[i]), 0);
+}
+
 /* ---- the watchdog ---------------------------------------------------------------------------- */
 
 /* stderr goes to a file for the test's duration; the report is read back from it. */
