@@ -18,9 +18,10 @@
 
 #include "alloc.h"
 #include "lock.h"
-#include "runtime.h"
+#include "sched.h"
 #include "scope.h"
 #include "task.h"
+#include "wait.h"
 
 /* What a waiter's `result` says once the semaphore's lock is taken. */
 enum { IN_QUEUE = 0, GRANTED = 1, DROPPED = 2 };
@@ -174,7 +175,7 @@ int weft_sem_acquire(weft_sem *s)
         count_token_of(t, 1);
         return 0;
     }
-    weft__sched_prepare_park(t);
+    weft__wait_prepare(t);
     t->result = IN_QUEUE;
     t->snext = NULL;
     t->sprev = s->tail;
@@ -186,13 +187,10 @@ int weft_sem_acquire(weft_sem *s)
     s->inside++;
     weft__lock_release(&s->lock);
 
-    /* 0, the cancel code, or -ENOMEM: no room to link the scope into the tree, so no cancel
-     * could reach the waiter. */
-    int refused = weft__scope_park_register(cs, t);
-    if (!refused || !weft__sched_unprepare_park(t))
-        weft__sched_park(t);
-    if (!refused)
-        weft__scope_park_unregister(cs, t);
+    /* A release's wake, a cancel, or a negative code: the cancel code, or -ENOMEM (no room to
+     * link the scope into the tree, so no cancel could reach the waiter); then it never parked
+     * and is still in the queue, unless a release won first. */
+    int why = weft__wait_park(t, cs, WEFT_NEVER);
 
     /* The last touch of the semaphore: once `inside` drops, a destroy may free it. */
     code = weft__scope_cancel_code(cs);
@@ -211,5 +209,5 @@ int weft_sem_acquire(weft_sem *s)
     }
     if (code)
         return code;
-    return refused ? refused : -ECANCELED;
+    return why < 0 ? why : -ECANCELED;
 }
