@@ -252,9 +252,11 @@ WEFT_API weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s);
 
 /**
  * A cheap cancellation poll for loops that do not otherwise suspend: 0 if the task may go on,
- * else -ECANCELED or -ETIMEDOUT. Does not yield, but tells the watchdog the task is alive and
- * fires the worker's due timers, so a deadline that passes reaches a loop that polls only here.
- * -EPERM outside a task.
+ * else -ECANCELED or -ETIMEDOUT. Does not yield, but tells the watchdog the task is alive, and
+ * every few calls fires due timers and compares the effective deadline of the task's scope with
+ * the clock itself, so a deadline that passes reaches a loop that polls only here even when the
+ * timer that holds it sits on a worker stuck elsewhere. -EPERM outside a task. Task-only; does
+ * not suspend.
  */
 WEFT_API int weft_checkpoint(void);
 

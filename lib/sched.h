@@ -250,7 +250,8 @@ int weft__sched_chaos_hit(weft__worker *w, unsigned one_in);
 /** Arms a timer on the caller's worker's heap. 0 or -ENOMEM. */
 int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn);
 
-/** Fires the due timers of `w`, the caller's worker. */
+/** Fires the due timers of `w`, the caller's worker, and those of other workers that are
+ *  overdue (see TIMER_TAKEOVER_NS in sched.c). */
 void weft__sched_checkpoint_timers(weft__worker *w);
 
 /* A loop that polls weft_checkpoint never enters the scheduler, yet a deadline that passes
@@ -261,14 +262,17 @@ void weft__sched_checkpoint_timers(weft__worker *w);
 
 /** A checkpoint of the task running on `w` (the caller's worker, just looked up): tells the
  *  watchdog the worker moves on (the running task is the same, so only the count changes), and
- *  now and then fires due timers. Inline: CPU loops poll it. */
-static inline void weft__sched_checkpoint_on(weft__worker *w)
+ *  now and then fires due timers; returns 1 when it did (the caller may then look at the clock
+ *  too). Inline: CPU loops poll it. */
+static inline int weft__sched_checkpoint_on(weft__worker *w)
 {
     atomic_store_explicit(&w->progress,
                           atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
                           memory_order_release);
-    if (++w->checkpoints % WEFT__CHECKPOINT_TIMER_EVERY == 0)
-        weft__sched_checkpoint_timers(w);
+    if (__builtin_expect(++w->checkpoints % WEFT__CHECKPOINT_TIMER_EVERY != 0, 1))
+        return 0;
+    weft__sched_checkpoint_timers(w);
+    return 1;
 }
 
 /** A worker's thread: runs the worker loop of `arg` (a weft__worker) until the runtime stops. */

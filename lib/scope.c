@@ -523,6 +523,18 @@ static void deadline_fired(weft__timer *tm)
     weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
 }
 
+void weft__scope_check_deadline(weft_scope *s)
+{
+    weft_time d = s->deadline;
+    if (d == WEFT_NEVER || weft__scope_cancel_code(s) || d > weft_now())
+        return;
+    /* Its timer is late: cancel as it would, from the scope whose own deadline this is (the
+     * effective deadline is inherited down to the first shield). */
+    while (!s->shield && s->parent && s->parent->deadline == d)
+        s = s->parent;
+    weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
+}
+
 int weft_scope_cancel(weft_scope *s)
 {
     if (!s || __atomic_load_n(&s->state, __ATOMIC_RELAXED) == WEFT__SCOPE_RELEASED)

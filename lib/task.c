@@ -263,7 +263,8 @@ int weft_checkpoint(void)
     weft__task *t = weft__worker_current(w);
     if (!t)
         return -EPERM;
-    weft__sched_checkpoint_on(w);
+    if (weft__sched_checkpoint_on(w))
+        weft__scope_check_deadline(t->cancel_scope);
     return weft__scope_cancel_code(t->cancel_scope);
 }
 

@@ -7,10 +7,12 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "support_criterion.h"
 #include "weft.h"
@@ -751,6 +753,79 @@ Test(deadline, reaches_a_loop_polling_only_checkpoints, .timeout = 120)
         cr_assert_eq(pc.rc, -ETIMEDOUT, "%u worker(s): the loop never saw its deadline", workers);
         cr_assert_eq(pc.why, WEFT_CANCEL_DEADLINE);
     }
+}
+
+/* ---- a deadline whose timer sits on a stuck worker --------------------------------------------- */
+
+/*
+ * The scope's owner opens a 20 ms timeout (its timer goes on the owner's worker), spawns a
+ * child, and then blocks that worker in a plain system call: a read of a pipe that only the
+ * child writes to, once its deadline has reached it (a plain blocking call in a task is a user
+ * error the watchdog reports, and users make it). The child runs on the other worker. Before, its
+ * deadline waited for the stuck worker's timer; the pipe's own bound (STUCK_BOUND_MS) is what then
+ * ended the test. Now a checkpoint compares its scope's deadline with the clock itself, and
+ * another worker fires the overdue timers of a worker that does not serve them.
+ */
+#define STUCK_BOUND_MS 10000
+
+typedef struct stuck_case {
+    int pipe[2];
+    int sleeps;     /* the child sleeps (else it polls weft_checkpoint) */
+    int child_rc;   /* what its wait returned */
+    int poll_ready; /* the owner's read ended because the child wrote, not by the bound */
+    int join;
+} stuck_case;
+
+static int stuck_child(void *p)
+{
+    stuck_case *sc = p;
+    if (sc->sleeps) {
+        sc->child_rc = weft_sleep_for(3600 * WEFT_SEC);
+    } else {
+        weft_time give_up = weft_now() + GIVE_UP;
+        while ((sc->child_rc = weft_checkpoint()) == 0 && weft_now() < give_up)
+            ;
+    }
+    char byte = 1;
+    CHECK_EQ(write(sc->pipe[1], &byte, 1), 1);
+    return 0;
+}
+
+static int stuck_owner(void *p)
+{
+    stuck_case *sc = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 20 * WEFT_MSEC}), 0);
+    REQUIRE_EQ(weft_spawn(s, stuck_child, sc), 0);
+    struct pollfd pfd = {.fd = sc->pipe[0], .events = POLLIN};
+    sc->poll_ready = poll(&pfd, 1, STUCK_BOUND_MS) == 1;
+    sc->join = weft_scope_join(s);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return 0;
+}
+
+static void run_stuck_case(int sleeps)
+{
+    stuck_case sc = {.sleeps = sleeps};
+    cr_assert_eq(pipe(sc.pipe), 0);
+    cr_assert_eq(run_on(2, stuck_owner, &sc), 0);
+    close(sc.pipe[0]);
+    close(sc.pipe[1]);
+    ASSERT_CHECKS();
+    cr_assert_eq(sc.child_rc, -ETIMEDOUT, "the child's wait returned %d", sc.child_rc);
+    cr_assert(sc.poll_ready, "the deadline waited for the stuck worker (%d ms bound)",
+              STUCK_BOUND_MS);
+    cr_assert_eq(sc.join, -ETIMEDOUT);
+}
+
+Test(deadline, reaches_a_checkpoint_loop_while_its_timer_worker_is_stuck, .timeout = 60)
+{
+    run_stuck_case(0);
+}
+
+Test(deadline, wakes_a_sleeper_while_its_timer_worker_is_stuck, .timeout = 60)
+{
+    run_stuck_case(1);
 }
 
 /* ---- the first cause of a cancel sticks ------------------------------------------------------ */
