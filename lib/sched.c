@@ -765,11 +765,12 @@ static void worker_loop(weft__worker *w)
 /* The overflow report's "who": the task this worker runs (an inline child on its joiner's stack
  * is the running task too, and the one that overflowed). Called in the fault handler, on this
  * worker's thread. */
-static void describe_running(void *ctx, const char **name, uint64_t *id)
+static void describe_running(void *ctx, const char **name, uint64_t *id, const weft__stack **stack)
 {
     weft__task *t = weft__worker_current(ctx);
     *name = t ? t->name : NULL;
     *id = t ? t->id : 0;
+    *stack = t && t->host ? t->host->stack : NULL;
 }
 
 void *weft__sched_worker_main(void *arg)

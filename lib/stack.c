@@ -341,8 +341,9 @@ static void report_overflow(const weft__stack *s)
 {
     const char *name = NULL;
     uint64_t id = 0;
+    const weft__stack *running = NULL;
     if (fault_describe)
-        fault_describe(fault_describe_ctx, &name, &id);
+        fault_describe(fault_describe_ctx, &name, &id, &running);
     write_str("weft: task '");
     if (name && name[0]) {
         write_str(name);
@@ -384,11 +385,28 @@ static const weft__stack *find_guard_hit(weft__stack_pool *p, uintptr_t addr)
     return NULL;
 }
 
+/* The stack the running task is on, if `addr` is in its guard. The only way to find a stack
+ * mapped on its own (a task's own stack size): no slab holds it, and a task overflows the stack
+ * it runs on. */
+static const weft__stack *running_guard_hit(weft__stack_pool *p, uintptr_t addr)
+{
+    const char *name = NULL;
+    uint64_t id = 0;
+    const weft__stack *s = NULL;
+    if (fault_describe)
+        fault_describe(fault_describe_ctx, &name, &id, &s);
+    if (s && addr < (uintptr_t)s->lo && addr >= (uintptr_t)s->lo - p->page)
+        return s;
+    return NULL;
+}
+
 static void on_fault(int sig, siginfo_t *info, void *uctx)
 {
     weft__stack_pool *p = fault_pool;
     if (p) {
-        const weft__stack *s = find_guard_hit(p, (uintptr_t)info->si_addr);
+        const weft__stack *s = running_guard_hit(p, (uintptr_t)info->si_addr);
+        if (!s)
+            s = find_guard_hit(p, (uintptr_t)info->si_addr);
         if (s) {
             report_overflow(s);
             signal(SIGABRT, SIG_DFL);

@@ -90,8 +90,11 @@ void weft__stack_check_canary(const weft__stack *s);
 
 /** Who the overflow report names: the task running on the calling thread at the moment of the
  *  fault (or of the canary check), found by the thread's describer, so that nothing has to be
- *  recorded on the stack at every switch. `*name` may be NULL or empty: then "task-<id>". */
-typedef void (*weft__stack_describe_fn)(void *ctx, const char **name, uint64_t *id);
+ *  recorded on the stack at every switch. `*name` may be NULL or empty: then "task-<id>".
+ *  `*stack`: the stack that task runs on (NULL if none), so that a fault in the guard of a stack
+ *  mapped on its own, which no slab holds, is known for an overflow too. */
+typedef void (*weft__stack_describe_fn)(void *ctx, const char **name, uint64_t *id,
+                                        const weft__stack **stack);
 
 /** Installs the overflow reporter for the calling worker thread, whose tasks take their stacks
  *  from `p` (sigaltstack) and whose running task `describe(ctx, ...)` tells, and, once per

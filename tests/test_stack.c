@@ -250,10 +250,11 @@ static void force_strategy(int strategy)
 }
 
 /* The report names whoever the thread's describer says runs: here, the name passed as ctx. */
-static void describe_unit(void *ctx, const char **name, uint64_t *id)
+static void describe_unit(void *ctx, const char **name, uint64_t *id, const weft__stack **stack)
 {
     *name = ctx;
     *id = 0;
+    *stack = NULL;
 }
 
 static void touch_guard_page(void *arg)
@@ -338,6 +339,7 @@ typedef struct overflow_case {
     int strategy;
     weft_fn fn;
     const char *name;
+    size_t stack_size; /* of the task that overflows; 0: the runtime's */
 } overflow_case;
 
 /* The stack the calling task runs on has the guard the case asks for. */
@@ -397,7 +399,7 @@ static int overflow_root(void *arg)
     int rc = weft_scope_open(&s, NULL);
     if (rc)
         return rc;
-    weft_spawn_opts o = {.name = oc->name};
+    weft_spawn_opts o = {.name = oc->name, .stack_size = oc->stack_size};
     rc = weft_spawn_ex(s, oc->fn, oc, &o);
     if (rc)
         return rc;
@@ -420,7 +422,7 @@ static void run_overflow(void *arg)
 /* Strategy: MADV_GUARD_INSTALL where available (Linux 6.13+), else mprotect. */
 Test(stack, task_overflow_reported_default_guard)
 {
-    overflow_case oc = {0, deep_task, "deep-recursor"};
+    overflow_case oc = {0, deep_task, "deep-recursor", 0};
     child_result r;
     run_in_child(run_overflow, &oc, &r);
     expect_overflow_report(&r, "deep-recursor");
@@ -429,16 +431,34 @@ Test(stack, task_overflow_reported_default_guard)
 /* Strategy: mprotect (madvise guards disabled). */
 Test(stack, task_overflow_reported_mprotect_guard)
 {
-    overflow_case oc = {WEFT__GUARD_MPROTECT, deep_task, "deep-mprotect"};
+    overflow_case oc = {WEFT__GUARD_MPROTECT, deep_task, "deep-mprotect", 0};
     child_result r;
     run_in_child(run_overflow, &oc, &r);
     expect_overflow_report(&r, "deep-mprotect");
 }
 
+/* A task given a stack of its own size (the remedy the report itself names) is mapped apart from
+ * the slabs; its overflow is reported all the same. */
+Test(stack, own_size_stack_overflow_reported_default_guard)
+{
+    overflow_case oc = {0, deep_task, "deep-own-size", 128 * 1024};
+    child_result r;
+    run_in_child(run_overflow, &oc, &r);
+    expect_overflow_report(&r, "deep-own-size");
+}
+
+Test(stack, own_size_stack_overflow_reported_mprotect_guard)
+{
+    overflow_case oc = {WEFT__GUARD_MPROTECT, deep_task, "deep-own-mprotect", 128 * 1024};
+    child_result r;
+    run_in_child(run_overflow, &oc, &r);
+    expect_overflow_report(&r, "deep-own-mprotect");
+}
+
 /* Strategy: canary (madvise guards disabled and an mprotect budget of 0). */
 Test(stack, task_overflow_reported_canary)
 {
-    overflow_case oc = {WEFT__GUARD_CANARY, deep_then_yield_task, "deep-canary"};
+    overflow_case oc = {WEFT__GUARD_CANARY, deep_then_yield_task, "deep-canary", 0};
     child_result r;
     run_in_child(run_overflow, &oc, &r);
     expect_overflow_report(&r, "deep-canary");
@@ -471,8 +491,106 @@ static void run_overflow_inline(void *arg)
 
 Test(stack, task_overflow_inline_names_the_child)
 {
-    overflow_case oc = {0, deep_task, "deep-inline"};
+    overflow_case oc = {0, deep_task, "deep-inline", 0};
     child_result r;
     run_in_child(run_overflow_inline, &oc, &r);
     expect_overflow_report(&r, "deep-inline");
+}
+
+/* ---- children run inline by their joiner ---------------------------------------------------- */
+
+/* Uses `bytes` of stack below `start` (measured by frame addresses, which are on the real stack
+ * even where a sanitizer moves locals elsewhere), then calls then(arg) there. */
+static __attribute__((noinline)) int use_stack_then(const char *start, size_t bytes,
+                                                    int (*then)(void *), void *arg)
+{
+    volatile char frame[256];
+    frame[0] = 1;
+    frame[255] = 1;
+    const char *here = __builtin_frame_address(0);
+    int rc = (size_t)(start - here) >= bytes ? then(arg) : use_stack_then(start, bytes, then, arg);
+    return rc + frame[0] + frame[255] - 2; /* not a tail call */
+}
+
+typedef struct deep_join {
+    size_t joiner_uses;  /* bytes of its own stack the joiner uses before it joins */
+    size_t joiner_stack; /* the joiner's stack size; 0: the runtime's */
+    weft_fn child;
+    const char *child_name;
+    int child_ran_inline;
+} deep_join;
+
+/* Opens a scope, spawns the child (of the runtime's stack size) and joins it at once: with one
+ * worker, the join finds the child unstarted and may run it inline, on the joiner's stack. */
+static int spawn_and_join(void *arg)
+{
+    deep_join *dj = arg;
+    weft_scope *s;
+    int rc = weft_scope_open(&s, NULL);
+    if (rc)
+        return rc;
+    weft_spawn_opts o = {.name = dj->child_name};
+    rc = weft_spawn_ex(s, dj->child, dj, &o);
+    if (rc)
+        return rc;
+    return weft_scope_close(s);
+}
+
+static int joiner(void *arg)
+{
+    deep_join *dj = arg;
+    return use_stack_then(__builtin_frame_address(0), dj->joiner_uses, spawn_and_join, dj);
+}
+
+static int deep_join_root(void *arg)
+{
+    deep_join *dj = arg;
+    if (!dj->joiner_stack)
+        return joiner(dj);
+    weft_scope *s;
+    int rc = weft_scope_open(&s, NULL);
+    if (rc)
+        return rc;
+    weft_spawn_opts o = {.name = "big-joiner", .stack_size = dj->joiner_stack};
+    rc = weft_spawn_ex(s, joiner, dj, &o);
+    if (rc)
+        return rc;
+    weft_yield(); /* the joiner starts on its own stack, not inline in this join */
+    return weft_scope_close(s);
+}
+
+/* Exits 0 when the run succeeded and the child ran inline, 1 when it ran on a stack of its own,
+ * 20 + |rc| when the run failed. */
+static void run_deep_join(void *arg)
+{
+    deep_join *dj = arg;
+    weft_config cfg = {.workers = 1, .stack_size = 64 * 1024};
+    int rc = weft_run(&cfg, deep_join_root, dj);
+    if (rc) {
+        fprintf(stderr, "weft_run returned %d\n", rc);
+        _exit(20 + (-rc & 63));
+    }
+    _exit(dj->child_ran_inline ? 0 : 1);
+}
+
+static int deep_inline_child(void *arg)
+{
+    deep_join *dj = arg;
+    weft__task *self = weft__task_self();
+    dj->child_ran_inline = self->host != self;
+    if (!dj->child_ran_inline)
+        _exit(2); /* not the case under test */
+    volatile char start = 0;
+    return recurse(&start, 0);
+}
+
+/* A child run inline on a joiner's stack of a size of its own (mapped apart from the slabs)
+ * overflows that stack: the report names the child. */
+Test(stack, inline_child_overflow_on_own_size_joiner_is_named)
+{
+    deep_join dj = {
+        .joiner_stack = 256 * 1024, .child = deep_inline_child, .child_name = "deep-inline-own"};
+    child_result r;
+    run_in_child(run_deep_join, &dj, &r);
+    expect_overflow_report(&r, "deep-inline-own");
 }
