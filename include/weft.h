@@ -84,7 +84,14 @@ typedef struct weft_config {
     /** Pin worker i to CPU i (modulo the CPUs this process may use). Default: off. */
     int pin_workers;
     /** Stack size of a task, in bytes, rounded up to whole pages. Default: 64 KiB.
-     *  Stacks are reserved, not committed: a task touches only the pages it uses. */
+     *  Stacks are reserved, not committed: a task touches only the pages it uses.
+     *  Below each stack lies a guard gap as large as the stack, at least 64 KiB and at most
+     *  1 MiB (address space only): a task that overflows its stack faults there and the process
+     *  ends with a line naming the task, even through a frame (a large local array) that skips
+     *  pages, as long as the frame is no larger than the gap. Build code with larger frames with
+     *  -fstack-clash-protection (gcc, clang), which makes such a frame touch each of its pages
+     *  in turn, so that it faults in the gap instead of reaching past it into memory of another
+     *  task. */
     size_t stack_size;
     /** Most threads of the blocking pool (weft_blocking). Default: 64. */
     unsigned blocking_threads;
@@ -169,7 +176,8 @@ typedef struct weft_spawn_opts {
     /** Name of the task for diagnostics (copied, truncated to 31 bytes). */
     const char *name;
     /** Stack size for this task, 16 KiB to 4 GiB (else the spawn returns -EINVAL); 0 = the
-     *  runtime's. */
+     *  runtime's. Guarded as weft_config.stack_size says: a gap as large as the stack (64 KiB
+     *  to 1 MiB) below it; frames larger than that need -fstack-clash-protection. */
     size_t stack_size;
 } weft_spawn_opts;
 

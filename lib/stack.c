@@ -39,7 +39,7 @@ struct weft__stack_slab {
     weft__stack_slab *next;
     char *base;        /* the mapping */
     size_t bytes;
-    size_t stride;     /* guard + usable */
+    size_t stride;     /* guard gap + usable */
     unsigned count;
     /* stacks[0, used) are initialised; the rest were never handed out */
     _Atomic unsigned used;
@@ -62,28 +62,40 @@ void weft__stack_disable_madvise_guard(int disable)
     atomic_store(&madvise_guard_off, disable);
 }
 
+/* The guard gap below a stack of `size` usable bytes (stack.h). */
+static size_t gap_for(const weft__stack_pool *p, size_t size)
+{
+    size_t gap = size < WEFT__STACK_GAP_MIN   ? WEFT__STACK_GAP_MIN
+                 : size > WEFT__STACK_GAP_MAX ? WEFT__STACK_GAP_MAX
+                                              : size;
+    return (gap + p->page - 1) & ~(p->page - 1);
+}
+
 int weft__stack_pool_init(weft__stack_pool *p, size_t size)
 {
     memset(p, 0, sizeof(*p));
     weft__lock_init(&p->lock);
     p->page = (size_t)sysconf(_SC_PAGESIZE);
     p->size = (size + p->page - 1) & ~(p->page - 1);
-    /* 1024 stacks of 64 KiB reserve 64 MiB of address space per slab: few mappings for a million
-     * stacks, and little unused reservation for small programs. */
-    p->slab_stacks = (unsigned)((64u << 20) / (p->size + p->page));
+    p->gap = gap_for(p, p->size);
+    /* 512 stacks of 64 KiB with their gaps reserve 64 MiB of address space per slab: few mappings
+     * for a million stacks, and little unused reservation for small programs. */
+    p->slab_stacks = (unsigned)((64u << 20) / (p->gap + p->size));
     if (p->slab_stacks < 16)
         p->slab_stacks = 16;
     return 0;
 }
 
-static void guard_stack(weft__stack *s, char *guard, size_t page)
+/* Guards the gap below `s` (s->gap bytes). */
+static void guard_stack(weft__stack *s)
 {
+    char *guard = (char *)s->lo - s->gap;
     if (!atomic_load_explicit(&madvise_guard_off, memory_order_relaxed) &&
-        madvise(guard, page, MADV_GUARD_INSTALL) == 0) {
+        madvise(guard, s->gap, MADV_GUARD_INSTALL) == 0) {
         s->guard = WEFT__GUARD_MADVISE;
         return;
     }
-    if (atomic_fetch_sub(&mprotect_budget, 1) > 0 && mprotect(guard, page, PROT_NONE) == 0) {
+    if (atomic_fetch_sub(&mprotect_budget, 1) > 0 && mprotect(guard, s->gap, PROT_NONE) == 0) {
         s->guard = WEFT__GUARD_MPROTECT;
         return;
     }
@@ -126,7 +138,7 @@ static char *map_region(size_t bytes)
  * of stacks never used are never touched. Called with the pool locked. */
 static int add_slab(weft__stack_pool *p)
 {
-    size_t stride = p->size + p->page;
+    size_t stride = p->gap + p->size;
     unsigned n = p->slab_stacks;
     weft__stack_slab *slab = weft__aligned_alloc(64, sizeof(*slab) + n * sizeof(weft__stack));
     if (!slab)
@@ -160,17 +172,18 @@ static weft__stack *take_fresh(weft__stack_pool *p)
     unsigned i = atomic_load_explicit(&slab->used, memory_order_relaxed);
     weft__stack *s = &slab->stacks[i];
     memset(s, 0, sizeof(*s));
-    weft__stack_set_bounds(s, slab->base + (size_t)i * slab->stride + p->page, p->size);
+    weft__stack_set_bounds(s, slab->base + (size_t)i * slab->stride + p->gap, p->size);
+    s->gap = p->gap;
     atomic_store_explicit(&slab->used, i + 1, memory_order_release);
     return s;
 }
 
 /* Guards are installed when a stack is first handed out, not when its slab is mapped: a program
  * that needs ten stacks pays for ten guards, not for a slab's worth. */
-static void first_use(weft__stack_pool *p, weft__stack *s)
+static void first_use(weft__stack *s)
 {
     if (!s->guard) {
-        guard_stack(s, (char *)s->lo - p->page, p->page);
+        guard_stack(s);
         register_stack(s);
     }
 }
@@ -182,14 +195,16 @@ static weft__stack *get_own_mapping(weft__stack_pool *p, size_t size)
     if (!s)
         return NULL;
     memset(s, 0, sizeof(*s));
-    char *m = map_region(size + p->page);
+    size_t gap = gap_for(p, size);
+    char *m = map_region(gap + size);
     if (!m) {
         free(s);
         return NULL;
     }
-    weft__stack_set_bounds(s, m + p->page, size);
+    weft__stack_set_bounds(s, m + gap, size);
+    s->gap = gap;
     s->own_mapping = 1;
-    guard_stack(s, m, p->page);
+    guard_stack(s);
     register_stack(s);
     return s;
 }
@@ -215,7 +230,7 @@ weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t s
         return NULL;
     }
     weft__lock_release(&p->lock);
-    first_use(p, s);
+    first_use(s);
     return s;
 }
 
@@ -247,7 +262,7 @@ void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
         if (s->guard == WEFT__GUARD_MPROTECT)
             atomic_fetch_add(&mprotect_budget, 1);
         UNPOISON(s->lo, s->size);
-        munmap((char *)s->lo - p->page, s->size + p->page);
+        munmap((char *)s->lo - s->gap, s->gap + s->size);
         free(s);
         return;
     }
@@ -376,8 +391,7 @@ static const weft__stack *find_guard_hit(weft__stack_pool *p, uintptr_t addr)
         if (i >= atomic_load_explicit(&slab->used, memory_order_acquire))
             return NULL; /* never handed out: no task ran there */
         const weft__stack *s = &slab->stacks[i];
-        /* Anything from the guard page down to a page below it is an overflow of stack i (a
-         * large frame can jump over the guard into stack i-1's top, which is reported as i). */
+        /* Below the usable bytes of stack i, in its slot: its guard gap. */
         if (addr < (uintptr_t)s->lo)
             return s;
         return NULL;
@@ -388,14 +402,14 @@ static const weft__stack *find_guard_hit(weft__stack_pool *p, uintptr_t addr)
 /* The stack the running task is on, if `addr` is in its guard. The only way to find a stack
  * mapped on its own (a task's own stack size): no slab holds it, and a task overflows the stack
  * it runs on. */
-static const weft__stack *running_guard_hit(weft__stack_pool *p, uintptr_t addr)
+static const weft__stack *running_guard_hit(uintptr_t addr)
 {
     const char *name = NULL;
     uint64_t id = 0;
     const weft__stack *s = NULL;
     if (fault_describe)
         fault_describe(fault_describe_ctx, &name, &id, &s);
-    if (s && addr < (uintptr_t)s->lo && addr >= (uintptr_t)s->lo - p->page)
+    if (s && addr < (uintptr_t)s->lo && addr >= (uintptr_t)s->lo - s->gap)
         return s;
     return NULL;
 }
@@ -404,7 +418,7 @@ static void on_fault(int sig, siginfo_t *info, void *uctx)
 {
     weft__stack_pool *p = fault_pool;
     if (p) {
-        const weft__stack *s = running_guard_hit(p, (uintptr_t)info->si_addr);
+        const weft__stack *s = running_guard_hit((uintptr_t)info->si_addr);
         if (!s)
             s = find_guard_hit(p, (uintptr_t)info->si_addr);
         if (s) {

@@ -1,14 +1,22 @@
 /*
  * Task stacks: reserved in slabs, committed lazily by the kernel, cached per worker.
  *
- * A stack is [guard page][usable pages]; the task starts at the top and grows down. Slabs are
+ * A stack is [guard gap][usable pages]; the task starts at the top and grows down. Slabs are
  * mapped MAP_NORESERVE, so a parked task costs the pages it touched (one, for a task that parks
- * right away) and no commit charge. Guards, in order of preference:
+ * right away) and no commit charge. The gap is as large as the stack, at least 64 KiB and at most
+ * 1 MiB (WEFT__STACK_GAP_MIN/MAX): a frame that does not probe its pages (code built without
+ * -fstack-clash-protection) jumps a single guard page, and with a page, a task's 16 KiB local
+ * array past the end of its stack was the top of the next stack down, a parked task's locals.
+ * A frame no larger than the stack, starting anywhere in it, now ends inside the gap. The gap
+ * costs address space only: whatever its size, the guard over it is one madvise range or one
+ * PROT_NONE VMA, never a page or a VMA more. Guards, in order of preference:
  *   - MADV_GUARD_INSTALL (Linux 6.13+): a guard without a VMA of its own, so a million stacks
  *     stay far below vm.max_map_count (65530 by default);
  *   - mprotect(PROT_NONE), which splits the mapping (two VMAs per stack), up to a budget;
- *   - beyond the budget, a canary word at the low end, checked whenever the task switches out.
- * A fault inside a guard page is reported with the task's name by the SIGSEGV handler
+ *   - beyond the budget, a canary word at the low end, checked whenever the task switches out;
+ *     the gap is then plain memory no task uses, so a frame that jumps the canary still writes
+ *     into no other task's stack.
+ * A fault inside a guard gap is reported with the task's name by the SIGSEGV handler
  * (weft__stack_fault_install), which runs on a per-thread sigaltstack.
  */
 #ifndef WEFT_STACK_H
@@ -26,6 +34,13 @@ enum weft__guard { WEFT__GUARD_MADVISE = 1, WEFT__GUARD_MPROTECT = 2, WEFT__GUAR
  * child gets a stack of its own instead (join_inline.h). */
 #define WEFT__INLINE_MIN_ROOM (8 * 1024)
 
+/* Bounds of the guard gap below a stack (the gap is the stack's size between them). 64 KiB is
+ * the most glibc puts on a stack with alloca before it turns to malloc (__MAX_ALLOCA_CUTOFF), and
+ * the default stack's size; 1 MiB keeps the guard of a huge stack to one page-table page of
+ * MADV_GUARD_INSTALL markers. */
+#define WEFT__STACK_GAP_MIN ((size_t)64 * 1024)
+#define WEFT__STACK_GAP_MAX ((size_t)1024 * 1024)
+
 typedef struct weft__stack {
     void *lo;                 /* lowest usable byte */
     size_t size;              /* usable bytes */
@@ -34,6 +49,7 @@ typedef struct weft__stack {
     int guard;
     unsigned valgrind_id;
     int own_mapping; /* a stack of a non-default size: mapped and unmapped on its own */
+    size_t gap;      /* bytes of guard right below lo */
 } __attribute__((aligned(64))) weft__stack; /* a line each: a worker links a stack it frees,
                                              * and stacks in use on other workers must not
                                              * share that line */
@@ -53,6 +69,7 @@ typedef struct weft__stack_pool {
     weft__lock lock;
     size_t size;             /* usable bytes of a default stack */
     size_t page;
+    size_t gap;              /* guard gap below each default stack */
     weft__stack *free;       /* stacks given back beyond the per-worker caches */
     weft__stack_slab *_Atomic slabs;
     unsigned slab_stacks;    /* stacks per new slab */

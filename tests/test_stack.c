@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "stack.h"
+#include "support.h"
 #include "task.h"
 #include "weft.h"
 
@@ -593,4 +594,108 @@ Test(stack, inline_child_overflow_on_own_size_joiner_is_named)
     child_result r;
     run_in_child(run_deep_join, &dj, &r);
     expect_overflow_report(&r, "deep-inline-own");
+}
+
+/* ---- a frame larger than a page ------------------------------------------------------------- */
+
+/* Victims park with a 16 KiB local filled with a pattern; then a task on the stack mapped right
+ * above theirs recurses to within a little of its stack's end and calls a function whose 16 KiB
+ * frame reaches past that end. Its writes to the low end of the frame land where the guard
+ * gap is: without a gap as large as the frame, in the top of the victim's stack, among its
+ * locals. */
+
+#define VICTIMS 4
+#define VICTIM_FRAME (16 * 1024)
+#define JUMP_FRAME (16 * 1024)
+#define JUMP_WRITE 384
+
+typedef struct jump_case {
+    atomic_int parked;
+    atomic_int release;
+    weft_scope *scope;
+} jump_case;
+
+static int victim(void *arg)
+{
+    jump_case *jc = arg;
+    volatile unsigned char locals[VICTIM_FRAME];
+    for (size_t i = 0; i < sizeof(locals); i++)
+        locals[i] = (unsigned char)(0xa0 + (i % 7));
+    atomic_fetch_add(&jc->parked, 1);
+    int rc = yield_until(&jc->release, 1);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < sizeof(locals); i++)
+        if (locals[i] != (unsigned char)(0xa0 + (i % 7)))
+            return weft_fail(-EFAULT, "a victim's locals changed at byte %zu", i);
+    return 0;
+}
+
+static __attribute__((noinline)) int jump_frame(void)
+{
+    volatile char big[JUMP_FRAME];
+    for (size_t i = 0; i < JUMP_WRITE; i++)
+        big[i] = (char)0xee;
+    return big[0];
+}
+
+static __attribute__((noinline)) int recurse_then_jump(uintptr_t stop, volatile char *prev)
+{
+    volatile char frame[256];
+    frame[0] = (char)(prev[0] + 1);
+    if ((uintptr_t)__builtin_frame_address(0) < stop)
+        return jump_frame() + frame[0];
+    return recurse_then_jump(stop, frame) + frame[0];
+}
+
+static int jumper(void *arg)
+{
+    jump_case *jc = arg;
+    uintptr_t lo = (uintptr_t)weft__task_self()->host->stack->lo;
+    volatile char start = 0;
+    int v = recurse_then_jump(lo + 1024, &start);
+    atomic_store(&jc->release, 1);
+    return v == 0x1234 ? -EFAULT : 0;
+}
+
+static int jump_root(void *arg)
+{
+    jump_case *jc = arg;
+    int rc = weft_scope_open(&jc->scope, NULL);
+    if (rc)
+        return rc;
+    /* Started one after the other, each victim takes the next stack of the slab, and the jumper,
+     * started last, the one above them all. */
+    for (int i = 0; i < VICTIMS; i++) {
+        rc = weft_spawn_ex(jc->scope, victim, jc, &(weft_spawn_opts){.name = "victim"});
+        if (rc)
+            return rc;
+    }
+    rc = yield_until(&jc->parked, VICTIMS);
+    if (rc)
+        return rc;
+    rc = weft_spawn_ex(jc->scope, jumper, jc, &(weft_spawn_opts){.name = "frame-jumper"});
+    if (rc)
+        return rc;
+    rc = yield_until(&jc->release, 1); /* the jumper starts on a stack of its own, not inline */
+    if (rc)
+        return rc;
+    return weft_scope_close(jc->scope);
+}
+
+static void run_jump(void *arg)
+{
+    (void)arg;
+    static jump_case jc;
+    weft_config cfg = {.workers = 1, .stack_size = 64 * 1024};
+    int rc = weft_run(&cfg, jump_root, &jc);
+    fprintf(stderr, "weft_run returned %d\n", rc);
+    _exit(20);
+}
+
+Test(stack, frame_past_the_guard_does_not_reach_another_stack)
+{
+    child_result r;
+    run_in_child(run_jump, NULL, &r);
+    expect_overflow_report(&r, "frame-jumper");
 }
