@@ -85,7 +85,11 @@ typedef struct weft_config {
     int pin_workers;
     /** Stack size of a task, in bytes, rounded up to whole pages. Default: 64 KiB.
      *  Stacks are reserved, not committed: a task touches only the pages it uses.
-     *  Below each stack lies a guard gap as large as the stack, at least 64 KiB and at most
+     *  Every task gets at least this much, a child that a join runs inline on its joiner's
+     *  stack too (weft_scope_join). So that joins have room to run children inline, these
+     *  stacks are mapped a quarter larger than this (at least 16 KiB more), which a task may
+     *  use as well; an overflow report still gives this size.
+     *  Below each stack lies a guard gap as large as this size, at least 64 KiB and at most
      *  1 MiB (address space only): a task that overflows its stack faults there and the process
      *  ends with a line naming the task, even through a frame (a large local array) that skips
      *  pages, as long as the frame is no larger than the gap. Build code with larger frames with
@@ -211,8 +215,11 @@ WEFT_API int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spaw
  * -EINVAL for NULL or a released scope; joining again returns the same result as the first join.
  *
  * While waiting, the task parks; it may run its own unstarted children of `s` inline, never
- * unrelated work. If the calling task is cancelled while waiting, `s` is cancelled too and the
- * join still waits for the children to end (join-before-exit), then returns the cancel code.
+ * unrelated work. It runs a child inline, below its own frames, only while its stack has the
+ * child's whole stack size (weft_config.stack_size) left there; else the child starts on a stack
+ * of its own. A child spawned with a stack size of its own never runs inline.
+ * If the calling task is cancelled while waiting, `s` is cancelled too and the join still waits
+ * for the children to end (join-before-exit), then returns the cancel code.
  */
 WEFT_API int weft_scope_join(weft_scope *s);
 

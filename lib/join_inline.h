@@ -43,7 +43,7 @@ static inline __attribute__((always_inline)) char *weft__join_stack_pointer(void
 static inline weft__task *weft__join_take_child(weft__worker *w, weft__task *parent, weft_scope *s)
 {
     if (weft__join_stack_pointer() < parent->host->stack->inline_floor)
-        return NULL; /* deep enough: let it run on a stack of its own (WEFT__INLINE_MIN_ROOM) */
+        return NULL; /* less than a child's stack left: it gets one of its own (stack.h) */
     /* Pop, then look: a task only peeked at may be stolen and its record reused meanwhile. */
     weft__task *t = weft__deque_pop_owner(&w->spawnq);
     if (t && __builtin_expect(t->scope != s || t->stack_size, 0)) {

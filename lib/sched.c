@@ -74,10 +74,10 @@
 #endif
 
 /* 64 KiB: deep enough for ordinary C (printf, getaddrinfo and a parser fit with room to spare),
- * and stacks spaced 128 KiB apart (with their guard gaps, stack.h) share page-table pages 16 to a
- * page: with 256 KiB stacks, a million parked tasks needed a page-table page for every 8 of them,
- * as many fresh pages again as the stacks themselves. Tasks that need more ask for it
- * (weft_spawn_opts.stack_size). */
+ * and stacks spaced 144 KiB apart (with their guard gaps and the room joins use, stack.h) share
+ * page-table pages 14 to a page: with 256 KiB stacks, a million parked tasks needed a page-table
+ * page for every 8 of them, as many fresh pages again as the stacks themselves. Tasks that need
+ * more ask for it (weft_spawn_opts.stack_size). */
 #define WEFT__DEFAULT_STACK (64 * 1024)
 
 /* Picks of the ready queue in a row before the spawn queue gets a turn. 16 keeps the starting

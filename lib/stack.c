@@ -62,7 +62,7 @@ void weft__stack_disable_madvise_guard(int disable)
     atomic_store(&madvise_guard_off, disable);
 }
 
-/* The guard gap below a stack of `size` usable bytes (stack.h). */
+/* The guard gap below a stack documented to hold `size` bytes (stack.h). */
 static size_t gap_for(const weft__stack_pool *p, size_t size)
 {
     size_t gap = size < WEFT__STACK_GAP_MIN   ? WEFT__STACK_GAP_MIN
@@ -77,10 +77,14 @@ int weft__stack_pool_init(weft__stack_pool *p, size_t size)
     weft__lock_init(&p->lock);
     p->page = (size_t)sysconf(_SC_PAGESIZE);
     p->size = (size + p->page - 1) & ~(p->page - 1);
+    size_t reserve =
+        p->size / 4 > WEFT__INLINE_RESERVE_MIN ? p->size / 4 : WEFT__INLINE_RESERVE_MIN;
+    p->usable = p->size + ((reserve + p->page - 1) & ~(p->page - 1));
     p->gap = gap_for(p, p->size);
-    /* 512 stacks of 64 KiB with their gaps reserve 64 MiB of address space per slab: few mappings
-     * for a million stacks, and little unused reservation for small programs. */
-    p->slab_stacks = (unsigned)((64u << 20) / (p->gap + p->size));
+    /* 455 stacks of 64 KiB with their inline reserves and gaps reserve 64 MiB of address space
+     * per slab: few mappings for a million stacks, and little unused reservation for small
+     * programs. */
+    p->slab_stacks = (unsigned)((64u << 20) / (p->gap + p->usable));
     if (p->slab_stacks < 16)
         p->slab_stacks = 16;
     return 0;
@@ -138,7 +142,7 @@ static char *map_region(size_t bytes)
  * of stacks never used are never touched. Called with the pool locked. */
 static int add_slab(weft__stack_pool *p)
 {
-    size_t stride = p->gap + p->size;
+    size_t stride = p->gap + p->usable;
     unsigned n = p->slab_stacks;
     weft__stack_slab *slab = weft__aligned_alloc(64, sizeof(*slab) + n * sizeof(weft__stack));
     if (!slab)
@@ -172,7 +176,7 @@ static weft__stack *take_fresh(weft__stack_pool *p)
     unsigned i = atomic_load_explicit(&slab->used, memory_order_relaxed);
     weft__stack *s = &slab->stacks[i];
     memset(s, 0, sizeof(*s));
-    weft__stack_set_bounds(s, slab->base + (size_t)i * slab->stride + p->gap, p->size);
+    weft__stack_set_bounds(s, slab->base + (size_t)i * slab->stride + p->gap, p->usable, p->size);
     s->gap = p->gap;
     atomic_store_explicit(&slab->used, i + 1, memory_order_release);
     return s;
@@ -201,7 +205,7 @@ static weft__stack *get_own_mapping(weft__stack_pool *p, size_t size)
         free(s);
         return NULL;
     }
-    weft__stack_set_bounds(s, m + gap, size);
+    weft__stack_set_bounds(s, m + gap, size, p->size);
     s->gap = gap;
     s->own_mapping = 1;
     guard_stack(s);
@@ -367,7 +371,10 @@ static void report_overflow(const weft__stack *s)
         write_num(id);
     }
     write_str("' overflowed its stack of ");
-    write_num(s->size / 1024);
+    /* The size the task asked for (or the runtime's), not what the stack holds with the room
+     * that joins use to run children inline. */
+    weft__stack_pool *p = fault_pool;
+    write_num((s->own_mapping || !p ? s->size : p->size) / 1024);
     write_str(" KiB; give it a larger one with weft_spawn_opts.stack_size or "
               "weft_config.stack_size\n");
 }

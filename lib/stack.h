@@ -3,13 +3,13 @@
  *
  * A stack is [guard gap][usable pages]; the task starts at the top and grows down. Slabs are
  * mapped MAP_NORESERVE, so a parked task costs the pages it touched (one, for a task that parks
- * right away) and no commit charge. The gap is as large as the stack, at least 64 KiB and at most
- * 1 MiB (WEFT__STACK_GAP_MIN/MAX): a frame that does not probe its pages (code built without
- * -fstack-clash-protection) jumps a single guard page, and with a page, a task's 16 KiB local
- * array past the end of its stack was the top of the next stack down, a parked task's locals.
- * A frame no larger than the stack, starting anywhere in it, now ends inside the gap. The gap
- * costs address space only: whatever its size, the guard over it is one madvise range or one
- * PROT_NONE VMA, never a page or a VMA more. Guards, in order of preference:
+ * right away) and no commit charge. The gap is as large as the stack's documented size, at least
+ * 64 KiB and at most 1 MiB (WEFT__STACK_GAP_MIN/MAX): a frame that does not probe its pages (code
+ * built without -fstack-clash-protection) jumps a single guard page, and with a page, a task's
+ * 16 KiB local array past the end of its stack was the top of the next stack down, a parked
+ * task's locals. A frame no larger than the gap, starting anywhere in the stack, ends inside it.
+ * The gap costs address space only: whatever its size, the guard over it is one madvise range or
+ * one PROT_NONE VMA, never a page or a VMA more. Guards, in order of preference:
  *   - MADV_GUARD_INSTALL (Linux 6.13+): a guard without a VMA of its own, so a million stacks
  *     stay far below vm.max_map_count (65530 by default);
  *   - mprotect(PROT_NONE), which splits the mapping (two VMAs per stack), up to a budget;
@@ -29,22 +29,29 @@
 
 enum weft__guard { WEFT__GUARD_MADVISE = 1, WEFT__GUARD_MPROTECT = 2, WEFT__GUARD_CANARY = 3 };
 
-/* Stack an inline child may count on below its joiner's frame: a quarter of the stack, at least
- * 8 KiB. A deep chain of joins that each run a child inline nests on one stack; past this the
- * child gets a stack of its own instead (join_inline.h). */
-#define WEFT__INLINE_MIN_ROOM (8 * 1024)
+/* A child that a join runs inline, on its joiner's stack (join_inline.h), gets its whole
+ * documented stack there, as every task does: the join runs it inline only while the stack has
+ * that much left below the join, and this margin more for the join's own frames down to the
+ * child's first one. Past that (a deep chain of joins that each run a child inline nests on one
+ * stack, or a joiner deep in frames of its own) the child starts on a stack of its own. */
+#define WEFT__INLINE_MARGIN 512
+/* So that joins can run children inline at all, a default stack is mapped larger than its
+ * documented size by this much, a quarter of the size and at least 16 KiB: a fork-join such as
+ * fib(30) nests 30 joins that each run their child inline, a few hundred bytes each. Committed
+ * only where touched, like the rest. */
+#define WEFT__INLINE_RESERVE_MIN (16 * 1024)
 
-/* Bounds of the guard gap below a stack (the gap is the stack's size between them). 64 KiB is
- * the most glibc puts on a stack with alloca before it turns to malloc (__MAX_ALLOCA_CUTOFF), and
- * the default stack's size; 1 MiB keeps the guard of a huge stack to one page-table page of
- * MADV_GUARD_INSTALL markers. */
+/* Bounds of the guard gap below a stack, which is the stack's documented size between them.
+ * 64 KiB is the most glibc puts on a stack with alloca before it turns to malloc
+ * (__MAX_ALLOCA_CUTOFF), and the default stack's size; 1 MiB keeps the guard of a huge stack to
+ * one page-table page of MADV_GUARD_INSTALL markers. */
 #define WEFT__STACK_GAP_MIN ((size_t)64 * 1024)
 #define WEFT__STACK_GAP_MAX ((size_t)1024 * 1024)
 
 typedef struct weft__stack {
     void *lo;                 /* lowest usable byte */
     size_t size;              /* usable bytes */
-    char *inline_floor;       /* lo + the room above: a join runs children inline above it */
+    char *inline_floor;       /* a join runs a child inline while its stack pointer is above */
     struct weft__stack *next; /* cache and free-list link */
     int guard;
     unsigned valgrind_id;
@@ -54,20 +61,22 @@ typedef struct weft__stack {
                                              * and stacks in use on other workers must not
                                              * share that line */
 
-/** Sets the usable bytes of `s`: `size` from `lo`. */
-static inline void weft__stack_set_bounds(weft__stack *s, void *lo, size_t size)
+/** Sets the usable bytes of `s`: `size` from `lo`; the children a join on it may run inline are
+ *  documented to get `child` bytes of stack. */
+static inline void weft__stack_set_bounds(weft__stack *s, void *lo, size_t size, size_t child)
 {
     s->lo = lo;
     s->size = size;
-    s->inline_floor =
-        (char *)lo + (size / 4 > WEFT__INLINE_MIN_ROOM ? size / 4 : WEFT__INLINE_MIN_ROOM);
+    /* Above the top on a stack too small to hold a child: nothing runs inline there. */
+    s->inline_floor = (char *)lo + child + WEFT__INLINE_MARGIN;
 }
 
 typedef struct weft__stack_slab weft__stack_slab;
 
 typedef struct weft__stack_pool {
     weft__lock lock;
-    size_t size;             /* usable bytes of a default stack */
+    size_t size;             /* bytes a task with a default stack is documented to get */
+    size_t usable;           /* usable bytes of a default stack: size and the inline reserve */
     size_t page;
     size_t gap;              /* guard gap below each default stack */
     weft__stack *free;       /* stacks given back beyond the per-worker caches */
