@@ -30,7 +30,7 @@ void weft__task_main(weft__task *t)
 
 void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
 {
-    /* What weft__task_alloc_on and weft__task_init_child set, minus what the record keeps:
+    /* What weft__records_alloc_task_on and weft__task_init_child set, minus what the record keeps:
      * its runtime, host, stack, stack size, and flags (how it is counted in its scope, which the
      * new child inherits). The handshake words are at rest (the task is running), its timer is
      * disarmed, its failure was freed. */
