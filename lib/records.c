@@ -254,6 +254,16 @@ void weft__records_free_task_on(weft__worker *w, weft__task *t)
     weft__lock_release(&rt->chunk_lock);
 }
 
+size_t weft__records_mapped_bytes(weft_runtime *rt)
+{
+    size_t bytes = 0;
+    weft__lock_acquire(&rt->chunk_lock);
+    for (task_chunk *c = rt->chunks; c; c = c->next)
+        bytes += c->bytes;
+    weft__lock_release(&rt->chunk_lock);
+    return bytes;
+}
+
 void weft__records_worker_drop(weft__worker *w)
 {
     w->task_cache = NULL;

@@ -9,6 +9,7 @@
 #ifndef WEFT_RECORDS_H
 #define WEFT_RECORDS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sched.h"
@@ -85,6 +86,10 @@ static inline void weft__records_free_task_own(weft__worker *w, weft__task *t)
  *  thread. Blocks go back with weft__records_free_block and stay in the runtime until it ends. */
 void *weft__records_alloc_block(weft_runtime *rt);
 void weft__records_free_block(weft_runtime *rt, void *b);
+
+/** The bytes of every chunk `rt` has mapped for task records and blocks so far: what its records
+ *  cost until it ends. Any thread; for tests. */
+size_t weft__records_mapped_bytes(weft_runtime *rt);
 
 /** Forgets the record caches of `w`, whose thread has ended (the records themselves live in the
  *  runtime's chunks), and frees its cached scope records. */
