@@ -207,10 +207,15 @@ weft__task *weft__records_alloc_task_on(weft__worker *w, weft_runtime *rt)
             t = carve_record(w, rt);
         }
     } else {
-        /* Off the workers (weft_run's root, submissions): the runtime's spare records, else its
-         * own carving range, under the chunk lock. */
+        /* Off the workers (weft_run's root, submissions): the runtime's spare records, else a
+         * batch the workers gave up, else its own carving range, under the chunk lock. Submitted
+         * tasks end on the workers, whose caches overflow into the batches: without taking them
+         * back here, a plain thread that submits for as long as the runtime lives would have a
+         * record carved for every submission. The rest of a batch becomes the spare records. */
         weft__lock_acquire(&rt->chunk_lock);
         t = rt->spare_tasks;
+        if (!t && (t = rt->task_batches) != NULL)
+            __atomic_store_n(&rt->task_batches, t->snext, __ATOMIC_RELAXED);
         if (t)
             rt->spare_tasks = t->next;
         else

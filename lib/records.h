@@ -62,10 +62,11 @@ static inline weft__task *weft__records_alloc_task_own(weft__worker *w, weft_run
 }
 
 /* A worker keeps at most WEFT__TASK_CACHE_MAX free records; beyond, it hands half of them to
- * the runtime, where a worker whose cache is empty takes them before carving fresh ones. Without
- * this, records spawned on one worker and ended on another piled up on the second while the
- * first kept carving fresh memory, so a producer feeding a consumer grew without bound. A batch
- * moves under the chunk lock, once per WEFT__TASK_CACHE_MAX / 2 records. */
+ * the runtime, where a worker whose cache is empty takes them before carving fresh ones, and so
+ * do submissions from plain threads (weft__records_alloc_task_on with no worker). Without this,
+ * records spawned on one worker and ended on another piled up on the second while the first kept
+ * carving fresh memory, so a producer feeding a consumer grew without bound. A batch moves under
+ * the chunk lock, once per WEFT__TASK_CACHE_MAX / 2 records. */
 #define WEFT__TASK_CACHE_MAX 256
 
 /** Hands the older records of the full cache of `w` to `rt` (see WEFT__TASK_CACHE_MAX). */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "blocking.h"
+#include "records.h"
 #include "runtime.h"
 #include "support_criterion.h"
 #include "weft.h"
@@ -362,6 +363,89 @@ Test(blocking, submit_from_eight_threads, .timeout = 120)
             cr_assert_eq(atomic_load(&jobs[i][k].runs), 1, "job %d/%d ran %d times", i, k,
                          atomic_load(&jobs[i][k].runs));
     }
+}
+
+/* ---- submissions one after another keep their memory ---------------------------------------- */
+
+/* Each submission takes a task record off the workers and its task ends on one; a plain thread
+ * that feeds a runtime for as long as it lives must find the records of the ended ones again
+ * instead of having new ones carved. */
+#define STEADY_SUBMISSIONS 200000
+#define STEADY_WARM_UP 10000
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+static int count_fn(void *p)
+{
+    atomic_fetch_add((atomic_int *)p, 1);
+    return 0;
+}
+
+/* Resident pages of this process (/proc/self/statm), or -1. */
+static long resident_pages(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size, resident = -1;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &resident) != 2)
+            resident = -1;
+        fclose(f);
+    }
+    return resident;
+}
+
+Test(blocking, steady_submissions_keep_their_memory, .timeout = 180)
+{
+    weft_runtime *rt;
+    weft_config cfg = {.workers = 4};
+    cr_assert_eq(weft_runtime_start(&rt, &cfg), 0);
+    static atomic_int ran;
+    int bad_submit = 0, bad_wait = 0, bad_status = 0;
+    long rss_warm = 0;
+    for (int i = 0; i < STEADY_SUBMISSIONS; i++) {
+        if (i == STEADY_WARM_UP)
+            rss_warm = resident_pages();
+        weft_handle *h;
+        if (weft_submit(rt, count_fn, &ran, &h) != 0) {
+            bad_submit++;
+            continue;
+        }
+        int st = 12345;
+        if (weft_handle_wait(h, WEFT_NEVER, &st) != 0)
+            bad_wait++;
+        if (st != 0)
+            bad_status++;
+        weft_handle_release(h);
+    }
+    long rss_end = resident_pages();
+    size_t mapped = weft__records_mapped_bytes(rt);
+    cr_assert_eq(weft_runtime_shutdown(rt), 0);
+    cr_assert_eq(bad_submit, 0);
+    cr_assert_eq(bad_wait, 0);
+    cr_assert_eq(bad_status, 0);
+    cr_assert_eq(atomic_load(&ran), STEADY_SUBMISSIONS);
+    /* A worker keeps a few hundred free records at most (WEFT__TASK_CACHE_MAX) and one submission
+     * is in flight at a time: 2 MiB holds about 8,000 records. Records carved anew for each
+     * submission would take some 50 MiB. */
+    cr_assert_leq(mapped, (size_t)2 << 20,
+                  "%zu bytes of records for submissions made one at a time", mapped);
+    /* The rest of what a submission holds (its handle, its scope record) comes back too. ASan
+     * keeps freed memory in quarantine, so only other builds can tell by the resident size. */
+#ifndef UNDER_ASAN
+    cr_assert(rss_warm > 0 && rss_end > 0, "/proc/self/statm unreadable");
+    long grown = (rss_end - rss_warm) * sysconf(_SC_PAGESIZE);
+    cr_assert_lt(grown, 16L << 20, "resident size grew by %ld bytes over %d submissions", grown,
+                 STEADY_SUBMISSIONS - STEADY_WARM_UP);
+#else
+    (void)rss_warm;
+    (void)rss_end;
+#endif
 }
 
 /* ---- handle: wait with a deadline, cancel ---------------------------------------------------- */
