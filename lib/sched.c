@@ -26,7 +26,7 @@
  *      and running it first keeps the number of live stacks near what the program needs;
  *   3. the spawn queue; 4. the ready queue; 5. the injection queue.
  * Then, from the scheduler context only: due timers, stealing from random victims (one task, or
- * from a long spawn queue a batch: see steal_from), sleeping.
+ * from a long spawn queue a batch: see steal.c), sleeping.
  *
  * Switching. A task that suspends picks its successor itself and switches straight to it (or to
  * the worker's scheduler context when there is none): one switch per yield, not two. What must
@@ -65,6 +65,7 @@
 #include <unistd.h>
 
 #include "inject.h"
+#include "steal.h"
 #include "records.h"
 #include "tsan.h"
 
@@ -200,7 +201,6 @@ static weft__task *steal_own(weft__deque *q)
     }
 }
 
-static weft__task *steal_round(weft__worker *w);
 
 /* Timers sit on the heap of the worker that armed them, and that worker fires them when it looks
  * for work. A worker that does not look (stuck in a plain system call inside a task, or running
@@ -302,7 +302,7 @@ static void prefetch_ready(weft__worker *w)
 static weft__task *pick_local_queues(weft__worker *w)
 {
     weft__task *t;
-    if (weft__sched_chaos_hit(w, 8) && (t = steal_round(w)))
+    if (weft__sched_chaos_hit(w, 8) && (t = weft__steal_round(w)))
         return t; /* forced steal: run a neighbour's work before our own */
     if (++w->tick % GLOBAL_CHECK_INTERVAL == 0) {
         run_timers(w);
@@ -333,17 +333,6 @@ static weft__task *pick_local(weft__worker *w)
     return t;
 }
 
-static uint64_t next_rand(weft__worker *w)
-{
-    /* xorshift64*: victims only need to be spread, not unpredictable. */
-    uint64_t x = w->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    w->rng = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
 /* ---- chaos mode ------------------------------------------------------------------------------
  * WEFT_CHAOS=<seed> perturbs scheduling to shake out ordering bugs: random yields at spawn and
  * suspension points, steals forced ahead of local work, timers fired late, and spurious resumes
@@ -361,67 +350,6 @@ int weft__sched_chaos_hit(weft__worker *w, unsigned one_in)
     x ^= x >> 27;
     w->chaos_rng = x;
     return (x * 0x2545F4914F6CDD1Dull) % one_in == 0;
-}
-
-/* A spawn queue longer than this is a flat fan-out (a loop of spawns), not the spine of a
- * recursion (fib(30) keeps at most 30 there, skynet 60): its oldest tasks are no larger than the
- * others, and taking them one steal at a time costs the thief the victim's queue lines once per
- * task. So a thief takes up to STEAL_BATCH of them at once (Go and tokio take half) and queues
- * the rest on its own spawn queue. A short queue gives one task: in a recursion the oldest is the
- * largest piece left, and the victim's join runs the others inline, which it could not if they
- * were taken. */
-#define STEAL_BATCH_FROM 64
-#define STEAL_BATCH 128
-
-static weft__task *steal_from(weft__worker *w, weft__worker *v)
-{
-    for (int attempt = 0; attempt < 4; attempt++) {
-        void *x = weft__deque_steal_any(&v->spawnq);
-        if (x == WEFT__DEQUE_EMPTY)
-            break;
-        if (x == WEFT__DEQUE_ABORT)
-            continue;
-        int64_t more = weft__deque_size_estimate(&v->spawnq);
-        if (more >= STEAL_BATCH_FROM) {
-            more = more / 2 < STEAL_BATCH - 1 ? more / 2 : STEAL_BATCH - 1;
-            for (int64_t i = 0; i < more; i++) {
-                void *y = weft__deque_steal_any(&v->spawnq);
-                if (y == WEFT__DEQUE_EMPTY || y == WEFT__DEQUE_ABORT)
-                    break;
-                if (weft__deque_push_owner(&w->spawnq, y) != 0) {
-                    weft__inject_task(w->rt, y);
-                    break;
-                }
-            }
-        }
-        return x;
-    }
-    for (int attempt = 0; attempt < 4; attempt++) {
-        void *x = weft__deque_steal_any(&v->readyq);
-        if (x == WEFT__DEQUE_EMPTY)
-            break;
-        if (x != WEFT__DEQUE_ABORT)
-            return x;
-    }
-    return NULL;
-}
-
-static weft__task *steal_round(weft__worker *w)
-{
-    weft_runtime *rt = w->rt;
-    unsigned n = rt->nworkers;
-    if (n < 2)
-        return NULL;
-    unsigned start = (unsigned)(next_rand(w) % n);
-    for (unsigned i = 0; i < n; i++) {
-        weft__worker *v = &rt->workers[(start + i) % n];
-        if (v == w)
-            continue;
-        weft__task *t = steal_from(w, v);
-        if (t)
-            return t;
-    }
-    return NULL;
 }
 
 static int any_work_visible(weft__worker *w)
@@ -663,7 +591,7 @@ int weft__sched_yield(void)
         /* Nothing of our own: a yield must still let work that waits elsewhere run, or a task
          * queued behind a neighbour that never suspends waits as long as that neighbour runs
          * while this worker goes round its yielder. */
-        next = steal_round(w);
+        next = weft__steal_round(w);
         if (next && prepare_to_run(w, next) != 0) {
             weft__inject_task(w->rt, next);
             next = NULL;
@@ -712,7 +640,7 @@ static weft__task *spin_for_work(weft__worker *w)
     atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed);
     weft__task *t = NULL;
     for (int round = 0; round < SPIN_ROUNDS && !t; round++) {
-        if ((t = steal_round(w)) || (t = weft__inject_take(w)))
+        if ((t = weft__steal_round(w)) || (t = weft__inject_take(w)))
             break;
         if (round % SPIN_YIELD_EVERY == SPIN_YIELD_EVERY - 1) {
             sched_yield();

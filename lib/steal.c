@@ -1,0 +1,81 @@
+/*
+ * Stealing: an idle (or yielding) worker takes work from a random victim. From a victim's spawn
+ * queue first (its oldest unstarted task, or a batch of a flat fan-out), then from its ready
+ * queue. Victims are visited from a random start so that thieves spread over them.
+ */
+#include "steal.h"
+
+#include "inject.h"
+#include "sched.h"
+
+static uint64_t next_rand(weft__worker *w)
+{
+    /* xorshift64*: victims only need to be spread, not unpredictable. */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* A spawn queue longer than this is a flat fan-out (a loop of spawns), not the spine of a
+ * recursion (fib(30) keeps at most 30 there, skynet 60): its oldest tasks are no larger than the
+ * others, and taking them one steal at a time costs the thief the victim's queue lines once per
+ * task. So a thief takes up to STEAL_BATCH of them at once (Go and tokio take half) and queues
+ * the rest on its own spawn queue. A short queue gives one task: in a recursion the oldest is the
+ * largest piece left, and the victim's join runs the others inline, which it could not if they
+ * were taken. */
+#define STEAL_BATCH_FROM 64
+#define STEAL_BATCH 128
+
+static weft__task *steal_from(weft__worker *w, weft__worker *v)
+{
+    for (int attempt = 0; attempt < 4; attempt++) {
+        void *x = weft__deque_steal_any(&v->spawnq);
+        if (x == WEFT__DEQUE_EMPTY)
+            break;
+        if (x == WEFT__DEQUE_ABORT)
+            continue;
+        int64_t more = weft__deque_size_estimate(&v->spawnq);
+        if (more >= STEAL_BATCH_FROM) {
+            more = more / 2 < STEAL_BATCH - 1 ? more / 2 : STEAL_BATCH - 1;
+            for (int64_t i = 0; i < more; i++) {
+                void *y = weft__deque_steal_any(&v->spawnq);
+                if (y == WEFT__DEQUE_EMPTY || y == WEFT__DEQUE_ABORT)
+                    break;
+                if (weft__deque_push_owner(&w->spawnq, y) != 0) {
+                    weft__inject_task(w->rt, y);
+                    break;
+                }
+            }
+        }
+        return x;
+    }
+    for (int attempt = 0; attempt < 4; attempt++) {
+        void *x = weft__deque_steal_any(&v->readyq);
+        if (x == WEFT__DEQUE_EMPTY)
+            break;
+        if (x != WEFT__DEQUE_ABORT)
+            return x;
+    }
+    return NULL;
+}
+
+weft__task *weft__steal_round(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    unsigned n = rt->nworkers;
+    if (n < 2)
+        return NULL;
+    unsigned start = (unsigned)(next_rand(w) % n);
+    for (unsigned i = 0; i < n; i++) {
+        weft__worker *v = &rt->workers[(start + i) % n];
+        if (v == w)
+            continue;
+        weft__task *t = steal_from(w, v);
+        if (t)
+            return t;
+    }
+    return NULL;
+}

@@ -1,0 +1,12 @@
+/* Stealing from other workers (steal.c). */
+#ifndef WEFT_STEAL_H
+#define WEFT_STEAL_H
+
+#include "sched.h"
+
+/** One round over the other workers of the runtime of `w` (the caller's worker), from a random
+ *  victim: a task taken from one of them, or NULL. Tasks taken beyond the first go on the spawn
+ *  queue of `w`. */
+weft__task *weft__steal_round(weft__worker *w);
+
+#endif
