@@ -29,8 +29,8 @@
 #include "scope.h"
 #include "wait.h"
 
-/* A pool thread that finished a job watches the queue this many rounds (about 30 us here)
- * before it sleeps on the condition variable: calls that come in a stream then find it awake,
+/* A pool thread that finished a job watches the queue this many rounds (tens of microseconds;
+ * README.md, Performance) before it sleeps on the condition variable: calls that come in a stream then find it awake,
  * and the round trip costs no futex wake-up, which is most of its cost. */
 #define POOL_SPIN 2000
 /* Within that watch, the CPU is given up now and then: on a machine with no CPU to spare, the

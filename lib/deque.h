@@ -9,7 +9,7 @@
  * A deque no thief will ever touch (every deque of a runtime with one worker) is marked solo:
  * its owner then pops and takes the oldest with plain loads and stores, without the StoreLoad
  * fence and the CAS on `top` that only a concurrent thief makes necessary (on skynet with one
- * worker the fence alone was 13% of the time).
+ * worker the fence alone was a tenth of the time and more).
  *
  * Growth doubles the ring. A thief may still be reading the old ring, so old rings are kept
  * until the deque is destroyed: their total size is less than the final ring's, so this bounds

@@ -1,6 +1,6 @@
 /*
  * Futex words. A plain futex word per sleeper rather than ck_ec: ck_ec's slow path sleeps in
- * backoff steps of its own (2 ms at first) and overshot timer deadlines by that much; a worker
+ * backoff steps of its own (milliseconds at first) and overshot timer deadlines by that much; a worker
  * must wake at its next timer, to the microsecond.
  */
 #include "futex.h"

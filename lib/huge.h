@@ -5,9 +5,9 @@
  *
  * Why a range of their own: on the virtual machines we measure on, 4 KiB pages faulted in near
  * transparent huge pages (the kernel's default placement puts the stack slabs right below the
- * record chunks) cost 0.7-2 us each at their next touch, against 50 ns when the huge pages sit a
- * gigabyte away. A cancel of 100,000 parked tasks touches 100,000 stack pages, so this alone made
- * it 2-4 times slower. Chunks are carved from the range in order and never given back one by one:
+ * record chunks) cost tens of times more at their next touch than when the huge pages sit a
+ * gigabyte away (README.md, Performance). A cancel of 100,000 parked tasks touches 100,000 stack
+ * pages, so this alone made it several times slower. Chunks are carved from the range in order and never given back one by one:
  * a hole punched in the range could be taken by an unrelated mapping, which the final unmap of
  * the range would then destroy. When the range cannot be reserved or is used up, chunks are
  * mapped one by one where the kernel puts them, as before.

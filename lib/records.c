@@ -17,8 +17,8 @@
 /* Task records are carved from chunks, never allocated one by one: a burst of spawns costs one
  * mapping per chunk. A worker's first chunk is small (64 KiB of 4 KiB pages) so that a small
  * program stays small; later ones are 2 MiB transparent huge pages, because a first touch of a
- * 4 KiB page costs 10-30 us on the virtual machines we measure on (about 2 us per 4 KiB when it
- * comes as part of a huge page), which made page faults the main cost of spawning 100,000 tasks.
+ * fresh 4 KiB page costs far more than its share of a fresh huge page (README.md, Performance),
+ * which made page faults the main cost of spawning 100,000 tasks.
  * The huge ones come from the runtime's range apart from the stacks (huge.h).
  * A worker takes records from its chunk in order, as it needs them, so that the pages of records
  * never used are never touched (an empty weft_run touches one). */

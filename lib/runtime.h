@@ -22,8 +22,8 @@ typedef struct weft__blocking_pool weft__blocking_pool;
 
 /* Grouped by who writes what, a cache line per group where workers meet: every spawn reads the
  * first group (chaos, the worker count) and the idle mask, spinners write their count, wakers
- * the injection queue. On the machine we measure on a line moves between cores in about 240 ns,
- * and a spawner that read a line a spinner keeps writing paid that on every spawn. */
+ * the injection queue. A line moving between cores costs hundreds of nanoseconds (README.md,
+ * Performance), and a spawner that read a line a spinner keeps writing paid that on every spawn. */
 struct weft_runtime {
     /* Set at start, read everywhere. */
     weft__worker *workers;

@@ -87,13 +87,13 @@
 #define READY_STREAK 16
 /* Every this many picks the injection queue and the timers go first (see above). */
 #define GLOBAL_CHECK_INTERVAL 61
-/* Steal rounds over all victims before a worker sleeps. About 20-50 us here: long enough to
+/* Steal rounds over all victims before a worker sleeps (tens of microseconds): long enough to
  * catch the next spawn of a busy neighbour, short enough to be 0% CPU in a blink when idle. */
 #define SPIN_ROUNDS 64
 /* Every this many rounds a spinner gives its CPU up for a moment instead of pausing: the work it
  * waits for may come from a thread that needs this very CPU (a blocking call's pool thread, on a
  * machine with no CPU to spare). Pinned to one CPU with its pool thread, a worker that only
- * paused made a blocking round trip cost 80 us instead of 3. On an idle CPU the yield returns at
+ * paused made a blocking round trip cost tens of times more. On an idle CPU the yield returns at
  * once. */
 #define SPIN_YIELD_EVERY 8
 

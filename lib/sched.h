@@ -172,8 +172,7 @@ uint32_t weft__sched_park(weft__task *t);
 /** Step 3: wakes `t` if it is parked. Returns 1 if this call woke it. Any thread. */
 int weft__sched_wake(weft__task *t, uint32_t reason);
 
-/* Steps between a task and its prefetch hint: about as many misses as a core keeps in flight,
- * each 250 ns across cores where we measure. */
+/* Steps between a task and its prefetch hint: about as many misses as a core keeps in flight. */
 #define WEFT__HINT_AHEAD 8
 
 /** Tasks of one runtime made runnable together (a cancel waking a scope's sleepers), linked
@@ -191,10 +190,10 @@ int weft__sched_wake_into(weft__task *t, uint32_t reason, weft__ready_batch *b);
 /** Queues the tasks of `b` (all of runtime `rt`) like weft__sched_ready, and empties `b`. */
 void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b);
 
-/* A worker's ready queue holds at most this many tasks; more go on the injection queue. A wake-up of many tasks at once (a
- * cancel of 100,000 sleepers) would otherwise grow the ring to a megabyte of fresh pages (10 ms
- * of page faults here), where the injection queue links the records themselves; past that many,
- * tasks are no fresher in one queue than in the other. */
+/* A worker's ready queue holds at most this many tasks; more go on the injection queue. A
+ * wake-up of many tasks at once (a cancel of 100,000 sleepers) would otherwise grow the ring to a
+ * megabyte of fresh pages, milliseconds of page faults, where the injection queue links the
+ * records themselves; past that many, tasks are no fresher in one queue than in the other. */
 #define WEFT__READY_LOCAL_MAX 4096
 
 /** Makes a task runnable: the caller's worker's ready queue, or the injection queue. */

@@ -818,8 +818,8 @@ int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_ent
  * worker may admit a child or count one out at any moment, hence the CAS. A runtime with one
  * worker has no such thread: a spawn needs a task, every task runs on that worker, and the
  * worker is here (the blocking pool's threads run no tasks). There a plain check and store do,
- * as the deques of such a runtime need no synchronisation either; the locked instruction cost
- * a fork-join program at one worker 7% of its time. */
+ * as the deques of such a runtime need no synchronisation either; the locked instruction was a
+ * measurable share of a fork-join program's time at one worker. */
 static inline int close_if_empty(weft_scope *s, const weft_runtime *rt)
 {
     int64_t all_done = WEFT__SCOPE_BIAS;

@@ -65,7 +65,7 @@ enum weft__scope_state { WEFT__SCOPE_OPEN = 1, WEFT__SCOPE_JOINED = 2, WEFT__SCO
 /* Laid out by who writes what, a cache line per group: a child that ends on another worker
  * writes `balance`, and while it shared a line with the owner's spawn-time reads (the cancel
  * state) and writes (owner_spawned), every child ended elsewhere cost the owner's next spawn a
- * line moved between cores (about 240 ns on the machine we measure on) and the ender one more. */
+ * line moved between cores and the ender one more. */
 struct weft_scope {
     /* Read at every spawn and suspension point; written by a cancel and at open and join. */
     _Atomic int cancel_code; /* 0, -ECANCELED or -ETIMEDOUT, set on this scope */
