@@ -31,34 +31,34 @@ int weft__alloc_should_fail(void)
     return atomic_fetch_add(&counted, 1) + 1 == atomic_load(&fail_at);
 }
 
-void *weft__malloc(size_t n)
+void *weft__alloc_malloc(size_t n)
 {
     return weft__alloc_should_fail() ? NULL : malloc(n);
 }
 
-void *weft__calloc(size_t count, size_t n)
+void *weft__alloc_calloc(size_t count, size_t n)
 {
     return weft__alloc_should_fail() ? NULL : calloc(count, n);
 }
 
-void *weft__realloc(void *p, size_t n)
+void *weft__alloc_realloc(void *p, size_t n)
 {
     return weft__alloc_should_fail() ? NULL : realloc(p, n);
 }
 
-void *weft__aligned_alloc(size_t align, size_t n)
+void *weft__alloc_aligned(size_t align, size_t n)
 {
     if (weft__alloc_should_fail())
         return NULL;
     return aligned_alloc(align, (n + align - 1) & ~(align - 1));
 }
 
-char *weft__strdup(const char *s)
+char *weft__alloc_strdup(const char *s)
 {
     return weft__alloc_should_fail() ? NULL : strdup(s);
 }
 
-void *weft__map(size_t bytes, int huge)
+void *weft__alloc_map(size_t bytes, int huge)
 {
     if (weft__alloc_should_fail())
         return NULL;
@@ -78,7 +78,7 @@ void *weft__map(size_t bytes, int huge)
     return aligned;
 }
 
-void weft__unmap(void *p, size_t bytes)
+void weft__alloc_unmap(void *p, size_t bytes)
 {
     munmap(p, bytes);
 }

@@ -17,17 +17,17 @@ long weft__alloc_count(void);
 /** 1 when the hook says this allocation fails (also for mmap-based allocations). */
 int weft__alloc_should_fail(void);
 
-void *weft__malloc(size_t n);
-void *weft__calloc(size_t count, size_t n);
-void *weft__realloc(void *p, size_t n);
-void *weft__aligned_alloc(size_t align, size_t n);
-char *weft__strdup(const char *s);
+void *weft__alloc_malloc(size_t n);
+void *weft__alloc_calloc(size_t count, size_t n);
+void *weft__alloc_realloc(void *p, size_t n);
+void *weft__alloc_aligned(size_t align, size_t n);
+char *weft__alloc_strdup(const char *s);
 
 /** Anonymous memory of `bytes` straight from the kernel, zeroed, for bulk use. With `huge`,
  *  aligned to `bytes` (a power of two, at least 2 MiB) and advised into transparent huge pages,
  *  which fault in a whole 2 MiB at a fraction of the cost per byte of 4 KiB pages. NULL when out
  *  of memory. */
-void *weft__map(size_t bytes, int huge);
-void weft__unmap(void *p, size_t bytes);
+void *weft__alloc_map(size_t bytes, int huge);
+void weft__alloc_unmap(void *p, size_t bytes);
 
 #endif

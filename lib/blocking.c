@@ -65,7 +65,7 @@ static _Thread_local blocking_job *running_job;
 
 int weft__blocking_init(weft_runtime *rt)
 {
-    weft__blocking_pool *p = weft__calloc(1, sizeof(*p));
+    weft__blocking_pool *p = weft__alloc_calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
     pthread_mutex_init(&p->mu, NULL);

@@ -8,7 +8,7 @@
 
 static weft__deque_ring *ring_new(int64_t capacity)
 {
-    weft__deque_ring *r = weft__malloc(sizeof(*r) + (size_t)capacity * sizeof(r->slot[0]));
+    weft__deque_ring *r = weft__alloc_malloc(sizeof(*r) + (size_t)capacity * sizeof(r->slot[0]));
     if (!r)
         return NULL;
     r->mask = capacity - 1;

@@ -38,7 +38,7 @@ static char *dup_bounded(const char *str)
     if (!str)
         str = "";
     size_t n = strnlen(str, WEFT_ERROR_MESSAGE_MAX - 1);
-    char *d = weft__malloc(n + 1);
+    char *d = weft__alloc_malloc(n + 1);
     if (d) {
         memcpy(d, str, n);
         d[n] = 0;
@@ -58,12 +58,12 @@ static void append_error(weft_scope *s, int code, const char *msg, const char *t
     if (k >= WEFT__ERROR_SEGS)
         return;
     if (!s->error_segs) {
-        s->error_segs = weft__calloc(WEFT__ERROR_SEGS, sizeof(*s->error_segs));
+        s->error_segs = weft__alloc_calloc(WEFT__ERROR_SEGS, sizeof(*s->error_segs));
         if (!s->error_segs)
             return;
     }
     if (!s->error_segs[k]) {
-        s->error_segs[k] = weft__malloc(((size_t)WEFT__ERROR_SEG0 << k) * sizeof(weft__error_rec));
+        s->error_segs[k] = weft__alloc_malloc(((size_t)WEFT__ERROR_SEG0 << k) * sizeof(weft__error_rec));
         if (!s->error_segs[k])
             return;
     }
@@ -138,11 +138,11 @@ int weft_fail(int code, const char *fmt, ...)
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     if (!t->failure) {
-        t->failure = weft__calloc(1, sizeof(*t->failure));
+        t->failure = weft__alloc_calloc(1, sizeof(*t->failure));
         if (!t->failure)
             return code;
     }
-    char *m = weft__strdup(buf);
+    char *m = weft__alloc_strdup(buf);
     if (m) {
         free(t->failure->message);
         t->failure->message = m;
@@ -169,12 +169,12 @@ int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled)
         return 0;
     weft__failure *f = t->failure;
     if (!f) {
-        f = weft__calloc(1, sizeof(*f));
+        f = weft__alloc_calloc(1, sizeof(*f));
         if (!f)
             return error_at(s, 0)->pub.code;
         t->failure = f;
     }
-    weft__error_rec *g = weft__realloc(f->group, (f->ngroup + keep) * sizeof(*g));
+    weft__error_rec *g = weft__alloc_realloc(f->group, (f->ngroup + keep) * sizeof(*g));
     if (!g)
         return error_at(s, 0)->pub.code;
     f->group = g;

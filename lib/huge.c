@@ -43,7 +43,7 @@ void *weft__huge_take(weft__huge_range *r, size_t bytes)
             /* Out of mapping entries, say: a mapping of its own may still succeed. */
         }
     }
-    return weft__map(bytes, 1);
+    return weft__alloc_map(bytes, 1);
 }
 
 void weft__huge_give_back(weft__huge_range *r, void *chunk, size_t bytes)
@@ -51,7 +51,7 @@ void weft__huge_give_back(weft__huge_range *r, void *chunk, size_t bytes)
     char *c = chunk;
     if (r->base && c >= r->base && c < r->base + r->size)
         return;
-    weft__unmap(chunk, bytes);
+    weft__alloc_unmap(chunk, bytes);
 }
 
 void weft__huge_destroy(weft__huge_range *r)

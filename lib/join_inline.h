@@ -17,10 +17,10 @@
 
 /** Runs the task's function, then each deferred sibling its ending hands it (a limited scope's
  *  slot passing on together with the record and the stack). */
-static inline void weft__task_run_body(weft__task *t)
+static inline void weft__join_run_body(weft__task *t)
 {
-    while (weft__task_complete(t, t->fn(t->arg)))
-        weft__worker_progress(weft__worker_self());
+    while (weft__scope_end_task(t, t->fn(t->arg)))
+        weft__sched_progress(weft__sched_worker());
 }
 
 /* The stack pointer, read without making the compiler keep a frame pointer for the whole join,
@@ -63,10 +63,10 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
 {
     child->flags |= WEFT__TASK_INLINE;
     child->host = parent->host;
-    weft__worker_set_current(w, child);
-    weft__worker_progress(w);
+    weft__sched_set_current(w, child);
+    weft__sched_progress(w);
     int rc = child->fn(child->arg);
-    /* weft__task_complete's common case, for what is known here: an inline child of `s` that
+    /* weft__scope_end_task's common case, for what is known here: an inline child of `s` that
      * the owner spawned, ended well and holds nothing is counted out on the owner's side. */
     if (__builtin_expect(rc == 0 && !child->owned && !child->failure && !WEFT__TOKENS_LEFT(child) &&
                              !s->max_running &&
@@ -74,13 +74,13 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
                                  WEFT__TASK_OWNER_COUNTED,
                          1)) {
         s->owner_spawned--;
-    } else if (weft__task_complete(child, rc)) {
+    } else if (weft__scope_end_task(child, rc)) {
         /* It became a deferred sibling: run that, and whatever its end hands on. */
-        weft__worker_progress(weft__worker_self());
-        weft__task_run_body(child);
+        weft__sched_progress(weft__sched_worker());
+        weft__join_run_body(child);
     }
-    w = weft__worker_self();
-    weft__worker_set_current(w, parent); /* news enough to the watchdog: no bump */
+    w = weft__sched_worker();
+    weft__sched_set_current(w, parent); /* news enough to the watchdog: no bump */
     weft__records_free_task_own(w, child);
     return w;
 }

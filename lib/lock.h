@@ -36,7 +36,7 @@ static inline void weft__lock_release(weft__lock *l)
 
 /** One round of waiting for another thread to finish short work (no lock held by the waiter):
  *  a pause for the first rounds, then the OS, since that thread may have been preempted. */
-static inline void weft__backoff(unsigned *round)
+static inline void weft__lock_backoff(unsigned *round)
 {
     if ((*round)++ < 64)
         ck_pr_stall();

@@ -51,7 +51,7 @@ typedef struct task_chunk {
 static task_chunk *new_chunk(weft_runtime *rt, int huge)
 {
     size_t bytes = huge ? HUGE_CHUNK_BYTES : SMALL_CHUNK_BYTES;
-    task_chunk *c = huge ? weft__huge_take(&rt->huge, bytes) : weft__map(bytes, 0);
+    task_chunk *c = huge ? weft__huge_take(&rt->huge, bytes) : weft__alloc_map(bytes, 0);
     if (!c)
         return NULL;
     c->bytes = bytes;
@@ -145,7 +145,7 @@ static weft__task *carve_record(weft__worker *w, weft_runtime *rt)
 
 weft__task *weft__records_alloc_task(weft_runtime *rt)
 {
-    return weft__records_alloc_task_on(weft__worker_self(), rt);
+    return weft__records_alloc_task_on(weft__sched_worker(), rt);
 }
 
 /* See WEFT__TASK_CACHE_MAX (records.h). */
@@ -242,7 +242,7 @@ weft__task *weft__records_alloc_task_on(weft__worker *w, weft_runtime *rt)
 
 void weft__records_free_task(weft__task *t)
 {
-    weft__records_free_task_on(weft__worker_self(), t);
+    weft__records_free_task_on(weft__sched_worker(), t);
 }
 
 void weft__records_free_task_on(weft__worker *w, weft__task *t)

@@ -162,7 +162,7 @@ static int resolve_config(weft_config *c, const weft_config *cfg)
 static int init_runtime(weft_runtime **out, const weft_config *c)
 {
     /* Aligned: its groups take cache lines of their own (see runtime.h). */
-    weft_runtime *rt = weft__aligned_alloc(_Alignof(weft_runtime), sizeof(*rt));
+    weft_runtime *rt = weft__alloc_aligned(_Alignof(weft_runtime), sizeof(*rt));
     if (!rt)
         return -ENOMEM;
     memset(rt, 0, sizeof(*rt));
@@ -173,7 +173,7 @@ static int init_runtime(weft_runtime **out, const weft_config *c)
     weft__lock_init(&rt->chunk_lock);
     weft__stack_pool_init(&rt->stacks, c->stack_size);
     weft__huge_init(&rt->huge);
-    rt->workers = weft__aligned_alloc(64, sizeof(weft__worker) * c->workers);
+    rt->workers = weft__alloc_aligned(64, sizeof(weft__worker) * c->workers);
     int rc = rt->workers ? init_workers(rt) : -ENOMEM;
     if (rc == 0) {
         rc = weft__scope_new_external(rt, NULL, &rt->root_scope);
@@ -227,13 +227,13 @@ void weft__runtime_stop(weft_runtime *rt)
 
 unsigned weft_workers(void)
 {
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     return w ? w->rt->nworkers : 0;
 }
 
 int weft_worker_index(void)
 {
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     return w ? (int)w->index : -1;
 }
 
@@ -275,7 +275,7 @@ int weft_runtime_start(weft_runtime **out, const weft_config *cfg)
 {
     if (!out)
         return -EINVAL;
-    if (weft__worker_self())
+    if (weft__sched_worker())
         return -EDEADLK;
     return weft__runtime_create(out, cfg);
 }
@@ -291,7 +291,7 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
     if (atomic_load_explicit(&rt->shutting_down, memory_order_seq_cst))
         goto refuse;
     rc = -ENOMEM;
-    weft_handle *h = weft__calloc(1, sizeof(*h));
+    weft_handle *h = weft__alloc_calloc(1, sizeof(*h));
     if (!h)
         goto refuse;
     weft__lock_init(&h->lock);
@@ -342,7 +342,7 @@ int weft_handle_wait(weft_handle *h, weft_time deadline, int *status)
 {
     if (!h)
         return -EINVAL;
-    if (weft__worker_self())
+    if (weft__sched_worker())
         return -EDEADLK;
     while (!atomic_load_explicit(&h->done, memory_order_acquire)) {
         if (deadline != WEFT_NEVER && weft_now() >= deadline)
@@ -377,7 +377,7 @@ int weft_runtime_shutdown(weft_runtime *rt)
 {
     if (!rt)
         return -EINVAL;
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     /* From its own workers or blocking pool, shutdown would wait for the caller itself. */
     if ((w && w->rt == rt) || weft__blocking_current_runtime() == rt)
         return -EDEADLK;
@@ -392,7 +392,7 @@ int weft_runtime_shutdown(weft_runtime *rt)
 
 int weft_run(const weft_config *cfg, weft_fn root, void *arg)
 {
-    if (weft__worker_self())
+    if (weft__sched_worker())
         return -EDEADLK;
     if (!root)
         return -EINVAL;

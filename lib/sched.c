@@ -33,7 +33,7 @@
  * happen after the old context is saved (queue the yielder, finish a park handshake, recycle a
  * finished task's stack) is left in w->after and done by the context that takes over, in
  * after_switch(). That context may be on any worker, so nothing here keeps a thread-local address
- * across a switch: weft__worker_self() is called afresh after each one.
+ * across a switch: weft__sched_worker() is called afresh after each one.
  *
  * Sleeping without lost wake-ups. An idle worker first spins over the queues for a while
  * (nspinning counts spinners, so producers do not wake sleepers while someone is looking). Then:
@@ -99,7 +99,7 @@
 
 /* ---- thread-local access ---------------------------------------------------------------- */
 
-/* Read through weft__worker_self (sched.h), which says why it is reached only through a call. */
+/* Read through weft__sched_worker (sched.h), which says why it is reached only through a call. */
 _Thread_local weft__worker *weft__tls_worker;
 
 /* ---- waking sleepers -------------------------------------------------------------------- */
@@ -151,7 +151,7 @@ void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
     }
     if (!t)
         return;
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     if (w && w->rt == rt) {
         long pushed = 0;
         while (t && weft__deque_size_owner(&w->readyq, WEFT__READY_LOCAL_MAX) < WEFT__READY_LOCAL_MAX) {
@@ -172,7 +172,7 @@ void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
 
 void weft__sched_ready(weft_runtime *rt, weft__task *t)
 {
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     if (w && w->rt == rt)
         push_ready(w, t);
     else
@@ -181,7 +181,7 @@ void weft__sched_ready(weft_runtime *rt, weft__task *t)
 
 int weft__sched_spawn(weft_runtime *rt, weft__task *t)
 {
-    return weft__sched_spawn_on(weft__worker_self(), rt, t);
+    return weft__sched_spawn_on(weft__sched_worker(), rt, t);
 }
 
 int weft__sched_spawn_on(weft__worker *w, weft_runtime *rt, weft__task *t)
@@ -382,13 +382,13 @@ static void stack_bounds(weft__worker *w, weft__task *to, void **lo, size_t *siz
  * set w->after. `dying`: the leaving context will never be resumed. */
 static void switch_to(weft__worker *w, weft__task *to, int dying)
 {
-    weft__task *from = weft__worker_current(w);
+    weft__task *from = weft__sched_current(w);
     weft__ctx *from_ctx = from ? &from->host->ctx : &w->sched_ctx;
     weft__ctx *to_ctx = to ? &to->host->ctx : &w->sched_ctx;
     if (from && from->host->stack->guard == WEFT__GUARD_CANARY)
         weft__stack_check_canary(from->host->stack);
-    weft__worker_set_current(w, to);
-    weft__worker_progress(w);
+    weft__sched_set_current(w, to);
+    weft__sched_progress(w);
     void *lo;
     size_t size;
     stack_bounds(w, to, &lo, &size);
@@ -432,7 +432,7 @@ static void task_entry(void *arg)
     after_switch();
     weft__task_main(t);
     /* Gone for good: pick a successor and let it recycle this stack. */
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     weft__task *next = pick_runnable(w);
     w->after = WEFT__AFTER_FINISH;
     w->after_task = t;
@@ -474,7 +474,7 @@ static void recycle(weft__worker *w, weft__task *t)
 
 static void after_switch(void)
 {
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     weft__task *t = w->after_task;
     switch (w->after) {
     case WEFT__AFTER_READY:
@@ -526,7 +526,7 @@ uint32_t weft__sched_park(weft__task *t)
             atomic_compare_exchange_strong_explicit(&t->park_sync, &one, 0, memory_order_acq_rel,
                                                     memory_order_relaxed))
             break;
-        weft__worker *w = weft__worker_self();
+        weft__worker *w = weft__sched_worker();
         w->after = weft__sched_chaos_hit(w, 8) ? WEFT__AFTER_SPURIOUS : WEFT__AFTER_PARK;
         w->after_task = t;
         switch_from_task(w, pick_runnable(w));
@@ -585,7 +585,7 @@ int weft__sched_wake_into(weft__task *t, uint32_t reason, weft__ready_batch *b)
 
 int weft__sched_yield(void)
 {
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     weft__task *next = pick_runnable(w);
     if (!next) {
         /* Nothing of our own: a yield must still let work that waits elsewhere run, or a task
@@ -599,10 +599,10 @@ int weft__sched_yield(void)
     }
     if (!next) {
         /* A suspension point reached: alive, even with nothing to switch to. */
-        weft__worker_progress(w);
+        weft__sched_progress(w);
         return 0;
     }
-    weft__task *self = weft__worker_current(w);
+    weft__task *self = weft__sched_current(w);
     w->after = WEFT__AFTER_READY;
     w->after_task = self;
     switch_from_task(w, next);
@@ -616,7 +616,7 @@ void weft__sched_checkpoint_timers(weft__worker *w)
 
 int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn)
 {
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     return weft__timer_arm(&w->timers, t, deadline, fn);
 }
 
@@ -696,7 +696,7 @@ static void worker_loop(weft__worker *w)
  * worker's thread. */
 static void describe_running(void *ctx, const char **name, uint64_t *id, const weft__stack **stack)
 {
-    weft__task *t = weft__worker_current(ctx);
+    weft__task *t = weft__sched_current(ctx);
     *name = t ? t->name : NULL;
     *id = t ? t->id : 0;
     *stack = t && t->host ? t->host->stack : NULL;

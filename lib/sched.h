@@ -121,7 +121,7 @@ extern _Thread_local weft__worker *weft__tls_worker
  *  own copy so that the compiler sees what the call clobbers (only the result register) and
  *  keeps the caller's arguments in their registers across it, where a call to another file
  *  cost each of spawn, open, join and release a frame of saved registers. */
-static __attribute__((noinline, unused)) weft__worker *weft__worker_self(void)
+static __attribute__((noinline, unused)) weft__worker *weft__sched_worker(void)
 {
     weft__worker *w = weft__tls_worker;
     __asm__ volatile("" : "+r"(w));
@@ -129,7 +129,7 @@ static __attribute__((noinline, unused)) weft__worker *weft__worker_self(void)
 }
 
 /** The task running on `w` (the caller's worker, just looked up), NULL for none. */
-static inline weft__task *weft__worker_current(weft__worker *w)
+static inline weft__task *weft__sched_current(weft__worker *w)
 {
     return w ? atomic_load_explicit(&w->current, memory_order_relaxed) : NULL;
 }
@@ -138,7 +138,7 @@ static inline weft__task *weft__worker_current(weft__worker *w)
  *  weft__task_self and the watchdog. The watchdog times a task from its first sample in which
  *  neither `current` nor `progress` moved, so where the change of `current` alone tells it that
  *  another task runs (an inline child handing its joiner back its stack), no bump is needed. */
-static inline void weft__worker_set_current(weft__worker *w, weft__task *t)
+static inline void weft__sched_set_current(weft__worker *w, weft__task *t)
 {
     atomic_store_explicit(&w->current, t, memory_order_release);
 #ifdef WEFT_TSAN
@@ -149,7 +149,7 @@ static inline void weft__worker_set_current(weft__worker *w, weft__task *t)
 /** The watchdog's evidence that `w` (the caller's worker) moves on: bumped at every switch, at
  *  the start of every inline run and at every suspension point. Only the owner writes it, so a
  *  relaxed load and store (no RMW) suffice. */
-static inline void weft__worker_progress(weft__worker *w)
+static inline void weft__sched_progress(weft__worker *w)
 {
     atomic_store_explicit(&w->progress,
                           atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,

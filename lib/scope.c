@@ -144,7 +144,7 @@ static __attribute__((noinline)) weft_scope *scope_alloc_new(weft_runtime *rt)
 {
     /* Whole cache lines: records in use on different workers must not share one (the owner's
      * atomics on `balance` would bounce between cores). */
-    weft_scope *s = weft__aligned_alloc(64, sizeof(*s));
+    weft_scope *s = weft__alloc_aligned(64, sizeof(*s));
     if (s)
         scope_init_clean(s, rt);
     return s;
@@ -188,7 +188,7 @@ static inline __attribute__((always_inline)) void scope_free_on(weft__worker *w,
 
 static void scope_free(weft_scope *s)
 {
-    scope_free_on(weft__worker_self(), s);
+    scope_free_on(weft__sched_worker(), s);
 }
 
 static void scope_unref(weft_scope *s)
@@ -244,7 +244,7 @@ static void release_count_out(weft__worker *w)
 
 void weft__scope_count_out(weft_scope *s)
 {
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     if (w->held_for != s) {
         if (w->held_for)
             w->release_held(w);
@@ -334,7 +334,7 @@ static uint64_t pull_now(weft_scope *s)
         if (c)
             return atomic_load_explicit(&x->cancel, memory_order_relaxed) == WEFT_CANCEL_SHUTDOWN
                        ? 3
-                       : weft__cancel_encode(c);
+                       : weft__scope_cancel_encode(c);
         if (x->shield || !x->parent || linked)
             return 0;
     }
@@ -359,7 +359,7 @@ static int claim(weft_scope *s, int reason, int code, int root, weft_scope **tod
         uint64_t kind = pull_now(s);
         if (kind) {
             atomic_store_explicit(&s->cancel, reason_of_kind(kind), memory_order_release);
-            atomic_store_explicit(&s->cancel_code, weft__cancel_decode(kind),
+            atomic_store_explicit(&s->cancel_code, weft__scope_cancel_decode(kind),
                                   memory_order_release);
             weft__lock_release(&s->lock);
             return DONE_BEFORE;
@@ -389,7 +389,7 @@ static void wait_fanout(weft_scope *s)
 {
     unsigned round = 0;
     while (atomic_load_explicit(&s->fanning, memory_order_acquire))
-        weft__backoff(&round);
+        weft__lock_backoff(&round);
 }
 
 /* Iterative and depth-first, so that a tree 10,000 scopes deep does not need 10,000 frames on a
@@ -440,7 +440,7 @@ uint64_t weft__scope_pull(weft_scope *s)
         if (c) {
             kind = atomic_load_explicit(&x->cancel, memory_order_relaxed) == WEFT_CANCEL_SHUTDOWN
                        ? 3
-                       : weft__cancel_encode(c);
+                       : weft__scope_cancel_encode(c);
             break;
         }
         if (x->shield || !x->parent || linked)
@@ -459,7 +459,7 @@ uint64_t weft__scope_pull(weft_scope *s)
 
 int weft__scope_cancel_code_slow(weft_scope *s)
 {
-    return weft__cancel_decode(weft__scope_pull(s));
+    return weft__scope_cancel_decode(weft__scope_pull(s));
 }
 
 /* Links `c` into its linked parent, taking over the parent's state: a fan-out that passed the
@@ -496,7 +496,7 @@ static int ensure_linked(weft_scope *s)
     for (weft_scope *x = s; x->parent && !atomic_load_explicit(&x->linked, memory_order_acquire);
          x = x->parent) {
         if (n == cap) {
-            weft_scope **bigger = weft__malloc(2 * cap * sizeof(*bigger));
+            weft_scope **bigger = weft__alloc_malloc(2 * cap * sizeof(*bigger));
             if (!bigger) {
                 if (chain != local)
                     free(chain);
@@ -620,8 +620,8 @@ static inline void push_owned(weft__task *t, weft_scope *s)
 static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
                                                             const weft_scope_opts *o)
 {
-    weft__worker *w = weft__worker_self();
-    weft__task *t = weft__worker_current(w);
+    weft__worker *w = weft__sched_worker();
+    weft__task *t = weft__sched_current(w);
     if (!t)
         return -EPERM;
     if (!out)
@@ -660,7 +660,7 @@ static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
     s->deadline = shield ? own : earlier(own, parent->deadline);
 
     /* Not linked into the parent yet (see scope.h): it inherits the state by pulling. */
-    atomic_store_explicit(&s->cancel_cache, epoch << 2 | weft__cancel_encode(shield ? 0 : code),
+    atomic_store_explicit(&s->cancel_cache, epoch << 2 | weft__scope_cancel_encode(shield ? 0 : code),
                           memory_order_relaxed);
 
     push_owned(t, s);
@@ -701,8 +701,8 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
     /* The common case inline: a plain scope from the worker's cache, in a parent that is not
      * cancelled (its own code is clear and its pulled state, cached for this very epoch, is
      * clear too: one compare). Anything else takes open_scope's whole path. */
-    weft__worker *w = weft__worker_self();
-    weft__task *t = weft__worker_current(w);
+    weft__worker *w = weft__sched_worker();
+    weft__task *t = weft__sched_current(w);
     if (__builtin_expect(!t || !out || !w->scopes.top, 0))
         return open_plain(out);
     weft_scope *parent = t->cancel_scope;
@@ -844,7 +844,7 @@ join_body(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *res
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
     if (weft__task_chaos_point(t->rt))
-        w = weft__worker_self();
+        w = weft__sched_worker();
     for (;;) {
         /* None of the owner's own children left, and no other child queued or running: */
         if (s->owner_spawned == 0 && close_if_empty(s, t->rt))
@@ -864,11 +864,11 @@ join_body(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *res
         /* No child left: nobody will wake us. */
         if (!weft__sched_unprepare_park(t)) {
             weft__sched_park(t);
-            w = weft__worker_self();
+            w = weft__sched_worker();
         }
     } else {
         weft__sched_park(t);
-        w = weft__worker_self();
+        w = weft__sched_worker();
     }
     s->joiner = NULL;
 joined:
@@ -907,8 +907,8 @@ static int owner_check(weft__task *t, const weft_scope *s)
 
 int weft_scope_join(weft_scope *s)
 {
-    weft__worker *w = weft__worker_self();
-    weft__task *t = weft__worker_current(w);
+    weft__worker *w = weft__sched_worker();
+    weft__task *t = weft__sched_current(w);
     /* The common case first: the caller's newest scope (so its own: a task's list holds only
      * the scopes it opened), open. */
     if (t && s && t->owned == s && s->state == WEFT__SCOPE_OPEN) {
@@ -969,8 +969,8 @@ static inline __attribute__((always_inline)) int release_newest(weft__worker *w,
 
 int weft_scope_release(weft_scope *s)
 {
-    weft__worker *w = weft__worker_self();
-    weft__task *t = weft__worker_current(w);
+    weft__worker *w = weft__sched_worker();
+    weft__task *t = weft__sched_current(w);
     if (t && s && t->owned == s && s->state == WEFT__SCOPE_JOINED && release_newest(w, t, s))
         return 0;
     int rc = owner_check(t, s);
@@ -978,7 +978,7 @@ int weft_scope_release(weft_scope *s)
         return rc;
     if (s->state == WEFT__SCOPE_OPEN) {
         weft_scope_join(s);
-        w = weft__worker_self();
+        w = weft__sched_worker();
     }
     while (t->owned && t->owned != s)
         w = release_one(w, t, t->owned);
@@ -988,8 +988,8 @@ int weft_scope_release(weft_scope *s)
 
 int weft_scope_close(weft_scope *s)
 {
-    weft__worker *w = weft__worker_self();
-    weft__task *t = weft__worker_current(w);
+    weft__worker *w = weft__sched_worker();
+    weft__task *t = weft__sched_current(w);
     if (t && s && t->owned == s && s->state == WEFT__SCOPE_OPEN) {
         int rc;
         w = join_body(w, t, s, 1, &rc);
@@ -1009,13 +1009,13 @@ int weft_scope_close(weft_scope *s)
 
 void weft__scope_release_owned(weft__task *t)
 {
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     /* Newest first: inner scopes end before the scopes they are nested in. */
     while (t->owned) {
         weft_scope *s = t->owned;
         if (s->state == WEFT__SCOPE_OPEN) {
             weft_scope_join(s);
-            w = weft__worker_self();
+            w = weft__sched_worker();
         }
         w = release_one(w, t, s);
     }
@@ -1025,7 +1025,7 @@ void weft__scope_release_owned(weft__task *t)
 
 int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **out)
 {
-    weft_scope *s = scope_alloc(weft__worker_self(), rt);
+    weft_scope *s = scope_alloc(weft__sched_worker(), rt);
     if (!s)
         return -ENOMEM;
     scope_init(s, parent, NULL);

@@ -128,18 +128,18 @@ struct weft_scope {
 };
 
 /* Pulled states are cached as a kind: 0 none, 1 cancelled, 2 deadline, 3 runtime shutdown. */
-static inline int weft__cancel_decode(uint64_t kind)
+static inline int weft__scope_cancel_decode(uint64_t kind)
 {
     return kind == 0 ? 0 : kind == 2 ? -ETIMEDOUT : -ECANCELED;
 }
 
-static inline uint64_t weft__cancel_encode(int code)
+static inline uint64_t weft__scope_cancel_encode(int code)
 {
     return code == 0 ? 0 : code == -ECANCELED ? 1 : 2;
 }
 
 int weft__scope_cancel_code_slow(weft_scope *s);
-/** The cancel state `s` pulls from its ancestors, as a kind (see weft__cancel_decode). */
+/** The cancel state `s` pulls from its ancestors, as a kind (see weft__scope_cancel_decode). */
 uint64_t weft__scope_pull(weft_scope *s);
 
 /** The code suspension points under `s` return: 0 when neither `s` nor an ancestor (up to a
@@ -151,7 +151,7 @@ static inline int weft__scope_cancel_code(weft_scope *s)
         return c;
     uint64_t cache = atomic_load_explicit(&s->cancel_cache, memory_order_relaxed);
     if ((cache >> 2) == atomic_load_explicit(s->epoch, memory_order_acquire))
-        return weft__cancel_decode(cache & 3);
+        return weft__scope_cancel_decode(cache & 3);
     return weft__scope_cancel_code_slow(s);
 }
 
@@ -184,7 +184,7 @@ void weft__scope_last_child_gone(weft_scope *s);
  *  returned in *next (return value 1) for the ended child's record and stack to run next, with
  *  the ended child's count in the scope (its flags stay). That saves a record, a stack, a trip
  *  through the run queues and two atomics on the scope per child. The common end (success, no
- *  slot, not submitted) never gets here: weft__task_complete counts it out inline. */
+ *  slot, not submitted) never gets here: weft__scope_end_task counts it out inline. */
 int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next);
 
 /** Takes one ended child off the balance of `s`, perhaps later: ends of the same scope in a row
@@ -220,7 +220,7 @@ static inline void weft__scope_count_child_out(weft_scope *s, uint32_t flags)
 #endif
 
 /** See weft__task_complete_slow (task.h): this is its common case, inline. */
-static inline int weft__task_complete(weft__task *t, int rc)
+static inline int weft__scope_end_task(weft__task *t, int rc)
 {
     weft_scope *s = t->scope;
     if (rc != 0 || t->owned || t->failure || WEFT__TOKENS_LEFT(t) || s->max_running ||

@@ -38,7 +38,7 @@ int weft_sem_create(weft_sem **out, unsigned tokens)
 {
     if (!out)
         return -EINVAL;
-    weft_sem *s = weft__calloc(1, sizeof(*s));
+    weft_sem *s = weft__alloc_calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
     weft__lock_init(&s->lock);

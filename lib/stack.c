@@ -144,7 +144,7 @@ static int add_slab(weft__stack_pool *p)
 {
     size_t stride = p->gap + p->usable;
     unsigned n = p->slab_stacks;
-    weft__stack_slab *slab = weft__aligned_alloc(64, sizeof(*slab) + n * sizeof(weft__stack));
+    weft__stack_slab *slab = weft__alloc_aligned(64, sizeof(*slab) + n * sizeof(weft__stack));
     if (!slab)
         return -ENOMEM;
     slab->bytes = stride * n;
@@ -195,7 +195,7 @@ static void first_use(weft__stack *s)
 static weft__stack *get_own_mapping(weft__stack_pool *p, size_t size)
 {
     size = (size + p->page - 1) & ~(p->page - 1);
-    weft__stack *s = weft__aligned_alloc(64, sizeof(*s));
+    weft__stack *s = weft__alloc_aligned(64, sizeof(*s));
     if (!s)
         return NULL;
     memset(s, 0, sizeof(*s));
@@ -464,7 +464,7 @@ void *weft__stack_fault_thread_init(weft__stack_pool *p, weft__stack_describe_fn
         sigaction(SIGBUS, &sa, &previous_bus);
     }
     size_t size = 64 * 1024;
-    void *alt = weft__malloc(size);
+    void *alt = weft__alloc_malloc(size);
     if (!alt)
         return NULL;
     stack_t ss = {.ss_sp = alt, .ss_size = size, .ss_flags = 0};

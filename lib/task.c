@@ -20,12 +20,12 @@ __attribute__((noinline)) weft__task *weft__task_self(void)
 {
     weft__worker *w = weft__tls_worker;
     __asm__ volatile("" : "+r"(w));
-    return weft__worker_current(w);
+    return weft__sched_current(w);
 }
 
 void weft__task_main(weft__task *t)
 {
-    weft__task_run_body(t);
+    weft__join_run_body(t);
 }
 
 void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
@@ -37,10 +37,10 @@ void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
     t->owned = NULL;
     t->next = NULL;
     t->timer.heap = NULL;
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     t->id = weft__records_new_id(w);
 #ifdef WEFT_TSAN
-    weft__worker_set_current(w, t); /* it runs on: the watchdog's copy of its id changes */
+    weft__sched_set_current(w, t); /* it runs on: the watchdog's copy of its id changes */
 #endif
     t->failure = NULL;
     t->tokens_held = 0;
@@ -52,8 +52,8 @@ void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
 
 void weft__task_chaos_yield(void)
 {
-    weft__worker *w = weft__worker_self();
-    weft__task *t = weft__worker_current(w);
+    weft__worker *w = weft__sched_worker();
+    weft__task *t = weft__sched_current(w);
     if (t && weft__sched_chaos_hit(w, 4) && weft__scope_cancel_code(t->cancel_scope) == 0)
         weft__sched_yield();
 }
@@ -158,8 +158,8 @@ static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *
 static inline __attribute__((always_inline)) int spawn(weft_scope *s, weft_fn fn, void *arg,
                                                        const weft_spawn_opts *opts)
 {
-    weft__worker *w = weft__worker_self();
-    weft__task *self = weft__worker_current(w);
+    weft__worker *w = weft__sched_worker();
+    weft__task *self = weft__sched_current(w);
     if (!self)
         return -EPERM;
     if (!s || !fn || s->rt != self->rt ||
@@ -219,8 +219,8 @@ static inline int spawn_is_common(weft__worker *w, weft__task *self, weft_scope 
 
 int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
 {
-    weft__worker *w = weft__worker_self();
-    weft__task *self = weft__worker_current(w);
+    weft__worker *w = weft__sched_worker();
+    weft__task *self = weft__sched_current(w);
     if (__builtin_expect(!s || !fn || !spawn_is_common(w, self, s), 0))
         return spawn_plain(s, fn, arg);
     /* The common case inline, with no call but the wake-up of a sleeping worker. */
@@ -259,8 +259,8 @@ int weft__task_complete_slow(weft__task *t, int rc)
 
 int weft_checkpoint(void)
 {
-    weft__worker *w = weft__worker_self();
-    weft__task *t = weft__worker_current(w);
+    weft__worker *w = weft__sched_worker();
+    weft__task *t = weft__sched_current(w);
     if (!t)
         return -EPERM;
     if (weft__sched_checkpoint_on(w))

@@ -79,7 +79,7 @@ enum {
 
 /** weft__task_reset for a record taken from the cache of a worker of `rt`, on the spawn path.
  *  A record enters a cache at rest, so that a spawn writes only what differs from task to task:
- *  it is of `rt` already; it owns no scope and holds no failure (weft__task_complete and
+ *  it is of `rt` already; it owns no scope and holds no failure (weft__scope_end_task and
  *  weft__task_complete_slow see to both); its handshake words are at rest (every park ends with
  *  them so, and a waker touches them only while the task is parked) and its timer is disarmed
  *  (a sleep disarms it before it returns); its stack size is the runtime's (weft__records_free_task_on
@@ -127,7 +127,7 @@ static inline void weft__task_reset(weft__task *t, weft_runtime *rt, uint64_t id
 
 /** The task running on the caller's worker, or NULL. Never inlined, its result opaque: a green
  *  thread that moved to another OS thread between two calls reads that thread's value (see
- *  weft__worker_self in sched.h). */
+ *  weft__sched_worker in sched.h). */
 weft__task *weft__task_self(void);
 
 /** A task's whole life on its own stack, from its first switch-in: its function, then each
@@ -164,7 +164,7 @@ const char *weft__task_name_of(weft__task *t);
 /** Everything a task does after its function returned: implicit joins, failure recording, the
  *  scope's bookkeeping. Runs on the task's own (or host's) stack. Returns 1 when `t` has become
  *  a deferred sibling (weft__task_renew) that the caller must now run in its place. The common
- *  end (success, nothing left open or held, no slot to pass) is weft__task_complete in
+ *  end (success, nothing left open or held, no slot to pass) is weft__scope_end_task in
  *  scope.h, which needs the scope's inline counting. */
 int weft__task_complete_slow(weft__task *t, int rc);
 

@@ -105,7 +105,7 @@ static int make_room(weft__timer_heap *h)
     if (h->count <= h->capacity - h->capacity / 4 && h->capacity)
         return 0;
     uint32_t cap = h->capacity ? h->capacity * 2 : 64;
-    weft__timer_item *items = weft__realloc(h->items, cap * sizeof(*items));
+    weft__timer_item *items = weft__alloc_realloc(h->items, cap * sizeof(*items));
     if (!items)
         return h->count < h->capacity ? 0 : -ENOMEM;
     h->items = items;
@@ -148,7 +148,7 @@ int weft__timer_cancel(weft__timer *t)
      * wait for another cancel's fan-out). */
     unsigned round = 0;
     while (STATE(atomic_load_explicit(&t->word, memory_order_acquire)) == WEFT__TIMER_FIRING)
-        weft__backoff(&round);
+        weft__lock_backoff(&round);
     t->heap = NULL;
     return 0;
 }
