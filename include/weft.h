@@ -29,6 +29,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -388,6 +391,113 @@ WEFT_API int weft_sem_release(weft_sem *sem);
 
 /** Tokens currently free. */
 WEFT_API unsigned weft_sem_available(const weft_sem *sem);
+
+/* ------------------------------------------------------------------------------------------ */
+/* I/O on file descriptors                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * A task that waits for a socket, a pipe or any other pollable descriptor parks like every other
+ * wait: its worker runs other tasks, and the wait ends when the descriptor is ready, when the
+ * task's scope is cancelled (-ECANCELED), or when its effective deadline passes (-ETIMEDOUT).
+ * The runtime's workers poll the descriptors (epoll) when they are idle, and now and then while
+ * busy, so readiness is never starved by CPU work.
+ *
+ * The rules:
+ *   - Descriptors must be non-blocking (O_NONBLOCK). weft_accept gives its new descriptors
+ *     O_NONBLOCK and O_CLOEXEC; weft_fd_nonblock sets it on any other. A call on a blocking
+ *     descriptor still works, but blocks its worker while it lasts.
+ *   - Close with weft_close a descriptor any task has waited on: it wakes every task still waiting
+ *     on it (their calls return -EBADF) before the number can be reused, and drops the runtime's
+ *     registration. A plain close() leaves the registration behind, and a later descriptor with
+ *     the same number may then wait for ever (until cancelled or its deadline).
+ *   - At most one task waits to read and one to write on a descriptor at a time; a second one
+ *     gets -EBUSY at once. (Two readers of one stream interleave its bytes: a bug to report, not
+ *     to queue.)
+ *   - No SIGPIPE: weft's threads block it, sends use MSG_NOSIGNAL, and a write to a descriptor
+ *     whose reader is gone returns -EPIPE. Code that writes on plain threads of its own still
+ *     gets the signal, as it always did.
+ *   - Every call returns a byte count (or a descriptor, or 0) or a negative errno value, and never
+ *     sets errno. -EAGAIN never comes back from the calls that wait.
+ * All of them are task-only (-EPERM elsewhere) and suspend, except weft_fd_nonblock and
+ * weft_close, which any thread may call and which do not suspend.
+ */
+
+/** Readiness bits for weft_fd_wait. */
+#define WEFT_READABLE 1 /**< data to read, a connection to accept, the peer closed, or an error */
+#define WEFT_WRITABLE 2 /**< room to write, a connect finished, or an error */
+
+/**
+ * Parks the calling task until `fd` is ready for one of `events` (WEFT_READABLE,
+ * WEFT_WRITABLE, or both), until `deadline` (weft_now() clock; WEFT_NEVER: none), or until the
+ * task is cancelled. Returns the ready bits among `events` (> 0); -ETIMEDOUT when `deadline` or
+ * the scope's effective deadline passed; -ECANCELED; -EBADF if `fd` is not open, or was closed
+ * with weft_close meanwhile; -EBUSY if another task already waits on `fd` in that direction;
+ * -EINVAL for `events` without either bit; -EPERM outside a task; -ENOMEM; or what epoll_ctl
+ * said of `fd` (-EPERM for a regular file, which is always ready: read it directly).
+ */
+WEFT_API int weft_fd_wait(int fd, int events, weft_time deadline);
+
+/** Sets O_NONBLOCK on `fd`. 0 or a negative errno value. Any thread; does not suspend. */
+WEFT_API int weft_fd_nonblock(int fd);
+
+/**
+ * Wakes every task waiting on `fd` (their calls return -EBADF), forgets the runtime's
+ * registration of it, and closes it. Returns what close() returned: 0 or a negative errno value
+ * (the descriptor is closed even then, as close() leaves it). Any thread, task or not; does not
+ * suspend. A task woken by it may still be on its way out of its call when weft_close returns,
+ * but it no longer touches the descriptor.
+ */
+WEFT_API int weft_close(int fd);
+
+/**
+ * Accepts a connection on the listening socket `fd`, parking until one comes. The new
+ * descriptor is O_NONBLOCK and O_CLOEXEC. `addr` and `addrlen` as for accept(2) (both may be
+ * NULL). Returns the descriptor or a negative errno value (-EMFILE, -ENFILE when out of
+ * descriptors: the call returns at once rather than wait, so a loop that retries at once spins:
+ * back off, or shed load).
+ */
+WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
+
+/**
+ * Connects the non-blocking socket `fd` to `addr`, parking until the connection is made or has
+ * failed. Returns 0 or a negative errno value (-ECONNREFUSED, -ETIMEDOUT, ... as SO_ERROR
+ * reports it; -ECANCELED, and -ETIMEDOUT for a deadline, like any wait: the socket is then in an
+ * unspecified state, close it).
+ */
+WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+
+/** read(2), parking while nothing is there: the bytes read (0 at end of file) or a negative
+ *  errno value. */
+WEFT_API ssize_t weft_read(int fd, void *buf, size_t len);
+/** write(2), parking while there is no room: the bytes written (perhaps fewer than `len`) or a
+ *  negative errno value. */
+WEFT_API ssize_t weft_write(int fd, const void *buf, size_t len);
+/** readv(2), parking while nothing is there. */
+WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt);
+/** writev(2), parking while there is no room; may write fewer bytes than asked. */
+WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt);
+/** recv(2), parking while nothing is there. */
+WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
+/** send(2) with MSG_NOSIGNAL, parking while there is no room; may send fewer bytes. */
+WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
+/** recvfrom(2), parking while nothing is there. */
+WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                               socklen_t *addrlen);
+/** sendto(2) with MSG_NOSIGNAL, parking while there is no room. */
+WEFT_API ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags,
+                             const struct sockaddr *addr, socklen_t addrlen);
+
+/**
+ * Writes all `len` bytes, parking as often as it takes. Returns `len`, or a negative errno
+ * value; on an error (a cancel included) some bytes may have been written: how many is stored
+ * in *done when `done` is not NULL (it is set on success too).
+ */
+WEFT_API ssize_t weft_write_all(int fd, const void *buf, size_t len, size_t *done);
+/** weft_write_all for send(2) with `flags` | MSG_NOSIGNAL. */
+WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags, size_t *done);
+/** weft_write_all for an array of buffers (`iov` is not modified). */
+WEFT_API ssize_t weft_writev_all(int fd, const struct iovec *iov, int iovcnt, size_t *done);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Blocking code and foreign threads                                                           */

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,11 @@ static void *pool_thread(void *arg)
 {
     weft__blocking_pool *p = arg;
     int spinning = 0; /* counted in p->spinning */
+    /* As on the workers: a write to a closed pipe fails with EPIPE, it does not kill. */
+    sigset_t pipe_only;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (!p->head && !p->stopping) {

@@ -1,7 +1,8 @@
 /*
  * Where a worker sleeps when it finds nothing to run (idle.c): the seam between the scheduler
- * and whatever can wake it. Today a futex word; a poller (an epoll or io_uring wait with an
- * eventfd as the wake-up) can take its place here without the scheduler changing.
+ * and whatever can wake it. A worker that can take the runtime's poller (poll.h) sleeps in it,
+ * so that readiness of a descriptor wakes it as a wake-up does; the others sleep on their futex
+ * words. (tokio's split: park on the driver if you can take it, else on the condition variable.)
  *
  * The contract the scheduler's wake protocol relies on (sched.c's essay): a sleeper takes a
  * ticket, then looks for work a last time, then sleeps with the ticket. A wake issued after the
@@ -14,14 +15,17 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "poll.h"
 #include "weft.h"
 
 typedef struct weft__idle {
-    _Atomic uint32_t seq; /* bumped by each wake */
+    _Atomic uint32_t seq;      /* bumped by each wake */
+    _Atomic int in_poller;     /* the sleeper sleeps (or is about to) in the poller */
+    weft__poller *poller;      /* the runtime's */
 } weft__idle;
 
-/** Prepares `i` for a worker about to start. */
-void weft__idle_init(weft__idle *i);
+/** Prepares `i` for a worker of the runtime whose poller is `p`. */
+void weft__idle_init(weft__idle *i, weft__poller *p);
 
 /** A ticket for weft__idle_sleep, taken before the sleeper's last look for work. Only the
  *  sleeper's thread. */

@@ -66,7 +66,7 @@ static int init_workers(weft_runtime *rt)
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         w->chaos_rng = (rt->chaos ^ (0x9E3779B97F4A7C15ull * (i + 1))) | 1;
         weft__timer_heap_init(&w->timers);
-        weft__idle_init(&w->idle);
+        weft__idle_init(&w->idle, &rt->poller);
         if (weft__deque_init(&w->spawnq, 8) != 0 || weft__deque_init(&w->readyq, 8) != 0) {
             for (unsigned j = 0; j <= i; j++) {
                 weft__deque_destroy(&rt->workers[j].spawnq);
@@ -174,13 +174,17 @@ static int init_runtime(weft_runtime **out, const weft_config *c)
     weft__stack_pool_init(&rt->stacks, c->stack_size);
     weft__huge_init(&rt->huge);
     rt->workers = weft__alloc_aligned(64, sizeof(weft__worker) * c->workers);
-    int rc = rt->workers ? init_workers(rt) : -ENOMEM;
+    int rc = rt->workers ? weft__poll_init(&rt->poller) : -ENOMEM;
+    if (rc == 0 && (rc = init_workers(rt)) != 0)
+        weft__poll_destroy(&rt->poller);
     if (rc == 0) {
         rc = weft__scope_new_external(rt, NULL, &rt->root_scope);
         if (rc == 0 && (rc = weft__blocking_init(rt)) != 0)
             weft__scope_external_free(rt->root_scope);
-        if (rc != 0)
+        if (rc != 0) {
             stop_workers(rt); /* none started: frees what init made */
+            weft__poll_destroy(&rt->poller);
+        }
     }
     if (rc != 0) {
         weft__stack_pool_destroy(&rt->stacks);
@@ -216,6 +220,7 @@ void weft__runtime_stop(weft_runtime *rt)
 {
     weft__watchdog_stop(rt);
     stop_workers(rt);
+    weft__poll_destroy(&rt->poller);
     weft__blocking_destroy(rt);
     if (rt->root_scope)
         weft__scope_external_free(rt->root_scope);

@@ -12,6 +12,7 @@
 
 #include "huge.h"
 #include "lock.h"
+#include "poll.h"
 #include "stack.h"
 #include "weft.h"
 
@@ -58,6 +59,7 @@ struct weft_runtime {
     char *block_carve, *block_end;
     unsigned block_chunks;
     weft_scope *spare_scopes;    /* scope records released off the runtime's workers */
+    _Alignas(64) weft__poller poller; /* descriptors tasks wait on (poll.h) */
     _Alignas(64) _Atomic uint32_t outstanding; /* submissions not yet ended (a futex word) */
     pthread_t watchdog;
     int watchdog_running;

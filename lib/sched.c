@@ -59,6 +59,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -298,6 +299,19 @@ static void prefetch_ready(weft__worker *w)
 #endif
 }
 
+/* Readiness of descriptors, without blocking, when some are registered and no other worker
+ * holds the poller: a busy worker looks every GLOBAL_CHECK_INTERVAL picks, and before it spins
+ * for work, so that I/O is not starved while CPU work never runs out (the woken tasks join this
+ * worker's ready queue, where they can be stolen). */
+static void poll_io(weft__worker *w)
+{
+    weft__poller *p = &w->rt->poller;
+    if (weft__poll_active(p) && weft__poll_take(p)) {
+        weft__poll_now(p);
+        weft__poll_release(p);
+    }
+}
+
 /* The queues in the order of the essay above; pick_local adds the count-out rule. */
 static weft__task *pick_local_queues(weft__worker *w)
 {
@@ -306,6 +320,7 @@ static weft__task *pick_local_queues(weft__worker *w)
         return t; /* forced steal: run a neighbour's work before our own */
     if (++w->tick % GLOBAL_CHECK_INTERVAL == 0) {
         run_timers(w);
+        poll_io(w);
         if ((t = weft__inject_take(w)))
             return t;
     }
@@ -677,6 +692,7 @@ static void worker_loop(weft__worker *w)
         weft__task *t = pick_local(w);
         if (!t) {
             run_timers(w);
+            poll_io(w);
             t = pick_local(w);
         }
         if (!t)
@@ -709,6 +725,12 @@ void *weft__sched_worker_main(void *arg)
     atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
     /* Sleeping workers wake for timers: ask the kernel for precise wake-ups. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    /* A write to a closed pipe or socket returns EPIPE here, never kills the process (io.c
+     * takes the pending signal). */
+    sigset_t pipe_only;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         pthread_attr_getstack(&attr, &w->thread_stack_lo, &w->thread_stack_size);

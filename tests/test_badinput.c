@@ -38,6 +38,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/uio.h>
+
 #include "weft.h"
 
 /* ---- checks made off the test's thread ------------------------------------------------------ */
@@ -233,6 +235,29 @@ ROWFN(r_current_scope, weft_current_scope() != NULL)
 ROWFN(r_reason_self, weft_cancel_reason_self())
 ROWFN(r_reason_null, weft_scope_cancel_reason(NULL))
 ROWFN(r_reason_scope, weft_scope_cancel_reason(f->scope))
+static char row_buf[8];
+static struct iovec row_iov = {.iov_base = row_buf, .iov_len = sizeof(row_buf)};
+ROWFN(r_fd_wait_bad_fd, weft_fd_wait(-1, WEFT_READABLE, WEFT_NEVER))
+ROWFN(r_fd_wait_no_events, weft_fd_wait(0, 0, WEFT_NEVER))
+ROWFN(r_fd_wait_bad_events, weft_fd_wait(0, 4, WEFT_NEVER))
+ROWFN(r_fd_nonblock_bad_fd, weft_fd_nonblock(-1))
+ROWFN(r_close_bad_fd, weft_close(-1))
+ROWFN(r_close_unopened, weft_close(1 << 20))
+ROWFN(r_accept_bad_fd, weft_accept(-1, NULL, NULL))
+ROWFN(r_connect_bad_fd, weft_connect(-1, NULL, 0))
+ROWFN(r_read_bad_fd, weft_read(-1, row_buf, sizeof(row_buf)))
+ROWFN(r_write_bad_fd, weft_write(-1, row_buf, sizeof(row_buf)))
+ROWFN(r_readv_bad_fd, weft_readv(-1, &row_iov, 1))
+ROWFN(r_writev_bad_fd, weft_writev(-1, &row_iov, 1))
+ROWFN(r_recv_bad_fd, weft_recv(-1, row_buf, sizeof(row_buf), 0))
+ROWFN(r_send_bad_fd, weft_send(-1, row_buf, sizeof(row_buf), 0))
+ROWFN(r_recvfrom_bad_fd, weft_recvfrom(-1, row_buf, sizeof(row_buf), 0, NULL, NULL))
+ROWFN(r_sendto_bad_fd, weft_sendto(-1, row_buf, sizeof(row_buf), 0, NULL, 0))
+ROWFN(r_write_all_bad_fd, weft_write_all(-1, row_buf, sizeof(row_buf), NULL))
+ROWFN(r_send_all_bad_fd, weft_send_all(-1, row_buf, sizeof(row_buf), 0, NULL))
+ROWFN(r_writev_all_bad_fd, weft_writev_all(-1, &row_iov, 1, NULL))
+ROWFN(r_writev_all_null_iov, weft_writev_all(1, NULL, 1, NULL))
+ROWFN(r_writev_all_neg_count, weft_writev_all(1, &row_iov, -1, NULL))
 ROWFN(r_checkpoint, weft_checkpoint())
 ROWFN(r_yield, weft_yield())
 ROWFN(r_sleep_for, weft_sleep_for(WEFT_MSEC))
@@ -382,6 +407,27 @@ static const row rows[] = {
     {"weft_scope_cancel_reason", "NULL", r_reason_null, WEFT_CANCEL_NONE, WEFT_CANCEL_NONE},
     {"weft_scope_cancel_reason", "(any thread) a live scope", r_reason_scope, WEFT_CANCEL_NONE,
      WEFT_CANCEL_NONE},
+    {"weft_fd_wait", "fd -1", r_fd_wait_bad_fd, -EPERM, -EBADF},
+    {"weft_fd_wait", "no event asked", r_fd_wait_no_events, -EPERM, -EINVAL},
+    {"weft_fd_wait", "an unknown event bit only", r_fd_wait_bad_events, -EPERM, -EINVAL},
+    {"weft_fd_nonblock", "(any thread) fd -1", r_fd_nonblock_bad_fd, -EBADF, -EBADF},
+    {"weft_close", "(any thread) fd -1", r_close_bad_fd, -EBADF, -EBADF},
+    {"weft_close", "(any thread) a descriptor never opened", r_close_unopened, -EBADF, -EBADF},
+    {"weft_accept", "fd -1", r_accept_bad_fd, -EPERM, -EBADF},
+    {"weft_connect", "fd -1", r_connect_bad_fd, -EPERM, -EBADF},
+    {"weft_read", "fd -1", r_read_bad_fd, -EPERM, -EBADF},
+    {"weft_write", "fd -1", r_write_bad_fd, -EPERM, -EBADF},
+    {"weft_readv", "fd -1", r_readv_bad_fd, -EPERM, -EBADF},
+    {"weft_writev", "fd -1", r_writev_bad_fd, -EPERM, -EBADF},
+    {"weft_recv", "fd -1", r_recv_bad_fd, -EPERM, -EBADF},
+    {"weft_send", "fd -1", r_send_bad_fd, -EPERM, -EBADF},
+    {"weft_recvfrom", "fd -1", r_recvfrom_bad_fd, -EPERM, -EBADF},
+    {"weft_sendto", "fd -1", r_sendto_bad_fd, -EPERM, -EBADF},
+    {"weft_write_all", "fd -1", r_write_all_bad_fd, -EPERM, -EBADF},
+    {"weft_send_all", "fd -1", r_send_all_bad_fd, -EPERM, -EBADF},
+    {"weft_writev_all", "fd -1", r_writev_all_bad_fd, -EPERM, -EBADF},
+    {"weft_writev_all", "NULL iov", r_writev_all_null_iov, -EPERM, -EINVAL},
+    {"weft_writev_all", "negative count", r_writev_all_neg_count, -EPERM, -EINVAL},
     {"weft_checkpoint", "task-only", r_checkpoint, -EPERM, 0},
     {"weft_yield", "task-only", r_yield, -EPERM, 0},
     {"weft_sleep_for", "task-only", r_sleep_for, -EPERM, 0},

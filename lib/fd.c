@@ -1,0 +1,233 @@
+/* Descriptor records and the waits on them; see fd.h. */
+#include "fd.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+
+#include "alloc.h"
+#include "scope.h"
+#include "wait.h"
+
+/* Records come in chunks of CHUNK, made at the first wait on a descriptor of the chunk. The
+ * table covers the kernel's default ceiling on descriptors (nr_open). */
+#define CHUNK_BITS 10
+#define CHUNK ((unsigned)1 << CHUNK_BITS)
+#define MAX_FDS ((unsigned)1 << 20)
+
+static weft__fd_rec *_Atomic chunks[MAX_FDS / CHUNK];
+
+static weft__fd_rec *rec_of(int fd)
+{
+    if (fd < 0 || (unsigned)fd >= MAX_FDS)
+        return NULL;
+    weft__fd_rec *c = atomic_load_explicit(&chunks[(unsigned)fd >> CHUNK_BITS], memory_order_acquire);
+    return c ? &c[(unsigned)fd & (CHUNK - 1)] : NULL;
+}
+
+/* The record of `fd`, made if need be; NULL when out of memory. `fd` is in range. */
+static weft__fd_rec *rec_make(int fd)
+{
+    weft__fd_rec *r = rec_of(fd);
+    if (r)
+        return r;
+    /* Zeroed memory is a record at rest: an unlocked lock, no poller, no waiter. */
+    weft__fd_rec *c = weft__alloc_calloc(CHUNK, sizeof(*c));
+    if (!c)
+        return NULL;
+    weft__fd_rec *none = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&chunks[(unsigned)fd >> CHUNK_BITS], &none, c,
+                                                 memory_order_acq_rel, memory_order_acquire))
+        free(c); /* another thread made it first */
+    return rec_of(fd);
+}
+
+static void fill_mark(weft__fd_rec *r, int dir, weft__fd_mark *m)
+{
+    m->rec = r;
+    m->gen = __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE);
+    m->seq = atomic_load_explicit(&r->seq[dir], memory_order_acquire);
+}
+
+void weft__fd_watch(int fd, int dir, weft__fd_mark *m)
+{
+    weft__fd_rec *r = rec_of(fd);
+    if (!r || !__atomic_load_n(&r->poller, __ATOMIC_ACQUIRE)) {
+        m->rec = NULL;
+        return;
+    }
+    fill_mark(r, dir, m);
+}
+
+int weft__fd_register(int fd, int dir, weft__fd_mark *m)
+{
+    weft__task *t = weft__task_self();
+    weft__poller *p = &t->rt->poller;
+    if (fd < 0 || (unsigned)fd >= MAX_FDS)
+        return -EBADF;
+    weft__fd_rec *r = rec_make(fd);
+    if (!r)
+        return -ENOMEM;
+    weft__lock_acquire(&r->lock);
+    weft__poller *had = r->poller;
+    uint32_t gen = r->gen;
+    weft__lock_release(&r->lock);
+    if (had == p) {
+        fill_mark(r, dir, m);
+        return 0;
+    }
+    if (had)
+        return -EINVAL; /* a task of another runtime waits on it */
+    /* Edge-triggered, both directions, once: the set reports what is ready already when the
+     * descriptor is added, so no edge before the registration is missed either. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd};
+    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EEXIST)
+        return -errno;
+    weft__lock_acquire(&r->lock);
+    int rc = 0;
+    if (r->gen != gen) {
+        rc = -EBADF; /* closed meanwhile */
+    } else if (!r->poller) {
+        __atomic_store_n(&r->poller, p, __ATOMIC_RELEASE);
+        atomic_fetch_add_explicit(&p->fds, 1, memory_order_relaxed);
+    }
+    if (rc == 0)
+        fill_mark(r, dir, m);
+    weft__lock_release(&r->lock);
+    return rc;
+}
+
+/* Takes `t` off the slots of `dirs` it still holds. Under the record's lock. */
+static void unlist(weft__fd_rec *r, weft__task *t, int dirs)
+{
+    for (int d = 0; d < 2; d++)
+        if ((dirs & (1 << d)) && r->waiter[d] == t)
+            r->waiter[d] = NULL;
+}
+
+int weft__fd_park(weft__task *t, int dirs, const weft__fd_mark *m, weft_time deadline)
+{
+    weft__fd_rec *r = m[0].rec;
+    weft_scope *cs = t->cancel_scope;
+    int code = weft__scope_cancel_code(cs);
+    if (code)
+        return code;
+    weft__lock_acquire(&r->lock);
+    if (r->gen != m[0].gen || !r->poller) {
+        weft__lock_release(&r->lock);
+        return -EBADF;
+    }
+    for (int d = 0, i = 0; d < 2; d++) {
+        if (!(dirs & (1 << d)))
+            continue;
+        if (atomic_load_explicit(&r->seq[d], memory_order_relaxed) != m[i++].seq) {
+            weft__lock_release(&r->lock);
+            return 0; /* an edge came since the caller looked: it tries again */
+        }
+        if (r->waiter[d]) {
+            weft__lock_release(&r->lock);
+            return -EBUSY;
+        }
+    }
+    weft__wait_prepare(t);
+    t->result = 0;
+    for (int d = 0; d < 2; d++)
+        if (dirs & (1 << d))
+            r->waiter[d] = t;
+    weft__lock_release(&r->lock);
+
+    int why = weft__wait_park(t, cs, deadline);
+
+    weft__lock_acquire(&r->lock);
+    unlist(r, t, dirs);
+    int result = t->result;
+    weft__lock_release(&r->lock);
+    if (why < 0)
+        return why;
+    if (why == WEFT__WOKEN)
+        return result;
+    if (why == WEFT__WOKEN_TIMER)
+        return -ETIMEDOUT;
+    code = weft__scope_cancel_code(cs);
+    return code ? code : -ECANCELED;
+}
+
+/* An edge in direction `dir`: counted, and the waiter there (if any) woken into `b`. Under the
+ * record's lock. The waker wins only if no cancel or timer got to the task first; either way
+ * the slot is free again and the count tells the next caller. */
+static int edge(weft__fd_rec *r, int dir, int result, weft__ready_batch *b)
+{
+    atomic_store_explicit(&r->seq[dir], atomic_load_explicit(&r->seq[dir], memory_order_relaxed) + 1,
+                          memory_order_release);
+    weft__task *w = r->waiter[dir];
+    if (!w)
+        return 0;
+    r->waiter[dir] = NULL;
+    if (r->waiter[!dir] == w)
+        r->waiter[!dir] = NULL; /* it waited for both: one wake is all it gets */
+    w->result = result; /* read by the waiter under this lock, after its park */
+    if (b)
+        return weft__sched_wake_into(w, WEFT__WOKEN, b);
+    return weft__sched_wake(w, WEFT__WOKEN);
+}
+
+int weft__fd_ready(uint64_t data, uint32_t events, weft__ready_batch *b)
+{
+    int fd = (int)(uint32_t)data;
+    uint32_t gen = (uint32_t)(data >> 32);
+    weft__fd_rec *r = rec_of(fd);
+    if (!r)
+        return 0;
+    int woken = 0;
+    weft__lock_acquire(&r->lock);
+    if (r->gen == gen && r->poller) {
+        /* A hang-up or an error ends both directions' waits: the call itself then says what. */
+        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            woken += edge(r, WEFT__FD_READ, 0, b);
+        if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+            woken += edge(r, WEFT__FD_WRITE, 0, b);
+    }
+    weft__lock_release(&r->lock);
+    return woken;
+}
+
+int weft__fd_close_wake(int fd)
+{
+    weft__fd_rec *r = rec_of(fd);
+    if (!r)
+        return 0;
+    weft__lock_acquire(&r->lock);
+    weft__poller *p = r->poller;
+    __atomic_store_n(&r->gen, r->gen + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&r->poller, NULL, __ATOMIC_RELEASE);
+    int woken = 0;
+    for (int d = 0; d < 2; d++)
+        woken += edge(r, d, -EBADF, NULL);
+    weft__lock_release(&r->lock);
+    if (p) {
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL);
+        atomic_fetch_sub_explicit(&p->fds, 1, memory_order_relaxed);
+    }
+    return woken;
+}
+
+void weft__fd_forget_poller(weft__poller *p)
+{
+    for (unsigned c = 0; c < MAX_FDS / CHUNK; c++) {
+        weft__fd_rec *chunk = atomic_load_explicit(&chunks[c], memory_order_acquire);
+        if (!chunk)
+            continue;
+        for (unsigned i = 0; i < CHUNK; i++) {
+            weft__fd_rec *r = &chunk[i];
+            if (__atomic_load_n(&r->poller, __ATOMIC_ACQUIRE) != p)
+                continue;
+            weft__lock_acquire(&r->lock);
+            if (r->poller == p) {
+                __atomic_store_n(&r->gen, r->gen + 1, __ATOMIC_RELEASE);
+                __atomic_store_n(&r->poller, NULL, __ATOMIC_RELEASE);
+            }
+            weft__lock_release(&r->lock);
+        }
+    }
+}

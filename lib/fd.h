@@ -1,0 +1,68 @@
+/*
+ * Descriptor records (fd.c): what the runtime knows of each descriptor a task waited on, and
+ * the waits on them.
+ *
+ * One record per descriptor number, process-wide (descriptors are), made at its first wait and
+ * never freed: a stale pointer to a record is always a record, as for tasks. A record holds the
+ * poller it is registered with, at most one waiting task per direction, and per direction a count
+ * of the readiness edges epoll reported. Registration is edge-triggered, so an edge that comes
+ * while nobody waits must not be lost: a caller reads the count before it tries its I/O, and
+ * parks only if the count has not moved since (weft__fd_park); the poller bumps it under the
+ * record's lock. `gen` changes at every weft_close: events and waits that name an older one are
+ * stale.
+ */
+#ifndef WEFT_FD_H
+#define WEFT_FD_H
+
+#include <stdint.h>
+
+#include "lock.h"
+#include "poll.h"
+#include "sched.h"
+#include "task.h"
+#include "weft.h"
+
+enum { WEFT__FD_READ = 0, WEFT__FD_WRITE = 1 };
+
+typedef struct weft__fd_rec {
+    weft__lock lock;
+    uint32_t gen;           /* bumped by weft_close */
+    weft__poller *poller;   /* the set it is registered in; NULL: none */
+    weft__task *waiter[2];  /* the task waiting to read, to write */
+    _Atomic uint32_t seq[2]; /* readiness edges seen per direction (written under `lock`) */
+} weft__fd_rec;
+
+/** What a caller captures before it tries its I/O (weft__fd_watch). */
+typedef struct weft__fd_mark {
+    weft__fd_rec *rec; /* NULL: not registered yet */
+    uint32_t gen, seq;
+} weft__fd_mark;
+
+/** The record of `fd` if it is registered, and its counts now, for direction `dir`. Cheap: two
+ *  loads. */
+void weft__fd_watch(int fd, int dir, weft__fd_mark *m);
+
+/** Registers `fd` with the poller of the calling task's runtime (once per descriptor) and fills
+ *  `m` for `dir`. 0, or a negative errno value (-EBADF, -EPERM for a file epoll cannot watch,
+ *  -ENOMEM, -EINVAL when another runtime has registered it). */
+int weft__fd_register(int fd, int dir, weft__fd_mark *m);
+
+/** Parks the calling task `t` until an edge in one of the directions of `dirs` (a mask of
+ *  1 << WEFT__FD_READ and 1 << WEFT__FD_WRITE) after the marks `m` (one per direction asked,
+ *  reading first, all of one record), at once if one came already; or until cancellation, or
+ *  `deadline`. 0 when the caller should try its I/O again; a negative code: -EBADF (closed
+ *  meanwhile), -EBUSY (another task waits there), -ECANCELED, -ETIMEDOUT, -ENOMEM. */
+int weft__fd_park(weft__task *t, int dirs, const weft__fd_mark *m, weft_time deadline);
+
+/** The poller's side: an epoll event for the data word `data` (gen << 32 | fd). Wakes the
+ *  waiters it makes runnable into `b`; returns how many. */
+int weft__fd_ready(uint64_t data, uint32_t events, weft__ready_batch *b);
+
+/** weft_close's part before close(2): every waiter on `fd` woken with -EBADF, its registration
+ *  dropped, its generation moved on. Any thread. Returns the tasks woken. */
+int weft__fd_close_wake(int fd);
+
+/** Forgets every registration with `p`, whose epoll set is about to close. */
+void weft__fd_forget_poller(weft__poller *p);
+
+#endif

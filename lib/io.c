@@ -1,0 +1,378 @@
+/*
+ * The public I/O calls (weft.h, "I/O on file descriptors"): each tries its system call, and
+ * when the descriptor is not ready parks on its record (fd.h) and tries again.
+ *
+ * errno is read only inside the non-inlined system-call helpers below, right after the call that
+ * set it: a task may resume on another OS thread after a park, and glibc lets the compiler keep
+ * errno's (thread-local) address across one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fd.h"
+#include "scope.h"
+
+/* A write to a pipe or socket whose reader is gone raised SIGPIPE; weft's threads block it, so
+ * it stays pending on this thread: take it, so that it never reaches the program later. */
+static __attribute__((noinline)) void drop_sigpipe(void)
+{
+    sigset_t pipe_only;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    struct timespec none = {0, 0};
+    int saved = errno;
+    while (sigtimedwait(&pipe_only, NULL, &none) == SIGPIPE)
+        ;
+    errno = saved;
+}
+
+/* A result of a system call as a count or a negative errno value. */
+static __attribute__((noinline)) ssize_t result_of(ssize_t r)
+{
+    if (r >= 0)
+        return r;
+    int e = errno;
+    if (e == EPIPE)
+        drop_sigpipe();
+    return e == EWOULDBLOCK ? -EAGAIN : -e;
+}
+
+typedef ssize_t (*io_op)(int fd, void *ctx);
+
+/* The loop every call shares: try, and while the descriptor is not ready, park and try again.
+ * The mark is taken before the try, so that an edge that comes between a try and the park is
+ * seen by the park (fd.h). */
+static ssize_t io(int fd, int dir, io_op op, void *ctx)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    int code = weft__scope_cancel_code(t->cancel_scope);
+    if (code)
+        return code;
+    for (;;) {
+        weft__fd_mark m;
+        weft__fd_watch(fd, dir, &m);
+        ssize_t n = op(fd, ctx);
+        if (n != -EAGAIN && n != -EINTR)
+            return n;
+        if (n == -EINTR)
+            continue;
+        int rc = m.rec ? weft__fd_park(t, 1 << dir, &m, WEFT_NEVER) : weft__fd_register(fd, dir, &m);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+typedef struct buf_ctx {
+    void *buf;
+    const void *cbuf;
+    size_t len;
+    int flags;
+    const struct iovec *iov;
+    int iovcnt;
+    struct sockaddr *addr;
+    const struct sockaddr *caddr;
+    socklen_t *addrlen;
+    socklen_t caddrlen;
+} buf_ctx;
+
+static ssize_t op_read(int fd, void *c)
+{
+    buf_ctx *b = c;
+    return result_of(read(fd, b->buf, b->len));
+}
+
+static ssize_t op_write(int fd, void *c)
+{
+    buf_ctx *b = c;
+    return result_of(write(fd, b->cbuf, b->len));
+}
+
+static ssize_t op_readv(int fd, void *c)
+{
+    buf_ctx *b = c;
+    return result_of(readv(fd, b->iov, b->iovcnt));
+}
+
+static ssize_t op_writev(int fd, void *c)
+{
+    buf_ctx *b = c;
+    return result_of(writev(fd, b->iov, b->iovcnt));
+}
+
+static ssize_t op_recvfrom(int fd, void *c)
+{
+    buf_ctx *b = c;
+    return result_of(recvfrom(fd, b->buf, b->len, b->flags, b->addr, b->addrlen));
+}
+
+static ssize_t op_sendto(int fd, void *c)
+{
+    buf_ctx *b = c;
+    return result_of(sendto(fd, b->cbuf, b->len, b->flags | MSG_NOSIGNAL, b->caddr, b->caddrlen));
+}
+
+static ssize_t op_accept(int fd, void *c)
+{
+    buf_ctx *b = c;
+    return result_of(accept4(fd, b->addr, b->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC));
+}
+
+ssize_t weft_read(int fd, void *buf, size_t len)
+{
+    buf_ctx b = {.buf = buf, .len = len};
+    return io(fd, WEFT__FD_READ, op_read, &b);
+}
+
+ssize_t weft_write(int fd, const void *buf, size_t len)
+{
+    buf_ctx b = {.cbuf = buf, .len = len};
+    return io(fd, WEFT__FD_WRITE, op_write, &b);
+}
+
+ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    buf_ctx b = {.iov = iov, .iovcnt = iovcnt};
+    return io(fd, WEFT__FD_READ, op_readv, &b);
+}
+
+ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    buf_ctx b = {.iov = iov, .iovcnt = iovcnt};
+    return io(fd, WEFT__FD_WRITE, op_writev, &b);
+}
+
+ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
+{
+    buf_ctx b = {.buf = buf, .len = len, .flags = flags};
+    return io(fd, WEFT__FD_READ, op_recvfrom, &b);
+}
+
+ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
+{
+    buf_ctx b = {.cbuf = buf, .len = len, .flags = flags};
+    return io(fd, WEFT__FD_WRITE, op_sendto, &b);
+}
+
+ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                      socklen_t *addrlen)
+{
+    buf_ctx b = {.buf = buf, .len = len, .flags = flags, .addr = addr, .addrlen = addrlen};
+    return io(fd, WEFT__FD_READ, op_recvfrom, &b);
+}
+
+ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
+                    socklen_t addrlen)
+{
+    buf_ctx b = {.cbuf = buf, .len = len, .flags = flags, .caddr = addr, .caddrlen = addrlen};
+    return io(fd, WEFT__FD_WRITE, op_sendto, &b);
+}
+
+int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+    buf_ctx b = {.addr = addr, .addrlen = addrlen};
+    return (int)io(fd, WEFT__FD_READ, op_accept, &b);
+}
+
+/* ---- writing all of it -------------------------------------------------------------------- */
+
+static ssize_t all_done(ssize_t rc, size_t sent, size_t *done)
+{
+    if (done)
+        *done = sent;
+    return rc < 0 ? rc : (ssize_t)sent;
+}
+
+ssize_t weft_write_all(int fd, const void *buf, size_t len, size_t *done)
+{
+    size_t sent = 0;
+    while (sent < len) {
+        ssize_t n = weft_write(fd, (const char *)buf + sent, len - sent);
+        if (n < 0)
+            return all_done(n, sent, done);
+        sent += (size_t)n;
+    }
+    return all_done(0, sent, done);
+}
+
+ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags, size_t *done)
+{
+    size_t sent = 0;
+    while (sent < len) {
+        ssize_t n = weft_send(fd, (const char *)buf + sent, len - sent, flags);
+        if (n < 0)
+            return all_done(n, sent, done);
+        sent += (size_t)n;
+    }
+    return all_done(0, sent, done);
+}
+
+ssize_t weft_writev_all(int fd, const struct iovec *iov, int iovcnt, size_t *done)
+{
+    if (!weft__task_self())
+        return all_done(-EPERM, 0, done);
+    if (iovcnt < 0 || (iovcnt > 0 && !iov))
+        return all_done(-EINVAL, 0, done);
+    size_t sent = 0;
+    int i = 0;
+    while (i < iovcnt) {
+        ssize_t n = weft_writev(fd, iov + i, iovcnt - i);
+        if (n < 0)
+            return all_done(n, sent, done);
+        sent += (size_t)n;
+        /* Past the buffers written whole; the first one written in part is finished alone
+         * (the caller's array is left as it was). */
+        size_t left = (size_t)n;
+        while (i < iovcnt && left >= iov[i].iov_len)
+            left -= iov[i++].iov_len;
+        if (i < iovcnt && left > 0) {
+            size_t part = 0;
+            ssize_t rc = weft_write_all(fd, (const char *)iov[i].iov_base + left,
+                                        iov[i].iov_len - left, &part);
+            sent += part;
+            if (rc < 0)
+                return all_done(rc, sent, done);
+            i++;
+        }
+    }
+    return all_done(0, sent, done);
+}
+
+/* ---- connecting ------------------------------------------------------------------------- */
+
+static __attribute__((noinline)) int connect_errno(int fd, const struct sockaddr *addr,
+                                                   socklen_t len)
+{
+    return connect(fd, addr, len) == 0 ? 0 : -errno;
+}
+
+/* 1 once the connection attempt on `fd` is over (its result in *err), 0 while it goes on. */
+static __attribute__((noinline)) int connect_over(int fd, int *err)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (poll(&p, 1, 0) < 0) {
+        *err = -errno;
+        return 1;
+    }
+    if (!(p.revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)))
+        return 0;
+    if (p.revents & POLLNVAL) {
+        *err = -EBADF;
+        return 1;
+    }
+    int so = 0;
+    socklen_t len = sizeof(so);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &len) != 0)
+        so = errno;
+    *err = -so;
+    return 1;
+}
+
+int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    int code = weft__scope_cancel_code(t->cancel_scope);
+    if (code)
+        return code;
+    /* The mark first: the edge that says the connection is made may come at once. */
+    weft__fd_mark m;
+    int rc = weft__fd_register(fd, WEFT__FD_WRITE, &m);
+    if (rc < 0)
+        return rc;
+    rc = connect_errno(fd, addr, addrlen);
+    if (rc != -EINPROGRESS && rc != -EINTR && rc != -EALREADY)
+        return rc;
+    for (;;) {
+        int err;
+        if (connect_over(fd, &err))
+            return err;
+        rc = weft__fd_park(t, 1 << WEFT__FD_WRITE, &m, WEFT_NEVER);
+        if (rc < 0)
+            return rc;
+        weft__fd_watch(fd, WEFT__FD_WRITE, &m);
+        if (!m.rec)
+            return -EBADF;
+    }
+}
+
+/* ---- waiting without I/O ----------------------------------------------------------------- */
+
+/* The bits of `events` that `fd` is ready for now (a poll without waiting), or a negative errno
+ * value. */
+static __attribute__((noinline)) int ready_now(int fd, int events)
+{
+    struct pollfd p = {.fd = fd, .events = (short)(((events & WEFT_READABLE) ? POLLIN : 0) |
+                                                   ((events & WEFT_WRITABLE) ? POLLOUT : 0))};
+    if (poll(&p, 1, 0) < 0)
+        return -errno;
+    if (p.revents & POLLNVAL)
+        return -EBADF;
+    int ready = 0;
+    if (p.revents & (POLLIN | POLLHUP | POLLERR))
+        ready |= WEFT_READABLE;
+    if (p.revents & (POLLOUT | POLLHUP | POLLERR))
+        ready |= WEFT_WRITABLE;
+    return ready & events;
+}
+
+int weft_fd_wait(int fd, int events, weft_time deadline)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    events &= WEFT_READABLE | WEFT_WRITABLE;
+    if (!events)
+        return -EINVAL;
+    int code = weft__scope_cancel_code(t->cancel_scope);
+    if (code)
+        return code;
+    int dirs = ((events & WEFT_READABLE) ? 1 << WEFT__FD_READ : 0) |
+               ((events & WEFT_WRITABLE) ? 1 << WEFT__FD_WRITE : 0);
+    for (;;) {
+        weft__fd_mark m[2];
+        int n = 0;
+        for (int d = 0; d < 2; d++) {
+            if (!(dirs & (1 << d)))
+                continue;
+            weft__fd_watch(fd, d, &m[n]);
+            if (!m[n].rec) {
+                int rc = weft__fd_register(fd, d, &m[n]);
+                if (rc < 0)
+                    return rc;
+            }
+            n++;
+        }
+        int ready = ready_now(fd, events);
+        if (ready != 0)
+            return ready;
+        if (deadline <= weft_now())
+            return -ETIMEDOUT;
+        int rc = weft__fd_park(t, dirs, m, deadline);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int weft_fd_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+        return -errno;
+    return 0;
+}
+
+int weft_close(int fd)
+{
+    if (fd < 0)
+        return -EBADF;
+    weft__fd_close_wake(fd);
+    return close(fd) == 0 ? 0 : -errno;
+}
