@@ -72,8 +72,9 @@ weft__task *weft__inject_take(weft__worker *w)
     weft__task *x = n > 1 ? first->next : NULL;
     long taken = 1;
     for (; x && taken < want; taken++) {
-        if (x->hint)
-            __builtin_prefetch(&x->hint->next, 0);
+        weft__task *hint = weft__task_hint(x);
+        if (hint)
+            __builtin_prefetch(&hint->next, 0);
         weft__task *after = x == last ? NULL : x->next;
         if (weft__deque_push_owner(&w->readyq, x) != 0)
             weft__inject_task(rt, x);

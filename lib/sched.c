@@ -147,7 +147,7 @@ void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
     b->n = 0;
     for (int i = 0; i < WEFT__HINT_AHEAD; i++) {
         if (b->recent[i])
-            b->recent[i]->hint = NULL; /* the last few: no task that far on in this batch */
+            weft__task_set_hint(b->recent[i], NULL); /* the last few: none that far on */
         b->recent[i] = NULL;
     }
     if (!t)
@@ -589,7 +589,7 @@ int weft__sched_wake_into(weft__task *t, uint32_t reason, weft__ready_batch *b)
         b->tail = t;
         weft__task **r = &b->recent[b->n % WEFT__HINT_AHEAD];
         if (*r)
-            (*r)->hint = t;
+            weft__task_set_hint(*r, t);
         *r = t;
         b->n++;
     }

@@ -296,9 +296,10 @@ static void wake_parked(weft_scope *s)
     for (;;) {
         for (int n = 0; n < WAKE_CHUNK && s->parked; n++) {
             weft__task *t = s->parked;
-            if (t->hint) { /* what the wake of a task a few steps on will touch */
-                __builtin_prefetch(&t->hint->pnext, 1);
-                __builtin_prefetch(&t->hint->wait, 1);
+            weft__task *hint = weft__task_hint(t);
+            if (hint) { /* what the wake of a task a few steps on will touch */
+                __builtin_prefetch(&hint->pnext, 1);
+                __builtin_prefetch(&hint->wait, 1);
             }
             s->parked = t->pnext;
             if (s->parked)
@@ -572,7 +573,7 @@ int weft__scope_park_register(weft_scope *s, weft__task *t)
         s->parked->pprev = t;
     s->parked = t;
     uint32_t r = s->park_count++ % WEFT__HINT_AHEAD;
-    t->hint = s->park_recent[r];
+    weft__task_set_hint(t, s->park_recent[r]);
     s->park_recent[r] = t;
     atomic_store_explicit(&t->listed, 1, memory_order_relaxed);
     weft__lock_release(&s->lock);

@@ -77,6 +77,18 @@ enum {
     WEFT__TASK_SUBMITTED = 8,     /* the task a submission (or weft_run) waits for */
 };
 
+/** A task's prefetch hint (see `hint`). Relaxed atomics: the walks that read it race with the
+ *  lists that write it by design, and a stale hint costs only a useless prefetch. */
+static inline weft__task *weft__task_hint(weft__task *t)
+{
+    return __atomic_load_n(&t->hint, __ATOMIC_RELAXED);
+}
+
+static inline void weft__task_set_hint(weft__task *t, weft__task *hint)
+{
+    __atomic_store_n(&t->hint, hint, __ATOMIC_RELAXED);
+}
+
 /** weft__task_reset for a record taken from the cache of a worker of `rt`, on the spawn path.
  *  A record enters a cache at rest, so that a spawn writes only what differs from task to task:
  *  it is of `rt` already; it owns no scope and holds no failure (weft__scope_end_task and
