@@ -81,6 +81,7 @@ int weft__stack_pool_init(weft__stack_pool *p, size_t size)
         p->size / 4 > WEFT__INLINE_RESERVE_MIN ? p->size / 4 : WEFT__INLINE_RESERVE_MIN;
     p->usable = p->size + ((reserve + p->page - 1) & ~(p->page - 1));
     p->gap = gap_for(p, p->size);
+    p->warm_max = WEFT__STACK_POOL_WARM;
     /* 455 stacks of 64 KiB with their inline reserves and gaps reserve 64 MiB of address space
      * per slab: few mappings for a million stacks, and little unused reservation for small
      * programs. */
@@ -213,6 +214,86 @@ static weft__stack *get_own_mapping(weft__stack_pool *p, size_t size)
     return s;
 }
 
+/* ---- giving pages back ---------------------------------------------------------------------
+ *
+ * Which stacks keep their pages: the ones in the workers' caches (at most WEFT__STACK_CACHE_MAX
+ * each, the most recently used) and warm_max more in the pool (WEFT__STACK_POOL_WARM, raised by
+ * each cold stack handed out: stack.h). A stack that enters the pool beyond that bound gives its
+ * usable pages back with MADV_DONTNEED and goes to the cold list, which the pool hands out only
+ * when no warm stack is left. Stacks enter the pool a batch at a time, when a worker's cache
+ * overflows, so the madvise is on that path, which a spawn-join program whose stacks stay in its
+ * workers' caches never takes; the pages go back on the worker that ended the tasks, outside the
+ * pool's lock, and at the moment they are known to be idle: a program that checks its resident
+ * size after a join sees them gone, with no thread or timer to wait for.
+ *
+ * A bound fixed at the first one made a program that parks and cancels a few thousand tasks
+ * over and over give back and fault in the same pages at every round (a madvise and a page fault
+ * per stack, several times what the task itself cost), hence the bound that grows with the cold
+ * stacks asked for again. It never shrinks: the pool has no clock to tell that a burst will not
+ * come back, and WEFT__STACK_POOL_WARM_MAX bounds what it keeps.
+ *
+ * MADV_DONTNEED, not MADV_FREE: MADV_FREE leaves the pages counted as resident until the kernel
+ * is short of memory, and its pages keep their contents or come back as zeros as the kernel
+ * pleases, where a canary must be one or the other. After MADV_DONTNEED the usable range reads as
+ * zeros, so a canary stack gets its canary again when it leaves the cold list (take_cold), before
+ * any task runs on it and any switch checks it. Under ASan the range is unpoisoned first: the
+ * frames of the tasks that ended there left poison in the shadow, which the zeroed pages must not
+ * keep.
+ *
+ * The stacks of a batch are sorted by address and neighbours in a slab are given back with one
+ * madvise over them and the gaps between them: each call costs a TLB flush on every CPU that runs
+ * a thread of the process, which on the virtual machines we measure on costs more than freeing the
+ * few pages a stack holds, and a mass cancel ends stacks mostly in the order they were handed
+ * out. The gaps hold no task's data (guard markers of
+ * MADV_GUARD_INSTALL and PROT_NONE protections survive MADV_DONTNEED; a canary stack's gap is
+ * memory no task uses). */
+
+/* Gives back the pages of stacks[0, n), sorted here by address. */
+static void give_back_sorted(weft__stack **stacks, unsigned n)
+{
+    for (unsigned i = 1; i < n; i++) {
+        weft__stack *s = stacks[i];
+        unsigned k = i;
+        for (; k > 0 && (uintptr_t)stacks[k - 1]->lo > (uintptr_t)s->lo; k--)
+            stacks[k] = stacks[k - 1];
+        stacks[k] = s;
+    }
+    for (unsigned i = 0; i < n;) {
+        char *lo = stacks[i]->lo, *hi = lo + stacks[i]->size;
+        UNPOISON(stacks[i]->lo, stacks[i]->size);
+        /* The next stack of the slab starts right above this one's end, past its own gap. */
+        while (++i < n && (char *)stacks[i]->lo - stacks[i]->gap == hi) {
+            UNPOISON(stacks[i]->lo, stacks[i]->size);
+            hi = (char *)stacks[i]->lo + stacks[i]->size;
+        }
+        madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
+    }
+}
+
+/* Gives back the pages of the stacks of the list `first` (linked through `next`). */
+static void give_back_pages(weft__stack *first)
+{
+    weft__stack *batch[WEFT__STACK_CACHE_MAX];
+    unsigned n = 0;
+    for (weft__stack *s = first; s; s = s->next) {
+        batch[n++] = s;
+        if (n == WEFT__STACK_CACHE_MAX) {
+            give_back_sorted(batch, n);
+            n = 0;
+        }
+    }
+    give_back_sorted(batch, n);
+}
+
+/* A stack of the cold list, whose pages read as zeros, ready for a task. Called without the lock:
+ * the stack is the caller's. */
+static weft__stack *take_cold(weft__stack *s)
+{
+    if (s->guard == WEFT__GUARD_CANARY)
+        *(uint64_t *)s->lo = CANARY;
+    return s;
+}
+
 weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t size)
 {
     if (size && size != p->size)
@@ -227,6 +308,14 @@ weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t s
     if (p->free) {
         s = p->free;
         __atomic_store_n(&p->free, s->next, __ATOMIC_RELAXED);
+        p->warm--;
+    } else if (p->cold) {
+        s = p->cold;
+        p->cold = s->next;
+        if (p->warm_max < WEFT__STACK_POOL_WARM_MAX)
+            p->warm_max++;
+        weft__lock_release(&p->lock);
+        return take_cold(s);
     } else if (fresh_left(p) || add_slab(p) == 0) {
         s = take_fresh(p);
     } else {
@@ -250,12 +339,25 @@ int weft__stack_reserve_slow(weft__stack_pool *p, weft__stack_cache *c)
     return 0;
 }
 
-/* Hands the list first..last (linked through `next`) to the pool's shared list, under one lock. */
-static void pool_give(weft__stack_pool *p, weft__stack *first, weft__stack *last)
+/* Hands the list first..last of `n` stacks (linked through `next`) to the pool's shared list,
+ * under one lock: to the warm ones while they stay within warm_max, else, with their pages given
+ * back, to the cold ones. */
+static void pool_give(weft__stack_pool *p, weft__stack *first, weft__stack *last, unsigned n)
 {
     weft__lock_acquire(&p->lock);
-    last->next = p->free;
-    __atomic_store_n(&p->free, first, __ATOMIC_RELAXED);
+    if (p->warm + n <= p->warm_max) {
+        p->warm += n;
+        last->next = p->free;
+        __atomic_store_n(&p->free, first, __ATOMIC_RELAXED);
+        weft__lock_release(&p->lock);
+        return;
+    }
+    weft__lock_release(&p->lock);
+    last->next = NULL;
+    give_back_pages(first);
+    weft__lock_acquire(&p->lock);
+    last->next = p->cold;
+    p->cold = first;
     weft__lock_release(&p->lock);
 }
 
@@ -271,7 +373,7 @@ void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
         return;
     }
     if (!c) {
-        pool_give(p, s, s);
+        pool_give(p, s, s, 1);
         return;
     }
     if (c->count == WEFT__STACK_CACHE_MAX) {
@@ -286,7 +388,7 @@ void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
             last = last->next;
         keep->next = NULL;
         c->count = WEFT__STACK_CACHE_MAX / 2;
-        pool_give(p, first, last);
+        pool_give(p, first, last, WEFT__STACK_CACHE_MAX / 2);
     }
     s->next = c->top;
     c->top = s;
@@ -301,7 +403,7 @@ void weft__stack_cache_flush(weft__stack_pool *p, weft__stack_cache *c)
     weft__stack *last = c->top;
     while (last->next)
         last = last->next;
-    pool_give(p, c->top, last);
+    pool_give(p, c->top, last, c->count);
     c->top = NULL;
     c->count = 0;
 }
@@ -328,6 +430,8 @@ void weft__stack_pool_destroy(weft__stack_pool *p)
     }
     p->slabs = NULL;
     p->free = NULL;
+    p->cold = NULL;
+    p->warm = 0;
 }
 
 /* ---- overflow reports ------------------------------------------------------------------- */

@@ -18,6 +18,11 @@
  *     into no other task's stack.
  * A fault inside a guard gap is reported with the task's name by the SIGSEGV handler
  * (weft__stack_fault_install), which runs on a per-thread sigaltstack.
+ *
+ * A stack no task uses keeps its pages only while it is among the few a worker caches or the pool
+ * keeps warm (WEFT__STACK_POOL_WARM, more where bursts recur); the others give them back to the
+ * kernel, so that the resident size falls back once a burst of parked tasks has ended (stack.c
+ * says how).
  */
 #ifndef WEFT_STACK_H
 #define WEFT_STACK_H
@@ -79,7 +84,10 @@ typedef struct weft__stack_pool {
     size_t usable;           /* usable bytes of a default stack: size and the inline reserve */
     size_t page;
     size_t gap;              /* guard gap below each default stack */
-    weft__stack *free;       /* stacks given back beyond the per-worker caches */
+    weft__stack *free;       /* stacks given back beyond the per-worker caches, warm */
+    weft__stack *cold;       /* and those whose pages went back to the kernel */
+    unsigned warm;           /* stacks on `free`, at most warm_max */
+    unsigned warm_max;       /* WEFT__STACK_POOL_WARM, raised by demand up to ..._WARM_MAX */
     weft__stack_slab *_Atomic slabs;
     unsigned slab_stacks;    /* stacks per new slab */
 } weft__stack_pool;
@@ -93,6 +101,20 @@ typedef struct weft__stack_cache {
  *  the stacks a worker needs in a deep fork-join (one per level of spawn depth in flight) while
  *  bounding what an idle worker holds. */
 #define WEFT__STACK_CACHE_MAX 64
+/** Most stacks the pool keeps with their pages (warm) at first; beyond it, a stack that enters
+ *  the pool gives its pages back to the kernel (MADV_DONTNEED) and goes to the cold list. A stack
+ *  a task parked on holds the pages the task touched, so without a bound a program that once had
+ *  a million tasks parked kept their pages, gigabytes, until the runtime ended. The warm ones
+ *  serve the stacks that flow from the worker where tasks end to the one where they are spawned,
+ *  which would otherwise pay a madvise and page faults per stack; a few times a worker's cache is
+ *  enough for that, and bounds what an idle program holds in the pool.
+ *  Each cold stack the pool hands out raises the bound by one, up to WEFT__STACK_POOL_WARM_MAX:
+ *  it was given back and then needed again, so a program whose bursts of parked tasks recur (a
+ *  server's load, a scope of a few thousand tasks run over and over) soon keeps the stacks of a
+ *  burst warm instead of giving back and faulting in the same pages at every burst, while a
+ *  single burst, whose stacks all came fresh from the slabs, gives back all but the first bound. */
+#define WEFT__STACK_POOL_WARM (4 * WEFT__STACK_CACHE_MAX)
+#define WEFT__STACK_POOL_WARM_MAX (16 * WEFT__STACK_POOL_WARM)
 
 int weft__stack_pool_init(weft__stack_pool *p, size_t size);
 void weft__stack_pool_destroy(weft__stack_pool *p);

@@ -1,6 +1,6 @@
 /*
- * Task stacks (lib/stack.h): what the pool hands out, its reuse, the guard strategies, and the
- * overflow report that names the task.
+ * Task stacks (lib/stack.h): what the pool hands out, its reuse, the guard strategies, the
+ * overflow report that names the task, and the pages idle stacks give back.
  *
  * Guard strategies (stack.h): MADV_GUARD_INSTALL where the kernel has it (Linux 6.13+), else an
  * mprotect'ed page up to a budget, else a canary word checked when the task switches out. The
@@ -740,4 +740,261 @@ Test(stack, frame_past_the_guard_does_not_reach_another_stack)
     child_result r;
     run_in_child(run_jump, NULL, &r);
     expect_overflow_report(&r, "frame-jumper");
+}
+
+/* ---- idle stacks give their pages back ------------------------------------------------------ */
+
+/* A program that once had many tasks parked keeps, after they end, only a bounded number of
+ * stacks with their pages: those a worker keeps warm in its cache and a bounded number more in
+ * the pool. The rest give their pages back to the kernel, so that the resident size falls back
+ * instead of staying at its high-water mark until the runtime ends. */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define STACK_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STACK_TEST_ASAN 1
+#endif
+#endif
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define STACK_TEST_VALGRIND 1
+#endif
+#endif
+
+/* Why the resident size cannot be judged in this build or under this tool, or NULL if it can. */
+static const char *rss_unreliable(void)
+{
+#ifdef STACK_TEST_ASAN
+    return "ASan keeps shadow memory for every stack page ever touched";
+#endif
+#ifdef STACK_TEST_VALGRIND
+    if (RUNNING_ON_VALGRIND)
+        return "Valgrind does not give pages back as the kernel does";
+#endif
+    return NULL;
+}
+
+/* Resident pages of this process (/proc/self/statm), or -1. */
+static long resident_pages(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size, resident = -1;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &resident) != 2)
+            resident = -1;
+        fclose(f);
+    }
+    return resident;
+}
+
+/* Whether any page of [lo, lo + bytes) is resident. */
+static int any_resident(const void *lo, size_t bytes)
+{
+    size_t page = page_size();
+    unsigned char vec[64];
+    size_t pages = (bytes + page - 1) / page;
+    cr_assert_leq(pages, sizeof(vec));
+    cr_assert_eq(mincore((void *)lo, bytes, vec), 0, "mincore: %s", strerror(errno));
+    for (size_t i = 0; i < pages; i++)
+        if (vec[i] & 1)
+            return 1;
+    return 0;
+}
+
+#define IDLE_STACKS 2000
+#define IDLE_TOUCH (16 * 1024)
+
+/* Stacks put back through a worker's cache, many more than it keeps: most of them no longer hold
+ * their pages, and each one handed out again is whole (its canary too, where it has one). */
+static void idle_stacks_case(int strategy)
+{
+    force_strategy(strategy);
+    weft__stack_pool p;
+    cr_assert_eq(weft__stack_pool_init(&p, 64 * 1024), 0);
+    weft__stack_cache c = {0};
+    static weft__stack *s[IDLE_STACKS];
+    for (int i = 0; i < IDLE_STACKS; i++) {
+        cr_assert_not_null(s[i] = weft__stack_get(&p, &c, 0));
+        if (strategy)
+            cr_assert_eq(s[i]->guard, strategy);
+        /* The top, where a task starts, as a task that parks with 16 KiB of locals. */
+        memset((char *)s[i]->lo + s[i]->size - IDLE_TOUCH, 0x3c, IDLE_TOUCH);
+        cr_assert(any_resident((char *)s[i]->lo + s[i]->size - IDLE_TOUCH, IDLE_TOUCH));
+    }
+    for (int i = 0; i < IDLE_STACKS; i++)
+        weft__stack_put(&p, &c, s[i]);
+    int holding = 0;
+    for (int i = 0; i < IDLE_STACKS; i++)
+        holding += any_resident((char *)s[i]->lo + s[i]->size - IDLE_TOUCH, IDLE_TOUCH);
+    cr_log_info("%d of %d idle stacks hold pages", holding, IDLE_STACKS);
+    cr_assert_leq(holding, IDLE_STACKS / 4, "%d of %d idle stacks still hold their pages", holding,
+                  IDLE_STACKS);
+    /* Every one of them comes back usable, with its canary in place where it has one. */
+    for (int i = 0; i < IDLE_STACKS; i++) {
+        weft__stack *x = weft__stack_get(&p, &c, 0);
+        cr_assert_not_null(x);
+        if (x->guard == WEFT__GUARD_CANARY)
+            cr_assert_eq(*(const uint64_t *)x->lo, 0x5745465443414e59ull,
+                         "a stack handed out again lost its canary");
+        memset((char *)x->lo + x->size - IDLE_TOUCH, 0x5a, IDLE_TOUCH);
+        s[i] = x;
+    }
+    for (int i = 0; i < IDLE_STACKS; i++)
+        weft__stack_put(&p, &c, s[i]);
+    weft__stack_cache_flush(&p, &c);
+    weft__stack_pool_destroy(&p);
+}
+
+Test(stack, idle_stacks_give_back_their_pages)
+{
+    idle_stacks_case(0);
+}
+
+Test(stack, idle_canary_stacks_give_back_their_pages)
+{
+    idle_stacks_case(WEFT__GUARD_CANARY);
+}
+
+/* A burst that comes back finds its stacks again with their pages, instead of having them given
+ * back and faulted in again at every round: the stacks of the second round, which were asked for
+ * again after the first gave them back, stay warm after it. */
+Test(stack, recurring_bursts_keep_their_stacks_warm)
+{
+    weft__stack_pool p;
+    cr_assert_eq(weft__stack_pool_init(&p, 64 * 1024), 0);
+    weft__stack_cache c = {0};
+    static weft__stack *s[IDLE_STACKS];
+    int holding = 0;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < IDLE_STACKS; i++) {
+            cr_assert_not_null(s[i] = weft__stack_get(&p, &c, 0));
+            memset((char *)s[i]->lo + s[i]->size - IDLE_TOUCH, 0x3c, IDLE_TOUCH);
+        }
+        for (int i = 0; i < IDLE_STACKS; i++)
+            weft__stack_put(&p, &c, s[i]);
+        holding = 0;
+        for (int i = 0; i < IDLE_STACKS; i++)
+            holding += any_resident((char *)s[i]->lo + s[i]->size - IDLE_TOUCH, IDLE_TOUCH);
+        cr_log_info("round %d: %d of %d idle stacks hold pages", round, holding, IDLE_STACKS);
+        if (round == 0)
+            cr_assert_leq(holding, IDLE_STACKS / 4, "a first burst keeps %d stacks", holding);
+    }
+    cr_assert_geq(holding, IDLE_STACKS * 3 / 4,
+                  "a burst that came back twice keeps only %d of its %d stacks warm", holding,
+                  IDLE_STACKS);
+    weft__stack_cache_flush(&p, &c);
+    weft__stack_pool_destroy(&p);
+}
+
+#ifdef STACK_TEST_ASAN
+#define PARKERS 10000
+#else
+#define PARKERS 100000
+#endif
+#define PARKER_TOUCH (16 * 1024)
+
+typedef struct parkers {
+    int n;
+    atomic_int parked;
+    atomic_int cancelled;
+    long rss_before, rss_peak, rss_after;
+} parkers;
+
+static int parker(void *arg)
+{
+    parkers *k = arg;
+    volatile char locals[PARKER_TOUCH];
+    for (size_t i = 0; i < sizeof(locals); i += 1024)
+        locals[i] = 1;
+    atomic_fetch_add(&k->parked, 1);
+    int rc = weft_sleep_for(HOUR);
+    if (rc == -ECANCELED)
+        atomic_fetch_add(&k->cancelled, 1);
+    return locals[0] == 1 ? 0 : -EFAULT;
+}
+
+/* Parks k->n tasks that each touch 16 KiB of their stacks, then cancels and joins them. With
+ * `rss`, notes the resident size at the peak and after the join. */
+static int park_and_cancel(parkers *k, int rss)
+{
+    int parked = atomic_load(&k->parked);
+    weft_scope *s;
+    int rc = weft_scope_open(&s, NULL);
+    if (rc)
+        return rc;
+    for (int i = 0; i < k->n && !rc; i++)
+        rc = weft_spawn(s, parker, k);
+    if (!rc)
+        rc = yield_until(&k->parked, parked + k->n);
+    if (rss)
+        k->rss_peak = resident_pages();
+    weft_scope_cancel(s);
+    int jrc = weft_scope_join(s);
+    weft_scope_release(s);
+    if (rss)
+        k->rss_after = resident_pages();
+    return rc ? rc : jrc == -ECANCELED ? 0 : jrc;
+}
+
+/* Two rounds: the second one's tasks start on the stacks the first one's left, most of which gave
+ * their pages back, and each parking is a switch out, which checks a canary stack's canary. */
+static int park_cancel_root(void *arg)
+{
+    parkers *k = arg;
+    k->rss_before = resident_pages();
+    int rc = park_and_cancel(k, 1);
+    return rc ? rc : park_and_cancel(k, 0);
+}
+
+Test(stack, cancelled_parked_tasks_give_back_their_memory, .timeout = 240)
+{
+    static parkers k;
+    k.n = PARKERS;
+    weft_config cfg = {.workers = 2, .stack_size = 64 * 1024};
+    cr_assert_eq(weft_run(&cfg, park_cancel_root, &k), 0);
+    cr_assert_eq(atomic_load(&k.cancelled), 2 * PARKERS);
+    long page = sysconf(_SC_PAGESIZE);
+    long grown = (k.rss_peak - k.rss_before) * page, kept = (k.rss_after - k.rss_before) * page;
+    cr_log_info("%d parked tasks: resident size grew by %ld KiB, %ld KiB stayed after the join",
+                PARKERS, grown / 1024, kept / 1024);
+    const char *why = rss_unreliable();
+    if (why) {
+        printf("cancelled_parked_tasks_give_back_their_memory: resident size not checked: %s\n",
+               why);
+        return;
+    }
+    cr_assert(k.rss_before > 0 && k.rss_peak > 0 && k.rss_after > 0, "/proc/self/statm unreadable");
+    cr_assert_geq(grown, (long)PARKERS * PARKER_TOUCH,
+                  "the parked tasks did not touch their stacks");
+    cr_assert_lt(kept, grown / 4,
+                 "%ld of the %ld bytes %d parked tasks took stayed resident after they ended", kept,
+                 grown, PARKERS);
+}
+
+/* The same on stacks guarded by canaries: a stack whose pages were given back gets its canary
+ * again before a task runs on it, or the task's first switch out would report an overflow. */
+static void run_park_cancel_canary(void *arg)
+{
+    (void)arg;
+    force_strategy(WEFT__GUARD_CANARY);
+    static parkers k;
+    k.n = 3000;
+    weft_config cfg = {.workers = 2, .stack_size = 64 * 1024};
+    int rc = weft_run(&cfg, park_cancel_root, &k);
+    if (rc) {
+        fprintf(stderr, "weft_run returned %d\n", rc);
+        _exit(20 + (-rc & 63));
+    }
+    _exit(atomic_load(&k.cancelled) == 2 * k.n ? 0 : 3);
+}
+
+Test(stack, canary_stacks_reused_after_cancel_keep_their_canary)
+{
+    child_result r;
+    run_in_child(run_park_cancel_canary, NULL, &r);
+    cr_assert(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "status %#x, stderr:\n%s",
+              r.status, r.err);
 }
