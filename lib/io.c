@@ -52,6 +52,7 @@ static ssize_t io(int fd, int dir, io_op op, void *ctx)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
+    weft__task_chaos_point(t->rt);
     int code = weft__scope_cancel_code(t->cancel_scope);
     if (code)
         return code;
@@ -331,6 +332,7 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
     events &= WEFT_READABLE | WEFT_WRITABLE;
     if (!events)
         return -EINVAL;
+    weft__task_chaos_point(t->rt);
     int code = weft__scope_cancel_code(t->cancel_scope);
     if (code)
         return code;
