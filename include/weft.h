@@ -392,6 +392,129 @@ WEFT_API int weft_sem_release(weft_sem *sem);
 /** Tokens currently free. */
 WEFT_API unsigned weft_sem_available(const weft_sem *sem);
 
+/** Creates a semaphore holding `initial` tokens that can hold at most `max` (weft_sem_release
+ *  beyond it is -EOVERFLOW): a semaphore created with 0 of 1 is a signal a task waits for and
+ *  any thread gives. 0; -EINVAL for NULL `out` or `initial` > `max`, or `max` 0; -ENOMEM. Any
+ *  thread. */
+WEFT_API int weft_sem_create_max(weft_sem **out, unsigned initial, unsigned max);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Mutexes and events                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct weft_mutex weft_mutex;
+
+/** Creates an unlocked mutex. 0, -EINVAL, -ENOMEM. Any thread. */
+WEFT_API int weft_mutex_create(weft_mutex **out);
+/** Frees an unlocked mutex no task waits on: 0; -EBUSY while locked or waited on (nothing is
+ *  freed); -EINVAL. Any thread; does not suspend. */
+WEFT_API int weft_mutex_destroy(weft_mutex *m);
+/** Locks `m`, parking the task (never the OS thread) while another holds it; waiters get it in
+ *  FIFO order. The lock belongs to the calling task. 0; -EDEADLK if the task holds it already;
+ *  -ECANCELED / -ETIMEDOUT (then the task does not hold it); -EPERM outside a task; -EINVAL;
+ *  -ENOMEM as weft_sem_acquire. Task-only; suspends. */
+WEFT_API int weft_mutex_lock(weft_mutex *m);
+/** Locks `m` if it is free: 0, -EBUSY, -EPERM outside a task, -EINVAL. Task-only; does not
+ *  suspend. */
+WEFT_API int weft_mutex_trylock(weft_mutex *m);
+/** Unlocks `m`, handing it to the first waiter. 0; -EPERM if the calling task does not hold
+ *  it (nothing changes: a stray unlock is an error, not a corruption); -EINVAL. Task-only; does
+ *  not suspend. */
+WEFT_API int weft_mutex_unlock(weft_mutex *m);
+
+typedef struct weft_event weft_event;
+
+/** Creates an event, not set. 0, -EINVAL, -ENOMEM. Any thread. */
+WEFT_API int weft_event_create(weft_event **out);
+/** Frees an event no task waits on: 0, -EBUSY (nothing freed), -EINVAL. Any thread. */
+WEFT_API int weft_event_destroy(weft_event *e);
+/** Sets the event: every task waiting on it wakes, and waits return at once until it is reset.
+ *  0, -EINVAL. Any thread, task or not, and any number of times; does not suspend. */
+WEFT_API int weft_event_set(weft_event *e);
+/** Clears the event. 0, -EINVAL. Any thread; does not suspend. */
+WEFT_API int weft_event_reset(weft_event *e);
+/** 1 if set, 0 if not (or NULL). Any thread. */
+WEFT_API int weft_event_is_set(const weft_event *e);
+/** Parks until the event is set (at once if it is): 0; -ECANCELED / -ETIMEDOUT; -EPERM outside
+ *  a task; -EINVAL; -ENOMEM as weft_sem_acquire. Task-only; suspends. */
+WEFT_API int weft_event_wait(weft_event *e);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Channels                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * A channel carries items of one fixed size, copied in and out, between any tasks (and, with the
+ * try calls, any threads). It holds up to `capacity` items; with capacity 0 it holds none, and a
+ * send completes only when a receiver takes the item (a rendezvous). Waiting senders are served
+ * in FIFO order, and so are waiting receivers.
+ *
+ * Closing: weft_chan_close stops sends at once (they return -EPIPE, and so do senders waiting
+ * then: their items were not delivered); receivers take what is buffered, then get -EPIPE.
+ *
+ * Cancellation-safe: a send that returns a code other than 0 did not deliver its item; a receive
+ * that returns one took nothing. An item is never lost or delivered twice. A send or receive
+ * that completed returns 0 even if the task was cancelled meanwhile (the next suspension point
+ * reports the cancel).
+ */
+typedef struct weft_chan weft_chan;
+
+/** Creates a channel of items of `item_size` bytes (1 to 65,536) holding up to `capacity`
+ *  items (0: a rendezvous). 0, -EINVAL, -ENOMEM. Any thread. */
+WEFT_API int weft_chan_create(weft_chan **out, size_t item_size, size_t capacity);
+/** Frees a channel no task waits on: 0; -EBUSY while a task waits or is on its way out of a
+ *  wait on it (nothing freed); -EINVAL. Items still buffered go with it. Any thread. */
+WEFT_API int weft_chan_destroy(weft_chan *c);
+/** Copies `item` into the channel, parking while it is full (or, for a rendezvous, until a
+ *  receiver takes it). 0; -EPIPE when the channel is closed (before or while waiting); -ECANCELED
+ *  / -ETIMEDOUT; -EPERM outside a task; -EINVAL; -ENOMEM as weft_sem_acquire. Task-only;
+ *  suspends. */
+WEFT_API int weft_chan_send(weft_chan *c, const void *item);
+/** Takes the oldest item into `item`, parking while there is none. 0; -EPIPE when the channel is
+ *  closed and empty; -ECANCELED / -ETIMEDOUT; -EPERM outside a task; -EINVAL; -ENOMEM.
+ *  Task-only; suspends. */
+WEFT_API int weft_chan_recv(weft_chan *c, void *item);
+/** weft_chan_send without waiting: 0; -EAGAIN when it would wait; -EPIPE; -EINVAL. Any thread
+ *  (a plain thread can feed a pipeline); does not suspend. */
+WEFT_API int weft_chan_try_send(weft_chan *c, const void *item);
+/** weft_chan_recv without waiting: 0; -EAGAIN when it would wait; -EPIPE; -EINVAL. Any thread;
+ *  does not suspend. */
+WEFT_API int weft_chan_try_recv(weft_chan *c, void *item);
+/** Closes the channel (see above). 0; -EALREADY if it was closed; -EINVAL. Any thread. */
+WEFT_API int weft_chan_close(weft_chan *c);
+/** Items buffered now (0 for NULL). Any thread. */
+WEFT_API size_t weft_chan_len(const weft_chan *c);
+
+/** What a weft_select clause does. */
+typedef enum weft_select_kind {
+    WEFT_SELECT_SEND = 1, /**< send *item on chan */
+    WEFT_SELECT_RECV = 2, /**< receive into *item from chan */
+} weft_select_kind;
+
+/** One clause of a weft_select. */
+typedef struct weft_select_op {
+    weft_chan *chan;
+    weft_select_kind kind;
+    void *item;  /**< the item to send, or where to receive one */
+    int result;  /**< set for the clause that happened: 0, or -EPIPE (the channel was closed) */
+} weft_select_op;
+
+/** weft_select's flag: if no clause can happen at once, return -EAGAIN instead of waiting (Go's
+ *  `default:`). */
+#define WEFT_SELECT_NOWAIT 1
+
+/**
+ * Waits until exactly one of the `n` clauses can happen, does it, and returns its index; its
+ * `result` says whether it moved an item (0) or found its channel closed (-EPIPE: a send that
+ * did not deliver, or a receive from a closed and empty channel). Among clauses ready at once,
+ * one is chosen in turn, so that none starves. -EAGAIN with WEFT_SELECT_NOWAIT when none is
+ * ready; -ECANCELED / -ETIMEDOUT (no clause happened); -EINVAL for NULL, n out of 1..64, or a
+ * clause without a channel, item or valid kind; -EPERM outside a task; -ENOMEM as
+ * weft_sem_acquire. A channel may appear in several clauses. Task-only; suspends unless
+ * WEFT_SELECT_NOWAIT.
+ */
+WEFT_API int weft_select(weft_select_op *ops, int n, int flags);
+
 /* ------------------------------------------------------------------------------------------ */
 /* I/O on file descriptors                                                                    */
 /* ------------------------------------------------------------------------------------------ */

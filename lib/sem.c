@@ -47,6 +47,16 @@ int weft_sem_create(weft_sem **out, unsigned tokens)
     return 0;
 }
 
+int weft_sem_create_max(weft_sem **out, unsigned initial, unsigned max)
+{
+    if (!out || max == 0 || initial > max)
+        return -EINVAL;
+    int rc = weft_sem_create(out, max);
+    if (rc == 0)
+        (*out)->available = initial;
+    return rc;
+}
+
 int weft_sem_destroy(weft_sem *s)
 {
     if (!s)

@@ -235,6 +235,103 @@ ROWFN(r_current_scope, weft_current_scope() != NULL)
 ROWFN(r_reason_self, weft_cancel_reason_self())
 ROWFN(r_reason_null, weft_scope_cancel_reason(NULL))
 ROWFN(r_reason_scope, weft_scope_cancel_reason(f->scope))
+/* A closed channel, and an open one holding no item, made once for the rows. */
+static weft_chan *closed_chan, *empty_chan;
+static pthread_once_t chans_once = PTHREAD_ONCE_INIT;
+static void make_chans(void)
+{
+    weft_chan_create(&closed_chan, sizeof(int), 1);
+    weft_chan_close(closed_chan);
+    weft_chan_create(&empty_chan, sizeof(int), 0);
+}
+static weft_chan *closed_channel(void)
+{
+    pthread_once(&chans_once, make_chans);
+    return closed_chan;
+}
+static weft_chan *empty_channel(void)
+{
+    pthread_once(&chans_once, make_chans);
+    return empty_chan;
+}
+static int row_item;
+static long r_select_bad(weft_select_op *ops, int n, int flags)
+{
+    return weft_select(ops, n, flags);
+}
+ROWFN(r_sem_max_null, weft_sem_create_max(NULL, 0, 1))
+static long r_sem_max_above(fixture *f)
+{
+    (void)f;
+    weft_sem *s = NULL;
+    long rc = weft_sem_create_max(&s, 2, 1);
+    if (rc == 0)
+        weft_sem_destroy(s);
+    return rc;
+}
+static long r_sem_max_zero(fixture *f)
+{
+    (void)f;
+    weft_sem *s = NULL;
+    long rc = weft_sem_create_max(&s, 0, 0);
+    if (rc == 0)
+        weft_sem_destroy(s);
+    return rc;
+}
+ROWFN(r_mutex_create_null, weft_mutex_create(NULL))
+ROWFN(r_mutex_destroy_null, weft_mutex_destroy(NULL))
+ROWFN(r_mutex_lock_null, weft_mutex_lock(NULL))
+ROWFN(r_mutex_trylock_null, weft_mutex_trylock(NULL))
+ROWFN(r_mutex_unlock_null, weft_mutex_unlock(NULL))
+static long r_mutex_unlock_unheld(fixture *f)
+{
+    (void)f;
+    weft_mutex *m = NULL;
+    if (weft_mutex_create(&m) != 0)
+        return LONG_MAX;
+    long rc = weft_mutex_unlock(m);
+    weft_mutex_destroy(m);
+    return rc;
+}
+ROWFN(r_event_create_null, weft_event_create(NULL))
+ROWFN(r_event_destroy_null, weft_event_destroy(NULL))
+ROWFN(r_event_set_null, weft_event_set(NULL))
+ROWFN(r_event_reset_null, weft_event_reset(NULL))
+ROWFN(r_event_is_set_null, weft_event_is_set(NULL))
+ROWFN(r_event_wait_null, weft_event_wait(NULL))
+ROWFN(r_chan_create_null, weft_chan_create(NULL, 4, 1))
+static long chan_create_with(size_t size, size_t cap)
+{
+    weft_chan *c = NULL;
+    long rc = weft_chan_create(&c, size, cap);
+    if (rc == 0)
+        weft_chan_destroy(c);
+    return rc;
+}
+ROWFN(r_chan_create_zero_size, chan_create_with(0, 1))
+ROWFN(r_chan_create_huge_item, chan_create_with((size_t)1 << 20, 1))
+ROWFN(r_chan_create_huge_cap, chan_create_with(8, SIZE_MAX))
+ROWFN(r_chan_destroy_null, weft_chan_destroy(NULL))
+ROWFN(r_chan_send_null, weft_chan_send(NULL, &row_item))
+ROWFN(r_chan_send_closed, weft_chan_send(closed_channel(), &row_item))
+ROWFN(r_chan_recv_null, weft_chan_recv(NULL, &row_item))
+ROWFN(r_chan_recv_closed, weft_chan_recv(closed_channel(), &row_item))
+ROWFN(r_chan_try_send_null, weft_chan_try_send(NULL, &row_item))
+ROWFN(r_chan_try_send_null_item, weft_chan_try_send(empty_channel(), NULL))
+ROWFN(r_chan_try_send_nobody, weft_chan_try_send(empty_channel(), &row_item))
+ROWFN(r_chan_try_send_closed, weft_chan_try_send(closed_channel(), &row_item))
+ROWFN(r_chan_try_recv_null, weft_chan_try_recv(NULL, &row_item))
+ROWFN(r_chan_try_recv_empty, weft_chan_try_recv(empty_channel(), &row_item))
+ROWFN(r_chan_try_recv_closed, weft_chan_try_recv(closed_channel(), &row_item))
+ROWFN(r_chan_close_null, weft_chan_close(NULL))
+ROWFN(r_chan_close_twice, weft_chan_close(closed_channel()))
+ROWFN(r_chan_len_null, (long)weft_chan_len(NULL))
+ROWFN(r_select_null, r_select_bad(NULL, 1, 0))
+ROWFN(r_select_zero, r_select_bad(&(weft_select_op){.chan = empty_channel(), .kind = WEFT_SELECT_RECV, .item = &row_item}, 0, 0))
+ROWFN(r_select_too_many, r_select_bad(&(weft_select_op){.chan = empty_channel(), .kind = WEFT_SELECT_RECV, .item = &row_item}, 65, 0))
+ROWFN(r_select_no_chan, r_select_bad(&(weft_select_op){.kind = WEFT_SELECT_RECV, .item = &row_item}, 1, 0))
+ROWFN(r_select_bad_kind, r_select_bad(&(weft_select_op){.chan = empty_channel(), .kind = (weft_select_kind)7, .item = &row_item}, 1, 0))
+ROWFN(r_select_nowait, r_select_bad(&(weft_select_op){.chan = empty_channel(), .kind = WEFT_SELECT_RECV, .item = &row_item}, 1, WEFT_SELECT_NOWAIT))
 static char row_buf[8];
 static struct iovec row_iov = {.iov_base = row_buf, .iov_len = sizeof(row_buf)};
 ROWFN(r_fd_wait_bad_fd, weft_fd_wait(-1, WEFT_READABLE, WEFT_NEVER))
@@ -407,6 +504,47 @@ static const row rows[] = {
     {"weft_scope_cancel_reason", "NULL", r_reason_null, WEFT_CANCEL_NONE, WEFT_CANCEL_NONE},
     {"weft_scope_cancel_reason", "(any thread) a live scope", r_reason_scope, WEFT_CANCEL_NONE,
      WEFT_CANCEL_NONE},
+    {"weft_sem_create_max", "NULL out", r_sem_max_null, -EINVAL, -EINVAL},
+    {"weft_sem_create_max", "initial above max", r_sem_max_above, -EINVAL, -EINVAL},
+    {"weft_sem_create_max", "max 0", r_sem_max_zero, -EINVAL, -EINVAL},
+    {"weft_mutex_create", "NULL out", r_mutex_create_null, -EINVAL, -EINVAL},
+    {"weft_mutex_destroy", "NULL", r_mutex_destroy_null, -EINVAL, -EINVAL},
+    {"weft_mutex_lock", "NULL", r_mutex_lock_null, -EPERM, -EINVAL},
+    {"weft_mutex_trylock", "NULL", r_mutex_trylock_null, -EPERM, -EINVAL},
+    {"weft_mutex_unlock", "NULL", r_mutex_unlock_null, -EPERM, -EINVAL},
+    {"weft_mutex_unlock", "not held", r_mutex_unlock_unheld, -EPERM, -EPERM},
+    {"weft_event_create", "NULL out", r_event_create_null, -EINVAL, -EINVAL},
+    {"weft_event_destroy", "NULL", r_event_destroy_null, -EINVAL, -EINVAL},
+    {"weft_event_set", "NULL", r_event_set_null, -EINVAL, -EINVAL},
+    {"weft_event_reset", "NULL", r_event_reset_null, -EINVAL, -EINVAL},
+    {"weft_event_is_set", "NULL", r_event_is_set_null, 0, 0},
+    {"weft_event_wait", "NULL", r_event_wait_null, -EPERM, -EINVAL},
+    {"weft_chan_create", "NULL out", r_chan_create_null, -EINVAL, -EINVAL},
+    {"weft_chan_create", "item size 0", r_chan_create_zero_size, -EINVAL, -EINVAL},
+    {"weft_chan_create", "item size 1 MiB", r_chan_create_huge_item, -EINVAL, -EINVAL},
+    {"weft_chan_create", "capacity SIZE_MAX", r_chan_create_huge_cap, -EINVAL, -EINVAL},
+    {"weft_chan_destroy", "NULL", r_chan_destroy_null, -EINVAL, -EINVAL},
+    {"weft_chan_send", "NULL", r_chan_send_null, -EPERM, -EINVAL},
+    {"weft_chan_send", "closed", r_chan_send_closed, -EPERM, -EPIPE},
+    {"weft_chan_recv", "NULL", r_chan_recv_null, -EPERM, -EINVAL},
+    {"weft_chan_recv", "closed and empty", r_chan_recv_closed, -EPERM, -EPIPE},
+    {"weft_chan_try_send", "NULL", r_chan_try_send_null, -EINVAL, -EINVAL},
+    {"weft_chan_try_send", "NULL item", r_chan_try_send_null_item, -EINVAL, -EINVAL},
+    {"weft_chan_try_send", "rendezvous, nobody receiving", r_chan_try_send_nobody, -EAGAIN,
+     -EAGAIN},
+    {"weft_chan_try_send", "closed", r_chan_try_send_closed, -EPIPE, -EPIPE},
+    {"weft_chan_try_recv", "NULL", r_chan_try_recv_null, -EINVAL, -EINVAL},
+    {"weft_chan_try_recv", "empty", r_chan_try_recv_empty, -EAGAIN, -EAGAIN},
+    {"weft_chan_try_recv", "closed and empty", r_chan_try_recv_closed, -EPIPE, -EPIPE},
+    {"weft_chan_close", "NULL", r_chan_close_null, -EINVAL, -EINVAL},
+    {"weft_chan_close", "closed already", r_chan_close_twice, -EALREADY, -EALREADY},
+    {"weft_chan_len", "NULL", r_chan_len_null, 0, 0},
+    {"weft_select", "NULL clauses", r_select_null, -EPERM, -EINVAL},
+    {"weft_select", "no clause", r_select_zero, -EPERM, -EINVAL},
+    {"weft_select", "65 clauses", r_select_too_many, -EPERM, -EINVAL},
+    {"weft_select", "a clause without a channel", r_select_no_chan, -EPERM, -EINVAL},
+    {"weft_select", "a clause of no kind", r_select_bad_kind, -EPERM, -EINVAL},
+    {"weft_select", "NOWAIT, nothing ready", r_select_nowait, -EPERM, -EAGAIN},
     {"weft_fd_wait", "fd -1", r_fd_wait_bad_fd, -EPERM, -EBADF},
     {"weft_fd_wait", "no event asked", r_fd_wait_no_events, -EPERM, -EINVAL},
     {"weft_fd_wait", "an unknown event bit only", r_fd_wait_bad_events, -EPERM, -EINVAL},

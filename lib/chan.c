@@ -1,0 +1,387 @@
+/*
+ * Channels and select.
+ *
+ * A channel is a ring of `cap` items behind a spinlock, with two FIFO queues of waiting
+ * clauses: senders waiting for room (or, with cap 0, for a receiver) and receivers waiting for an
+ * item. A waiting clause is a chan_waiter, a small record on the waiting task's stack (Go's
+ * sudog, libdill's clause): one per clause of a select, so that one task can wait in several
+ * queues at once.
+ *
+ * Exactly one clause happens. A waiting task is prepared to park once (the park word of sched.h)
+ * and queued in every channel of its select; whoever finds one of its waiters and wins the CAS of
+ * the park word from PARKED (weft__sched_wake) does that clause: copies the item, sets the
+ * clause's result and the task's `result` to the clause's index, all under the lock of that
+ * channel. A waker that loses the CAS (the task was claimed by another channel, or cancelled, or
+ * its deadline passed) drops that waiter from its queue and tries the next. The woken task takes
+ * the locks of its channels again to take its other waiters out, and reads what the winner wrote
+ * under them.
+ *
+ * A select takes the locks of all its channels (in address order, so two selects cannot
+ * deadlock) while it looks for a clause that can happen at once and while it queues its waiters:
+ * nobody can claim it before it is queued everywhere, and nothing it found ready can change
+ * before it acts. A waker holds one channel's lock only.
+ *
+ * `inside` counts tasks with waiters queued, or woken and not yet out of their last lock: a
+ * destroy refuses (-EBUSY) while any is, as weft_sem_destroy does.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "lock.h"
+#include "sched.h"
+#include "scope.h"
+#include "wait.h"
+
+#define MAX_ITEM (64 * 1024)
+#define MAX_CLAUSES 64
+
+typedef struct chan_waiter {
+    weft__task *task;
+    struct chan_waiter *next, *prev;
+    weft_select_op *op;
+    int index;  /* of the clause in its select */
+    int queued; /* in its channel's queue (under the channel's lock) */
+} chan_waiter;
+
+typedef struct waitq {
+    chan_waiter *head, *tail;
+} waitq;
+
+struct weft_chan {
+    weft__lock lock;
+    size_t item_size, cap;
+    size_t head, count; /* the ring: `count` items from `head` */
+    int closed;
+    unsigned inside;
+    waitq senders, receivers;
+    char *ring;
+};
+
+/* ---- queues ------------------------------------------------------------------------------ */
+
+static void enqueue(waitq *q, chan_waiter *w)
+{
+    w->next = NULL;
+    w->prev = q->tail;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+    w->queued = 1;
+}
+
+static void dequeue(waitq *q, chan_waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->next = w->prev = NULL;
+    w->queued = 0;
+}
+
+/* Claims the oldest waiter of `q` that is not of task `self` and whose task no one has claimed
+ * yet: it is dequeued and its task woken (any waiter passed over on the way, already claimed,
+ * is dropped). The winner then does the clause under the same lock. NULL when there is none. */
+static chan_waiter *claim(waitq *q, weft__task *self)
+{
+    chan_waiter *w = q->head;
+    while (w) {
+        chan_waiter *next = w->next;
+        if (w->task != self) {
+            dequeue(q, w);
+            if (weft__sched_wake(w->task, WEFT__WOKEN))
+                return w;
+        }
+        w = next;
+    }
+    return NULL;
+}
+
+/* Tells the woken task of `w` which clause happened and how. Under the channel's lock, which
+ * the task takes again before it reads either. */
+static void done(chan_waiter *w, int result)
+{
+    w->op->result = result;
+    w->task->result = w->index;
+}
+
+/* ---- the clauses, done at once if they can be (under the lock) --------------------------- */
+
+static void *slot(weft_chan *c, size_t i)
+{
+    return c->ring + ((c->head + i) % c->cap) * c->item_size;
+}
+
+/* A send of `item` that can happen now: 0 (done), -EPIPE (closed: not delivered), or -EAGAIN
+ * (it would wait). */
+static int send_now(weft_chan *c, const void *item, weft__task *self)
+{
+    if (c->closed)
+        return -EPIPE;
+    chan_waiter *r = claim(&c->receivers, self);
+    if (r) {
+        memcpy(r->op->item, item, c->item_size);
+        done(r, 0);
+        return 0;
+    }
+    if (c->count < c->cap) {
+        memcpy(slot(c, c->count), item, c->item_size);
+        c->count++;
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+/* A receive into `item` that can happen now: 0, -EPIPE (closed and empty), or -EAGAIN. */
+static int recv_now(weft_chan *c, void *item, weft__task *self)
+{
+    if (c->count > 0) {
+        memcpy(item, slot(c, 0), c->item_size);
+        c->head = (c->head + 1) % c->cap;
+        c->count--;
+        /* Room now: the oldest waiting sender's item takes it (FIFO among senders). */
+        chan_waiter *s = claim(&c->senders, self);
+        if (s) {
+            memcpy(slot(c, c->count), s->op->item, c->item_size);
+            c->count++;
+            done(s, 0);
+        }
+        return 0;
+    }
+    chan_waiter *s = claim(&c->senders, self); /* a rendezvous: straight from the sender */
+    if (s) {
+        memcpy(item, s->op->item, c->item_size);
+        done(s, 0);
+        return 0;
+    }
+    return c->closed ? -EPIPE : -EAGAIN;
+}
+
+static int op_now(weft_select_op *op, weft__task *self)
+{
+    return op->kind == WEFT_SELECT_SEND ? send_now(op->chan, op->item, self)
+                                        : recv_now(op->chan, op->item, self);
+}
+
+/* ---- locking the channels of a select ---------------------------------------------------- */
+
+/* The distinct channels of `ops`, in address order, into `out`; returns how many. */
+static int channels_of(const weft_select_op *ops, int n, weft_chan **out)
+{
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        weft_chan *c = ops[i].chan;
+        int j = m;
+        while (j > 0 && out[j - 1] > c)
+            j--;
+        if (j > 0 && out[j - 1] == c)
+            continue;
+        memmove(&out[j + 1], &out[j], (size_t)(m - j) * sizeof(*out));
+        out[j] = c;
+        m++;
+    }
+    return m;
+}
+
+static void lock_all(weft_chan **cs, int m)
+{
+    for (int i = 0; i < m; i++)
+        weft__lock_acquire(&cs[i]->lock);
+}
+
+static void unlock_all(weft_chan **cs, int m)
+{
+    for (int i = m - 1; i >= 0; i--)
+        weft__lock_release(&cs[i]->lock);
+}
+
+/* ---- select -------------------------------------------------------------------------------- */
+
+static int valid_ops(const weft_select_op *ops, int n)
+{
+    if (!ops || n < 1 || n > MAX_CLAUSES)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (!ops[i].chan || !ops[i].item ||
+            (ops[i].kind != WEFT_SELECT_SEND && ops[i].kind != WEFT_SELECT_RECV))
+            return 0;
+    return 1;
+}
+
+/* Where a select starts looking among its clauses: in turn, so that among clauses ready at once
+ * none starves. A shared counter, touched only by selects of more than one clause. */
+static _Atomic unsigned rotor;
+
+int weft_select(weft_select_op *ops, int n, int flags)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    if (!valid_ops(ops, n))
+        return -EINVAL;
+    weft__task_chaos_point(t->rt);
+    weft_scope *cs = t->cancel_scope;
+    int code = weft__scope_cancel_code(cs);
+    if (code)
+        return code;
+    unsigned start = n > 1 ? atomic_fetch_add_explicit(&rotor, 1, memory_order_relaxed) : 0;
+    weft_chan *chans[MAX_CLAUSES];
+    int m = channels_of(ops, n, chans);
+
+    lock_all(chans, m);
+    for (int k = 0; k < n; k++) {
+        int i = (int)((start + (unsigned)k) % (unsigned)n);
+        int rc = op_now(&ops[i], t);
+        if (rc != -EAGAIN) {
+            unlock_all(chans, m);
+            ops[i].result = rc;
+            return i;
+        }
+    }
+    if (flags & WEFT_SELECT_NOWAIT) {
+        unlock_all(chans, m);
+        return -EAGAIN;
+    }
+    /* Nothing can happen now: wait in every channel's queue. */
+    chan_waiter w[MAX_CLAUSES];
+    weft__wait_prepare(t);
+    t->result = -1;
+    for (int i = 0; i < n; i++) {
+        weft_chan *c = ops[i].chan;
+        w[i] = (chan_waiter){.task = t, .op = &ops[i], .index = i};
+        enqueue(ops[i].kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers, &w[i]);
+        c->inside++;
+    }
+    unlock_all(chans, m);
+
+    int why = weft__wait_park(t, cs, WEFT_NEVER);
+
+    /* Out of every queue the winner did not take this task out of. */
+    lock_all(chans, m);
+    for (int i = 0; i < n; i++) {
+        weft_chan *c = ops[i].chan;
+        if (w[i].queued)
+            dequeue(ops[i].kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers, &w[i]);
+        c->inside--;
+    }
+    int chosen = t->result;
+    unlock_all(chans, m);
+    if (why == WEFT__WOKEN)
+        return chosen;
+    if (why < 0)
+        return why;
+    if (why == WEFT__WOKEN_TIMER)
+        return -ETIMEDOUT;
+    code = weft__scope_cancel_code(cs);
+    return code ? code : -ECANCELED;
+}
+
+/* ---- channels ---------------------------------------------------------------------------- */
+
+int weft_chan_create(weft_chan **out, size_t item_size, size_t capacity)
+{
+    if (!out || item_size == 0 || item_size > MAX_ITEM || capacity > ((size_t)1 << 32) ||
+        (capacity && item_size > SIZE_MAX / capacity))
+        return -EINVAL;
+    weft_chan *c = weft__alloc_calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    if (capacity) {
+        c->ring = weft__alloc_malloc(item_size * capacity);
+        if (!c->ring) {
+            free(c);
+            return -ENOMEM;
+        }
+    }
+    weft__lock_init(&c->lock);
+    c->item_size = item_size;
+    c->cap = capacity;
+    *out = c;
+    return 0;
+}
+
+int weft_chan_destroy(weft_chan *c)
+{
+    if (!c)
+        return -EINVAL;
+    weft__lock_acquire(&c->lock);
+    int busy = c->inside != 0;
+    weft__lock_release(&c->lock);
+    if (busy)
+        return -EBUSY;
+    free(c->ring);
+    free(c);
+    return 0;
+}
+
+int weft_chan_send(weft_chan *c, const void *item)
+{
+    weft_select_op op = {.chan = c, .kind = WEFT_SELECT_SEND, .item = (void *)item};
+    int rc = weft_select(&op, 1, 0);
+    return rc < 0 ? rc : op.result;
+}
+
+int weft_chan_recv(weft_chan *c, void *item)
+{
+    weft_select_op op = {.chan = c, .kind = WEFT_SELECT_RECV, .item = item};
+    int rc = weft_select(&op, 1, 0);
+    return rc < 0 ? rc : op.result;
+}
+
+int weft_chan_try_send(weft_chan *c, const void *item)
+{
+    if (!c || !item)
+        return -EINVAL;
+    weft__lock_acquire(&c->lock);
+    int rc = send_now(c, item, NULL);
+    weft__lock_release(&c->lock);
+    return rc;
+}
+
+int weft_chan_try_recv(weft_chan *c, void *item)
+{
+    if (!c || !item)
+        return -EINVAL;
+    weft__lock_acquire(&c->lock);
+    int rc = recv_now(c, item, NULL);
+    weft__lock_release(&c->lock);
+    return rc;
+}
+
+int weft_chan_close(weft_chan *c)
+{
+    if (!c)
+        return -EINVAL;
+    weft__lock_acquire(&c->lock);
+    if (c->closed) {
+        weft__lock_release(&c->lock);
+        return -EALREADY;
+    }
+    c->closed = 1;
+    /* Waiting senders' items are not delivered; waiting receivers wait on an empty channel. */
+    chan_waiter *w;
+    while ((w = claim(&c->senders, NULL)))
+        done(w, -EPIPE);
+    while ((w = claim(&c->receivers, NULL)))
+        done(w, -EPIPE);
+    weft__lock_release(&c->lock);
+    return 0;
+}
+
+size_t weft_chan_len(const weft_chan *c)
+{
+    if (!c)
+        return 0;
+    weft__lock_acquire((weft__lock *)&c->lock);
+    size_t n = c->count;
+    weft__lock_release((weft__lock *)&c->lock);
+    return n;
+}

@@ -1,0 +1,556 @@
+/*
+ * Channels, select, mutexes, events and semaphores with a maximum, seen through the public API.
+ * Tasks record with CHECK; the test asserts once weft_run has returned.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support_criterion.h"
+#include "weft.h"
+
+/* ---- one producer, one consumer: FIFO ------------------------------------------------------- */
+
+#define FIFO_ITEMS 20000
+
+typedef struct fifo {
+    weft_chan *c;
+    int out_of_order, got;
+} fifo;
+
+static int fifo_producer(void *p)
+{
+    fifo *f = p;
+    for (int i = 0; i < FIFO_ITEMS; i++)
+        CHECK_EQ(weft_chan_send(f->c, &i), 0);
+    CHECK_EQ(weft_chan_close(f->c), 0);
+    return 0;
+}
+
+static int fifo_consumer(void *p)
+{
+    fifo *f = p;
+    int v, rc;
+    while ((rc = weft_chan_recv(f->c, &v)) == 0) {
+        if (v != f->got)
+            f->out_of_order++;
+        f->got++;
+    }
+    CHECK_EQ(rc, -EPIPE);
+    return 0;
+}
+
+static int fifo_root(void *p)
+{
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, fifo_consumer, p), 0);
+    REQUIRE_EQ(weft_spawn(s, fifo_producer, p), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(chan, one_producer_one_consumer_in_order)
+{
+    size_t caps[] = {0, 1, 4, 1000};
+    for (unsigned workers = 1; workers <= 2; workers++)
+        for (size_t k = 0; k < sizeof(caps) / sizeof(caps[0]); k++) {
+            fifo f = {0};
+            cr_assert_eq(weft_chan_create(&f.c, sizeof(int), caps[k]), 0);
+            cr_assert_eq(run_on(workers, fifo_root, &f), 0);
+            ASSERT_CHECKS();
+            cr_assert_eq(f.got, FIFO_ITEMS, "capacity %zu, %u workers", caps[k], workers);
+            cr_assert_eq(f.out_of_order, 0);
+            cr_assert_eq(weft_chan_destroy(f.c), 0);
+        }
+}
+
+/* ---- many producers, many consumers: every item once ----------------------------------------- */
+
+#define MP 4
+#define MC 4
+#define PER_PRODUCER 25000
+
+typedef struct mpmc {
+    weft_chan *c;
+    atomic_uchar seen[MP * PER_PRODUCER];
+    atomic_int twice, received, producers_left;
+} mpmc;
+
+static int mpmc_producer(void *p)
+{
+    mpmc *m = p;
+    static atomic_int next_id;
+    int base = atomic_fetch_add(&next_id, 1) % MP * PER_PRODUCER;
+    for (int i = 0; i < PER_PRODUCER; i++) {
+        int v = base + i;
+        CHECK_EQ(weft_chan_send(m->c, &v), 0);
+    }
+    if (atomic_fetch_sub(&m->producers_left, 1) == 1)
+        CHECK_EQ(weft_chan_close(m->c), 0);
+    return 0;
+}
+
+static int mpmc_consumer(void *p)
+{
+    mpmc *m = p;
+    int v;
+    while (weft_chan_recv(m->c, &v) == 0) {
+        if (atomic_fetch_add(&m->seen[v], 1) != 0)
+            atomic_fetch_add(&m->twice, 1);
+        atomic_fetch_add(&m->received, 1);
+    }
+    return 0;
+}
+
+static int mpmc_root(void *p)
+{
+    mpmc *m = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    for (int i = 0; i < MC; i++)
+        REQUIRE_EQ(weft_spawn(s, mpmc_consumer, m), 0);
+    for (int i = 0; i < MP; i++)
+        REQUIRE_EQ(weft_spawn(s, mpmc_producer, m), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(chan, many_producers_many_consumers_every_item_once, .timeout = 120)
+{
+    for (size_t cap = 0; cap <= 16; cap += 16) {
+        mpmc *m = calloc(1, sizeof(*m));
+        cr_assert_not_null(m);
+        atomic_store(&m->producers_left, MP);
+        cr_assert_eq(weft_chan_create(&m->c, sizeof(int), cap), 0);
+        cr_assert_eq(run_on(2, mpmc_root, m), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(atomic_load(&m->received), MP * PER_PRODUCER, "capacity %zu", cap);
+        cr_assert_eq(atomic_load(&m->twice), 0);
+        for (int i = 0; i < MP * PER_PRODUCER; i++)
+            cr_assert_eq(atomic_load(&m->seen[i]), 1, "item %d", i);
+        cr_assert_eq(weft_chan_destroy(m->c), 0);
+        free(m);
+    }
+}
+
+/* ---- close: buffered items drain, then -EPIPE; waiting senders get -EPIPE ------------------- */
+
+typedef struct closing {
+    weft_chan *c;
+    atomic_int waiting_senders;
+    int sender_rc[3], drained, after;
+} closing;
+
+static int blocked_sender(void *p)
+{
+    closing *cl = p;
+    int v = 99;
+    int i = atomic_fetch_add(&cl->waiting_senders, 1);
+    cl->sender_rc[i] = weft_chan_send(cl->c, &v);
+    return 0;
+}
+
+static int close_root(void *p)
+{
+    closing *cl = p;
+    for (int i = 1; i <= 2; i++)
+        CHECK_EQ(weft_chan_send(cl->c, &i), 0); /* fills it */
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        REQUIRE_EQ(weft_spawn(s, blocked_sender, cl), 0);
+    while (atomic_load(&cl->waiting_senders) < 3)
+        weft_yield();
+    for (int i = 0; i < 20; i++)
+        weft_yield();
+    CHECK_EQ(weft_chan_close(cl->c), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    int v;
+    while (weft_chan_recv(cl->c, &v) == 0)
+        cl->drained++;
+    cl->after = weft_chan_recv(cl->c, &v);
+    int one = 1;
+    CHECK_EQ(weft_chan_send(cl->c, &one), -EPIPE);
+    CHECK_EQ(weft_chan_try_send(cl->c, &one), -EPIPE);
+    return 0;
+}
+
+Test(chan, close_drains_then_refuses)
+{
+    closing cl;
+    memset(&cl, 0, sizeof(cl));
+    cr_assert_eq(weft_chan_create(&cl.c, sizeof(int), 2), 0);
+    cr_assert_eq(run_on(1, close_root, &cl), 0);
+    ASSERT_CHECKS();
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(cl.sender_rc[i], -EPIPE, "a waiting sender's item was not delivered");
+    cr_assert_eq(cl.drained, 2, "the buffered items are still received");
+    cr_assert_eq(cl.after, -EPIPE);
+    cr_assert_eq(weft_chan_destroy(cl.c), 0);
+}
+
+/* ---- cancellation: a cancelled send delivered nothing, a cancelled receive took nothing ------ */
+
+#define CANCEL_ROUNDS 300
+
+typedef struct cancel_case {
+    weft_chan *c;
+    atomic_long sent, received;
+    unsigned seed;
+} cancel_case;
+
+static int cancel_sender(void *p)
+{
+    cancel_case *cc = p;
+    for (int i = 0;; i++) {
+        int rc = weft_chan_send(cc->c, &i);
+        if (rc != 0) {
+            CHECK(rc == -ECANCELED);
+            return 0;
+        }
+        atomic_fetch_add(&cc->sent, 1);
+    }
+}
+
+static int cancel_receiver(void *p)
+{
+    cancel_case *cc = p;
+    int v;
+    for (;;) {
+        int rc = weft_chan_recv(cc->c, &v);
+        if (rc != 0) {
+            CHECK(rc == -ECANCELED);
+            return 0;
+        }
+        atomic_fetch_add(&cc->received, 1);
+    }
+}
+
+static int cancel_root(void *p)
+{
+    cancel_case *cc = p;
+    for (int r = 0; r < CANCEL_ROUNDS; r++) {
+        weft_scope *s;
+        REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.policy = WEFT_COLLECT}), 0);
+        for (int i = 0; i < 3; i++) {
+            REQUIRE_EQ(weft_spawn(s, cancel_sender, cc), 0);
+            REQUIRE_EQ(weft_spawn(s, cancel_receiver, cc), 0);
+        }
+        cc->seed = cc->seed * 1103515245u + 12345u;
+        for (unsigned k = (cc->seed >> 8) % 40; k > 0; k--)
+            weft_yield();
+        CHECK_EQ(weft_scope_cancel(s), 0);
+        weft_scope_close(s);
+    }
+    /* What was sent and not received is still in the channel. */
+    int v;
+    while (weft_chan_try_recv(cc->c, &v) == 0)
+        atomic_fetch_add(&cc->received, 1);
+    return 0;
+}
+
+Test(chan, cancelled_sends_and_receives_lose_and_double_nothing, .timeout = 120)
+{
+    for (size_t cap = 0; cap <= 8; cap += 8)
+        for (unsigned workers = 1; workers <= 2; workers++) {
+            cancel_case cc;
+            memset(&cc, 0, sizeof(cc));
+            cc.seed = 7 + (unsigned)cap + workers;
+            cr_assert_eq(weft_chan_create(&cc.c, sizeof(int), cap), 0);
+            cr_assert_eq(run_on(workers, cancel_root, &cc), 0);
+            ASSERT_CHECKS();
+            cr_assert_gt(atomic_load(&cc.sent), 0);
+            cr_assert_eq(atomic_load(&cc.sent), atomic_load(&cc.received),
+                         "capacity %zu, %u workers: %ld sent, %ld received", cap, workers,
+                         atomic_load(&cc.sent), atomic_load(&cc.received));
+            cr_assert_eq(weft_chan_destroy(cc.c), 0);
+        }
+}
+
+/* ---- select ------------------------------------------------------------------------------------ */
+
+typedef struct sel {
+    weft_chan *a, *b, *out;
+    int picked[2], nowait_rc, closed_index, closed_result, send_index;
+} sel;
+
+static int sel_root(void *p)
+{
+    sel *s = p;
+    int x = 0, y = 0;
+    /* Nothing ready: NOWAIT says so. */
+    weft_select_op ops[2] = {{.chan = s->a, .kind = WEFT_SELECT_RECV, .item = &x},
+                             {.chan = s->b, .kind = WEFT_SELECT_RECV, .item = &y}};
+    s->nowait_rc = weft_select(ops, 2, WEFT_SELECT_NOWAIT);
+    /* Both always ready: each is picked now and then. */
+    for (int i = 0; i < 200; i++) {
+        int one = 1;
+        weft_chan_try_send(s->a, &one);
+        weft_chan_try_send(s->b, &one);
+        int k = weft_select(ops, 2, 0);
+        CHECK(k == 0 || k == 1);
+        if (k >= 0)
+            s->picked[k]++;
+        /* Exactly one happened: the other's item is still there. */
+        CHECK_EQ(weft_chan_len(s->a) + weft_chan_len(s->b), 1);
+        weft_chan_try_recv(k == 0 ? s->b : s->a, &x);
+    }
+    /* A send clause and a receive clause: the send can happen (room), the receive cannot. */
+    int v = 5;
+    weft_select_op mixed[2] = {{.chan = s->a, .kind = WEFT_SELECT_RECV, .item = &x},
+                               {.chan = s->out, .kind = WEFT_SELECT_SEND, .item = &v}};
+    s->send_index = weft_select(mixed, 2, 0);
+    /* A closed channel's clause happens with -EPIPE. */
+    CHECK_EQ(weft_chan_close(s->b), 0);
+    s->closed_index = weft_select(ops, 2, 0);
+    s->closed_result = ops[s->closed_index < 0 ? 0 : s->closed_index].result;
+    return 0;
+}
+
+Test(chan, select_does_exactly_one_clause)
+{
+    sel s;
+    memset(&s, 0, sizeof(s));
+    cr_assert_eq(weft_chan_create(&s.a, sizeof(int), 1), 0);
+    cr_assert_eq(weft_chan_create(&s.b, sizeof(int), 1), 0);
+    cr_assert_eq(weft_chan_create(&s.out, sizeof(int), 1), 0);
+    cr_assert_eq(run_on(1, sel_root, &s), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(s.nowait_rc, -EAGAIN);
+    cr_assert_gt(s.picked[0], 0, "clause 0 starved");
+    cr_assert_gt(s.picked[1], 0, "clause 1 starved");
+    cr_assert_eq(s.send_index, 1);
+    cr_assert_eq(s.closed_index, 1);
+    cr_assert_eq(s.closed_result, -EPIPE);
+    weft_chan_destroy(s.a);
+    weft_chan_destroy(s.b);
+    weft_chan_destroy(s.out);
+}
+
+/* A task waiting in a select on two channels: whichever gets an item first wins, and the other
+ * channel's item stays where it is. */
+typedef struct sel_wait {
+    weft_chan *a, *b;
+    atomic_int waiting;
+    int index, got;
+} sel_wait;
+
+static int sel_waiter(void *p)
+{
+    sel_wait *sw = p;
+    int x = -1, y = -1;
+    weft_select_op ops[2] = {{.chan = sw->a, .kind = WEFT_SELECT_RECV, .item = &x},
+                             {.chan = sw->b, .kind = WEFT_SELECT_RECV, .item = &y}};
+    atomic_store(&sw->waiting, 1);
+    sw->index = weft_select(ops, 2, 0);
+    sw->got = sw->index == 0 ? x : y;
+    return 0;
+}
+
+static int sel_wait_root(void *p)
+{
+    sel_wait *sw = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, sel_waiter, sw), 0);
+    while (!atomic_load(&sw->waiting))
+        weft_yield();
+    for (int i = 0; i < 20; i++)
+        weft_yield();
+    int v = 42, w = 43;
+    CHECK_EQ(weft_chan_send(sw->b, &v), 0); /* a rendezvous: the waiter takes it */
+    CHECK_EQ(weft_chan_try_send(sw->a, &w), -EAGAIN); /* nobody waits on a any more */
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(chan, select_waits_on_several_channels)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        sel_wait sw;
+        memset(&sw, 0, sizeof(sw));
+        cr_assert_eq(weft_chan_create(&sw.a, sizeof(int), 0), 0);
+        cr_assert_eq(weft_chan_create(&sw.b, sizeof(int), 0), 0);
+        cr_assert_eq(run_on(workers, sel_wait_root, &sw), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(sw.index, 1);
+        cr_assert_eq(sw.got, 42);
+        cr_assert_eq(weft_chan_destroy(sw.a), 0);
+        cr_assert_eq(weft_chan_destroy(sw.b), 0);
+    }
+}
+
+/* ---- a plain thread feeds a pipeline ---------------------------------------------------------- */
+
+#define FEED 10000
+
+typedef struct feed {
+    weft_chan *c;
+    long sum;
+} feed;
+
+static void *feeder(void *p)
+{
+    feed *f = p;
+    for (int i = 1; i <= FEED; i++)
+        while (weft_chan_try_send(f->c, &i) == -EAGAIN)
+            sched_yield();
+    weft_chan_close(f->c);
+    return NULL;
+}
+
+static int feed_root(void *p)
+{
+    feed *f = p;
+    int v;
+    while (weft_chan_recv(f->c, &v) == 0)
+        f->sum += v;
+    return 0;
+}
+
+Test(chan, a_plain_thread_feeds_tasks)
+{
+    feed f = {0};
+    cr_assert_eq(weft_chan_create(&f.c, sizeof(int), 64), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, feeder, &f), 0);
+    cr_assert_eq(run_on(2, feed_root, &f), 0);
+    pthread_join(th, NULL);
+    cr_assert_eq(f.sum, (long)FEED * (FEED + 1) / 2);
+    cr_assert_eq(weft_chan_destroy(f.c), 0);
+}
+
+/* ---- mutexes ------------------------------------------------------------------------------------ */
+
+#define LOCKERS 50
+#define LOCK_ROUNDS 400
+
+typedef struct locked {
+    weft_mutex *m;
+    long counter; /* guarded by m */
+    int relock, stray;
+} locked;
+
+static int locker(void *p)
+{
+    locked *l = p;
+    for (int i = 0; i < LOCK_ROUNDS; i++) {
+        CHECK_EQ(weft_mutex_lock(l->m), 0);
+        long c = l->counter;
+        if (i % 7 == 0)
+            weft_yield(); /* hold it across a switch */
+        l->counter = c + 1;
+        CHECK_EQ(weft_mutex_unlock(l->m), 0);
+    }
+    return 0;
+}
+
+static int stray_unlocker(void *p)
+{
+    locked *l = p;
+    l->stray = weft_mutex_unlock(l->m);
+    return 0;
+}
+
+static int lock_root(void *p)
+{
+    locked *l = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    for (int i = 0; i < LOCKERS; i++)
+        REQUIRE_EQ(weft_spawn(s, locker, l), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    CHECK_EQ(weft_mutex_lock(l->m), 0);
+    l->relock = weft_mutex_lock(l->m);
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, stray_unlocker, l), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    CHECK_EQ(weft_mutex_destroy(l->m), -EBUSY); /* held */
+    CHECK_EQ(weft_mutex_unlock(l->m), 0);
+    return 0;
+}
+
+Test(mutex, excludes_and_refuses_misuse, .timeout = 60)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        locked l;
+        memset(&l, 0, sizeof(l));
+        cr_assert_eq(weft_mutex_create(&l.m), 0);
+        cr_assert_eq(run_on(workers, lock_root, &l), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(l.counter, (long)LOCKERS * LOCK_ROUNDS);
+        cr_assert_eq(l.relock, -EDEADLK);
+        cr_assert_eq(l.stray, -EPERM);
+        cr_assert_eq(weft_mutex_destroy(l.m), 0);
+    }
+}
+
+/* ---- events and semaphores used as signals --------------------------------------------------- */
+
+typedef struct signal_case {
+    weft_event *e;
+    weft_sem *sig;
+    atomic_int waiting, woken;
+    int sem_rc, overflow;
+} signal_case;
+
+static int event_waiter(void *p)
+{
+    signal_case *sc = p;
+    atomic_fetch_add(&sc->waiting, 1);
+    if (weft_event_wait(sc->e) == 0)
+        atomic_fetch_add(&sc->woken, 1);
+    return 0;
+}
+
+static void *event_setter(void *p)
+{
+    signal_case *sc = p;
+    while (atomic_load(&sc->waiting) < 10)
+        sched_yield();
+    weft_event_set(sc->e);
+    return NULL;
+}
+
+static int signal_root(void *p)
+{
+    signal_case *sc = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    for (int i = 0; i < 10; i++)
+        REQUIRE_EQ(weft_spawn(s, event_waiter, sc), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    CHECK_EQ(weft_event_wait(sc->e), 0); /* set: returns at once */
+    /* A semaphore of 0 of 1: a signal a plain thread may give. */
+    CHECK_EQ(weft_sem_release(sc->sig), 0);
+    sc->overflow = weft_sem_release(sc->sig);
+    sc->sem_rc = weft_sem_acquire(sc->sig);
+    return 0;
+}
+
+Test(event, set_from_a_plain_thread_wakes_every_waiter, .timeout = 60)
+{
+    signal_case sc;
+    memset(&sc, 0, sizeof(sc));
+    cr_assert_eq(weft_event_create(&sc.e), 0);
+    cr_assert_eq(weft_sem_create_max(&sc.sig, 0, 1), 0);
+    cr_assert_eq(weft_sem_available(sc.sig), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, event_setter, &sc), 0);
+    cr_assert_eq(run_on(2, signal_root, &sc), 0);
+    pthread_join(th, NULL);
+    ASSERT_CHECKS();
+    cr_assert_eq(atomic_load(&sc.woken), 10);
+    cr_assert_eq(weft_event_is_set(sc.e), 1);
+    cr_assert_eq(weft_event_reset(sc.e), 0);
+    cr_assert_eq(weft_event_is_set(sc.e), 0);
+    cr_assert_eq(sc.overflow, -EOVERFLOW);
+    cr_assert_eq(sc.sem_rc, 0);
+    cr_assert_eq(weft_event_destroy(sc.e), 0);
+    cr_assert_eq(weft_sem_destroy(sc.sig), 0);
+}
