@@ -8,14 +8,23 @@
 #include <sys/mman.h>
 
 static _Atomic int tracking;
+static _Atomic int failing; /* weft__alloc_fail_all */
 static _Atomic long fail_at;
 static _Atomic long counted;
 
 void weft__alloc_fail_at(long n)
 {
+    atomic_store(&failing, 0);
     atomic_store(&counted, 0);
     atomic_store(&fail_at, n);
     atomic_store(&tracking, n != 0);
+}
+
+void weft__alloc_fail_all(int on)
+{
+    weft__alloc_fail_at(0);
+    atomic_store(&failing, on != 0);
+    atomic_store(&tracking, on != 0);
 }
 
 long weft__alloc_count(void)
@@ -27,6 +36,8 @@ int weft__alloc_should_fail(void)
 {
     if (__builtin_expect(!atomic_load_explicit(&tracking, memory_order_relaxed), 1))
         return 0;
+    if (atomic_load(&failing))
+        return 1;
     /* Counting goes on after the failure, so that a test knows when n was past the last one. */
     return atomic_fetch_add(&counted, 1) + 1 == atomic_load(&fail_at);
 }

@@ -11,6 +11,9 @@
 /** Test hook: the n-th allocation from now (1 = the next one) fails, then all succeed again
  *  while the count goes on. 0 disarms it. Process-wide; meant for single-runtime tests. */
 void weft__alloc_fail_at(long n);
+/** Test hook: with `on`, every allocation fails until it is called again with 0 (or
+ *  weft__alloc_fail_at is): memory that stays exhausted, as under an address-space limit. */
+void weft__alloc_fail_all(int on);
 /** How many allocations the library made since the hook was armed (0 once disarmed). */
 long weft__alloc_count(void);
 
