@@ -15,7 +15,9 @@
  *     (by convention a negative errno value).
  *   - "Task-only" functions must be called from inside a weft task; from any other thread they
  *     return -EPERM (or a neutral value, where the function returns no status).
- *   - A failed spawn never runs its function and leaves `arg` with the caller.
+ *   - A failed spawn never runs its function and leaves `arg` with the caller. A spawn that
+ *     returned 0 runs its function once, unless no stack can be had for the task when it first
+ *     starts: then the task ends with -ENOMEM without running it (see weft_spawn).
  *
  * Migration hazard: a task may resume on another OS thread after any suspension point
  * (weft_yield, weft_sleep_*, weft_scope_join, weft_sem_acquire, weft_blocking, ...). Never keep
@@ -117,14 +119,17 @@ typedef struct weft_config {
  * `cfg` may be NULL for the defaults.
  *
  * Returns -EINVAL if `root` is NULL or `cfg` is out of range (workers above 256, stack_size
- * below 16 KiB or above 4 GiB), -ENOMEM if the runtime could not be built, and -EDEADLK if called from inside a weft task (a nested run would block a worker
+ * below 16 KiB or above 4 GiB), -ENOMEM if the runtime could not be built or no stack could be
+ * mapped for the root task (then `root` never runs), -EAGAIN if a worker thread could not be
+ * started, and -EDEADLK if called from inside a weft task (a nested run would block a worker
  * of the outer runtime; spawn into a scope instead).
  */
 WEFT_API int weft_run(const weft_config *cfg, weft_fn root, void *arg);
 
 /**
  * Starts a long-lived runtime whose workers wait for submitted work (weft_submit).
- * Returns 0 and sets *out, -EINVAL, -ENOMEM, or -EDEADLK from inside a task.
+ * Returns 0 and sets *out, -EINVAL, -ENOMEM, -EAGAIN if a worker thread could not be started,
+ * or -EDEADLK from inside a task.
  */
 WEFT_API int weft_runtime_start(weft_runtime **out, const weft_config *cfg);
 
@@ -169,8 +174,9 @@ typedef struct weft_scope_opts {
      *  and start in spawn order. A plain child the owner spawns waits as 16 bytes (no task
      *  record), so a million jobs under a limit of 64 cost little more than the 64. A child
      *  still waiting when the scope is cancelled starts all the same, once (its function may
-     *  own `arg`), and finds the cancel at its first suspension point (weft_checkpoint). 0 =
-     *  unlimited. */
+     *  own `arg`), and finds the cancel at its first suspension point (weft_checkpoint). A
+     *  child that gets its turn when no stack can be had for it ends with -ENOMEM instead,
+     *  unrun (see weft_spawn). 0 = unlimited. */
     unsigned max_concurrency;
     /** Shield the scope's body from the cancellation of its ancestors. A cancel that arrives
      *  while shielded is delivered when the scope is joined. The scope's own deadline and an
@@ -202,10 +208,27 @@ WEFT_API int weft_scope_open(weft_scope **out, const weft_scope_opts *opts);
  * Starts `fn(arg)` as a child task of `s`. Callable from any task of the runtime while `s` is not
  * yet joined. Returns 0; -EPERM outside a task; -EINVAL for NULL arguments or a joined or
  * released scope; -ECANCELED / -ETIMEDOUT if `s` is cancelled; -ENOMEM. On error `fn` never runs.
+ *
+ * Stacks. A child gets its stack when it first runs (a join may instead run it on the joiner's
+ * stack, needing none). The spawn returns -ENOMEM when no stack could be had: a child of the
+ * runtime's stack size needs one at hand on the spawning worker, which every spawn there
+ * counts on until a child starts on it; a child of a size of its own (weft_spawn_ex) has its
+ * stack mapped by the spawn. A child accepted all the same that finds no stack when it first
+ * starts (memory or map entries ran out meanwhile; a child of a max_concurrency scope, which
+ * has no stack of its own size mapped until its turn) does not wait for one: it ends at once
+ * with -ENOMEM as its failure, without running `fn`. Its scope records that failure like any
+ * child's (the join returns the first failure's code; fail-fast cancels the siblings), and the
+ * error group names the task. `arg` is then never handed to `fn` and stays the spawner's: a
+ * program whose `fn` frees `arg` and that must not leak it after a join that returned -ENOMEM
+ * keeps track of which children started (a flag `fn` sets first).
  */
 WEFT_API int weft_spawn(weft_scope *s, weft_fn fn, void *arg);
 
-/** weft_spawn with options (a task name, a stack size). */
+/** weft_spawn with options (a task name, a stack size). A stack of the task's own size is
+ *  mapped by the spawn: -ENOMEM if it cannot be. Into a max_concurrency scope it is mapped when
+ *  the child's turn comes: a child that waits for its turn, or whose stack cannot be mapped as
+ *  it takes a free slot (a slot taken is not given back), is accepted, and ends unrun with
+ *  -ENOMEM if its stack cannot be mapped then (see weft_spawn). */
 WEFT_API int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts);
 
 /**
@@ -644,7 +667,9 @@ typedef struct weft_handle weft_handle;
 
 /**
  * Submits `fn(arg)` to the long-lived runtime `rt` from any thread that is not one of its
- * tasks. Returns 0 and a handle to wait on; -EINVAL; -ENOMEM; -ESHUTDOWN if `rt` is shutting down.
+ * tasks. Returns 0 and a handle to wait on; -EINVAL; -ENOMEM, also when no stack could be mapped
+ * for the task (a submission that returns 0 holds its stack: `fn` runs); -ESHUTDOWN if `rt` is
+ * shutting down.
  */
 WEFT_API int weft_submit(weft_runtime *rt, weft_fn fn, void *arg, weft_handle **out);
 

@@ -309,7 +309,10 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
         goto refuse;
     }
     weft__task *t = weft__records_alloc_task(rt);
-    if (!t) {
+    /* Its stack now: refused here, or sure to start (weft.h, weft_submit). */
+    if (!t || weft__sched_hold_stack(NULL, rt, t) != 0) {
+        if (t)
+            weft__records_free_task(t);
         weft__scope_external_free(s);
         free(h);
         rc = -ENOMEM;
@@ -317,6 +320,7 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
     }
     if (weft__scope_admit(s, NULL) < 0) {
         /* Born cancelled: the runtime began shutting down after the check above. */
+        weft__sched_drop_stack(NULL, rt, t);
         weft__records_free_task(t);
         weft__scope_external_free(s);
         free(h);

@@ -426,15 +426,16 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
 static void after_switch(void);
 static int prepare_to_run(weft__worker *w, weft__task *t);
 
-/* The next local task, ready to be switched to (given a stack if it had none). A task that
- * cannot get a stack now goes to the injection queue for later; then NULL: the scheduler. */
+/* The next local task, ready to be switched to (given a stack if it had none), or NULL: the
+ * scheduler. A task that cannot get a stack ends unrun (weft__task_end_without_stack), and the
+ * next is picked. Queued again instead, it was picked again at once, and its worker spun for
+ * ever where no stack could ever be mapped (an address-space limit, the map count used up) or
+ * where the stacks in use come back only when their tasks, waiting for this one, end. */
 static weft__task *pick_runnable(weft__worker *w)
 {
-    weft__task *next = pick_local(w);
-    if (next && prepare_to_run(w, next) != 0) {
-        weft__inject_task(w->rt, next);
-        next = NULL;
-    }
+    weft__task *next;
+    while ((next = pick_local(w)) && prepare_to_run(w, next) != 0)
+        weft__task_end_without_stack(next);
     return next;
 }
 
@@ -455,14 +456,19 @@ static void task_entry(void *arg)
     __builtin_unreachable();
 }
 
-/* Gives `t` a stack and a fresh context if it has none. Returns 0 or -ENOMEM. */
+/* Gives `t` a stack (the one set aside for it, if any) and a fresh context if it has none.
+ * Returns 0 or -ENOMEM. */
 static int prepare_to_run(weft__worker *w, weft__task *t)
 {
     if (t->host)
         return 0;
-    weft__stack *s = weft__stack_get(&w->rt->stacks, &w->stacks, t->stack_size);
-    if (!s)
+    weft__stack *s;
+    if (t->flags & WEFT__TASK_STACK_HELD) {
+        t->flags &= ~(uint32_t)WEFT__TASK_STACK_HELD;
+        s = t->stack;
+    } else if (!(s = weft__stack_get(&w->rt->stacks, &w->stacks, t->stack_size))) {
         return -ENOMEM;
+    }
     t->host = t;
     t->stack = s;
 #ifdef WEFT_ASAN
@@ -475,6 +481,26 @@ static int prepare_to_run(weft__worker *w, weft__task *t)
     t->tsan_fiber = __tsan_create_fiber(0);
 #endif
     return 0;
+}
+
+int weft__sched_hold_stack(weft__worker *w, weft_runtime *rt, weft__task *t)
+{
+    weft__stack_cache none = {0}; /* off the runtime's workers: from the pool */
+    weft__stack *s =
+        weft__stack_get(&rt->stacks, w && w->rt == rt ? &w->stacks : &none, t->stack_size);
+    if (!s)
+        return -ENOMEM;
+    t->stack = s;
+    t->flags |= WEFT__TASK_STACK_HELD;
+    return 0;
+}
+
+void weft__sched_drop_stack(weft__worker *w, weft_runtime *rt, weft__task *t)
+{
+    if (!(t->flags & WEFT__TASK_STACK_HELD))
+        return;
+    t->flags &= ~(uint32_t)WEFT__TASK_STACK_HELD;
+    weft__stack_put(&rt->stacks, w && w->rt == rt ? &w->stacks : NULL, t->stack);
 }
 
 static void recycle(weft__worker *w, weft__task *t)
@@ -640,9 +666,7 @@ int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn)
 static void resume(weft__worker *w, weft__task *t)
 {
     if (prepare_to_run(w, t) != 0) {
-        /* No stack now: try again after others have finished. */
-        weft__inject_task(w->rt, t);
-        sched_yield();
+        weft__task_end_without_stack(t); /* see pick_runnable */
         return;
     }
     switch_to(w, t, 0);

@@ -221,15 +221,32 @@ static inline void weft__sched_notify_local(weft_runtime *rt)
     }
 }
 
+/** Sets a stack of t's size aside for `t`, an unstarted task not queued yet, so that it starts
+ *  on it (WEFT__TASK_STACK_HELD): a task that could never get one is then refused where it is
+ *  made, instead of ending unrun with -ENOMEM when it is first picked. `w`: the caller's worker,
+ *  or NULL (any thread). 0 or -ENOMEM. */
+int weft__sched_hold_stack(weft__worker *w, weft_runtime *rt, weft__task *t);
+/** Gives back what weft__sched_hold_stack set aside, if anything, for a task that will not be
+ *  queued after all. `w` as there. */
+void weft__sched_drop_stack(weft__worker *w, weft_runtime *rt, weft__task *t);
+
 /** weft__sched_spawn_on for the worker the caller runs on, `w`, of runtime `rt`: the new task
- *  goes on w's spawn queue, with a stack set aside for it unless it asked for its own size.
+ *  goes on w's spawn queue. A task of its own stack size gets that stack now; for the others the
+ *  worker's cache must hold one stack, which the first to start will take (the spawn fast path
+ *  checks no more): one that finds none left ends with -ENOMEM (weft__task_end_without_stack).
  *  0 or -ENOMEM. Inline: it is on every spawn. */
 static inline int weft__sched_spawn_own(weft__worker *w, weft_runtime *rt, weft__task *t)
 {
-    if (!t->stack_size && weft__stack_reserve(&rt->stacks, &w->stacks) != 0)
+    if (__builtin_expect(t->stack_size != 0, 0)) {
+        if (weft__sched_hold_stack(w, rt, t) != 0)
+            return -ENOMEM;
+    } else if (weft__stack_reserve(&rt->stacks, &w->stacks) != 0) {
         return -ENOMEM;
-    if (weft__deque_push_owner(&w->spawnq, t) != 0)
+    }
+    if (weft__deque_push_owner(&w->spawnq, t) != 0) {
+        weft__sched_drop_stack(w, rt, t);
         return -ENOMEM;
+    }
     weft__sched_notify_local(rt);
     return 0;
 }

@@ -1,7 +1,9 @@
 /*
  * Tasks: the record of one spawned function, and the park/wake protocol.
  *
- * A task gets a stack only when it first runs on its own. A join may instead run an unstarted
+ * A task gets a stack when it first runs on its own; a task of a stack size of its own, and a
+ * submission, have theirs set aside when they are queued (WEFT__TASK_STACK_HELD), so that one
+ * that could never start is refused then. A join may instead run an unstarted
  * child of the scope it joins inline, as a plain call on the joiner's stack: then the child's
  * `host` is the task that owns that stack, and suspending the child suspends the host's stack.
  * The scheduler always switches to host->ctx; `current` names the innermost task running there.
@@ -75,6 +77,8 @@ enum {
     WEFT__TASK_OWNER_COUNTED = 2, /* spawned by its scope's owner: counted in owner_spawned */
     WEFT__TASK_INLINE = 4,        /* run by its scope's owner inside the join */
     WEFT__TASK_SUBMITTED = 8,     /* the task a submission (or weft_run) waits for */
+    WEFT__TASK_STACK_HELD = 16,   /* unstarted, and `stack` was set aside for it when it was
+                                   * queued (weft__sched_hold_stack): it starts on that one */
 };
 
 /** A task's prefetch hint (see `hint`). Relaxed atomics: the walks that read it race with the
@@ -145,6 +149,12 @@ weft__task *weft__task_self(void);
 /** A task's whole life on its own stack, from its first switch-in: its function, then each
  *  deferred sibling its end hands it. The scheduler calls it and recycles the stack after. */
 void weft__task_main(weft__task *t);
+
+/** Ends `t`, an unstarted task for which no stack can be had, without running its function:
+ *  -ENOMEM is its failure, recorded by its scope as any child's (a submission's status), and
+ *  its record is freed, or handed the deferred sibling its end passes the slot to, which is
+ *  queued to start on a stack of its own. Called by the scheduler, on a worker; never switches. */
+void weft__task_end_without_stack(weft__task *t);
 
 /** Turns the record of an ended child into a new, unstarted-looking child fn(arg) of the same
  *  scope, on the same host and stack, counted in the scope as the ended one was: a new id, no
