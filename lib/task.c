@@ -1,6 +1,8 @@
 /* Task life cycle: spawn, completion, and the suspension points tasks call. */
 #include "task.h"
 
+#include "alloc.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -257,21 +259,21 @@ int weft__task_complete_slow(weft__task *t, int rc)
 
 void weft__task_end_without_stack(weft__task *t)
 {
-    weft__worker *w = weft__worker_self();
+    weft__worker *w = weft__sched_worker();
     /* Its function never runs: the message tells the error group why. The allocation may fail
      * as the stack did; the code stays. */
-    t->failure = weft__calloc(1, sizeof(*t->failure));
+    t->failure = weft__alloc_calloc(1, sizeof(*t->failure));
     if (t->failure)
-        t->failure->message = weft__strdup("no stack could be mapped for the task; it never ran");
+        t->failure->message = weft__alloc_strdup("no stack could be mapped for the task; it never ran");
 #ifdef WEFT_TSAN
-    weft__task *running = weft__worker_current(w);
+    weft__task *running = weft__sched_current(w);
 #endif
     if (weft__task_complete_slow(t, -ENOMEM)) {
         /* A bare deferred sibling took the record over, as if it had been spawned now by the
          * scope's owner: of the runtime's stack size, and started like any spawn. Should its
          * stack fail too, it ends here in turn: each pass ends one waiting child. */
 #ifdef WEFT_TSAN
-        weft__worker_set_current(w, running); /* weft__task_renew made `t` the running task */
+        weft__sched_set_current(w, running); /* weft__task_renew made `t` the running task */
 #endif
         t->stack_size = 0;
         if (weft__sched_spawn_on(w, t->rt, t) != 0)
