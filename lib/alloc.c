@@ -11,13 +11,23 @@ static _Atomic int tracking;
 static _Atomic int failing; /* weft__alloc_fail_all */
 static _Atomic long fail_at;
 static _Atomic long counted;
+static _Atomic long stall_at;
+static void (*_Atomic stall_fn)(void);
 
 void weft__alloc_fail_at(long n)
 {
     atomic_store(&failing, 0);
     atomic_store(&counted, 0);
     atomic_store(&fail_at, n);
-    atomic_store(&tracking, n != 0);
+    atomic_store(&tracking, n != 0 || atomic_load(&stall_at) != 0);
+}
+
+void weft__alloc_stall_at(long n, void (*stall)(void))
+{
+    atomic_store(&counted, 0);
+    atomic_store(&stall_fn, stall);
+    atomic_store(&stall_at, n);
+    atomic_store(&tracking, n != 0 || atomic_load(&fail_at) != 0);
 }
 
 void weft__alloc_fail_all(int on)
@@ -39,7 +49,10 @@ int weft__alloc_should_fail(void)
     if (atomic_load(&failing))
         return 1;
     /* Counting goes on after the failure, so that a test knows when n was past the last one. */
-    return atomic_fetch_add(&counted, 1) + 1 == atomic_load(&fail_at);
+    long n = atomic_fetch_add(&counted, 1) + 1;
+    if (n == atomic_load(&stall_at))
+        atomic_load (&stall_fn)();
+    return n == atomic_load(&fail_at);
 }
 
 void *weft__alloc_malloc(size_t n)

@@ -16,8 +16,13 @@ void weft__alloc_fail_at(long n);
 void weft__alloc_fail_all(int on);
 /** How many allocations the library made since the hook was armed (0 once disarmed). */
 long weft__alloc_count(void);
+/** Test hook: the n-th allocation from now (1 = the next one) first calls `stall` on the
+ *  allocating thread, where a loaded machine makes malloc or the kernel wait, then goes on.
+ *  0 disarms it. Counted as weft__alloc_fail_at counts; arming either restarts the count. */
+void weft__alloc_stall_at(long n, void (*stall)(void));
 
-/** 1 when the hook says this allocation fails (also for mmap-based allocations). */
+/** 1 when the hook says this allocation fails (also for mmap-based allocations); runs the
+ *  stall of weft__alloc_stall_at when this allocation is the one. */
 int weft__alloc_should_fail(void);
 
 void *weft__alloc_malloc(size_t n);
