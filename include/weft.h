@@ -109,7 +109,9 @@ typedef struct weft_config {
      *  never exit, and sleep until work comes. Negative: -EINVAL. */
     weft_time blocking_idle_ns;
     /** A worker that runs one task for longer than this without reaching a suspension point
-     *  is reported once on stderr. Default: 100 ms. Negative: the watchdog is off. */
+     *  is reported once on stderr. Time the task's worker waits for a CPU, or in the runtime's
+     *  own calls (its allocations and locks), does not count; a blocking call of the task's
+     *  does. Default: 100 ms. Negative: the watchdog is off. */
     weft_time watchdog_ns;
 } weft_config;
 

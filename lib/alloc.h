@@ -6,7 +6,9 @@
 #ifndef WEFT_ALLOC_H
 #define WEFT_ALLOC_H
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /** Test hook: the n-th allocation from now (1 = the next one) fails, then all succeed again
  *  while the count goes on. 0 disarms it. Process-wide; meant for single-runtime tests. */
@@ -37,5 +39,28 @@ char *weft__alloc_strdup(const char *s);
  *  of memory. */
 void *weft__alloc_map(size_t bytes, int huge);
 void weft__alloc_unmap(void *p, size_t bytes);
+
+/* The library's own waits. malloc may wait for its arena's lock, and the calls that map or
+ * protect memory for the address space's; on a machine with far more threads than CPUs such a
+ * wait lasts as long as the lock's holder waits for a CPU, hundreds of milliseconds. It is the
+ * runtime's wait, not that of the task running on the worker, and the watchdog must not charge
+ * it to the task: so the worker's thread counts these waits, in, out, where the watchdog reads
+ * the count (weft__worker.own_waits), which is odd inside one. Only around a call that cannot
+ * reach another such wait, which would upset the parity: a libc call, a spin. */
+
+/** On a worker's thread, the count of its own waits (the worker's loop sets it), NULL on others.
+ *  initial-exec, as weft__tls_worker. */
+extern _Thread_local _Atomic uint64_t *weft__tls_own_waits
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+/** Into, or out of, one of the library's own waits (see above). Only the owner writes the count,
+ *  so a relaxed load and a store suffice. */
+static inline void weft__own_wait_mark(void)
+{
+    _Atomic uint64_t *c = weft__tls_own_waits;
+    if (c)
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                              memory_order_release);
+}
 
 #endif

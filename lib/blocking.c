@@ -11,7 +11,8 @@
  *
  * The watchdog samples each worker's progress counter; a worker inside a task whose counter has
  * not moved for longer than the threshold runs a task that does not reach suspension points.
- * It is reported once, with the task's name.
+ * It is reported once, with the task's name. The runtime's own waits on the task's behalf (for
+ * malloc's lock, the address space's, a spinlock) are not the task's time (alloc.h).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -341,9 +342,17 @@ static void *watchdog_main(void *arg)
              * `current`. */
             weft__task *t = atomic_load_explicit(&w->current, memory_order_acquire);
             uint64_t p = atomic_load_explicit(&w->progress, memory_order_acquire);
-            if (p != w->watch_progress || t != w->watch_task || !t) {
+            /* A worker in one of the library's own waits (an odd count: malloc's lock, the
+             * address space's, a spinlock whose holder waits for a CPU) moves on as far as its
+             * task is concerned: with far more workers than CPUs such a wait lasts hundreds of
+             * milliseconds, and the task did not ask for it. Its time counts from the first
+             * sample after the wait. */
+            uint64_t own = atomic_load_explicit(&w->own_waits, memory_order_acquire);
+            if (p != w->watch_progress || t != w->watch_task || !t || own != w->watch_own_waits ||
+                (own & 1)) {
                 w->watch_progress = p;
                 w->watch_task = t;
+                w->watch_own_waits = own;
                 w->watch_since = now;
                 w->watch_still = 0;
                 continue;
@@ -374,7 +383,8 @@ static void *watchdog_main(void *arg)
 #endif
                 snprintf(name, sizeof(name), "task-%llu", (unsigned long long)id);
             if (atomic_load_explicit(&w->progress, memory_order_acquire) != p ||
-                atomic_load_explicit(&w->current, memory_order_acquire) != t)
+                atomic_load_explicit(&w->current, memory_order_acquire) != t ||
+                atomic_load_explicit(&w->own_waits, memory_order_acquire) != own)
                 continue;
             /* Once per task: a task that is reported, then yields, then hogs again is known. */
             if (w->watch_reported_id != id) {

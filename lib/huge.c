@@ -36,9 +36,14 @@ void *weft__huge_take(weft__huge_range *r, size_t bytes)
     if (r->base) {
         size_t at = atomic_fetch_add_explicit(&r->used, bytes, memory_order_relaxed);
         if (at <= r->size - bytes) {
-            if (weft__alloc_should_fail())
-                return NULL; /* the carved part stays unused: the test hook needs no undo */
-            if (mprotect(r->base + at, bytes, PROT_READ | PROT_WRITE) == 0)
+            /* The address space's lock: one of the library's own waits (alloc.h). */
+            weft__own_wait_mark();
+            int failed = weft__alloc_should_fail(); /* the carved part stays unused: no undo */
+            int made = !failed && mprotect(r->base + at, bytes, PROT_READ | PROT_WRITE) == 0;
+            weft__own_wait_mark();
+            if (failed)
+                return NULL;
+            if (made)
                 return r->base + at;
             /* Out of mapping entries, say: a mapping of its own may still succeed. */
         }

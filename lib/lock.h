@@ -11,6 +11,7 @@
 #include <ck_spinlock.h>
 #include <sched.h>
 
+#include "alloc.h"
 #include "tsan.h"
 
 typedef struct weft__lock {
@@ -22,9 +23,20 @@ static inline void weft__lock_init(weft__lock *l)
     ck_spinlock_fas_init(&l->fas);
 }
 
+/* Spins until `l` is free: one of the library's own waits (alloc.h). Its holder may be waiting
+ * for a CPU, or in malloc, and the spin then lasts as long; the task running on this worker did
+ * not ask for it. */
+static __attribute__((noinline, unused)) void weft__lock_wait(weft__lock *l)
+{
+    weft__own_wait_mark();
+    ck_spinlock_fas_lock_eb(&l->fas);
+    weft__own_wait_mark();
+}
+
 static inline void weft__lock_acquire(weft__lock *l)
 {
-    ck_spinlock_fas_lock_eb(&l->fas);
+    if (__builtin_expect(!ck_spinlock_fas_trylock(&l->fas), 0))
+        weft__lock_wait(l);
     weft__tsan_acquire(l);
 }
 

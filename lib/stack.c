@@ -128,15 +128,15 @@ static void deregister_stack(weft__stack *s)
 
 static char *map_region(size_t bytes)
 {
-    if (weft__alloc_should_fail())
-        return NULL;
-    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
-    if (m == MAP_FAILED)
-        return NULL;
+    weft__own_wait_mark();
+    void *m = weft__alloc_should_fail() ? MAP_FAILED
+                                        : mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     /* A transparent huge page would commit 2 MiB behind the first touch of a stack. */
-    madvise(m, bytes, MADV_NOHUGEPAGE);
-    return m;
+    if (m != MAP_FAILED)
+        madvise(m, bytes, MADV_NOHUGEPAGE);
+    weft__own_wait_mark();
+    return m == MAP_FAILED ? NULL : m;
 }
 
 /* Maps a slab; its stacks are handed out in order by take_fresh, so that the records (and pages)
@@ -188,7 +188,11 @@ static weft__stack *take_fresh(weft__stack_pool *p)
 static void first_use(weft__stack *s)
 {
     if (!s->guard) {
+        /* The calls wait for the address space's lock: one of the library's own waits
+         * (alloc.h), which a worker may make between two tasks, the first still its own. */
+        weft__own_wait_mark();
         guard_stack(s);
+        weft__own_wait_mark();
         register_stack(s);
     }
 }
@@ -209,7 +213,9 @@ static weft__stack *get_own_mapping(weft__stack_pool *p, size_t size)
     weft__stack_set_bounds(s, m + gap, size, p->size);
     s->gap = gap;
     s->own_mapping = 1;
+    weft__own_wait_mark();
     guard_stack(s);
+    weft__own_wait_mark();
     register_stack(s);
     return s;
 }
@@ -368,7 +374,7 @@ void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s)
         if (s->guard == WEFT__GUARD_MPROTECT)
             atomic_fetch_add(&mprotect_budget, 1);
         UNPOISON(s->lo, s->size);
-        munmap((char *)s->lo - s->gap, s->gap + s->size);
+        weft__alloc_unmap((char *)s->lo - s->gap, s->gap + s->size);
         free(s);
         return;
     }
