@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-_Thread_local _Atomic uint64_t *weft__tls_own_waits;
+_Thread_local _Atomic uint64_t *weft__alloc_tls_own_waits;
 
 static _Atomic int tracking;
 static _Atomic int failing; /* weft__alloc_fail_all */
@@ -59,42 +59,42 @@ int weft__alloc_should_fail(void)
 
 void *weft__alloc_malloc(size_t n)
 {
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     void *p = weft__alloc_should_fail() ? NULL : malloc(n);
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     return p;
 }
 
 void *weft__alloc_calloc(size_t count, size_t n)
 {
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     void *p = weft__alloc_should_fail() ? NULL : calloc(count, n);
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     return p;
 }
 
 void *weft__alloc_realloc(void *p, size_t n)
 {
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     void *q = weft__alloc_should_fail() ? NULL : realloc(p, n);
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     return q;
 }
 
 void *weft__alloc_aligned(size_t align, size_t n)
 {
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     void *p =
         weft__alloc_should_fail() ? NULL : aligned_alloc(align, (n + align - 1) & ~(align - 1));
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     return p;
 }
 
 char *weft__alloc_strdup(const char *s)
 {
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     char *d = weft__alloc_should_fail() ? NULL : strdup(s);
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     return d;
 }
 
@@ -120,15 +120,15 @@ static void *map(size_t bytes, int huge)
 
 void *weft__alloc_map(size_t bytes, int huge)
 {
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     void *p = map(bytes, huge);
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     return p;
 }
 
 void weft__alloc_unmap(void *p, size_t bytes)
 {
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     munmap(p, bytes);
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
 }

@@ -50,14 +50,14 @@ void weft__alloc_unmap(void *p, size_t bytes);
 
 /** On a worker's thread, the count of its own waits (the worker's loop sets it), NULL on others.
  *  initial-exec, as weft__tls_worker. */
-extern _Thread_local _Atomic uint64_t *weft__tls_own_waits
+extern _Thread_local _Atomic uint64_t *weft__alloc_tls_own_waits
     __attribute__((tls_model("initial-exec"), visibility("hidden")));
 
 /** Into, or out of, one of the library's own waits (see above). Only the owner writes the count,
  *  so a relaxed load and a store suffice. */
-static inline void weft__own_wait_mark(void)
+static inline void weft__alloc_own_wait_mark(void)
 {
-    _Atomic uint64_t *c = weft__tls_own_waits;
+    _Atomic uint64_t *c = weft__alloc_tls_own_waits;
     if (c)
         atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                               memory_order_release);

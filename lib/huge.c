@@ -37,10 +37,10 @@ void *weft__huge_take(weft__huge_range *r, size_t bytes)
         size_t at = atomic_fetch_add_explicit(&r->used, bytes, memory_order_relaxed);
         if (at <= r->size - bytes) {
             /* The address space's lock: one of the library's own waits (alloc.h). */
-            weft__own_wait_mark();
+            weft__alloc_own_wait_mark();
             int failed = weft__alloc_should_fail(); /* the carved part stays unused: no undo */
             int made = !failed && mprotect(r->base + at, bytes, PROT_READ | PROT_WRITE) == 0;
-            weft__own_wait_mark();
+            weft__alloc_own_wait_mark();
             if (failed)
                 return NULL;
             if (made)

@@ -28,9 +28,9 @@ static inline void weft__lock_init(weft__lock *l)
  * not ask for it. */
 static __attribute__((noinline, unused)) void weft__lock_wait(weft__lock *l)
 {
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     ck_spinlock_fas_lock_eb(&l->fas);
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
 }
 
 static inline void weft__lock_acquire(weft__lock *l)

@@ -746,7 +746,7 @@ void *weft__sched_worker_main(void *arg)
 {
     weft__worker *w = arg;
     weft__tls_worker = w;
-    weft__tls_own_waits = &w->own_waits;
+    weft__alloc_tls_own_waits = &w->own_waits;
     atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
     /* Sleeping workers wake for timers: ask the kernel for precise wake-ups. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
@@ -768,6 +768,6 @@ void *weft__sched_worker_main(void *arg)
     worker_loop(w);
     weft__stack_fault_thread_exit(w->altstack);
     weft__tls_worker = NULL;
-    weft__tls_own_waits = NULL;
+    weft__alloc_tls_own_waits = NULL;
     return NULL;
 }

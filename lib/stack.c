@@ -128,14 +128,14 @@ static void deregister_stack(weft__stack *s)
 
 static char *map_region(size_t bytes)
 {
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     void *m = weft__alloc_should_fail() ? MAP_FAILED
                                         : mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     /* A transparent huge page would commit 2 MiB behind the first touch of a stack. */
     if (m != MAP_FAILED)
         madvise(m, bytes, MADV_NOHUGEPAGE);
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     return m == MAP_FAILED ? NULL : m;
 }
 
@@ -190,9 +190,9 @@ static void first_use(weft__stack *s)
     if (!s->guard) {
         /* The calls wait for the address space's lock: one of the library's own waits
          * (alloc.h), which a worker may make between two tasks, the first still its own. */
-        weft__own_wait_mark();
+        weft__alloc_own_wait_mark();
         guard_stack(s);
-        weft__own_wait_mark();
+        weft__alloc_own_wait_mark();
         register_stack(s);
     }
 }
@@ -213,9 +213,9 @@ static weft__stack *get_own_mapping(weft__stack_pool *p, size_t size)
     weft__stack_set_bounds(s, m + gap, size, p->size);
     s->gap = gap;
     s->own_mapping = 1;
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     guard_stack(s);
-    weft__own_wait_mark();
+    weft__alloc_own_wait_mark();
     register_stack(s);
     return s;
 }
