@@ -202,7 +202,15 @@ typedef struct weft_spawn_opts {
  * or bad options; -ENOMEM; -ECANCELED / -ETIMEDOUT if the enclosing scope is already cancelled.
  *
  * A scope is joined and released by the task that opened it. If that task returns first, the
- * runtime joins and releases it (join-before-exit holds even when the code forgets).
+ * runtime joins and releases it (join-before-exit holds even when the code forgets), newest
+ * first, and the failures of the scopes it had to join are not lost: they go up with the task,
+ * as weft_fail_group would hand them up, each keeping its origin (task, scope, message). Where
+ * the task's own result is no failure (0, or the cancel code of a cancelled scope it was
+ * spawned into, see weft_scope_error_count), its result becomes the join result of the first
+ * of these scopes with failures, and its own scope records their failures. Where the task
+ * failed on its own, it keeps its code, and its scope records that failure first, then theirs.
+ * A scope the task joined itself but did not release hands nothing up (the join showed it what
+ * failed). The same holds for the root task (weft_run's result) and for submitted tasks.
  */
 WEFT_API int weft_scope_open(weft_scope **out, const weft_scope_opts *opts);
 

@@ -125,6 +125,19 @@ size_t weft_scope_error_count_code(const weft_scope *s, int code)
 
 /* ---- failing ------------------------------------------------------------------------------ */
 
+/* `r` holds a copy of `e` with strings of its own: the records of a scope share its strings
+ * until the scope is released. */
+static void copy_rec(weft__error_rec *r, const weft_error *e)
+{
+    r->pub = *e;
+    r->message = dup_bounded(e->message);
+    r->task = dup_bounded(e->task);
+    r->scope = dup_bounded(e->scope);
+    r->pub.message = r->message ? r->message : "";
+    r->pub.task = r->task ? r->task : "";
+    r->pub.scope = r->scope ? r->scope : "";
+}
+
 int weft_fail(int code, const char *fmt, ...)
 {
     if (code == 0)
@@ -187,18 +200,41 @@ int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled)
         if (handled_here)
             continue;
         weft__error_rec *r = &f->group[f->ngroup++];
-        *r = *e;
-        /* The records share the scope's strings until the scope is released: copy them. */
-        r->message = dup_bounded(e->pub.message);
-        r->task = dup_bounded(e->pub.task);
-        r->scope = dup_bounded(e->pub.scope);
-        r->pub.message = r->message ? r->message : "";
-        r->pub.task = r->task ? r->task : "";
-        r->pub.scope = r->scope ? r->scope : "";
+        copy_rec(r, &e->pub);
         if (!first)
             first = r->pub.code;
     }
     return first;
+}
+
+int weft__errors_hand_up(weft__task *t, weft_scope *s, int own)
+{
+    /* Joined: no child fails into it any more. */
+    size_t n = atomic_load_explicit(&s->nerrors, memory_order_relaxed);
+    weft__failure *f = t->failure;
+    if (!f) {
+        f = weft__alloc_calloc(1, sizeof(*f));
+        if (!f)
+            return -ENOMEM;
+        t->failure = f;
+    }
+    /* The task's own failure stays first, as the record its scope would have kept of it. */
+    size_t mine = own && f->ngroup == 0;
+    weft__error_rec *g = weft__alloc_realloc(f->group, (f->ngroup + mine + n) * sizeof(*g));
+    if (!g)
+        return -ENOMEM;
+    f->group = g;
+    if (mine) {
+        weft_error e = {.code = own,
+                        .message = f->message,
+                        .task = weft__task_name_of(t),
+                        .task_id = t->id,
+                        .scope = t->scope->name};
+        copy_rec(&f->group[f->ngroup++], &e);
+    }
+    for (size_t i = 0; i < n; i++)
+        copy_rec(&f->group[f->ngroup++], &error_at(s, i)->pub);
+    return 0;
 }
 
 /* ---- freeing ------------------------------------------------------------------------------ */

@@ -39,6 +39,12 @@ struct weft__failure {
  *  up if it has one, else one record with its message. Takes the scope's lock. */
 void weft__errors_record(weft_scope *s, weft__task *t, int rc);
 
+/** Hands the failures of `s`, a scope `t` left open and the runtime has just joined for it, up
+ *  with `t`'s failure, as weft_fail_group would: after `t`'s own failure when `own` (its result)
+ *  is not 0 and `t` has not handed up a group of its own (one record of `own` with its message,
+ *  in the scope `t` was spawned into). 0, or -ENOMEM (then nothing of `s` is handed up). */
+int weft__errors_hand_up(weft__task *t, weft_scope *s, int own);
+
 /** Frees the group of `s`, which has one (s->error_segs), at its release: empty afterwards. */
 void weft__errors_free(weft_scope *s);
 

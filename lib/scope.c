@@ -790,16 +790,23 @@ static int pass_slot(weft_scope *s, weft__defer_entry *next)
     return 0;
 }
 
+/* Whether `t`, a child of `s` ending with `rc`, fails in it: a cancel code is no failure where
+ * the scope is cancelled (the child only answered the cancel), unless it hands a group up. */
+static int is_failure(weft_scope *s, const weft__task *t, int rc)
+{
+    if (rc == 0)
+        return 0;
+    int cc = weft__scope_cancel_code(s);
+    int by_cancel = cc && (rc == -ECANCELED || rc == -ETIMEDOUT);
+    return !by_cancel || (t->failure && t->failure->ngroup);
+}
+
 int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next)
 {
-    if (rc != 0) {
-        int cc = weft__scope_cancel_code(s);
-        int by_cancel = cc && (rc == -ECANCELED || rc == -ETIMEDOUT);
-        if (!by_cancel || (t->failure && t->failure->ngroup)) {
-            weft__errors_record(s, t, rc);
-            if (s->policy == WEFT_FAIL_FAST)
-                weft__scope_cancel(s, WEFT_CANCEL_FAILURE, -ECANCELED);
-        }
+    if (is_failure(s, t, rc)) {
+        weft__errors_record(s, t, rc);
+        if (s->policy == WEFT_FAIL_FAST)
+            weft__scope_cancel(s, WEFT_CANCEL_FAILURE, -ECANCELED);
     }
     if (t->flags & WEFT__TASK_SUBMITTED)
         s->child_status = rc; /* the submitted task's status, not whichever child ends last */
@@ -1008,18 +1015,36 @@ int weft_scope_close(weft_scope *s)
     return rc;
 }
 
-void weft__scope_release_owned(weft__task *t)
+int weft__scope_release_owned(weft__task *t, int rc)
 {
     weft__worker *w = weft__sched_worker();
+    int own = -1;      /* whether rc is a failure of the task's own: asked at the first hand-up */
+    int forgotten = 0; /* the first forgotten failure */
     /* Newest first: inner scopes end before the scopes they are nested in. */
     while (t->owned) {
         weft_scope *s = t->owned;
         if (s->state == WEFT__SCOPE_OPEN) {
             weft_scope_join(s);
             w = weft__sched_worker();
+            /* Nobody else will read what failed in it: the task fails with it (see weft.h).
+             * A scope the task joined itself is not forgotten: it saw the result. */
+            if (s->first_failure) {
+                if (own < 0) {
+                    own = is_failure(t->scope, t, rc);
+                    if (!own && t->failure) {
+                        /* Nothing of its own would be recorded: neither is it now. */
+                        weft__errors_free_failure(t->failure);
+                        t->failure = NULL;
+                    }
+                }
+                weft__errors_hand_up(t, s, own ? rc : 0);
+                if (!forgotten)
+                    forgotten = s->first_failure;
+            }
         }
         w = release_one(w, t, s);
     }
+    return own == 0 ? forgotten : rc;
 }
 
 /* ---- external scopes ------------------------------------------------------------------------ */

@@ -169,8 +169,11 @@ void weft__scope_cancel(weft_scope *s, int reason, int code);
  *  worker may be stuck). The caller runs a task whose innermost scope is `s`. */
 void weft__scope_check_deadline(weft_scope *s);
 
-/** Joins and releases every scope `t` still owns (implicit join at task exit). */
-void weft__scope_release_owned(weft__task *t);
+/** Joins and releases every scope `t` still owns (implicit join at task exit), newest first.
+ *  The failures of the scopes it left open go up with its own (see weft.h): returns the task's
+ *  result, `rc` (what its function returned) or, where that is no failure of its own, the first
+ *  failure of a scope it left open. */
+int weft__scope_release_owned(weft__task *t, int rc);
 
 /** Registers `t` (which has prepared its park) on its cancel scope's parked list. Returns 0, or
  *  the cancel code if the scope is cancelled (then `t` is not registered). */

@@ -239,7 +239,7 @@ int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
 int weft__task_complete_slow(weft__task *t, int rc)
 {
     if (t->owned)
-        weft__scope_release_owned(t);
+        rc = weft__scope_release_owned(t, rc);
 #ifndef NDEBUG
     if (t->tokens_held > 0)
         fprintf(stderr, "weft: task '%s' ended holding %d semaphore token(s); release them "

@@ -1000,3 +1000,176 @@ Test(errors, max_concurrency_held_back_children_of_a_cancelled_scope_start_and_s
         check_held_back(workers, 1);
     }
 }
+
+/* ---- failures of a scope its task forgot ------------------------------------------------------
+ * A task that returns with a scope still open leaves it to the runtime's implicit join; the
+ * failures of that scope's children reach the task's own scope, as weft_fail_group would hand
+ * them up. */
+
+typedef struct forgot_case {
+    int own_code;       /* what the forgetful task returns (0: success) */
+    int wait_cancel;    /* the forgetful task waits until its own scope is cancelled */
+    int join_then_keep; /* it joins the scope it leaves open, and only forgets its release */
+    int nested;         /* it forgets a second scope, nested in the first */
+    uint64_t boom_id, inner_boom_id;
+    atomic_int boom_done;
+    group_copy g;
+    int root_rc;
+} forgot_case;
+
+static int forgot_boom(void *p)
+{
+    forgot_case *c = p;
+    c->boom_id = weft_task_id();
+    int rc = weft_fail(-EIO, "boom");
+    atomic_store(&c->boom_done, 1);
+    return rc;
+}
+
+static int forgot_inner_boom(void *p)
+{
+    forgot_case *c = p;
+    c->inner_boom_id = weft_task_id();
+    return weft_fail(-ENODATA, "inner boom");
+}
+
+static int forgetful(void *p)
+{
+    forgot_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.name = "forgotten", .policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    weft_spawn_opts so = {.name = "boom"};
+    REQUIRE_EQ(weft_spawn_ex(s, forgot_boom, c, &so), 0);
+    if (c->join_then_keep)
+        CHECK_EQ(weft_scope_join(s), -EIO); /* seen here: not forgotten, only not released */
+    if (c->nested) {
+        weft_scope *inner;
+        o.name = "forgotten-inner";
+        REQUIRE_EQ(weft_scope_open(&inner, &o), 0);
+        so.name = "inner-boom";
+        REQUIRE_EQ(weft_spawn_ex(inner, forgot_inner_boom, c, &so), 0);
+    }
+    if (c->wait_cancel) {
+        /* Its own scope is cancelled once the child has failed: it ends with the cancel code,
+         * which is no failure of its own. */
+        int rc;
+        while ((rc = weft_sleep_for(HOUR)) == 0) {
+        }
+        return rc;
+    }
+    if (c->own_code)
+        return weft_fail(c->own_code, "mine");
+    return 0; /* without joining, or releasing, `s` */
+}
+
+static int forgot_root(void *p)
+{
+    forgot_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.name = "outer", .policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    weft_spawn_opts so = {.name = "forgetful"};
+    REQUIRE_EQ(weft_spawn_ex(s, forgetful, c, &so), 0);
+    if (c->wait_cancel) {
+        REQUIRE_EQ(yield_until(&c->boom_done, 1), 0);
+        CHECK_EQ(weft_scope_cancel(s), 0);
+    }
+    join_and_copy(s, &c->g);
+    return 0;
+}
+
+static void run_forgot(forgot_case *c, unsigned workers)
+{
+    c->root_rc = run_on(workers, forgot_root, c);
+    ASSERT_CHECKS();
+    cr_assert_eq(c->root_rc, 0);
+}
+
+static void assert_boom(const err_copy *e, const forgot_case *c)
+{
+    cr_assert_eq(e->code, -EIO);
+    cr_assert_str_eq(e->message, "boom");
+    cr_assert_str_eq(e->task, "boom");
+    cr_assert_str_eq(e->scope, "forgotten");
+    cr_assert_eq(e->task_id, c->boom_id);
+}
+
+Test(errors, forgotten_scope_failure_becomes_the_task_result, .timeout = 60)
+{
+    for (unsigned workers = 1; workers <= 4; workers += 3) {
+        static forgot_case c;
+        memset(&c, 0, sizeof(c));
+        run_forgot(&c, workers);
+        cr_assert_eq(c.g.join, -EIO, "the forgotten failure did not reach the parent (%d)",
+                     c.g.join);
+        cr_assert_eq(c.g.count, 1);
+        assert_boom(&c.g.e[0], &c);
+    }
+}
+
+Test(errors, forgotten_scope_failure_follows_the_task_own_failure, .timeout = 60)
+{
+    static forgot_case c;
+    memset(&c, 0, sizeof(c));
+    c.own_code = -EPROTO;
+    run_forgot(&c, 2);
+    cr_assert_eq(c.g.join, -EPROTO, "the task's own failure must win");
+    cr_assert_eq(c.g.count, 2);
+    cr_assert_eq(c.g.e[0].code, -EPROTO);
+    cr_assert_str_eq(c.g.e[0].message, "mine");
+    cr_assert_str_eq(c.g.e[0].task, "forgetful");
+    cr_assert_str_eq(c.g.e[0].scope, "outer");
+    assert_boom(&c.g.e[1], &c);
+}
+
+Test(errors, forgotten_scope_failure_replaces_a_cancel_code, .timeout = 60)
+{
+    static forgot_case c;
+    memset(&c, 0, sizeof(c));
+    c.wait_cancel = 1;
+    run_forgot(&c, 2);
+    cr_assert_eq(c.g.join, -EIO, "a cancelled task's forgotten failure was lost (%d)", c.g.join);
+    cr_assert_eq(c.g.count, 1);
+    assert_boom(&c.g.e[0], &c);
+    cr_assert_eq(c.g.reason, WEFT_CANCEL_EXPLICIT);
+}
+
+Test(errors, forgotten_nested_scopes_hand_up_newest_first, .timeout = 60)
+{
+    static forgot_case c;
+    memset(&c, 0, sizeof(c));
+    c.nested = 1;
+    run_forgot(&c, 2);
+    cr_assert_eq(c.g.join, -ENODATA, "the newest forgotten scope is joined first");
+    cr_assert_eq(c.g.count, 2);
+    cr_assert_eq(c.g.e[0].code, -ENODATA);
+    cr_assert_str_eq(c.g.e[0].message, "inner boom");
+    cr_assert_str_eq(c.g.e[0].task, "inner-boom");
+    cr_assert_str_eq(c.g.e[0].scope, "forgotten-inner");
+    cr_assert_eq(c.g.e[0].task_id, c.inner_boom_id);
+    assert_boom(&c.g.e[1], &c);
+}
+
+Test(errors, scope_joined_but_not_released_hands_nothing_up, .timeout = 60)
+{
+    static forgot_case c;
+    memset(&c, 0, sizeof(c));
+    c.join_then_keep = 1;
+    run_forgot(&c, 2);
+    cr_assert_eq(c.g.join, 0, "a failure its task saw at its join went up (%d)", c.g.join);
+    cr_assert_eq(c.g.count, 0);
+}
+
+static int forgetful_root(void *p)
+{
+    return forgetful(p);
+}
+
+Test(errors, root_forgetting_a_failed_scope_makes_weft_run_fail, .timeout = 60)
+{
+    static forgot_case c;
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(run_on(2, forgetful_root, &c), -EIO);
+    ASSERT_CHECKS();
+}

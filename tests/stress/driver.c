@@ -22,9 +22,10 @@
  *     failure there; a second join returns the same;
  *   - every failure appears in exactly one error group, the scope of the task that failed, with
  *     its code, message (truncated to WEFT_ERROR_MESSAGE_MAX), task name and scope name, or in the
- *     group of the scope above, when weft_fail_group handed it up; a child that ended with a
- *     cancel code is left out only when the scope was cancelled; a fail-fast scope with a failure
- *     is cancelled;
+ *     group of the scope above, when weft_fail_group handed it up or its task left the scope
+ *     open (after the task's own failure, or as its result where it had none); a child that
+ *     ended with a cancel code is left out only when the scope was cancelled; a fail-fast scope
+ *     with a failure is cancelled;
  *   - suspension points return 0 or a cancel code that some cancel, failure or deadline explains,
  *     with a matching weft_cancel_reason_self(), and keep returning it (level-triggered);
  *   - never more than N semaphore tokens held at once, and all N back at the end; weft_blocking
@@ -179,6 +180,8 @@ typedef struct node {
     char *msg; /* the last message given to weft_fail, as the group must keep it */
     gitem *group;
     size_t ngroup;
+    struct srec *forgot[MAX_OWNED]; /* scopes it returned with open: the runtime joins them */
+    int nforgot;
 } node;
 
 enum { D_OPEN = 1, D_JOINED = 2 };
@@ -341,11 +344,16 @@ static void set_live(srec *r, int live)
     pthread_mutex_unlock(&G.reg_mu);
 }
 
+static int forgotten_code(const node *k, int code);
+
 /* weft_run and a handle report the status of the task they started (`first`), whichever task of
- * its scope ends last. */
+ * its scope ends last: what it returned, or, where that was no failure (0, or perhaps a cancel
+ * code), the first failure of a scope it left open. */
 static int status_ok(const node *first, int status)
 {
-    return status == first->rc;
+    if (status == first->rc)
+        return 1;
+    return (first->rc == 0 || is_cancel_code(first->rc)) && forgotten_code(first, status);
 }
 
 static void sleep_us(unsigned us)
@@ -867,7 +875,8 @@ typedef struct expect {
     int code;
     uint64_t id;
     const char *msg, *task, *scope;
-    int definite, matched;
+    int definite; /* 1: recorded; 0: recorded unless the scope was cancelled; -1: perhaps */
+    int matched;
 } expect;
 
 static void add_expect(expect **e, size_t *n, size_t *cap, expect x)
@@ -879,6 +888,55 @@ static void add_expect(expect **e, size_t *n, size_t *cap, expect x)
             abort();
     }
     (*e)[(*n)++] = x;
+}
+
+/* Adds the failures `k`, an ended child, leaves in the scope it ended in (named `scope`): its own
+ * (a group it handed up, or one record), then those of the scopes it left open, which the
+ * runtime joined and handed up with it. `handed`: k ended in such a scope: a cancel code of its
+ * own kept there is then no more than possible here, whatever became of this scope. */
+static void expect_node(const node *k, const char *scope, int handed, expect **e, size_t *ne,
+                        size_t *cap)
+{
+    if (k->rc != 0) {
+        if (k->ngroup) {
+            for (size_t i = 0; i < k->ngroup; i++) {
+                gitem *g = &k->group[i];
+                add_expect(e, ne, cap,
+                           (expect){g->code, g->task_id, g->msg, g->task, g->scope, 1, 0});
+            }
+        } else {
+            int definite = 1;
+            if (is_cancel_code(k->rc))
+                definite = handed ? -1 : 0;
+            add_expect(
+                e, ne, cap,
+                (expect){k->rc, k->task_id, k->msg ? k->msg : "", k->tname, scope, definite, 0});
+        }
+    }
+    for (int i = 0; i < k->nforgot; i++) {
+        const srec *f = k->forgot[i];
+        for (node *j = atomic_load_explicit(&f->kids, memory_order_acquire); j; j = j->sib_next)
+            if (atomic_load_explicit(&j->done, memory_order_acquire))
+                expect_node(j, f->name, 1, e, ne, cap);
+    }
+}
+
+/* 1 if `code` may be the result `k` took from a scope it left open. */
+static int forgotten_code(const node *k, int code)
+{
+    expect *e = NULL;
+    size_t ne = 0, cap = 0;
+    for (int i = 0; i < k->nforgot; i++) {
+        const srec *f = k->forgot[i];
+        for (node *j = atomic_load_explicit(&f->kids, memory_order_acquire); j; j = j->sib_next)
+            if (atomic_load_explicit(&j->done, memory_order_acquire))
+                expect_node(j, f->name, 1, &e, &ne, &cap);
+    }
+    int found = 0;
+    for (size_t i = 0; i < ne; i++)
+        found |= e[i].code == code;
+    free(e);
+    return found;
 }
 
 /* Checks the result of the join of `r` and its error group. `pre` says the scope was cancelled
@@ -896,19 +954,7 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
     for (node *k = atomic_load_explicit(&r->kids, memory_order_acquire); k; k = k->sib_next) {
         if (!atomic_load_explicit(&k->done, memory_order_acquire))
             continue; /* refused: checked at the end */
-        if (k->rc == 0)
-            continue;
-        if (k->ngroup) {
-            for (size_t i = 0; i < k->ngroup; i++) {
-                gitem *g = &k->group[i];
-                add_expect(&e, &ne, &cap,
-                           (expect){g->code, g->task_id, g->msg, g->task, g->scope, 1, 0});
-            }
-        } else {
-            add_expect(&e, &ne, &cap,
-                       (expect){k->rc, k->task_id, k->msg ? k->msg : "", k->tname, r->name,
-                                !is_cancel_code(k->rc), 0});
-        }
+        expect_node(k, r->name, 0, &e, &ne, &cap);
     }
     for (size_t i = 0; i < n; i++) {
         const weft_error *er = weft_scope_error(r->s, i);
@@ -957,10 +1003,10 @@ static void check_join(srec *r, int rc, int pre, weft_time js)
     for (size_t j = 0; j < ne; j++) {
         if (e[j].matched)
             continue;
-        if (e[j].definite)
+        if (e[j].definite > 0)
             CHECK(0, "scope %u lost the failure of task %" PRIu64 " (code %d)", r->idx, e[j].id,
                   e[j].code);
-        else
+        else if (e[j].definite == 0)
             unmatched_maybe = 1;
     }
     if (unmatched_maybe)
@@ -1448,6 +1494,12 @@ static int task_fn(void *arg)
         run_program(&c);
         rc = finish(&c);
         IN(&c, "returned");
+        for (int i = 0; i < c.nowned; i++)
+            if (c.owned[i]->dstate == D_OPEN)
+                n->forgot[n->nforgot++] = c.owned[i];
+        /* Their failures become its own once they are joined, after it returns: */
+        if (n->nforgot)
+            atomic_store(&home->fail_started, 1);
     }
     if (home->external && n->depth == 0)
         set_live(home, 0);
