@@ -261,7 +261,15 @@ WEFT_API int weft_scope_join(weft_scope *s);
 
 /**
  * Frees a joined scope and its error group. Releasing a scope that was not joined joins it
- * first. Only the owner may release it. Returns 0, -EINVAL, -EPERM.
+ * first. Only the owner may release it. Task-only; suspends when it joins.
+ *
+ * Scopes end inside out: while a scope nested in `s` (one its owner opened after `s` and before
+ * the join of `s`, even if joined since) is not released, the release returns -EBUSY and does
+ * nothing, no join either. The nested scope reads its cancellation through `s`, and its owner
+ * still holds a pointer to it; release it first. A scope opened after `s` was joined is not
+ * nested in it: it stays open, or joined, as it is.
+ *
+ * Returns 0, -EINVAL, -EPERM, -EBUSY.
  */
 WEFT_API int weft_scope_release(weft_scope *s);
 
@@ -269,8 +277,9 @@ WEFT_API int weft_scope_release(weft_scope *s);
  * Joins `s` unless it was joined already, then releases it: weft_scope_join followed by
  * weft_scope_release, in one call (and for the common case on a shorter path than the two). The
  * usual end of a scope whose error group is not read after the join; to read it, join, read,
- * then release. Returns what the join returns, or -EPERM / -EINVAL as join does (then nothing
- * is released).
+ * then release. Returns what the join returns, or -EPERM / -EINVAL as join does, or -EBUSY as
+ * weft_scope_release does while a scope nested in `s` is not released (then nothing is joined
+ * or released).
  */
 WEFT_API int weft_scope_close(weft_scope *s);
 

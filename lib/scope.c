@@ -937,14 +937,18 @@ int weft_scope_join(weft_scope *s)
     return s->join_result;
 }
 
-/* Releases `s`, the newest scope of `t` (its callers release the scopes opened after it
- * first). Returns the worker the caller runs on afterwards (see join_one). */
+/* Releases `s`, a scope of `t` that no unreleased scope is nested in (so, if it is open, its
+ * newest). Returns the worker the caller runs on afterwards (see join_one). */
 static weft__worker *release_one(weft__worker *w, weft__task *t, weft_scope *s)
 {
-    assert(t->owned == s);
     if (s->state == WEFT__SCOPE_OPEN)
         w = join_one(w, t, s);
-    t->owned = s->prev_owned;
+    /* Scopes opened after `s` was joined are not nested in it and stay: take `s` out from
+     * among them. */
+    weft_scope **link = &t->owned;
+    while (*link != s)
+        link = &(*link)->prev_owned;
+    *link = s->prev_owned;
     unlink_child(s);
     set_state(s, WEFT__SCOPE_RELEASED);
     /* Unlinked, so no fan-out can take a new reference: if ours is the only one, no RMW. */
@@ -975,6 +979,19 @@ static inline __attribute__((always_inline)) int release_newest(weft__worker *w,
     return 1;
 }
 
+/* -EBUSY while a scope nested in `s`, the scope of `t`, is not released: it reads its state
+ * through `s`, and its owner may still use it. Only `t`'s own scopes need a look: a child's
+ * scopes are released before the child ends, and the join of `s` waits for that. Those of `t`
+ * nested in `s` were opened after it, and the outermost of them, whose parent is `s`, stays
+ * unreleased as long as any of them does (this very check). */
+static int nested_open(const weft__task *t, const weft_scope *s)
+{
+    for (const weft_scope *x = t->owned; x && x != s; x = x->prev_owned)
+        if (x->parent == s)
+            return -EBUSY;
+    return 0;
+}
+
 int weft_scope_release(weft_scope *s)
 {
     weft__worker *w = weft__sched_worker();
@@ -982,14 +999,10 @@ int weft_scope_release(weft_scope *s)
     if (t && s && t->owned == s && s->state == WEFT__SCOPE_JOINED && release_newest(w, t, s))
         return 0;
     int rc = owner_check(t, s);
+    if (!rc)
+        rc = nested_open(t, s);
     if (rc)
         return rc;
-    if (s->state == WEFT__SCOPE_OPEN) {
-        weft_scope_join(s);
-        w = weft__sched_worker();
-    }
-    while (t->owned && t->owned != s)
-        w = release_one(w, t, t->owned);
     release_one(w, t, s);
     return 0;
 }
@@ -1008,6 +1021,8 @@ int weft_scope_close(weft_scope *s)
         return rc;
     }
     int rc = owner_check(t, s);
+    if (!rc)
+        rc = nested_open(t, s);
     if (rc)
         return rc;
     rc = weft_scope_join(s);

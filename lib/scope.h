@@ -91,8 +91,9 @@ struct weft_scope {
     /* The owner's. */
     _Alignas(64) int64_t owner_spawned;   /* until its join */
     weft_scope *prev_owned;               /* the owner's unreleased scopes, newest first: the
-                                           * one opened before (scopes end newest first, so
-                                           * the list needs no link the other way) */
+                                           * one opened before (a scope ends after those
+                                           * nested in it, so mostly at the head; the list
+                                           * needs no link the other way) */
     weft_scope *outer_cancel_scope;       /* owner's cancel_scope before this one opened */
     int join_result;
     int timer_armed;

@@ -898,7 +898,10 @@ static int release_before_join_root(void *arg)
         CHECK_EQ(weft_spawn(s, slow_child, (void *)(intptr_t)(5 + i)), 0);
     CHECK_EQ(weft_scope_open(&inner, NULL), 0); /* opened after s: nested in it */
     CHECK_EQ(weft_spawn(inner, slow_child, (void *)(intptr_t)10), 0);
-    CHECK_EQ(weft_scope_release(s), 0); /* joins (inner first), then frees both */
+    /* Refused while a scope nested in it lives: inner first (the first release joins it). */
+    CHECK_EQ(weft_scope_release(s), -EBUSY);
+    CHECK_EQ(weft_scope_release(inner), 0);
+    CHECK_EQ(weft_scope_release(s), 0);
     CHECK_EQ(atomic_load(&slow_done), 9);
 
     /* A release with no join at all still waits for the children. */

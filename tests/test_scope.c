@@ -478,9 +478,8 @@ typedef struct closing {
     int plain_rc, counted_at_plain;
     int failed_rc, counted_at_failed;
     int joined_join_rc, joined_close_rc;
-    int nested_rc, counted_at_nested;
+    int nested_rc, nested_spawn_rc, inner_rc, outer_rc, counted_at_nested;
     int after_join, after_release, after_close;
-    int inner_after_join;
     int null_rc;
 } closing;
 
@@ -519,7 +518,7 @@ static int close_root(void *arg)
     c->joined_join_rc = weft_scope_join(s);
     c->joined_close_rc = weft_scope_close(s);
 
-    /* A scope opened after `s` and still open ends first, like a join's. */
+    /* A scope nested in `s`, still open: refused, and nothing is joined or released. */
     if ((rc = weft_scope_open(&s, NULL)))
         return rc;
     weft_spawn(s, slow_child, NULL);
@@ -528,8 +527,10 @@ static int close_root(void *arg)
     for (int i = 0; i < 5; i++)
         weft_spawn(inner, slow_child, NULL);
     c->nested_rc = weft_scope_close(s);
+    c->nested_spawn_rc = weft_spawn(s, slow_child, NULL); /* `s` is still open */
+    c->inner_rc = weft_scope_close(inner);
+    c->outer_rc = weft_scope_close(s);
     c->counted_at_nested = atomic_load(&counter);
-    c->inner_after_join = weft_scope_join(inner);
 
     c->null_rc = weft_scope_close(NULL);
     return 0;
@@ -549,9 +550,11 @@ static void check_close(unsigned workers)
     cr_assert_eq(c.counted_at_failed, 20, "close returned before its children ended");
     cr_assert_eq(c.joined_join_rc, -EPIPE);
     cr_assert_eq(c.joined_close_rc, -EPIPE, "close of a joined scope returns the join's result");
-    cr_assert_eq(c.nested_rc, 0);
-    cr_assert_eq(c.counted_at_nested, 26, "close did not end the scope nested in it");
-    cr_assert_eq(c.inner_after_join, -EINVAL, "the nested scope was not released");
+    cr_assert_eq(c.nested_rc, -EBUSY, "close of a scope with one nested in it open");
+    cr_assert_eq(c.nested_spawn_rc, 0, "the refused close joined the scope");
+    cr_assert_eq(c.inner_rc, 0);
+    cr_assert_eq(c.outer_rc, 0);
+    cr_assert_eq(c.counted_at_nested, 27);
     cr_assert_eq(c.null_rc, -EINVAL);
     cr_assert_eq(weft_scope_close(NULL), -EPERM, "outside a task");
 }
@@ -564,6 +567,100 @@ Test(scope, close_joins_then_releases_on_one_worker)
 Test(scope, close_joins_then_releases_on_two_workers)
 {
     check_close(2);
+}
+
+/* ---- scopes end newest first: an outer scope outlives the scopes nested in it ---------------- */
+
+typedef struct outer_first {
+    int release_rc, close_rc, release_joined_inner_rc, close_joined_inner_rc;
+    int outer_spawn_rc, inner_spawn_rc, inner_join_rc, inner_release_rc, outer_close_rc;
+    int counted_at_end;
+    int later_release_rc, later_spawn_rc, later_close_rc, later_count;
+    int joined_both_inner_rc, joined_both_outer_rc;
+} outer_first;
+
+static int outer_first_root(void *arg)
+{
+    outer_first *o = arg;
+    weft_scope *outer, *inner;
+    int rc;
+    if ((rc = weft_scope_open(&outer, NULL)))
+        return rc;
+    weft_spawn(outer, slow_child, NULL);
+    if ((rc = weft_scope_open(&inner, NULL)))
+        return rc;
+    weft_spawn(inner, slow_child, NULL);
+    /* Releasing `outer` would release `inner` under the caller's pointer, or free the scope its
+     * state is read through. */
+    o->release_rc = weft_scope_release(outer);
+    o->close_rc = weft_scope_close(outer);
+    o->outer_spawn_rc = weft_spawn(outer, slow_child, NULL); /* not joined by the refusals */
+    o->inner_spawn_rc = weft_spawn(inner, slow_child, NULL);
+    o->inner_join_rc = weft_scope_join(inner);
+    /* Joined, but not released: it still hangs below `outer`. */
+    o->release_joined_inner_rc = weft_scope_release(outer);
+    o->close_joined_inner_rc = weft_scope_close(outer);
+    o->inner_release_rc = weft_scope_release(inner);
+    o->outer_close_rc = weft_scope_close(outer);
+    o->counted_at_end = atomic_load(&counter);
+
+    /* A scope opened after `outer` was joined is not nested in it: `outer` goes alone. */
+    if ((rc = weft_scope_open(&outer, NULL)))
+        return rc;
+    weft_scope_join(outer);
+    weft_scope *later;
+    if ((rc = weft_scope_open(&later, NULL)))
+        return rc;
+    o->later_release_rc = weft_scope_release(outer);
+    o->later_spawn_rc = weft_spawn(later, slow_child, NULL);
+    o->later_close_rc = weft_scope_close(later);
+    o->later_count = atomic_load(&counter);
+
+    /* Joining the outer scope joins the inner one too; they are then released inner first. */
+    if ((rc = weft_scope_open(&outer, NULL)))
+        return rc;
+    if ((rc = weft_scope_open(&inner, NULL)))
+        return rc;
+    weft_spawn(inner, slow_child, NULL);
+    weft_scope_join(outer);
+    o->joined_both_inner_rc = weft_scope_release(inner);
+    o->joined_both_outer_rc = weft_scope_release(outer);
+    return 0;
+}
+
+static void check_outer_first(unsigned workers)
+{
+    outer_first o;
+    memset(&o, 0x55, sizeof(o));
+    atomic_store(&counter, 0);
+    cr_assert_eq(run_on(workers, outer_first_root, &o), 0);
+    cr_assert_eq(o.release_rc, -EBUSY, "release of a scope with one nested in it open: %d",
+                 o.release_rc);
+    cr_assert_eq(o.close_rc, -EBUSY);
+    cr_assert_eq(o.outer_spawn_rc, 0, "a refused release or close joined the scope");
+    cr_assert_eq(o.inner_spawn_rc, 0, "a refused release or close ended the nested scope");
+    cr_assert_eq(o.inner_join_rc, 0);
+    cr_assert_eq(o.release_joined_inner_rc, -EBUSY);
+    cr_assert_eq(o.close_joined_inner_rc, -EBUSY);
+    cr_assert_eq(o.inner_release_rc, 0);
+    cr_assert_eq(o.outer_close_rc, 0);
+    cr_assert_eq(o.counted_at_end, 4);
+    cr_assert_eq(o.later_release_rc, 0);
+    cr_assert_eq(o.later_spawn_rc, 0, "releasing a scope released one opened after it");
+    cr_assert_eq(o.later_close_rc, 0);
+    cr_assert_eq(o.later_count, 5);
+    cr_assert_eq(o.joined_both_inner_rc, 0);
+    cr_assert_eq(o.joined_both_outer_rc, 0);
+}
+
+Test(scope, outer_scope_release_refused_while_a_nested_one_lives_one_worker)
+{
+    check_outer_first(1);
+}
+
+Test(scope, outer_scope_release_refused_while_a_nested_one_lives_two_workers)
+{
+    check_outer_first(2);
 }
 
 /* A task of another scope spawns into a scope that was joined meanwhile. */

@@ -264,6 +264,7 @@ static int place_root(void *p)
         CHECK_EQ(weft_sem_release(c->sem), 0);
     }
     c->join_second = weft_scope_join(second);
+    CHECK_EQ(weft_scope_release(first), 0);
     CHECK_EQ(weft_scope_release(second), 0);
     c->available_end = weft_sem_available(c->sem);
     return 0;

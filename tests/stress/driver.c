@@ -32,6 +32,7 @@
  *     never returns while its function still runs; sleeps never end early; max_concurrency
  *     scopes never run more children at once, and with max_concurrency 1 start them in order;
  *   - weft_run returns the root task's status, a handle the submitted task's status;
+ *   - a scope is released only after the scopes nested in it (else -EBUSY, nothing released);
  *   - weft_spawn, weft_scope_open, weft_run and friends refuse misuse with the documented codes;
  *   - nothing leaks (the asan stage runs this under LeakSanitizer).
  *
@@ -1089,14 +1090,35 @@ static void op_join(tctx *c, int i)
     recompute_cur(c);
 }
 
-/* Releases owned scope index i and every scope opened after it. */
+/* 1 if `x` is nested in `r`. */
+static int nested_in(const srec *x, const srec *r)
+{
+    for (const srec *p = x->parent; p; p = p->parent)
+        if (p == r)
+            return 1;
+    return 0;
+}
+
+/* Releases owned scope index i and every scope opened after it, newest first: a scope with one
+ * nested in it unreleased is refused. */
 static void op_release(tctx *c, int i)
 {
-    for (int j = i; j < c->nowned; j++)
+    int nested = 0;
+    for (int j = i + 1; j < c->nowned; j++)
+        nested |= nested_in(c->owned[j], c->owned[i]);
+    if (nested && chance(&c->r, 50)) {
+        IN(c, "weft_scope_release");
+        int rc = chance(&c->r, 50) ? weft_scope_release(c->owned[i]->s)
+                                   : weft_scope_close(c->owned[i]->s);
+        CHECK(rc == -EBUSY, "release of scope %u, with one nested in it open, returned %d",
+              c->owned[i]->idx, rc);
+    }
+    for (int j = c->nowned - 1; j >= i; j--) {
         set_live(c->owned[j], 0);
-    IN(c, "weft_scope_release");
-    int rc = weft_scope_release(c->owned[i]->s);
-    CHECK(rc == 0, "weft_scope_release returned %d", rc);
+        IN(c, "weft_scope_release");
+        int rc = weft_scope_release(c->owned[j]->s);
+        CHECK(rc == 0, "weft_scope_release returned %d", rc);
+    }
     c->nowned = i;
     recompute_cur(c);
 }
