@@ -18,6 +18,10 @@
  *   - A failed spawn never runs its function and leaves `arg` with the caller. A spawn that
  *     returned 0 runs its function once, unless no stack can be had for the task when it first
  *     starts: then the task ends with -ENOMEM without running it (see weft_spawn).
+ *   - No function here is async-signal-safe but weft_now. The others take spinlocks (a cancel,
+ *     a semaphore, a spawn): called from a signal handler that interrupted a thread holding
+ *     one, they spin for ever. A handler writes a byte to a pipe instead, which a task reads
+ *     (weft_read, or weft_blocking) before it calls weft_scope_cancel (README.md, "Signals").
  *
  * Migration hazard: a task may resume on another OS thread after any suspension point
  * (weft_yield, weft_sleep_*, weft_scope_join, weft_sem_acquire, weft_blocking, ...). Never keep
@@ -69,7 +73,7 @@ typedef int64_t weft_time;
 #define WEFT_NEVER INT64_MAX
 
 /** The current time of CLOCK_MONOTONIC in nanoseconds; deadlines are expressed on this clock.
- *  Callable from any thread. */
+ *  Callable from any thread, and from a signal handler. */
 WEFT_API weft_time weft_now(void);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -284,9 +288,10 @@ WEFT_API int weft_scope_release(weft_scope *s);
 WEFT_API int weft_scope_close(weft_scope *s);
 
 /**
- * Cancels `s` and its whole subtree, from any task or any thread, any number of times. Every
- * task in the subtree sees -ECANCELED at its suspension points from now on until it returns;
- * parked ones are woken. Returns 0, -EINVAL for NULL or a released scope.
+ * Cancels `s` and its whole subtree, from any task or any thread, any number of times; not
+ * from a signal handler (see the conventions at the top). Every task in the subtree sees
+ * -ECANCELED at its suspension points from now on until it returns; parked ones are woken.
+ * Returns 0, -EINVAL for NULL or a released scope.
  */
 WEFT_API int weft_scope_cancel(weft_scope *s);
 

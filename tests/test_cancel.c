@@ -11,11 +11,14 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "support_criterion.h"
 #include "weft.h"
@@ -1023,4 +1026,128 @@ Test(cancel, second_concurrent_cancel_returns_after_the_fan_out, .timeout = 120)
                      atomic_load(&race.missed));
     }
     cr_assert_eq(weft_runtime_shutdown(rt), 0);
+}
+
+/* ---- a signal turned into a cancel: the self-pipe pattern of README.md ("Signals") ------------
+ * No weft call is async-signal-safe: the handler only writes a byte to a pipe; a task reads it
+ * through weft_blocking and cancels the scope it runs in. The test raises the signal at a worker
+ * (the thread running the task that raises it) or at the thread waiting in weft_run. */
+
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    (void)!write(sig_pipe[1], "C", 1);
+    errno = saved;
+}
+
+static int read_byte(void *arg)
+{
+    ssize_t n;
+    do
+        n = read(sig_pipe[0], arg, 1);
+    while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : -EIO;
+}
+
+#define SIG_WORKERS 16
+
+typedef struct sig_case {
+    int at_main; /* signal the thread in weft_run, else the worker of the raising task */
+    pthread_t main_thread;
+    atomic_int started, ended;
+    char watcher_got;
+    int watcher_rc, work_rc, join_rc;
+    weft_cancel_reason reason, work_reason;
+} sig_case;
+
+static int watch_signals(void *p)
+{
+    sig_case *c = p;
+    char got = 0;
+    int rc = 0;
+    c->watcher_rc = weft_blocking(read_byte, &got, &rc);
+    if (c->watcher_rc == 0 && rc == 0 && got == 'C')
+        CHECK_EQ(weft_scope_cancel(weft_current_scope()), 0);
+    c->watcher_got = got;
+    atomic_fetch_add(&c->ended, 1);
+    return 0;
+}
+
+/* Half of them park, half keep their worker busy, until the cancel. */
+static int sig_worker(void *p)
+{
+    sig_case *c = p;
+    int n = atomic_fetch_add(&c->started, 1), rc;
+    if (n % 2)
+        while ((rc = weft_sleep_for(HOUR)) == 0) {
+        }
+    else
+        while ((rc = weft_yield()) == 0) {
+        }
+    CHECK_EQ(rc, -ECANCELED);
+    atomic_fetch_add(&c->ended, 1);
+    return rc;
+}
+
+static int sig_root(void *p)
+{
+    sig_case *c = p;
+    weft_scope *s, *work;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, watch_signals, c), 0);
+    REQUIRE_EQ(weft_scope_open(&work, NULL), 0); /* nested in `s`: its cancel reaches here */
+    for (int i = 0; i < SIG_WORKERS; i++)
+        CHECK_EQ(weft_spawn(work, sig_worker, c), 0);
+    REQUIRE_EQ(yield_until(&c->started, SIG_WORKERS), 0);
+    if (c->at_main)
+        CHECK_EQ(pthread_kill(c->main_thread, SIGUSR1), 0);
+    else
+        CHECK_EQ(raise(SIGUSR1), 0);
+    c->work_rc = weft_scope_join(work);
+    c->work_reason = weft_scope_cancel_reason(work);
+    CHECK_EQ(weft_scope_release(work), 0);
+    (void)!write(sig_pipe[1], "Q", 1); /* the work ended on its own: let the watcher go */
+    c->join_rc = weft_scope_join(s);
+    c->reason = weft_scope_cancel_reason(s);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return 0;
+}
+
+static void check_signal_cancels(unsigned workers, int at_main)
+{
+    static sig_case c;
+    memset(&c, 0, sizeof(c));
+    c.at_main = at_main;
+    c.main_thread = pthread_self();
+    cr_assert_eq(pipe2(sig_pipe, O_CLOEXEC), 0);
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART}, old;
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR1, &sa, &old), 0);
+    cr_assert_eq(run_on(workers, sig_root, &c), 0);
+    sigaction(SIGUSR1, &old, NULL);
+    close(sig_pipe[0]);
+    close(sig_pipe[1]);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.watcher_rc, 0);
+    cr_assert_eq(c.watcher_got, 'C', "the watcher read '%c'", c.watcher_got);
+    cr_assert_eq(c.work_rc, -ECANCELED);
+    cr_assert_eq(c.work_reason, WEFT_CANCEL_PARENT);
+    cr_assert_eq(c.join_rc, -ECANCELED);
+    cr_assert_eq(c.reason, WEFT_CANCEL_EXPLICIT);
+    cr_assert_eq(atomic_load(&c.ended), SIG_WORKERS + 1, "a task did not end");
+}
+
+Test(cancel, signal_through_a_pipe_cancels_a_scope_raised_at_a_worker, .timeout = 60)
+{
+    check_signal_cancels(1, 0);
+    check_signal_cancels(4, 0);
+}
+
+Test(cancel, signal_through_a_pipe_cancels_a_scope_raised_at_the_running_thread, .timeout = 60)
+{
+    check_signal_cancels(1, 1);
+    check_signal_cancels(4, 1);
 }
