@@ -5,7 +5,7 @@
  * that was accepted ran exactly once, every token came back, the runtime shut down, and (in the
  * ASan build) nothing leaked. The scenario touches runtime start, scope open with a deadline,
  * spawn, max_concurrency, sleep (timer arm), semaphore waits, blocking calls, failures with
- * messages and submission from a foreign thread.
+ * messages, the failure of a scope its task left open, and submission from a foreign thread.
  *
  * A second part lowers RLIMIT_AS in a child process so that stacks cannot be mapped, and checks
  * that spawning then returns -ENOMEM instead of crashing.
@@ -89,6 +89,22 @@ static void spawn_counted(scenario *c, weft_scope *s, weft_fn fn)
         expect(c, rc, -ENOMEM, -ENOMEM);
 }
 
+/* Returns with a scope open whose child fails: the implicit join hands the failure up. */
+static int forgetful(void *arg)
+{
+    scenario *c = arg;
+    atomic_fetch_add(&c->ran, 1);
+    weft_scope *s;
+    weft_scope_opts o = {.name = "forgotten"};
+    int rc = weft_scope_open(&s, &o);
+    if (rc) {
+        expect(c, rc, -ENOMEM, -ENOMEM);
+        return 0;
+    }
+    spawn_counted(c, s, failing_child);
+    return 0;
+}
+
 static int root(void *arg)
 {
     scenario *c = arg;
@@ -100,6 +116,7 @@ static int root(void *arg)
     for (int i = 0; i < 6; i++)
         spawn_counted(c, s, child);
     spawn_counted(c, s, failing_child);
+    spawn_counted(c, s, forgetful);
     weft_scope *limited;
     weft_scope_opts lo = {.max_concurrency = 2, .policy = WEFT_COLLECT};
     rc = weft_scope_open(&limited, &lo);
