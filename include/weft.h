@@ -315,6 +315,44 @@ WEFT_API weft_cancel_reason weft_cancel_reason_self(void);
 /** The reason `s` was cancelled (WEFT_CANCEL_NONE if it was not). */
 WEFT_API weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s);
 
+/* ---- deadlines a program can read and move (asyncio's Timeout.when / reschedule / expired) ---- */
+
+/** The scope's own deadline on weft_now()'s clock (from weft_scope_opts or
+ *  weft_scope_set_deadline), WEFT_NEVER when it has none or `s` is NULL or released. Any task or
+ *  thread, while `s` is not released; does not suspend. */
+WEFT_API weft_time weft_scope_deadline(const weft_scope *s);
+
+/** The deadline that bounds the tasks of `s`: the earliest own deadline of `s` and its
+ *  ancestors up to and including the nearest shielded scope (a shield cuts the chain),
+ *  WEFT_NEVER when none (or `s` is NULL or released). Read at the call: it follows the moves of
+ *  weft_scope_set_deadline anywhere on that chain. Any task or thread, while `s` is not
+ *  released; does not suspend. */
+WEFT_API weft_time weft_scope_effective_deadline(const weft_scope *s);
+
+/**
+ * Moves the own deadline of `s`, earlier or later, or removes it (`deadline` WEFT_NEVER or 0).
+ * The change reaches the whole subtree at once: a deadline moved to now or into the past
+ * cancels `s` and its subtree with WEFT_CANCEL_DEADLINE (-ETIMEDOUT); a deadline moved later (or
+ * removed) re-arms the scope's timer, and a subtree not yet cancelled goes on, bounded by the
+ * new deadline and by those of its ancestors and descendants. Cancellation is a state: a scope
+ * already cancelled, by this deadline or anything else, stays cancelled; a move that races the
+ * timer's firing ends one way or the other for the whole subtree (either cancelled with the
+ * deadline reason, or going on under the new deadline).
+ * Only the task that opened `s` may call it (-EPERM from another task or from a plain thread:
+ * only the owner knows that `s` is still open). Returns 0; -EINVAL for NULL, a negative
+ * deadline, or a scope joined or released; -ENOMEM when the timer could not be armed (the
+ * deadline it had is kept). Task-only; does not suspend.
+ *
+ * The idle-timeout pattern: open a scope with a timeout, and at each event move its deadline to
+ * weft_now() + the idle time; the scope times out that long after the last event.
+ */
+WEFT_API int weft_scope_set_deadline(weft_scope *s, weft_time deadline);
+
+/** 1 if the effective deadline of `s` passed and cancelled it (its cancel reason is
+ *  WEFT_CANCEL_DEADLINE), else 0; asyncio's Timeout.expired(). Any task or thread while `s` is
+ *  not released; does not suspend. */
+WEFT_API int weft_scope_expired(const weft_scope *s);
+
 /**
  * A cheap cancellation poll for loops that do not otherwise suspend: 0 if the task may go on,
  * else -ECANCELED or -ETIMEDOUT. Does not yield, but tells the watchdog the task is alive, and

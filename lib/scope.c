@@ -526,14 +526,95 @@ static void deadline_fired(weft__timer *tm)
 
 void weft__scope_check_deadline(weft_scope *s)
 {
-    weft_time d = s->deadline;
-    if (d == WEFT_NEVER || weft__scope_cancel_code(s) || d > weft_now())
+    if (weft__scope_cancel_code(s))
         return;
-    /* Its timer is late: cancel as it would, from the scope whose own deadline this is (the
-     * effective deadline is inherited down to the first shield). */
-    while (!s->shield && s->parent && s->parent->deadline == d)
-        s = s->parent;
-    weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
+    weft_time now = 0;
+    /* The timer of a passed deadline is late: cancel as it would, from the scope whose own
+     * deadline it is (deadlines are inherited down to the first shield). */
+    for (weft_scope *x = s; x; x = x->parent) {
+        weft_time own = __atomic_load_n(&x->own_deadline, __ATOMIC_RELAXED);
+        if (own != WEFT_NEVER) {
+            if (!now)
+                now = weft_now();
+            if (own <= now) {
+                weft__scope_cancel(x, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
+                return;
+            }
+        }
+        if (x->shield)
+            return;
+    }
+}
+
+/* ---- reading and moving deadlines -------------------------------------------------------------- */
+
+static int readable(const weft_scope *s)
+{
+    return s && __atomic_load_n(&s->state, __ATOMIC_RELAXED) != WEFT__SCOPE_RELEASED;
+}
+
+weft_time weft_scope_deadline(const weft_scope *s)
+{
+    return readable(s) ? __atomic_load_n(&s->own_deadline, __ATOMIC_RELAXED) : WEFT_NEVER;
+}
+
+weft_time weft_scope_effective_deadline(const weft_scope *s)
+{
+    if (!readable(s))
+        return WEFT_NEVER;
+    weft_time d = WEFT_NEVER;
+    for (const weft_scope *x = s; x; x = x->parent) {
+        weft_time own = __atomic_load_n(&x->own_deadline, __ATOMIC_RELAXED);
+        if (own < d)
+            d = own;
+        if (x->shield)
+            break;
+    }
+    return d;
+}
+
+int weft_scope_expired(const weft_scope *s)
+{
+    return readable(s) && weft_scope_cancel_reason(s) == WEFT_CANCEL_DEADLINE;
+}
+
+int weft_scope_set_deadline(weft_scope *s, weft_time deadline)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    if (!s || deadline < 0 || __atomic_load_n(&s->state, __ATOMIC_RELAXED) != WEFT__SCOPE_OPEN)
+        return -EINVAL;
+    if (s->owner != t)
+        return -EPERM;
+    if (deadline == 0)
+        deadline = WEFT_NEVER;
+    weft_time old = s->own_deadline;
+    if (s->timer_armed) {
+        s->timer_armed = 0;
+        /* Synchronous: a timer that fired has cancelled the scope by now, and that stays. */
+        weft__timer_cancel(&s->timer);
+    }
+    __atomic_store_n(&s->own_deadline, deadline, __ATOMIC_RELAXED);
+    if (deadline == WEFT_NEVER || weft__scope_cancel_code(s))
+        return 0;
+    if (deadline <= weft_now()) {
+        weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
+        return 0;
+    }
+    if (weft__sched_arm_timer(&s->timer, deadline, deadline_fired) == 0) {
+        s->timer_armed = 1;
+        return 0;
+    }
+    /* No room on this worker's timer heap: keep the deadline it had. */
+    __atomic_store_n(&s->own_deadline, old, __ATOMIC_RELAXED);
+    if (old != WEFT_NEVER) {
+        if (old <= weft_now() || weft__sched_arm_timer(&s->timer, old, deadline_fired) != 0)
+            weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT); /* cannot keep it: due */
+        else
+            s->timer_armed = 1;
+    }
+    return -ENOMEM;
 }
 
 int weft_scope_cancel(weft_scope *s)
@@ -658,7 +739,7 @@ static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
         strncpy(s->name, o->name, sizeof(s->name) - 1);
         s->name[sizeof(s->name) - 1] = 0;
     }
-    s->deadline = shield ? own : earlier(own, parent->deadline);
+    s->own_deadline = own;
 
     /* Not linked into the parent yet (see scope.h): it inherits the state by pulling. */
     atomic_store_explicit(&s->cancel_cache, epoch << 2 | weft__scope_cancel_encode(shield ? 0 : code),
@@ -666,9 +747,10 @@ static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
 
     push_owned(t, s);
 
-    /* A timer only where this scope's own deadline is the effective one: an inherited deadline
-     * reaches it through the ancestor's cancel. */
-    if (own != WEFT_NEVER && own == s->deadline && (shield || own < parent->deadline)) {
+    /* A timer for every own deadline, even one later than an ancestor's: an ancestor's
+     * deadline may be moved later (weft_scope_set_deadline), and this one must then still fire
+     * on its own. */
+    if (own != WEFT_NEVER) {
         if (own <= (now ? now : weft_now())) {
             weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
         } else if (weft__sched_arm_timer(&s->timer, own, deadline_fired) == 0) {
@@ -719,7 +801,7 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
     scope_init(s, parent, t);
     s->policy = 0;
     s->shield = 0;
-    s->deadline = parent->deadline;
+    s->own_deadline = WEFT_NEVER;
     atomic_store_explicit(&s->cancel_cache, epoch << 2, memory_order_relaxed);
     push_owned(t, s);
     *out = s;
@@ -1073,7 +1155,7 @@ int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **
     s->policy = WEFT_COLLECT;
     s->shield = 0;
     s->max_running = 0;
-    s->deadline = WEFT_NEVER;
+    s->own_deadline = WEFT_NEVER;
     s->prev_owned = NULL;
     s->outer_cancel_scope = NULL;
     atomic_init(&s->cancel_cache, 0); /* linked from the start: its own state is the answer */

@@ -97,8 +97,10 @@ struct weft_scope {
     weft_scope *outer_cancel_scope;       /* owner's cancel_scope before this one opened */
     int join_result;
     int timer_armed;
-    weft_time deadline;                   /* effective deadline, WEFT_NEVER if none */
-    weft__timer timer;                    /* fires at the scope's own deadline */
+    /* Its own deadline, WEFT_NEVER if none. Written by the owner only (open, set_deadline),
+     * read by any thread: the effective deadline is the earliest of those up to a shield. */
+    weft_time own_deadline;
+    weft__timer timer;                    /* fires at own_deadline, while timer_armed */
 
     /* Under `lock` (or the parent's), taken by cancels, cancellable waits, failures and the
      * slots of a limited scope. */

@@ -355,6 +355,17 @@ ROWFN(r_send_all_bad_fd, weft_send_all(-1, row_buf, sizeof(row_buf), 0, NULL))
 ROWFN(r_writev_all_bad_fd, weft_writev_all(-1, &row_iov, 1, NULL))
 ROWFN(r_writev_all_null_iov, weft_writev_all(1, NULL, 1, NULL))
 ROWFN(r_writev_all_neg_count, weft_writev_all(1, &row_iov, -1, NULL))
+ROWFN(r_deadline_null, weft_scope_deadline(NULL))
+ROWFN(r_deadline_scope, weft_scope_deadline(f->scope))
+ROWFN(r_eff_deadline_null, weft_scope_effective_deadline(NULL))
+ROWFN(r_eff_deadline_scope, weft_scope_effective_deadline(f->scope))
+ROWFN(r_set_deadline_null, weft_scope_set_deadline(NULL, WEFT_NEVER))
+ROWFN(r_set_deadline_negative, weft_scope_set_deadline(f->scope, -1))
+ROWFN(r_set_deadline_not_owner, weft_scope_set_deadline(f->scope, weft_now() + WEFT_SEC))
+ROWFN(r_set_deadline_joined, weft_scope_set_deadline(f->joined, weft_now() + WEFT_SEC))
+ROWFN(r_set_deadline_submission, weft_scope_set_deadline(f->submission, 1))
+ROWFN(r_expired_null, weft_scope_expired(NULL))
+ROWFN(r_expired_scope, weft_scope_expired(f->scope))
 ROWFN(r_checkpoint, weft_checkpoint())
 ROWFN(r_yield, weft_yield())
 ROWFN(r_sleep_for, weft_sleep_for(WEFT_MSEC))
@@ -566,6 +577,20 @@ static const row rows[] = {
     {"weft_writev_all", "fd -1", r_writev_all_bad_fd, -EPERM, -EBADF},
     {"weft_writev_all", "NULL iov", r_writev_all_null_iov, -EPERM, -EINVAL},
     {"weft_writev_all", "negative count", r_writev_all_neg_count, -EPERM, -EINVAL},
+    {"weft_scope_deadline", "NULL", r_deadline_null, WEFT_NEVER, WEFT_NEVER},
+    {"weft_scope_deadline", "(any thread) a scope without one", r_deadline_scope, WEFT_NEVER,
+     WEFT_NEVER},
+    {"weft_scope_effective_deadline", "NULL", r_eff_deadline_null, WEFT_NEVER, WEFT_NEVER},
+    {"weft_scope_effective_deadline", "(any thread) a scope without one", r_eff_deadline_scope,
+     WEFT_NEVER, WEFT_NEVER},
+    {"weft_scope_set_deadline", "NULL", r_set_deadline_null, -EPERM, -EINVAL},
+    {"weft_scope_set_deadline", "negative", r_set_deadline_negative, -EPERM, -EINVAL},
+    {"weft_scope_set_deadline", "not the owner", r_set_deadline_not_owner, -EPERM, -EPERM},
+    {"weft_scope_set_deadline", "joined scope", r_set_deadline_joined, -EPERM, -EINVAL},
+    {"weft_scope_set_deadline", "a scope with no owner", r_set_deadline_submission, -EPERM,
+     -EPERM},
+    {"weft_scope_expired", "NULL", r_expired_null, 0, 0},
+    {"weft_scope_expired", "(any thread) a live scope", r_expired_scope, 0, 0},
     {"weft_checkpoint", "task-only", r_checkpoint, -EPERM, 0},
     {"weft_yield", "task-only", r_yield, -EPERM, 0},
     {"weft_sleep_for", "task-only", r_sleep_for, -EPERM, 0},
