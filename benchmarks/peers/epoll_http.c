@@ -1,0 +1,201 @@
+/*
+ * epoll_http [--port P] [--threads T] — the http workload of benchmarks/README.md served the
+ * way a hand-written C server does it: T threads, each with its own listening socket on the
+ * same port (SO_REUSEPORT, the kernel spreads connections over them) and one edge-triggered
+ * epoll loop, every connection a state machine owned by one thread. It parses and answers with
+ * the same code as weft_http (../io_common.h), so that the two differ only in how they wait.
+ *
+ * Prints port=P once it listens. SIGINT or SIGTERM: every thread closes its connections and
+ * returns, and the process exits 0.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "../io_common.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+typedef struct conn {
+    int fd;
+    size_t out_off; /* first byte of b.out not yet written */
+    struct conn *prev, *next;
+    http_buf b;
+} conn;
+
+typedef struct worker {
+    int lfd;
+    int ep;
+    conn head; /* the worker's connections, to close them at the end */
+} worker;
+
+static int stop_fd; /* an eventfd that becomes readable, and stays so, to stop every loop */
+
+/* Writes what b.out holds. Returns 0 (all of it, or the socket is full) or -1 (close). */
+static int flush(conn *c)
+{
+    while (c->out_off < c->b.out_len) {
+        ssize_t n = send(c->fd, c->b.out + c->out_off, c->b.out_len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            return n < 0 && errno == EAGAIN ? 0 : -1;
+        }
+    }
+    c->out_off = c->b.out_len = 0;
+    return 0;
+}
+
+/* Runs a connection as far as it goes without waiting: answer, write, read, until a read or
+ * a write would block (edge-triggered: the next edge calls it again). Returns -1 to close. */
+static int conn_run(conn *c)
+{
+    for (;;) {
+        int more = http_answer(&c->b);
+        if (flush(c) < 0)
+            return -1;
+        if (c->b.out_len > 0)
+            return 0; /* the socket is full: EPOLLOUT comes back */
+        if (c->b.closing)
+            return -1;
+        if (more)
+            continue;
+        /* A full b.in always holds a whole head or one too long, which http_answer took:
+         * there is room to read. */
+        ssize_t n = read(c->fd, c->b.in + c->b.in_len, sizeof c->b.in - c->b.in_len);
+        if (n > 0)
+            c->b.in_len += (size_t)n;
+        else if (n == 0)
+            return -1;
+        else if (errno == EAGAIN)
+            return 0;
+        else if (errno != EINTR)
+            return -1;
+    }
+}
+
+static void conn_close(conn *c)
+{
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    close(c->fd); /* also leaves the epoll set */
+    free(c);
+}
+
+static void accept_all(worker *w)
+{
+    for (;;) {
+        int fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN)
+                perror("epoll_http: accept4");
+            return; /* EAGAIN, or out of descriptors: the next edge retries */
+        }
+        io_nodelay(fd);
+        conn *c = malloc(sizeof *c);
+        if (c == NULL) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->out_off = 0;
+        c->b.closing = 0;
+        c->b.in_len = c->b.out_len = 0;
+        c->next = w->head.next;
+        c->prev = &w->head;
+        c->next->prev = c;
+        w->head.next = c;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                 .data.ptr = c};
+        if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0 || conn_run(c) < 0)
+            conn_close(c);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    w->head.next = w->head.prev = &w->head;
+    w->ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event lev = {.events = EPOLLIN | EPOLLET, .data.ptr = w};
+    struct epoll_event sev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (w->ep < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, w->lfd, &lev) != 0 ||
+        epoll_ctl(w->ep, EPOLL_CTL_ADD, stop_fd, &sev) != 0) {
+        perror("epoll_http: epoll");
+        exit(1);
+    }
+    struct epoll_event evs[256];
+    for (int running = 1; running;) {
+        int n = epoll_wait(w->ep, evs, 256, -1);
+        if (n < 0 && errno != EINTR) {
+            perror("epoll_http: epoll_wait");
+            exit(1);
+        }
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == NULL)
+                running = 0;
+            else if (evs[i].data.ptr == w)
+                accept_all(w);
+            else if (conn_run(evs[i].data.ptr) < 0)
+                conn_close(evs[i].data.ptr);
+        }
+    }
+    while (w->head.next != &w->head)
+        conn_close(w->head.next);
+    close(w->lfd);
+    close(w->ep);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    io_opts o;
+    io_parse(argc, argv, &o);
+    io_raise_nofile();
+
+    /* Blocked here, before any thread starts, so that only sigwait below takes them. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    worker *ws = calloc(o.threads, sizeof *ws);
+    pthread_t *tids = calloc(o.threads, sizeof *tids);
+    if (stop_fd < 0 || ws == NULL || tids == NULL) {
+        perror("epoll_http");
+        return 1;
+    }
+    int port = o.port;
+    for (unsigned i = 0; i < o.threads; i++) {
+        ws[i].lfd = io_listen(port, 1, &port);
+        if (ws[i].lfd < 0) {
+            fprintf(stderr, "epoll_http: listen on 127.0.0.1:%d: %s\n", port, strerror(-ws[i].lfd));
+            return 1;
+        }
+    }
+    printf("port=%d\n", port);
+    fflush(stdout);
+    for (unsigned i = 0; i < o.threads; i++)
+        if (pthread_create(&tids[i], NULL, worker_main, &ws[i]) != 0) {
+            fprintf(stderr, "epoll_http: pthread_create failed\n");
+            return 1;
+        }
+
+    int sig;
+    sigwait(&sigs, &sig);
+    uint64_t one = 1;
+    if (write(stop_fd, &one, sizeof one) != sizeof one)
+        perror("epoll_http: eventfd");
+    for (unsigned i = 0; i < o.threads; i++)
+        pthread_join(tids[i], NULL);
+    return 0;
+}
