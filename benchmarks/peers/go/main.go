@@ -197,6 +197,9 @@ func park(n int64, timeCancel bool) result {
 }
 
 func main() {
+	if len(os.Args) >= 2 && (os.Args[1] == "http" || os.Args[1] == "echo") {
+		os.Exit(serve(os.Args[1], os.Args[2:])) // serve.go
+	}
 	if len(os.Args) != 3 {
 		fmt.Fprintln(os.Stderr, "usage: go_bench WORKLOAD THREADS")
 		os.Exit(2)
