@@ -1,4 +1,4 @@
-/* The blocking pool and the watchdog (blocking.c). */
+/* The blocking pool (blocking.c). */
 #ifndef WEFT_BLOCKING_H
 #define WEFT_BLOCKING_H
 
@@ -16,10 +16,5 @@ unsigned weft__blocking_threads(weft_runtime *rt);
 /** Waits until the pool has at most `n` threads, or until `deadline` (weft_now() clock):
  *  0 or -ETIMEDOUT (tests). */
 int weft__blocking_wait_threads(weft_runtime *rt, unsigned n, weft_time deadline);
-
-/** Starts the watchdog thread of `rt` if its configuration asks for one. */
-void weft__watchdog_start(weft_runtime *rt);
-/** Stops it, if it runs. */
-void weft__watchdog_stop(weft_runtime *rt);
 
 #endif

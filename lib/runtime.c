@@ -21,6 +21,7 @@
 #include "records.h"
 #include "sched.h"
 #include "scope.h"
+#include "watchdog.h"
 
 /* ---- creation and shutdown -------------------------------------------------------------------- */
 

@@ -1,0 +1,12 @@
+/* The watchdog (watchdog.c). */
+#ifndef WEFT_WATCHDOG_H
+#define WEFT_WATCHDOG_H
+
+#include "runtime.h"
+
+/** Starts the watchdog thread of `rt` if its configuration asks for one. */
+void weft__watchdog_start(weft_runtime *rt);
+/** Stops it, if it runs. */
+void weft__watchdog_stop(weft_runtime *rt);
+
+#endif
