@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blocking.h"
 #include "join_inline.h"
 #include "inject.h"
 #include "records.h"
