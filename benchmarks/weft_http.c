@@ -19,34 +19,28 @@
 #define SHUTDOWN_WRITE_LIMIT (10 * WEFT_SEC)
 
 /*
- * Writes b->out whole. The write runs in a shielded scope, so that a shutdown that begins
- * meanwhile lets it finish. A shutdown that began before the shield could be opened (between
- * the read that brought the requests and this call) makes weft_scope_open fail; the responses
- * still go out then, by plain non-blocking sends, as far as the socket takes them without
- * waiting (on loopback, all of them). 0 or a negative errno value.
+ * Writes b->out whole. A shutdown (or the idle deadline) that comes while responses are owed
+ * ends the write with its code: what is left then goes out in a shielded scope, which a cancel
+ * cannot end but its own deadline bounds, so that a client that stopped reading cannot hold the
+ * shutdown for ever. The shield is opened only then: an ordinary response pays nothing for it.
+ * 0 or a negative errno value.
  */
 static int write_out(int fd, http_buf *b)
 {
-    weft_scope *s;
-    weft_scope_opts o = {.shield = 1, .timeout_ns = SHUTDOWN_WRITE_LIMIT};
-    int rc = weft_scope_open(&s, &o);
-    if (rc == 0) {
-        ssize_t n = weft_write_all(fd, b->out, b->out_len, NULL);
-        (void)weft_scope_close(s);
-        b->out_len = 0;
-        return n < 0 ? (int)n : 0;
-    }
-    if (rc != -ECANCELED && rc != -ETIMEDOUT)
-        return rc;
     size_t done = 0;
-    while (done < b->out_len) {
-        ssize_t n = send(fd, b->out + done, b->out_len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n <= 0)
-            break;
-        done += (size_t)n;
+    ssize_t n = weft_write_all(fd, b->out, b->out_len, &done);
+    if (n == -ECANCELED || n == -ETIMEDOUT) {
+        weft_scope *s;
+        weft_scope_opts o = {.shield = 1, .timeout_ns = SHUTDOWN_WRITE_LIMIT};
+        if (weft_scope_open(&s, &o) == 0) {
+            ssize_t rest = weft_write_all(fd, b->out + done, b->out_len - done, NULL);
+            (void)weft_scope_close(s);
+            if (rest >= 0)
+                n = rest; /* owed and written: the caller closes the connection next */
+        }
     }
     b->out_len = 0;
-    return rc;
+    return n < 0 ? (int)n : 0;
 }
 
 static int connection(void *arg)

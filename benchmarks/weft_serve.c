@@ -20,6 +20,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 
 typedef struct server {
@@ -34,20 +35,37 @@ typedef struct server {
 
 static server srv;
 
+/* The idle scope of each open connection, by descriptor (a descriptor names one connection
+ * while it is open): a connection task runs in it, and each read moves its deadline. */
+static weft_scope **idle_of;
+static size_t idle_slots;
+
 ssize_t weft_serve_read(int fd, void *buf, size_t len)
 {
-    if (srv.idle == 0)
-        return weft_read(fd, buf, len);
-    weft_scope *s;
-    weft_scope_opts o = {.timeout_ns = srv.idle};
-    int rc = weft_scope_open(&s, &o);
-    if (rc != 0)
-        return rc;
     ssize_t n = weft_read(fd, buf, len);
-    /* The read's result is the answer: the scope's join may report a deadline that passed
-     * after the bytes came. */
-    (void)weft_scope_close(s);
+    if (n > 0 && srv.idle && (size_t)fd < idle_slots)
+        weft_scope_set_deadline(idle_of[fd], weft_now() + srv.idle);
     return n;
+}
+
+/* A connection task: the server's, inside a scope whose deadline is the idle time from the
+ * last bytes read (weft_serve_read moves it), so that the deadline is the scope's and a cancel
+ * of the listener still reaches every wait. */
+static int connection_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    if (srv.idle == 0 || (size_t)fd >= idle_slots)
+        return srv.conn(arg);
+    weft_scope *s;
+    int rc = weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = srv.idle, .name = "conn"});
+    if (rc != 0) {
+        weft_close(fd);
+        return 0;
+    }
+    idle_of[fd] = s;
+    rc = srv.conn(arg);
+    (void)weft_scope_close(s); /* the connection's own result is what counts */
+    return rc;
 }
 
 static int wait_signal(void *arg)
@@ -84,7 +102,7 @@ static int accept_loop(void)
             return fd;
         }
         io_nodelay(fd);
-        int rc = weft_spawn(srv.listener, srv.conn, (void *)(intptr_t)fd);
+        int rc = weft_spawn(srv.listener, connection_main, (void *)(intptr_t)fd);
         if (rc != 0) {
             weft_close(fd);
             if (rc == -ECANCELED || rc == -ETIMEDOUT)
@@ -143,6 +161,13 @@ int weft_serve(int argc, char **argv, const char *name, weft_fn conn)
     srv.name = name;
     srv.conn = conn;
     srv.idle = (weft_time)o.idle_ms * WEFT_MSEC;
+    struct rlimit rl;
+    if (srv.idle && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        idle_slots = rl.rlim_cur > ((rlim_t)1 << 20) ? (size_t)1 << 20 : (size_t)rl.rlim_cur;
+        idle_of = calloc(idle_slots, sizeof(*idle_of));
+        if (!idle_of)
+            idle_slots = 0;
+    }
 
     sigset_t sigs;
     sigemptyset(&sigs);

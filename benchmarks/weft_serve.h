@@ -21,11 +21,12 @@
 int weft_serve(int argc, char **argv, const char *name, weft_fn conn);
 
 /*
- * weft_read for a connection task: waits at most the idle time (--idle-ms) for the first byte,
- * by a scope with that timeout around the read, so that the deadline is the scope's and a
- * cancel of the listener still reaches the wait. The bytes read, 0 at the end of the stream,
- * -ETIMEDOUT when the connection stayed idle, -ECANCELED on shutdown, or another negative
- * errno value.
+ * weft_read for a connection task. With --idle-ms, the task runs in a scope whose deadline is
+ * the idle time, and each read that brings bytes moves it that far from now (the idle-timeout
+ * pattern of weft_scope_set_deadline); the scope's deadline bounds every wait of the task, and a
+ * cancel of the listener still reaches them. The bytes read, 0 at the end of the stream,
+ * -ETIMEDOUT when the connection stayed idle, -ECANCELED on shutdown, or another negative errno
+ * value.
  */
 ssize_t weft_serve_read(int fd, void *buf, size_t len);
 
