@@ -91,16 +91,19 @@ int weft__stack_pool_init(weft__stack_pool *p, size_t size)
     return 0;
 }
 
-/* Guards the gap below `s` (s->gap bytes). */
+/* Guards the gap below `s` (s->gap bytes). The kernel may refuse either call (an old kernel, no
+ * mapping left to split): the stack then falls back to the next kind of guard. The allocation
+ * hook's failures count as refusals here, so that the failure sweeps reach these paths too. */
 static void guard_stack(weft__stack *s)
 {
     char *guard = (char *)s->lo - s->gap;
     if (!atomic_load_explicit(&madvise_guard_off, memory_order_relaxed) &&
-        madvise(guard, s->gap, MADV_GUARD_INSTALL) == 0) {
+        !weft__alloc_should_fail() && madvise(guard, s->gap, MADV_GUARD_INSTALL) == 0) {
         s->guard = WEFT__GUARD_MADVISE;
         return;
     }
-    if (atomic_fetch_sub(&mprotect_budget, 1) > 0 && mprotect(guard, s->gap, PROT_NONE) == 0) {
+    if (atomic_fetch_sub(&mprotect_budget, 1) > 0 && !weft__alloc_should_fail() &&
+        mprotect(guard, s->gap, PROT_NONE) == 0) {
         s->guard = WEFT__GUARD_MPROTECT;
         return;
     }
