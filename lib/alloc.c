@@ -1,6 +1,7 @@
 /* The allocation hook; see alloc.h. */
 #include "alloc.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -131,4 +132,29 @@ void weft__alloc_unmap(void *p, size_t bytes)
     weft__alloc_own_wait_mark();
     munmap(p, bytes);
     weft__alloc_own_wait_mark();
+}
+
+static _Atomic int thread_tracking;
+static _Atomic long thread_fail_at;
+static _Atomic long thread_counted;
+
+void weft__alloc_thread_fail_at(long n)
+{
+    atomic_store(&thread_counted, 0);
+    atomic_store(&thread_fail_at, n);
+    atomic_store(&thread_tracking, n != 0);
+}
+
+long weft__alloc_thread_count(void)
+{
+    return atomic_load(&thread_counted);
+}
+
+int weft__alloc_thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
+                        void *arg)
+{
+    if (atomic_load_explicit(&thread_tracking, memory_order_relaxed) &&
+        atomic_fetch_add(&thread_counted, 1) + 1 == atomic_load(&thread_fail_at))
+        return EAGAIN;
+    return pthread_create(thread, attr, fn, arg);
 }

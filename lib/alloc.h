@@ -1,11 +1,13 @@
 /*
  * Every allocation of the library goes through here, so that tests can make any one of them fail
  * (weft__alloc_fail_at) and check that each -ENOMEM path is clean: nothing half-done, nothing
- * leaked. Unarmed, the hook costs one relaxed load of a counter per allocation.
+ * leaked. Unarmed, the hook costs one relaxed load of a counter per allocation. Thread creation
+ * has a hook of its own (weft__alloc_thread_fail_at), for the -EAGAIN paths.
  */
 #ifndef WEFT_ALLOC_H
 #define WEFT_ALLOC_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,5 +64,16 @@ static inline void weft__alloc_own_wait_mark(void)
         atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                               memory_order_release);
 }
+
+/** Test hook: the n-th thread created through weft__alloc_thread_create from now (1 = the next one)
+ *  fails to start, with EAGAIN as pthread_create gives when no stack can be mapped; then all
+ *  start again while the count goes on. 0 disarms it. Process-wide; counted apart from the
+ *  allocations, so that arming one hook does not move the other's failure point. */
+void weft__alloc_thread_fail_at(long n);
+/** How many threads weft__alloc_thread_create was asked for since its hook was armed. */
+long weft__alloc_thread_count(void);
+/** pthread_create behind the hook above: 0 or pthread_create's error number. */
+int weft__alloc_thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
+                        void *arg);
 
 #endif

@@ -107,7 +107,7 @@ static int start_workers(weft_runtime *rt)
         nallowed = CPU_COUNT(&allowed);
     for (unsigned started = 0; started < rt->nworkers; started++) {
         weft__worker *w = &rt->workers[started];
-        if (pthread_create(&w->thread, NULL, weft__sched_worker_main, w) != 0) {
+        if (weft__alloc_thread_create(&w->thread, NULL, weft__sched_worker_main, w) != 0) {
             rt->nworkers = started;
             return -EAGAIN;
         }
