@@ -122,20 +122,27 @@ typedef struct weft_config {
 /**
  * Starts a runtime, runs `root(arg)` as its root task, waits for it and for everything it
  * started, shuts the runtime down and returns the root's status (0 or its failure code).
- * `cfg` may be NULL for the defaults.
+ * `cfg` may be NULL for the defaults. Blocks the calling OS thread until then; callable from
+ * any thread that is not a weft task.
  *
  * Returns -EINVAL if `root` is NULL or `cfg` is out of range (workers above 256, stack_size
  * below 16 KiB or above 4 GiB), -ENOMEM if the runtime could not be built or no stack could be
- * mapped for the root task (then `root` never runs), -EAGAIN if a worker thread could not be
- * started, and -EDEADLK if called from inside a weft task (a nested run would block a worker
- * of the outer runtime; spawn into a scope instead).
+ * mapped for the root task, -EAGAIN if a worker thread could not be created (the system's limit
+ * on threads, or no memory for a thread's stack), and -EDEADLK if called from inside a weft task
+ * (a nested run would block a worker of the outer runtime; spawn into a scope instead). When the
+ * run fails so, `root` never ran and nothing is left running (a root may return these codes
+ * too, as its own status).
  */
 WEFT_API int weft_run(const weft_config *cfg, weft_fn root, void *arg);
 
 /**
- * Starts a long-lived runtime whose workers wait for submitted work (weft_submit).
- * Returns 0 and sets *out, -EINVAL, -ENOMEM, -EAGAIN if a worker thread could not be started,
- * or -EDEADLK from inside a task.
+ * Starts a long-lived runtime whose workers wait for submitted work (weft_submit). Callable
+ * from any thread that is not a weft task; does not suspend (it waits only for its threads to
+ * be created).
+ * Returns 0 and sets *out; -EINVAL for NULL `out` or a `cfg` out of range (as weft_run);
+ * -ENOMEM; -EAGAIN if a worker thread could not be created (the system's limit on threads, or
+ * no memory for a thread's stack); -EDEADLK from inside a task. On failure *out is left as it
+ * was and nothing is left running.
  */
 WEFT_API int weft_runtime_start(weft_runtime **out, const weft_config *cfg);
 

@@ -97,8 +97,18 @@ static void pin_to_allowed(pthread_t thread, const cpu_set_t *allowed, int k)
     }
 }
 
+/* Tells the first `n` workers to stop and waits for their threads. */
+static void join_workers(weft_runtime *rt, unsigned n)
+{
+    atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
+    for (unsigned i = 0; i < n; i++)
+        weft__idle_wake(&rt->workers[i].idle);
+    for (unsigned i = 0; i < n; i++)
+        pthread_join(rt->workers[i].thread, NULL);
+}
+
 /* Starts the worker threads, pinned if the configuration says so. 0, or -EAGAIN when a thread
- * cannot be created (rt->nworkers is then the number started). */
+ * cannot be created: the workers started before it are stopped then, and rt->nworkers is 0. */
 static int start_workers(weft_runtime *rt)
 {
     cpu_set_t allowed;
@@ -108,7 +118,10 @@ static int start_workers(weft_runtime *rt)
     for (unsigned started = 0; started < rt->nworkers; started++) {
         weft__worker *w = &rt->workers[started];
         if (weft__alloc_thread_create(&w->thread, NULL, weft__sched_worker_main, w) != 0) {
-            rt->nworkers = started;
+            /* The workers already running read nworkers as they look for work: it changes only
+             * once they are gone. */
+            join_workers(rt, started);
+            rt->nworkers = 0;
             return -EAGAIN;
         }
         if (nallowed)
@@ -121,12 +134,8 @@ static int start_workers(weft_runtime *rt)
  * work must be over. */
 static void stop_workers(weft_runtime *rt)
 {
-    atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        weft__idle_wake(&rt->workers[i].idle);
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        pthread_join(rt->workers[i].thread, NULL);
-    /* Every worker made, started or not (nworkers counts those started). */
+    join_workers(rt, rt->nworkers);
+    /* Every worker made, started or not (nworkers counts the threads to join). */
     for (unsigned i = 0; i < rt->cfg.workers; i++) {
         weft__worker *w = &rt->workers[i];
         weft__records_worker_drop(w);
