@@ -192,7 +192,8 @@ static int init_runtime(weft_runtime **out, const weft_config *c)
         if (rc == 0 && (rc = weft__blocking_init(rt)) != 0)
             weft__scope_external_free(rt->root_scope);
         if (rc != 0) {
-            stop_workers(rt); /* none started: frees what init made */
+            rt->nworkers = 0; /* none started: nothing to join, and the rest to free */
+            stop_workers(rt);
             weft__poll_destroy(&rt->poller);
         }
     }
