@@ -148,9 +148,14 @@ WEFT_API int weft_runtime_start(weft_runtime **out, const weft_config *cfg);
 
 /**
  * Cancels every task still running in `rt`, waits for all of them, stops the workers and frees
- * the runtime. Handles of submitted work stay valid until released. Must not be called from a
- * task of `rt` or from a function `rt`'s blocking pool runs (returns -EDEADLK). Returns 0,
- * -EINVAL for NULL.
+ * the runtime. Handles of submitted work stay valid until released. Returns 0, -EINVAL for
+ * NULL.
+ *
+ * Blocks the calling OS thread. Callable from any thread that is not a weft task (of any
+ * runtime: -EDEADLK, since a task of `rt` would wait for itself, and a task of another runtime
+ * would hold its worker's thread until `rt`'s tasks end, which may wait for work queued behind
+ * it) and is not running a function `rt`'s blocking pool runs (-EDEADLK); a function another
+ * runtime's blocking pool runs may call it.
  */
 WEFT_API int weft_runtime_shutdown(weft_runtime *rt);
 

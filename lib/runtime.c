@@ -397,9 +397,10 @@ int weft_runtime_shutdown(weft_runtime *rt)
 {
     if (!rt)
         return -EINVAL;
-    weft__worker *w = weft__sched_worker();
-    /* From its own workers or blocking pool, shutdown would wait for the caller itself. */
-    if ((w && w->rt == rt) || weft__blocking_current_runtime() == rt)
+    /* From a task, shutdown would block a worker's thread, not park a task: of rt, it would
+     * wait for the caller itself; of another runtime, for tasks that may wait for work queued
+     * behind the caller. From rt's blocking pool it would wait for the caller's own task. */
+    if (weft__sched_worker() || weft__blocking_current_runtime() == rt)
         return -EDEADLK;
     atomic_store_explicit(&rt->shutting_down, 1, memory_order_seq_cst);
     weft__scope_cancel(rt->root_scope, WEFT_CANCEL_SHUTDOWN, -ECANCELED);

@@ -572,6 +572,75 @@ Test(blocking, calls_refused_inside_a_task_are_edeadlk, .timeout = 60)
     cr_assert_eq(weft_runtime_shutdown(c.other_rt), 0);
 }
 
+/* Shutdown of another runtime from a task would park no task: it would block the worker's
+ * thread until every task of the other runtime ended, and a task there that waits for work of
+ * the caller's runtime would never end. It is refused as weft_run and weft_handle_wait are; from
+ * a function the caller's blocking pool runs (a thread made for blocking) it is allowed. */
+typedef struct cross_case {
+    weft_runtime *other;
+    int from_task_rc, own_rc, from_pool_rc;
+} cross_case;
+
+static int shutdown_other_fn(void *p)
+{
+    return weft_runtime_shutdown(((cross_case *)p)->other);
+}
+
+static int shutdown_from_a_task(void *p)
+{
+    cross_case *c = p;
+    c->from_task_rc = weft_runtime_shutdown(c->other);
+    return 0;
+}
+
+static int shutdown_own_runtime(void *p)
+{
+    cross_case *c = p;
+    c->own_rc = weft_runtime_shutdown(c->other);
+    return 0;
+}
+
+static int shutdown_from_the_pool(void *p)
+{
+    cross_case *c = p;
+    return weft_blocking(shutdown_other_fn, c, &c->from_pool_rc);
+}
+
+Test(blocking, shutdown_from_a_task_of_any_runtime_is_edeadlk, .timeout = 60)
+{
+    static cross_case c;
+    c.from_task_rc = c.own_rc = c.from_pool_rc = 1;
+    weft_config one = {.workers = 1};
+    cr_assert_eq(weft_runtime_start(&c.other, &one), 0);
+    static sleepy s;
+    weft_handle *sleeper;
+    cr_assert_eq(weft_submit(c.other, sleepy_fn, &s, &sleeper), 0);
+    spin_until(&s.started, 1);
+
+    /* From a task of another runtime: refused, and `other` goes on as before. */
+    cr_assert_eq(run_on(1, shutdown_from_a_task, &c), 0);
+    cr_assert_eq(c.from_task_rc, -EDEADLK);
+    int st = 1;
+    cr_assert_eq(weft_handle_wait(sleeper, weft_now() + WEFT_MSEC, &st), -ETIMEDOUT,
+                 "the refused shutdown cancelled a task");
+
+    /* From a task of the runtime itself: refused too. */
+    weft_handle *h;
+    cr_assert_eq(weft_submit(c.other, shutdown_own_runtime, &c, &h), 0);
+    cr_assert_eq(weft_handle_wait(h, WEFT_NEVER, &st), 0);
+    cr_assert_eq(st, 0);
+    cr_assert_eq(c.own_rc, -EDEADLK);
+    cr_assert_eq(weft_handle_release(h), 0);
+
+    /* From another runtime's blocking pool: a plain thread that may block, so it shuts down. */
+    cr_assert_eq(run_on(1, shutdown_from_the_pool, &c), 0);
+    cr_assert_eq(c.from_pool_rc, 0);
+    cr_assert_eq(weft_handle_wait(sleeper, WEFT_NEVER, &st), 0);
+    cr_assert_eq(st, -ECANCELED);
+    cr_assert_eq(s.rc, -ECANCELED);
+    cr_assert_eq(weft_handle_release(sleeper), 0);
+}
+
 /* ---- shutdown with work pending -------------------------------------------------------------- */
 
 #define NPENDING 20
