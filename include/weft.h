@@ -148,8 +148,17 @@ WEFT_API int weft_runtime_start(weft_runtime **out, const weft_config *cfg);
 
 /**
  * Cancels every task still running in `rt`, waits for all of them, stops the workers and frees
- * the runtime. Handles of submitted work stay valid until released. Returns 0, -EINVAL for
- * NULL.
+ * what the runtime holds. Handles of submitted work stay valid until released. Returns 0;
+ * -EINVAL for NULL; -ESHUTDOWN if `rt` was shut down already or another call is shutting it down
+ * (that call does the waiting; this one returns at once).
+ *
+ * Other threads may go on calling weft_submit on `rt` during the shutdown and after it: from the
+ * moment shutdown is called every such call returns -ESHUTDOWN, for good, so a submitter may
+ * simply stop when it is told so. A thread cannot know whether its next call comes before or
+ * after another thread's shutdown returns, so to answer it the runtime object itself (under a
+ * kilobyte) is kept, with everything else freed, until the process exits. A submission accepted
+ * before the shutdown began is cancelled with the rest; its handle reports its status, or
+ * -ECANCELED if it never started.
  *
  * Blocks the calling OS thread. Callable from any thread that is not a weft task (of any
  * runtime: -EDEADLK, since a task of `rt` would wait for itself, and a task of another runtime
@@ -741,9 +750,10 @@ typedef struct weft_handle weft_handle;
 
 /**
  * Submits `fn(arg)` to the long-lived runtime `rt` from any thread that is not one of its
- * tasks. Returns 0 and a handle to wait on; -EINVAL; -ENOMEM, also when no stack could be mapped
- * for the task (a submission that returns 0 holds its stack: `fn` runs); -ESHUTDOWN if `rt` is
- * shutting down.
+ * tasks; does not wait for the task, and never suspends. Returns 0 and a handle to wait on;
+ * -EINVAL; -ENOMEM, also when no stack could be mapped for the task (a submission that returns
+ * 0 holds its stack: `fn` runs); -ESHUTDOWN once weft_runtime_shutdown(rt) has been called, also
+ * while it runs and after it returned (see weft_runtime_shutdown).
  */
 WEFT_API int weft_submit(weft_runtime *rt, weft_fn fn, void *arg, weft_handle **out);
 

@@ -227,7 +227,8 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
     return 0;
 }
 
-void weft__runtime_stop(weft_runtime *rt)
+/* Stops the workers and frees everything the runtime holds but the weft_runtime itself. */
+static void release_runtime(weft_runtime *rt)
 {
     weft__watchdog_stop(rt);
     stop_workers(rt);
@@ -238,7 +239,38 @@ void weft__runtime_stop(weft_runtime *rt)
     weft__stack_pool_destroy(&rt->stacks);
     weft__records_destroy(rt);
     free(rt->workers);
+}
+
+void weft__runtime_stop(weft_runtime *rt)
+{
+    release_runtime(rt);
     free(rt);
+}
+
+/* Runtimes weft_runtime_shutdown ended: each weft_runtime stays, shutting_down set, for the life
+ * of the process, since a thread still holding the pointer may call weft_submit or
+ * weft_runtime_shutdown at any time and is answered -ESHUTDOWN from it (see
+ * weft_runtime_shutdown in weft.h). Listed only so that leak checkers see them kept. */
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static weft_runtime **retired;
+static size_t nretired, retired_cap;
+
+static void retire(weft_runtime *rt)
+{
+    pthread_mutex_lock(&retired_lock);
+    if (nretired == retired_cap) {
+        /* Not through the allocation hook: its failure changes nothing a caller could see (the
+         * runtime is kept all the same, only unlisted). */
+        size_t cap = retired_cap ? 2 * retired_cap : 16;
+        weft_runtime **grown = realloc(retired, cap * sizeof(*grown));
+        if (grown) {
+            retired = grown;
+            retired_cap = cap;
+        }
+    }
+    if (nretired < retired_cap)
+        retired[nretired++] = rt;
+    pthread_mutex_unlock(&retired_lock);
 }
 
 unsigned weft_workers(void)
@@ -300,6 +332,10 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
 {
     if (!rt || !fn || !out)
         return -EINVAL;
+    /* After the shutdown began, refused at once: read-only (the runtime may be retired), and
+     * no count for the shutdown to wait on. Racing calls are settled by the check below. */
+    if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed))
+        return -ESHUTDOWN;
     /* Counted before the check, each side with a seq_cst RMW or store before its load: either
      * shutdown waits for this submission, or this submission sees the shutdown. */
     atomic_fetch_add_explicit(&rt->outstanding, 1, memory_order_seq_cst);
@@ -393,6 +429,20 @@ int weft_handle_release(weft_handle *h)
     return 0;
 }
 
+/* Refuses submissions from now on, cancels every one under the root and waits until each has
+ * ended and every weft_submit call that got past its check has left (see submit). 0, or
+ * -ESHUTDOWN when another call began the shutdown. */
+static int drain(weft_runtime *rt)
+{
+    if (atomic_exchange_explicit(&rt->shutting_down, 1, memory_order_seq_cst))
+        return -ESHUTDOWN;
+    weft__scope_cancel(rt->root_scope, WEFT_CANCEL_SHUTDOWN, -ECANCELED);
+    uint32_t n;
+    while ((n = atomic_load_explicit(&rt->outstanding, memory_order_seq_cst)) != 0)
+        weft__futex_wait(&rt->outstanding, n, WEFT_NEVER);
+    return 0;
+}
+
 int weft_runtime_shutdown(weft_runtime *rt)
 {
     if (!rt)
@@ -402,13 +452,12 @@ int weft_runtime_shutdown(weft_runtime *rt)
      * behind the caller. From rt's blocking pool it would wait for the caller's own task. */
     if (weft__sched_worker() || weft__blocking_current_runtime() == rt)
         return -EDEADLK;
-    atomic_store_explicit(&rt->shutting_down, 1, memory_order_seq_cst);
-    weft__scope_cancel(rt->root_scope, WEFT_CANCEL_SHUTDOWN, -ECANCELED);
-    uint32_t n;
-    while ((n = atomic_load_explicit(&rt->outstanding, memory_order_seq_cst)) != 0)
-        weft__futex_wait(&rt->outstanding, n, WEFT_NEVER);
-    weft__runtime_stop(rt);
-    return 0;
+    int rc = drain(rt);
+    if (rc == 0) {
+        release_runtime(rt);
+        retire(rt);
+    }
+    return rc;
 }
 
 int weft_run(const weft_config *cfg, weft_fn root, void *arg)
@@ -427,6 +476,8 @@ int weft_run(const weft_config *cfg, weft_fn root, void *arg)
         weft_handle_wait(h, WEFT_NEVER, &rc);
         weft_handle_release(h);
     }
-    weft_runtime_shutdown(rt);
+    /* No other thread holds rt: the weft_runtime itself goes too. */
+    drain(rt);
+    weft__runtime_stop(rt);
     return rc;
 }
