@@ -160,6 +160,12 @@ WEFT_API int weft_runtime_start(weft_runtime **out, const weft_config *cfg);
  * before the shutdown began is cancelled with the rest; its handle reports its status, or
  * -ECANCELED if it never started.
  *
+ * Shielded scopes (weft_scope_opts.shield) are waited for, not cut short: the shutdown's cancel
+ * reaches a task in one only once the shielded scope is joined, so a shielded body that waits
+ * for ever holds the shutdown for ever. A shield is its owner's word that the body ends on its
+ * own (a cleanup); one that may wait should carry its own timeout_ns, which bounds the shutdown
+ * too.
+ *
  * Blocks the calling OS thread. Callable from any thread that is not a weft task (of any
  * runtime: -EDEADLK, since a task of `rt` would wait for itself, and a task of another runtime
  * would hold its worker's thread until `rt`'s tasks end, which may wait for work queued behind
@@ -207,7 +213,8 @@ typedef struct weft_scope_opts {
     unsigned max_concurrency;
     /** Shield the scope's body from the cancellation of its ancestors. A cancel that arrives
      *  while shielded is delivered when the scope is joined. The scope's own deadline and an
-     *  explicit weft_scope_cancel of the scope itself still apply. */
+     *  explicit weft_scope_cancel of the scope itself still apply. A runtime's shutdown waits
+     *  for a shielded body as well: give one that may wait a timeout_ns. */
     int shield;
 } weft_scope_opts;
 

@@ -670,6 +670,114 @@ Test(blocking, shutdown_cancels_pending_sleepers, .timeout = 60)
     }
 }
 
+/* Shutdown cancels every task, but a shielded scope's body is not cancelled from outside: the
+ * shield is its owner's word that the body ends on its own (a cleanup), so shutdown waits for
+ * it, and the cancel reaches the task once the shielded scope is joined. A shield whose body may
+ * wait carries its own timeout, which bounds the shutdown as well. */
+typedef struct shielded_case {
+    weft_sem *sem;     /* no tokens until the test thread releases one */
+    weft_time timeout; /* the shield's timeout_ns; 0 = none */
+    atomic_int inside, unshielded_woken, shutdown_returned;
+    int acquire_rc, join_rc, after_rc, unshielded_rc;
+} shielded_case;
+
+static int shielded_waiter(void *p)
+{
+    shielded_case *c = p;
+    weft_scope *sh;
+    weft_scope_opts o = {.shield = 1, .timeout_ns = c->timeout, .name = "cleanup"};
+    int rc = weft_scope_open(&sh, &o);
+    CHECK_EQ(rc, 0);
+    atomic_store(&c->inside, 1);
+    if (rc)
+        return rc;
+    c->acquire_rc = weft_sem_acquire(c->sem);
+    c->join_rc = weft_scope_close(sh);
+    c->after_rc = weft_checkpoint();
+    return 0;
+}
+
+static int unshielded_sleeper(void *p)
+{
+    shielded_case *c = p;
+    c->unshielded_rc = weft_sleep_for(HOUR);
+    atomic_store(&c->unshielded_woken, 1);
+    return 0;
+}
+
+typedef struct shutter_arg {
+    weft_runtime *rt;
+    shielded_case *c;
+    int rc;
+} shutter_arg;
+
+static void *shutter(void *p)
+{
+    shutter_arg *a = p;
+    a->rc = weft_runtime_shutdown(a->rt);
+    atomic_store(&a->c->shutdown_returned, 1);
+    return NULL;
+}
+
+/* Starts a runtime with a task parked in a shielded scope and an unshielded sleeper, and shuts
+ * it down from another thread. */
+static void start_shielded(shielded_case *c, weft_runtime **rt, pthread_t *th, shutter_arg *a)
+{
+    cr_assert_eq(weft_sem_create(&c->sem, 0), 0);
+    weft_config cfg = {.workers = 2};
+    cr_assert_eq(weft_runtime_start(rt, &cfg), 0);
+    weft_handle *h1, *h2;
+    cr_assert_eq(weft_submit(*rt, shielded_waiter, c, &h1), 0);
+    cr_assert_eq(weft_submit(*rt, unshielded_sleeper, c, &h2), 0);
+    cr_assert_eq(weft_handle_release(h1), 0);
+    cr_assert_eq(weft_handle_release(h2), 0);
+    spin_until(&c->inside, 1);
+    *a = (shutter_arg){.rt = *rt, .c = c, .rc = 1};
+    cr_assert_eq(pthread_create(th, NULL, shutter, a), 0);
+}
+
+Test(blocking, shutdown_waits_for_a_shielded_scope, .timeout = 60)
+{
+    static shielded_case c;
+    weft_runtime *rt;
+    pthread_t th;
+    static shutter_arg a;
+    start_shielded(&c, &rt, &th, &a);
+    /* The shutdown has cancelled what it could; it still waits for the shielded body. */
+    spin_until(&c.unshielded_woken, 1);
+    cr_assert_eq(c.unshielded_rc, -ECANCELED);
+    cr_assert_eq(atomic_load(&c.shutdown_returned), 0, "shutdown did not wait for the shield");
+    cr_assert_eq(weft_sem_release(c.sem), 0);
+    pthread_join(th, NULL);
+    ASSERT_CHECKS();
+    cr_assert_eq(a.rc, 0);
+    cr_assert_eq(c.acquire_rc, 0, "the shielded wait was cancelled: %d", c.acquire_rc);
+    cr_assert_eq(c.join_rc, 0);
+    cr_assert_eq(c.after_rc, -ECANCELED, "the cancel was not delivered after the shield");
+    cr_assert_eq(weft_sem_destroy(c.sem), 0);
+}
+
+Test(blocking, shutdown_is_bounded_by_a_shield_timeout, .timeout = 60)
+{
+    static shielded_case c;
+    c.timeout = 20 * WEFT_MSEC;
+    weft_runtime *rt;
+    pthread_t th;
+    static shutter_arg a;
+    weft_time t0 = weft_now();
+    start_shielded(&c, &rt, &th, &a);
+    /* Nobody releases a token: the shield's own deadline ends the wait, and the shutdown. */
+    pthread_join(th, NULL);
+    ASSERT_CHECKS();
+    cr_assert_eq(a.rc, 0);
+    cr_assert_geq(weft_now() - t0, c.timeout);
+    cr_assert_eq(c.unshielded_rc, -ECANCELED);
+    cr_assert_eq(c.acquire_rc, -ETIMEDOUT, "the shielded wait ended with %d", c.acquire_rc);
+    cr_assert_eq(c.join_rc, -ETIMEDOUT);
+    cr_assert_eq(c.after_rc, -ECANCELED);
+    cr_assert_eq(weft_sem_destroy(c.sem), 0);
+}
+
 /* A submit made while shutdown is under way (the runtime is held open by a task that waits for the
  * submit to have happened) is refused with -ESHUTDOWN. */
 typedef struct late_case {
