@@ -12,6 +12,7 @@
 #include "inject.h"
 #include "records.h"
 #include "runtime.h"
+#include "deadline.h"
 #include "sched.h"
 
 /* `state` is the owner's, but weft_scope_cancel and weft_spawn may look at it from any thread:
@@ -517,105 +518,6 @@ static int ensure_linked(weft_scope *s)
     return 0;
 }
 
-static void deadline_fired(weft__timer *tm)
-{
-    weft_scope *s = (weft_scope *)((char *)tm - offsetof(weft_scope, timer));
-    weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
-}
-
-void weft__scope_check_deadline(weft_scope *s)
-{
-    if (weft__scope_cancel_code(s))
-        return;
-    weft_time now = 0;
-    /* The timer of a passed deadline is late: cancel as it would, from the scope whose own
-     * deadline it is (deadlines are inherited down to the first shield). */
-    for (weft_scope *x = s; x; x = x->parent) {
-        weft_time own = __atomic_load_n(&x->own_deadline, __ATOMIC_RELAXED);
-        if (own != WEFT_NEVER) {
-            if (!now)
-                now = weft_now();
-            if (own <= now) {
-                weft__scope_cancel(x, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
-                return;
-            }
-        }
-        if (x->shield)
-            return;
-    }
-}
-
-/* ---- reading and moving deadlines -------------------------------------------------------------- */
-
-static int readable(const weft_scope *s)
-{
-    return s && __atomic_load_n(&s->state, __ATOMIC_RELAXED) != WEFT__SCOPE_RELEASED;
-}
-
-weft_time weft_scope_deadline(const weft_scope *s)
-{
-    return readable(s) ? __atomic_load_n(&s->own_deadline, __ATOMIC_RELAXED) : WEFT_NEVER;
-}
-
-weft_time weft_scope_effective_deadline(const weft_scope *s)
-{
-    if (!readable(s))
-        return WEFT_NEVER;
-    weft_time d = WEFT_NEVER;
-    for (const weft_scope *x = s; x; x = x->parent) {
-        weft_time own = __atomic_load_n(&x->own_deadline, __ATOMIC_RELAXED);
-        if (own < d)
-            d = own;
-        if (x->shield)
-            break;
-    }
-    return d;
-}
-
-int weft_scope_expired(const weft_scope *s)
-{
-    return readable(s) && weft_scope_cancel_reason(s) == WEFT_CANCEL_DEADLINE;
-}
-
-int weft_scope_set_deadline(weft_scope *s, weft_time deadline)
-{
-    weft__task *t = weft__task_self();
-    if (!t)
-        return -EPERM;
-    if (!s || deadline < 0 || __atomic_load_n(&s->state, __ATOMIC_RELAXED) != WEFT__SCOPE_OPEN)
-        return -EINVAL;
-    if (s->owner != t)
-        return -EPERM;
-    if (deadline == 0)
-        deadline = WEFT_NEVER;
-    weft_time old = s->own_deadline;
-    if (s->timer_armed) {
-        s->timer_armed = 0;
-        /* Synchronous: a timer that fired has cancelled the scope by now, and that stays. */
-        weft__timer_cancel(&s->timer);
-    }
-    __atomic_store_n(&s->own_deadline, deadline, __ATOMIC_RELAXED);
-    if (deadline == WEFT_NEVER || weft__scope_cancel_code(s))
-        return 0;
-    if (deadline <= weft_now()) {
-        weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
-        return 0;
-    }
-    if (weft__sched_arm_timer(&s->timer, deadline, deadline_fired) == 0) {
-        s->timer_armed = 1;
-        return 0;
-    }
-    /* No room on this worker's timer heap: keep the deadline it had. */
-    __atomic_store_n(&s->own_deadline, old, __ATOMIC_RELAXED);
-    if (old != WEFT_NEVER) {
-        if (old <= weft_now() || weft__sched_arm_timer(&s->timer, old, deadline_fired) != 0)
-            weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT); /* cannot keep it: due */
-        else
-            s->timer_armed = 1;
-    }
-    return -ENOMEM;
-}
-
 int weft_scope_cancel(weft_scope *s)
 {
     if (!s || __atomic_load_n(&s->state, __ATOMIC_RELAXED) == WEFT__SCOPE_RELEASED)
@@ -752,7 +654,7 @@ static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
     if (own != WEFT_NEVER) {
         if (own <= (now ? now : weft_now())) {
             weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
-        } else if (weft__sched_arm_timer(&s->timer, own, deadline_fired) == 0) {
+        } else if (weft__deadline_arm(s, own) == 0) {
             s->timer_armed = 1;
         } else {
             weft_scope_release(s);

@@ -167,10 +167,6 @@ void weft__scope_external_free(weft_scope *s);
 /** Cancels `s` and its subtree. */
 void weft__scope_cancel(weft_scope *s, int reason, int code);
 
-/** Cancels with the deadline reason the scope whose deadline is the effective deadline of `s`,
- *  if that has passed: a checkpoint's own look at the clock, for a timer that is late (its
- *  worker may be stuck). The caller runs a task whose innermost scope is `s`. */
-void weft__scope_check_deadline(weft_scope *s);
 
 /** Joins and releases every scope `t` still owns (implicit join at task exit), newest first.
  *  The failures of the scopes it left open go up with its own (see weft.h): returns the task's

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "deadline.h"
 #include "join_inline.h"
 #include "inject.h"
 #include "records.h"
@@ -292,7 +293,7 @@ int weft_checkpoint(void)
     if (!t)
         return -EPERM;
     if (weft__sched_checkpoint_on(w))
-        weft__scope_check_deadline(t->cancel_scope);
+        weft__deadline_check(t->cancel_scope);
     return weft__scope_cancel_code(t->cancel_scope);
 }
 
