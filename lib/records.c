@@ -269,6 +269,27 @@ size_t weft__records_mapped_bytes(weft_runtime *rt)
     return bytes;
 }
 
+weft_scope *weft__records_take_scope(weft_runtime *rt)
+{
+    if (!__atomic_load_n(&rt->spare_scopes, __ATOMIC_RELAXED))
+        return NULL;
+    weft__lock_acquire(&rt->chunk_lock);
+    weft_scope *s = rt->spare_scopes;
+    if (s)
+        __atomic_store_n(&rt->spare_scopes, s->cache_next, __ATOMIC_RELAXED);
+    weft__lock_release(&rt->chunk_lock);
+    return s;
+}
+
+void weft__records_give_scope(weft_runtime *rt, weft_scope *s)
+{
+    weft__lock_acquire(&rt->chunk_lock);
+    s->cache_next = rt->spare_scopes;
+    /* Read unlocked by weft__records_take_scope, to skip the lock when there are none. */
+    __atomic_store_n(&rt->spare_scopes, s, __ATOMIC_RELAXED);
+    weft__lock_release(&rt->chunk_lock);
+}
+
 void weft__records_worker_drop(weft__worker *w)
 {
     w->task_cache = NULL;

@@ -92,6 +92,12 @@ void weft__records_free_block(weft_runtime *rt, void *b);
  *  cost until it ends. Any thread; for tests. */
 size_t weft__records_mapped_bytes(weft_runtime *rt);
 
+/** A released scope record (clean, see scope.c) from the runtime's spare ones, or NULL: for a
+ *  worker whose own cache is empty, or a thread that is no worker. Any thread. */
+weft_scope *weft__records_take_scope(weft_runtime *rt);
+/** A released scope record to the runtime's spare ones, where any worker finds it. Any thread. */
+void weft__records_give_scope(weft_runtime *rt, weft_scope *s);
+
 /** Forgets the record caches of `w`, whose thread has ended (the records themselves live in the
  *  runtime's chunks), and frees its cached scope records. */
 void weft__records_worker_drop(weft__worker *w);

@@ -26,19 +26,7 @@ static void set_state(weft_scope *s, int state)
 
 /* Scope records are recycled, never freed while the runtime lives (a stale timer item may still
  * point into one; see timer.h): a worker keeps those released on it, the runtime those released
- * elsewhere. */
-static __attribute__((noinline)) weft_scope *cache_get_spare(weft_runtime *rt)
-{
-    if (!__atomic_load_n(&rt->spare_scopes, __ATOMIC_RELAXED))
-        return NULL;
-    weft__lock_acquire(&rt->chunk_lock);
-    weft_scope *s = rt->spare_scopes;
-    if (s)
-        __atomic_store_n(&rt->spare_scopes, s->cache_next, __ATOMIC_RELAXED);
-    weft__lock_release(&rt->chunk_lock);
-    return s;
-}
-
+ * elsewhere (records.c). */
 /* The newest record of the cache of `w` (the caller's worker), which is not empty. */
 static inline weft_scope *cache_pop_own(weft__worker *w)
 {
@@ -51,7 +39,7 @@ static inline weft_scope *cache_pop_own(weft__worker *w)
 static inline weft_scope *cache_get(weft__worker *w, weft_runtime *rt)
 {
     if (!w || w->rt != rt || !w->scopes.top)
-        return cache_get_spare(rt);
+        return weft__records_take_scope(rt);
     return cache_pop_own(w);
 }
 
@@ -77,10 +65,7 @@ static void cache_put(weft__worker *w, weft_scope *s)
         cache_push_own(w, s);
         return;
     }
-    weft__lock_acquire(&rt->chunk_lock);
-    s->cache_next = rt->spare_scopes;
-    __atomic_store_n(&rt->spare_scopes, s, __ATOMIC_RELAXED); /* read unlocked in cache_get */
-    weft__lock_release(&rt->chunk_lock);
+    weft__records_give_scope(rt, s);
 }
 
 /* The fields of a clean record (below) that a scope's life may leave otherwise, and that the
