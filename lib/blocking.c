@@ -106,6 +106,7 @@ static void *pool_thread(void *arg)
 {
     weft__blocking_pool *p = arg;
     int spinning = 0; /* counted in p->spinning */
+    pthread_setname_np(pthread_self(), "weft-pool");
     /* As on the workers: a write to a closed pipe fails with EPIPE, it does not kill. */
     sigset_t pipe_only;
     sigemptyset(&pipe_only);

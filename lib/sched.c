@@ -60,6 +60,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -748,6 +749,10 @@ void *weft__sched_worker_main(void *arg)
     weft__tls_worker = w;
     weft__alloc_tls_own_waits = &w->own_waits;
     atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
+    /* top, gdb and the watchdog's reports name it: weft-w0, weft-w1, ... */
+    char name[16];
+    snprintf(name, sizeof(name), "weft-w%u", w->index);
+    pthread_setname_np(pthread_self(), name);
     /* Sleeping workers wake for timers: ask the kernel for precise wake-ups. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
     /* A write to a closed pipe or socket returns EPIPE here, never kills the process (io.c

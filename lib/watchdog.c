@@ -74,6 +74,7 @@ static weft_time time_held(weft_time since, weft__thread_times then, weft_time n
 static void *watchdog_main(void *arg)
 {
     weft_runtime *rt = arg;
+    pthread_setname_np(pthread_self(), "weft-watchdog");
     weft_time limit = rt->cfg.watchdog_ns;
     weft_time period = limit / 4 > WEFT_MSEC ? limit / 4 : WEFT_MSEC;
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {

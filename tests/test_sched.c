@@ -9,12 +9,14 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -588,6 +590,47 @@ Test(sched, yield_steals_work_queued_behind_a_busy_worker, .timeout = 60)
     cr_assert_eq(atomic_load(&sw.sleeper_ran), 1, "the woken task never ran");
     cr_assert_eq(atomic_load(&sw.hog_timed_out), 0,
                  "the woken task waited behind the busy worker while the other yielded");
+}
+
+/* ---- thread names ---------------------------------------------------------------------------- */
+
+/* The names top and gdb show: read back from /proc while the runtime runs. */
+static int names_root(void *p)
+{
+    char(*names)[64] = p;
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -errno;
+    struct dirent *e;
+    while (n < 8 && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (fgets(names[n], sizeof(names[n]), f))
+            n++;
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+Test(sched, worker_threads_are_named)
+{
+    static char names[8][64];
+    weft_config cfg = {.workers = 2};
+    int n = weft_run(&cfg, names_root, names);
+    cr_assert_geq(n, 3);
+    int w0 = 0, w1 = 0;
+    for (int i = 0; i < n; i++) {
+        w0 |= strncmp(names[i], "weft-w0", 7) == 0;
+        w1 |= strncmp(names[i], "weft-w1", 7) == 0;
+    }
+    cr_assert(w0 && w1, "no thread named weft-w0 and weft-w1");
 }
 
 /* ---- errno and migration ---------------------------------------------------------------------- */
