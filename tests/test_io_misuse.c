@@ -1,0 +1,429 @@
+/*
+ * I/O used the way weft.h says not to, or at its edges: a worker stuck in a plain blocking call
+ * while tasks wait for descriptors, a descriptor of two runtimes, weft_close from a plain thread,
+ * a plain close() whose number comes back, files epoll cannot watch, blocking descriptors, two
+ * tasks on one direction, weft_connect on what is not a socket.
+ *
+ * Tests that need to know that a task has parked use one worker (or a known set of workers) and
+ * read the runtime's idle mask and poller (runtime.h): every worker asleep, and one of them in
+ * the poller, means every task has parked. Waits of the test's own thread poll with
+ * sched_yield() under a generous bound, which only a broken runtime reaches.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime.h"
+#include "support_criterion.h"
+#include "weft.h"
+
+/* The bound on waits that only a broken runtime would reach. */
+#define SAFETY (20 * WEFT_SEC)
+
+/* On the test's thread: polls `done(arg)` until it holds or SAFETY passes. 1 if it held. */
+static int wait_for(int (*done)(void *), void *arg)
+{
+    weft_time end = weft_now() + SAFETY;
+    while (!done(arg)) {
+        if (weft_now() > end)
+            return 0;
+        sched_yield();
+    }
+    return 1;
+}
+
+/* Every worker of `rt` asleep (or about to sleep, its work all looked at), one of them in the
+ * poller: every task has parked. */
+static int all_parked(weft_runtime *rt)
+{
+    uint64_t all = rt->nworkers == 64 ? ~0ull : (1ull << rt->nworkers) - 1;
+    return atomic_load(&rt->idle_mask[0]) == all && atomic_load(&rt->poller.held) == 1;
+}
+
+static weft_runtime *start(unsigned workers)
+{
+    weft_runtime *rt = NULL;
+    /* No watchdog: some tasks here block their worker on purpose. */
+    weft_config cfg = {.workers = workers, .watchdog_ns = -1};
+    cr_assert_eq(weft_runtime_start(&rt, &cfg), 0);
+    return rt;
+}
+
+/* ---- weft_close from a plain thread ---------------------------------------------------------- */
+
+typedef struct plain_close {
+    weft_runtime *rt;
+    int pair[2];
+    atomic_int in;
+    long read_rc, write_rc;
+} plain_close;
+
+static int pc_reader(void *p)
+{
+    plain_close *c = p;
+    char buf[16];
+    atomic_fetch_add(&c->in, 1);
+    c->read_rc = weft_read(c->pair[0], buf, sizeof(buf));
+    return 0;
+}
+
+static int pc_writer(void *p)
+{
+    plain_close *c = p;
+    char buf[64 * 1024];
+    memset(buf, 'q', sizeof(buf));
+    atomic_fetch_add(&c->in, 1);
+    long rc;
+    while ((rc = weft_write(c->pair[0], buf, sizeof(buf))) > 0)
+        ;
+    c->write_rc = rc;
+    return 0;
+}
+
+static int pc_both_parked(void *p)
+{
+    plain_close *c = p;
+    return atomic_load(&c->in) == 2 && all_parked(c->rt);
+}
+
+Test(io_misuse, weft_close_from_a_plain_thread_wakes_both_directions, .timeout = 60)
+{
+    plain_close c;
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, c.pair), 0);
+    c.rt = start(1);
+    weft_handle *hr, *hw;
+    cr_assert_eq(weft_submit(c.rt, pc_reader, &c, &hr), 0);
+    cr_assert_eq(weft_submit(c.rt, pc_writer, &c, &hw), 0);
+    cr_assert(wait_for(pc_both_parked, &c), "the reader and the writer never parked");
+    cr_assert_eq(weft_close(c.pair[0]), 0);
+    int st;
+    cr_assert_eq(weft_handle_wait(hr, weft_now() + SAFETY, &st), 0);
+    cr_assert_eq(weft_handle_wait(hw, weft_now() + SAFETY, &st), 0);
+    weft_handle_release(hr);
+    weft_handle_release(hw);
+    cr_assert_eq(weft_runtime_shutdown(c.rt), 0);
+    cr_assert_eq(c.read_rc, -EBADF);
+    cr_assert_eq(c.write_rc, -EBADF);
+    /* Closed already: a second weft_close says so. */
+    cr_assert_eq(weft_close(c.pair[0]), -EBADF);
+    close(c.pair[1]);
+}
+
+/* ---- a plain close() whose number comes back ----------------------------------------------- */
+
+/*
+ * weft.h: a plain close() leaves the registration behind, and a later descriptor with the same
+ * number may wait for ever, until cancelled or its deadline. Here: the new descriptor's
+ * readiness never reaches the waiter (one worker, so the write comes after the park), the
+ * deadline ends the wait, and so does a scope's deadline for weft_read. weft_close of the new
+ * descriptor clears the stale registration: the number then works again.
+ */
+typedef struct reuse {
+    int num;  /* the descriptor number that is closed and comes back */
+    int peer; /* the new descriptor's peer */
+    atomic_int waiting;
+    int first, stale_wait, fresh_wait;
+    long stale_read, fresh_read;
+    weft_time waited;
+} reuse;
+
+/* A socket pair whose first end has the number `num`; its peer is returned. */
+static int pair_at(int num)
+{
+    int p[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) != 0)
+        return -1;
+    if (p[0] != num) {
+        if (dup3(p[0], num, O_CLOEXEC) != num)
+            return -1;
+        close(p[0]);
+    }
+    return p[1];
+}
+
+static int reuse_waiter(void *p)
+{
+    reuse *r = p;
+    atomic_store(&r->waiting, 1);
+    weft_time t0 = weft_now();
+    r->stale_wait = weft_fd_wait(r->num, WEFT_READABLE, t0 + 50 * WEFT_MSEC);
+    r->waited = weft_now() - t0;
+    return 0;
+}
+
+static int reuse_stale_reader(void *p)
+{
+    reuse *r = p;
+    char c;
+    atomic_store(&r->waiting, 1);
+    r->stale_read = weft_read(r->num, &c, 1);
+    return 0;
+}
+
+static int reuse_fresh_reader(void *p)
+{
+    reuse *r = p;
+    char c;
+    atomic_store(&r->waiting, 1);
+    r->fresh_read = weft_read(r->num, &c, 1);
+    return 0;
+}
+
+static int reuse_writer(void *p)
+{
+    reuse *r = p;
+    yield_until(&r->waiting, 1);
+    /* One worker: the waiter ran from its flag to its park without a switch. */
+    weft_yield();
+    CHECK_EQ(write(r->peer, "n", 1), 1);
+    return 0;
+}
+
+/* Runs `fn` and the writer in a scope with a deadline (0: none). */
+static int with_writer(reuse *r, weft_fn fn, weft_time timeout)
+{
+    atomic_store(&r->waiting, 0);
+    weft_scope *s;
+    weft_scope_opts o = {.timeout_ns = timeout};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    REQUIRE_EQ(weft_spawn(s, fn, r), 0);
+    REQUIRE_EQ(weft_spawn(s, reuse_writer, r), 0);
+    int rc = weft_scope_join(s);
+    weft_scope_release(s);
+    return rc;
+}
+
+static int reuse_root(void *p)
+{
+    reuse *r = p;
+    int old_peer = pair_at(r->num);
+    REQUIRE_EQ(old_peer >= 0, 1);
+    r->first = weft_fd_wait(r->num, WEFT_READABLE, weft_now()); /* registers it */
+    close(r->num);                                              /* not weft_close */
+    close(old_peer);
+    r->peer = pair_at(r->num);
+    REQUIRE_EQ(r->peer >= 0, 1);
+    with_writer(r, reuse_waiter, 0);
+    char c;
+    CHECK_EQ(read(r->num, &c, 1), 1); /* the byte was there all along */
+    CHECK_EQ(with_writer(r, reuse_stale_reader, 50 * WEFT_MSEC), -ETIMEDOUT);
+    CHECK_EQ(read(r->num, &c, 1), 1);
+    /* weft_close clears the stale registration; the number, reused again, works. */
+    CHECK_EQ(weft_close(r->num), 0);
+    close(r->peer);
+    r->peer = pair_at(r->num);
+    REQUIRE_EQ(r->peer >= 0, 1);
+    with_writer(r, reuse_fresh_reader, 0);
+    CHECK_EQ(weft_close(r->num), 0);
+    close(r->peer);
+    return 0;
+}
+
+Test(io_misuse, plain_close_then_reuse_ends_by_deadline_and_weft_close_repairs, .timeout = 60)
+{
+    reuse r;
+    memset(&r, 0, sizeof(r));
+    r.num = 200; /* above the test's own descriptors, below any limit */
+    cr_assert_eq(run_on(1, reuse_root, &r), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(r.first, -ETIMEDOUT);
+    cr_assert_eq(r.stale_wait, -ETIMEDOUT,
+                 "the stale registration saw the new descriptor's readiness (%d): update weft.h",
+                 r.stale_wait);
+    cr_assert_geq(r.waited, 50 * WEFT_MSEC);
+    cr_assert_eq(r.stale_read, -ETIMEDOUT);
+    cr_assert_eq(r.fresh_read, 1);
+}
+
+/* ---- what epoll cannot watch; blocking descriptors ------------------------------------------ */
+
+typedef struct files {
+    int file, dir, pipe_blocking[2];
+    int wait_file, wait_dir;
+    long read_file, write_file, connect_file, connect_pipe, connect_bad, connect_closed;
+    long read_blocking, eof_blocking, write_blocking;
+    char got[8], got_pipe[2];
+} files;
+
+static int files_root(void *p)
+{
+    files *f = p;
+    f->wait_file = weft_fd_wait(f->file, WEFT_READABLE | WEFT_WRITABLE, WEFT_NEVER);
+    f->wait_dir = weft_fd_wait(f->dir, WEFT_READABLE, WEFT_NEVER);
+    /* A regular file is always ready: the calls go straight through. */
+    f->write_file = weft_write(f->file, "file", 4);
+    CHECK_EQ(lseek(f->file, 0, SEEK_SET), 0);
+    f->read_file = weft_read(f->file, f->got, sizeof(f->got));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(1)};
+    f->connect_file = weft_connect(f->file, (struct sockaddr *)&a, sizeof(a));
+    f->connect_pipe = weft_connect(f->pipe_blocking[1], (struct sockaddr *)&a, sizeof(a));
+    f->connect_bad = weft_connect(-1, (struct sockaddr *)&a, sizeof(a));
+    f->connect_closed = weft_connect(999, (struct sockaddr *)&a, sizeof(a));
+    /* A blocking descriptor works (holding the worker while it blocks). */
+    f->write_blocking = weft_write(f->pipe_blocking[1], "pb", 2);
+    f->read_blocking = weft_read(f->pipe_blocking[0], f->got_pipe, 2);
+    close(f->pipe_blocking[1]);
+    f->eof_blocking = weft_read(f->pipe_blocking[0], f->got_pipe, 2);
+    return 0;
+}
+
+Test(io_misuse, files_epoll_cannot_watch_and_blocking_descriptors, .timeout = 60)
+{
+    files f;
+    memset(&f, 0, sizeof(f));
+    char path[] = "/tmp/weft-io-misuse-XXXXXX";
+    f.file = mkstemp(path);
+    cr_assert_geq(f.file, 0);
+    unlink(path);
+    f.dir = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cr_assert_geq(f.dir, 0);
+    cr_assert_eq(pipe2(f.pipe_blocking, O_CLOEXEC), 0);
+    cr_assert_eq(fcntl(999, F_GETFD), -1, "descriptor 999 is open in the test process");
+    cr_assert_eq(run_on(2, files_root, &f), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(f.wait_file, -EPERM, "fd_wait on a regular file: %d", f.wait_file);
+    cr_assert_eq(f.wait_dir, -EPERM, "fd_wait on a directory: %d", f.wait_dir);
+    cr_assert_eq(f.write_file, 4);
+    cr_assert_eq(f.read_file, 4);
+    cr_assert_eq(memcmp(f.got, "file", 4), 0);
+    cr_assert_eq(f.connect_pipe, -ENOTSOCK, "connect on a pipe: %ld", f.connect_pipe);
+    cr_assert_eq(f.connect_bad, -EBADF);
+    cr_assert_eq(f.connect_closed, -EBADF);
+    cr_assert_eq(f.write_blocking, 2);
+    cr_assert_eq(f.read_blocking, 2);
+    cr_assert_eq(memcmp(f.got_pipe, "pb", 2), 0);
+    cr_assert_eq(f.eof_blocking, 0);
+    weft_close(f.file);
+    close(f.dir);
+    weft_close(f.pipe_blocking[0]);
+}
+
+/* A blocking read holds its worker, not the runtime: the byte it waits for comes from a task on
+ * the other worker, whose own wait on a non-blocking descriptor is served meanwhile. */
+typedef struct held {
+    int blocking[2]; /* read end blocking, write end not */
+    int pair[2];
+    atomic_int reading;
+    long blocked_read, echo_read;
+} held;
+
+static int held_reader(void *p)
+{
+    held *h = p;
+    char c;
+    atomic_store(&h->reading, 1);
+    h->blocked_read = weft_read(h->blocking[0], &c, 1);
+    return 0;
+}
+
+static int held_other(void *p)
+{
+    held *h = p;
+    yield_until(&h->reading, 1);
+    char c;
+    CHECK_EQ(write(h->pair[1], "e", 1), 1);
+    h->echo_read = weft_read(h->pair[0], &c, 1);
+    CHECK_EQ(weft_write(h->blocking[1], "b", 1), 1);
+    return 0;
+}
+
+static int held_root(void *p)
+{
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, held_reader, p), 0);
+    REQUIRE_EQ(weft_spawn(s, held_other, p), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(io_misuse, a_blocking_read_holds_only_its_worker, .timeout = 60)
+{
+    held h;
+    memset(&h, 0, sizeof(h));
+    cr_assert_eq(pipe2(h.blocking, O_CLOEXEC), 0);
+    cr_assert_eq(weft_fd_nonblock(h.blocking[1]), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, h.pair), 0);
+    weft_config cfg = {.workers = 2, .watchdog_ns = -1};
+    cr_assert_eq(weft_run(&cfg, held_root, &h), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(h.blocked_read, 1);
+    cr_assert_eq(h.echo_read, 1);
+    for (int i = 0; i < 2; i++) {
+        weft_close(h.blocking[i]);
+        weft_close(h.pair[i]);
+    }
+}
+
+/* ---- one waiter per direction -------------------------------------------------------------- */
+
+typedef struct busy {
+    int pair[2];
+    atomic_int parked;
+    long second_write, both_wait, first_read, first_write;
+} busy;
+
+static int busy_reader(void *p)
+{
+    busy *b = p;
+    char c;
+    atomic_fetch_add(&b->parked, 1);
+    b->first_read = weft_read(b->pair[0], &c, 1);
+    return 0;
+}
+
+static int busy_writer(void *p)
+{
+    busy *b = p;
+    char buf[64 * 1024];
+    memset(buf, 'b', sizeof(buf));
+    atomic_fetch_add(&b->parked, 1);
+    long rc;
+    while ((rc = weft_write(b->pair[0], buf, sizeof(buf))) > 0)
+        ;
+    b->first_write = rc;
+    return 0;
+}
+
+static int busy_root(void *p)
+{
+    busy *b = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, busy_reader, b), 0);
+    REQUIRE_EQ(weft_spawn(s, busy_writer, b), 0);
+    yield_until(&b->parked, 2);
+    for (int i = 0; i < 100; i++)
+        weft_yield();
+    /* The buffers are full and the reader waits: a second of each is refused at once. */
+    char buf[4096] = {0};
+    b->second_write = weft_write(b->pair[0], buf, sizeof(buf));
+    b->both_wait = weft_fd_wait(b->pair[0], WEFT_READABLE | WEFT_WRITABLE, WEFT_NEVER);
+    CHECK_EQ(weft_close(b->pair[0]), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(io_misuse, a_second_waiter_in_a_direction_is_refused, .timeout = 60)
+{
+    busy b;
+    memset(&b, 0, sizeof(b));
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, b.pair), 0);
+    cr_assert_eq(run_on(1, busy_root, &b), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(b.second_write, -EBUSY);
+    cr_assert_eq(b.both_wait, -EBUSY);
+    cr_assert_eq(b.first_read, -EBADF);
+    cr_assert_eq(b.first_write, -EBADF);
+    close(b.pair[1]);
+}
