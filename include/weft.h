@@ -637,7 +637,8 @@ WEFT_API int weft_select(weft_select_op *ops, int n, int flags);
  * wait: its worker runs other tasks, and the wait ends when the descriptor is ready, when the
  * task's scope is cancelled (-ECANCELED), or when its effective deadline passes (-ETIMEDOUT).
  * The runtime's workers poll the descriptors (epoll) when they are idle, and now and then while
- * busy, so readiness is never starved by CPU work.
+ * busy, so readiness is never starved by CPU work, nor by a worker held in a blocking call while
+ * another is idle.
  *
  * The rules:
  *   - Descriptors must be non-blocking (O_NONBLOCK). weft_accept gives its new descriptors

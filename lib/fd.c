@@ -85,16 +85,19 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m)
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EEXIST)
         return -errno;
     weft__lock_acquire(&r->lock);
-    int rc = 0;
+    int rc = 0, wake = 0;
     if (r->gen != gen) {
         rc = -EBADF; /* closed meanwhile */
     } else if (!r->poller) {
         __atomic_store_n(&r->poller, p, __ATOMIC_RELEASE);
-        atomic_fetch_add_explicit(&p->fds, 1, memory_order_relaxed);
+        wake = weft__poll_added(p);
     }
     if (rc == 0)
         fill_mark(r, dir, m);
     weft__lock_release(&r->lock);
+    /* The first descriptor, while a worker sleeps with nothing to watch: it comes to watch it. */
+    if (wake)
+        weft__sched_wake_one(t->rt);
     return rc;
 }
 

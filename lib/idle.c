@@ -19,18 +19,18 @@ void weft__idle_init(weft__idle *i, weft__poller *p)
     i->poller = p;
 }
 
-void weft__idle_sleep(weft__idle *i, uint32_t ticket, weft_time deadline)
+int weft__idle_sleep(weft__idle *i, uint32_t ticket, weft_time deadline)
 {
     weft__poller *p = i->poller;
-    if (p && weft__poll_active(p) && weft__poll_take(p)) {
+    if (p && weft__poll_take_or_want(p)) {
         atomic_store_explicit(&i->in_poller, 1, memory_order_seq_cst);
         if (atomic_load_explicit(&i->seq, memory_order_seq_cst) == ticket)
             weft__poll_wait(p, deadline);
         atomic_store_explicit(&i->in_poller, 0, memory_order_relaxed);
-        weft__poll_release(p);
-        return;
+        return weft__poll_release(p);
     }
     weft__futex_wait(&i->seq, ticket, deadline);
+    return 0;
 }
 
 void weft__idle_wake(weft__idle *i)

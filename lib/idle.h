@@ -35,8 +35,10 @@ static inline uint32_t weft__idle_ticket(weft__idle *i)
 }
 
 /** Sleeps unless a wake came after `ticket` was taken, until such a wake or `deadline`
- *  (weft_now() clock; WEFT_NEVER: none). Only the sleeper's thread. */
-void weft__idle_sleep(weft__idle *i, uint32_t ticket, weft_time deadline);
+ *  (weft_now() clock; WEFT_NEVER: none). Only the sleeper's thread. Returns what
+ *  weft__poll_release returned when it slept in the poller (1: the caller wakes a sleeper once it
+ *  is no longer counted idle), else 0. */
+int weft__idle_sleep(weft__idle *i, uint32_t ticket, weft_time deadline);
 
 /** Ends the sleep of whoever sleeps on `i`, or the next sleep with an older ticket. Any
  *  thread. */

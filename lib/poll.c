@@ -35,6 +35,7 @@ int weft__poll_init(weft__poller *p)
     }
     atomic_init(&p->held, 0);
     atomic_init(&p->fds, 0);
+    atomic_init(&p->wanted, 0);
     return 0;
 }
 
@@ -53,9 +54,32 @@ int weft__poll_take(weft__poller *p)
                                                    memory_order_relaxed);
 }
 
-void weft__poll_release(weft__poller *p)
+/* The release and the sleeper's wish (weft__poll_take_or_want) are a store-load pair each way,
+ * sequentially consistent: a release that does not see the wish came before the sleeper's second
+ * look at `held`, which then finds the poller free. Likewise the first registration with the
+ * sleeper's look at `fds`. */
+int weft__poll_release(weft__poller *p)
 {
-    atomic_store_explicit(&p->held, 0, memory_order_release);
+    atomic_store_explicit(&p->held, 0, memory_order_seq_cst);
+    return atomic_load_explicit(&p->wanted, memory_order_seq_cst) &&
+           atomic_exchange_explicit(&p->wanted, 0, memory_order_seq_cst);
+}
+
+int weft__poll_take_or_want(weft__poller *p)
+{
+    if (weft__poll_active(p) && weft__poll_take(p))
+        return 1;
+    atomic_store_explicit(&p->wanted, 1, memory_order_seq_cst);
+    int free_ = 0;
+    return atomic_load_explicit(&p->fds, memory_order_seq_cst) != 0 &&
+           atomic_compare_exchange_strong_explicit(&p->held, &free_, 1, memory_order_seq_cst,
+                                                   memory_order_seq_cst);
+}
+
+int weft__poll_added(weft__poller *p)
+{
+    return atomic_fetch_add_explicit(&p->fds, 1, memory_order_seq_cst) == 0 &&
+           atomic_exchange_explicit(&p->wanted, 0, memory_order_seq_cst);
 }
 
 /* Hands the events to the descriptors' records; returns the tasks made runnable. */

@@ -303,13 +303,15 @@ static void prefetch_ready(weft__worker *w)
 /* Readiness of descriptors, without blocking, when some are registered and no other worker
  * holds the poller: a busy worker looks every GLOBAL_CHECK_INTERVAL picks, and before it spins
  * for work, so that I/O is not starved while CPU work never runs out (the woken tasks join this
- * worker's ready queue, where they can be stolen). */
+ * worker's ready queue, where they can be stolen). A worker that went to sleep meanwhile, while
+ * this one held the poller, is woken to take it (poll.h). */
 static void poll_io(weft__worker *w)
 {
     weft__poller *p = &w->rt->poller;
     if (weft__poll_active(p) && weft__poll_take(p)) {
         weft__poll_now(p);
-        weft__poll_release(p);
+        if (weft__poll_release(p))
+            weft__sched_wake_one(w->rt);
     }
 }
 
@@ -701,13 +703,17 @@ static void sleep_until_work(weft__worker *w)
     uint32_t ticket = weft__idle_ticket(&w->idle);
     uint64_t bit = (uint64_t)1 << (w->index % 64);
     _Atomic uint64_t *word = &rt->idle_mask[w->index / 64];
+    int handover = 0;
     atomic_fetch_or_explicit(word, bit, memory_order_seq_cst);
     if (!any_work_visible(w) && !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
         weft_time own = weft__timer_heap_earliest(&w->timers);
         weft_time others = rt->nworkers > 1 ? takeover_at(w) : WEFT_NEVER;
-        weft__idle_sleep(&w->idle, ticket, own < others ? own : others);
+        handover = weft__idle_sleep(&w->idle, ticket, own < others ? own : others);
     }
     atomic_fetch_and_explicit(word, ~bit, memory_order_acq_rel);
+    /* Left the poller, perhaps for a task that never comes back: one that sleeps takes it. */
+    if (handover)
+        weft__sched_wake_one(rt);
 }
 
 static void worker_loop(weft__worker *w)

@@ -58,6 +58,97 @@ static weft_runtime *start(unsigned workers)
     return rt;
 }
 
+/* ---- a worker stuck in a plain read() while another is idle ------------------------------ */
+
+/*
+ * One task waits for a pipe with weft_read; another runs a plain, blocking read() of another
+ * pipe, which holds its worker. The other worker is idle: readiness of the first pipe must reach
+ * the first task through it. The blocking task goes to the worker that sleeps in the poller (the
+ * one that ran the reader, woken first), so the idle worker is one that went to sleep on its
+ * futex word while the poller was someone else's.
+ */
+typedef struct stuck_case {
+    weft_runtime *rt;
+    int io[2];    /* non-blocking: the task's weft_read */
+    int block[2]; /* blocking: the plain read() */
+    atomic_int reader_in, blocker_in;
+    ssize_t got;
+    char c;
+} stuck_case;
+
+static int parked_reader(void *p)
+{
+    stuck_case *sc = p;
+    atomic_store(&sc->reader_in, 1);
+    sc->got = weft_read(sc->io[0], &sc->c, 1);
+    return 0;
+}
+
+static int plain_blocker(void *p)
+{
+    stuck_case *sc = p;
+    atomic_store(&sc->blocker_in, 1);
+    char c;
+    return read(sc->block[0], &c, 1) == 1 ? 0 : -EIO;
+}
+
+static int all_asleep(void *p)
+{
+    weft_runtime *rt = p;
+    uint64_t all = rt->nworkers == 64 ? ~0ull : (1ull << rt->nworkers) - 1;
+    return atomic_load(&rt->idle_mask[0]) == all;
+}
+
+static int reader_parked(void *p)
+{
+    stuck_case *sc = p;
+    return atomic_load(&sc->reader_in) && all_parked(sc->rt);
+}
+
+static int blocker_in(void *p)
+{
+    return atomic_load(&((stuck_case *)p)->blocker_in);
+}
+
+Test(io_misuse, a_worker_stuck_in_a_plain_read_leaves_io_to_an_idle_one, .timeout = 120)
+{
+    for (int round = 0; round < 3; round++) {
+        stuck_case sc;
+        memset(&sc, 0, sizeof(sc));
+        cr_assert_eq(pipe2(sc.io, O_NONBLOCK | O_CLOEXEC), 0);
+        cr_assert_eq(pipe2(sc.block, O_CLOEXEC), 0);
+        sc.rt = start(2);
+        /* Both asleep, on their futex words: no descriptor is registered yet. */
+        cr_assert(wait_for(all_asleep, sc.rt), "the workers never went to sleep");
+        weft_handle *hr, *hb;
+        cr_assert_eq(weft_submit(sc.rt, parked_reader, &sc, &hr), 0);
+        cr_assert(wait_for(reader_parked, &sc), "the reader never parked");
+        cr_assert_eq(weft_submit(sc.rt, plain_blocker, &sc, &hb), 0);
+        cr_assert(wait_for(blocker_in, &sc), "the blocking task never ran");
+        cr_assert_eq(write(sc.io[1], "x", 1), 1);
+        int st = -1;
+        int served = weft_handle_wait(hr, weft_now() + 5 * WEFT_SEC, &st);
+        /* Free the stuck worker whatever happened, then let everything end. */
+        cr_assert_eq(write(sc.block[1], "y", 1), 1);
+        int bst = -1;
+        cr_assert_eq(weft_handle_wait(hb, weft_now() + SAFETY, &bst), 0);
+        cr_assert_eq(weft_handle_wait(hr, weft_now() + SAFETY, &st), 0);
+        weft_handle_release(hr);
+        weft_handle_release(hb);
+        cr_assert_eq(weft_runtime_shutdown(sc.rt), 0);
+        cr_assert_eq(served, 0,
+                     "round %d: the read was served only once the stuck worker was free (%d)",
+                     round, served);
+        cr_assert_eq(bst, 0);
+        cr_assert_eq(sc.got, 1);
+        cr_assert_eq(sc.c, 'x');
+        for (int i = 0; i < 2; i++) {
+            weft_close(sc.io[i]);
+            close(sc.block[i]);
+        }
+    }
+}
+
 /* ---- weft_close from a plain thread ---------------------------------------------------------- */
 
 typedef struct plain_close {
