@@ -648,6 +648,9 @@ WEFT_API int weft_select(weft_select_op *ops, int n, int flags);
  *     on it (their calls return -EBADF) before the number can be reused, and drops the runtime's
  *     registration. A plain close() leaves the registration behind, and a later descriptor with
  *     the same number may then wait for ever (until cancelled or its deadline).
+ *   - A descriptor is waited on by the tasks of one runtime: the first wait registers it with
+ *     that runtime, until weft_close or the runtime's end. A task of another runtime that would
+ *     have to wait on it gets -EINVAL (a call that need not wait still works).
  *   - At most one task waits to read and one to write on a descriptor at a time; a second one
  *     gets -EBUSY at once. (Two readers of one stream interleave its bytes: a bug to report, not
  *     to queue.)
@@ -670,8 +673,9 @@ WEFT_API int weft_select(weft_select_op *ops, int n, int flags);
  * task is cancelled. Returns the ready bits among `events` (> 0); -ETIMEDOUT when `deadline` or
  * the scope's effective deadline passed; -ECANCELED; -EBADF if `fd` is not open, or was closed
  * with weft_close meanwhile; -EBUSY if another task already waits on `fd` in that direction;
- * -EINVAL for `events` without either bit; -EPERM outside a task; -ENOMEM; or what epoll_ctl
- * said of `fd` (-EPERM for a regular file, which is always ready: read it directly).
+ * -EINVAL for `events` without either bit, or for a descriptor registered with another runtime;
+ * -EPERM outside a task; -ENOMEM; or what epoll_ctl said of `fd` (-EPERM for a regular file,
+ * which is always ready: read it directly).
  */
 WEFT_API int weft_fd_wait(int fd, int events, weft_time deadline);
 

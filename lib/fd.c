@@ -121,6 +121,12 @@ int weft__fd_park(weft__task *t, int dirs, const weft__fd_mark *m, weft_time dea
         weft__lock_release(&r->lock);
         return -EBADF;
     }
+    if (r->poller != &t->rt->poller) {
+        /* Registered by a task of another runtime: its workers would hand this task the
+         * readiness, onto their own queues. Refused, as weft__fd_register refuses it. */
+        weft__lock_release(&r->lock);
+        return -EINVAL;
+    }
     for (int d = 0, i = 0; d < 2; d++) {
         if (!(dirs & (1 << d)))
             continue;

@@ -51,7 +51,8 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m);
  *  1 << WEFT__FD_READ and 1 << WEFT__FD_WRITE) after the marks `m` (one per direction asked,
  *  reading first, all of one record), at once if one came already; or until cancellation, or
  *  `deadline`. 0 when the caller should try its I/O again; a negative code: -EBADF (closed
- *  meanwhile), -EBUSY (another task waits there), -ECANCELED, -ETIMEDOUT, -ENOMEM. */
+ *  meanwhile), -EBUSY (another task waits there), -EINVAL (the record is another runtime's),
+ *  -ECANCELED, -ETIMEDOUT, -ENOMEM. */
 int weft__fd_park(weft__task *t, int dirs, const weft__fd_mark *m, weft_time deadline);
 
 /** The poller's side: an epoll event for the data word `data` (gen << 32 | fd). Wakes the

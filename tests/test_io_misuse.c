@@ -149,6 +149,95 @@ Test(io_misuse, a_worker_stuck_in_a_plain_read_leaves_io_to_an_idle_one, .timeou
     }
 }
 
+/* ---- one descriptor, two runtimes ---------------------------------------------------------- */
+
+/*
+ * Runtime A registers a descriptor (a wait on it that timed out leaves it in A's set, as every
+ * wait does). While A lives, tasks of another runtime are refused the descriptor (-EINVAL), for
+ * every kind of wait, rather than parked on a registration whose readiness A's workers would
+ * hand to them. Once A has shut down, the descriptor is free for the other runtime.
+ */
+typedef struct two_rt {
+    int pair[2];
+    int a_wait;
+    long b_read, b_write_full, b_fd_wait, b_accept, after_read, after_wait;
+} two_rt;
+
+static int register_in_a(void *p)
+{
+    two_rt *c = p;
+    c->a_wait = weft_fd_wait(c->pair[0], WEFT_READABLE, weft_now());
+    return 0;
+}
+
+static int use_from_b(void *p)
+{
+    two_rt *c = p;
+    char buf[64 * 1024];
+    memset(buf, 'w', sizeof(buf));
+    c->b_read = weft_read(c->pair[0], buf, sizeof(buf));
+    /* A write that fills the socket's buffers, then must wait for room. */
+    long rc;
+    while ((rc = weft_write(c->pair[0], buf, sizeof(buf))) > 0)
+        ;
+    c->b_write_full = rc;
+    c->b_fd_wait = weft_fd_wait(c->pair[0], WEFT_READABLE, weft_now() + WEFT_SEC);
+    c->b_accept = weft_accept(c->pair[0], NULL, NULL);
+    return 0;
+}
+
+static int b_root(void *p)
+{
+    weft_scope *s;
+    /* Only a broken runtime waits this long: each call should return at once. */
+    weft_scope_opts o = {.timeout_ns = 2 * WEFT_SEC};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    REQUIRE_EQ(weft_spawn(s, use_from_b, p), 0);
+    weft_scope_join(s);
+    weft_scope_release(s);
+    return 0;
+}
+
+static int b_after_a(void *p)
+{
+    two_rt *c = p;
+    char buf[64 * 1024];
+    /* Drain what the first run wrote, from this side's peer, so that this side's read waits. */
+    while (read(c->pair[1], buf, sizeof(buf)) > 0)
+        ;
+    c->after_wait = weft_fd_wait(c->pair[0], WEFT_READABLE, weft_now() + 10 * WEFT_MSEC);
+    CHECK_EQ(write(c->pair[1], "k", 1), 1);
+    c->after_read = weft_read(c->pair[0], buf, 1);
+    return 0;
+}
+
+Test(io_misuse, a_descriptor_of_another_runtime_is_refused, .timeout = 60)
+{
+    two_rt c;
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, c.pair), 0);
+    weft_runtime *a = start(1);
+    weft_handle *h;
+    cr_assert_eq(weft_submit(a, register_in_a, &c, &h), 0);
+    int st;
+    cr_assert_eq(weft_handle_wait(h, weft_now() + SAFETY, &st), 0);
+    weft_handle_release(h);
+    cr_assert_eq(c.a_wait, -ETIMEDOUT);
+
+    cr_assert_eq(run_on(1, b_root, &c), 0);
+    cr_assert_eq(weft_runtime_shutdown(a), 0);
+    cr_assert_eq(run_on(1, b_after_a, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.b_read, -EINVAL, "weft_read: %ld", c.b_read);
+    cr_assert_eq(c.b_write_full, -EINVAL, "weft_write: %ld", c.b_write_full);
+    cr_assert_eq(c.b_fd_wait, -EINVAL, "weft_fd_wait: %ld", c.b_fd_wait);
+    cr_assert_eq(c.b_accept, -EINVAL, "weft_accept: %ld", c.b_accept);
+    cr_assert_eq(c.after_wait, -ETIMEDOUT, "after A's shutdown, fd_wait: %ld", c.after_wait);
+    cr_assert_eq(c.after_read, 1, "after A's shutdown, read: %ld", c.after_read);
+    weft_close(c.pair[0]);
+    close(c.pair[1]);
+}
+
 /* ---- weft_close from a plain thread ---------------------------------------------------------- */
 
 typedef struct plain_close {
