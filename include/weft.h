@@ -703,8 +703,9 @@ WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
 /**
  * Connects the non-blocking socket `fd` to `addr`, parking until the connection is made or has
  * failed. Returns 0 or a negative errno value (-ECONNREFUSED, -ETIMEDOUT, ... as SO_ERROR
- * reports it; -ECANCELED, and -ETIMEDOUT for a deadline, like any wait: the socket is then in an
- * unspecified state, close it).
+ * reports it; -ENOTSOCK for a descriptor that is no socket, a regular file included; -ECANCELED,
+ * and -ETIMEDOUT for a deadline, like any wait: the socket is then in an unspecified state,
+ * close it).
  */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
 

@@ -287,7 +287,9 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
     weft__fd_mark m;
     int rc = weft__fd_register(fd, WEFT__FD_WRITE, &m);
     if (rc < 0)
-        return rc;
+        /* epoll refuses only what is no socket (a regular file, a directory): connect(2) would
+         * have said so. */
+        return rc == -EPERM ? -ENOTSOCK : rc;
     rc = connect_errno(fd, addr, addrlen);
     if (rc != -EINPROGRESS && rc != -EINTR && rc != -EALREADY)
         return rc;

@@ -476,6 +476,7 @@ Test(io_misuse, files_epoll_cannot_watch_and_blocking_descriptors, .timeout = 60
     cr_assert_eq(f.write_file, 4);
     cr_assert_eq(f.read_file, 4);
     cr_assert_eq(memcmp(f.got, "file", 4), 0);
+    cr_assert_eq(f.connect_file, -ENOTSOCK, "connect on a regular file: %ld", f.connect_file);
     cr_assert_eq(f.connect_pipe, -ENOTSOCK, "connect on a pipe: %ld", f.connect_pipe);
     cr_assert_eq(f.connect_bad, -EBADF);
     cr_assert_eq(f.connect_closed, -EBADF);
