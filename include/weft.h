@@ -738,7 +738,8 @@ WEFT_API ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags,
 WEFT_API ssize_t weft_write_all(int fd, const void *buf, size_t len, size_t *done);
 /** weft_write_all for send(2) with `flags` | MSG_NOSIGNAL. */
 WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags, size_t *done);
-/** weft_write_all for an array of buffers (`iov` is not modified). */
+/** weft_write_all for an array of buffers (`iov` is not modified), any number of them: more than
+ *  writev(2) takes at once (IOV_MAX) go in turns. */
 WEFT_API ssize_t weft_writev_all(int fd, const struct iovec *iov, int iovcnt, size_t *done);
 
 /* ------------------------------------------------------------------------------------------ */

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -223,7 +224,8 @@ ssize_t weft_writev_all(int fd, const struct iovec *iov, int iovcnt, size_t *don
     size_t sent = 0;
     int i = 0;
     while (i < iovcnt) {
-        ssize_t n = weft_writev(fd, iov + i, iovcnt - i);
+        /* writev takes at most IOV_MAX buffers (else EINVAL); the rest go in later turns. */
+        ssize_t n = weft_writev(fd, iov + i, iovcnt - i < IOV_MAX ? iovcnt - i : IOV_MAX);
         if (n < 0)
             return all_done(n, sent, done);
         sent += (size_t)n;

@@ -385,6 +385,7 @@ Test(io_flow, writev_all_of_many_buffers_to_a_slow_reader, .timeout = 120)
 {
     wv_run(1000, 1);
     wv_run(1000, 2);
+    wv_run(WV_BUFS, 2);
 }
 
 /* ---- 64 MiB through write_all ---------------------------------------------------------------- */
