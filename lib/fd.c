@@ -209,15 +209,19 @@ int weft__fd_close_wake(int fd)
     weft__lock_acquire(&r->lock);
     weft__poller *p = r->poller;
     __atomic_store_n(&r->gen, r->gen + 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&r->poller, NULL, __ATOMIC_RELEASE);
     int woken = 0;
     for (int d = 0; d < 2; d++)
         woken += edge(r, d, -EBADF, NULL);
-    weft__lock_release(&r->lock);
+    /* Under the lock, with the record still naming the poller: a runtime that shuts down meanwhile
+     * takes this lock in weft__fd_forget_poller before it closes its set and frees the poller, so
+     * `p` outlives its use here. (Released first, a plain thread's weft_close wrote to a freed
+     * runtime.) */
     if (p) {
         epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL);
         atomic_fetch_sub_explicit(&p->fds, 1, memory_order_relaxed);
     }
+    __atomic_store_n(&r->poller, NULL, __ATOMIC_RELEASE);
+    weft__lock_release(&r->lock);
     return woken;
 }
 

@@ -60,7 +60,8 @@ int weft__fd_park(weft__task *t, int dirs, const weft__fd_mark *m, weft_time dea
 int weft__fd_ready(uint64_t data, uint32_t events, weft__ready_batch *b);
 
 /** weft_close's part before close(2): every waiter on `fd` woken with -EBADF, its registration
- *  dropped, its generation moved on. Any thread. Returns the tasks woken. */
+ *  dropped, its generation moved on. Any thread, also while the runtime that registered `fd`
+ *  shuts down. Returns the tasks woken. */
 int weft__fd_close_wake(int fd);
 
 /** Forgets every registration with `p`, whose epoll set is about to close. */
