@@ -705,6 +705,7 @@ static void sleep_until_work(weft__worker *w)
     _Atomic uint64_t *word = &rt->idle_mask[w->index / 64];
     int handover = 0;
     atomic_fetch_or_explicit(word, bit, memory_order_seq_cst);
+    weft__stack_trim(&rt->stacks); /* nothing else to do: the time to give pages back */
     if (!any_work_visible(w) && !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
         weft_time own = weft__timer_heap_earliest(&w->timers);
         weft_time others = rt->nworkers > 1 ? takeover_at(w) : WEFT_NEVER;

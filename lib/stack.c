@@ -318,6 +318,9 @@ weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t s
         s = p->free;
         __atomic_store_n(&p->free, s->next, __ATOMIC_RELAXED);
         p->warm--;
+    } else if (p->dirty) { /* its pages still there: as good as warm */
+        s = p->dirty;
+        __atomic_store_n(&p->dirty, s->next, __ATOMIC_RELAXED);
     } else if (p->cold) {
         s = p->cold;
         p->cold = s->next;
@@ -361,9 +364,28 @@ static void pool_give(weft__stack_pool *p, weft__stack *first, weft__stack *last
         weft__lock_release(&p->lock);
         return;
     }
+    /* Beyond the bound: their pages go back later, when a worker has nothing to do
+     * (weft__stack_trim), not on the path of the ends that freed them (a mass cancel ends
+     * 100,000 tasks, and giving their pages back as they end doubled the time to its join). */
+    last->next = p->dirty;
+    __atomic_store_n(&p->dirty, first, __ATOMIC_RELAXED);
     weft__lock_release(&p->lock);
-    last->next = NULL;
+}
+
+void weft__stack_trim(weft__stack_pool *p)
+{
+    if (!__atomic_load_n(&p->dirty, __ATOMIC_RELAXED))
+        return;
+    weft__lock_acquire(&p->lock);
+    weft__stack *first = p->dirty;
+    __atomic_store_n(&p->dirty, NULL, __ATOMIC_RELAXED);
+    weft__lock_release(&p->lock);
+    if (!first)
+        return;
     give_back_pages(first);
+    weft__stack *last = first;
+    while (last->next)
+        last = last->next;
     weft__lock_acquire(&p->lock);
     last->next = p->cold;
     p->cold = first;
@@ -439,6 +461,7 @@ void weft__stack_pool_destroy(weft__stack_pool *p)
     }
     p->slabs = NULL;
     p->free = NULL;
+    p->dirty = NULL;
     p->cold = NULL;
     p->warm = 0;
 }

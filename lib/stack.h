@@ -85,6 +85,7 @@ typedef struct weft__stack_pool {
     size_t page;
     size_t gap;              /* guard gap below each default stack */
     weft__stack *free;       /* stacks given back beyond the per-worker caches, warm */
+    weft__stack *dirty;      /* beyond warm_max, their pages not yet given back (trim) */
     weft__stack *cold;       /* and those whose pages went back to the kernel */
     unsigned warm;           /* stacks on `free`, at most warm_max */
     unsigned warm_max;       /* WEFT__STACK_POOL_WARM, raised by demand up to ..._WARM_MAX */
@@ -121,6 +122,11 @@ void weft__stack_pool_destroy(weft__stack_pool *p);
 
 /** A stack of the pool's size (size == 0) or of `size` bytes; NULL when memory is exhausted. */
 weft__stack *weft__stack_get(weft__stack_pool *p, weft__stack_cache *c, size_t size);
+/** Gives back the pages of the stacks that entered the pool beyond its warm bound since the last
+ *  call (they wait on the dirty list until then). A worker calls it when it has nothing to do,
+ *  before it sleeps: the pages go back off the path of whatever freed the stacks. Any thread. */
+void weft__stack_trim(weft__stack_pool *p);
+
 void weft__stack_put(weft__stack_pool *p, weft__stack_cache *c, weft__stack *s);
 int weft__stack_reserve_slow(weft__stack_pool *p, weft__stack_cache *c);
 
