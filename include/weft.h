@@ -629,6 +629,45 @@ typedef struct weft_select_op {
 WEFT_API int weft_select(weft_select_op *ops, int n, int flags);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Parallel loops                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+/** The body of a parallel loop over the indices [begin, end): 0, or a failure code. */
+typedef int (*weft_range_fn)(int64_t begin, int64_t end, void *arg);
+
+/**
+ * Runs `fn` over [begin, end) cut into pieces that run in parallel, as tasks of a scope of its
+ * own: it returns only when every piece has ended. The range is split in halves, each half a
+ * task that may be stolen, down to pieces of `grain` indices (0: chosen from the range and the
+ * number of workers, so that no grain size is needed). A piece that fails stops the loop like a
+ * failing child of a fail-fast scope (pieces not started do not start; running ones see the
+ * cancel at their suspension points) and its code is returned; a cancel or deadline of the
+ * calling task's scope stops it the same way. Returns 0; the first failure; -ECANCELED /
+ * -ETIMEDOUT; -EINVAL for NULL `fn`, `end` < `begin` or a negative grain; -EPERM outside a task;
+ * -ENOMEM. An empty range returns 0 at once. Task-only; suspends.
+ */
+WEFT_API int weft_parallel_for(int64_t begin, int64_t end, int64_t grain, weft_range_fn fn,
+                               void *arg);
+
+/** Computes a piece's partial result into `partial` (result_size bytes, holding the identity at
+ *  first): 0 or a failure code. */
+typedef int (*weft_map_fn)(int64_t begin, int64_t end, void *partial, void *arg);
+/** Folds `partial` into `acc` (both result_size bytes); must be associative. */
+typedef void (*weft_combine_fn)(void *acc, const void *partial, void *arg);
+
+/**
+ * A parallel reduce over [begin, end): pieces as in weft_parallel_for, each mapped into a
+ * partial result that starts as a copy of `identity`, partials folded with `combine` in index
+ * order (so that a combine that is associative but not commutative gives the serial answer).
+ * The result goes to `result` (result_size bytes, 1 to 4,096) only when every piece succeeded;
+ * for an empty range it is a copy of `identity`. Returns as weft_parallel_for, and -EINVAL also
+ * for NULL `identity`, `map`, `combine` or `result`. Task-only; suspends.
+ */
+WEFT_API int weft_parallel_reduce(int64_t begin, int64_t end, int64_t grain, size_t result_size,
+                                  const void *identity, weft_map_fn map, weft_combine_fn combine,
+                                  void *arg, void *result);
+
+/* ------------------------------------------------------------------------------------------ */
 /* I/O on file descriptors                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 

@@ -429,6 +429,88 @@ ROWFN(r_sem_release_full, weft_sem_release(f->sem))
 ROWFN(r_sem_available_null, weft_sem_available(NULL))
 ROWFN(r_sem_available, weft_sem_available(f->sem))
 
+/* -- parallel loops -- */
+static int range_must_not_run(int64_t b, int64_t e, void *arg)
+{
+    (void)b;
+    (void)e;
+    (void)arg;
+    atomic_fetch_add(&never_ran, 1);
+    return 0;
+}
+static int range_sum(int64_t b, int64_t e, void *arg)
+{
+    for (int64_t i = b; i < e; i++)
+        atomic_fetch_add((atomic_llong *)arg, i);
+    return 0;
+}
+static int map_must_not_run(int64_t b, int64_t e, void *partial, void *arg)
+{
+    (void)partial;
+    return range_must_not_run(b, e, arg);
+}
+static int map_sum(int64_t b, int64_t e, void *partial, void *arg)
+{
+    (void)arg;
+    for (int64_t i = b; i < e; i++)
+        *(long long *)partial += i;
+    return 0;
+}
+static void combine_sum(void *acc, const void *partial, void *arg)
+{
+    (void)arg;
+    *(long long *)acc += *(const long long *)partial;
+}
+static const long long zero_ll = 0;
+/* A loop over [0, 100) that must sum to 4950 where it runs and run nothing where it is refused. */
+static long r_pfor(fixture *f)
+{
+    (void)f;
+    atomic_llong sum = 0;
+    long rc = weft_parallel_for(0, 100, 0, range_sum, &sum);
+    if (rc)
+        return atomic_load(&sum) ? -1000 : rc;
+    return atomic_load(&sum) == 4950 ? 0 : -1001;
+}
+ROWFN(r_pfor_null_fn, weft_parallel_for(0, 100, 0, NULL, NULL))
+ROWFN(r_pfor_backwards, weft_parallel_for(1, 0, 0, range_must_not_run, NULL))
+ROWFN(r_pfor_neg_grain, weft_parallel_for(0, 100, -1, range_must_not_run, NULL))
+ROWFN(r_pfor_min_grain, weft_parallel_for(0, 100, INT64_MIN, range_must_not_run, NULL))
+ROWFN(r_pfor_empty, weft_parallel_for(5, 5, 0, range_must_not_run, NULL))
+/* weft_parallel_reduce with one argument changed; `result` must stay as it was unless it
+ * returns 0. */
+static long reduce_with(int64_t begin, int64_t end, int64_t grain, size_t size,
+                        const void *identity, weft_map_fn map, weft_combine_fn combine,
+                        int null_result)
+{
+    long long result = 77;
+    long rc = weft_parallel_reduce(begin, end, grain, size, identity, map, combine, NULL,
+                                   null_result ? NULL : &result);
+    if (rc)
+        return result == 77 ? rc : -1000;
+    return result;
+}
+ROWFN(r_reduce, reduce_with(0, 100, 0, sizeof(long long), &zero_ll, map_sum, combine_sum, 0))
+ROWFN(r_reduce_null_identity,
+      reduce_with(0, 100, 0, sizeof(long long), NULL, map_must_not_run, combine_sum, 0))
+ROWFN(r_reduce_null_map, reduce_with(0, 100, 0, sizeof(long long), &zero_ll, NULL, combine_sum, 0))
+ROWFN(r_reduce_null_combine,
+      reduce_with(0, 100, 0, sizeof(long long), &zero_ll, map_must_not_run, NULL, 0))
+ROWFN(r_reduce_null_result,
+      reduce_with(0, 100, 0, sizeof(long long), &zero_ll, map_must_not_run, combine_sum, 1))
+ROWFN(r_reduce_size_0, reduce_with(0, 100, 0, 0, &zero_ll, map_must_not_run, combine_sum, 0))
+ROWFN(r_reduce_size_4097, reduce_with(0, 100, 0, 4097, &zero_ll, map_must_not_run, combine_sum, 0))
+ROWFN(r_reduce_size_max,
+      reduce_with(0, 100, 0, SIZE_MAX, &zero_ll, map_must_not_run, combine_sum, 0))
+ROWFN(r_reduce_backwards,
+      reduce_with(1, 0, 0, sizeof(long long), &zero_ll, map_must_not_run, combine_sum, 0))
+ROWFN(r_reduce_neg_grain,
+      reduce_with(0, 100, -1, sizeof(long long), &zero_ll, map_must_not_run, combine_sum, 0))
+/* The fold of nothing is the identity. */
+static const long long nine_ll = 9;
+ROWFN(r_reduce_empty,
+      reduce_with(3, 3, 0, sizeof(long long), &nine_ll, map_must_not_run, combine_sum, 0))
+
 /* -- blocking, foreign threads -- */
 static long r_blocking(fixture *f)
 {
@@ -625,6 +707,23 @@ static const row rows[] = {
      -EOVERFLOW},
     {"weft_sem_available", "NULL", r_sem_available_null, 0, 0},
     {"weft_sem_available", "(any thread)", r_sem_available, 1, 1},
+    {"weft_parallel_for", "task-only", r_pfor, -EPERM, 0},
+    {"weft_parallel_for", "NULL fn", r_pfor_null_fn, -EPERM, -EINVAL},
+    {"weft_parallel_for", "end < begin", r_pfor_backwards, -EPERM, -EINVAL},
+    {"weft_parallel_for", "grain -1", r_pfor_neg_grain, -EPERM, -EINVAL},
+    {"weft_parallel_for", "grain INT64_MIN", r_pfor_min_grain, -EPERM, -EINVAL},
+    {"weft_parallel_for", "empty range", r_pfor_empty, -EPERM, 0},
+    {"weft_parallel_reduce", "task-only (sums to 4950)", r_reduce, -EPERM, 4950},
+    {"weft_parallel_reduce", "NULL identity", r_reduce_null_identity, -EPERM, -EINVAL},
+    {"weft_parallel_reduce", "NULL map", r_reduce_null_map, -EPERM, -EINVAL},
+    {"weft_parallel_reduce", "NULL combine", r_reduce_null_combine, -EPERM, -EINVAL},
+    {"weft_parallel_reduce", "NULL result", r_reduce_null_result, -EPERM, -EINVAL},
+    {"weft_parallel_reduce", "result_size 0", r_reduce_size_0, -EPERM, -EINVAL},
+    {"weft_parallel_reduce", "result_size 4097", r_reduce_size_4097, -EPERM, -EINVAL},
+    {"weft_parallel_reduce", "result_size SIZE_MAX", r_reduce_size_max, -EPERM, -EINVAL},
+    {"weft_parallel_reduce", "end < begin", r_reduce_backwards, -EPERM, -EINVAL},
+    {"weft_parallel_reduce", "grain -1", r_reduce_neg_grain, -EPERM, -EINVAL},
+    {"weft_parallel_reduce", "empty range: the identity", r_reduce_empty, -EPERM, 9},
     {"weft_blocking", "task-only", r_blocking, -EPERM, 7},
     {"weft_blocking", "NULL fn", r_blocking_null_fn, SKIP, -EINVAL},
     {"weft_blocking", "NULL result", r_blocking_null_result, -EPERM, 0},
