@@ -34,6 +34,8 @@ int wl_million(unsigned threads, bench_result *out);
 int wl_blocking(unsigned threads, bench_result *out);
 int wl_blocking_pthread(unsigned threads, bench_result *out);
 int wl_timers(unsigned threads, bench_result *out);
+int wl_pfor(unsigned threads, bench_result *out);
+int wl_pfor_serial(unsigned threads, bench_result *out);
 
 /* Seconds on CLOCK_MONOTONIC. */
 double bench_now(void);

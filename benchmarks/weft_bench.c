@@ -29,6 +29,8 @@ static const struct {
     {"blocking", wl_blocking},
     {"blocking-pthread", wl_blocking_pthread},
     {"timers", wl_timers},
+    {"pfor", wl_pfor},
+    {"pfor-serial", wl_pfor_serial},
 };
 
 #define N_WORKLOADS (sizeof workloads / sizeof workloads[0])

@@ -2,11 +2,16 @@
 // tbb::task_group is TBB's structured fork/join: run() spawns, wait() joins, which is the
 // closest match to a weft scope. Workloads TBB cannot express honestly (parking tasks in a
 // sleep, semaphores that park tasks, a blocking pool) print nothing.
+#include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/parallel_reduce.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +23,8 @@ constexpr int fib_n = 30;
 constexpr long long fib_expect = 832040;
 constexpr long skynet_size = 1000000;
 constexpr long long skynet_expect = 499999500000LL;
+constexpr std::int64_t pfor_n = 100000000;
+constexpr long long pfor_expect = 666666662; // round(sum / 1000), as in weft_bench
 
 // steady_clock is CLOCK_MONOTONIC on Linux.
 double now()
@@ -62,6 +69,28 @@ long long skynet(long num, long size)
     return sum;
 }
 
+// noinline: the parallel pieces and the serial floor run the same machine code, as in
+// weft_bench.
+__attribute__((noinline)) double sqrt_sum(std::int64_t begin, std::int64_t end)
+{
+    double s = 0;
+    for (std::int64_t i = begin; i < end; i++)
+        s += std::sqrt(static_cast<double>(i));
+    return s;
+}
+
+// parallel_reduce with TBB's default (auto) partitioner: TBB picks the grain, as weft does with
+// grain 0.
+double sqrt_reduce()
+{
+    return tbb::parallel_reduce(
+        tbb::blocked_range<std::int64_t>(0, pfor_n), 0.0,
+        [](const tbb::blocked_range<std::int64_t> &r, double acc) {
+            return acc + sqrt_sum(r.begin(), r.end());
+        },
+        [](double a, double b) { return a + b; });
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -103,6 +132,23 @@ int main(int argc, char **argv)
             seconds = now() - t0;
         });
         expect = skynet_expect;
+    } else if (wl == "pfor") {
+        arena.execute([&] {
+            // Wake the arena's workers first: weft's workers are started before its interval.
+            tbb::parallel_for(0, threads * 16, [](int) {});
+            double t0 = now();
+            double sum = sqrt_reduce();
+            seconds = now() - t0;
+            check = std::llround(sum / 1000);
+        });
+        expect = pfor_expect;
+    } else if (wl == "pfor-serial") {
+        volatile std::int64_t n = pfor_n;
+        double t0 = now();
+        double sum = sqrt_sum(0, n);
+        seconds = now() - t0;
+        check = std::llround(sum / 1000);
+        expect = pfor_expect;
     } else {
         return 0; // not expressible here: print nothing, the table says n/a
     }
