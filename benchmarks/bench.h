@@ -36,6 +36,9 @@ int wl_blocking_pthread(unsigned threads, bench_result *out);
 int wl_timers(unsigned threads, bench_result *out);
 int wl_pfor(unsigned threads, bench_result *out);
 int wl_pfor_serial(unsigned threads, bench_result *out);
+int wl_chan_pingpong(unsigned threads, bench_result *out);
+int wl_pipeline(unsigned threads, bench_result *out);
+int wl_fanout(unsigned threads, bench_result *out);
 
 /* Seconds on CLOCK_MONOTONIC. */
 double bench_now(void);

@@ -31,6 +31,9 @@ static const struct {
     {"timers", wl_timers},
     {"pfor", wl_pfor},
     {"pfor-serial", wl_pfor_serial},
+    {"chan-pingpong", wl_chan_pingpong},
+    {"pipeline", wl_pipeline},
+    {"fanout", wl_fanout},
 };
 
 #define N_WORKLOADS (sizeof workloads / sizeof workloads[0])

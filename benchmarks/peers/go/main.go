@@ -23,6 +23,11 @@ const (
 	yields       = 1000000
 	semfanTasks  = 100000
 	semfanTokens = 64
+	roundTrips   = 1000000
+	chanItems    = 1000000
+	chanStages   = 3
+	chanCapacity = 64
+	itemsSum     = chanItems * (chanItems - 1) / 2
 )
 
 type result struct {
@@ -196,6 +201,109 @@ func park(n int64, timeCancel bool) result {
 	return result{seconds: s, check: cancelled, expect: n, nsPerOp: -1, rssPerTask: rssPerTask}
 }
 
+// pingPong: two goroutines and two unbuffered channels (rendezvous), one each way.
+func pingPong() result {
+	ping, pong := make(chan int64), make(chan int64)
+	var done int64
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for x := range ping {
+			pong <- x + 1
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := int64(0); i < roundTrips; i++ {
+			ping <- i
+			if <-pong == i+1 {
+				done++
+			}
+		}
+		close(ping)
+	}()
+	wg.Wait()
+	s := time.Since(t0).Seconds()
+	return result{seconds: s, check: done, expect: roundTrips, nsPerOp: s * 1e9 / roundTrips, rssPerTask: -1}
+}
+
+// pipeline: source -> three stages (x+1) -> sink, each writer closing the channel it writes.
+func pipeline() result {
+	var chans [chanStages + 1]chan int64
+	for i := range chans {
+		chans[i] = make(chan int64, chanCapacity)
+	}
+	var sum int64
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	wg.Add(chanStages + 2)
+	go func() {
+		defer wg.Done()
+		for x := range chans[chanStages] {
+			sum += x
+		}
+	}()
+	for k := 0; k < chanStages; k++ {
+		go func(in <-chan int64, out chan<- int64) {
+			defer wg.Done()
+			for x := range in {
+				out <- x + 1
+			}
+			close(out)
+		}(chans[k], chans[k+1])
+	}
+	go func() {
+		defer wg.Done()
+		for i := int64(0); i < chanItems; i++ {
+			chans[0] <- i
+		}
+		close(chans[0])
+	}()
+	wg.Wait()
+	s := time.Since(t0).Seconds()
+	return result{seconds: s, check: sum, expect: itemsSum + chanStages*chanItems, nsPerOp: -1, rssPerTask: -1}
+}
+
+// fanout: one producer, one consumer (x+1) per GOMAXPROCS, one collector; the last consumer to
+// end closes the results.
+func fanout(consumers int) result {
+	work, results := make(chan int64, chanCapacity), make(chan int64, chanCapacity)
+	var sum int64
+	var wg sync.WaitGroup
+	live := int64(consumers)
+	t0 := time.Now()
+	wg.Add(consumers + 2)
+	go func() {
+		defer wg.Done()
+		for x := range results {
+			sum += x
+		}
+	}()
+	for c := 0; c < consumers; c++ {
+		go func() {
+			defer wg.Done()
+			for x := range work {
+				results <- x + 1
+			}
+			if atomic.AddInt64(&live, -1) == 0 {
+				close(results)
+			}
+		}()
+	}
+	go func() {
+		defer wg.Done()
+		for i := int64(0); i < chanItems; i++ {
+			work <- i
+		}
+		close(work)
+	}()
+	wg.Wait()
+	s := time.Since(t0).Seconds()
+	return result{seconds: s, check: sum, expect: itemsSum + chanItems, nsPerOp: -1, rssPerTask: -1}
+}
+
 func main() {
 	if len(os.Args) >= 2 && (os.Args[1] == "http" || os.Args[1] == "echo") {
 		os.Exit(serve(os.Args[1], os.Args[2:])) // serve.go
@@ -236,6 +344,12 @@ func main() {
 		r = park(100000, true)
 	case "million":
 		r = park(1000000, false)
+	case "chan-pingpong":
+		r = pingPong()
+	case "pipeline":
+		r = pipeline()
+	case "fanout":
+		r = fanout(threads)
 	default:
 		// blocking: Go has no honest counterpart (a goroutine making a blocking syscall
 		// already hands its P to another thread), so it prints nothing, like any workload
