@@ -343,7 +343,8 @@ WEFT_API weft_cancel_reason weft_cancel_reason_self(void);
 /** The reason `s` was cancelled (WEFT_CANCEL_NONE if it was not). */
 WEFT_API weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s);
 
-/* ---- deadlines a program can read and move (asyncio's Timeout.when / reschedule / expired) ---- */
+/* ---- deadlines a program can read and move (asyncio's Timeout.when / reschedule / expired) ----
+ */
 
 /** The scope's own deadline on weft_now()'s clock (from weft_scope_opts or
  *  weft_scope_set_deadline), WEFT_NEVER when it has none or `s` is NULL or released. Any task or
@@ -419,11 +420,11 @@ WEFT_API uint64_t weft_task_id(void);
 
 /** One failure of a child task. */
 typedef struct weft_error {
-    int code;             /**< the non-zero status the task returned */
-    const char *message;  /**< from weft_fail, or "" */
-    const char *task;     /**< the failing task's name */
-    uint64_t task_id;     /**< the failing task's id */
-    const char *scope;    /**< name of the scope the task failed in ("" if unnamed) */
+    int code;            /**< the non-zero status the task returned */
+    const char *message; /**< from weft_fail, or "" */
+    const char *task;    /**< the failing task's name */
+    uint64_t task_id;    /**< the failing task's id */
+    const char *scope;   /**< name of the scope the task failed in ("" if unnamed) */
 } weft_error;
 
 /**
@@ -608,8 +609,8 @@ typedef enum weft_select_kind {
 typedef struct weft_select_op {
     weft_chan *chan;
     weft_select_kind kind;
-    void *item;  /**< the item to send, or where to receive one */
-    int result;  /**< set for the clause that happened: 0, or -EPIPE (the channel was closed) */
+    void *item; /**< the item to send, or where to receive one */
+    int result; /**< set for the clause that happened: 0, or -EPIPE (the channel was closed) */
 } weft_select_op;
 
 /** weft_select's flag: if no clause can happen at once, return -EAGAIN instead of waiting (Go's

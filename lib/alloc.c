@@ -151,7 +151,7 @@ long weft__alloc_thread_count(void)
 }
 
 int weft__alloc_thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
-                        void *arg)
+                              void *arg)
 {
     if (atomic_load_explicit(&thread_tracking, memory_order_relaxed) &&
         atomic_fetch_add(&thread_counted, 1) + 1 == atomic_load(&thread_fail_at))

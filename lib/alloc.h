@@ -74,6 +74,6 @@ void weft__alloc_thread_fail_at(long n);
 long weft__alloc_thread_count(void);
 /** pthread_create behind the hook above: 0 or pthread_create's error number. */
 int weft__alloc_thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
-                        void *arg);
+                              void *arg);
 
 #endif

@@ -27,8 +27,8 @@
 #include "wait.h"
 
 /* A pool thread that finished a job watches the queue this many rounds (tens of microseconds;
- * README.md, Performance) before it sleeps on the condition variable: calls that come in a stream then find it awake,
- * and the round trip costs no futex wake-up, which is most of its cost. */
+ * README.md, Performance) before it sleeps on the condition variable: calls that come in a stream
+ * then find it awake, and the round trip costs no futex wake-up, which is most of its cost. */
 #define POOL_SPIN 2000
 /* Within that watch, the CPU is given up now and then: on a machine with no CPU to spare, the
  * worker this thread just woke may be waiting for this very CPU to run the caller on. */
@@ -45,8 +45,8 @@ typedef struct blocking_job {
 
 struct weft__blocking_pool {
     pthread_mutex_t mu;
-    pthread_cond_t work;    /* jobs queued, or stopping */
-    pthread_cond_t gone;    /* a thread exited */
+    pthread_cond_t work; /* jobs queued, or stopping */
+    pthread_cond_t gone; /* a thread exited */
     blocking_job *head, *tail;
     _Atomic unsigned queued; /* jobs in the queue, readable without the mutex */
     /* Threads between two jobs that watch the queue before sleeping: counted from before they

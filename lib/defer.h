@@ -8,8 +8,8 @@
  * name, a stack size) needs its record from the start; its entry carries the record instead
  * (fn NULL: spawn never accepts a NULL function, so the two cannot be confused).
  *
- * Segments are blocks of the runtime (weft__records_alloc_block: carved from huge pages, where fresh
- * 4 KiB pages from malloc made page faults the main cost of deferring 100,000 children). No
+ * Segments are blocks of the runtime (weft__records_alloc_block: carved from huge pages, where
+ * fresh 4 KiB pages from malloc made page faults the main cost of deferring 100,000 children). No
  * locking inside: the scope's lock guards the queue. A drained segment is kept as a spare, so a
  * queue that fills and drains at the same pace allocates nothing.
  */

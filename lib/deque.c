@@ -1,6 +1,6 @@
 /* Chase-Lev deque; see deque.h for the contract and the memory reclamation argument. */
-#include "alloc.h"
 #include "deque.h"
+#include "alloc.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -69,4 +69,3 @@ void *weft__deque_steal_any(weft__deque *d)
         return WEFT__DEQUE_ABORT;
     return x;
 }
-

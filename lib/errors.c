@@ -1,7 +1,7 @@
 /* Error groups: recording the failures of a scope's children, reading them, handing them up;
  * see errors.h. */
-#include "alloc.h"
 #include "errors.h"
+#include "alloc.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -63,7 +63,8 @@ static void append_error(weft_scope *s, int code, const char *msg, const char *t
             return;
     }
     if (!s->error_segs[k]) {
-        s->error_segs[k] = weft__alloc_malloc(((size_t)WEFT__ERROR_SEG0 << k) * sizeof(weft__error_rec));
+        s->error_segs[k] =
+            weft__alloc_malloc(((size_t)WEFT__ERROR_SEG0 << k) * sizeof(weft__error_rec));
         if (!s->error_segs[k])
             return;
     }
@@ -90,8 +91,7 @@ void weft__errors_record(weft_scope *s, weft__task *t, int rc)
         /* A group handed up keeps each failure's origin; the first one is the task's code. */
         for (size_t i = 0; i < f->ngroup; i++) {
             weft__error_rec *g = &f->group[i];
-            append_error(s, g->pub.code, g->pub.message, g->pub.task, g->pub.task_id,
-                         g->pub.scope);
+            append_error(s, g->pub.code, g->pub.message, g->pub.task, g->pub.task_id, g->pub.scope);
         }
     } else {
         append_error(s, rc, f ? f->message : NULL, name, t->id, s->name);

@@ -21,7 +21,8 @@ static weft__fd_rec *rec_of(int fd)
 {
     if (fd < 0 || (unsigned)fd >= MAX_FDS)
         return NULL;
-    weft__fd_rec *c = atomic_load_explicit(&chunks[(unsigned)fd >> CHUNK_BITS], memory_order_acquire);
+    weft__fd_rec *c =
+        atomic_load_explicit(&chunks[(unsigned)fd >> CHUNK_BITS], memory_order_acquire);
     return c ? &c[(unsigned)fd & (CHUNK - 1)] : NULL;
 }
 
@@ -167,7 +168,8 @@ int weft__fd_park(weft__task *t, int dirs, const weft__fd_mark *m, weft_time dea
  * the slot is free again and the count tells the next caller. */
 static int edge(weft__fd_rec *r, int dir, int result, weft__ready_batch *b)
 {
-    atomic_store_explicit(&r->seq[dir], atomic_load_explicit(&r->seq[dir], memory_order_relaxed) + 1,
+    atomic_store_explicit(&r->seq[dir],
+                          atomic_load_explicit(&r->seq[dir], memory_order_relaxed) + 1,
                           memory_order_release);
     weft__task *w = r->waiter[dir];
     if (!w)
@@ -175,7 +177,7 @@ static int edge(weft__fd_rec *r, int dir, int result, weft__ready_batch *b)
     r->waiter[dir] = NULL;
     if (r->waiter[!dir] == w)
         r->waiter[!dir] = NULL; /* it waited for both: one wake is all it gets */
-    w->result = result; /* read by the waiter under this lock, after its park */
+    w->result = result;         /* read by the waiter under this lock, after its park */
     if (b)
         return weft__sched_wake_into(w, WEFT__WOKEN, b);
     return weft__sched_wake(w, WEFT__WOKEN);

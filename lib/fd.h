@@ -26,9 +26,9 @@ enum { WEFT__FD_READ = 0, WEFT__FD_WRITE = 1 };
 
 typedef struct weft__fd_rec {
     weft__lock lock;
-    uint32_t gen;           /* bumped by weft_close */
-    weft__poller *poller;   /* the set it is registered in; NULL: none */
-    weft__task *waiter[2];  /* the task waiting to read, to write */
+    uint32_t gen;            /* bumped by weft_close */
+    weft__poller *poller;    /* the set it is registered in; NULL: none */
+    weft__task *waiter[2];   /* the task waiting to read, to write */
     _Atomic uint32_t seq[2]; /* readiness edges seen per direction (written under `lock`) */
 } weft__fd_rec;
 

@@ -1,7 +1,7 @@
 /*
  * Futex words. A plain futex word per sleeper rather than ck_ec: ck_ec's slow path sleeps in
- * backoff steps of its own (milliseconds at first) and overshot timer deadlines by that much; a worker
- * must wake at its next timer, to the microsecond.
+ * backoff steps of its own (milliseconds at first) and overshot timer deadlines by that much; a
+ * worker must wake at its next timer, to the microsecond.
  */
 #include "futex.h"
 
@@ -19,8 +19,8 @@ void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, weft_time deadl
         ts.tv_nsec = deadline % WEFT_SEC;
         tp = &ts;
     }
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tp,
-            NULL, FUTEX_BITSET_MATCH_ANY);
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tp, NULL,
+            FUTEX_BITSET_MATCH_ANY);
 }
 
 void weft__futex_wake(_Atomic uint32_t *word)

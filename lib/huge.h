@@ -7,10 +7,10 @@
  * transparent huge pages (the kernel's default placement puts the stack slabs right below the
  * record chunks) cost tens of times more at their next touch than when the huge pages sit a
  * gigabyte away (README.md, Performance). A cancel of 100,000 parked tasks touches 100,000 stack
- * pages, so this alone made it several times slower. Chunks are carved from the range in order and never given back one by one:
- * a hole punched in the range could be taken by an unrelated mapping, which the final unmap of
- * the range would then destroy. When the range cannot be reserved or is used up, chunks are
- * mapped one by one where the kernel puts them, as before.
+ * pages, so this alone made it several times slower. Chunks are carved from the range in order and
+ * never given back one by one: a hole punched in the range could be taken by an unrelated mapping,
+ * which the final unmap of the range would then destroy. When the range cannot be reserved or is
+ * used up, chunks are mapped one by one where the kernel puts them, as before.
  */
 #ifndef WEFT_HUGE_H
 #define WEFT_HUGE_H

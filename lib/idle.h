@@ -19,9 +19,9 @@
 #include "weft.h"
 
 typedef struct weft__idle {
-    _Atomic uint32_t seq;      /* bumped by each wake */
-    _Atomic int in_poller;     /* the sleeper sleeps (or is about to) in the poller */
-    weft__poller *poller;      /* the runtime's */
+    _Atomic uint32_t seq;  /* bumped by each wake */
+    _Atomic int in_poller; /* the sleeper sleeps (or is about to) in the poller */
+    weft__poller *poller;  /* the runtime's */
 } weft__idle;
 
 /** Prepares `i` for a worker of the runtime whose poller is `p`. */

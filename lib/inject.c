@@ -49,8 +49,8 @@ weft__task *weft__inject_take(weft__worker *w)
     long want = len / (long)rt->nworkers + 1;
     if (want > INJECT_BATCH)
         want = INJECT_BATCH;
-    if (want > 1 &&
-        weft__deque_size_owner(&w->readyq, WEFT__READY_LOCAL_MAX - want) > WEFT__READY_LOCAL_MAX - want)
+    if (want > 1 && weft__deque_size_owner(&w->readyq, WEFT__READY_LOCAL_MAX - want) >
+                        WEFT__READY_LOCAL_MAX - want)
         want = 1;
     weft__lock_acquire(&rt->inject_lock);
     weft__task *first = rt->inject_head, *last = NULL;

@@ -65,7 +65,8 @@ static ssize_t io(int fd, int dir, io_op op, void *ctx)
             return n;
         if (n == -EINTR)
             continue;
-        int rc = m.rec ? weft__fd_park(t, 1 << dir, &m, WEFT_NEVER) : weft__fd_register(fd, dir, &m);
+        int rc =
+            m.rec ? weft__fd_park(t, 1 << dir, &m, WEFT_NEVER) : weft__fd_register(fd, dir, &m);
         if (rc < 0)
             return rc;
     }
@@ -314,8 +315,9 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
  * value. */
 static __attribute__((noinline)) int ready_now(int fd, int events)
 {
-    struct pollfd p = {.fd = fd, .events = (short)(((events & WEFT_READABLE) ? POLLIN : 0) |
-                                                   ((events & WEFT_WRITABLE) ? POLLOUT : 0))};
+    struct pollfd p = {.fd = fd,
+                       .events = (short)(((events & WEFT_READABLE) ? POLLIN : 0) |
+                                         ((events & WEFT_WRITABLE) ? POLLOUT : 0))};
     if (poll(&p, 1, 0) < 0)
         return -errno;
     if (p.revents & POLLNVAL)

@@ -23,7 +23,8 @@
 #include "scope.h"
 #include "watchdog.h"
 
-/* ---- creation and shutdown -------------------------------------------------------------------- */
+/* ---- creation and shutdown --------------------------------------------------------------------
+ */
 
 /* 64 KiB: deep enough for ordinary C (printf, getaddrinfo and a parser fit with room to spare),
  * and stacks spaced 64 KiB apart share page-table pages about 30 to a page: with 256 KiB, a million
@@ -53,7 +54,8 @@ static uint64_t chaos_seed_from_env(void)
     return seed ? seed : 1;
 }
 
-/* ---- the workers ---------------------------------------------------------------------------------- */
+/* ---- the workers
+ * ---------------------------------------------------------------------------------- */
 
 /* Prepares the workers (rt->workers, rt->nworkers set): queues, timers, idle seams, generators.
  * 0 or -ENOMEM (then nothing is left to free). */
@@ -285,7 +287,8 @@ int weft_worker_index(void)
     return w ? (int)w->index : -1;
 }
 
-/* ---- submissions and handles -------------------------------------------------------------------- */
+/* ---- submissions and handles --------------------------------------------------------------------
+ */
 
 struct weft_handle {
     weft__lock lock;

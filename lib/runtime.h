@@ -50,15 +50,16 @@ struct weft_runtime {
     _Atomic size_t inject_len;
     _Alignas(64) weft__stack_pool stacks;
     _Alignas(64) weft__lock chunk_lock;
-    struct task_chunk *chunks;   /* every task record's memory, freed with the runtime */
-    weft__huge_range huge;       /* where the huge chunks among them are carved (huge.h) */
-    weft__task *spare_tasks;     /* records freed off the workers, and batches taken there */
-    weft__task *task_batches;    /* records workers gave up, in batches (see weft__records_free_task_on) */
-    char *carve, *carve_end;     /* records for foreign threads not taken yet (chunk_lock) */
-    void *free_blocks;           /* weft__records_alloc_block's, under chunk_lock */
+    struct task_chunk *chunks; /* every task record's memory, freed with the runtime */
+    weft__huge_range huge;     /* where the huge chunks among them are carved (huge.h) */
+    weft__task *spare_tasks;   /* records freed off the workers, and batches taken there */
+    weft__task
+        *task_batches; /* records workers gave up, in batches (see weft__records_free_task_on) */
+    char *carve, *carve_end; /* records for foreign threads not taken yet (chunk_lock) */
+    void *free_blocks;       /* weft__records_alloc_block's, under chunk_lock */
     char *block_carve, *block_end;
     unsigned block_chunks;
-    weft_scope *spare_scopes;    /* scope records released off the runtime's workers */
+    weft_scope *spare_scopes;         /* scope records released off the runtime's workers */
     _Alignas(64) weft__poller poller; /* descriptors tasks wait on (poll.h) */
     _Alignas(64) _Atomic uint32_t outstanding; /* submissions not yet ended (a futex word) */
     pthread_t watchdog;

@@ -67,8 +67,8 @@
 #include <unistd.h>
 
 #include "inject.h"
-#include "steal.h"
 #include "records.h"
+#include "steal.h"
 #include "tsan.h"
 
 #ifdef WEFT_ASAN
@@ -129,7 +129,6 @@ int weft__sched_wake_one(weft_runtime *rt)
 /* Queues a runnable task on the worker's ready queue, or on the injection queue when the ready
  * queue already holds WEFT__READY_LOCAL_MAX tasks or cannot grow (see sched.h). */
 
-
 static void push_ready(weft__worker *w, weft__task *t)
 {
     if (weft__deque_size_owner(&w->readyq, WEFT__READY_LOCAL_MAX) >= WEFT__READY_LOCAL_MAX ||
@@ -156,7 +155,8 @@ void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
     weft__worker *w = weft__sched_worker();
     if (w && w->rt == rt) {
         long pushed = 0;
-        while (t && weft__deque_size_owner(&w->readyq, WEFT__READY_LOCAL_MAX) < WEFT__READY_LOCAL_MAX) {
+        while (t &&
+               weft__deque_size_owner(&w->readyq, WEFT__READY_LOCAL_MAX) < WEFT__READY_LOCAL_MAX) {
             /* The link first: once queued, the task may be stolen, run and recycled at once. */
             weft__task *next = t->next;
             if (weft__deque_push_owner(&w->readyq, t) != 0)
@@ -203,7 +203,6 @@ static weft__task *steal_own(weft__deque *q)
     }
 }
 
-
 /* Timers sit on the heap of the worker that armed them, and that worker fires them when it looks
  * for work. A worker that does not look (stuck in a plain system call inside a task, or running
  * one task that never suspends) would hold them for as long as it is stuck, and with them every
@@ -224,8 +223,7 @@ static weft_time takeover_at(weft__worker *w)
         if (v == w)
             continue;
         weft_time e = weft__timer_heap_earliest(&v->timers);
-        if (e == WEFT_NEVER || e >= WEFT_NEVER - TIMER_TAKEOVER_NS ||
-            e + TIMER_TAKEOVER_NS >= at)
+        if (e == WEFT_NEVER || e >= WEFT_NEVER - TIMER_TAKEOVER_NS || e + TIMER_TAKEOVER_NS >= at)
             continue;
         uint64_t bit = (uint64_t)1 << (i % 64);
         if (atomic_load_explicit(&rt->idle_mask[i / 64], memory_order_relaxed) & bit)

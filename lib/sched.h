@@ -88,21 +88,21 @@ struct weft__worker {
     weft__stack_cache stacks;
     weft__scope_cache scopes;
     weft__timer_heap timers;
-    weft__idle idle; /* where it sleeps when it has nothing to do (idle.h) */
-    _Atomic uint64_t progress;    /* switches and inline runs, for the watchdog */
-    _Atomic uint64_t own_waits;   /* in and out of the library's own waits (alloc.h): odd inside */
+    weft__idle idle;            /* where it sleeps when it has nothing to do (idle.h) */
+    _Atomic uint64_t progress;  /* switches and inline runs, for the watchdog */
+    _Atomic uint64_t own_waits; /* in and out of the library's own waits (alloc.h): odd inside */
 #ifdef WEFT_TSAN
     _Atomic uint64_t running_id; /* the id of `current` (see watchdog_main) */
 #endif
-    uint64_t next_id, end_id;     /* this worker's block of task ids */
-    uint64_t watch_progress;      /* the watchdog's last sample of `progress` */
-    weft__task *watch_task;       /* and of `current` */
-    uint64_t watch_own_waits;     /* and of `own_waits` */
-    weft_time watch_since;        /* when the watchdog first saw that sample */
-    int watch_still;              /* it has seen the worker stand still since, */
+    uint64_t next_id, end_id;      /* this worker's block of task ids */
+    uint64_t watch_progress;       /* the watchdog's last sample of `progress` */
+    weft__task *watch_task;        /* and of `current` */
+    uint64_t watch_own_waits;      /* and of `own_waits` */
+    weft_time watch_since;         /* when the watchdog first saw that sample */
+    int watch_still;               /* it has seen the worker stand still since, */
     weft__thread_times watch_then; /* and the thread's times then (watchdog_main) */
-    _Atomic int tid;              /* the worker's thread id, for the watchdog (0 until known) */
-    uint64_t watch_reported_id;   /* the task last reported on this worker */
+    _Atomic int tid;               /* the worker's thread id, for the watchdog (0 until known) */
+    uint64_t watch_reported_id;    /* the task last reported on this worker */
     pthread_t thread;
     void *altstack;
     void *thread_stack_lo; /* for the sanitizers' fiber switches */

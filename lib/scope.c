@@ -1,6 +1,6 @@
 /* The scope tree: open, join, release, cancellation fan-out, deadlines; see scope.h. */
-#include "alloc.h"
 #include "scope.h"
+#include "alloc.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "join_inline.h"
+#include "deadline.h"
 #include "inject.h"
+#include "join_inline.h"
 #include "records.h"
 #include "runtime.h"
-#include "deadline.h"
 #include "sched.h"
 
 /* `state` is the owner's, but weft_scope_cancel and weft_spawn may look at it from any thread:
@@ -212,10 +212,11 @@ static void unlink_child(weft_scope *s)
  * sleepers), that line moved between the cores at every end. A worker now keeps the count of
  * the children of one scope that ended on it, and takes them off together: when COUNT_OUT_BATCH
  * have ended, when a child of another scope ends, and when it picks anything but a child of that
- * scope to run next (another task, or nothing: it never sleeps holding a count: the scheduler calls release_held, see sched.h). Holding the
- * count while a sibling runs delays nobody: whoever waits for the scope's children waits for
- * that sibling too. Holding it while an unrelated task runs could: that task may spin until
- * something the scope's joiner does, and the joiner would never be woken. */
+ * scope to run next (another task, or nothing: it never sleeps holding a count: the scheduler calls
+ * release_held, see sched.h). Holding the count while a sibling runs delays nobody: whoever waits
+ * for the scope's children waits for that sibling too. Holding it while an unrelated task runs
+ * could: that task may spin until something the scope's joiner does, and the joiner would never be
+ * woken. */
 #define COUNT_OUT_BATCH 32
 
 static void release_count_out(weft__worker *w)
@@ -628,7 +629,8 @@ static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
     s->own_deadline = own;
 
     /* Not linked into the parent yet (see scope.h): it inherits the state by pulling. */
-    atomic_store_explicit(&s->cancel_cache, epoch << 2 | weft__scope_cancel_encode(shield ? 0 : code),
+    atomic_store_explicit(&s->cancel_cache,
+                          epoch << 2 | weft__scope_cancel_encode(shield ? 0 : code),
                           memory_order_relaxed);
 
     push_owned(t, s);

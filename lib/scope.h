@@ -68,8 +68,8 @@ enum weft__scope_state { WEFT__SCOPE_OPEN = 1, WEFT__SCOPE_JOINED = 2, WEFT__SCO
  * line moved between cores and the ender one more. */
 struct weft_scope {
     /* Read at every spawn and suspension point; written by a cancel and at open and join. */
-    _Atomic int cancel_code; /* 0, -ECANCELED or -ETIMEDOUT, set on this scope */
-    _Atomic int cancel;      /* weft_cancel_reason, set on this scope (before cancel_code) */
+    _Atomic int cancel_code;       /* 0, -ECANCELED or -ETIMEDOUT, set on this scope */
+    _Atomic int cancel;            /* weft_cancel_reason, set on this scope (before cancel_code) */
     _Atomic uint64_t cancel_cache; /* epoch << 2 | pulled code (see weft__scope_cancel_code) */
     _Atomic uint64_t *epoch;       /* the runtime's cancel epoch */
     int state;
@@ -89,18 +89,18 @@ struct weft_scope {
     int child_status;
 
     /* The owner's. */
-    _Alignas(64) int64_t owner_spawned;   /* until its join */
-    weft_scope *prev_owned;               /* the owner's unreleased scopes, newest first: the
-                                           * one opened before (a scope ends after those
-                                           * nested in it, so mostly at the head; the list
-                                           * needs no link the other way) */
-    weft_scope *outer_cancel_scope;       /* owner's cancel_scope before this one opened */
+    _Alignas(64) int64_t owner_spawned; /* until its join */
+    weft_scope *prev_owned;             /* the owner's unreleased scopes, newest first: the
+                                         * one opened before (a scope ends after those
+                                         * nested in it, so mostly at the head; the list
+                                         * needs no link the other way) */
+    weft_scope *outer_cancel_scope;     /* owner's cancel_scope before this one opened */
     int join_result;
     int timer_armed;
     /* Its own deadline, WEFT_NEVER if none. Written by the owner only (open, set_deadline),
      * read by any thread: the effective deadline is the earliest of those up to a shield. */
     weft_time own_deadline;
-    weft__timer timer;                    /* fires at own_deadline, while timer_armed */
+    weft__timer timer; /* fires at own_deadline, while timer_armed */
 
     /* Under `lock` (or the parent's), taken by cancels, cancellable waits, failures and the
      * slots of a limited scope. */
@@ -166,7 +166,6 @@ void weft__scope_external_free(weft_scope *s);
 
 /** Cancels `s` and its subtree. */
 void weft__scope_cancel(weft_scope *s, int reason, int code);
-
 
 /** Joins and releases every scope `t` still owns (implicit join at task exit), newest first.
  *  The failures of the scopes it left open go up with its own (see weft.h): returns the task's

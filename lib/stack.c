@@ -1,6 +1,6 @@
 /* Stack slabs, caches, guards and the overflow report; see stack.h. */
-#include "alloc.h"
 #include "stack.h"
+#include "alloc.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -37,9 +37,9 @@
 
 struct weft__stack_slab {
     weft__stack_slab *next;
-    char *base;        /* the mapping */
+    char *base; /* the mapping */
     size_t bytes;
-    size_t stride;     /* guard gap + usable */
+    size_t stride; /* guard gap + usable */
     unsigned count;
     /* stacks[0, used) are initialised; the rest were never handed out */
     _Atomic unsigned used;

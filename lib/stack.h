@@ -80,17 +80,17 @@ typedef struct weft__stack_slab weft__stack_slab;
 
 typedef struct weft__stack_pool {
     weft__lock lock;
-    size_t size;             /* bytes a task with a default stack is documented to get */
-    size_t usable;           /* usable bytes of a default stack: size and the inline reserve */
+    size_t size;   /* bytes a task with a default stack is documented to get */
+    size_t usable; /* usable bytes of a default stack: size and the inline reserve */
     size_t page;
-    size_t gap;              /* guard gap below each default stack */
-    weft__stack *free;       /* stacks given back beyond the per-worker caches, warm */
-    weft__stack *dirty;      /* beyond warm_max, their pages not yet given back (trim) */
-    weft__stack *cold;       /* and those whose pages went back to the kernel */
-    unsigned warm;           /* stacks on `free`, at most warm_max */
-    unsigned warm_max;       /* WEFT__STACK_POOL_WARM, raised by demand up to ..._WARM_MAX */
+    size_t gap;         /* guard gap below each default stack */
+    weft__stack *free;  /* stacks given back beyond the per-worker caches, warm */
+    weft__stack *dirty; /* beyond warm_max, their pages not yet given back (trim) */
+    weft__stack *cold;  /* and those whose pages went back to the kernel */
+    unsigned warm;      /* stacks on `free`, at most warm_max */
+    unsigned warm_max;  /* WEFT__STACK_POOL_WARM, raised by demand up to ..._WARM_MAX */
     weft__stack_slab *_Atomic slabs;
-    unsigned slab_stacks;    /* stacks per new slab */
+    unsigned slab_stacks; /* stacks per new slab */
 } weft__stack_pool;
 
 typedef struct weft__stack_cache {

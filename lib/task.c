@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "deadline.h"
-#include "join_inline.h"
 #include "inject.h"
+#include "join_inline.h"
 #include "records.h"
 #include "runtime.h"
 #include "sched.h"
@@ -243,8 +243,10 @@ int weft__task_complete_slow(weft__task *t, int rc)
         rc = weft__scope_release_owned(t, rc);
 #ifndef NDEBUG
     if (t->tokens_held > 0)
-        fprintf(stderr, "weft: task '%s' ended holding %d semaphore token(s); release them "
-                        "before returning (weft_sem_release)\n", weft__task_name_of(t), t->tokens_held);
+        fprintf(stderr,
+                "weft: task '%s' ended holding %d semaphore token(s); release them "
+                "before returning (weft_sem_release)\n",
+                weft__task_name_of(t), t->tokens_held);
 #endif
     weft_scope *s = t->scope;
     weft__defer_entry next;
@@ -265,7 +267,8 @@ void weft__task_end_without_stack(weft__task *t)
      * as the stack did; the code stays. */
     t->failure = weft__alloc_calloc(1, sizeof(*t->failure));
     if (t->failure)
-        t->failure->message = weft__alloc_strdup("no stack could be mapped for the task; it never ran");
+        t->failure->message =
+            weft__alloc_strdup("no stack could be mapped for the task; it never ran");
 #ifdef WEFT_TSAN
     weft__task *running = weft__sched_current(w);
 #endif

@@ -38,18 +38,18 @@ typedef struct weft__failure weft__failure;
 typedef struct weft__worker weft__worker;
 
 typedef struct weft__task {
-    weft__ctx ctx;                /* saved context; meaningful only in a host */
-    struct weft__task *host;      /* the task owning the stack this one runs on */
-    weft__stack *stack;           /* a host's stack (host == this task); unset otherwise */
+    weft__ctx ctx;           /* saved context; meaningful only in a host */
+    struct weft__task *host; /* the task owning the stack this one runs on */
+    weft__stack *stack;      /* a host's stack (host == this task); unset otherwise */
     weft_fn fn;
     void *arg;
     weft_runtime *rt;
-    weft_scope *scope;            /* the scope it was spawned into */
-    weft_scope *cancel_scope;     /* innermost open scope of this task (else `scope`) */
-    weft_scope *owned;            /* newest scope it opened and has not released */
-    struct weft__task *next;      /* run-queue, free-list and semaphore-queue link */
-    struct weft__task *run_last;  /* injection queue: on the first task of a run queued at
-                                   * once, the run's last and length (taken without a walk) */
+    weft_scope *scope;           /* the scope it was spawned into */
+    weft_scope *cancel_scope;    /* innermost open scope of this task (else `scope`) */
+    weft_scope *owned;           /* newest scope it opened and has not released */
+    struct weft__task *next;     /* run-queue, free-list and semaphore-queue link */
+    struct weft__task *run_last; /* injection queue: on the first task of a run queued at
+                                  * once, the run's last and length (taken without a walk) */
     uint32_t run_len;
     /* A prefetch hint, never read through: a task that a walk of the list this one is on (a
      * scope's parked list, a run of the injection queue) reaches a few steps later. Such walks
@@ -57,18 +57,18 @@ typedef struct weft__task {
      * hint lets the walker ask for a record early. Stale hints cost a useless prefetch. */
     struct weft__task *hint;
     struct weft__task *snext, *sprev; /* a semaphore's wait queue (apart from `next`: a
-                                   * cancelled waiter is queued to run while still in it) */
+                                       * cancelled waiter is queued to run while still in it) */
     struct weft__task *pnext, *pprev; /* a scope's parked list */
-    _Atomic uint32_t listed;      /* on that list; cleared by a cancel that detaches it */
+    _Atomic uint32_t listed;          /* on that list; cleared by a cancel that detaches it */
     _Atomic uint32_t wait;
     _Atomic uint32_t park_sync;
     uint32_t flags;
-    int result;                   /* a wait's outcome handed over by the waker */
+    int result; /* a wait's outcome handed over by the waker */
     weft__timer timer;
     uint64_t id;
-    weft__failure *failure;       /* message or group recorded by weft_fail / weft_fail_group */
-    size_t stack_size;            /* 0: the runtime's */
-    int tokens_held;              /* semaphore tokens taken and not given back (debug builds) */
+    weft__failure *failure; /* message or group recorded by weft_fail / weft_fail_group */
+    size_t stack_size;      /* 0: the runtime's */
+    int tokens_held;        /* semaphore tokens taken and not given back (debug builds) */
     void *tsan_fiber;
     char name[WEFT__TASK_NAME_MAX];
 } weft__task;
@@ -98,9 +98,10 @@ static inline void weft__task_set_hint(weft__task *t, weft__task *hint)
  *  it is of `rt` already; it owns no scope and holds no failure (weft__scope_end_task and
  *  weft__task_complete_slow see to both); its handshake words are at rest (every park ends with
  *  them so, and a waker touches them only while the task is parked) and its timer is disarmed
- *  (a sleep disarms it before it returns); its stack size is the runtime's (weft__records_free_task_on
- *  clears a size of its own; a child with one never runs inline). `next` is set by whatever
- *  queue links the record, and `stack` means something only on a host (host == the task). */
+ *  (a sleep disarms it before it returns); its stack size is the runtime's
+ * (weft__records_free_task_on clears a size of its own; a child with one never runs inline). `next`
+ * is set by whatever queue links the record, and `stack` means something only on a host (host ==
+ * the task). */
 static inline void weft__task_reset_cached(weft__task *t, weft_runtime *rt, uint64_t id)
 {
     assert(t->rt == rt);
@@ -175,7 +176,6 @@ static inline int weft__task_chaos_point(weft_runtime *rt)
     }
     return 0;
 }
-
 
 /** Fills in a new task's function, scope and name (copied, truncated; NULL for none). */
 void weft__task_init_child(weft__task *t, weft_scope *s, weft_fn fn, void *arg, const char *name);

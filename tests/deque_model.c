@@ -75,7 +75,8 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-/* ---- the hooks -------------------------------------------------------------------------------- */
+/* ---- the hooks --------------------------------------------------------------------------------
+ */
 
 enum { OP_LOAD, OP_STORE, OP_RMW, OP_FENCE };
 
@@ -104,24 +105,24 @@ static int model_cas_done(int ok)
 #define model_cas_(p, e, d, s, f) __c11_atomic_compare_exchange_strong((p), (e), (d), (s), (f))
 #define model_fence_(o) __c11_atomic_signal_fence(o)
 #else
-#define model_load_(p, o)                                                                         \
-    __extension__({                                                                               \
-        __auto_type model_p_ = (p);                                                               \
-        __typeof__((void)0, *model_p_) model_v_;                                                  \
-        __atomic_load(model_p_, &model_v_, (o));                                                  \
-        model_v_;                                                                                 \
+#define model_load_(p, o)                                                                          \
+    __extension__({                                                                                \
+        __auto_type model_p_ = (p);                                                                \
+        __typeof__((void)0, *model_p_) model_v_;                                                   \
+        __atomic_load(model_p_, &model_v_, (o));                                                   \
+        model_v_;                                                                                  \
     })
-#define model_store_(p, v, o)                                                                     \
-    __extension__({                                                                               \
-        __auto_type model_p_ = (p);                                                               \
-        __typeof__((void)0, *model_p_) model_v_ = (v);                                            \
-        __atomic_store(model_p_, &model_v_, (o));                                                 \
+#define model_store_(p, v, o)                                                                      \
+    __extension__({                                                                                \
+        __auto_type model_p_ = (p);                                                                \
+        __typeof__((void)0, *model_p_) model_v_ = (v);                                             \
+        __atomic_store(model_p_, &model_v_, (o));                                                  \
     })
-#define model_cas_(p, e, d, s, f)                                                                 \
-    __extension__({                                                                               \
-        __auto_type model_p_ = (p);                                                               \
-        __typeof__((void)0, *model_p_) model_d_ = (d);                                            \
-        __atomic_compare_exchange(model_p_, (e), &model_d_, 0, (s), (f));                         \
+#define model_cas_(p, e, d, s, f)                                                                  \
+    __extension__({                                                                                \
+        __auto_type model_p_ = (p);                                                                \
+        __typeof__((void)0, *model_p_) model_d_ = (d);                                             \
+        __atomic_compare_exchange(model_p_, (e), &model_d_, 0, (s), (f));                          \
     })
 #define model_fence_(o) __atomic_signal_fence(o)
 #endif
@@ -131,10 +132,10 @@ static int model_cas_done(int ok)
 #define atomic_load_explicit(p, o) (model_yield((p), OP_LOAD), model_load_((p), (o)))
 #define atomic_store_explicit(p, v, o) (model_yield((p), OP_STORE), model_store_((p), (v), (o)))
 #define atomic_thread_fence(o) (model_yield(NULL, OP_FENCE), model_fence_(o))
-#define atomic_compare_exchange_strong_explicit(p, e, d, s, f)                                    \
-    (model_yield((p), OP_RMW),                                                                    \
-     model_break_cas ? (model_store_((p), (d), (s)), 1)                                            \
-                     : model_cas_done(model_cas_((p), (e), (d), (s), (f))))
+#define atomic_compare_exchange_strong_explicit(p, e, d, s, f)                                     \
+    (model_yield((p), OP_RMW), model_break_cas                                                     \
+                                   ? (model_store_((p), (d), (s)), 1)                              \
+                                   : model_cas_done(model_cas_((p), (e), (d), (s), (f))))
 
 #define weft__deque_init model__deque_init
 #define weft__deque_destroy model__deque_destroy
@@ -142,7 +143,8 @@ static int model_cas_done(int ok)
 #define weft__deque_steal_any model__deque_steal_any
 #include "deque.c" /* and deque.h, through it */
 
-/* ---- green threads ------------------------------------------------------------------------------ */
+/* ---- green threads ------------------------------------------------------------------------------
+ */
 
 #define MAX_THREADS 3
 #define MAX_STEPS 256
@@ -277,7 +279,8 @@ static void start_threads(int n, void (*body)(int id))
     }
 }
 
-/* ---- scenarios ------------------------------------------------------------------------------------ */
+/* ---- scenarios
+ * ------------------------------------------------------------------------------------ */
 
 #define MAX_ITEMS 16
 #define MAX_OPS 12
@@ -289,19 +292,19 @@ static void start_threads(int n, void (*body)(int id))
 typedef struct scenario {
     const char *name;
     int capacity_log2;
-    int prefill;               /* items pushed before the threads start */
+    int prefill;                   /* items pushed before the threads start */
     const char *prog[MAX_THREADS]; /* thread 0 is the owner: p push, o pop, s steal_owner, k peek;
                                     * thieves: s steal_any */
-    int level;                 /* 0: every run; 1: not with --quick; 2: only with --full */
-    int crosscheck;            /* also run every interleaving, unreduced */
+    int level;                     /* 0: every run; 1: not with --quick; 2: only with --full */
+    int crosscheck;                /* also run every interleaving, unreduced */
 } scenario;
 
 static const scenario *sc;
 static weft__deque dq;
 static int item_store[MAX_ITEMS];
-static int npushed;                          /* items pushed so far (prefill included) */
-static int result[MAX_THREADS][MAX_OPS];     /* what each operation returned */
-static int pushes_before[MAX_OPS];           /* owner: items pushed before operation i */
+static int npushed;                      /* items pushed so far (prefill included) */
+static int result[MAX_THREADS][MAX_OPS]; /* what each operation returned */
+static int pushes_before[MAX_OPS];       /* owner: items pushed before operation i */
 static int drained[MAX_ITEMS];
 static int ndrained;
 static char failure[512];
@@ -398,19 +401,23 @@ static int threads_of(const scenario *s)
 static const char *res_str(int r, char *buf)
 {
     switch (r) {
-    case R_NULL: return "empty";
-    case R_ABORT: return "abort";
-    case R_BAD: return "not an item";
-    case R_OK: return "ok";
+    case R_NULL:
+        return "empty";
+    case R_ABORT:
+        return "abort";
+    case R_BAD:
+        return "not an item";
+    case R_OK:
+        return "ok";
     }
     sprintf(buf, "item %d", r);
     return buf;
 }
 
-#define FAIL(...)                                                                                 \
-    do {                                                                                          \
-        snprintf(failure, sizeof(failure), __VA_ARGS__);                                          \
-        return 1;                                                                                 \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(failure, sizeof(failure), __VA_ARGS__);                                           \
+        return 1;                                                                                  \
     } while (0)
 
 /* Checks one finished interleaving; drains the deque (no thread runs: no yields). */
@@ -483,7 +490,8 @@ static int check(void)
     return 0;
 }
 
-/* ---- outcome sets ------------------------------------------------------------------------------ */
+/* ---- outcome sets ------------------------------------------------------------------------------
+ */
 
 #define OUTCOME_SLOTS (1 << 18)
 
@@ -542,7 +550,8 @@ static int outcome_has(const outcomes *o, uint64_t h)
     }
 }
 
-/* ---- the search ------------------------------------------------------------------------------- */
+/* ---- the search -------------------------------------------------------------------------------
+ */
 
 typedef struct state {
     unsigned enabled, backtrack, done, sleep;
@@ -619,8 +628,8 @@ MODEL_NO_TSAN static uint64_t trace_hash(int nt)
 }
 static uint64_t last_trace;
 
-#define dependent(a, b)                                                                           \
-    ((a).kind != OP_FENCE && (b).kind != OP_FENCE && (a).addr == (b).addr &&                      \
+#define dependent(a, b)                                                                            \
+    ((a).kind != OP_FENCE && (b).kind != OP_FENCE && (a).addr == (b).addr &&                       \
      ((a).kind != OP_LOAD || (b).kind != OP_LOAD))
 
 /* Runs one interleaving: the choices of S[0..prefix-1] again, then new states (whose choices,
@@ -758,8 +767,8 @@ static int explore(const scenario *s, int reduce, outcomes *o, outcomes *traces,
             *max_depth = depth;
         if (bad) {
             if (!quiet) {
-                fprintf(stderr, "deque_model: %s: FAILED after %ld interleavings: %s\n",
-                        s->name, *count, failure);
+                fprintf(stderr, "deque_model: %s: FAILED after %ld interleavings: %s\n", s->name,
+                        *count, failure);
                 fprintf(stderr, "deque_model: the schedule (thread of each access):");
                 for (int i = 0; i < depth; i++)
                     fprintf(stderr, " %d", steps[i].t);

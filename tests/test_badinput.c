@@ -60,17 +60,17 @@ static void check_fail(const char *file, int line, const char *fmt, ...)
     va_end(ap);
 }
 
-#define CHECK_EQ(a, b)                                                                            \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_)                                                                             \
-            check_fail(__FILE__, __LINE__, "%s returned %lld, documented %lld (%s)", #a, a_, b_,  \
-                       #b);                                                                       \
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_)                                                                              \
+            check_fail(__FILE__, __LINE__, "%s returned %lld, documented %lld (%s)", #a, a_, b_,   \
+                       #b);                                                                        \
     } while (0)
-#define CHECK(c)                                                                                  \
-    do {                                                                                          \
-        if (!(c))                                                                                 \
-            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                      \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            check_fail(__FILE__, __LINE__, "CHECK(%s)", #c);                                       \
     } while (0)
 
 static void assert_checks(void)
@@ -112,16 +112,16 @@ static int sleep_ms(void *arg)
  * ============================================================================================== */
 
 enum { CTX_PLAIN, CTX_FOREIGN, CTX_POOL, CTX_TASK, NCTX };
-static const char *const ctx_name[NCTX] = {
-    "the test's thread", "a foreign pthread", "a blocking-pool thread", "a non-owner task"};
+static const char *const ctx_name[NCTX] = {"the test's thread", "a foreign pthread",
+                                           "a blocking-pool thread", "a non-owner task"};
 
 typedef struct fixture {
-    weft_runtime *rt;    /* the long-lived runtime the host task runs in */
-    weft_handle *handle; /* the host's handle (the host has not ended while rows run) */
-    weft_scope *scope;   /* open, owned by the host task */
-    weft_scope *joined;  /* joined (not released), owned by the host task; one child failed */
+    weft_runtime *rt;       /* the long-lived runtime the host task runs in */
+    weft_handle *handle;    /* the host's handle (the host has not ended while rows run) */
+    weft_scope *scope;      /* open, owned by the host task */
+    weft_scope *joined;     /* joined (not released), owned by the host task; one child failed */
     weft_scope *submission; /* the scope the runtime made for the host's submission: no owner */
-    weft_sem *sem;       /* one token, free whenever a row runs */
+    weft_sem *sem;          /* one token, free whenever a row runs */
     atomic_int ready, plain_done;
     atomic_int spawned_ran; /* children the rows started (only from a task) */
 } fixture;
@@ -137,11 +137,11 @@ typedef struct row {
 } row;
 
 #define SKIP LONG_MIN
-#define ROWFN(id, expr)                                                                           \
-    static long id(fixture *f)                                                                    \
-    {                                                                                             \
-        (void)f;                                                                                  \
-        return (long)(expr);                                                                      \
+#define ROWFN(id, expr)                                                                            \
+    static long id(fixture *f)                                                                     \
+    {                                                                                              \
+        (void)f;                                                                                   \
+        return (long)(expr);                                                                       \
     }
 
 static int spawned_child(void *arg)
@@ -327,11 +327,24 @@ ROWFN(r_chan_close_null, weft_chan_close(NULL))
 ROWFN(r_chan_close_twice, weft_chan_close(closed_channel()))
 ROWFN(r_chan_len_null, (long)weft_chan_len(NULL))
 ROWFN(r_select_null, r_select_bad(NULL, 1, 0))
-ROWFN(r_select_zero, r_select_bad(&(weft_select_op){.chan = empty_channel(), .kind = WEFT_SELECT_RECV, .item = &row_item}, 0, 0))
-ROWFN(r_select_too_many, r_select_bad(&(weft_select_op){.chan = empty_channel(), .kind = WEFT_SELECT_RECV, .item = &row_item}, 65, 0))
-ROWFN(r_select_no_chan, r_select_bad(&(weft_select_op){.kind = WEFT_SELECT_RECV, .item = &row_item}, 1, 0))
-ROWFN(r_select_bad_kind, r_select_bad(&(weft_select_op){.chan = empty_channel(), .kind = (weft_select_kind)7, .item = &row_item}, 1, 0))
-ROWFN(r_select_nowait, r_select_bad(&(weft_select_op){.chan = empty_channel(), .kind = WEFT_SELECT_RECV, .item = &row_item}, 1, WEFT_SELECT_NOWAIT))
+ROWFN(r_select_zero, r_select_bad(&(weft_select_op){.chan = empty_channel(),
+                                                    .kind = WEFT_SELECT_RECV,
+                                                    .item = &row_item},
+                                  0, 0))
+ROWFN(r_select_too_many, r_select_bad(&(weft_select_op){.chan = empty_channel(),
+                                                        .kind = WEFT_SELECT_RECV,
+                                                        .item = &row_item},
+                                      65, 0))
+ROWFN(r_select_no_chan,
+      r_select_bad(&(weft_select_op){.kind = WEFT_SELECT_RECV, .item = &row_item}, 1, 0))
+ROWFN(r_select_bad_kind, r_select_bad(&(weft_select_op){.chan = empty_channel(),
+                                                        .kind = (weft_select_kind)7,
+                                                        .item = &row_item},
+                                      1, 0))
+ROWFN(r_select_nowait, r_select_bad(&(weft_select_op){.chan = empty_channel(),
+                                                      .kind = WEFT_SELECT_RECV,
+                                                      .item = &row_item},
+                                    1, WEFT_SELECT_NOWAIT))
 static char row_buf[8];
 static struct iovec row_iov = {.iov_base = row_buf, .iov_len = sizeof(row_buf)};
 ROWFN(r_fd_wait_bad_fd, weft_fd_wait(-1, WEFT_READABLE, WEFT_NEVER))
@@ -669,8 +682,7 @@ static const row rows[] = {
     {"weft_scope_set_deadline", "negative", r_set_deadline_negative, -EPERM, -EINVAL},
     {"weft_scope_set_deadline", "not the owner", r_set_deadline_not_owner, -EPERM, -EPERM},
     {"weft_scope_set_deadline", "joined scope", r_set_deadline_joined, -EPERM, -EINVAL},
-    {"weft_scope_set_deadline", "a scope with no owner", r_set_deadline_submission, -EPERM,
-     -EPERM},
+    {"weft_scope_set_deadline", "a scope with no owner", r_set_deadline_submission, -EPERM, -EPERM},
     {"weft_scope_expired", "NULL", r_expired_null, 0, 0},
     {"weft_scope_expired", "(any thread) a live scope", r_expired_scope, 0, 0},
     {"weft_checkpoint", "task-only", r_checkpoint, -EPERM, 0},
@@ -892,9 +904,9 @@ Test(badinput, table_covers_header)
         while (end > api && end[-1] == ' ')
             end--;
         char *start = end;
-        while (start > api && (start[-1] == '_' || (start[-1] >= 'a' && start[-1] <= 'z') ||
-                               (start[-1] >= 'A' && start[-1] <= 'Z') ||
-                               (start[-1] >= '0' && start[-1] <= '9')))
+        while (start > api &&
+               (start[-1] == '_' || (start[-1] >= 'a' && start[-1] <= 'z') ||
+                (start[-1] >= 'A' && start[-1] <= 'Z') || (start[-1] >= '0' && start[-1] <= '9')))
             start--;
         char name[128];
         snprintf(name, sizeof(name), "%.*s", (int)(end - start), start);
@@ -912,7 +924,8 @@ Test(badinput, table_covers_header)
  * Sequences
  * ============================================================================================== */
 
-/* ---- joins -------------------------------------------------------------------------------------- */
+/* ---- joins --------------------------------------------------------------------------------------
+ */
 
 static int double_join_root(void *arg)
 {
@@ -1090,8 +1103,7 @@ static int spawn_after_join_root(void *arg)
     CHECK_EQ(weft_scope_join(a->s), 0);
     /* By the owner, and by a task that is not the owner (the other path of the count). */
     CHECK_EQ(weft_spawn(a->s, must_not_run, NULL), -EINVAL);
-    CHECK_EQ(weft_spawn_ex(a->s, must_not_run, NULL, &(weft_spawn_opts){.name = "late"}),
-             -EINVAL);
+    CHECK_EQ(weft_spawn_ex(a->s, must_not_run, NULL, &(weft_spawn_opts){.name = "late"}), -EINVAL);
     weft_scope *other;
     CHECK_EQ(weft_scope_open(&other, NULL), 0);
     CHECK_EQ(weft_spawn(other, spawn_into_joined, a), 0);
@@ -1151,9 +1163,9 @@ static int bad_options_root(void *arg)
     char longname[200];
     memset(longname, 'n', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = 0;
-    CHECK_EQ(weft_spawn_ex(s, fail_with, (void *)(intptr_t)-EIO,
-                           &(weft_spawn_opts){.name = longname}),
-             0);
+    CHECK_EQ(
+        weft_spawn_ex(s, fail_with, (void *)(intptr_t)-EIO, &(weft_spawn_opts){.name = longname}),
+        0);
     CHECK_EQ(weft_scope_join(s), -EIO);
     const weft_error *e = weft_scope_error(s, 0);
     CHECK(e != NULL);
@@ -1170,7 +1182,8 @@ Test(badinput, bad_scope_and_spawn_options)
     cr_assert_eq(atomic_load(&never_ran), 0, "a refused spawn ran its function");
 }
 
-/* ---- configuration ---------------------------------------------------------------------------- */
+/* ---- configuration ----------------------------------------------------------------------------
+ */
 
 Test(badinput, config_out_of_range)
 {
@@ -1188,8 +1201,8 @@ Test(badinput, config_out_of_range)
                      "weft_run: workers %u, stack_size %zu", bad[i].workers, bad[i].stack_size);
         weft_runtime *rt = NULL;
         int rc = weft_runtime_start(&rt, &bad[i]);
-        cr_expect_eq(rc, -EINVAL, "weft_runtime_start: workers %u, stack_size %zu",
-                     bad[i].workers, bad[i].stack_size);
+        cr_expect_eq(rc, -EINVAL, "weft_runtime_start: workers %u, stack_size %zu", bad[i].workers,
+                     bad[i].stack_size);
         if (rc == 0)
             weft_runtime_shutdown(rt);
     }
@@ -1209,7 +1222,8 @@ Test(badinput, config_bounds_accepted)
                  -ENOTSUP);
 }
 
-/* ---- semaphores -------------------------------------------------------------------------------- */
+/* ---- semaphores --------------------------------------------------------------------------------
+ */
 
 static atomic_int sem_queued;
 
@@ -1284,7 +1298,8 @@ Test(badinput, sem_release_above_count_is_eoverflow)
     cr_assert_eq(weft_sem_destroy(big), 0);
 }
 
-/* ---- runtimes inside tasks, handles ------------------------------------------------------------- */
+/* ---- runtimes inside tasks, handles -------------------------------------------------------------
+ */
 
 typedef struct nested {
     weft_runtime *rt;
@@ -1417,14 +1432,14 @@ Test(badinput, submit_during_shutdown_is_eshutdown)
     void *ret;
     cr_assert_eq(pthread_join(th, &ret), 0);
     cr_assert_eq((int)(intptr_t)ret, -ESHUTDOWN,
-                 "the submitter stopped with %d (-1000: a handle misbehaved)",
-                 (int)(intptr_t)ret);
+                 "the submitter stopped with %d (-1000: a handle misbehaved)", (int)(intptr_t)ret);
     int st = 1;
     cr_assert_eq(weft_handle_wait(h, WEFT_NEVER, &st), 0, "a handle outlives its runtime");
     cr_assert_eq(weft_handle_release(h), 0);
 }
 
-/* ---- cancel from anywhere; a scope of another runtime ----------------------------------------- */
+/* ---- cancel from anywhere; a scope of another runtime -----------------------------------------
+ */
 
 typedef struct cross {
     weft_runtime *rt2;
@@ -1503,7 +1518,8 @@ Test(badinput, scope_of_another_runtime)
     cr_assert_eq(atomic_load(&never_ran), 0);
 }
 
-/* ---- error groups, messages ------------------------------------------------------------------------ */
+/* ---- error groups, messages
+ * ------------------------------------------------------------------------ */
 
 static int long_message(void *arg)
 {

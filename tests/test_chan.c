@@ -272,7 +272,8 @@ Test(chan, cancelled_sends_and_receives_lose_and_double_nothing, .timeout = 120)
         }
 }
 
-/* ---- select ------------------------------------------------------------------------------------ */
+/* ---- select ------------------------------------------------------------------------------------
+ */
 
 typedef struct sel {
     weft_chan *a, *b, *out;
@@ -363,7 +364,7 @@ static int sel_wait_root(void *p)
     for (int i = 0; i < 20; i++)
         weft_yield();
     int v = 42, w = 43;
-    CHECK_EQ(weft_chan_send(sw->b, &v), 0); /* a rendezvous: the waiter takes it */
+    CHECK_EQ(weft_chan_send(sw->b, &v), 0);           /* a rendezvous: the waiter takes it */
     CHECK_EQ(weft_chan_try_send(sw->a, &w), -EAGAIN); /* nobody waits on a any more */
     CHECK_EQ(weft_scope_close(s), 0);
     return 0;
@@ -385,7 +386,8 @@ Test(chan, select_waits_on_several_channels)
     }
 }
 
-/* ---- a plain thread feeds a pipeline ---------------------------------------------------------- */
+/* ---- a plain thread feeds a pipeline ----------------------------------------------------------
+ */
 
 #define FEED 10000
 
@@ -425,7 +427,8 @@ Test(chan, a_plain_thread_feeds_tasks)
     cr_assert_eq(weft_chan_destroy(f.c), 0);
 }
 
-/* ---- mutexes ------------------------------------------------------------------------------------ */
+/* ---- mutexes ------------------------------------------------------------------------------------
+ */
 
 #define LOCKERS 50
 #define LOCK_ROUNDS 400

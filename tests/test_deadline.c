@@ -755,7 +755,8 @@ Test(deadline, reaches_a_loop_polling_only_checkpoints, .timeout = 120)
     }
 }
 
-/* ---- a deadline whose timer sits on a stuck worker --------------------------------------------- */
+/* ---- a deadline whose timer sits on a stuck worker ---------------------------------------------
+ */
 
 /*
  * The scope's owner opens a 20 ms timeout (its timer goes on the owner's worker), spawns a

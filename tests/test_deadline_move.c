@@ -32,8 +32,8 @@ static int read_root(void *p)
     r->t0 = weft_now();
     REQUIRE_EQ(weft_scope_open(&outer, &(weft_scope_opts){.deadline = r->t0 + 10 * WEFT_SEC}), 0);
     REQUIRE_EQ(weft_scope_open(&inner, &(weft_scope_opts){.deadline = r->t0 + 20 * WEFT_SEC}), 0);
-    REQUIRE_EQ(weft_scope_open(&shield, &(weft_scope_opts){.deadline = r->t0 + 30 * WEFT_SEC,
-                                                            .shield = 1}),
+    REQUIRE_EQ(weft_scope_open(&shield,
+                               &(weft_scope_opts){.deadline = r->t0 + 30 * WEFT_SEC, .shield = 1}),
                0);
     REQUIRE_EQ(weft_scope_open(&plain, NULL), 0);
     r->own_outer = weft_scope_deadline(outer);
@@ -64,7 +64,8 @@ Test(deadline_move, own_and_effective_deadlines_read_back)
     cr_assert_eq(r.own_outer, r.t0 + 10 * WEFT_SEC);
     cr_assert_eq(r.eff_outer, r.t0 + 10 * WEFT_SEC);
     cr_assert_eq(r.own_inner, r.t0 + 20 * WEFT_SEC);
-    cr_assert_eq(r.eff_inner, r.t0 + 10 * WEFT_SEC, "a child's deadline is clamped to its parent's");
+    cr_assert_eq(r.eff_inner, r.t0 + 10 * WEFT_SEC,
+                 "a child's deadline is clamped to its parent's");
     cr_assert_eq(r.own_shield, r.t0 + 30 * WEFT_SEC);
     cr_assert_eq(r.eff_shield, r.t0 + 30 * WEFT_SEC, "a shield cuts the chain");
     cr_assert_eq(r.eff_plain, r.t0 + 30 * WEFT_SEC, "inherited from the shielded scope");
@@ -104,8 +105,8 @@ static int herd_root(void *p)
 {
     herd *h = p;
     weft_scope *s;
-    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 3600 * WEFT_SEC,
-                                                       .policy = WEFT_COLLECT}),
+    REQUIRE_EQ(weft_scope_open(
+                   &s, &(weft_scope_opts){.timeout_ns = 3600 * WEFT_SEC, .policy = WEFT_COLLECT}),
                0);
     for (int i = 0; i < SLEEPERS; i++)
         REQUIRE_EQ(weft_spawn(s, herd_sleeper, h), 0);
@@ -184,8 +185,8 @@ static int past_root(void *p)
 {
     past *ps = p;
     weft_scope *s;
-    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 3600 * WEFT_SEC,
-                                                       .policy = WEFT_COLLECT}),
+    REQUIRE_EQ(weft_scope_open(
+                   &s, &(weft_scope_opts){.timeout_ns = 3600 * WEFT_SEC, .policy = WEFT_COLLECT}),
                0);
     for (int i = 0; i < PAST_SLEEPERS; i++)
         REQUIRE_EQ(weft_spawn(s, past_sleeper, ps), 0);
@@ -247,15 +248,16 @@ static int race_root(void *p)
         r->seed = r->seed * 1103515245u + 12345u;
         weft_time deadline = weft_now() + 200 * 1000;
         weft_scope *s;
-        REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.deadline = deadline,
-                                                           .policy = WEFT_COLLECT}),
-                   0);
+        REQUIRE_EQ(
+            weft_scope_open(&s, &(weft_scope_opts){.deadline = deadline, .policy = WEFT_COLLECT}),
+            0);
         for (int i = 0; i < RACE_TASKS; i++)
             weft_spawn(s, race_sleeper, r); /* refused once the deadline passed: counted below */
         /* The move comes about when the timer fires: this worker does not look at its timers
          * while it spins here, so another one takes them over, a millisecond late (sched.c),
          * and the move lands before or after that by up to 0.4 ms. */
-        weft_time move_at = deadline + WEFT_MSEC - 400 * 1000 + (weft_time)((r->seed >> 8) % 800000);
+        weft_time move_at =
+            deadline + WEFT_MSEC - 400 * 1000 + (weft_time)((r->seed >> 8) % 800000);
         while (weft_now() < move_at)
             ;
         CHECK_EQ(weft_scope_set_deadline(s, weft_now() + 3600 * WEFT_SEC), 0);

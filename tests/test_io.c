@@ -50,9 +50,8 @@ static int connect_loopback(uint16_t port)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                            .sin_port = htons(port)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port)};
     int rc = weft_connect(fd, (struct sockaddr *)&a, sizeof(a));
     if (rc != 0) {
         weft_close(fd);
@@ -61,7 +60,8 @@ static int connect_loopback(uint16_t port)
     return fd;
 }
 
-/* ---- a pipe: a reader parks until the writer writes ------------------------------------------- */
+/* ---- a pipe: a reader parks until the writer writes -------------------------------------------
+ */
 
 typedef struct pipe_case {
     int fds[2];
@@ -271,9 +271,8 @@ static int stuck_waiter(void *p)
 static int fill_backlog(uint16_t port, int *fds, int max)
 {
     int n = 0;
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                            .sin_port = htons(port)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port)};
     for (; n < max; n++) {
         fds[n] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         int rc = connect(fds[n], (struct sockaddr *)&a, sizeof(a));

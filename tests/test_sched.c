@@ -25,7 +25,8 @@
 #include "alloc.h"
 #include "weft.h"
 
-/* ---- weft_run ---------------------------------------------------------------------------------- */
+/* ---- weft_run ----------------------------------------------------------------------------------
+ */
 
 static int return_arg(void *arg)
 {
@@ -84,7 +85,8 @@ Test(sched, run_inside_task_is_edeadlk)
     cr_assert_eq(atomic_load(&nested_ran), 0, "the nested root ran");
 }
 
-/* ---- task-only calls from plain threads -------------------------------------------------------- */
+/* ---- task-only calls from plain threads --------------------------------------------------------
+ */
 
 static atomic_int should_not_run;
 
@@ -198,7 +200,8 @@ Test(sched, task_only_calls_from_plain_thread_are_eperm)
     cr_assert_eq(atomic_load(&should_not_run), 0, "a refused spawn ran its function");
 }
 
-/* ---- workers ------------------------------------------------------------------------------------ */
+/* ---- workers ------------------------------------------------------------------------------------
+ */
 
 #define CPU_TASKS 2000
 
@@ -343,7 +346,8 @@ Test(sched, pinned_workers_use_the_cpus_the_process_may_use)
     run_pinned(&one);
 }
 
-/* ---- two runtimes at once ------------------------------------------------------------------------ */
+/* ---- two runtimes at once
+ * ------------------------------------------------------------------------ */
 
 typedef struct fib_arg {
     int n;
@@ -413,7 +417,8 @@ Test(sched, two_runtimes_concurrently)
     cr_assert_eq(atomic_load(&b.wrong_runtime), 0, "a task of runtime B saw A's worker count");
 }
 
-/* ---- yield fairness ------------------------------------------------------------------------------ */
+/* ---- yield fairness
+ * ------------------------------------------------------------------------------ */
 
 #define FAIR_TASKS 8
 #define FAIR_ROUNDS 500
@@ -482,8 +487,7 @@ Test(sched, yield_is_fair_on_one_worker)
     for (int i = 0; i < FAIR_TASKS; i++)
         cr_assert_eq(f.rounds[i], FAIR_ROUNDS);
     cr_assert_eq(f.yield_errors, 0, "weft_yield failed in an uncancelled task");
-    cr_assert_leq(f.max_lead, FAIR_BOUND, "a task got %d rounds ahead of the slowest",
-                  f.max_lead);
+    cr_assert_leq(f.max_lead, FAIR_BOUND, "a task got %d rounds ahead of the slowest", f.max_lead);
 }
 
 /*
@@ -654,7 +658,8 @@ Test(sched, worker_threads_are_named)
     cr_assert(both_named(names, n), "no thread named weft-w0 and weft-w1");
 }
 
-/* ---- errno and migration ---------------------------------------------------------------------- */
+/* ---- errno and migration ----------------------------------------------------------------------
+ */
 
 /*
  * The hazard (weft.h): a task may resume on another OS thread after any suspension point, and
@@ -703,8 +708,7 @@ static void check_worker_thread(errno_watch *w, int idx, long tid)
         return;
     }
     long expected = 0;
-    if (!atomic_compare_exchange_strong(&w->tid_of_worker[idx], &expected, tid) &&
-        expected != tid)
+    if (!atomic_compare_exchange_strong(&w->tid_of_worker[idx], &expected, tid) && expected != tid)
         atomic_fetch_add(&w->index_thread_mismatch, 1);
 }
 

@@ -29,7 +29,8 @@ static int fail_with(void *arg)
     return (int)(intptr_t)arg;
 }
 
-/* ---- counts ------------------------------------------------------------------------------------ */
+/* ---- counts ------------------------------------------------------------------------------------
+ */
 
 #define CHILDREN 10000
 
@@ -191,7 +192,8 @@ Test(scope, fail_fast_cancels_siblings_and_reports_the_failure)
     cr_assert_eq(f.count, 1, "a sibling ended by the cancel is not a failure");
 }
 
-/* ---- implicit join ---------------------------------------------------------------------------- */
+/* ---- implicit join ----------------------------------------------------------------------------
+ */
 
 #define IMPLICIT_CHILDREN 64
 
@@ -253,11 +255,12 @@ Test(scope, implicit_join_when_task_returns_with_open_scopes)
     cr_assert_lt(im.done_when_parent_returned, IMPLICIT_CHILDREN,
                  "the children finished before the parent returned: nothing was tested");
     cr_assert_eq(im.done_after_join, IMPLICIT_CHILDREN,
-                 "the parent's task ended before its children: %d of %d done",
-                 im.done_after_join, IMPLICIT_CHILDREN);
+                 "the parent's task ended before its children: %d of %d done", im.done_after_join,
+                 IMPLICIT_CHILDREN);
 }
 
-/* ---- nesting ------------------------------------------------------------------------------------ */
+/* ---- nesting ------------------------------------------------------------------------------------
+ */
 
 typedef struct nesting {
     int inner_join_rc, outer_join_rc;
@@ -349,7 +352,8 @@ Test(scope, cancel_reaches_nested_scope)
     cr_assert_eq(n.inner_reason, WEFT_CANCEL_PARENT);
 }
 
-/* ---- ownership and the life cycle of a scope ---------------------------------------------------- */
+/* ---- ownership and the life cycle of a scope ----------------------------------------------------
+ */
 
 typedef struct ownership {
     weft_scope *s;
@@ -710,7 +714,8 @@ Test(scope, spawn_by_other_task_after_join_is_einval)
     cr_assert_eq(atomic_load(&counter), 0, "the refused spawn ran");
 }
 
-/* ---- introspection: scopes and names ---------------------------------------------------------- */
+/* ---- introspection: scopes and names ----------------------------------------------------------
+ */
 
 typedef struct names {
     int root_scope_nonnull, root_scope_unchanged_by_open;
@@ -774,7 +779,8 @@ Test(scope, current_scope_and_task_names)
     cr_assert(n.root_scope_nonnull, "weft_current_scope() is NULL in the root task");
     cr_assert(n.root_scope_unchanged_by_open,
               "weft_current_scope() must stay the scope the task was spawned into");
-    cr_assert(n.child_scope_is_target, "a child's current scope is not the one it was spawned into");
+    cr_assert(n.child_scope_is_target,
+              "a child's current scope is not the one it was spawned into");
     cr_assert_str_eq(n.root_name, "root");
     cr_assert_str_eq(n.named, "fetch-7");
     cr_assert_eq(strlen(n.truncated), 31);
@@ -786,7 +792,8 @@ Test(scope, current_scope_and_task_names)
     cr_assert_str_eq(n.failure_task, "fails-by-name");
 }
 
-/* ---- per-spawn stack size ---------------------------------------------------------------------- */
+/* ---- per-spawn stack size ----------------------------------------------------------------------
+ */
 
 #define BIG_FRAME (300 * 1024)
 

@@ -41,8 +41,8 @@ static int is_mapped(const void *addr)
 /* ---- running something in a child process ---------------------------------------------------- */
 
 typedef struct child_result {
-    int status;       /* as waitpid reports it */
-    char err[16384];  /* what the child wrote on stderr (truncated) */
+    int status;      /* as waitpid reports it */
+    char err[16384]; /* what the child wrote on stderr (truncated) */
 } child_result;
 
 /* Runs fn(arg) in a child process with stderr captured; the child exits 0 if fn returns. The
@@ -389,7 +389,7 @@ static int deep_then_yield_task(void *arg)
     uintptr_t lo = (uintptr_t)self->host->stack->lo;
     volatile char start = 0;
     int v = recurse_to(lo + 1024, &start);
-    weft_yield(); /* the switch out checks the canary */
+    weft_yield();                     /* the switch out checks the canary */
     return v == 0x1234 ? 0 : -EFAULT; /* not reached when the canary is checked */
 }
 

@@ -207,9 +207,7 @@ static void asan_after(void *fake)
 {
     (void)fake;
 }
-static void asan_entered(void)
-{
-}
+static void asan_entered(void) {}
 #endif
 
 static void plain_switch(side *from, side *to)
@@ -241,7 +239,8 @@ static int probed_switch(game *g, side *from, side *to, uint64_t seed)
     return bad;
 }
 
-/* ---- a fresh context -------------------------------------------------------------------------- */
+/* ---- a fresh context --------------------------------------------------------------------------
+ */
 
 static void entry_once(void *arg)
 {
@@ -328,7 +327,8 @@ Test(switch, ping_pong_preserves_callee_saved_registers)
     side_free(&g.b);
 }
 
-/* ---- FP control state ------------------------------------------------------------------------- */
+/* ---- FP control state -------------------------------------------------------------------------
+ */
 
 static const int modes[4] = {FE_TONEAREST, FE_UPWARD, FE_DOWNWARD, FE_TOWARDZERO};
 

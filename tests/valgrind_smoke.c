@@ -20,14 +20,14 @@
 
 static atomic_int failures;
 
-#define EXPECT(call, want)                                                                        \
-    do {                                                                                          \
-        int got_ = (call);                                                                        \
-        if (got_ != (want)) {                                                                     \
-            atomic_fetch_add(&failures, 1);                                                       \
-            fprintf(stderr, "valgrind_smoke:%d: %s returned %d, expected %d\n", __LINE__, #call,  \
-                    got_, (int)(want));                                                           \
-        }                                                                                         \
+#define EXPECT(call, want)                                                                         \
+    do {                                                                                           \
+        int got_ = (call);                                                                         \
+        if (got_ != (want)) {                                                                      \
+            atomic_fetch_add(&failures, 1);                                                        \
+            fprintf(stderr, "valgrind_smoke:%d: %s returned %d, expected %d\n", __LINE__, #call,   \
+                    got_, (int)(want));                                                            \
+        }                                                                                          \
     } while (0)
 
 static atomic_int ran;

@@ -17,7 +17,8 @@
 #include <cstring>
 #include <string>
 
-namespace {
+namespace
+{
 
 constexpr int fib_n = 30;
 constexpr long long fib_expect = 832040;
@@ -155,7 +156,8 @@ int main(int argc, char **argv)
 
     std::printf("%s threads=%d seconds=%.6f check=%lld\n", wl.c_str(), threads, seconds, check);
     if (check != expect) {
-        std::fprintf(stderr, "tbb_bench: %s: check %lld, expected %lld\n", wl.c_str(), check, expect);
+        std::fprintf(stderr, "tbb_bench: %s: check %lld, expected %lld\n", wl.c_str(), check,
+                     expect);
         return 1;
     }
     return 0;

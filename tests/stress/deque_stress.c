@@ -165,8 +165,7 @@ int main(int argc, char **argv)
         by_thieves += atomic_load(&taken_by[t]);
         total += atomic_load(&taken_by[t]);
     }
-    int ok = missing == 0 && duplicated == 0 && total == nitems &&
-             atomic_load(&wrong_payload) == 0;
+    int ok = missing == 0 && duplicated == 0 && total == nitems && atomic_load(&wrong_payload) == 0;
     printf("deque_stress: %s: %ld items in %ld rounds, owner took %ld, %d thieves took %ld "
            "(%ld/%ld/%ld); missing %ld, taken twice %ld, bad payloads %ld%s\n",
            ok ? "OK" : "FAILED", nitems, rounds, atomic_load(&taken_by[THIEVES]), THIEVES,

@@ -5,8 +5,8 @@
  *
  * Checked: every message that a client got back is the one it sent (no byte lost, duplicated or
  * reordered within a connection); every connection's tasks end (the run finishes); a wait ended
- * by a cancel returned -ECANCELED, and nothing else came back but the codes of a peer gone. Plain program (no Criterion), so that it
- * runs under ThreadSanitizer too.
+ * by a cancel returned -ECANCELED, and nothing else came back but the codes of a peer gone. Plain
+ * program (no Criterion), so that it runs under ThreadSanitizer too.
  *
  *   io_stress [--conns N] [--rounds R] [--workers W] [--seed S]
  */
@@ -120,9 +120,8 @@ static int conn_task(void *p)
 {
     conn *c = p;
     c->client_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                            .sin_port = htons(port)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port)};
     if (c->client_fd < 0 || weft_connect(c->client_fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
         atomic_fetch_add(&bad_codes, 1);
         return -EIO;

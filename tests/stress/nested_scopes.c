@@ -41,9 +41,9 @@ static long depth;
 static size_t stack_size;
 static int phase;
 static atomic_long reached;
-static atomic_long joins_ok;       /* joins that returned what the phase expects */
-static atomic_long saw_cancel;     /* levels whose checkpoint said -ECANCELED after the join */
-static atomic_long right_reason;   /* ... with the expected cancel reason */
+static atomic_long joins_ok;     /* joins that returned what the phase expects */
+static atomic_long saw_cancel;   /* levels whose checkpoint said -ECANCELED after the join */
+static atomic_long right_reason; /* ... with the expected cancel reason */
 static atomic_long errors;
 
 static void fail(const char *what, long level, int rc)
@@ -165,8 +165,9 @@ int main(int argc, char **argv)
             got[phase][2] = atomic_load(&right_reason);
             for (int k = 0; k < 3; k++)
                 if (got[phase][k] != expect[phase][k])
-                    fail(k == 0 ? "joins" : k == 1 ? "levels that saw the cancel"
-                                                   : "levels with the right reason",
+                    fail(k == 0   ? "joins"
+                         : k == 1 ? "levels that saw the cancel"
+                                  : "levels with the right reason",
                          got[phase][k], (int)expect[phase][k]);
         }
     }
@@ -174,7 +175,7 @@ int main(int argc, char **argv)
     printf("nested_scopes: %s: depth %ld, %ld repeats; join phase: %ld/%ld joins; cancel "
            "phase: %ld/%ld joins cancelled, %ld/%ld levels saw -ECANCELED, %ld with the right "
            "reason; errors %ld\n",
-           errs ? "FAILED" : "OK", depth, repeats, got[0][0], depth, got[1][0], depth,
-           got[1][1], depth, got[1][2], errs);
+           errs ? "FAILED" : "OK", depth, repeats, got[0][0], depth, got[1][0], depth, got[1][1],
+           depth, got[1][2], errs);
     return errs ? 1 : 0;
 }

@@ -49,9 +49,9 @@ enum { PHASE_MIXED = 0, PHASE_IMPLICIT = 1 };
 
 typedef struct node {
     atomic_int runs;
-    atomic_int done;  /* set as the node's function returns (before any implicit join) */
-    int depth;        /* written by the spawner before the spawn */
-    int first_child;  /* written by the node before it spawns its children */
+    atomic_int done; /* set as the node's function returns (before any implicit join) */
+    int depth;       /* written by the spawner before the spawn */
+    int first_child; /* written by the node before it spawns its children */
     int nchild;
 } node;
 

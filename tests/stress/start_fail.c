@@ -47,8 +47,8 @@ static void one_round(void)
             CHECK(rc == -EAGAIN, "%u workers, thread %u fails: weft_runtime_start gave %d", workers,
                   n, rc);
             CHECK(rt == (weft_runtime *)&cfg, "weft_runtime_start wrote *out on failure");
-            CHECK(weft__alloc_thread_count() == n, "%ld threads asked for, want %u", weft__alloc_thread_count(),
-                  n);
+            CHECK(weft__alloc_thread_count() == n, "%ld threads asked for, want %u",
+                  weft__alloc_thread_count(), n);
             if (rc == 0)
                 weft_runtime_shutdown(rt);
 
