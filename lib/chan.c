@@ -274,14 +274,7 @@ int weft_select(weft_select_op *ops, int n, int flags)
     }
     int chosen = t->result;
     unlock_all(chans, m);
-    if (why == WEFT__WOKEN)
-        return chosen;
-    if (why < 0)
-        return why;
-    if (why == WEFT__WOKEN_TIMER)
-        return -ETIMEDOUT;
-    code = weft__scope_cancel_code(cs);
-    return code ? code : -ECANCELED;
+    return why == WEFT__WOKEN ? chosen : weft__wait_end(why, cs);
 }
 
 /* ---- channels ---------------------------------------------------------------------------- */

@@ -125,12 +125,5 @@ int weft_event_wait(weft_event *e)
         unlink_waiter(e, &w);
     e->inside--;
     weft__lock_release(&e->lock);
-    if (why == WEFT__WOKEN)
-        return 0;
-    if (why < 0)
-        return why;
-    if (why == WEFT__WOKEN_TIMER)
-        return -ETIMEDOUT;
-    code = weft__scope_cancel_code(cs);
-    return code ? code : -ECANCELED;
+    return why == WEFT__WOKEN ? 0 : weft__wait_end(why, cs);
 }

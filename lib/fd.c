@@ -153,14 +153,7 @@ int weft__fd_park(weft__task *t, int dirs, const weft__fd_mark *m, weft_time dea
     unlist(r, t, dirs);
     int result = t->result;
     weft__lock_release(&r->lock);
-    if (why < 0)
-        return why;
-    if (why == WEFT__WOKEN)
-        return result;
-    if (why == WEFT__WOKEN_TIMER)
-        return -ETIMEDOUT;
-    code = weft__scope_cancel_code(cs);
-    return code ? code : -ECANCELED;
+    return why == WEFT__WOKEN ? result : weft__wait_end(why, cs);
 }
 
 /* An edge in direction `dir`: counted, and the waiter there (if any) woken into `b`. Under the

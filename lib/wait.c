@@ -20,6 +20,16 @@ static int abandon(weft__task *t, int code)
     return (int)weft__sched_park(t);
 }
 
+int weft__wait_end(int why, weft_scope *cs)
+{
+    if (why < 0)
+        return why;
+    if (why == WEFT__WOKEN_TIMER)
+        return -ETIMEDOUT;
+    int code = weft__scope_cancel_code(cs);
+    return code ? code : -ECANCELED;
+}
+
 int weft__wait_park(weft__task *t, weft_scope *cs, weft_time deadline)
 {
     if (cs) {

@@ -45,4 +45,9 @@ static inline void weft__wait_prepare(weft__task *t)
  *  WEFT_NEVER: none). See above for what it returns. Only `t` itself; suspends. */
 int weft__wait_park(weft__task *t, weft_scope *cs, weft_time deadline);
 
+/** What a wait that its own waker did not end returns: `why` from weft__wait_park when negative,
+ *  -ETIMEDOUT when its deadline passed, else the cancel code of `cs` (the scope it waited in).
+ *  Every wait but a sleep (for which the timer is the event) ends so. */
+int weft__wait_end(int why, weft_scope *cs);
+
 #endif
