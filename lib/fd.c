@@ -83,8 +83,16 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m)
      * descriptor is added, so no edge before the registration is missed either. */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                              .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd};
-    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EEXIST)
-        return -errno;
+    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        if (errno != EEXIST)
+            return -errno;
+        /* Already in the set: registered by another task a moment ago, or left there under an
+         * older generation by a close that raced a registration, with the number reused since.
+         * The current data word either way, or every event of the new file would be dropped
+         * as stale. (A repeated word only costs an extra edge: a caller tries again.) */
+        if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
+            return -errno;
+    }
     weft__lock_acquire(&r->lock);
     int rc = 0, wake = 0;
     if (r->gen != gen) {
