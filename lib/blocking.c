@@ -211,11 +211,10 @@ int weft_blocking(weft_fn fn, void *arg, int *result)
         return -EPERM;
     if (!fn)
         return -EINVAL;
-    weft__task_chaos_point(t->rt);
-    weft_scope *cs = t->cancel_scope;
-    int code = weft__scope_cancel_code(cs);
+    int code = weft__wait_enter(t);
     if (code)
         return code;
+    weft_scope *cs = t->cancel_scope;
     blocking_job j = {.fn = fn, .arg = arg, .task = t, .cancel_scope = cs};
     weft__wait_prepare(t);
     int rc = pool_submit(t->rt->blocking, &j);

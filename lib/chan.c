@@ -33,21 +33,18 @@
 #include "sched.h"
 #include "scope.h"
 #include "wait.h"
+#include "waitq.h"
 
 #define MAX_ITEM (64 * 1024)
 #define MAX_CLAUSES 64
 
+/* A clause waiting in a channel's queue: its link (first, so that a link is the clause) and what
+ * the clause does. */
 typedef struct chan_waiter {
-    weft__task *task;
-    struct chan_waiter *next, *prev;
+    weft__waiter link;
     weft_select_op *op;
-    int index;  /* of the clause in its select */
-    int queued; /* in its channel's queue (under the channel's lock) */
+    int index; /* of the clause in its select */
 } chan_waiter;
-
-typedef struct waitq {
-    chan_waiter *head, *tail;
-} waitq;
 
 struct weft_chan {
     weft__lock lock;
@@ -55,50 +52,24 @@ struct weft_chan {
     size_t head, count; /* the ring: `count` items from `head` */
     int closed;
     unsigned inside;
-    waitq senders, receivers;
+    weft__waitq senders, receivers;
     char *ring;
 };
 
 /* ---- queues ------------------------------------------------------------------------------ */
 
-static void enqueue(waitq *q, chan_waiter *w)
-{
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
-    w->queued = 1;
-}
-
-static void dequeue(waitq *q, chan_waiter *w)
-{
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        q->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        q->tail = w->prev;
-    w->next = w->prev = NULL;
-    w->queued = 0;
-}
-
 /* Claims the oldest waiter of `q` that is not of task `self` and whose task no one has claimed
  * yet: it is dequeued and its task woken (any waiter passed over on the way, already claimed,
  * is dropped). The winner then does the clause under the same lock. NULL when there is none. */
-static chan_waiter *claim(waitq *q, weft__task *self)
+static chan_waiter *claim(weft__waitq *q, weft__task *self)
 {
-    chan_waiter *w = q->head;
+    weft__waiter *w = q->head;
     while (w) {
-        chan_waiter *next = w->next;
+        weft__waiter *next = w->next;
         if (w->task != self) {
-            dequeue(q, w);
+            weft__waitq_remove(q, w);
             if (weft__sched_wake(w->task, WEFT__WOKEN))
-                return w;
+                return (chan_waiter *)w;
         }
         w = next;
     }
@@ -110,7 +81,7 @@ static chan_waiter *claim(waitq *q, weft__task *self)
 static void done(chan_waiter *w, int result)
 {
     w->op->result = result;
-    w->task->result = w->index;
+    w->link.task->result = w->index;
 }
 
 /* ---- the clauses, done at once if they can be (under the lock) --------------------------- */
@@ -227,11 +198,10 @@ int weft_select(weft_select_op *ops, int n, int flags)
         return -EPERM;
     if (!valid_ops(ops, n))
         return -EINVAL;
-    weft__task_chaos_point(t->rt);
-    weft_scope *cs = t->cancel_scope;
-    int code = weft__scope_cancel_code(cs);
+    int code = weft__wait_enter(t);
     if (code)
         return code;
+    weft_scope *cs = t->cancel_scope;
     unsigned start = n > 1 ? atomic_fetch_add_explicit(&rotor, 1, memory_order_relaxed) : 0;
     weft_chan *chans[MAX_CLAUSES];
     int m = channels_of(ops, n, chans);
@@ -256,8 +226,8 @@ int weft_select(weft_select_op *ops, int n, int flags)
     t->result = -1;
     for (int i = 0; i < n; i++) {
         weft_chan *c = ops[i].chan;
-        w[i] = (chan_waiter){.task = t, .op = &ops[i], .index = i};
-        enqueue(ops[i].kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers, &w[i]);
+        w[i] = (chan_waiter){.link.task = t, .op = &ops[i], .index = i};
+        weft__waitq_push(ops[i].kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers, &w[i].link);
         c->inside++;
     }
     unlock_all(chans, m);
@@ -268,8 +238,9 @@ int weft_select(weft_select_op *ops, int n, int flags)
     lock_all(chans, m);
     for (int i = 0; i < n; i++) {
         weft_chan *c = ops[i].chan;
-        if (w[i].queued)
-            dequeue(ops[i].kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers, &w[i]);
+        if (w[i].link.queued)
+            weft__waitq_remove(ops[i].kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers,
+                               &w[i].link);
         c->inside--;
     }
     int chosen = t->result;

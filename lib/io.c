@@ -17,6 +17,7 @@
 
 #include "fd.h"
 #include "scope.h"
+#include "wait.h"
 
 /* A write to a pipe or socket whose reader is gone raised SIGPIPE; weft's threads block it, so
  * it stays pending on this thread: take it, so that it never reaches the program later. */
@@ -53,8 +54,7 @@ static ssize_t io(int fd, int dir, io_op op, void *ctx)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    weft__task_chaos_point(t->rt);
-    int code = weft__scope_cancel_code(t->cancel_scope);
+    int code = weft__wait_enter(t);
     if (code)
         return code;
     for (;;) {
@@ -283,7 +283,7 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    int code = weft__scope_cancel_code(t->cancel_scope);
+    int code = weft__wait_enter(t);
     if (code)
         return code;
     /* The mark first: the edge that says the connection is made may come at once. */
@@ -338,8 +338,7 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
     events &= WEFT_READABLE | WEFT_WRITABLE;
     if (!events)
         return -EINVAL;
-    weft__task_chaos_point(t->rt);
-    int code = weft__scope_cancel_code(t->cancel_scope);
+    int code = weft__wait_enter(t);
     if (code)
         return code;
     int dirs = ((events & WEFT_READABLE) ? 1 << WEFT__FD_READ : 0) |

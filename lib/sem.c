@@ -173,11 +173,10 @@ int weft_sem_acquire(weft_sem *s)
         return -EPERM;
     if (!s)
         return -EINVAL;
-    weft__task_chaos_point(t->rt);
-    weft_scope *cs = t->cancel_scope;
-    int code = weft__scope_cancel_code(cs);
+    int code = weft__wait_enter(t);
     if (code)
         return code;
+    weft_scope *cs = t->cancel_scope;
     weft__lock_acquire(&s->lock);
     if (s->available && !s->head) {
         s->available--;

@@ -317,11 +317,10 @@ int weft_sleep_until(weft_time deadline)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    weft__task_chaos_point(t->rt);
-    weft_scope *cs = t->cancel_scope;
-    int code = weft__scope_cancel_code(cs);
+    int code = weft__wait_enter(t);
     if (code)
         return code;
+    weft_scope *cs = t->cancel_scope;
     if (deadline <= weft_now())
         return 0;
     weft__wait_prepare(t); /* the timer and a cancel are its only wakers */

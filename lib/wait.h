@@ -31,8 +31,18 @@
 #define WEFT_WAIT_H
 
 #include "sched.h"
+#include "scope.h"
 #include "task.h"
 #include "weft.h"
+
+/** Where every wait starts, before it registers anywhere: chaos mode may yield here (weft.h: every
+ *  suspension point is a chaos point), and a task whose scope is cancelled does not wait. Its
+ *  cancel code, or 0 to go on. Only `t` itself. */
+static inline int weft__wait_enter(weft__task *t)
+{
+    weft__task_chaos_point(t->rt);
+    return weft__scope_cancel_code(t->cancel_scope);
+}
 
 /** Step 1: from here on a waker that finds `t` may win. Only `t` itself. */
 static inline void weft__wait_prepare(weft__task *t)
