@@ -211,7 +211,7 @@ int weft_blocking(weft_fn fn, void *arg, int *result)
         return -EPERM;
     if (!fn)
         return -EINVAL;
-    int code = weft__wait_enter(t);
+    int code = weft__wait_enter(t, WEFT__ON_BLOCKING, (const void *)fn);
     if (code)
         return code;
     weft_scope *cs = t->cancel_scope;

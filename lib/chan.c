@@ -198,7 +198,7 @@ int weft_select(weft_select_op *ops, int n, int flags)
         return -EPERM;
     if (!valid_ops(ops, n))
         return -EINVAL;
-    int code = weft__wait_enter(t);
+    int code = weft__wait_enter(t, n > 1 ? WEFT__ON_SELECT : WEFT__ON_CHAN, ops);
     if (code)
         return code;
     weft_scope *cs = t->cancel_scope;

@@ -81,7 +81,7 @@ int weft_event_wait(weft_event *e)
         return -EPERM;
     if (!e)
         return -EINVAL;
-    int code = weft__wait_enter(t);
+    int code = weft__wait_enter(t, WEFT__ON_EVENT, e);
     if (code)
         return code;
     weft_scope *cs = t->cancel_scope;

@@ -54,7 +54,8 @@ static ssize_t io(int fd, int dir, io_op op, void *ctx)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    int code = weft__wait_enter(t);
+    int code = weft__wait_enter(t, dir == WEFT__FD_READ ? WEFT__ON_FD_READ : WEFT__ON_FD_WRITE,
+                                (const void *)(intptr_t)fd);
     if (code)
         return code;
     for (;;) {
@@ -283,7 +284,7 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    int code = weft__wait_enter(t);
+    int code = weft__wait_enter(t, WEFT__ON_FD_WRITE, (const void *)(intptr_t)fd);
     if (code)
         return code;
     /* The mark first: the edge that says the connection is made may come at once. */
@@ -338,7 +339,11 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
     events &= WEFT_READABLE | WEFT_WRITABLE;
     if (!events)
         return -EINVAL;
-    int code = weft__wait_enter(t);
+    int code = weft__wait_enter(t,
+                                events == WEFT_READABLE   ? WEFT__ON_FD_READ
+                                : events == WEFT_WRITABLE ? WEFT__ON_FD_WRITE
+                                                          : WEFT__ON_FD_EITHER,
+                                (const void *)(intptr_t)fd);
     if (code)
         return code;
     int dirs = ((events & WEFT_READABLE) ? 1 << WEFT__FD_READ : 0) |

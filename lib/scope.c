@@ -835,6 +835,7 @@ join_body(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *res
     if (s->owner_spawned == 0 && close_if_empty(s, t->rt))
         goto joined; /* the last one ended meanwhile on another worker */
     s->joiner = t;
+    weft__task_note_wait(t, WEFT__ON_JOIN, s);
     weft__sched_prepare_park(t);
     int64_t delta = s->owner_spawned - WEFT__SCOPE_BIAS;
     s->owner_spawned = 0; /* folded into the balance: the children count out there now */

@@ -173,7 +173,7 @@ int weft_sem_acquire(weft_sem *s)
         return -EPERM;
     if (!s)
         return -EINVAL;
-    int code = weft__wait_enter(t);
+    int code = weft__wait_enter(t, WEFT__ON_SEM, s);
     if (code)
         return code;
     weft_scope *cs = t->cancel_scope;

@@ -317,7 +317,7 @@ int weft_sleep_until(weft_time deadline)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    int code = weft__wait_enter(t);
+    int code = weft__wait_enter(t, WEFT__ON_SLEEP, NULL);
     if (code)
         return code;
     weft_scope *cs = t->cancel_scope;

@@ -32,6 +32,23 @@ enum weft__wait {
     WEFT__WOKEN_TIMER = 4,  /* its deadline passed */
 };
 
+/* What a task waits on, for those who look at tasks from outside the task (a dump of the tree,
+ * a trace, a debugger script). It names the wait; the object (`wait_obj`) says which. */
+enum weft__wait_on {
+    WEFT__ON_NOTHING = 0,
+    WEFT__ON_JOIN,      /* the join of a scope: wait_obj is the weft_scope */
+    WEFT__ON_SLEEP,     /* a sleep: the deadline is the task's timer's */
+    WEFT__ON_SEM,       /* a semaphore (a mutex's too): the weft_sem */
+    WEFT__ON_EVENT,     /* an event: the weft_event */
+    WEFT__ON_CHAN,      /* one channel operation (a send, a receive, or a select of one clause):
+                         * the weft_select_op */
+    WEFT__ON_SELECT,    /* a select of several clauses: the first weft_select_op */
+    WEFT__ON_FD_READ,   /* a descriptor becoming readable: wait_obj is the fd, as an intptr_t */
+    WEFT__ON_FD_WRITE,  /* writable (a connect, a write) */
+    WEFT__ON_FD_EITHER, /* either (weft_fd_wait of both) */
+    WEFT__ON_BLOCKING,  /* a call running on the blocking pool: the weft_fn */
+};
+
 #define WEFT__TASK_NAME_MAX 32
 
 typedef struct weft__failure weft__failure;
@@ -69,6 +86,10 @@ typedef struct weft__task {
     weft__failure *failure; /* message or group recorded by weft_fail / weft_fail_group */
     size_t stack_size;      /* 0: the runtime's */
     int tokens_held;        /* semaphore tokens taken and not given back (debug builds) */
+    /* What it waits on (weft__task_note_wait): meaningful only while `wait` says it is parked,
+     * which an observer must check first; stale otherwise, never cleared. */
+    uint8_t wait_on;
+    const void *wait_obj;
     void *tsan_fiber;
     char name[WEFT__TASK_NAME_MAX];
 } weft__task;
@@ -80,6 +101,14 @@ enum {
     WEFT__TASK_STACK_HELD = 16,   /* unstarted, and `stack` was set aside for it when it was
                                    * queued (weft__sched_hold_stack): it starts on that one */
 };
+
+/** Notes what `t` is about to wait on (weft__wait_enter does it for every wait; a join does it
+ *  itself). Plain stores by `t`; others read them racily, and only while `t` is parked. */
+static inline void weft__task_note_wait(weft__task *t, enum weft__wait_on on, const void *obj)
+{
+    __atomic_store_n(&t->wait_on, (uint8_t)on, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->wait_obj, obj, __ATOMIC_RELAXED);
+}
 
 /** A task's prefetch hint (see `hint`). Relaxed atomics: the walks that read it race with the
  *  lists that write it by design, and a stale hint costs only a useless prefetch. */

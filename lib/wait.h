@@ -36,10 +36,12 @@
 #include "weft.h"
 
 /** Where every wait starts, before it registers anywhere: chaos mode may yield here (weft.h: every
- *  suspension point is a chaos point), and a task whose scope is cancelled does not wait. Its
- *  cancel code, or 0 to go on. Only `t` itself. */
-static inline int weft__wait_enter(weft__task *t)
+ *  suspension point is a chaos point), and a task whose scope is cancelled does not wait. `on`
+ *  and `obj` say what the task is about to wait on (see weft__task_note_wait). Its cancel code,
+ *  or 0 to go on. Only `t` itself. */
+static inline int weft__wait_enter(weft__task *t, enum weft__wait_on on, const void *obj)
 {
+    weft__task_note_wait(t, on, obj);
     weft__task_chaos_point(t->rt);
     return weft__scope_cancel_code(t->cancel_scope);
 }
