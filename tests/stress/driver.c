@@ -9,8 +9,12 @@
  * shielded, timeouts of 0.1-5 ms, absolute deadlines), spawn into them, into their own scope and
  * into enclosing ones, join or release them or leave them to the implicit join, cancel their own
  * scopes and their ancestors', fail (plain codes, weft_fail, long messages), hand error groups up
- * with weft_fail_group, take semaphore tokens, call weft_blocking, sleep, yield and spin. A
- * foreign thread cancels random live scopes and takes tokens with weft_sem_try_acquire.
+ * with weft_fail_group, take semaphore tokens, send and receive on channels (buffered and
+ * rendezvous; plain, try and select of several clauses; closed now and then), lock a mutex, wait
+ * for and set an event, call weft_blocking, sleep, yield and spin. Waits on channels, the mutex
+ * and the event run in a scope of their own with a short timeout, so that none waits for ever.
+ * A foreign thread cancels random live scopes, takes tokens with weft_sem_try_acquire, and sends
+ * and receives with the channels' try calls.
  *
  * Invariants:
  *   - every spawn (and submission) was refused with a documented error and its function never
@@ -28,6 +32,15 @@
  *     with a failure is cancelled;
  *   - suspension points return 0 or a cancel code that some cancel, failure or deadline explains,
  *     with a matching weft_cancel_reason_self(), and keep returning it (level-triggered);
+ *   - every item sent on a channel (weft_chan_send, weft_chan_try_send, a send clause of
+ *     weft_select, from tasks and from the foreign thread) whose send returned 0 is received
+ *     exactly once (by a task, the foreign thread, or the drain after the runtime ends), and one
+ *     whose send returned anything else is never received: nothing lost, nothing doubled, the
+ *     count received from a closed channel equal to its successful sends; a select returns one
+ *     clause, and only that clause moved an item;
+ *   - a mutex is held by one task at a time, an unlock by a task that does not hold it is -EPERM
+ *     and changes nothing, and it is free at the end; an event wait returns 0 only once the event
+ *     was set;
  *   - never more than N semaphore tokens held at once, and all N back at the end; weft_blocking
  *     never returns while its function still runs; sleeps never end early; max_concurrency
  *     scopes never run more children at once, and with max_concurrency 1 start them in order;
@@ -98,6 +111,8 @@
 #define SREC_CAP (2 * NODE_CAP)
 #define MAX_OWNED 6
 #define MAX_SUBMITTERS 3
+#define MAX_CHANS 3
+#define ITEM_CAP (1u << 18)
 #define MAX_SUBMITS 6
 
 #if defined(DRV_TSAN)
@@ -218,6 +233,16 @@ typedef struct semrec {
 
 enum { MODE_RUN = 0, MODE_SUBMIT = 1 };
 
+/* Items sent on channels are ids into the table below, each sent at most once; the table
+ * says what became of the send and how often the id was received. */
+enum { ITEM_FREE = 0, ITEM_SENDING, ITEM_SENT, ITEM_NOT_SENT };
+
+typedef struct chanrec {
+    weft_chan *chan;
+    unsigned capacity;
+    atomic_long sent, received;
+} chanrec;
+
 typedef struct params {
     uint64_t seed;
     unsigned workers;
@@ -244,6 +269,11 @@ typedef struct params {
     unsigned foreign_gap_us; /* 0: the foreign thread cancels nothing */
     unsigned nsems;
     unsigned tokens[4];
+    unsigned chan_pct;
+    unsigned nchans;
+    unsigned capacity[MAX_CHANS];
+    unsigned close_pct; /* of channel operations: close the channel instead */
+    unsigned kit_pct;   /* the mutex and the event */
     size_t stack_size;
     unsigned blocking_threads;
     weft_time watchdog_ns;
@@ -259,6 +289,14 @@ static struct {
     atomic_uint srecs_used;
     srec *top; /* weft_run's root scope, or the runtime's root in submit mode */
     semrec sems[4];
+    chanrec chans[MAX_CHANS];
+    atomic_uchar item_state[ITEM_CAP];
+    atomic_uchar item_received[ITEM_CAP];
+    atomic_uint items_used;
+    weft_mutex *mutex;
+    atomic_int mutex_held;
+    weft_event *event;
+    atomic_int event_sets;
     pthread_mutex_t reg_mu;
     pthread_mutex_t print_mu;
     atomic_int stop_foreign;
@@ -272,8 +310,9 @@ static struct {
 /* Totals over all iterations. */
 static struct {
     atomic_long spawned, refused, scopes, joins, cancels, foreign_cancels, failures, groups,
-        sem_acquires, blocking, submits, sleeps, chaos_iters, submit_iters, deadline_joins,
-        cancelled_joins, failed_joins;
+        sem_acquires, chan_sent, chan_received, chan_closes, selects, mutex_locks, event_waits,
+        blocking, submits, sleeps, chaos_iters, submit_iters, deadline_joins, cancelled_joins,
+        failed_joins;
 } T;
 
 #define CHECK(cond, ...)                                                                           \
@@ -688,6 +727,207 @@ static void op_sem(tctx *c)
             op_suspend(c, 1);
     }
     sem_give(s);
+}
+
+/* ---- channels, the mutex and the event ------------------------------------------------------ */
+
+/* A fresh item id, its send about to be tried; UINT64_MAX once the table is used up. */
+static uint64_t item_new(void)
+{
+    unsigned id = atomic_fetch_add_explicit(&G.items_used, 1, memory_order_relaxed);
+    if (id >= ITEM_CAP)
+        return UINT64_MAX;
+    atomic_store_explicit(&G.item_state[id], ITEM_SENDING, memory_order_relaxed);
+    return id;
+}
+
+/* What the send of `id` on `ch` returned. */
+static void item_sent(chanrec *ch, uint64_t id, int rc)
+{
+    atomic_store_explicit(&G.item_state[id], rc == 0 ? ITEM_SENT : ITEM_NOT_SENT,
+                          memory_order_relaxed);
+    if (rc == 0) {
+        atomic_fetch_add_explicit(&ch->sent, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&T.chan_sent, 1, memory_order_relaxed);
+    }
+}
+
+static void item_received(chanrec *ch, uint64_t id)
+{
+    CHECK(id < ITEM_CAP && id < atomic_load(&G.items_used),
+          "received item %" PRIu64 ", which nobody sent", id);
+    if (id >= ITEM_CAP)
+        return;
+    int before = atomic_fetch_add_explicit(&G.item_received[id], 1, memory_order_relaxed);
+    CHECK(before == 0, "item %" PRIu64 " received twice", id);
+    atomic_fetch_add_explicit(&ch->received, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&T.chan_received, 1, memory_order_relaxed);
+}
+
+/* Opens a scope of its own with a short timeout around one wait on a channel, the mutex or the
+ * event, so that the wait ends even when no other task will ever answer it. NULL if the scope
+ * could not be opened (a documented refusal: the caller skips the wait). */
+static weft_scope *timed_open(tctx *c)
+{
+    weft_scope_opts o = {.name = "timed wait",
+                         .timeout_ns = (weft_time)(20 + below(&c->r, 500)) * WEFT_USEC};
+    weft_scope *s = NULL;
+    int rc = weft_scope_open(&s, &o);
+    CHECK(rc == 0 || rc == -ENOMEM || is_cancel_code(rc),
+          "weft_scope_open of a timed wait returned %d", rc);
+    return rc == 0 ? s : NULL;
+}
+
+static void timed_close(weft_scope *s)
+{
+    int rc = weft_scope_join(s);
+    CHECK(rc == 0 || is_cancel_code(rc), "join of a timed wait returned %d", rc);
+    rc = weft_scope_release(s);
+    CHECK(rc == 0, "release of a timed wait returned %d", rc);
+}
+
+/* A channel call's code: 0, -EPIPE (closed), -EAGAIN from the try calls, or a cancel code. */
+static int chan_code_ok(int rc)
+{
+    return rc == 0 || rc == -EPIPE || rc == -EAGAIN || is_cancel_code(rc);
+}
+
+static void op_select(tctx *c)
+{
+    weft_select_op ops[3];
+    uint64_t items[3];
+    int n = 1 + (int)below(&c->r, 3);
+    for (int i = 0; i < n; i++) {
+        ops[i].chan = G.chans[below(&c->r, G.p.nchans)].chan;
+        ops[i].kind = chance(&c->r, 50) ? WEFT_SELECT_SEND : WEFT_SELECT_RECV;
+        ops[i].result = 12345;
+        items[i] = ops[i].kind == WEFT_SELECT_SEND ? item_new() : UINT64_MAX;
+        if (ops[i].kind == WEFT_SELECT_SEND && items[i] == UINT64_MAX)
+            ops[i].kind = WEFT_SELECT_RECV; /* the table is used up: only receive */
+        ops[i].item = &items[i];
+    }
+    int flags = chance(&c->r, 30) ? WEFT_SELECT_NOWAIT : 0;
+    weft_scope *s = flags ? NULL : timed_open(c);
+    if (!flags && !s) {
+        for (int i = 0; i < n; i++)
+            if (ops[i].kind == WEFT_SELECT_SEND)
+                item_sent(NULL, items[i], -1);
+        return;
+    }
+    IN(c, "weft_select");
+    int rc = weft_select(ops, n, flags);
+    atomic_fetch_add_explicit(&T.selects, 1, memory_order_relaxed);
+    CHECK(rc >= 0 ? rc < n : (rc == -EAGAIN ? flags != 0 : is_cancel_code(rc)),
+          "weft_select of %d clauses (flags %d) returned %d", n, flags, rc);
+    for (int i = 0; i < n; i++) {
+        if (i != rc)
+            CHECK(ops[i].result == 12345, "clause %d of a select that returned %d has result %d", i,
+                  rc, ops[i].result);
+        else
+            CHECK(ops[i].result == 0 || ops[i].result == -EPIPE,
+                  "the clause a select returned has result %d", ops[i].result);
+        chanrec *ch = NULL;
+        for (unsigned k = 0; k < G.p.nchans; k++)
+            if (G.chans[k].chan == ops[i].chan)
+                ch = &G.chans[k];
+        int moved = i == rc && ops[i].result == 0;
+        if (ops[i].kind == WEFT_SELECT_SEND)
+            item_sent(ch, *(uint64_t *)ops[i].item, moved ? 0 : -1);
+        else if (moved)
+            item_received(ch, items[i]);
+    }
+    if (s)
+        timed_close(s);
+}
+
+static void op_chan(tctx *c)
+{
+    if (!G.p.nchans)
+        return;
+    if (chance(&c->r, 25)) {
+        op_select(c);
+        return;
+    }
+    chanrec *ch = &G.chans[below(&c->r, G.p.nchans)];
+    if (chance(&c->r, G.p.close_pct)) {
+        int rc = weft_chan_close(ch->chan);
+        CHECK(rc == 0 || rc == -EALREADY, "weft_chan_close returned %d", rc);
+        if (rc == 0)
+            atomic_fetch_add_explicit(&T.chan_closes, 1, memory_order_relaxed);
+        return;
+    }
+    int try = chance(&c->r, 30);
+    weft_scope *s = try ? NULL : timed_open(c);
+    if (!try && !s)
+        return;
+    if (chance(&c->r, 50)) {
+        uint64_t id = item_new();
+        if (id != UINT64_MAX) {
+            IN(c, "weft_chan_send");
+            int rc = try ? weft_chan_try_send(ch->chan, &id) : weft_chan_send(ch->chan, &id);
+            CHECK(chan_code_ok(rc) && (rc != -EAGAIN || try), "weft_chan_%ssend returned %d",
+                  try ? "try_" : "", rc);
+            item_sent(ch, id, rc);
+        }
+    } else {
+        uint64_t id = UINT64_MAX;
+        IN(c, "weft_chan_recv");
+        int rc = try ? weft_chan_try_recv(ch->chan, &id) : weft_chan_recv(ch->chan, &id);
+        CHECK(chan_code_ok(rc) && (rc != -EAGAIN || try), "weft_chan_%srecv returned %d",
+              try ? "try_" : "", rc);
+        if (rc == 0)
+            item_received(ch, id);
+    }
+    if (s)
+        timed_close(s);
+}
+
+static void op_kit(tctx *c)
+{
+    if (chance(&c->r, 50)) {
+        if (chance(&c->r, 20)) {
+            int rc = weft_mutex_unlock(G.mutex);
+            CHECK(rc == -EPERM, "unlock of a mutex this task does not hold returned %d", rc);
+            return;
+        }
+        weft_scope *s = timed_open(c);
+        if (!s)
+            return;
+        IN(c, "weft_mutex_lock");
+        int rc = chance(&c->r, 20) ? weft_mutex_trylock(G.mutex) : weft_mutex_lock(G.mutex);
+        CHECK(rc == 0 || rc == -EBUSY || is_cancel_code(rc), "weft_mutex_lock returned %d", rc);
+        timed_close(s);
+        if (rc == 0) {
+            /* Held across suspension points of the task's own scope (after the timed scope,
+             * whose codes the driver's bookkeeping of c->cur does not know). */
+            atomic_fetch_add_explicit(&T.mutex_locks, 1, memory_order_relaxed);
+            int h = atomic_fetch_add(&G.mutex_held, 1);
+            CHECK(h == 0, "a mutex held by %d tasks at once", h + 1);
+            CHECK(weft_mutex_lock(G.mutex) == -EDEADLK, "a second lock by the holder");
+            unsigned k = below(&c->r, 3);
+            for (unsigned i = 0; i < k; i++)
+                op_suspend(c, 1);
+            atomic_fetch_sub(&G.mutex_held, 1);
+            rc = weft_mutex_unlock(G.mutex);
+            CHECK(rc == 0, "weft_mutex_unlock by its holder returned %d", rc);
+        }
+        return;
+    }
+    if (chance(&c->r, 30)) {
+        atomic_fetch_add(&G.event_sets, 1);
+        CHECK(weft_event_set(G.event) == 0, "weft_event_set failed");
+        return;
+    }
+    weft_scope *s = timed_open(c);
+    if (!s)
+        return;
+    IN(c, "weft_event_wait");
+    int rc = weft_event_wait(G.event);
+    atomic_fetch_add_explicit(&T.event_waits, 1, memory_order_relaxed);
+    CHECK(rc == 0 || is_cancel_code(rc), "weft_event_wait returned %d", rc);
+    if (rc == 0)
+        CHECK(atomic_load(&G.event_sets) > 0, "weft_event_wait returned 0, nobody set it");
+    timed_close(s);
 }
 
 /* ---- spawning ----------------------------------------------------------------------------- */
@@ -1296,6 +1536,11 @@ static void run_program(tctx *c)
             op_sem(c);
         } else if (r < 61 + G.p.sleep_pct + G.p.sem_pct + G.p.blocking_pct) {
             op_blocking(c);
+        } else if (r < 61 + G.p.sleep_pct + G.p.sem_pct + G.p.blocking_pct + G.p.chan_pct) {
+            op_chan(c);
+        } else if (r < 61 + G.p.sleep_pct + G.p.sem_pct + G.p.blocking_pct + G.p.chan_pct +
+                           G.p.kit_pct) {
+            op_kit(c);
         } else if (chance(&c->r, G.p.cancel_pct)) {
             op_cancel(c);
         } else if (chance(&c->r, 5)) {
@@ -1588,6 +1833,24 @@ static void *foreign_main(void *arg)
                 }
             }
             pthread_mutex_unlock(&G.reg_mu);
+        } else if (G.p.nchans && chance(&r, 50)) {
+            chanrec *ch = &G.chans[below(&r, G.p.nchans)];
+            if (chance(&r, 50)) {
+                uint64_t id = item_new();
+                if (id != UINT64_MAX) {
+                    int rc = weft_chan_try_send(ch->chan, &id);
+                    CHECK(rc == 0 || rc == -EAGAIN || rc == -EPIPE,
+                          "weft_chan_try_send (foreign) returned %d", rc);
+                    item_sent(ch, id, rc);
+                }
+            } else {
+                uint64_t id;
+                int rc = weft_chan_try_recv(ch->chan, &id);
+                CHECK(rc == 0 || rc == -EAGAIN || rc == -EPIPE,
+                      "weft_chan_try_recv (foreign) returned %d", rc);
+                if (rc == 0)
+                    item_received(ch, id);
+            }
         } else if (G.p.nsems) {
             semrec *s = &G.sems[below(&r, G.p.nsems)];
             int rc = weft_sem_try_acquire(s->sem);
@@ -1755,6 +2018,12 @@ static void draw_params(params *p, uint64_t seed)
         p->stack_size = (size_t)(SLOW_BUILD ? 96 + below(&r, 160) : 48 + below(&r, 208)) * 1024;
     p->blocking_threads = chance(&r, 30) ? 1 + below(&r, 4) : 0;
     p->watchdog_ns = chance(&r, 50) ? -1 : 0;
+    p->nchans = chance(&r, 40) ? 0 : 1 + below(&r, MAX_CHANS);
+    p->chan_pct = p->nchans ? 2 + below(&r, 10) : 0;
+    for (unsigned i = 0; i < MAX_CHANS; i++)
+        p->capacity[i] = chance(&r, 40) ? 0 : 1 + below(&r, 8);
+    p->close_pct = chance(&r, 70) ? 0 : 1 + below(&r, 3);
+    p->kit_pct = chance(&r, 50) ? 0 : 1 + below(&r, 6);
 }
 
 static void reset_iteration(void)
@@ -1782,6 +2051,14 @@ static void reset_iteration(void)
     atomic_store(&G.stop_foreign, 0);
     atomic_store(&G.shutdown_begun, 0);
     atomic_store(&G.release_sentinel, 0);
+    unsigned items = atomic_load(&G.items_used);
+    if (items > ITEM_CAP)
+        items = ITEM_CAP;
+    memset(G.item_state, 0, items);
+    memset(G.item_received, 0, items);
+    atomic_store(&G.items_used, 0);
+    atomic_store(&G.mutex_held, 0);
+    atomic_store(&G.event_sets, 0);
     G.top = NULL;
 }
 
@@ -1813,6 +2090,43 @@ static void end_checks(void)
         CHECK(rc == 0, "weft_sem_destroy returned %d", rc);
     }
     CHECK(atomic_load(&G.blocking_inflight) == 0, "weft_blocking calls still in flight");
+
+    /* What the tasks left in the channels is taken here, from this plain thread; then every id
+     * must have been received exactly as often as its send says. */
+    for (unsigned i = 0; i < G.p.nchans; i++) {
+        chanrec *ch = &G.chans[i];
+        uint64_t id;
+        int rc;
+        while ((rc = weft_chan_try_recv(ch->chan, &id)) == 0)
+            item_received(ch, id);
+        CHECK(rc == -EAGAIN || rc == -EPIPE, "weft_chan_try_recv (drain) returned %d", rc);
+        rc = weft_chan_close(ch->chan);
+        CHECK(rc == 0 || rc == -EALREADY, "weft_chan_close (end) returned %d", rc);
+        CHECK(weft_chan_try_recv(ch->chan, &id) == -EPIPE, "a closed, drained channel");
+        CHECK(atomic_load(&ch->received) == atomic_load(&ch->sent),
+              "channel %u: %ld items sent, %ld received", i, atomic_load(&ch->sent),
+              atomic_load(&ch->received));
+        rc = weft_chan_destroy(ch->chan);
+        CHECK(rc == 0, "weft_chan_destroy returned %d", rc);
+    }
+    unsigned items = atomic_load(&G.items_used);
+    if (items > ITEM_CAP)
+        items = ITEM_CAP;
+    for (unsigned id = 0; id < items; id++) {
+        int st = atomic_load(&G.item_state[id]), got = atomic_load(&G.item_received[id]);
+        CHECK(st == ITEM_SENT || st == ITEM_NOT_SENT, "item %u: its send never returned", id);
+        CHECK(got == (st == ITEM_SENT), "item %u: %s, received %d times", id,
+              st == ITEM_SENT ? "sent" : "not sent", got);
+    }
+    if (G.mutex) {
+        CHECK(atomic_load(&G.mutex_held) == 0, "the mutex is held at the end");
+        int rc = weft_mutex_destroy(G.mutex);
+        CHECK(rc == 0, "weft_mutex_destroy returned %d", rc);
+        rc = weft_event_destroy(G.event);
+        CHECK(rc == 0, "weft_event_destroy returned %d", rc);
+        G.mutex = NULL;
+        G.event = NULL;
+    }
 }
 
 static int run_iteration(uint64_t seed, long index, int verbose)
@@ -1832,6 +2146,20 @@ static int run_iteration(uint64_t seed, long index, int verbose)
         atomic_store(&G.sems[i].held, 0);
         int rc = weft_sem_create(&G.sems[i].sem, p->tokens[i]);
         CHECK(rc == 0, "weft_sem_create returned %d", rc);
+    }
+    for (unsigned i = 0; i < p->nchans; i++) {
+        chanrec *ch = &G.chans[i];
+        ch->capacity = p->capacity[i];
+        atomic_store(&ch->sent, 0);
+        atomic_store(&ch->received, 0);
+        int rc = weft_chan_create(&ch->chan, sizeof(uint64_t), ch->capacity);
+        CHECK(rc == 0, "weft_chan_create returned %d", rc);
+    }
+    if (p->kit_pct) {
+        int rc = weft_mutex_create(&G.mutex);
+        CHECK(rc == 0, "weft_mutex_create returned %d", rc);
+        rc = weft_event_create(&G.event);
+        CHECK(rc == 0, "weft_event_create returned %d", rc);
     }
     if (p->chaos) {
         char v[32];
@@ -2006,13 +2334,16 @@ static void print_totals(long iterations, double secs)
     printf("driver: seed %" PRIu64 ": %ld iterations in %.1f s; %ld tasks spawned, %ld spawns "
            "refused, %ld submitted; %ld scopes, %ld joins (%ld failed, %ld cancelled, %ld timed "
            "out), %ld task cancels, %ld foreign cancels, %ld failures, %ld groups handed up, "
-           "%ld sem acquires, %ld blocking calls, %ld sleeps; %ld chaos and %ld submit "
-           "iterations\n",
+           "%ld sem acquires, %ld items sent and %ld received on channels (%ld selects, %ld "
+           "closes), %ld mutex locks, %ld event waits, %ld blocking calls, %ld sleeps; %ld chaos "
+           "and %ld submit iterations\n",
            master_seed, iterations, secs, atomic_load(&T.spawned), atomic_load(&T.refused),
            atomic_load(&T.submits), atomic_load(&T.scopes), atomic_load(&T.joins),
            atomic_load(&T.failed_joins), atomic_load(&T.cancelled_joins),
            atomic_load(&T.deadline_joins), atomic_load(&T.cancels), atomic_load(&T.foreign_cancels),
            atomic_load(&T.failures), atomic_load(&T.groups), atomic_load(&T.sem_acquires),
+           atomic_load(&T.chan_sent), atomic_load(&T.chan_received), atomic_load(&T.selects),
+           atomic_load(&T.chan_closes), atomic_load(&T.mutex_locks), atomic_load(&T.event_waits),
            atomic_load(&T.blocking), atomic_load(&T.sleeps), atomic_load(&T.chaos_iters),
            atomic_load(&T.submit_iters));
     fflush(stdout);
