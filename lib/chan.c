@@ -86,9 +86,33 @@ static void done(chan_waiter *w, int result)
 
 /* ---- the clauses, done at once if they can be (under the lock) --------------------------- */
 
+/* Copies one item. Items are most often a word or two (a pointer, an index), for which a call
+ * to memcpy of a size it must first inspect costs more than the copy. */
+static inline void copy_item(void *dst, const void *src, size_t size)
+{
+    switch (size) {
+    case 8:
+        memcpy(dst, src, 8);
+        break;
+    case 4:
+        memcpy(dst, src, 4);
+        break;
+    case 16:
+        memcpy(dst, src, 16);
+        break;
+    default:
+        memcpy(dst, src, size);
+        break;
+    }
+}
+
+/* The i-th buffered item (i <= count < cap, so one subtraction wraps it). */
 static void *slot(weft_chan *c, size_t i)
 {
-    return c->ring + ((c->head + i) % c->cap) * c->item_size;
+    size_t k = c->head + i;
+    if (k >= c->cap)
+        k -= c->cap;
+    return c->ring + k * c->item_size;
 }
 
 /* A send of `item` that can happen now: 0 (done), -EPIPE (closed: not delivered), or -EAGAIN
@@ -99,12 +123,12 @@ static int send_now(weft_chan *c, const void *item, weft__task *self)
         return -EPIPE;
     chan_waiter *r = claim(&c->receivers, self);
     if (r) {
-        memcpy(r->op->item, item, c->item_size);
+        copy_item(r->op->item, item, c->item_size);
         done(r, 0);
         return 0;
     }
     if (c->count < c->cap) {
-        memcpy(slot(c, c->count), item, c->item_size);
+        copy_item(slot(c, c->count), item, c->item_size);
         c->count++;
         return 0;
     }
@@ -115,13 +139,14 @@ static int send_now(weft_chan *c, const void *item, weft__task *self)
 static int recv_now(weft_chan *c, void *item, weft__task *self)
 {
     if (c->count > 0) {
-        memcpy(item, slot(c, 0), c->item_size);
-        c->head = (c->head + 1) % c->cap;
+        copy_item(item, slot(c, 0), c->item_size);
+        if (++c->head == c->cap)
+            c->head = 0;
         c->count--;
         /* Room now: the oldest waiting sender's item takes it (FIFO among senders). */
         chan_waiter *s = claim(&c->senders, self);
         if (s) {
-            memcpy(slot(c, c->count), s->op->item, c->item_size);
+            copy_item(slot(c, c->count), s->op->item, c->item_size);
             c->count++;
             done(s, 0);
         }
@@ -129,7 +154,7 @@ static int recv_now(weft_chan *c, void *item, weft__task *self)
     }
     chan_waiter *s = claim(&c->senders, self); /* a rendezvous: straight from the sender */
     if (s) {
-        memcpy(item, s->op->item, c->item_size);
+        copy_item(item, s->op->item, c->item_size);
         done(s, 0);
         return 0;
     }
@@ -286,18 +311,56 @@ int weft_chan_destroy(weft_chan *c)
     return 0;
 }
 
+/* weft_select of the one clause `op` (valid), as weft_chan_send and weft_chan_recv call it:
+ * the same steps with one lock and one waiter, and no sorting of channels. Its result (the
+ * codes of weft_chan_send and weft_chan_recv). */
+static int one_clause(weft_select_op *op)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    if (!op->chan || !op->item)
+        return -EINVAL;
+    int code = weft__wait_enter(t, WEFT__ON_CHAN, op);
+    if (code)
+        return code;
+    weft_chan *c = op->chan;
+    weft__lock_acquire(&c->lock);
+    int rc = op_now(op, t);
+    if (rc != -EAGAIN) {
+        weft__lock_release(&c->lock);
+        return rc;
+    }
+    weft_scope *cs = t->cancel_scope;
+    weft__waitq *q = op->kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers;
+    chan_waiter w = {.link.task = t, .op = op, .index = 0};
+    weft__wait_prepare(t);
+    t->result = -1;
+    weft__waitq_push(q, &w.link);
+    c->inside++;
+    weft__lock_release(&c->lock);
+
+    int why = weft__wait_park(t, cs, WEFT_NEVER);
+
+    weft__lock_acquire(&c->lock);
+    if (w.link.queued)
+        weft__waitq_remove(q, &w.link);
+    c->inside--;
+    rc = op->result;
+    weft__lock_release(&c->lock);
+    return why == WEFT__WOKEN ? rc : weft__wait_end(why, cs);
+}
+
 int weft_chan_send(weft_chan *c, const void *item)
 {
     weft_select_op op = {.chan = c, .kind = WEFT_SELECT_SEND, .item = (void *)item};
-    int rc = weft_select(&op, 1, 0);
-    return rc < 0 ? rc : op.result;
+    return one_clause(&op);
 }
 
 int weft_chan_recv(weft_chan *c, void *item)
 {
     weft_select_op op = {.chan = c, .kind = WEFT_SELECT_RECV, .item = item};
-    int rc = weft_select(&op, 1, 0);
-    return rc < 0 ? rc : op.result;
+    return one_clause(&op);
 }
 
 int weft_chan_try_send(weft_chan *c, const void *item)
