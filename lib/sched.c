@@ -9,22 +9,23 @@
  *           in such a program is the largest piece of work left.
  *   readyq  tasks that hold a stack: woken or yielded. Served oldest first (the owner steals from
  *           its own top), so yields rotate fairly and no task hogs the worker.
- * plus one runtime-wide injection queue (linked through the records, so it never needs memory)
- * for work that arrives from threads that are not workers, and for woken tasks beyond the
- * WEFT__READY_LOCAL_MAX a ready queue holds (a cancel that wakes 100,000 sleepers). A worker takes
- * from it in batches onto its ready queue. Every runnable task sits in one of these three, so
- * every runnable task is stealable. Taking a task from the ready queue prefetches the records
- * and stack tops of the next few (prefetch_ready): resuming many parked tasks is memory-bound.
- * In a runtime of one worker nobody steals, so both deques are solo (deque.h): the owner's pops
- * need no fence and no CAS.
+ * plus a hand-off slot of one task (see push_woken), and one runtime-wide injection queue (linked
+ * through the records, so it never needs memory) for work that arrives from threads that are not
+ * workers, and for woken tasks beyond the WEFT__READY_LOCAL_MAX a ready queue holds (a cancel that
+ * wakes 100,000 sleepers). A worker takes from it in batches onto its ready queue. Every runnable
+ * task sits in one of these four, so every runnable task is stealable. Taking a task from the
+ * ready queue prefetches the records and stack tops of the next few (prefetch_ready): resuming many
+ * parked tasks is memory-bound. In a runtime of one worker nobody steals, so both deques are solo
+ * (deque.h): the owner's pops need no fence and no CAS.
  *
  * The order in which a worker picks its next task (pick_local):
  *   1. every 61st pick, the injection queue and the timers first, so that neither starves while
  *      local work never runs out (61, a prime, as in Go: it does not beat in step with loops);
- *   2. the ready queue, at most READY_STREAK times in a row: a task that already holds a stack
+ *   2. the hand-off slot (at most HANDOFF_STREAK times in a row), then the ready queue, together
+ *      at most READY_STREAK times in a row: a task that already holds a stack
  *      is cheaper to run than a new one (a first touch of a fresh stack page costs microseconds),
  *      and running it first keeps the number of live stacks near what the program needs;
- *   3. the spawn queue; 4. the ready queue; 5. the injection queue.
+ *   3. the spawn queue; 4. the slot and the ready queue; 5. the injection queue.
  * Then, from the scheduler context only: due timers, stealing from random victims (one task, or
  * from a long spawn queue a batch: see steal.c), sleeping.
  *
@@ -83,6 +84,10 @@
  * more ask for it (weft_spawn_opts.stack_size). */
 #define WEFT__DEFAULT_STACK (64 * 1024)
 
+/* Picks of the hand-off slot in a row before the ready queue gets a turn: two tasks that hand
+ * work back and forth (a channel's round trip) refill the slot at each step, and would otherwise
+ * keep the tasks queued behind them waiting for as long as they go on. */
+#define HANDOFF_STREAK 8
 /* Picks of the ready queue in a row before the spawn queue gets a turn. 16 keeps the starting
  * of new work at one pick in 17 at worst when resumed tasks never run out, and is long enough
  * that a pipeline of woken tasks runs mostly without starting new stacks. */
@@ -139,6 +144,38 @@ static void push_ready(weft__worker *w, weft__task *t)
     weft__sched_notify_local(w->rt);
 }
 
+/* The hand-off. A task woken by the task running on this worker (a channel's receiver, the next
+ * holder of a semaphore) most often runs next here: its waker is about to wait for it in turn.
+ * Queued on the ready queue it was taken by an idle neighbour, woken up for it, and every step of
+ * a round trip between two tasks crossed cores and cost a futex wake. So it goes into the
+ * worker's slot instead, served before the ready queue (at most HANDOFF_STREAK times in a row),
+ * and a thief takes it only once it has stood still: the same task in the slot, and the worker
+ * not switched since the thief last looked (steal.c; Go's runnext, whose thieves wait 3 us). A
+ * task the new one displaces goes to the ready queue. The sleepers are told as for any ready
+ * task, so that a slot behind a task that runs on for long is taken by someone. At one worker
+ * nobody would steal it anyway: the ready queue serves. Wakes from the scheduler's own context
+ * (timers, the poller) use the ready queue: nothing there is about to wait for them. */
+static void push_woken(weft__worker *w, weft__task *t)
+{
+    if (w->rt->nworkers < 2 || !weft__sched_current(w)) {
+        push_ready(w, t);
+        return;
+    }
+    weft__task *old = atomic_exchange_explicit(&w->handoff, t, memory_order_acq_rel);
+    if (old)
+        push_ready(w, old);
+    else
+        weft__sched_notify_local(w->rt);
+}
+
+/* The task in this worker's slot, taken, or NULL. */
+static weft__task *take_handoff(weft__worker *w)
+{
+    if (!atomic_load_explicit(&w->handoff, memory_order_relaxed))
+        return NULL;
+    return atomic_exchange_explicit(&w->handoff, NULL, memory_order_acquire);
+}
+
 void weft__sched_ready_batch(weft_runtime *rt, weft__ready_batch *b)
 {
     weft__task *t = b->head, *last = b->tail;
@@ -176,7 +213,7 @@ void weft__sched_ready(weft_runtime *rt, weft__task *t)
 {
     weft__worker *w = weft__sched_worker();
     if (w && w->rt == rt)
-        push_ready(w, t);
+        push_woken(w, t);
     else
         weft__inject_task(rt, t);
 }
@@ -326,6 +363,12 @@ static weft__task *pick_local_queues(weft__worker *w)
             return t;
     }
     if (w->ready_streak < READY_STREAK) {
+        if (w->handoff_streak < HANDOFF_STREAK && (t = take_handoff(w))) {
+            w->handoff_streak++;
+            w->ready_streak++;
+            return t;
+        }
+        w->handoff_streak = 0;
         if ((t = steal_own(&w->readyq))) {
             w->ready_streak++;
             prefetch_ready(w);
@@ -333,9 +376,10 @@ static weft__task *pick_local_queues(weft__worker *w)
         }
     }
     w->ready_streak = 0;
+    w->handoff_streak = 0;
     if ((t = weft__deque_pop_owner(&w->spawnq)))
         return t;
-    if ((t = steal_own(&w->readyq)))
+    if ((t = take_handoff(w)) || (t = steal_own(&w->readyq)))
         return t;
     return weft__inject_take(w);
 }
@@ -375,7 +419,9 @@ static int any_work_visible(weft__worker *w)
         return 1;
     for (unsigned i = 0; i < rt->nworkers; i++) {
         weft__worker *v = &rt->workers[i];
-        if (weft__deque_size_estimate(&v->spawnq) > 0 || weft__deque_size_estimate(&v->readyq) > 0)
+        if (weft__deque_size_estimate(&v->spawnq) > 0 ||
+            weft__deque_size_estimate(&v->readyq) > 0 ||
+            atomic_load_explicit(&v->handoff, memory_order_relaxed))
             return 1;
     }
     return weft__timer_heap_earliest(&w->timers) <= weft_now();

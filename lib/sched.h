@@ -73,6 +73,15 @@ struct weft__worker {
     uint64_t tick;
     unsigned checkpoints; /* weft_checkpoint calls, to look at the timers every few of them */
     unsigned ready_streak;
+    /* The hand-off slot (sched.c, push_woken): a task woken by a task running here, to run next
+     * here. The owner swaps it; a thief takes it with a CAS once it has stood still. */
+    weft__task *_Atomic handoff;
+    unsigned handoff_streak; /* picks from the slot in a row */
+    /* What this worker, as a thief, saw in a slot last (steal.c): the slot's worker, its task,
+     * and that worker's `progress` then. */
+    struct weft__worker *seen_victim;
+    weft__task *seen_handoff;
+    uint64_t seen_progress;
     /* Work a file above the scheduler holds back on this worker (the count-out of children of
      * one scope that ended here: weft__scope_count_out), to be finished before the worker runs a
      * task whose `scope` is not `held_for`, or sleeps: pick_local calls `release_held`. */

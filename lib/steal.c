@@ -29,6 +29,29 @@ static uint64_t next_rand(weft__worker *w)
 #define STEAL_BATCH_FROM 64
 #define STEAL_BATCH 128
 
+/* The task in v's hand-off slot, if it stood still since this thief last looked: the same task,
+ * and v has not switched since (its `progress`). A task that has just been handed off is about to
+ * run on v, and taken it would cross cores for nothing; one that stays there sits behind a task
+ * that runs on. See push_woken in sched.c. */
+static weft__task *steal_handoff(weft__worker *w, weft__worker *v)
+{
+    weft__task *x = atomic_load_explicit(&v->handoff, memory_order_relaxed);
+    if (!x)
+        return NULL;
+    uint64_t p = atomic_load_explicit(&v->progress, memory_order_relaxed);
+    if (w->seen_victim == v && w->seen_handoff == x && w->seen_progress == p) {
+        w->seen_handoff = NULL;
+        if (atomic_compare_exchange_strong_explicit(&v->handoff, &x, NULL, memory_order_acquire,
+                                                    memory_order_relaxed))
+            return x;
+        return NULL;
+    }
+    w->seen_victim = v;
+    w->seen_handoff = x;
+    w->seen_progress = p;
+    return NULL;
+}
+
 static weft__task *steal_from(weft__worker *w, weft__worker *v)
 {
     for (int attempt = 0; attempt < 4; attempt++) {
@@ -59,7 +82,7 @@ static weft__task *steal_from(weft__worker *w, weft__worker *v)
         if (x != WEFT__DEQUE_ABORT)
             return x;
     }
-    return NULL;
+    return steal_handoff(w, v);
 }
 
 weft__task *weft__steal_round(weft__worker *w)
