@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: MIT
+/*
+ * example_server [--port P] [--threads T] — the HTTP server the examples talk to, on the
+ * skeleton of the benchmark servers (benchmarks/weft_serve.c: prints port=P, stops cleanly on
+ * SIGTERM). weft_http answers one resource, as its benchmark needs; the examples need several,
+ * a slow one and failing ones, and the client's tests need a server that misbehaves:
+ *
+ *   GET /users/ID/WHAT   200, "WHAT of user ID"
+ *   GET /slow/MS         200 after MS milliseconds, "slept MS ms"
+ *   GET /status/CODE     that status, "status CODE"
+ *   GET /chunked         200, "Hello, chunked World!" in three chunks
+ *   GET /bad/garbage     a line that is no status line, then close
+ *   GET /bad/close-head  half a head, then close
+ *   GET /bad/short-close Content-Length 100, ten bytes, then close
+ *   GET /bad/short-stall Content-Length 100, ten bytes, then nothing until the client closes
+ *   GET /bad/long        Content-Length 5 and more bytes than that, connection kept
+ *   anything else        404
+ *
+ * Every good answer keeps the connection alive; the server reads the next request on it.
+ */
+#include "weft_serve.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct conn {
+    int fd;
+    size_t len; /* bytes of `in` */
+    char in[8192];
+    char out[512];
+} conn;
+
+static int reply(conn *c, int status, const char *body)
+{
+    int n = snprintf(c->out, sizeof c->out,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s",
+                     status, status < 400 ? "OK" : "Error", strlen(body), body);
+    ssize_t w = weft_write_all(c->fd, c->out, (size_t)n, NULL);
+    return w < 0 ? (int)w : 0;
+}
+
+static int raw(conn *c, const char *bytes)
+{
+    ssize_t w = weft_write_all(c->fd, bytes, strlen(bytes), NULL);
+    return w < 0 ? (int)w : 0;
+}
+
+/* Answers one request for `path`. 0 to read the next request, anything else to close. */
+static int route(conn *c, const char *path)
+{
+    char body[256];
+    char id[64], what[64];
+    long n;
+    if (sscanf(path, "/users/%63[^/]/%63s", id, what) == 2) {
+        snprintf(body, sizeof body, "%s of user %s", what, id);
+        return reply(c, 200, body);
+    }
+    if (sscanf(path, "/slow/%ld", &n) == 1 && n >= 0) {
+        int rc = weft_sleep_for(n * WEFT_MSEC);
+        if (rc != 0)
+            return rc; /* shutdown */
+        snprintf(body, sizeof body, "slept %ld ms", n);
+        return reply(c, 200, body);
+    }
+    if (sscanf(path, "/status/%ld", &n) == 1 && n >= 200 && n <= 599) {
+        snprintf(body, sizeof body, "status %ld", n);
+        return reply(c, (int)n, body);
+    }
+    if (strcmp(path, "/chunked") == 0)
+        return raw(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "7\r\nHello, \r\n8\r\nchunked \r\n6;ext=1\r\nWorld!\r\n0\r\n\r\n");
+    if (strcmp(path, "/bad/garbage") == 0) {
+        raw(c, "HELLO THERE 200\r\n\r\n");
+        return -EPROTO;
+    }
+    if (strcmp(path, "/bad/close-head") == 0) {
+        raw(c, "HTTP/1.1 200 OK\r\nContent-Le");
+        return -EPROTO;
+    }
+    if (strcmp(path, "/bad/short-close") == 0) {
+        raw(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b");
+        return -EPROTO;
+    }
+    if (strcmp(path, "/bad/short-stall") == 0) {
+        int rc = raw(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b");
+        while (rc == 0 && weft_serve_read(c->fd, c->in, sizeof c->in) > 0)
+            ; /* the rest never comes: wait for the client to give up */
+        return -EPROTO;
+    }
+    if (strcmp(path, "/bad/long") == 0)
+        return raw(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHello, and more");
+    return reply(c, 404, "not found");
+}
+
+static int connection(void *arg)
+{
+    conn *c = malloc(sizeof *c);
+    if (c == NULL) {
+        weft_close((int)(intptr_t)arg);
+        return 0;
+    }
+    c->fd = (int)(intptr_t)arg;
+    c->len = 0;
+    for (;;) {
+        char *end = memmem(c->in, c->len, "\r\n\r\n", 4);
+        if (end == NULL) {
+            if (c->len == sizeof c->in - 1)
+                break; /* a head too long: not worth an answer here */
+            ssize_t n = weft_serve_read(c->fd, c->in + c->len, sizeof c->in - 1 - c->len);
+            if (n <= 0)
+                break;
+            c->len += (size_t)n;
+            continue;
+        }
+        size_t head = (size_t)(end - c->in) + 4;
+        char path[1024];
+        c->in[c->len] = '\0';
+        if (sscanf(c->in, "GET %1023s HTTP/1.", path) != 1 || route(c, path) != 0)
+            break;
+        memmove(c->in, c->in + head, c->len - head);
+        c->len -= head;
+    }
+    weft_close(c->fd);
+    free(c);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    return weft_serve(argc, argv, "example_server", connection);
+}

@@ -1,0 +1,498 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The HTTP/1.1 client of the examples (http_client.h).
+ *
+ * A request runs in a scope of its own whose timeout is the request's: every wait inside it
+ * (the pool's token, the connect, each read and write) parks on weft's waits and ends with
+ * -ETIMEDOUT when that timeout or an enclosing deadline passes, or -ECANCELED when the caller
+ * is cancelled. Nothing here polls the clock.
+ *
+ * The pool: a semaphore of `max_conns` tokens bounds the connections in use, and a stack of
+ * idle descriptors holds the ones given back. The stack's lock is a plain mutex, held for a few
+ * instructions and never across a suspension point, so a task takes and drops it on the same
+ * OS thread.
+ */
+#include "http_client.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct http_client {
+    struct sockaddr_in addr;
+    char host[64]; /* the Host header's value */
+    weft_sem *tokens;
+    pthread_mutex_t lock; /* guards idle[] and n_idle */
+    int *idle;
+    unsigned n_idle;
+    atomic_ulong opened;
+};
+
+int http_client_create(http_client **out, const char *host, int port, unsigned max_conns)
+{
+    if (out == NULL || host == NULL || port <= 0 || port > 65535 || max_conns == 0 ||
+        max_conns > 1024)
+        return -EINVAL;
+    http_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return -ENOMEM;
+    c->addr.sin_family = AF_INET;
+    c->addr.sin_port = htons((unsigned short)port);
+    if (inet_pton(AF_INET, host, &c->addr.sin_addr) != 1) {
+        free(c);
+        return -EINVAL;
+    }
+    snprintf(c->host, sizeof c->host, "%s:%d", host, port);
+    c->idle = calloc(max_conns, sizeof *c->idle);
+    int rc = c->idle ? weft_sem_create(&c->tokens, max_conns) : -ENOMEM;
+    if (rc != 0) {
+        free(c->idle);
+        free(c);
+        return rc;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    *out = c;
+    return 0;
+}
+
+void http_client_destroy(http_client *c)
+{
+    if (c == NULL)
+        return;
+    for (unsigned i = 0; i < c->n_idle; i++)
+        weft_close(c->idle[i]);
+    pthread_mutex_destroy(&c->lock);
+    weft_sem_destroy(c->tokens);
+    free(c->idle);
+    free(c);
+}
+
+unsigned long http_client_connections_opened(const http_client *c)
+{
+    return atomic_load(&c->opened);
+}
+
+void http_response_free(http_response *resp)
+{
+    if (resp == NULL)
+        return;
+    free(resp->body);
+    memset(resp, 0, sizeof *resp);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The pool                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Whether an idle connection can carry a request: the server has neither closed it nor sent
+ * anything unasked. */
+static int still_usable(int fd)
+{
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* An idle connection, or -1. */
+static int pool_take(http_client *c)
+{
+    for (;;) {
+        int fd = -1;
+        pthread_mutex_lock(&c->lock);
+        if (c->n_idle > 0)
+            fd = c->idle[--c->n_idle];
+        pthread_mutex_unlock(&c->lock);
+        if (fd < 0 || still_usable(fd))
+            return fd;
+        weft_close(fd);
+    }
+}
+
+/* The caller holds a token, so there is room: at most max_conns connections exist. */
+static void pool_put(http_client *c, int fd)
+{
+    pthread_mutex_lock(&c->lock);
+    c->idle[c->n_idle++] = fd;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static int connect_new(http_client *c)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = weft_connect(fd, (const struct sockaddr *)&c->addr, sizeof c->addr);
+    if (rc != 0) {
+        weft_close(fd);
+        return rc;
+    }
+    atomic_fetch_add(&c->opened, 1);
+    return fd;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reading a response                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+#define READ_BUF (2 * HTTP_CLIENT_HEAD_MAX)
+
+typedef struct reader {
+    int fd;
+    size_t pos, len; /* unread bytes are buf[pos, len) */
+    size_t received; /* bytes read from the connection in all */
+    char buf[READ_BUF];
+} reader;
+
+/* Reads more bytes after the unread ones. 0; -ECONNRESET at the end of the stream. */
+static int fill(reader *r)
+{
+    if (r->pos > 0) {
+        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+        r->len -= r->pos;
+        r->pos = 0;
+    }
+    ssize_t n = weft_read(r->fd, r->buf + r->len, sizeof r->buf - r->len);
+    if (n < 0)
+        return (int)n;
+    if (n == 0)
+        return -ECONNRESET; /* the server closed before the response was complete */
+    r->len += (size_t)n;
+    r->received += (size_t)n;
+    return 0;
+}
+
+/* The next line, without its CRLF, at *line (valid until the next read). */
+static int read_line(reader *r, char **line, size_t *n)
+{
+    for (;;) {
+        char *start = r->buf + r->pos;
+        char *eol = memmem(start, r->len - r->pos, "\r\n", 2);
+        if (eol != NULL) {
+            *line = start;
+            *n = (size_t)(eol - start);
+            r->pos += *n + 2;
+            return 0;
+        }
+        if (r->len - r->pos >= HTTP_CLIENT_HEAD_MAX)
+            return -EMSGSIZE;
+        int rc = fill(r);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+/* Appends `n` body bytes to resp->body. */
+static int read_body(reader *r, http_response *resp, size_t *cap, size_t n)
+{
+    if (n > HTTP_CLIENT_BODY_MAX - resp->body_len)
+        return -EMSGSIZE;
+    if (resp->body_len + n + 1 > *cap) {
+        size_t want = *cap ? *cap : 256;
+        while (want < resp->body_len + n + 1)
+            want *= 2;
+        char *grown = realloc(resp->body, want);
+        if (grown == NULL)
+            return -ENOMEM;
+        resp->body = grown;
+        *cap = want;
+    }
+    while (n > 0) {
+        if (r->pos == r->len) {
+            int rc = fill(r);
+            if (rc != 0)
+                return rc;
+        }
+        size_t k = r->len - r->pos < n ? r->len - r->pos : n;
+        memcpy(resp->body + resp->body_len, r->buf + r->pos, k);
+        resp->body_len += k;
+        r->pos += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* A body that runs to the end of the stream (no length given; the server then closes). */
+static int read_to_eof(reader *r, http_response *resp, size_t *cap)
+{
+    for (;;) {
+        size_t k = r->len - r->pos;
+        if (k > 0) {
+            int rc = read_body(r, resp, cap, k);
+            if (rc != 0)
+                return rc;
+        }
+        ssize_t n = weft_read(r->fd, r->buf, sizeof r->buf);
+        if (n <= 0)
+            return (int)n;
+        r->pos = 0;
+        r->len = (size_t)n;
+        r->received += (size_t)n;
+    }
+}
+
+static int read_chunked(reader *r, http_response *resp, size_t *cap)
+{
+    for (;;) {
+        char *line;
+        size_t n;
+        int rc = read_line(r, &line, &n);
+        if (rc != 0)
+            return rc == -EMSGSIZE ? -EBADMSG : rc;
+        size_t size = 0, digits = 0;
+        for (; digits < n && isxdigit((unsigned char)line[digits]); digits++) {
+            if (size > HTTP_CLIENT_BODY_MAX)
+                return -EMSGSIZE;
+            int d = line[digits];
+            size = size * 16 + (size_t)(isdigit(d) ? d - '0' : (tolower(d) - 'a' + 10));
+        }
+        if (digits == 0 || (digits < n && line[digits] != ';' && line[digits] != ' '))
+            return -EBADMSG;
+        if (size == 0)
+            break;
+        rc = read_body(r, resp, cap, size);
+        if (rc == 0)
+            rc = read_line(r, &line, &n);
+        if (rc != 0)
+            return rc;
+        if (n != 0)
+            return -EBADMSG; /* the chunk was longer than its size said */
+    }
+    /* Trailer fields, up to the blank line. */
+    for (;;) {
+        char *line;
+        size_t n;
+        int rc = read_line(r, &line, &n);
+        if (rc != 0)
+            return rc;
+        if (n == 0)
+            return 0;
+    }
+}
+
+/* Copies a header value into a fixed field, truncated. */
+static void copy_value(char *dst, size_t cap, const char *v, size_t n)
+{
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, v, n);
+    dst[n] = '\0';
+}
+
+static int has_token(const char *v, size_t n, const char *tok)
+{
+    size_t k = strlen(tok);
+    for (size_t i = 0; i + k <= n; i++)
+        if (strncasecmp(v + i, tok, k) == 0 && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
+            (i + k == n || v[i + k] == ',' || v[i + k] == ' '))
+            return 1;
+    return 0;
+}
+
+typedef struct head {
+    int http11;
+    int keep_alive;
+    int chunked;
+    long long length; /* -1: not given */
+} head;
+
+/* The status line: HTTP/1.x SP 3DIGIT [SP reason]. */
+static int parse_status(const char *line, size_t n, http_response *resp, head *h)
+{
+    if (n < 12 || memcmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') ||
+        line[8] != ' ' || !isdigit((unsigned char)line[9]) || !isdigit((unsigned char)line[10]) ||
+        !isdigit((unsigned char)line[11]) || (n > 12 && line[12] != ' '))
+        return -EBADMSG;
+    resp->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    if (resp->status < 100 || resp->status > 599)
+        return -EBADMSG;
+    h->http11 = line[7] == '1';
+    if (n > 13)
+        copy_value(resp->reason, sizeof resp->reason, line + 13, n - 13);
+    return 0;
+}
+
+static int parse_field(const char *line, size_t n, http_response *resp, head *h)
+{
+    const char *colon = memchr(line, ':', n);
+    if (colon == NULL || colon == line)
+        return -EBADMSG;
+    for (const char *p = line; p < colon; p++)
+        if (!isgraph((unsigned char)*p))
+            return -EBADMSG; /* no spaces in a field name */
+    const char *v = colon + 1, *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t name = (size_t)(colon - line), vn = (size_t)(end - v);
+    if (name == 14 && strncasecmp(line, "content-length", 14) == 0) {
+        if (vn == 0)
+            return -EBADMSG;
+        long long len = 0;
+        for (const char *p = v; p < end; p++) {
+            if (!isdigit((unsigned char)*p))
+                return -EBADMSG;
+            if (len > (long long)HTTP_CLIENT_BODY_MAX)
+                return -EMSGSIZE;
+            len = len * 10 + (*p - '0');
+        }
+        if (h->length >= 0 && h->length != len)
+            return -EBADMSG; /* two lengths that disagree */
+        h->length = len;
+    } else if (name == 17 && strncasecmp(line, "transfer-encoding", 17) == 0) {
+        if (!has_token(v, vn, "chunked"))
+            return -EBADMSG; /* no other coding is spoken here */
+        h->chunked = 1;
+    } else if (name == 10 && strncasecmp(line, "connection", 10) == 0) {
+        if (has_token(v, vn, "close"))
+            h->keep_alive = 0;
+        else if (has_token(v, vn, "keep-alive"))
+            h->keep_alive = 1;
+    } else if (name == 12 && strncasecmp(line, "content-type", 12) == 0) {
+        copy_value(resp->content_type, sizeof resp->content_type, v, vn);
+    }
+    return 0;
+}
+
+/* Reads one whole response. *keep says whether the connection may carry another request. */
+static int read_response(reader *r, http_response *resp, int *keep)
+{
+    head h;
+    char *line;
+    size_t n;
+    int rc;
+    do { /* interim 1xx responses are skipped */
+        memset(&h, 0, sizeof h);
+        h.length = -1;
+        resp->content_type[0] = '\0';
+        if ((rc = read_line(r, &line, &n)) != 0)
+            return rc;
+        if ((rc = parse_status(line, n, resp, &h)) != 0)
+            return rc;
+        h.keep_alive = h.http11;
+        for (;;) {
+            if ((rc = read_line(r, &line, &n)) != 0)
+                return rc;
+            if (n == 0)
+                break;
+            if ((rc = parse_field(line, n, resp, &h)) != 0)
+                return rc;
+        }
+    } while (resp->status < 200);
+
+    size_t cap = 0;
+    rc = read_body(r, resp, &cap, 0); /* a body of 0 bytes is still a string */
+    if (rc == 0) {
+        if (resp->status == 204 || resp->status == 304)
+            ;
+        else if (h.chunked)
+            rc = read_chunked(r, resp, &cap);
+        else if (h.length >= 0)
+            rc = read_body(r, resp, &cap, (size_t)h.length);
+        else {
+            h.keep_alive = 0;
+            rc = read_to_eof(r, resp, &cap);
+        }
+    }
+    if (rc != 0)
+        return rc;
+    resp->body[resp->body_len] = '\0';
+    /* One request, one response: anything more is a server that sent more than it said. */
+    if (r->pos != r->len || (h.keep_alive && !still_usable(r->fd)))
+        return -EPROTO;
+    *keep = h.keep_alive;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* A request                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/* One request on `fd`. *received: response bytes read (0 tells a stale keep-alive connection,
+ * which the server closed while it was idle, from a failure worth reporting). */
+static int exchange(http_client *c, int fd, const char *path, http_response *resp, int *keep,
+                    size_t *received)
+{
+    char req[HTTP_CLIENT_HEAD_MAX];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, c->host);
+    if (n < 0 || (size_t)n >= sizeof req)
+        return -EINVAL;
+    ssize_t w = weft_send_all(fd, req, (size_t)n, 0, NULL);
+    if (w < 0)
+        return (int)w;
+    reader *r = malloc(sizeof *r);
+    if (r == NULL)
+        return -ENOMEM;
+    r->fd = fd;
+    r->pos = r->len = r->received = 0;
+    int rc = read_response(r, resp, keep);
+    *received = r->received;
+    free(r);
+    return rc;
+}
+
+static int get_with_token(http_client *c, const char *path, http_response *resp)
+{
+    for (int attempt = 0;; attempt++) {
+        int fd = pool_take(c);
+        int reused = fd >= 0;
+        if (fd < 0 && (fd = connect_new(c)) < 0)
+            return fd;
+        int keep = 0;
+        size_t received = 0;
+        int rc = exchange(c, fd, path, resp, &keep, &received);
+        if (rc == 0 && keep) {
+            pool_put(c, fd);
+            return 0;
+        }
+        weft_close(fd);
+        if (rc == 0)
+            return 0;
+        http_response_free(resp);
+        /* A keep-alive connection the server closed just as it was reused: GET is idempotent,
+         * so once more on a new connection. */
+        if (reused && received == 0 && attempt == 0 && (rc == -ECONNRESET || rc == -EPIPE))
+            continue;
+        return rc;
+    }
+}
+
+int http_get(http_client *c, const char *path, weft_time timeout, http_response *resp)
+{
+    if (resp != NULL)
+        memset(resp, 0, sizeof *resp);
+    if (c == NULL || path == NULL || path[0] != '/' || resp == NULL || timeout < 0)
+        return -EINVAL;
+    for (const char *p = path; *p; p++)
+        if (!isgraph((unsigned char)*p))
+            return -EINVAL; /* a space or a CR in the target would forge the request */
+
+    /* The request's own scope: its timeout bounds every wait below, and an enclosing deadline
+     * or cancel still reaches them. */
+    weft_scope *s;
+    int rc = weft_scope_open(&s, &(weft_scope_opts){.name = "http_get", .timeout_ns = timeout});
+    if (rc != 0)
+        return rc;
+    rc = weft_sem_acquire(c->tokens);
+    if (rc == 0) {
+        rc = get_with_token(c, path, resp);
+        weft_sem_release(c->tokens);
+    }
+    /* The scope has no children: its join reports only its own timeout or a cancel, which the
+     * waits above have seen already. A response read whole is kept even if the timeout passed
+     * just after. */
+    (void)weft_scope_close(s);
+    return rc;
+}

@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: MIT
+/*
+ * with_servers [--server VAR=PROGRAM]... [--nginx VAR] -- COMMAND [ARG]...
+ *
+ * The launcher of the examples that need a server: starts each server on 127.0.0.1 and a free
+ * port, puts the port into the environment variable VAR, runs COMMAND, then stops every server
+ * by its PID and waits for it, whatever COMMAND did. Exits with COMMAND's status, or 1 when a
+ * server could not start or did not stop cleanly (a sanitizer report at its exit included).
+ *
+ * A --server PROGRAM is one of weft's servers: started as `PROGRAM --port 0 --threads 2`, it
+ * prints port=P once it listens, and exits 0 on SIGTERM. --nginx starts nginx with a private
+ * configuration in a temporary folder (as tools/bench does), serving GET / as weft_http does;
+ * when nginx is not installed VAR is left unset and COMMAND says so, when it is installed and
+ * does not start the launcher fails with the reason.
+ *
+ * Children are asked to die with the launcher (PR_SET_PDEATHSIG), so that a launcher killed by
+ * CTest's timeout leaves no server behind either.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SERVERS 8
+#define START_LIMIT_MS 10000
+#define STOP_LIMIT_MS 10000
+
+typedef struct server {
+    const char *var;
+    const char *program;
+    pid_t pid;
+    int nginx; /* its own process group, stopped as a group */
+} server;
+
+static server servers[MAX_SERVERS];
+static int n_servers;
+static char nginx_prefix[64];
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* In a forked child: die with the launcher. */
+static void die_with_parent(pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127); /* the launcher is gone already */
+}
+
+/* Starts a weft server and reads its port=P line. The port, or -1 with a message. */
+static int start_weft_server(server *s)
+{
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        perror("with_servers: pipe");
+        return -1;
+    }
+    pid_t parent = getpid();
+    s->pid = fork();
+    if (s->pid < 0) {
+        perror("with_servers: fork");
+        return -1;
+    }
+    if (s->pid == 0) {
+        die_with_parent(parent);
+        dup2(pipefd[1], STDOUT_FILENO);
+        execl(s->program, s->program, "--port", "0", "--threads", "2", (char *)NULL);
+        fprintf(stderr, "with_servers: exec %s: %s\n", s->program, strerror(errno));
+        _exit(127);
+    }
+    close(pipefd[1]);
+    char line[64];
+    size_t len = 0;
+    long until = now_ms() + START_LIMIT_MS;
+    int port = -1;
+    while (port < 0) {
+        long left = until - now_ms();
+        struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
+        int r = left > 0 ? poll(&p, 1, (int)left) : 0;
+        if (r == 0) {
+            fprintf(stderr, "with_servers: %s printed no port within %d ms\n", s->program,
+                    START_LIMIT_MS);
+            break;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        ssize_t n = read(pipefd[0], line + len, sizeof line - 1 - len);
+        if (n <= 0) {
+            fprintf(stderr, "with_servers: %s exited before it listened\n", s->program);
+            break;
+        }
+        len += (size_t)n;
+        line[len] = '\0';
+        if (strchr(line, '\n') != NULL) {
+            if (sscanf(line, "port=%d", &port) != 1 || port <= 0) {
+                fprintf(stderr, "with_servers: %s printed '%s', not port=P\n", s->program, line);
+                break;
+            }
+        } else if (len == sizeof line - 1) {
+            fprintf(stderr, "with_servers: %s printed no port line\n", s->program);
+            break;
+        }
+    }
+    close(pipefd[0]);
+    return port;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static const char *find_nginx(void)
+{
+    static const char *const paths[] = {"/usr/sbin/nginx", "/usr/local/sbin/nginx",
+                                        "/usr/bin/nginx"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        if (access(paths[i], X_OK) == 0)
+            return paths[i];
+    return NULL;
+}
+
+/* A port free on 127.0.0.1 now, for nginx, which cannot pick its own and print it. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &alen) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static int accepts(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((unsigned short)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static void print_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    char buf[512];
+    while (fgets(buf, sizeof buf, f))
+        fprintf(stderr, "  %s", buf);
+    fclose(f);
+}
+
+/* Starts nginx with a configuration of its own in a temporary folder. The port; 0 when nginx
+ * is not installed; -1 with the reason when it is and did not start. */
+static int start_nginx(server *s)
+{
+    const char *nginx = find_nginx();
+    if (nginx == NULL) {
+        fprintf(stderr, "with_servers: nginx is not installed; %s is not set\n", s->var);
+        return 0;
+    }
+    strcpy(nginx_prefix, "/tmp/weft-example-nginx-XXXXXX");
+    int port = free_port();
+    if (mkdtemp(nginx_prefix) == NULL || port < 0) {
+        perror("with_servers: nginx folder or port");
+        nginx_prefix[0] = '\0';
+        return -1;
+    }
+    char user[96] = "";
+    if (geteuid() == 0) {
+        /* The workers leave root for nobody, who must be able to enter the prefix. */
+        chmod(nginx_prefix, 0755);
+        struct passwd *pw = getpwnam("nobody");
+        struct group *gr = pw ? getgrgid(pw->pw_gid) : NULL;
+        if (pw && gr)
+            snprintf(user, sizeof user, "user nobody %s;", gr->gr_name);
+        else
+            snprintf(user, sizeof user, "user root;");
+    }
+    char conf[256], errlog[256];
+    snprintf(conf, sizeof conf, "%s/nginx.conf", nginx_prefix);
+    snprintf(errlog, sizeof errlog, "%s/error.log", nginx_prefix);
+    FILE *f = fopen(conf, "w");
+    if (f == NULL) {
+        perror("with_servers: nginx.conf");
+        return -1;
+    }
+    fprintf(f,
+            "%s\nworker_processes 1;\npid %s/nginx.pid;\nerror_log %s warn;\n"
+            "events { worker_connections 256; }\n"
+            "http {\n  access_log off;\n  client_body_temp_path %s/body;\n"
+            "  proxy_temp_path %s/proxy;\n  fastcgi_temp_path %s/fastcgi;\n"
+            "  uwsgi_temp_path %s/uwsgi;\n  scgi_temp_path %s/scgi;\n"
+            "  server {\n    listen 127.0.0.1:%d;\n"
+            "    location = / { default_type text/plain; return 200 \"Hello, World!\"; }\n"
+            "  }\n}\n",
+            user, nginx_prefix, errlog, nginx_prefix, nginx_prefix, nginx_prefix, nginx_prefix,
+            nginx_prefix, port);
+    fclose(f);
+
+    pid_t parent = getpid();
+    s->pid = fork();
+    if (s->pid < 0) {
+        perror("with_servers: fork");
+        return -1;
+    }
+    if (s->pid == 0) {
+        die_with_parent(parent);
+        setpgid(0, 0); /* master and workers go together */
+        execl(nginx, nginx, "-p", nginx_prefix, "-c", conf, "-e", errlog, "-g", "daemon off;",
+              (char *)NULL);
+        fprintf(stderr, "with_servers: exec %s: %s\n", nginx, strerror(errno));
+        _exit(127);
+    }
+    setpgid(s->pid, s->pid);
+    s->nginx = 1;
+    /* nginx says nothing when it is ready: it is once it accepts. */
+    for (long until = now_ms() + START_LIMIT_MS; now_ms() < until; sleep_ms(10)) {
+        int status;
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            fprintf(stderr, "with_servers: nginx exited at start (status %d):\n", status);
+            print_file(errlog);
+            s->pid = 0;
+            return -1;
+        }
+        if (accepts(port))
+            return port;
+    }
+    fprintf(stderr, "with_servers: nginx did not accept on port %d within %d ms:\n", port,
+            START_LIMIT_MS);
+    print_file(errlog);
+    return -1;
+}
+
+/* SIGTERM, then SIGKILL after STOP_LIMIT_MS. 0 if the server exited with status 0 (nginx:
+ * any exit after the signal). */
+static int stop(server *s)
+{
+    if (s->pid <= 0)
+        return 0;
+    kill(s->nginx ? -s->pid : s->pid, SIGTERM);
+    int status = 0;
+    long until = now_ms() + STOP_LIMIT_MS;
+    pid_t r;
+    while ((r = waitpid(s->pid, &status, WNOHANG)) == 0 && now_ms() < until)
+        sleep_ms(5);
+    if (r == 0) {
+        fprintf(stderr, "with_servers: %s did not stop within %d ms; killed\n", s->program,
+                STOP_LIMIT_MS);
+        kill(s->nginx ? -s->pid : s->pid, SIGKILL);
+        waitpid(s->pid, &status, 0);
+        return 1;
+    }
+    if (s->nginx) {
+        kill(-s->pid, SIGKILL); /* workers that outlived their master */
+        return 0;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "with_servers: %s ended badly (status 0x%x)\n", s->program, status);
+        return 1;
+    }
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: with_servers [--server VAR=PROGRAM]... [--nginx VAR] -- COMMAND...\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+    for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (i + 1 >= argc || n_servers == MAX_SERVERS)
+            usage();
+        server *s = &servers[n_servers++];
+        if (strcmp(argv[i], "--server") == 0) {
+            char *eq = strchr(argv[++i], '=');
+            if (eq == NULL)
+                usage();
+            *eq = '\0';
+            s->var = argv[i];
+            s->program = eq + 1;
+        } else if (strcmp(argv[i], "--nginx") == 0) {
+            s->var = argv[++i];
+            s->program = "nginx";
+            s->nginx = 1;
+        } else {
+            usage();
+        }
+    }
+    if (i + 1 >= argc)
+        usage();
+    char **command = argv + i + 1;
+
+    int status = 1, failed = 0;
+    for (int k = 0; k < n_servers && !failed; k++) {
+        server *s = &servers[k];
+        int port = s->nginx ? start_nginx(s) : start_weft_server(s);
+        if (port < 0) {
+            failed = 1;
+        } else if (port > 0) {
+            char text[16];
+            snprintf(text, sizeof text, "%d", port);
+            setenv(s->var, text, 1);
+        }
+    }
+    if (!failed) {
+        pid_t parent = getpid();
+        pid_t pid = fork();
+        if (pid == 0) {
+            die_with_parent(parent);
+            execvp(command[0], command);
+            fprintf(stderr, "with_servers: exec %s: %s\n", command[0], strerror(errno));
+            _exit(127);
+        }
+        if (pid < 0 || waitpid(pid, &status, 0) != pid) {
+            perror("with_servers: running the command");
+            status = 1;
+        } else if (WIFSIGNALED(status)) {
+            fprintf(stderr, "with_servers: %s killed by signal %d\n", command[0], WTERMSIG(status));
+            status = 128 + WTERMSIG(status);
+        } else {
+            status = WEXITSTATUS(status);
+        }
+    }
+    for (int k = n_servers - 1; k >= 0; k--)
+        failed |= stop(&servers[k]);
+    if (nginx_prefix[0] != '\0')
+        nftw(nginx_prefix, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return status != 0 ? status : failed;
+}
