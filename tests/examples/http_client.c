@@ -382,11 +382,13 @@ static int read_response(reader *r, http_response *resp, int *keep)
         if ((rc = parse_status(line, n, resp, &h)) != 0)
             return rc;
         h.keep_alive = h.http11;
-        for (;;) {
+        for (size_t head_len = n + 2;; head_len += n + 2) {
             if ((rc = read_line(r, &line, &n)) != 0)
                 return rc;
             if (n == 0)
                 break;
+            if (head_len + n + 2 > HTTP_CLIENT_HEAD_MAX)
+                return -EMSGSIZE; /* many short lines are as long a head as one long line */
             if ((rc = parse_field(line, n, resp, &h)) != 0)
                 return rc;
         }

@@ -42,6 +42,7 @@ typedef struct server {
     const char *var;
     const char *program;
     pid_t pid;
+    int out;   /* the read end of its stdout, kept open so that a late line cannot SIGPIPE it */
     int nginx; /* its own process group, stopped as a group */
 } server;
 
@@ -124,7 +125,7 @@ static int start_weft_server(server *s)
             break;
         }
     }
-    close(pipefd[0]);
+    s->out = pipefd[0];
     return port;
 }
 
@@ -211,6 +212,33 @@ static int start_nginx(server *s)
         else
             snprintf(user, sizeof user, "user root;");
     }
+    /* Every temporary path the package was configured with, moved into the prefix (a
+     * directive of a module left out of the build would stop nginx). */
+    char temp_paths[1024] = "";
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "%s -V 2>&1", nginx);
+    FILE *v = popen(cmd, "r");
+    char configure[8192] = "";
+    if (v != NULL) {
+        size_t got = fread(configure, 1, sizeof configure - 1, v);
+        configure[got] = '\0';
+        pclose(v);
+    }
+    static const char *const kinds[] = {"client-body", "proxy", "fastcgi", "uwsgi", "scgi"};
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        char with[64], without[64], directive[32];
+        snprintf(with, sizeof with, "--http-%s-temp-path=", kinds[k]);
+        snprintf(without, sizeof without, "--without-http_%s_module", kinds[k]);
+        if (strstr(configure, with) == NULL || strstr(configure, without) != NULL)
+            continue;
+        snprintf(directive, sizeof directive, "%s", kinds[k]);
+        for (char *d = directive; *d; d++)
+            if (*d == '-')
+                *d = '_';
+        size_t used = strlen(temp_paths);
+        snprintf(temp_paths + used, sizeof temp_paths - used, "  %s_temp_path %s/%s;\n", directive,
+                 nginx_prefix, directive);
+    }
     char conf[256], errlog[256];
     snprintf(conf, sizeof conf, "%s/nginx.conf", nginx_prefix);
     snprintf(errlog, sizeof errlog, "%s/error.log", nginx_prefix);
@@ -222,14 +250,11 @@ static int start_nginx(server *s)
     fprintf(f,
             "%s\nworker_processes 1;\npid %s/nginx.pid;\nerror_log %s warn;\n"
             "events { worker_connections 256; }\n"
-            "http {\n  access_log off;\n  client_body_temp_path %s/body;\n"
-            "  proxy_temp_path %s/proxy;\n  fastcgi_temp_path %s/fastcgi;\n"
-            "  uwsgi_temp_path %s/uwsgi;\n  scgi_temp_path %s/scgi;\n"
+            "http {\n  access_log off;\n%s"
             "  server {\n    listen 127.0.0.1:%d;\n"
             "    location = / { default_type text/plain; return 200 \"Hello, World!\"; }\n"
             "  }\n}\n",
-            user, nginx_prefix, errlog, nginx_prefix, nginx_prefix, nginx_prefix, nginx_prefix,
-            nginx_prefix, port);
+            user, nginx_prefix, errlog, temp_paths, port);
     fclose(f);
 
     pid_t parent = getpid();
@@ -359,8 +384,11 @@ int main(int argc, char **argv)
             status = WEXITSTATUS(status);
         }
     }
-    for (int k = n_servers - 1; k >= 0; k--)
+    for (int k = n_servers - 1; k >= 0; k--) {
         failed |= stop(&servers[k]);
+        if (servers[k].out > 0)
+            close(servers[k].out);
+    }
     if (nginx_prefix[0] != '\0')
         nftw(nginx_prefix, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return status != 0 ? status : failed;
