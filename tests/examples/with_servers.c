@@ -7,6 +7,8 @@
  * by its PID and waits for it, whatever COMMAND did. Exits with COMMAND's status, or 1 when a
  * server could not start or did not stop cleanly (a sanitizer report at its exit included).
  *
+ * COMMAND also finds the servers' PIDs in WITH_SERVERS_PIDS (for the launcher's own test).
+ *
  * A --server PROGRAM is one of weft's servers: started as `PROGRAM --port 0 --threads 2`, it
  * prints port=P once it listens, and exits 0 on SIGTERM. --nginx starts nginx with a private
  * configuration in a temporary folder (as tools/bench does), serving GET / as weft_http does;
@@ -366,6 +368,13 @@ int main(int argc, char **argv)
         }
     }
     if (!failed) {
+        /* For tests of this launcher: the servers' PIDs, to check that they are gone after. */
+        char pids[MAX_SERVERS * 12] = "";
+        for (int k = 0; k < n_servers; k++)
+            if (servers[k].pid > 0)
+                snprintf(pids + strlen(pids), sizeof pids - strlen(pids), "%s%d", k ? " " : "",
+                         (int)servers[k].pid);
+        setenv("WITH_SERVERS_PIDS", pids, 1);
         pid_t parent = getpid();
         pid_t pid = fork();
         if (pid == 0) {
