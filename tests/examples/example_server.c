@@ -14,6 +14,9 @@
  *   GET /bad/short-close Content-Length 100, ten bytes, then close
  *   GET /bad/short-stall Content-Length 100, ten bytes, then nothing until the client closes
  *   GET /bad/long        Content-Length 5 and more bytes than that, connection kept
+ *   GET /bad/close-after 200 with keep-alive, then close all the same
+ *   GET /bad/close-next  200 with keep-alive, then close on the next request, unanswered (as a
+ *                        server does that closes an idle connection just as it is reused)
  *   anything else        404
  *
  * Every good answer keeps the connection alive; the server reads the next request on it.
@@ -28,7 +31,8 @@
 
 typedef struct conn {
     int fd;
-    size_t len; /* bytes of `in` */
+    int close_next; /* close when the next request comes, without an answer */
+    size_t len;     /* bytes of `in` */
     char in[8192];
     char out[512];
 } conn;
@@ -90,6 +94,14 @@ static int route(conn *c, const char *path)
             ; /* the rest never comes: wait for the client to give up */
         return -EPROTO;
     }
+    if (strcmp(path, "/bad/close-after") == 0) {
+        reply(c, 200, "bye");
+        return -EPROTO;
+    }
+    if (strcmp(path, "/bad/close-next") == 0) {
+        c->close_next = 1;
+        return reply(c, 200, "once");
+    }
     if (strcmp(path, "/bad/long") == 0)
         return raw(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHello, and more");
     return reply(c, 404, "not found");
@@ -104,6 +116,7 @@ static int connection(void *arg)
     }
     c->fd = (int)(intptr_t)arg;
     c->len = 0;
+    c->close_next = 0;
     for (;;) {
         char *end = memmem(c->in, c->len, "\r\n\r\n", 4);
         if (end == NULL) {
@@ -115,6 +128,8 @@ static int connection(void *arg)
             c->len += (size_t)n;
             continue;
         }
+        if (c->close_next)
+            break;
         size_t head = (size_t)(end - c->in) + 4;
         char path[1024];
         c->in[c->len] = '\0';

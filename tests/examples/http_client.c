@@ -94,13 +94,17 @@ void http_response_free(http_response *resp)
 /* The pool                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Whether an idle connection can carry a request: the server has neither closed it nor sent
- * anything unasked. */
-static int still_usable(int fd)
+/* What an idle connection holds, seen without waiting: nothing (it can carry a request), the
+ * end of the stream or an error (the server closed it), or bytes nobody asked for. */
+enum idle_state { IDLE_OPEN, IDLE_CLOSED, IDLE_UNASKED };
+
+static enum idle_state idle_state(int fd)
 {
     char byte;
     ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    if (n > 0)
+        return IDLE_UNASKED;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? IDLE_OPEN : IDLE_CLOSED;
 }
 
 /* An idle connection, or -1. */
@@ -112,7 +116,7 @@ static int pool_take(http_client *c)
         if (c->n_idle > 0)
             fd = c->idle[--c->n_idle];
         pthread_mutex_unlock(&c->lock);
-        if (fd < 0 || still_usable(fd))
+        if (fd < 0 || idle_state(fd) == IDLE_OPEN)
             return fd;
         weft_close(fd);
     }
@@ -411,10 +415,12 @@ static int read_response(reader *r, http_response *resp, int *keep)
     if (rc != 0)
         return rc;
     resp->body[resp->body_len] = '\0';
-    /* One request, one response: anything more is a server that sent more than it said. */
-    if (r->pos != r->len || (h.keep_alive && !still_usable(r->fd)))
+    /* One request, one response: anything more is a server that sent more than it said. A
+     * server may close a connection after any response, said or not: then it is not reused. */
+    enum idle_state after = h.keep_alive ? idle_state(r->fd) : IDLE_CLOSED;
+    if (r->pos != r->len || after == IDLE_UNASKED)
         return -EPROTO;
-    *keep = h.keep_alive;
+    *keep = after == IDLE_OPEN;
     return 0;
 }
 

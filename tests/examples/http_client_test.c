@@ -227,6 +227,29 @@ static int root(void *arg)
     expect(c, "/bad/long", WEFT_SEC, -EPROTO, 0, NULL);
     expect(c, "/users/7/again", WEFT_SEC, 0, 200, "again of user 7");
 
+    /* A server that closes a keep-alive connection after a response: the pool does not
+     * hand it out again, and the next request goes over a new connection. */
+    http_client *one;
+    CHECK(http_client_create(&one, "127.0.0.1", port, 1) == 0, "create");
+    for (int i = 0; i < 3; i++) {
+        expect(one, "/bad/close-after", WEFT_SEC, 0, 200, "bye");
+        expect(one, "/users/3/next", WEFT_SEC, 0, 200, "next of user 3");
+    }
+    /* The first request opens one; each /users request follows a close and opens one, which
+     * the next /bad/close-after reuses. */
+    CHECK(http_client_connections_opened(one) == 4, "%lu connections",
+          http_client_connections_opened(one));
+    http_client_destroy(one);
+
+    /* A pooled connection that the server closes as the next request arrives: the request goes
+     * again, once, over a new connection. */
+    CHECK(http_client_create(&one, "127.0.0.1", port, 1) == 0, "create");
+    expect(one, "/bad/close-next", WEFT_SEC, 0, 200, "once");
+    expect(one, "/users/4/retried", WEFT_SEC, 0, 200, "retried of user 4");
+    CHECK(http_client_connections_opened(one) == 2, "%lu connections",
+          http_client_connections_opened(one));
+    http_client_destroy(one);
+
     /* Misuse. */
     expect(c, "no-slash", WEFT_SEC, -EINVAL, 0, NULL);
     expect(c, "/a b", WEFT_SEC, -EINVAL, 0, NULL);
