@@ -14,6 +14,9 @@
  *   GET /bad/short-close Content-Length 100, ten bytes, then close
  *   GET /bad/short-stall Content-Length 100, ten bytes, then nothing until the client closes
  *   GET /bad/long        Content-Length 5 and more bytes than that, connection kept
+ *   GET /bad/huge-head   a head of 12 KiB, then nothing until the client closes
+ *   GET /bad/huge-body   Content-Length 2000000 (more than the examples' client takes)
+ *   GET /bad/bad-chunk   a chunk size that is no number, then close
  *   GET /bad/close-after 200 with keep-alive, then close all the same
  *   GET /bad/close-next  200 with keep-alive, then close on the next request, unanswered (as a
  *                        server does that closes an idle connection just as it is reused)
@@ -101,6 +104,20 @@ static int route(conn *c, const char *path)
     if (strcmp(path, "/bad/close-next") == 0) {
         c->close_next = 1;
         return reply(c, 200, "once");
+    }
+    if (strcmp(path, "/bad/huge-head") == 0) {
+        int rc = raw(c, "HTTP/1.1 200 OK\r\n");
+        for (int i = 0; rc == 0 && i < 200; i++)
+            rc = raw(c, "X-Padding: 0123456789012345678901234567890123456789012345\r\n");
+        while (rc == 0 && weft_serve_read(c->fd, c->in, sizeof c->in) > 0)
+            ;
+        return -EPROTO;
+    }
+    if (strcmp(path, "/bad/huge-body") == 0)
+        return raw(c, "HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n");
+    if (strcmp(path, "/bad/bad-chunk") == 0) {
+        raw(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nHello\r\n0\r\n\r\n");
+        return -EPROTO;
     }
     if (strcmp(path, "/bad/long") == 0)
         return raw(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHello, and more");

@@ -8,7 +8,8 @@
  * many sequential requests) and the pool's bound (N tasks never open more than M connections);
  * each hostile server and each misuse gives its own negative code (refused, garbage status line,
  * close in the head, body shorter or longer than its Content-Length, a deadline passing
- * mid-read or while waiting for the pool, a cancel, a forged path); the client works again
+ * mid-read or while waiting for the pool, a cancel, a head or body too large, a bad chunk, a
+ * forged path); the client works again
  * after them; no descriptor is left open at the end (ASan checks the memory).
  */
 #include "http_client.h"
@@ -225,6 +226,9 @@ static int root(void *arg)
     expect(c, "/bad/short-stall", 100 * WEFT_MSEC, -ETIMEDOUT, 0, NULL);
     expect(c, "/slow/5000", 100 * WEFT_MSEC, -ETIMEDOUT, 0, NULL);
     expect(c, "/bad/long", WEFT_SEC, -EPROTO, 0, NULL);
+    expect(c, "/bad/huge-head", WEFT_SEC, -EMSGSIZE, 0, NULL);
+    expect(c, "/bad/huge-body", WEFT_SEC, -EMSGSIZE, 0, NULL);
+    expect(c, "/bad/bad-chunk", WEFT_SEC, -EBADMSG, 0, NULL);
     expect(c, "/users/7/again", WEFT_SEC, 0, 200, "again of user 7");
 
     /* A server that closes a keep-alive connection after a response: the pool does not
