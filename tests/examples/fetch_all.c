@@ -49,10 +49,10 @@ static int fetch_user(http_client *client, const char *const paths[3], fetch out
     int rc = weft_scope_open(&tg, &opts);
     if (rc != 0)
         return rc;
-    for (int i = 0; i < 3 && rc == 0; i++) {
-        out[i] = (fetch){.client = client, .path = paths[i]};
+    for (int i = 0; i < 3; i++)
+        out[i] = (fetch){.client = client, .path = paths[i], .rc = -ECANCELED};
+    for (int i = 0; i < 3 && rc == 0; i++)
         rc = weft_spawn(tg, fetch_one, &out[i]);
-    }
     if (rc != 0)
         weft_scope_cancel(tg); /* could not start them all: stop the ones that did */
     int joined = weft_scope_join(tg);
