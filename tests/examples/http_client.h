@@ -11,7 +11,10 @@
  * Every wait of a request (for a token, the connect, the writes and reads) is bounded by the
  * request's timeout and by the caller's scope: a cancel of the calling task ends the request
  * with -ECANCELED, its deadline or the request's timeout with -ETIMEDOUT. A connection whose
- * request failed is closed, never given back to the pool half-read.
+ * request failed is closed, never given back to the pool half-read; so is one the server
+ * closed or sent unasked bytes on. A request that finds its reused connection closed by the
+ * server before any byte of the answer goes again, once, over a new connection (GET is
+ * idempotent).
  */
 #ifndef HTTP_CLIENT_H
 #define HTTP_CLIENT_H
@@ -23,7 +26,7 @@
 typedef struct http_client http_client;
 
 typedef struct http_response {
-    int status;            /* 100..599 */
+    int status;            /* 200..599 (interim 1xx answers are skipped) */
     char *body;            /* body_len bytes and a terminating NUL (malloc'd) */
     size_t body_len;       /* decoded length (chunked bodies are joined) */
     char reason[64];       /* the status line's reason phrase, truncated */
@@ -38,8 +41,8 @@ typedef struct http_response {
  * `max_conns` connections (1..1024). 0; -EINVAL; -ENOMEM. Any thread. */
 int http_client_create(http_client **out, const char *host, int port, unsigned max_conns);
 
-/* Closes the idle connections and frees the client. No request may be in progress. Task-only
- * (the pool's lock is a weft mutex); does not suspend. */
+/* Closes the idle connections and frees the client. No request may be in progress (join the
+ * tasks that use it first). Any thread; does not suspend. */
 void http_client_destroy(http_client *c);
 
 /*
