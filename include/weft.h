@@ -58,6 +58,49 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------------------------------ */
+/* Version and error texts                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The version of this header. CMakeLists.txt reads these three lines for the project's version
+ * (the package's, the pkg-config file's and the shared library's), so they are the one place a
+ * release changes it. While the major version is 0, each minor version may change the ABI. */
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+
+/** Stringizing helper of WEFT_VERSION_STRING. */
+#define WEFT_VERSION_STR_(x) #x
+/** Expands its argument before WEFT_VERSION_STR_ stringizes it. */
+#define WEFT_VERSION_STR(x) WEFT_VERSION_STR_(x)
+/** The header's version as text, "MAJOR.MINOR.PATCH". */
+#define WEFT_VERSION_STRING                                                                        \
+    WEFT_VERSION_STR(WEFT_VERSION_MAJOR)                                                           \
+    "." WEFT_VERSION_STR(WEFT_VERSION_MINOR) "." WEFT_VERSION_STR(WEFT_VERSION_PATCH)
+/** The header's version as one number, MAJOR * 10000 + MINOR * 100 + PATCH (0.1.0 is 100), for
+ *  comparisons in the preprocessor: `#if WEFT_VERSION >= 100`. */
+#define WEFT_VERSION (WEFT_VERSION_MAJOR * 10000 + WEFT_VERSION_MINOR * 100 + WEFT_VERSION_PATCH)
+
+/**
+ * The version of the library the program runs with, packed as WEFT_VERSION packs it: it differs
+ * from the WEFT_VERSION the program was compiled with when the dynamic loader found a shared
+ * library of another release (a patch release, which keeps the ABI). Any thread, task or not;
+ * does not suspend.
+ */
+WEFT_API int weft_version(void);
+
+/**
+ * A text for `code`, a result a weft function returned or a task failed with: for the codes
+ * weft itself returns (-ECANCELED, -ETIMEDOUT, -EPERM, -EDEADLK, ...) what each means in weft's
+ * terms; for any other negative errno value (the I/O calls hand on what the system said) the C
+ * library's description of it; "success" for 0; and a generic text for anything else (a
+ * positive code of the program's own, a number no errno value has, INT_MIN). Returns a
+ * constant, static string in English, never NULL, valid for the life of the process: nothing is
+ * formatted or stored, so any number of threads may call it at once (unlike strerror(3)). Any
+ * thread, task or not; does not suspend.
+ */
+WEFT_API const char *weft_strerror(int code);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Time                                                                                        */
 /* ------------------------------------------------------------------------------------------ */
 

@@ -159,6 +159,8 @@ static int blocking_ok(void *arg)
 
 /* -- time, runtime -- */
 ROWFN(r_now, weft_now() > 0)
+ROWFN(r_version, weft_version() == WEFT_VERSION)
+ROWFN(r_strerror, weft_strerror(INT_MIN) != NULL && weft_strerror(-EINVAL)[0] != 0)
 ROWFN(r_run_null_root, weft_run(NULL, NULL, NULL))
 static long r_run_bad_cfg(fixture *f)
 {
@@ -566,6 +568,8 @@ ROWFN(r_handle_release_null, weft_handle_release(NULL))
 static const row rows[] = {
     /* fn, input, call, outside a task, in a task */
     {"weft_now", "(any thread) is positive", r_now, 1, 1},
+    {"weft_version", "(any thread) is WEFT_VERSION", r_version, 1, 1},
+    {"weft_strerror", "(any thread) INT_MIN: a text, never NULL", r_strerror, 1, 1},
     {"weft_run", "NULL root", r_run_null_root, -EINVAL, SKIP},
     {"weft_run", "workers = 100000", r_run_bad_cfg, -EINVAL, SKIP},
     {"weft_run", "inside a task", r_run_nested, SKIP, -EDEADLK},
