@@ -2,7 +2,7 @@
 #
 #   find_package(weft 0.1 REQUIRED)
 #   target_link_libraries(app PRIVATE weft::weft)          # shared library
-#   target_link_libraries(app PRIVATE weft::weft_static)   # static library (pulls in ck, pthread)
+#   target_link_libraries(app PRIVATE weft::weft_static)   # static library (pulls in pthread)
 #
 #   cc app.c $(pkg-config --cflags --libs weft)
 #   cc -static app.c $(pkg-config --static --cflags --libs weft)
