@@ -1,4 +1,4 @@
-/*
+/** @file
  * weft — structured concurrency for C on a work-stealing runtime of green threads.
  *
  * Every task belongs to a scope; a scope never ends before its children. Scopes nest into a
@@ -15,6 +15,10 @@
  *     (by convention a negative errno value).
  *   - "Task-only" functions must be called from inside a weft task; from any other thread they
  *     return -EPERM (or a neutral value, where the function returns no status).
+ *   - Each function says which threads may call it (task-only, any thread, or any thread that is
+ *     not a weft task) and whether it suspends: parks the calling task, which may then resume on
+ *     another OS thread (see the migration hazard below). With WEFT_CHAOS set in the environment
+ *     (perturbed scheduling for tests, README.md "Testing"), spawns and joins may yield as well.
  *   - A failed spawn never runs its function and leaves `arg` with the caller. A spawn that
  *     returned 0 runs its function once, unless no stack can be had for the task when it first
  *     starts: then the task ends with -ENOMEM without running it (see weft_spawn).
@@ -43,6 +47,8 @@
 extern "C" {
 #endif
 
+/** Marks the functions the shared library exports (and nothing else: it is built with hidden
+ *  visibility). Empty for users of the header. */
 #if defined(WEFT_STATIC)
 #define WEFT_API
 #elif defined(WEFT_BUILDING)
@@ -51,6 +57,7 @@ extern "C" {
 #define WEFT_API
 #endif
 
+/** Lets the compiler check the format string of weft_fail against its arguments. */
 #if defined(__GNUC__)
 #define WEFT_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
@@ -64,9 +71,9 @@ extern "C" {
 /* The version of this header. CMakeLists.txt reads these three lines for the project's version
  * (the package's, the pkg-config file's and the shared library's), so they are the one place a
  * release changes it. While the major version is 0, each minor version may change the ABI. */
-#define WEFT_VERSION_MAJOR 0
-#define WEFT_VERSION_MINOR 1
-#define WEFT_VERSION_PATCH 0
+#define WEFT_VERSION_MAJOR 0 /**< a change that breaks programs built for an earlier one */
+#define WEFT_VERSION_MINOR 1 /**< additions; while MAJOR is 0, changes of the ABI too */
+#define WEFT_VERSION_PATCH 0 /**< fixes that change no interface */
 
 /** Stringizing helper of WEFT_VERSION_STRING. */
 #define WEFT_VERSION_STR_(x) #x
@@ -81,10 +88,10 @@ extern "C" {
 #define WEFT_VERSION (WEFT_VERSION_MAJOR * 10000 + WEFT_VERSION_MINOR * 100 + WEFT_VERSION_PATCH)
 
 /**
- * The version of the library the program runs with, packed as WEFT_VERSION packs it: it differs
- * from the WEFT_VERSION the program was compiled with when the dynamic loader found a shared
- * library of another release (a patch release, which keeps the ABI). Any thread, task or not;
- * does not suspend.
+ * Returns the version of the library the program runs with, packed as WEFT_VERSION packs it: it
+ * differs from the WEFT_VERSION the program was compiled with when the dynamic loader found a
+ * shared library of another release (a patch release, which keeps the ABI). Any thread, task or
+ * not; does not suspend.
  */
 WEFT_API int weft_version(void);
 
@@ -107,23 +114,26 @@ WEFT_API const char *weft_strerror(int code);
 /** Nanoseconds, on the monotonic clock. */
 typedef int64_t weft_time;
 
-#define WEFT_NSEC ((weft_time)1)
-#define WEFT_USEC ((weft_time)1000)
-#define WEFT_MSEC ((weft_time)1000000)
-#define WEFT_SEC ((weft_time)1000000000)
+#define WEFT_NSEC ((weft_time)1)         /**< a nanosecond */
+#define WEFT_USEC ((weft_time)1000)      /**< a microsecond, in nanoseconds */
+#define WEFT_MSEC ((weft_time)1000000)   /**< a millisecond, in nanoseconds */
+#define WEFT_SEC ((weft_time)1000000000) /**< a second, in nanoseconds */
 
 /** A deadline that never passes. */
 #define WEFT_NEVER INT64_MAX
 
-/** The current time of CLOCK_MONOTONIC in nanoseconds; deadlines are expressed on this clock.
- *  Callable from any thread, and from a signal handler. */
+/** Returns the current time of CLOCK_MONOTONIC in nanoseconds; deadlines are expressed on this
+ *  clock. Never fails. Callable from any thread, and from a signal handler; does not suspend. */
 WEFT_API weft_time weft_now(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Runtime                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
+/** A runtime: its worker threads, blocking pool, timers and epoll set (opaque). */
 typedef struct weft_runtime weft_runtime;
+/** A scope: a node of the task tree, with its children, cancellation, deadline and error group
+ *  (opaque; owned by the task that opened it). */
 typedef struct weft_scope weft_scope;
 
 /** A task function: 0 is success, any other value is the task's failure code. */
@@ -217,11 +227,12 @@ WEFT_API int weft_runtime_start(weft_runtime **out, const weft_config *cfg);
  */
 WEFT_API int weft_runtime_shutdown(weft_runtime *rt);
 
-/** The number of worker threads of the runtime the calling task runs in; 0 outside a task. */
+/** Returns the number of worker threads of the runtime the calling task runs in; 0 outside a
+ *  task. Any thread; does not suspend. */
 WEFT_API unsigned weft_workers(void);
 
-/** The index (0..workers-1) of the worker running the calling task; -1 outside a task. The
- *  value may change after any suspension point. */
+/** Returns the index (0..workers-1) of the worker running the calling task; -1 outside a task.
+ *  The value may change after any suspension point. Any thread; does not suspend. */
 WEFT_API int weft_worker_index(void);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -275,6 +286,7 @@ typedef struct weft_spawn_opts {
  * Opens a scope nested in the calling task's innermost open scope (or in the scope the task
  * belongs to). Task-only. Returns 0 and sets *out; -EPERM outside a task; -EINVAL for NULL out
  * or bad options; -ENOMEM; -ECANCELED / -ETIMEDOUT if the enclosing scope is already cancelled.
+ * Does not suspend.
  *
  * A scope is joined and released by the task that opened it. If that task returns first, the
  * runtime joins and releases it (join-before-exit holds even when the code forgets), newest
@@ -293,6 +305,7 @@ WEFT_API int weft_scope_open(weft_scope **out, const weft_scope_opts *opts);
  * Starts `fn(arg)` as a child task of `s`. Callable from any task of the runtime while `s` is not
  * yet joined. Returns 0; -EPERM outside a task; -EINVAL for NULL arguments or a joined or
  * released scope; -ECANCELED / -ETIMEDOUT if `s` is cancelled; -ENOMEM. On error `fn` never runs.
+ * Task-only; does not suspend (WEFT_CHAOS may yield here, see the conventions at the top).
  *
  * Stacks. A child gets its stack when it first runs (a join may instead run it on the joiner's
  * stack, needing none). The spawn returns -ENOMEM when no stack could be had: a child of the
@@ -309,11 +322,13 @@ WEFT_API int weft_scope_open(weft_scope **out, const weft_scope_opts *opts);
  */
 WEFT_API int weft_spawn(weft_scope *s, weft_fn fn, void *arg);
 
-/** weft_spawn with options (a task name, a stack size). A stack of the task's own size is
- *  mapped by the spawn: -ENOMEM if it cannot be. Into a max_concurrency scope it is mapped when
- *  the child's turn comes: a child that waits for its turn, or whose stack cannot be mapped as
- *  it takes a free slot (a slot taken is not given back), is accepted, and ends unrun with
- *  -ENOMEM if its stack cannot be mapped then (see weft_spawn). */
+/** weft_spawn with options (a task name, a stack size): returns as weft_spawn does, and -EINVAL
+ *  for a stack size out of range. Task-only, from any task of the runtime; does not suspend (as
+ *  weft_spawn). A stack of the task's own size is mapped by the spawn: -ENOMEM if it cannot be.
+ *  Into a max_concurrency scope it is mapped when the child's turn comes: a child that waits for
+ *  its turn, or whose stack cannot be mapped as it takes a free slot (a slot taken is not given
+ *  back), is accepted, and ends unrun with -ENOMEM if its stack cannot be mapped then (see
+ *  weft_spawn). */
 WEFT_API int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts);
 
 /**
@@ -331,6 +346,7 @@ WEFT_API int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spaw
  * of its own. A child spawned with a stack size of its own never runs inline.
  * If the calling task is cancelled while waiting, `s` is cancelled too and the join still waits
  * for the children to end (join-before-exit), then returns the cancel code.
+ * Task-only; suspends (it parks while children of `s` run elsewhere).
  */
 WEFT_API int weft_scope_join(weft_scope *s);
 
@@ -354,7 +370,7 @@ WEFT_API int weft_scope_release(weft_scope *s);
  * usual end of a scope whose error group is not read after the join; to read it, join, read,
  * then release. Returns what the join returns, or -EPERM / -EINVAL as join does, or -EBUSY as
  * weft_scope_release does while a scope nested in `s` is not released (then nothing is joined
- * or released).
+ * or released). Only the task that opened `s` may close it; suspends as weft_scope_join does.
  */
 WEFT_API int weft_scope_close(weft_scope *s);
 
@@ -362,12 +378,13 @@ WEFT_API int weft_scope_close(weft_scope *s);
  * Cancels `s` and its whole subtree, from any task or any thread, any number of times; not
  * from a signal handler (see the conventions at the top). Every task in the subtree sees
  * -ECANCELED at its suspension points from now on until it returns; parked ones are woken.
- * Returns 0, -EINVAL for NULL or a released scope.
+ * Returns 0, -EINVAL for NULL or a released scope. Does not suspend.
  */
 WEFT_API int weft_scope_cancel(weft_scope *s);
 
-/** The scope the calling task was spawned into (for the root task of weft_run and for submitted
- *  tasks, the scope the runtime made for that submission); NULL outside a task. */
+/** Returns the scope the calling task was spawned into (for the root task of weft_run and for
+ *  submitted tasks, the scope the runtime made for that submission); NULL outside a task. Any
+ *  thread; does not suspend. */
 WEFT_API weft_scope *weft_current_scope(void);
 
 /** Why a scope or a task was cancelled. */
@@ -380,21 +397,23 @@ typedef enum weft_cancel_reason {
     WEFT_CANCEL_SHUTDOWN = 5, /**< the runtime is shutting down */
 } weft_cancel_reason;
 
-/** The cancellation reason of the calling task (WEFT_CANCEL_NONE if it may go on). Task-only. */
+/** Returns the cancellation reason of the calling task: WEFT_CANCEL_NONE if it may go on, and
+ *  on a thread that is no task. Any thread; does not suspend. */
 WEFT_API weft_cancel_reason weft_cancel_reason_self(void);
 
-/** The reason `s` was cancelled (WEFT_CANCEL_NONE if it was not). */
+/** Returns the reason `s` was cancelled (WEFT_CANCEL_NONE if it was not, or `s` is NULL). Any
+ *  task or thread while `s` is not released; does not suspend. */
 WEFT_API weft_cancel_reason weft_scope_cancel_reason(const weft_scope *s);
 
 /* ---- deadlines a program can read and move (asyncio's Timeout.when / reschedule / expired) ----
  */
 
-/** The scope's own deadline on weft_now()'s clock (from weft_scope_opts or
+/** Returns the scope's own deadline on weft_now()'s clock (from weft_scope_opts or
  *  weft_scope_set_deadline), WEFT_NEVER when it has none or `s` is NULL or released. Any task or
  *  thread, while `s` is not released; does not suspend. */
 WEFT_API weft_time weft_scope_deadline(const weft_scope *s);
 
-/** The deadline that bounds the tasks of `s`: the earliest own deadline of `s` and its
+/** Returns the deadline that bounds the tasks of `s`: the earliest own deadline of `s` and its
  *  ancestors up to and including the nearest shielded scope (a shield cuts the chain),
  *  WEFT_NEVER when none (or `s` is NULL or released). Read at the call: it follows the moves of
  *  weft_scope_set_deadline anywhere on that chain. Any task or thread, while `s` is not
@@ -420,7 +439,7 @@ WEFT_API weft_time weft_scope_effective_deadline(const weft_scope *s);
  */
 WEFT_API int weft_scope_set_deadline(weft_scope *s, weft_time deadline);
 
-/** 1 if the effective deadline of `s` passed and cancelled it (its cancel reason is
+/** Returns 1 if the effective deadline of `s` passed and cancelled it (its cancel reason is
  *  WEFT_CANCEL_DEADLINE), else 0; asyncio's Timeout.expired(). Any task or thread while `s` is
  *  not released; does not suspend. */
 WEFT_API int weft_scope_expired(const weft_scope *s);
@@ -441,16 +460,20 @@ WEFT_API int weft_checkpoint(void);
  *  the task is cancelled, -EPERM outside a task. Task-only; suspends. */
 WEFT_API int weft_yield(void);
 
-/** Parks the task for `ns` nanoseconds. 0, -ECANCELED, -ETIMEDOUT, -EPERM, -ENOMEM. */
+/** Parks the task for `ns` nanoseconds. 0, -ECANCELED, -ETIMEDOUT, -EPERM, -ENOMEM. Task-only;
+ *  suspends. */
 WEFT_API int weft_sleep_for(weft_time ns);
 
-/** Parks the task until weft_now() >= deadline. 0, -ECANCELED, -ETIMEDOUT, -EPERM, -ENOMEM. */
+/** Parks the task until weft_now() >= deadline. 0, -ECANCELED, -ETIMEDOUT, -EPERM, -ENOMEM.
+ *  Task-only; suspends. */
 WEFT_API int weft_sleep_until(weft_time deadline);
 
-/** The name of the calling task ("root" for the root task, "task-<id>" if none was given). */
+/** Returns the name of the calling task ("root" for the root task, "task-<id>" if none was
+ *  given; "" outside a task), valid while the task runs. Any thread; does not suspend. */
 WEFT_API const char *weft_task_name(void);
 
-/** A process-unique id of the calling task; 0 outside a task. */
+/** Returns a process-unique id of the calling task; 0 outside a task. Any thread; does not
+ *  suspend. */
 WEFT_API uint64_t weft_task_id(void);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -474,13 +497,15 @@ typedef struct weft_error {
  * Records a formatted message with the calling task's failure and returns `code`, so that a task
  * fails with `return weft_fail(-EIO, "GET %s: %d", url, st);`. The message is truncated to
  * WEFT_ERROR_MESSAGE_MAX. Outside a task it only returns `code`. A `code` of 0 is replaced by
- * -EINVAL (a failure must have a non-zero code).
+ * -EINVAL (a failure must have a non-zero code). Any thread (it records a message only in a
+ * task); does not suspend.
  */
 WEFT_API int weft_fail(int code, const char *fmt, ...) WEFT_PRINTF(2, 3);
 
 /**
- * Number of failures recorded by `s` (every failure of a child, in the order they happened;
- * children that ended only because of the scope's cancellation are not failures); 0 for NULL.
+ * Returns the number of failures recorded by `s` (every failure of a child, in the order they
+ * happened; children that ended only because of the scope's cancellation are not failures); 0 for
+ * NULL.
  *
  * This and the two readers below may be called from any thread, task or not, at any time until
  * `s` is released (reading a released scope is invalid use), also while children of `s` are
@@ -491,13 +516,14 @@ WEFT_API int weft_fail(int code, const char *fmt, ...) WEFT_PRINTF(2, 3);
  */
 WEFT_API size_t weft_scope_error_count(const weft_scope *s);
 
-/** The i-th failure of `s`, or NULL if `s` is NULL or i is not below the count now. Complete,
- *  and valid until the scope is released, even while other children still fail (see
- *  weft_scope_error_count for who may call it). */
+/** Returns the i-th failure of `s`, or NULL if `s` is NULL or i is not below the count now.
+ *  Complete, and valid until the scope is released, even while other children still fail. Any
+ *  task or thread, as weft_scope_error_count says; does not suspend. */
 WEFT_API const weft_error *weft_scope_error(const weft_scope *s, size_t i);
 
-/** Number of failures of `s` whose code is `code` (the except* split), among those recorded when
- *  it is called (see weft_scope_error_count); 0 for NULL. */
+/** Returns the number of failures of `s` whose code is `code` (the except* split), among those
+ *  recorded when it is called; 0 for NULL. Any task or thread, as weft_scope_error_count says;
+ *  does not suspend. */
 WEFT_API size_t weft_scope_error_count_code(const weft_scope *s, int code);
 
 /**
@@ -505,7 +531,7 @@ WEFT_API size_t weft_scope_error_count_code(const weft_scope *s, int code);
  * those whose code is in `handled` (n_handled entries; may be NULL), each keeping its origin
  * (task, scope, message). Returns the code to return from the task: the first remaining
  * failure's code, or 0 if none remains. Use as `return weft_fail_group(s, handled, 1);`.
- * -EINVAL for a NULL or unjoined scope, -EPERM outside a task.
+ * -EINVAL for a NULL or unjoined scope, -EPERM outside a task. Task-only; does not suspend.
  */
 WEFT_API int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled);
 
@@ -513,9 +539,11 @@ WEFT_API int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled
 /* Semaphores (concurrency tokens)                                                             */
 /* ------------------------------------------------------------------------------------------ */
 
+/** A semaphore of tokens that parks tasks (opaque). */
 typedef struct weft_sem weft_sem;
 
-/** Creates a semaphore holding `tokens` tokens. 0, -EINVAL, -ENOMEM. */
+/** Creates a semaphore holding `tokens` tokens. 0, -EINVAL, -ENOMEM. Any thread; does not
+ *  suspend. */
 WEFT_API int weft_sem_create(weft_sem **out, unsigned tokens);
 
 /**
@@ -535,33 +563,36 @@ WEFT_API int weft_sem_destroy(weft_sem *sem);
  * which case it holds no token and its place passes to the next waiter; -EPERM outside a task;
  * -EINVAL for NULL; -ENOMEM if the wait could not be set up (the task's scopes are linked into
  * the tree on its first wait, so that a cancel reaches it), in which case it holds no token and
- * has left the queue, unless a release handed it one meanwhile (then 0).
+ * has left the queue, unless a release handed it one meanwhile (then 0). Task-only; suspends.
  */
 WEFT_API int weft_sem_acquire(weft_sem *sem);
 
-/** Takes a token if one is free without waiting: 0, or -EAGAIN. Callable from any thread. */
+/** Takes a token if one is free without waiting: 0, or -EAGAIN; -EINVAL for NULL. Callable
+ *  from any thread; does not suspend. */
 WEFT_API int weft_sem_try_acquire(weft_sem *sem);
 
-/** Returns a token; the first waiter, if any, gets it. Callable from any thread. Returns 0, or
- *  -EOVERFLOW if that would hold more tokens than the semaphore was created with. */
+/** Returns a token; the first waiter, if any, gets it. Callable from any thread; does not
+ *  suspend. Returns 0, or -EOVERFLOW if that would hold more tokens than the semaphore was
+ *  created with; -EINVAL for NULL. */
 WEFT_API int weft_sem_release(weft_sem *sem);
 
-/** Tokens currently free. */
+/** Returns the number of tokens free now (0 for NULL). Any thread; does not suspend. */
 WEFT_API unsigned weft_sem_available(const weft_sem *sem);
 
 /** Creates a semaphore holding `initial` tokens that can hold at most `max` (weft_sem_release
  *  beyond it is -EOVERFLOW): a semaphore created with 0 of 1 is a signal a task waits for and
  *  any thread gives. 0; -EINVAL for NULL `out` or `initial` > `max`, or `max` 0; -ENOMEM. Any
- *  thread. */
+ *  thread; does not suspend. */
 WEFT_API int weft_sem_create_max(weft_sem **out, unsigned initial, unsigned max);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Mutexes and events                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
+/** A mutex held by a task, whose waiters park (opaque). */
 typedef struct weft_mutex weft_mutex;
 
-/** Creates an unlocked mutex. 0, -EINVAL, -ENOMEM. Any thread. */
+/** Creates an unlocked mutex. 0, -EINVAL, -ENOMEM. Any thread; does not suspend. */
 WEFT_API int weft_mutex_create(weft_mutex **out);
 /** Frees an unlocked mutex no task waits on: 0; -EBUSY while locked or waited on (nothing is
  *  freed); -EINVAL. Any thread; does not suspend. */
@@ -579,18 +610,20 @@ WEFT_API int weft_mutex_trylock(weft_mutex *m);
  *  not suspend. */
 WEFT_API int weft_mutex_unlock(weft_mutex *m);
 
+/** An event: set by any thread, waited for by tasks (opaque). */
 typedef struct weft_event weft_event;
 
-/** Creates an event, not set. 0, -EINVAL, -ENOMEM. Any thread. */
+/** Creates an event, not set. 0, -EINVAL, -ENOMEM. Any thread; does not suspend. */
 WEFT_API int weft_event_create(weft_event **out);
-/** Frees an event no task waits on: 0, -EBUSY (nothing freed), -EINVAL. Any thread. */
+/** Frees an event no task waits on: 0, -EBUSY (nothing freed), -EINVAL. Any thread; does not
+ *  suspend. */
 WEFT_API int weft_event_destroy(weft_event *e);
 /** Sets the event: every task waiting on it wakes, and waits return at once until it is reset.
  *  0, -EINVAL. Any thread, task or not, and any number of times; does not suspend. */
 WEFT_API int weft_event_set(weft_event *e);
 /** Clears the event. 0, -EINVAL. Any thread; does not suspend. */
 WEFT_API int weft_event_reset(weft_event *e);
-/** 1 if set, 0 if not (or NULL). Any thread. */
+/** Returns 1 if the event is set, 0 if not (or NULL). Any thread; does not suspend. */
 WEFT_API int weft_event_is_set(const weft_event *e);
 /** Parks until the event is set (at once if it is): 0; -ECANCELED / -ETIMEDOUT; -EPERM outside
  *  a task; -EINVAL; -ENOMEM as weft_sem_acquire. Task-only; suspends. */
@@ -614,13 +647,15 @@ WEFT_API int weft_event_wait(weft_event *e);
  * that completed returns 0 even if the task was cancelled meanwhile (the next suspension point
  * reports the cancel).
  */
+/** A channel of fixed-size items (opaque). */
 typedef struct weft_chan weft_chan;
 
 /** Creates a channel of items of `item_size` bytes (1 to 65,536) holding up to `capacity`
- *  items (0: a rendezvous). 0, -EINVAL, -ENOMEM. Any thread. */
+ *  items (0: a rendezvous). 0, -EINVAL, -ENOMEM. Any thread; does not suspend. */
 WEFT_API int weft_chan_create(weft_chan **out, size_t item_size, size_t capacity);
 /** Frees a channel no task waits on: 0; -EBUSY while a task waits or is on its way out of a
- *  wait on it (nothing freed); -EINVAL. Items still buffered go with it. Any thread. */
+ *  wait on it (nothing freed); -EINVAL. Items still buffered go with it. Any thread; does not
+ *  suspend. */
 WEFT_API int weft_chan_destroy(weft_chan *c);
 /** Copies `item` into the channel, parking while it is full (or, for a rendezvous, until a
  *  receiver takes it). 0; -EPIPE when the channel is closed (before or while waiting); -ECANCELED
@@ -637,9 +672,10 @@ WEFT_API int weft_chan_try_send(weft_chan *c, const void *item);
 /** weft_chan_recv without waiting: 0; -EAGAIN when it would wait; -EPIPE; -EINVAL. Any thread;
  *  does not suspend. */
 WEFT_API int weft_chan_try_recv(weft_chan *c, void *item);
-/** Closes the channel (see above). 0; -EALREADY if it was closed; -EINVAL. Any thread. */
+/** Closes the channel (see above). 0; -EALREADY if it was closed; -EINVAL. Any thread; does not
+ *  suspend. */
 WEFT_API int weft_chan_close(weft_chan *c);
-/** Items buffered now (0 for NULL). Any thread. */
+/** Returns the number of items buffered now (0 for NULL). Any thread; does not suspend. */
 WEFT_API size_t weft_chan_len(const weft_chan *c);
 
 /** What a weft_select clause does. */
@@ -650,9 +686,9 @@ typedef enum weft_select_kind {
 
 /** One clause of a weft_select. */
 typedef struct weft_select_op {
-    weft_chan *chan;
-    weft_select_kind kind;
-    void *item; /**< the item to send, or where to receive one */
+    weft_chan *chan;       /**< the channel of this clause */
+    weft_select_kind kind; /**< send or receive */
+    void *item;            /**< the item to send, or where to receive one */
     int result; /**< set for the clause that happened: 0, or -EPIPE (the channel was closed) */
 } weft_select_op;
 
@@ -758,11 +794,12 @@ WEFT_API int weft_parallel_reduce(int64_t begin, int64_t end, int64_t grain, siz
  * with weft_close meanwhile; -EBUSY if another task already waits on `fd` in that direction;
  * -EINVAL for `events` without either bit, or for a descriptor registered with another runtime;
  * -EPERM outside a task; -ENOMEM; or what epoll_ctl said of `fd` (-EPERM for a regular file,
- * which is always ready: read it directly).
+ * which is always ready: read it directly). Task-only; suspends.
  */
 WEFT_API int weft_fd_wait(int fd, int events, weft_time deadline);
 
-/** Sets O_NONBLOCK on `fd`. 0 or a negative errno value. Any thread; does not suspend. */
+/** Sets O_NONBLOCK on `fd`. Returns 0 or a negative errno value (-EBADF). Any thread; does not
+ *  suspend. */
 WEFT_API int weft_fd_nonblock(int fd);
 
 /**
@@ -779,7 +816,7 @@ WEFT_API int weft_close(int fd);
  * descriptor is O_NONBLOCK and O_CLOEXEC. `addr` and `addrlen` as for accept(2) (both may be
  * NULL). Returns the descriptor or a negative errno value (-EMFILE, -ENFILE when out of
  * descriptors: the call returns at once rather than wait, so a loop that retries at once spins:
- * back off, or shed load).
+ * back off, or shed load). Task-only; suspends.
  */
 WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
 
@@ -788,41 +825,46 @@ WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
  * failed. Returns 0 or a negative errno value (-ECONNREFUSED, -ETIMEDOUT, ... as SO_ERROR
  * reports it; -ENOTSOCK for a descriptor that is no socket, a regular file included; -ECANCELED,
  * and -ETIMEDOUT for a deadline, like any wait: the socket is then in an unspecified state,
- * close it).
+ * close it). Task-only; suspends.
  */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
 
-/** read(2), parking while nothing is there: the bytes read (0 at end of file) or a negative
- *  errno value. */
+/** read(2), parking while nothing is there: returns the bytes read (0 at end of file) or a
+ *  negative errno value. Task-only; suspends. */
 WEFT_API ssize_t weft_read(int fd, void *buf, size_t len);
-/** write(2), parking while there is no room: the bytes written (perhaps fewer than `len`) or a
- *  negative errno value. */
+/** write(2), parking while there is no room: returns the bytes written (perhaps fewer than
+ *  `len`) or a negative errno value. Task-only; suspends. */
 WEFT_API ssize_t weft_write(int fd, const void *buf, size_t len);
-/** readv(2), parking while nothing is there. */
+/** readv(2), parking while nothing is there: returns as weft_read. Task-only; suspends. */
 WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt);
-/** writev(2), parking while there is no room; may write fewer bytes than asked. */
+/** writev(2), parking while there is no room; may write fewer bytes than asked. Returns as
+ *  weft_write. Task-only; suspends. */
 WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt);
-/** recv(2), parking while nothing is there. */
+/** recv(2), parking while nothing is there: returns as weft_read. Task-only; suspends. */
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
-/** send(2) with MSG_NOSIGNAL, parking while there is no room; may send fewer bytes. */
+/** send(2) with MSG_NOSIGNAL, parking while there is no room; may send fewer bytes. Returns as
+ *  weft_write. Task-only; suspends. */
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
-/** recvfrom(2), parking while nothing is there. */
+/** recvfrom(2), parking while nothing is there: returns as weft_read. Task-only; suspends. */
 WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
                                socklen_t *addrlen);
-/** sendto(2) with MSG_NOSIGNAL, parking while there is no room. */
+/** sendto(2) with MSG_NOSIGNAL, parking while there is no room. Returns as weft_write.
+ *  Task-only; suspends. */
 WEFT_API ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags,
                              const struct sockaddr *addr, socklen_t addrlen);
 
 /**
  * Writes all `len` bytes, parking as often as it takes. Returns `len`, or a negative errno
  * value; on an error (a cancel included) some bytes may have been written: how many is stored
- * in *done when `done` is not NULL (it is set on success too).
+ * in *done when `done` is not NULL (it is set on success too). Task-only; suspends.
  */
 WEFT_API ssize_t weft_write_all(int fd, const void *buf, size_t len, size_t *done);
-/** weft_write_all for send(2) with `flags` | MSG_NOSIGNAL. */
+/** weft_write_all for send(2) with `flags` | MSG_NOSIGNAL; returns as weft_write_all.
+ *  Task-only; suspends. */
 WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags, size_t *done);
 /** weft_write_all for an array of buffers (`iov` is not modified), any number of them: more than
- *  writev(2) takes at once (IOV_MAX) go in turns. */
+ *  writev(2) takes at once (IOV_MAX) go in turns. Returns as weft_write_all. Task-only;
+ *  suspends. */
 WEFT_API ssize_t weft_writev_all(int fd, const struct iovec *iov, int iovcnt, size_t *done);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -836,13 +878,15 @@ WEFT_API ssize_t weft_writev_all(int fd, const struct iovec *iov, int iovcnt, si
  * may live on the task's stack) and then returns -ECANCELED / -ETIMEDOUT; `fn` can poll
  * weft_blocking_cancelled() to stop early. Returns 0, -EPERM outside a task, -EINVAL, -EAGAIN
  * when no pool thread could be started, or the cancel code (without calling fn if the task was
- * already cancelled).
+ * already cancelled). Task-only; suspends.
  */
 WEFT_API int weft_blocking(weft_fn fn, void *arg, int *result);
 
-/** From inside a function run by weft_blocking: 1 if its caller was cancelled, else 0. */
+/** From inside a function run by weft_blocking: returns 1 if its caller was cancelled, else 0
+ *  (and 0 on any other thread). Does not suspend. */
 WEFT_API int weft_blocking_cancelled(void);
 
+/** A handle on work submitted to a long-lived runtime (opaque). */
 typedef struct weft_handle weft_handle;
 
 /**
@@ -858,14 +902,15 @@ WEFT_API int weft_submit(weft_runtime *rt, weft_fn fn, void *arg, weft_handle **
  * Blocks the calling OS thread until the submitted task ends or `deadline` (weft_now() clock;
  * WEFT_NEVER to wait for ever) passes. Returns 0 and stores the task's status in *status;
  * -ETIMEDOUT if the deadline passed first; -EDEADLK from inside a weft task (it would block a
- * worker: spawn into a scope instead); -EINVAL.
+ * worker: spawn into a scope instead); -EINVAL. Any thread that is not a weft task.
  */
 WEFT_API int weft_handle_wait(weft_handle *h, weft_time deadline, int *status);
 
-/** Cancels the submitted task. 0, -EINVAL. */
+/** Cancels the submitted task. 0, -EINVAL. Any thread, task or not; does not suspend. */
 WEFT_API int weft_handle_cancel(weft_handle *h);
 
-/** Frees a handle; a task still running is left to finish on its own. 0, -EINVAL. */
+/** Frees a handle; a task still running is left to finish on its own. 0, -EINVAL. Any thread,
+ *  task or not; does not suspend. */
 WEFT_API int weft_handle_release(weft_handle *h);
 
 #ifdef __cplusplus

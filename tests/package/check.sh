@@ -30,7 +30,7 @@ prefix=$work/prefix
 
 # The version the header declares: what every other place must say.
 header=$src/include/weft.h
-ver() { sed -n "s/^#define WEFT_VERSION_$1 \\([0-9]*\\)\$/\\1/p" "$header"; }
+ver() { sed -n "s/^#define WEFT_VERSION_$1 \\([0-9]*\\)\\( .*\\)\\{0,1\\}\$/\\1/p" "$header"; }
 major=$(ver MAJOR) minor=$(ver MINOR) patch=$(ver PATCH)
 [[ -n $major && -n $minor && -n $patch ]] || fail "no version in $header"
 version=$major.$minor.$patch
