@@ -5,6 +5,7 @@
 #   - pkg-config --cflags --libs weft succeeds, adds no -D flag, and its version is the header's;
 #   - a program built with pkg-config runs, against the shared library (whose SONAME is what the
 #     CMake package's compatibility promises) and fully static (--static: Libs.private is enough);
+#   - README.md's first program compiles and runs so;
 #   - a CMake project's find_package(weft) gives weft::weft and weft::weft_static, both of which
 #     build and run, and the exported targets name no library outside the prefix (libck);
 #   - the package version file accepts the same minor release and refuses the next one.
@@ -79,6 +80,16 @@ echo "== a program built with pkg-config, shared"
 "$cc" -std=c17 -Wall -Wextra -Werror -o "$work/pc_shared" "$here/consumer.c" $flags
 readelf -d "$work/pc_shared" | grep -q "NEEDED.*\[$soname\]" || fail "pc_shared does not need $soname"
 LD_LIBRARY_PATH=$libdir "$work/pc_shared" || fail "pc_shared failed"
+
+echo "== README.md's first program, built as README.md says"
+awk '/^## The first program/ { f = 1 } f && /^```c$/ { c = 1; next } c && /^```$/ { exit } c' \
+    "$src/README.md" >"$work/first.c"
+[[ -s $work/first.c ]] || fail "no \`\`\`c block under '## The first program' in README.md"
+# shellcheck disable=SC2086
+"$cc" -std=c17 -Wall -Wextra -Werror -o "$work/first" "$work/first.c" $flags ||
+    fail "README.md's first program does not compile"
+got=$(LD_LIBRARY_PATH=$libdir "$work/first") || fail "README.md's first program failed"
+[[ $got == "weft $version: 42 42 42" ]] || fail "README.md's first program printed '$got'"
 
 echo "== a program built with pkg-config --static, linked statically"
 # shellcheck disable=SC2086
