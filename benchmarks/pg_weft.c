@@ -1,0 +1,459 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libpq on weft: see pg_weft.h.
+ *
+ * The descriptor weft waits on is a duplicate of libpq's socket, not the socket itself. libpq
+ * closes its socket with a plain close() (in PQfinish, and when a connect attempt moves on to
+ * another address), and a descriptor weft has registered must be closed with weft_close, or a
+ * later file that gets the same number could wait for ever (weft.h). The duplicate is ours to
+ * weft_close; the socket stays open until both are closed, so the two never disagree about
+ * which file the number means.
+ *
+ * libpq 15 has no non-blocking cancel request (PQcancelStart and PQcancelPoll came in 17):
+ * PQcancel opens a connection of its own to the server and blocks until the server has taken
+ * the request, so it runs on weft's blocking pool. Once it returns, the server has signalled
+ * the backend: a query still running there ends with SQLSTATE 57014, and a backend already idle
+ * ignores the signal, so the request cannot reach a later query on the same connection.
+ */
+#include "pg_weft.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct pgw_conn {
+    PGconn *pg;
+    PGcancel *cancel;
+    int wfd; /* the duplicate of libpq's socket that weft waits on; -1 if none */
+    int broken;
+    unsigned cancels;
+    char sqlstate[6];
+};
+
+static _Thread_local char connect_error[256];
+
+const char *pgw_last_connect_error(void)
+{
+    return connect_error;
+}
+
+PGconn *pgw_conn_pg(const pgw_conn *c)
+{
+    return c ? c->pg : NULL;
+}
+
+int pgw_conn_broken(const pgw_conn *c)
+{
+    return !c || c->broken;
+}
+
+int pgw_conn_backend_pid(const pgw_conn *c)
+{
+    return c && c->pg ? PQbackendPID(c->pg) : 0;
+}
+
+const char *pgw_conn_sqlstate(const pgw_conn *c)
+{
+    return c ? c->sqlstate : "";
+}
+
+const char *pgw_conn_error(const pgw_conn *c)
+{
+    if (!c)
+        return "";
+    return c->pg ? PQerrorMessage(c->pg) : "connection closed";
+}
+
+unsigned pgw_conn_cancels_sent(const pgw_conn *c)
+{
+    return c ? c->cancels : 0;
+}
+
+/* Points c->wfd at libpq's current socket. A connect that tries another address closes one
+ * socket and opens the next, which may get the same number: the file, not the number, tells. */
+static int follow_socket(pgw_conn *c)
+{
+    int s = PQsocket(c->pg);
+    if (s < 0)
+        return -ECONNRESET;
+    if (c->wfd >= 0) {
+        struct stat a, b;
+        if (fstat(s, &a) == 0 && fstat(c->wfd, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino)
+            return 0;
+        weft_close(c->wfd);
+    }
+    c->wfd = fcntl(s, F_DUPFD_CLOEXEC, 0);
+    return c->wfd < 0 ? -errno : 0;
+}
+
+/* Closes everything `c` holds; it stays allocated (a pool or the caller frees it). */
+static void shut(pgw_conn *c)
+{
+    if (c->pg)
+        PQfinish(c->pg); /* libpq's own socket */
+    c->pg = NULL;
+    if (c->cancel)
+        PQfreeCancel(c->cancel);
+    c->cancel = NULL;
+    if (c->wfd >= 0)
+        weft_close(c->wfd); /* the last reference: the server sees the connection end */
+    c->wfd = -1;
+    c->broken = 1;
+}
+
+void pgw_conn_close(pgw_conn *c)
+{
+    if (!c)
+        return;
+    shut(c);
+    free(c);
+}
+
+int pgw_connect(const char *conninfo, pgw_conn **out)
+{
+    if (!out || !conninfo)
+        return -EINVAL;
+    *out = NULL;
+    if (weft_task_id() == 0)
+        return -EPERM;
+    pgw_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->wfd = -1;
+    c->pg = PQconnectStart(conninfo);
+    if (!c->pg) {
+        free(c);
+        return -ENOMEM;
+    }
+    int rc = 0;
+    /* libpq's loop: start as if the last poll had said "writing". */
+    PostgresPollingStatusType st =
+        PQstatus(c->pg) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK) {
+        if (st == PGRES_POLLING_FAILED) {
+            rc = -ECONNREFUSED;
+            break;
+        }
+        rc = follow_socket(c);
+        if (rc)
+            break;
+        rc = weft_fd_wait(c->wfd, st == PGRES_POLLING_READING ? WEFT_READABLE : WEFT_WRITABLE,
+                          WEFT_NEVER);
+        if (rc < 0)
+            break;
+        rc = 0;
+        st = PQconnectPoll(c->pg);
+    }
+    if (rc == 0 && (follow_socket(c) != 0 || PQsetnonblocking(c->pg, 1) != 0))
+        rc = -ECONNRESET;
+    if (rc == 0 && !(c->cancel = PQgetCancel(c->pg)))
+        rc = -ENOMEM;
+    if (rc) {
+        /* After the last suspension point: the thread-local is this thread's. */
+        const char *msg =
+            rc == -ECONNREFUSED || rc == -ECONNRESET ? PQerrorMessage(c->pg) : strerror(-rc);
+        snprintf(connect_error, sizeof connect_error, "%s", msg);
+        pgw_conn_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+/* The connection is gone: close what is left of it. */
+static int lost(pgw_conn *c)
+{
+    shut(c);
+    return -ECONNRESET;
+}
+
+/* Sends what libpq could not send at once, reading meanwhile, so that a server that answers
+ * while a long command is still going out cannot deadlock both ends. 0, a wait's error, or
+ * -ECONNRESET. */
+static int flush_out(pgw_conn *c, weft_time until)
+{
+    for (;;) {
+        int f = PQflush(c->pg);
+        if (f < 0)
+            return lost(c);
+        if (f == 0)
+            return 0;
+        int rc = weft_fd_wait(c->wfd, WEFT_READABLE | WEFT_WRITABLE, until);
+        if (rc < 0)
+            return rc;
+        if ((rc & WEFT_READABLE) && !PQconsumeInput(c->pg))
+            return lost(c);
+    }
+}
+
+/* Waits until libpq holds a whole result, or until `until`: 0, a wait's error, or
+ * -ECONNRESET. */
+static int await_result(pgw_conn *c, weft_time until)
+{
+    int rc = flush_out(c, until);
+    if (rc)
+        return rc;
+    while (PQisBusy(c->pg)) {
+        rc = weft_fd_wait(c->wfd, WEFT_READABLE, until);
+        if (rc < 0)
+            return rc;
+        if (!PQconsumeInput(c->pg))
+            return lost(c);
+    }
+    return 0;
+}
+
+/* Reads the results of the command in flight up to libpq's NULL, which leaves the connection
+ * idle. Keeps the first in *res when `res` is not NULL (else frees it) and returns what it
+ * says: 0, -EREMOTEIO for an error, -EPROTO for a result a query does not give (COPY); a
+ * wait's error; -ECONNRESET. */
+static int read_results(pgw_conn *c, PGresult **res, weft_time until)
+{
+    int status = 0, first = 1;
+    for (;;) {
+        int rc = await_result(c, until);
+        if (rc)
+            return rc;
+        PGresult *r = PQgetResult(c->pg);
+        if (!r)
+            break;
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_FATAL_ERROR) {
+            const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            snprintf(c->sqlstate, sizeof c->sqlstate, "%s", s ? s : "");
+            if (!status)
+                status = -EREMOTEIO;
+        } else if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            PQclear(r);
+            return lost(c); /* no way back to idle but to end the connection */
+        } else if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !status) {
+            status = -EPROTO;
+        }
+        if (first && res && status == 0)
+            *res = r;
+        else
+            PQclear(r);
+        first = 0;
+    }
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        return lost(c);
+    if (status && res && *res) {
+        PQclear(*res);
+        *res = NULL;
+    }
+    return status;
+}
+
+static int cancel_fn(void *arg)
+{
+    pgw_conn *c = arg;
+    char err[256];
+    return PQcancel(c->cancel, err, sizeof err) ? 0 : -EIO;
+}
+
+/* How long a drain waits for the cancelled command to end before it asks again: a request
+ * that reached the backend before the command did (still in the socket's buffer) was
+ * ignored. */
+#define CANCEL_AGAIN (200 * WEFT_MSEC)
+
+/*
+ * The calling task was cancelled (`code`) with a command of `c` in flight. In a shield bounded
+ * by PGW_DRAIN_LIMIT: finish sending the command, ask the server to cancel it, and read its
+ * results to the end, so that the connection is idle again. What cannot be done in time closes
+ * the connection. Returns `code`.
+ */
+static int abandon(pgw_conn *c, int code)
+{
+    weft_scope *s;
+    weft_scope_opts o = {.shield = 1, .timeout_ns = PGW_DRAIN_LIMIT};
+    if (weft_scope_open(&s, &o) != 0) {
+        shut(c);
+        return code;
+    }
+    int rc = flush_out(c, WEFT_NEVER);
+    while (rc == 0 && PQisBusy(c->pg)) {
+        int result = 0;
+        rc = weft_blocking(cancel_fn, c, &result);
+        if (rc == 0 && (rc = result) == 0)
+            c->cancels++;
+        if (rc == 0)
+            rc = await_result(c, weft_now() + CANCEL_AGAIN);
+        if (rc == -ETIMEDOUT && !weft_scope_expired(s))
+            rc = 0; /* ask again */
+    }
+    if (rc == 0) {
+        rc = read_results(c, NULL, WEFT_NEVER);
+        if (rc == -EREMOTEIO || rc == -EPROTO)
+            rc = 0; /* the cancelled command's own error: the connection is idle */
+    }
+    (void)weft_scope_close(s);
+    if (rc && !c->broken)
+        shut(c);
+    return code;
+}
+
+/* After a PQsend... call: its answer, or abandon's path when the task is cancelled. */
+static int finish(pgw_conn *c, int sent, PGresult **res)
+{
+    if (!sent)
+        return PQstatus(c->pg) == CONNECTION_OK ? -EIO : lost(c);
+    int rc = read_results(c, res, WEFT_NEVER);
+    if (rc == 0 || rc == -EREMOTEIO || rc == -EPROTO || c->broken)
+        return rc;
+    if (rc == -ECANCELED || rc == -ETIMEDOUT)
+        return abandon(c, rc);
+    shut(c); /* a wait that failed otherwise (-ENOMEM...): where the command is, is unknown */
+    return rc;
+}
+
+/* The checks every command starts with; 0 when it may be sent. */
+static int ready(pgw_conn *c, PGresult **res)
+{
+    if (res)
+        *res = NULL;
+    if (!c)
+        return -EINVAL;
+    if (c->broken)
+        return -ECONNRESET;
+    c->sqlstate[0] = 0;
+    /* A task already cancelled sends nothing: there would be nothing to wait for. */
+    return weft_checkpoint();
+}
+
+int pgw_query(pgw_conn *c, const char *sql, int n, const char *const *params, PGresult **res)
+{
+    int rc = ready(c, res);
+    if (rc)
+        return rc;
+    if (!sql || n < 0 || (n > 0 && !params))
+        return -EINVAL;
+    return finish(c, PQsendQueryParams(c->pg, sql, n, NULL, params, NULL, NULL, 0), res);
+}
+
+int pgw_prepare(pgw_conn *c, const char *name, const char *sql, int n)
+{
+    int rc = ready(c, NULL);
+    if (rc)
+        return rc;
+    if (!name || !sql || n < 0)
+        return -EINVAL;
+    return finish(c, PQsendPrepare(c->pg, name, sql, n, NULL), NULL);
+}
+
+int pgw_exec_prepared(pgw_conn *c, const char *name, int n, const char *const *params,
+                      PGresult **res)
+{
+    int rc = ready(c, res);
+    if (rc)
+        return rc;
+    if (!name || n < 0 || (n > 0 && !params))
+        return -EINVAL;
+    return finish(c, PQsendQueryPrepared(c->pg, name, n, params, NULL, NULL, 0), res);
+}
+
+/* ---- the pool ---- */
+
+struct pgw_pool {
+    char *conninfo;
+    weft_sem *tokens;
+    pthread_mutex_t lock; /* held for a few instructions, never across a suspension point */
+    unsigned size, n_idle, out;
+    pgw_conn *idle[];
+};
+
+int pgw_pool_create(pgw_pool **out, const char *conninfo, unsigned size)
+{
+    if (!out || !conninfo || size == 0)
+        return -EINVAL;
+    pgw_pool *p = calloc(1, sizeof *p + size * sizeof p->idle[0]);
+    if (!p)
+        return -ENOMEM;
+    p->size = size;
+    p->conninfo = strdup(conninfo);
+    int rc = p->conninfo ? weft_sem_create(&p->tokens, size) : -ENOMEM;
+    if (rc) {
+        free(p->conninfo);
+        free(p);
+        return rc;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    *out = p;
+    return 0;
+}
+
+int pgw_pool_acquire(pgw_pool *p, pgw_conn **out)
+{
+    if (!p || !out)
+        return -EINVAL;
+    *out = NULL;
+    int rc = weft_sem_acquire(p->tokens);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&p->lock);
+    pgw_conn *c = p->n_idle ? p->idle[--p->n_idle] : NULL;
+    p->out++;
+    pthread_mutex_unlock(&p->lock);
+    if (!c && (rc = pgw_connect(p->conninfo, &c)) != 0) {
+        pthread_mutex_lock(&p->lock);
+        p->out--;
+        pthread_mutex_unlock(&p->lock);
+        weft_sem_release(p->tokens);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void pgw_pool_release(pgw_pool *p, pgw_conn *c)
+{
+    if (!p || !c)
+        return;
+    /* Only an idle connection outside a transaction goes back: never one with a command in
+     * flight, whose results would reach the next task. */
+    int keep = !c->broken && PQstatus(c->pg) == CONNECTION_OK &&
+               PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+    if (!keep)
+        pgw_conn_close(c);
+    pthread_mutex_lock(&p->lock);
+    if (keep)
+        p->idle[p->n_idle++] = c;
+    p->out--;
+    pthread_mutex_unlock(&p->lock);
+    weft_sem_release(p->tokens);
+}
+
+unsigned pgw_pool_idle(pgw_pool *p)
+{
+    if (!p)
+        return 0;
+    pthread_mutex_lock(&p->lock);
+    unsigned n = p->n_idle;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+int pgw_pool_destroy(pgw_pool *p)
+{
+    if (!p)
+        return -EINVAL;
+    pthread_mutex_lock(&p->lock);
+    unsigned out = p->out;
+    pthread_mutex_unlock(&p->lock);
+    if (out)
+        return -EBUSY;
+    int rc = weft_sem_destroy(p->tokens);
+    if (rc)
+        return rc;
+    for (unsigned i = 0; i < p->n_idle; i++)
+        pgw_conn_close(p->idle[i]);
+    pthread_mutex_destroy(&p->lock);
+    free(p->conninfo);
+    free(p);
+    return 0;
+}
