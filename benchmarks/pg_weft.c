@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 
 struct pgw_conn {
     PGconn *pg;
+    pgw_pool *pool; /* the pool it was taken from, while it is out */
     PGcancel *cancel;
     int wfd; /* the duplicate of libpq's socket that weft waits on; -1 if none */
     int broken;
@@ -250,6 +252,8 @@ static int read_results(pgw_conn *c, PGresult **res, weft_time until)
     return status;
 }
 
+static int pool_cancel(pgw_pool *p, pgw_conn *c);
+
 static int cancel_fn(void *arg)
 {
     pgw_conn *c = arg;
@@ -277,10 +281,16 @@ static int abandon(pgw_conn *c, int code)
         return code;
     }
     int rc = flush_out(c, WEFT_NEVER);
-    while (rc == 0 && PQisBusy(c->pg)) {
-        int result = 0;
-        rc = weft_blocking(cancel_fn, c, &result);
-        if (rc == 0 && (rc = result) == 0)
+    for (int tries = 0; rc == 0 && PQisBusy(c->pg); tries++) {
+        /* The first request goes with the pool's batch; one asked again goes alone. */
+        if (tries == 0 && c->pool) {
+            rc = pool_cancel(c->pool, c);
+        } else {
+            int result = 0;
+            rc = weft_blocking(cancel_fn, c, &result);
+            rc = rc ? rc : result;
+        }
+        if (rc == 0)
             c->cancels++;
         if (rc == 0)
             rc = await_result(c, weft_now() + CANCEL_AGAIN);
@@ -359,13 +369,117 @@ int pgw_exec_prepared(pgw_conn *c, const char *name, int n, const char *const *p
 
 /* ---- the pool ---- */
 
+/*
+ * Cancel requests of a pool's connections go out in batches. Each cancel request is a
+ * connection of its own to the server, for which the postmaster starts a process: when a scope
+ * of a thousand queries is cancelled, a thousand such processes one after another take seconds.
+ * One query on a connection the pool keeps aside, `SELECT pg_cancel_backend(pid) FROM
+ * unnest($1)`, signals every backend of a batch in a few milliseconds. The first cancelled task
+ * to find no batch going out sends one with every backend asked for meanwhile, then the next,
+ * until none is left; the others wait for the batch they joined. A connection goes back to the
+ * pool only once its batch has gone out, so that no signal can reach a later query. A batch that
+ * fails (the aside connection cannot be made: max_connections) leaves its tasks to send their
+ * own cancel requests.
+ */
+typedef struct cancel_batch {
+    weft_event *sent;
+    int ok;
+    unsigned refs; /* under the pool's lock */
+    unsigned n;
+    int pids[];
+} cancel_batch;
+
 struct pgw_pool {
     char *conninfo;
     weft_sem *tokens;
     pthread_mutex_t lock; /* held for a few instructions, never across a suspension point */
     unsigned size, n_idle, out;
+    pgw_conn *canceller;   /* the connection aside for batches of cancels */
+    cancel_batch *filling; /* the next batch, which cancelled tasks join */
+    int sending;           /* a task sends batches */
     pgw_conn *idle[];
 };
+
+static void batch_unref(pgw_pool *p, cancel_batch *b)
+{
+    pthread_mutex_lock(&p->lock);
+    unsigned left = --b->refs;
+    pthread_mutex_unlock(&p->lock);
+    if (left == 0) {
+        weft_event_destroy(b->sent);
+        free(b);
+    }
+}
+
+/* Signals every backend of `b` with one query on the pool's aside connection. */
+static int send_batch(pgw_pool *p, cancel_batch *b)
+{
+    if (!p->canceller || p->canceller->broken) {
+        pgw_conn_close(p->canceller);
+        p->canceller = NULL;
+        if (pgw_connect(p->conninfo, &p->canceller) != 0)
+            return -ECONNREFUSED;
+    }
+    /* An int4[] literal: {pid,pid,...} */
+    char *list = malloc((size_t)b->n * 12 + 3);
+    if (!list)
+        return -ENOMEM;
+    size_t at = 0;
+    list[at++] = '{';
+    for (unsigned i = 0; i < b->n; i++)
+        at += (size_t)sprintf(list + at, i ? ",%d" : "%d", b->pids[i]);
+    list[at++] = '}';
+    list[at] = 0;
+    const char *params[] = {list};
+    int rc = pgw_query(p->canceller,
+                       "SELECT count(*) FROM unnest($1::int4[]) pid "
+                       "WHERE pg_cancel_backend(pid)",
+                       1, params, NULL);
+    free(list);
+    return rc;
+}
+
+/* Asks the server to cancel the command `c` has in flight, with the pool's next batch. 0 once
+ * the batch went out; else the caller sends its own request. In the caller's shield. */
+static int pool_cancel(pgw_pool *p, pgw_conn *c)
+{
+    pthread_mutex_lock(&p->lock);
+    cancel_batch *b = p->filling;
+    if (!b || b->n == p->size) {
+        /* A batch holds at most one backend per connection of the pool. */
+        b = calloc(1, sizeof *b + p->size * sizeof b->pids[0]);
+        if (!b || weft_event_create(&b->sent) != 0) {
+            pthread_mutex_unlock(&p->lock);
+            free(b);
+            return -ENOMEM;
+        }
+        b->refs = 1; /* the sender's */
+        p->filling = b;
+    }
+    b->pids[b->n++] = PQbackendPID(c->pg);
+    b->refs++;
+    int lead = !p->sending;
+    p->sending = 1;
+    pthread_mutex_unlock(&p->lock);
+
+    while (lead) {
+        pthread_mutex_lock(&p->lock);
+        cancel_batch *next = p->filling;
+        p->filling = NULL;
+        if (!next)
+            p->sending = 0;
+        pthread_mutex_unlock(&p->lock);
+        if (!next)
+            break;
+        next->ok = send_batch(p, next) == 0;
+        weft_event_set(next->sent);
+        batch_unref(p, next);
+    }
+    int rc = weft_event_wait(b->sent);
+    int ok = rc == 0 && b->ok;
+    batch_unref(p, b);
+    return ok ? 0 : (rc ? rc : -EIO);
+}
 
 int pgw_pool_create(pgw_pool **out, const char *conninfo, unsigned size)
 {
@@ -406,6 +520,7 @@ int pgw_pool_acquire(pgw_pool *p, pgw_conn **out)
         weft_sem_release(p->tokens);
         return rc;
     }
+    c->pool = p;
     *out = c;
     return 0;
 }
@@ -414,6 +529,7 @@ void pgw_pool_release(pgw_pool *p, pgw_conn *c)
 {
     if (!p || !c)
         return;
+    c->pool = NULL;
     /* Only an idle connection outside a transaction goes back: never one with a command in
      * flight, whose results would reach the next task. */
     int keep = !c->broken && PQstatus(c->pg) == CONNECTION_OK &&
@@ -426,6 +542,43 @@ void pgw_pool_release(pgw_pool *p, pgw_conn *c)
     p->out--;
     pthread_mutex_unlock(&p->lock);
     weft_sem_release(p->tokens);
+}
+
+typedef struct {
+    pgw_pool *p;
+    pgw_conn **held;
+    atomic_uint n;
+} fill_state;
+
+static int fill_one(void *arg)
+{
+    fill_state *f = arg;
+    pgw_conn *c;
+    int rc = pgw_pool_acquire(f->p, &c);
+    if (rc == 0)
+        f->held[atomic_fetch_add(&f->n, 1)] = c;
+    return rc;
+}
+
+int pgw_pool_fill(pgw_pool *p)
+{
+    if (!p)
+        return -EINVAL;
+    fill_state f = {.p = p, .held = calloc(p->size, sizeof(pgw_conn *))};
+    if (!f.held)
+        return -ENOMEM;
+    /* All taken at once, so that each task makes one (none finds another's given back). */
+    weft_scope *s;
+    int rc = weft_scope_open(&s, &(weft_scope_opts){.policy = WEFT_COLLECT});
+    for (unsigned i = 0; rc == 0 && i < p->size; i++)
+        rc = weft_spawn(s, fill_one, &f);
+    int j = weft_scope_close(s);
+    for (unsigned i = 0; i < atomic_load(&f.n); i++)
+        pgw_pool_release(p, f.held[i]);
+    free(f.held);
+    if (rc == 0 && j == 0 && !p->canceller)
+        j = pgw_connect(p->conninfo, &p->canceller);
+    return rc ? rc : j;
 }
 
 unsigned pgw_pool_idle(pgw_pool *p)
@@ -452,6 +605,7 @@ int pgw_pool_destroy(pgw_pool *p)
         return rc;
     for (unsigned i = 0; i < p->n_idle; i++)
         pgw_conn_close(p->idle[i]);
+    pgw_conn_close(p->canceller);
     pthread_mutex_destroy(&p->lock);
     free(p->conninfo);
     free(p);

@@ -86,7 +86,9 @@ int pgw_exec_prepared(pgw_conn *c, const char *name, int n, const char *const *p
 typedef struct pgw_pool pgw_pool;
 
 /** Makes a pool of at most `size` (>= 1) connections with `conninfo`. Connections are made on
- *  demand and kept while they are usable. Task or not; does not suspend. */
+ *  demand and kept while they are usable. Cancel requests of its connections go to the server
+ *  in batches, on one more connection the pool makes when it first needs it (pg_weft.c says
+ *  why). Task or not; does not suspend. */
 int pgw_pool_create(pgw_pool **out, const char *conninfo, unsigned size);
 
 /**
@@ -100,6 +102,11 @@ int pgw_pool_acquire(pgw_pool *p, pgw_conn **out);
 /** Gives `c` back with its token: kept for the next task if it is idle and usable, else
  *  closed (its slot is then made anew by a later acquire). Any task; does not suspend. */
 void pgw_pool_release(pgw_pool *p, pgw_conn *c);
+
+/** Makes every connection of the pool now (and the one it keeps aside for cancel requests),
+ *  rather than on demand: 0 once all are made, or the first failure (those made are kept).
+ *  Task-only; suspends. */
+int pgw_pool_fill(pgw_pool *p);
 
 /** Idle connections the pool holds now. */
 unsigned pgw_pool_idle(pgw_pool *p);

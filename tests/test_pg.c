@@ -415,3 +415,41 @@ Test(pg, a_broken_connection_is_replaced, .timeout = 60)
     cr_assert_eq(run_on(2, broken_root, NULL), 0);
     ASSERT_CHECKS();
 }
+
+/* A connection of no pool sends its own cancel request (PQcancel, on the blocking pool). */
+static int lone_sleeper(void *arg)
+{
+    pgw_conn *c = arg;
+    int rc = pgw_query(c, SLEEP_SQL, 0, NULL, NULL);
+    CHECK_EQ(rc, -ETIMEDOUT);
+    return rc;
+}
+
+static int lone_root(void *arg)
+{
+    (void)arg;
+    pgw_conn *c = connect_or_fail(), *mon = connect_or_fail();
+    if (!c || !mon)
+        return -1;
+    weft_time t0 = weft_now();
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 300 * WEFT_MSEC}), 0);
+    CHECK_EQ(weft_spawn(s, lone_sleeper, c), 0);
+    CHECK_EQ(weft_scope_close(s), -ETIMEDOUT);
+    CHECK(weft_now() - t0 < 5 * WEFT_SEC);
+    CHECK_EQ(running_sleeps(mon), 0);
+    CHECK_EQ(pgw_conn_cancels_sent(c), 1);
+    CHECK(strcmp(pgw_conn_sqlstate(c), "57014") == 0);
+    CHECK_EQ(pgw_conn_broken(c), 0);
+    CHECK_EQ(value_of(c, "SELECT 9", 0, NULL), 9);
+    pgw_conn_close(c);
+    pgw_conn_close(mon);
+    return 0;
+}
+
+Test(pg, a_lone_connection_cancels_on_its_own, .timeout = 60)
+{
+    require_server();
+    cr_assert_eq(run_on(2, lone_root, NULL), 0);
+    ASSERT_CHECKS();
+}
