@@ -220,8 +220,13 @@ static int read_results(pgw_conn *c, PGresult **res, weft_time until)
     int status = 0, first = 1;
     for (;;) {
         int rc = await_result(c, until);
-        if (rc)
+        if (rc) {
+            if (res && *res) { /* cut off before the end: the caller gets no half answer */
+                PQclear(*res);
+                *res = NULL;
+            }
             return rc;
+        }
         PGresult *r = PQgetResult(c->pg);
         if (!r)
             break;
@@ -282,10 +287,10 @@ static int abandon(pgw_conn *c, int code)
     }
     int rc = flush_out(c, WEFT_NEVER);
     for (int tries = 0; rc == 0 && PQisBusy(c->pg); tries++) {
-        /* The first request goes with the pool's batch; one asked again goes alone. */
-        if (tries == 0 && c->pool) {
-            rc = pool_cancel(c->pool, c);
-        } else {
+        /* The first request goes with the pool's batch; one asked again goes alone, as does
+         * one whose batch could not go out. */
+        rc = tries == 0 && c->pool ? pool_cancel(c->pool, c) : -EAGAIN;
+        if (rc == -EAGAIN) {
             int result = 0;
             rc = weft_blocking(cancel_fn, c, &result);
             rc = rc ? rc : result;
@@ -405,10 +410,9 @@ static void batch_unref(pgw_pool *p, cancel_batch *b)
     pthread_mutex_lock(&p->lock);
     unsigned left = --b->refs;
     pthread_mutex_unlock(&p->lock);
-    if (left == 0) {
-        weft_event_destroy(b->sent);
+    /* Every task that waited on it has returned from the wait: the event is free to go. */
+    if (left == 0 && weft_event_destroy(b->sent) == 0)
         free(b);
-    }
 }
 
 /* Signals every backend of `b` with one query on the pool's aside connection. */
@@ -439,19 +443,38 @@ static int send_batch(pgw_pool *p, cancel_batch *b)
     return rc;
 }
 
+/* The task that set p->sending: sends the batches that fill meanwhile, until none is left. */
+static void send_batches(pgw_pool *p)
+{
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        cancel_batch *next = p->filling;
+        p->filling = NULL;
+        if (!next)
+            p->sending = 0;
+        pthread_mutex_unlock(&p->lock);
+        if (!next)
+            return;
+        next->ok = send_batch(p, next) == 0;
+        weft_event_set(next->sent);
+        batch_unref(p, next);
+    }
+}
+
 /* Asks the server to cancel the command `c` has in flight, with the pool's next batch. 0 once
  * the batch went out; else the caller sends its own request. In the caller's shield. */
 static int pool_cancel(pgw_pool *p, pgw_conn *c)
 {
     pthread_mutex_lock(&p->lock);
     cancel_batch *b = p->filling;
-    if (!b || b->n == p->size) {
-        /* A batch holds at most one backend per connection of the pool. */
+    if (!b) {
+        /* Room for every connection of the pool: each is in one batch at most, since its task
+         * waits for that batch before it goes on. */
         b = calloc(1, sizeof *b + p->size * sizeof b->pids[0]);
         if (!b || weft_event_create(&b->sent) != 0) {
             pthread_mutex_unlock(&p->lock);
             free(b);
-            return -ENOMEM;
+            return -EAGAIN;
         }
         b->refs = 1; /* the sender's */
         p->filling = b;
@@ -462,23 +485,12 @@ static int pool_cancel(pgw_pool *p, pgw_conn *c)
     p->sending = 1;
     pthread_mutex_unlock(&p->lock);
 
-    while (lead) {
-        pthread_mutex_lock(&p->lock);
-        cancel_batch *next = p->filling;
-        p->filling = NULL;
-        if (!next)
-            p->sending = 0;
-        pthread_mutex_unlock(&p->lock);
-        if (!next)
-            break;
-        next->ok = send_batch(p, next) == 0;
-        weft_event_set(next->sent);
-        batch_unref(p, next);
-    }
+    if (lead)
+        send_batches(p);
     int rc = weft_event_wait(b->sent);
     int ok = rc == 0 && b->ok;
     batch_unref(p, b);
-    return ok ? 0 : (rc ? rc : -EIO);
+    return ok ? 0 : (rc ? rc : -EAGAIN);
 }
 
 int pgw_pool_create(pgw_pool **out, const char *conninfo, unsigned size)
@@ -546,8 +558,8 @@ void pgw_pool_release(pgw_pool *p, pgw_conn *c)
 
 typedef struct {
     pgw_pool *p;
-    pgw_conn **held;
-    atomic_uint n;
+    weft_event *all; /* set once every task holds a connection, or one could not */
+    atomic_uint taken;
 } fill_state;
 
 static int fill_one(void *arg)
@@ -555,29 +567,47 @@ static int fill_one(void *arg)
     fill_state *f = arg;
     pgw_conn *c;
     int rc = pgw_pool_acquire(f->p, &c);
-    if (rc == 0)
-        f->held[atomic_fetch_add(&f->n, 1)] = c;
-    return rc;
+    if (rc || atomic_fetch_add(&f->taken, 1) + 1 == f->p->size)
+        weft_event_set(f->all);
+    if (rc)
+        return rc;
+    /* Held until all are taken, so that each task makes one (none finds another's given
+     * back), and given back by the task that took it, as a semaphore's tokens should be. */
+    int w = weft_event_wait(f->all);
+    pgw_pool_release(f->p, c);
+    return w;
 }
 
 int pgw_pool_fill(pgw_pool *p)
 {
     if (!p)
         return -EINVAL;
-    fill_state f = {.p = p, .held = calloc(p->size, sizeof(pgw_conn *))};
-    if (!f.held)
-        return -ENOMEM;
-    /* All taken at once, so that each task makes one (none finds another's given back). */
+    fill_state f = {.p = p};
+    int rc = weft_event_create(&f.all);
+    if (rc)
+        return rc;
     weft_scope *s;
-    int rc = weft_scope_open(&s, &(weft_scope_opts){.policy = WEFT_COLLECT});
-    for (unsigned i = 0; rc == 0 && i < p->size; i++)
-        rc = weft_spawn(s, fill_one, &f);
-    int j = weft_scope_close(s);
-    for (unsigned i = 0; i < atomic_load(&f.n); i++)
-        pgw_pool_release(p, f.held[i]);
-    free(f.held);
-    if (rc == 0 && j == 0 && !p->canceller)
-        j = pgw_connect(p->conninfo, &p->canceller);
+    rc = weft_scope_open(&s, &(weft_scope_opts){.policy = WEFT_COLLECT});
+    if (rc == 0) {
+        for (unsigned i = 0; rc == 0 && i < p->size; i++)
+            rc = weft_spawn(s, fill_one, &f);
+        if (rc)
+            weft_event_set(f.all);
+        int j = weft_scope_close(s);
+        rc = rc ? rc : j;
+    }
+    weft_event_destroy(f.all);
+    int j = 0;
+    /* The aside connection is the sender's: take that part while it is made. */
+    pthread_mutex_lock(&p->lock);
+    int lead = !p->sending;
+    p->sending = 1;
+    pthread_mutex_unlock(&p->lock);
+    if (lead) {
+        if (rc == 0 && j == 0 && !p->canceller)
+            j = pgw_connect(p->conninfo, &p->canceller);
+        send_batches(p);
+    }
     return rc ? rc : j;
 }
 
