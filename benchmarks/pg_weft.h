@@ -38,7 +38,8 @@ typedef struct pgw_conn pgw_conn;
 
 /** Connects with `conninfo` (libpq's keywords or URI; "" takes everything from the PG*
  *  environment variables). The wait for the server, the authentication and the start-up all
- *  park the task. 0 and *out; on failure *out is NULL and the reason is kept for
+ *  park the task; libpq's connect_timeout does not apply to a non-blocking connect, the scope's
+ *  deadline does. 0 and *out; on failure *out is NULL and the reason is kept for
  *  pgw_last_connect_error (thread-local: read it before the next suspension point). */
 int pgw_connect(const char *conninfo, pgw_conn **out);
 
