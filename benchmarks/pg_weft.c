@@ -376,10 +376,11 @@ int pgw_exec_prepared(pgw_conn *c, const char *name, int n, const char *const *p
 
 /*
  * Cancel requests of a pool's connections go out in batches. Each cancel request is a
- * connection of its own to the server, for which the postmaster starts a process: when a scope
- * of a thousand queries is cancelled, a thousand such processes one after another take seconds.
- * One query on a connection the pool keeps aside, `SELECT pg_cancel_backend(pid) FROM
- * unnest($1)`, signals every backend of a batch in a few milliseconds. The first cancelled task
+ * connection of its own to the server, for which the postmaster starts a process, one after
+ * another: when a scope of a thousand queries is cancelled, that is a thousand processes (seconds
+ * on a small machine). One query on a connection the pool keeps aside, `SELECT
+ * pg_cancel_backend(pid) FROM unnest($1)`, signals every backend of a batch in one round trip,
+ * a kill() each on the server's side. The first cancelled task
  * to find no batch going out sends one with every backend asked for meanwhile, then the next,
  * until none is left; the others wait for the batch they joined. A connection goes back to the
  * pool only once its batch has gone out, so that no signal can reach a later query. A batch that
