@@ -486,8 +486,12 @@ static int pool_cancel(pgw_pool *p, pgw_conn *c)
     p->sending = 1;
     pthread_mutex_unlock(&p->lock);
 
-    if (lead)
+    if (lead) {
+        /* A cancel wakes every task of a scope at once: those queued behind this one join the
+         * first batch instead of waiting for it to go out before theirs can. */
+        weft_yield();
         send_batches(p);
+    }
     int rc = weft_event_wait(b->sent);
     int ok = rc == 0 && b->ok;
     batch_unref(p, b);
