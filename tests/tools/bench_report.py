@@ -44,7 +44,7 @@ def canned(bench):
         cells.append({"case": case, "threads": t, "system": system, "runs": runs,
                       "failed": failed, "na": na, "values": values})
 
-    for k, wl in enumerate(bench.WORKLOADS):
+    for k, wl in enumerate(bench.WORKLOADS + bench.PG_WORKLOADS):
         counts = [1, 2, 4] if wl.name in bench.SCALES else [1, 4] if wl.all_threads else [1]
         for t in counts:
             for j, s in enumerate(("weft", "tbb", "go")):
@@ -108,15 +108,16 @@ def main():
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
     for img in images:
         check(chart_ok(os.path.join(out, img)), f"{img}: referenced but not a drawn chart")
-    expected = [bench.file_name(w.name) for w in bench.WORKLOADS]
-    expected += [bench.file_name(f"{w.name}-{k}") for w in bench.WORKLOADS for k in w.extras]
+    cpu_like = bench.WORKLOADS + bench.PG_WORKLOADS
+    expected = [bench.file_name(w.name) for w in cpu_like]
+    expected += [bench.file_name(f"{w.name}-{k}") for w in cpu_like for k in w.extras]
     expected += [bench.file_name(f"{w.name}-c{c}") for w in bench.IO_WORKLOADS for c in w.conns]
     expected += [f"scaling-{bench.file_name(n)}" for n in bench.SCALES
                  if n in bench.WORKLOAD_BY_NAME]
     expected += ["ratios-T1", "ratios-T4"]
     for name in expected:
         check(f"charts/{name}.svg" in images, f"report.md does not show charts/{name}.svg")
-    for w in bench.WORKLOADS + bench.IO_WORKLOADS:
+    for w in bench.WORKLOADS + bench.IO_WORKLOADS + bench.PG_WORKLOADS:
         check(f"### {w.name}\n" in md, f"report.md has no section for {w.name}")
     check("FAILED (1/2)" in md, "the failed cell does not show as FAILED")
     check("canned failure" in md, "the failed run is not listed")
@@ -125,7 +126,7 @@ def main():
     # --help: one line per workload saying what it measures.
     h = subprocess.run([sys.executable, tool, "--help"], stdout=subprocess.PIPE, text=True,
                        timeout=60).stdout
-    for w in bench.WORKLOADS + bench.IO_WORKLOADS:
+    for w in bench.WORKLOADS + bench.IO_WORKLOADS + bench.PG_WORKLOADS:
         line = re.search(rf"^  {re.escape(w.name)} +(.+)$", h, re.M)
         check(line is not None and "see benchmarks/README.md" not in line.group(1),
               f"--help does not say what {w.name} measures")
