@@ -370,6 +370,23 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
         int rc = weft__fd_park(t, dirs, m, deadline);
         if (rc < 0)
             return rc;
+        /* Woken by an edge: the directions whose count moved were ready when it came, which is
+         * all that a readiness call can promise; asking poll() again would cost a system call
+         * per wait to learn it. A count that moved without an edge of ours (the record changed
+         * hands) falls through to the look above. */
+        int bits = 0;
+        n = 0;
+        for (int d = 0; d < 2; d++) {
+            if (!(dirs & (1 << d)))
+                continue;
+            weft__fd_mark now;
+            weft__fd_watch(fd, d, &now);
+            if (now.rec == m[n].rec && now.gen == m[n].gen && now.seq != m[n].seq)
+                bits |= d == WEFT__FD_READ ? WEFT_READABLE : WEFT_WRITABLE;
+            n++;
+        }
+        if (bits)
+            return bits;
     }
 }
 
