@@ -170,6 +170,14 @@ typedef struct weft_config {
      *  own calls (its allocations and locks), does not count; a blocking call of the task's
      *  does. Default: 100 ms. Negative: the watchdog is off. */
     weft_time watchdog_ns;
+    /** A signal (SIGQUIT by convention) on which the runtime writes the text dump of its tree
+     *  (weft_dump) on stderr, until it ends. The process's handler for that signal is replaced
+     *  meanwhile (the previous one is put back when no runtime wants the signal any more), so
+     *  choose one the program does not handle itself. The handler only writes a byte to a pipe
+     *  (async-signal-safe); a thread of the process, started with the first runtime that names
+     *  a signal and kept for the process's life, does the dump. Default 0: off. SIGKILL,
+     *  SIGSTOP, negative or too large: -EINVAL. */
+    int dump_signal;
 } weft_config;
 
 /**
@@ -866,6 +874,59 @@ WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags, s
  *  writev(2) takes at once (IOV_MAX) go in turns. Returns as weft_write_all. Task-only;
  *  suspends. */
 WEFT_API ssize_t weft_writev_all(int fd, const struct iovec *iov, int iovcnt, size_t *done);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Looking inside a running runtime                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Flags of weft_dump. */
+enum {
+    WEFT_DUMP_TEXT = 0, /**< an indented tree for a person */
+    WEFT_DUMP_JSON = 1, /**< one JSON object for a program (see weft_dump) */
+};
+
+/**
+ * Writes the tree of runtime `rt` (NULL: the runtime of the calling task) to the descriptor
+ * `fd`: every live task in the scope it was spawned into, and under each task the scopes it
+ * opened, with
+ *   - for a scope: its name, policy (fail-fast, collect), shield, own and effective deadline and
+ *     the time left, whether it is cancelled and why (weft_cancel_reason, and the code its tasks
+ *     get), its max_concurrency with the children running and those waiting unstarted;
+ *   - for a task: its id, name and state: running on worker N; parked, since when and on what
+ *     (the join of which scope, a semaphore or mutex, an event, a channel or a select, a sleep
+ *     and when it wakes, a descriptor to become readable or writable, a call on the blocking
+ *     pool), with the time left when the wait has a deadline; hosting (a child its join runs
+ *     inline on its stack runs or waits there); ready (queued to run again); unstarted.
+ * Objects the program owns (semaphores, events, channels) are named by their addresses.
+ *
+ * WEFT_DUMP_JSON writes one object: {"weft_dump":1, "runtime", "pid", "now_ns" (weft_now()),
+ * "workers": [{"index", "task": id or null}], "scopes": [{"index", "addr", "name", "parent",
+ * "owner" (a task id), "root", "state", "policy", "shield", "deadline_ns",
+ * "effective_deadline_ns", "left_ns", "cancelled", "cancel_code", "cancel_reason",
+ * "max_concurrency", "running", "waiting"}], "tasks": [{"id", "name", "scope" (an index of
+ * "scopes"), "state" ("running", "parked", "hosting", "ready", "unstarted"), "inline", "worker",
+ * "hosting" (a task id), and for a parked task "on" ("join", "sleep", "sem", "event", "chan",
+ * "select", "fd_read", "fd_write", "fd_any", "blocking"), "parked_ns" (how long), "join_scope"
+ * (an index), "fd", or "object" (an address), "until_ns" and "left_ns"}]}. Times are
+ * nanoseconds; absent deadlines are null. Names are escaped, bytes outside ASCII as \u00XX.
+ *
+ * Nothing is stopped: the dump reads the records of tasks and scopes while the workers go on,
+ * so it is a picture taken over the time the dump takes to read them (about 10 ms per 100,000
+ * tasks; README.md, "When something is stuck"), in which a task that changes meanwhile shows
+ * one of its states, or is left out if it ended or started right then. No worker waits for it.
+ * What was read is written after, at the pace of `fd`; a dump holds up only the runtime's end
+ * (weft_runtime_shutdown waits for a dump in progress).
+ *
+ * Returns the number of tasks written, or -EINVAL (unknown flags, or NULL `rt` outside a task),
+ * -EBADF (`fd` is no open descriptor), -ENOMEM, -ESHUTDOWN (the runtime has ended, or is
+ * ending past the point where its workers stop), or the negative errno of a failed write
+ * (-EPIPE without a SIGPIPE: the signal is blocked on the calling thread meanwhile). A write
+ * that would block waits for the descriptor (poll).
+ * Any thread: a task (it does not suspend; the worker's thread blocks in the writes), a worker's
+ * foreign thread, a function on the blocking pool. Not from a signal handler: it allocates and
+ * locks. For a dump on a signal, see weft_config.dump_signal.
+ */
+WEFT_API int weft_dump(weft_runtime *rt, int fd, int flags);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Blocking code and foreign threads                                                           */

@@ -78,3 +78,18 @@ void weft__defer_release(weft__defer_queue *q, weft_runtime *rt)
         weft__records_free_block(rt, q->spare);
     weft__defer_init(q);
 }
+
+__attribute__((no_sanitize("thread"))) size_t weft__defer_count_racy(const weft__defer_queue *q,
+                                                                     size_t max_segs)
+{
+    size_t n = 0;
+    const weft__defer_seg *g = *(weft__defer_seg *const volatile *)&q->head;
+    for (size_t i = 0; g && i < max_segs; i++) {
+        uint32_t r = *(const volatile uint32_t *)&g->read;
+        uint32_t w = *(const volatile uint32_t *)&g->write;
+        if (w > r && w <= SEG_ENTRIES)
+            n += w - r;
+        g = *(weft__defer_seg *const volatile *)&g->next;
+    }
+    return n;
+}

@@ -47,6 +47,12 @@ int weft__defer_pop(weft__defer_queue *q, weft_runtime *rt, weft__defer_entry *o
 
 void weft__defer_release(weft__defer_queue *q, weft_runtime *rt);
 
+/** The entries waiting in `q`, read racily from any thread (for a dump of the tree, dump.c):
+ *  segments are blocks, never given back while the runtime lives, so the walk reads memory of
+ *  the right kind even when the queue changes under it; the count may be off by what changed,
+ *  and the walk stops after `max_segs` segments. */
+size_t weft__defer_count_racy(const weft__defer_queue *q, size_t max_segs);
+
 /** Gives the queue's segments back; it must be empty (every deferred child ran before the
  *  join). Inline: every scope ends here, and most never deferred a child. */
 static inline void weft__defer_fini(weft__defer_queue *q, weft_runtime *rt)

@@ -43,18 +43,20 @@ uint64_t weft__records_id_slow(weft__worker *w)
 typedef struct task_chunk {
     struct task_chunk *next;
     size_t bytes;
+    int records; /* of task records (else of blocks): for weft__records_walk */
 } task_chunk;
 
 /* Maps a chunk and registers it with the runtime (chunks stay in the runtime until it is
  * destroyed: a stale pointer to a task record always points to a record). NULL when out of
  * memory. */
-static task_chunk *new_chunk(weft_runtime *rt, int huge)
+static task_chunk *new_chunk(weft_runtime *rt, int huge, int records)
 {
     size_t bytes = huge ? HUGE_CHUNK_BYTES : SMALL_CHUNK_BYTES;
     task_chunk *c = huge ? weft__huge_take(&rt->huge, bytes) : weft__alloc_map(bytes, 0);
     if (!c)
         return NULL;
     c->bytes = bytes;
+    c->records = records;
     weft__lock_acquire(&rt->chunk_lock);
     c->next = rt->chunks;
     rt->chunks = c;
@@ -65,7 +67,7 @@ static task_chunk *new_chunk(weft_runtime *rt, int huge)
 /* A new chunk of records: returns the first record's address and sets *end past the last. */
 static char *new_record_chunk(weft_runtime *rt, int huge, char **end)
 {
-    task_chunk *c = new_chunk(rt, huge);
+    task_chunk *c = new_chunk(rt, huge, 1);
     if (!c)
         return NULL;
     char *mem = (char *)c;
@@ -106,7 +108,7 @@ void *weft__records_alloc_block(weft_runtime *rt)
     weft__lock_release(&rt->chunk_lock);
     if (b)
         return b;
-    task_chunk *c = new_chunk(rt, huge);
+    task_chunk *c = new_chunk(rt, huge, 0);
     if (!c)
         return NULL;
     /* The first page holds the chunk's header; blocks start at the second. */
@@ -253,10 +255,30 @@ void weft__records_free_task_on(weft__worker *w, weft__task *t)
         weft__records_free_task_own(w, t);
         return;
     }
+    t->flags = WEFT__TASK_FREE;
     weft__lock_acquire(&rt->chunk_lock);
     t->next = rt->spare_tasks;
     rt->spare_tasks = t;
     weft__lock_release(&rt->chunk_lock);
+}
+
+/* Reads records other threads write, on purpose and without a lock (see records.h): plain loads,
+ * kept out of ThreadSanitizer's sight. Chunks are only ever added, at the head, under the lock,
+ * each complete before it is linked: the walk takes the head under the lock and the rest as it
+ * is. */
+__attribute__((no_sanitize("thread"))) void
+weft__records_walk(weft_runtime *rt, void (*fn)(weft__task *t, void *arg), void *arg)
+{
+    weft__lock_acquire(&rt->chunk_lock);
+    task_chunk *c = rt->chunks;
+    weft__lock_release(&rt->chunk_lock);
+    for (; c; c = c->next) {
+        if (!c->records)
+            continue;
+        char *end = (char *)c + 64 + (c->bytes - 64) / TASK_RECORD_SIZE * TASK_RECORD_SIZE;
+        for (char *p = (char *)c + 64; p < end; p += TASK_RECORD_SIZE)
+            fn((weft__task *)p, arg);
+    }
 }
 
 size_t weft__records_mapped_bytes(weft_runtime *rt)

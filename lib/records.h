@@ -76,6 +76,7 @@ void weft__records_give_batch(weft__worker *w, weft_runtime *rt);
  *  every child run inside a join ends here. */
 static inline void weft__records_free_task_own(weft__worker *w, weft__task *t)
 {
+    t->flags = WEFT__TASK_FREE;
     t->next = w->task_cache;
     w->task_cache = t;
     if (++w->task_cache_count > WEFT__TASK_CACHE_MAX)
@@ -91,6 +92,12 @@ void weft__records_free_block(weft_runtime *rt, void *b);
 /** The bytes of every chunk `rt` has mapped for task records and blocks so far: what its records
  *  cost until it ends. Any thread; for tests. */
 size_t weft__records_mapped_bytes(weft_runtime *rt);
+
+/** Calls fn(t, arg) for every task record `rt` has carved so far: live tasks, free records and
+ *  never-used ones (zeroed: id 0) alike, which fn tells apart (WEFT__TASK_FREE). Any thread,
+ *  while the runtime lives; takes the chunk lock only to read where the chunks start. The
+ *  records change under the walk: fn reads them racily, and must check what it read. */
+void weft__records_walk(weft_runtime *rt, void (*fn)(weft__task *t, void *arg), void *arg);
 
 /** A released scope record (clean, see scope.c) from the runtime's spare ones, or NULL: for a
  *  worker whose own cache is empty, or a thread that is no worker. Any thread. */

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,6 +17,7 @@
 
 #include "alloc.h"
 #include "blocking.h"
+#include "dump.h"
 #include "futex.h"
 #include "inject.h"
 #include "records.h"
@@ -155,7 +157,8 @@ static int resolve_config(weft_config *c, const weft_config *cfg)
     if (cfg)
         *c = *cfg;
     if (c->workers > WEFT__MAX_WORKERS || (c->stack_size && c->stack_size < 16 * 1024) ||
-        c->stack_size > ((size_t)1 << 32) || c->blocking_idle_ns < 0)
+        c->stack_size > ((size_t)1 << 32) || c->blocking_idle_ns < 0 || c->dump_signal < 0 ||
+        c->dump_signal >= NSIG || c->dump_signal == SIGKILL || c->dump_signal == SIGSTOP)
         return -EINVAL;
     if (!c->workers)
         c->workers = default_workers();
@@ -181,6 +184,7 @@ static int init_runtime(weft_runtime **out, const weft_config *c)
     rt->cfg = *c;
     rt->nworkers = c->workers;
     rt->chaos = chaos_seed_from_env();
+    weft__dump_init(rt);
     weft__lock_init(&rt->inject_lock);
     weft__lock_init(&rt->chunk_lock);
     weft__stack_pool_init(&rt->stacks, c->stack_size);
@@ -220,6 +224,8 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
     if (rc != 0)
         return rc;
     rc = start_workers(rt);
+    if (rc == 0)
+        rc = weft__dump_register(rt);
     if (rc != 0) {
         weft__runtime_stop(rt);
         return rc;
@@ -232,6 +238,7 @@ int weft__runtime_create(weft_runtime **out, const weft_config *cfg)
 /* Stops the workers and frees everything the runtime holds but the weft_runtime itself. */
 static void release_runtime(weft_runtime *rt)
 {
+    weft__dump_unregister(rt); /* before anything a dump reads is freed */
     weft__watchdog_stop(rt);
     stop_workers(rt);
     weft__poll_destroy(&rt->poller);

@@ -65,6 +65,11 @@ struct weft_runtime {
     pthread_t watchdog;
     int watchdog_running;
     _Atomic uint32_t watchdog_wake;
+    /* Dumps of the tree (dump.c): held by a dump for its length, and by the runtime's end
+     * before it frees what a dump reads; `dump_closed` from then on. */
+    pthread_mutex_t dump_lock;
+    int dump_closed;
+    weft_runtime *dump_next; /* the process's list of runtimes (dump.c) */
 };
 
 #define WEFT__MAX_WORKERS 256

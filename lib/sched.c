@@ -65,6 +65,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "inject.h"
@@ -614,6 +615,12 @@ uint32_t weft__sched_park(weft__task *t)
             atomic_compare_exchange_strong_explicit(&t->park_sync, &one, 0, memory_order_acq_rel,
                                                     memory_order_relaxed))
             break;
+        /* For a dump of the tree (since when it waits): the coarse clock, a read of the vDSO's
+         * last tick with no TSC read, so that a park pays little for it. Ticks lag weft_now() by
+         * at most a few milliseconds, enough to say how long a task has waited. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        t->parked_at = (weft_time)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
         weft__worker *w = weft__sched_worker();
         w->after = weft__sched_chaos_hit(w, 8) ? WEFT__AFTER_SPURIOUS : WEFT__AFTER_PARK;
         w->after_task = t;

@@ -90,6 +90,8 @@ typedef struct weft__task {
      * which an observer must check first; stale otherwise, never cleared. */
     uint8_t wait_on;
     const void *wait_obj;
+    weft_time parked_at;  /* when it last parked (coarse clock, weft__sched_park) */
+    weft_time wait_until; /* the deadline of its last weft__wait_park, WEFT_NEVER for none */
     void *tsan_fiber;
     char name[WEFT__TASK_NAME_MAX];
 } weft__task;
@@ -100,6 +102,9 @@ enum {
     WEFT__TASK_SUBMITTED = 8,     /* the task a submission (or weft_run) waits for */
     WEFT__TASK_STACK_HELD = 16,   /* unstarted, and `stack` was set aside for it when it was
                                    * queued (weft__sched_hold_stack): it starts on that one */
+    WEFT__TASK_FREE = 32,         /* in a cache or spare list, no task: set by the records' free,
+                                   * cleared by a spawn's reset. A walk over the chunks (dump.c)
+                                   * tells live records from free ones by it. */
 };
 
 /** Notes what `t` is about to wait on (weft__wait_enter does it for every wait; a join does it

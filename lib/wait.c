@@ -32,6 +32,7 @@ int weft__wait_end(int why, weft_scope *cs)
 
 int weft__wait_park(weft__task *t, weft_scope *cs, weft_time deadline)
 {
+    t->wait_until = deadline; /* for a dump of the tree: a sleep's end, a wait's timeout */
     if (cs) {
         int code = weft__scope_park_register(cs, t);
         if (code)
