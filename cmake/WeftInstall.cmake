@@ -27,6 +27,13 @@ install(TARGETS weft weft_static
     NAMELINK_COMPONENT development
   ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT development)
 
+# The gdb commands (tools/weft-gdb.py: `weft tasks`, `weft bt ID`) beside the shared library, named
+# as gdb's auto-loading looks for them: <the library's real file name>-gdb.py.
+install(FILES "${PROJECT_SOURCE_DIR}/tools/weft-gdb.py"
+  DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+  RENAME "libweft.so.${PROJECT_VERSION}-gdb.py"
+  COMPONENT runtime)
+
 install(FILES "${PROJECT_SOURCE_DIR}/include/weft.h"
   DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}" COMPONENT development)
 
