@@ -296,7 +296,12 @@ static void take_all(dump *d)
     weft__records_walk(rt, take_task, d);
     if (d->err)
         return;
-    qsort(d->tasks, d->ntasks, sizeof(dtask), by_id);
+    /* Records are carved, and ids handed out, mostly in the same order: often sorted already. */
+    size_t k = 1;
+    while (k < d->ntasks && d->tasks[k - 1].id < d->tasks[k].id)
+        k++;
+    if (k < d->ntasks)
+        qsort(d->tasks, d->ntasks, sizeof(dtask), by_id);
     for (size_t i = 0; i < d->ntasks && !d->err; i++) {
         if (map_put(&d->task_map, d->tasks[i].rec, (int)i) != 0)
             d->err = -ENOMEM;
@@ -373,32 +378,50 @@ static void __attribute__((format(printf, 2, 3))) outf(out *o, const char *fmt, 
         o->n += (size_t)k < OUT_BYTES - o->n ? (size_t)k : OUT_BYTES - o->n - 1;
 }
 
+/* Room for `n` more bytes in the buffer (names are at most 32 bytes, 6 each escaped). */
+static char *out_room(out *o, size_t n)
+{
+    if (OUT_BYTES - o->n < n)
+        out_flush(o);
+    return o->err ? NULL : o->buf + o->n;
+}
+
 /* A name as a JSON string: quotes, backslashes and control bytes escaped; a byte outside ASCII
  * (a name cut inside a UTF-8 sequence is possible) as \u00XX. */
 static void out_json_str(out *o, const char *s)
 {
-    outf(o, "\"");
+    char *p = out_room(o, 2 + 6 * strlen(s)), *start = p;
+    if (!p)
+        return;
+    *p++ = '"';
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            outf(o, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            outf(o, "\\u%04x", c);
-        else
-            outf(o, "%c", c);
+        if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            p += snprintf(p, 7, "\\u%04x", c);
+        } else {
+            *p++ = (char)c;
+        }
     }
-    outf(o, "\"");
+    *p++ = '"';
+    o->n += (size_t)(p - start);
 }
 
 /* The same for text: printable ASCII as it is, anything else as '?'. */
 static void out_text_str(out *o, const char *s)
 {
-    outf(o, "\"");
+    char *p = out_room(o, 2 + strlen(s)), *start = p;
+    if (!p)
+        return;
+    *p++ = '"';
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        outf(o, "%c", c >= 0x20 && c < 0x7f ? c : '?');
+        *p++ = c >= 0x20 && c < 0x7f ? (char)c : '?';
     }
-    outf(o, "\"");
+    *p++ = '"';
+    o->n += (size_t)(p - start);
 }
 
 static const char *policy_name(int p)
