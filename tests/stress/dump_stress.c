@@ -173,7 +173,7 @@ int main(int argc, char **argv)
 
     /* Part 1. */
     CHECK(weft_sem_create(&sem, 2) == 0, "sem");
-    CHECK(weft_runtime_start(&rt, &(weft_config){.workers = 4}) == 0, "start");
+    CHECK(weft_runtime_start(&rt, &(weft_config){.workers = 4, .watchdog_ns = -1}) == 0, "start");
     pthread_t th[2];
     for (long i = 0; i < 2; i++)
         pthread_create(&th[i], NULL, dumper, (void *)(intptr_t)i);
