@@ -911,10 +911,10 @@ enum {
  * nanoseconds; absent deadlines are null. Names are escaped, bytes outside ASCII as \u00XX.
  *
  * Nothing is stopped: the dump reads the records of tasks and scopes while the workers go on,
- * so it is a picture taken over the time the dump takes to read them (about 10 ms per 100,000
- * tasks; README.md, "When something is stuck"), in which a task that changes meanwhile shows
- * one of its states, or is left out if it ended or started right then. No worker waits for it.
- * What was read is written after, at the pace of `fd`; a dump holds up only the runtime's end
+ * so it is a picture taken over the time the dump takes to read them (tens of milliseconds for
+ * 100,000 tasks; README.md, "When something is stuck"), in which a task that changes meanwhile
+ * shows one of its states, or is left out if it ended or started right then. No worker waits for
+ * it. What was read is written after, at the pace of `fd`; a dump holds up only the runtime's end
  * (weft_runtime_shutdown waits for a dump in progress).
  *
  * Returns the number of tasks written, or -EINVAL (unknown flags, or NULL `rt` outside a task),
@@ -922,9 +922,10 @@ enum {
  * ending past the point where its workers stop), or the negative errno of a failed write
  * (-EPIPE without a SIGPIPE: the signal is blocked on the calling thread meanwhile). A write
  * that would block waits for the descriptor (poll).
- * Any thread: a task (it does not suspend; the worker's thread blocks in the writes), a worker's
- * foreign thread, a function on the blocking pool. Not from a signal handler: it allocates and
- * locks. For a dump on a signal, see weft_config.dump_signal.
+ * Any thread: a task (it does not suspend: its worker's thread blocks in the writes, so a task
+ * should dump into a file or a pipe that is read), a foreign thread, a function on the blocking
+ * pool. Not from a signal handler: it allocates and locks. For a dump on a signal, see
+ * weft_config.dump_signal.
  */
 WEFT_API int weft_dump(weft_runtime *rt, int fd, int flags);
 

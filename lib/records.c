@@ -40,6 +40,8 @@ uint64_t weft__records_id_slow(weft__worker *w)
 
 #define TASK_RECORD_SIZE ((sizeof(weft__task) + 63) & ~(size_t)63)
 
+/* Its layout is also read through weft__dump_layout (dump.c) by tools/weft-gdb.py: change both
+ * together. */
 typedef struct task_chunk {
     struct task_chunk *next;
     size_t bytes;
