@@ -28,6 +28,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -37,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sys/uio.h>
 
@@ -565,6 +567,25 @@ ROWFN(r_wait_past_null_status, weft_handle_wait(f->handle, weft_now() - 1, NULL)
 ROWFN(r_handle_cancel_null, weft_handle_cancel(NULL))
 ROWFN(r_handle_release_null, weft_handle_release(NULL))
 
+/* weft_dump into /dev/null: 1 for any count of tasks, else the code. */
+static long dump_to_null(weft_runtime *rt, int flags)
+{
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    long rc = weft_dump(rt, fd, flags);
+    close(fd);
+    return rc >= 0 ? 1 : rc;
+}
+ROWFN(r_dump_own, dump_to_null(NULL, WEFT_DUMP_TEXT))
+ROWFN(r_dump_rt, dump_to_null(f->rt, WEFT_DUMP_JSON))
+ROWFN(r_dump_bad_flags, dump_to_null(f->rt, 4))
+ROWFN(r_dump_bad_fd, weft_dump(f->rt, -1, WEFT_DUMP_TEXT))
+static long r_dump_closed_fd(fixture *f)
+{
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    close(fd);
+    return weft_dump(f->rt, fd, WEFT_DUMP_JSON);
+}
+
 static const row rows[] = {
     /* fn, input, call, outside a task, in a task */
     {"weft_now", "(any thread) is positive", r_now, 1, 1},
@@ -744,6 +765,11 @@ static const row rows[] = {
     {"weft_blocking", "NULL fn", r_blocking_null_fn, SKIP, -EINVAL},
     {"weft_blocking", "NULL result", r_blocking_null_result, -EPERM, 0},
     {"weft_blocking_cancelled", "not cancelled: 0", r_blocking_cancelled, 0, 0},
+    {"weft_dump", "NULL runtime: the caller's", r_dump_own, -EINVAL, 1},
+    {"weft_dump", "a runtime, JSON", r_dump_rt, 1, 1},
+    {"weft_dump", "unknown flags", r_dump_bad_flags, -EINVAL, -EINVAL},
+    {"weft_dump", "fd -1", r_dump_bad_fd, -EBADF, -EBADF},
+    {"weft_dump", "a closed fd", r_dump_closed_fd, -EBADF, -EBADF},
     {"weft_submit", "NULL runtime", r_submit_null_rt, -EINVAL, -EINVAL},
     {"weft_submit", "NULL fn", r_submit_null_fn, -EINVAL, -EINVAL},
     {"weft_submit", "NULL out", r_submit_null_out, -EINVAL, -EINVAL},
