@@ -92,7 +92,10 @@ typedef struct ptrmap {
 } ptrmap;
 
 typedef struct dump {
-    weft_runtime *rt;
+    weft_runtime *rt; /* read while the dump holds its lock only: the writing reads the rest */
+    const weft_scope *root;
+    unsigned nworkers;
+    int worker_task[WEFT__MAX_WORKERS]; /* the index of the task each worker runs, or -1 */
     int err;
     dtask *tasks;
     size_t ntasks, task_cap;
@@ -100,6 +103,7 @@ typedef struct dump {
     size_t nscopes, scope_cap;
     ptrmap task_map, scope_map;
     weft_time now;
+    struct dump *next; /* the dump thread's list of dumps to write */
 } dump;
 
 static size_t hash_ptr(const void *p)
@@ -292,6 +296,8 @@ static NO_TSAN const weft__task *worker_current(weft__worker *w)
 static void take_all(dump *d)
 {
     weft_runtime *rt = d->rt;
+    d->root = rt->root_scope;
+    d->nworkers = rt->nworkers;
     add_scope(d, rt->root_scope);
     weft__records_walk(rt, take_task, d);
     if (d->err)
@@ -327,8 +333,9 @@ static void take_all(dump *d)
         d->scopes[i].parent_ix = p == (int)i ? -1 : p;
         d->scopes[i].owner_ix = map_get(&d->task_map, d->scopes[i].owner);
     }
-    for (unsigned i = 0; i < rt->nworkers; i++) {
+    for (unsigned i = 0; i < d->nworkers; i++) {
         int ix = map_get(&d->task_map, worker_current(&rt->workers[i]));
+        d->worker_task[i] = ix;
         if (ix >= 0)
             d->tasks[ix].worker = (int)i;
     }
@@ -506,11 +513,10 @@ static void json_time(out *o, const char *key, weft_time t)
 
 static void write_json(const dump *d, out *o)
 {
-    const weft_runtime *rt = d->rt;
     outf(o, "{\"weft_dump\":1,\"runtime\":\"%p\",\"pid\":%ld,\"now_ns\":%" PRId64 ",\"workers\":[",
-         (const void *)rt, (long)getpid(), (int64_t)d->now);
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        int ix = map_get(&d->task_map, worker_current(&rt->workers[i]));
+         (const void *)d->rt, (long)getpid(), (int64_t)d->now);
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        int ix = d->worker_task[i];
         outf(o, "%s{\"index\":%u,\"task\":", i ? "," : "", i);
         if (ix >= 0)
             outf(o, "%" PRIu64 "}", d->tasks[ix].id);
@@ -534,8 +540,8 @@ static void write_json(const dump *d, out *o)
         else
             outf(o, "null");
         outf(o, ",\"root\":%s,\"state\":\"%s\",\"policy\":\"%s\",\"shield\":%s",
-             s->rec == rt->root_scope ? "true" : "false", state_scope(s->state),
-             policy_name(s->policy), s->shield ? "true" : "false");
+             s->rec == d->root ? "true" : "false", state_scope(s->state), policy_name(s->policy),
+             s->shield ? "true" : "false");
         weft_time eff = effective_deadline(d, (int)i);
         json_time(o, "deadline_ns", s->own_deadline);
         json_time(o, "effective_deadline_ns", eff);
@@ -606,7 +612,7 @@ static void text_scope(const dump *d, out *o, int ix, int depth)
 {
     const dscope *s = &d->scopes[ix];
     outf(o, "%*sscope #%d ", depth * 2, "", ix);
-    if (s->rec == d->rt->root_scope)
+    if (s->rec == d->root)
         outf(o, "(runtime root) ");
     else if (s->name[0]) {
         out_text_str(o, s->name);
@@ -707,12 +713,11 @@ static void text_task(const dump *d, out *o, int ix, int depth)
  * written at the end. */
 static int write_text(const dump *d, out *o)
 {
-    const weft_runtime *rt = d->rt;
     size_t nt = d->ntasks, ns = d->nscopes, nodes = nt + ns;
-    outf(o, "weft dump: runtime %p, pid %ld, %u workers, %zu tasks, %zu scopes\n", (const void *)rt,
-         (long)getpid(), rt->nworkers, nt, ns);
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        int ix = map_get(&d->task_map, worker_current(&rt->workers[i]));
+    outf(o, "weft dump: runtime %p, pid %ld, %u workers, %zu tasks, %zu scopes\n",
+         (const void *)d->rt, (long)getpid(), d->nworkers, nt, ns);
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        int ix = d->worker_task[i];
         if (ix >= 0)
             outf(o, "worker %u: task %" PRIu64 "\n", i, d->tasks[ix].id);
         else
@@ -828,6 +833,37 @@ static int write_dump(const dump *d, int fd, int flags)
     return rc;
 }
 
+/* Takes the tree of `rt` into *d (zeroed by the caller; dump_free frees what it holds): 0,
+ * -ESHUTDOWN or -ENOMEM. The runtime is read under its dump lock only: what is written after
+ * is the copy, so a slow reader of the descriptor holds up neither the runtime's end nor, for
+ * the dump signal, other runtimes. */
+static int dump_take(weft_runtime *rt, dump *d)
+{
+    pthread_mutex_lock(&rt->dump_lock);
+    if (rt->dump_closed) {
+        pthread_mutex_unlock(&rt->dump_lock);
+        return -ESHUTDOWN;
+    }
+    d->rt = rt;
+    d->now = weft_now();
+    take_all(d);
+    pthread_mutex_unlock(&rt->dump_lock);
+    return d->err;
+}
+
+static void dump_free(dump *d)
+{
+    free(d->tasks);
+    free(d->scopes);
+    map_free(&d->task_map);
+    map_free(&d->scope_map);
+}
+
+static int dump_count(const dump *d)
+{
+    return d->ntasks > INT32_MAX ? INT32_MAX : (int)d->ntasks;
+}
+
 int weft_dump(weft_runtime *rt, int fd, int flags)
 {
     if (flags & ~WEFT_DUMP_JSON)
@@ -840,23 +876,17 @@ int weft_dump(weft_runtime *rt, int fd, int flags)
     }
     if (fd < 0 || fcntl(fd, F_GETFL) < 0)
         return -EBADF;
-    pthread_mutex_lock(&rt->dump_lock);
-    if (rt->dump_closed) {
-        pthread_mutex_unlock(&rt->dump_lock);
-        return -ESHUTDOWN;
-    }
-    dump d = {.rt = rt};
-    d.now = weft_now();
-    take_all(&d);
-    pthread_mutex_unlock(&rt->dump_lock);
-    /* Written after the lock: what was taken is a copy, and a slow reader of `fd` must not hold
-     * the runtime's end. */
-    int rc = d.err ? d.err : write_dump(&d, fd, flags);
-    free(d.tasks);
-    free(d.scopes);
-    map_free(&d.task_map);
-    map_free(&d.scope_map);
-    return rc < 0 ? rc : (int)(d.ntasks > INT32_MAX ? INT32_MAX : d.ntasks);
+    dump *d = weft__alloc_calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    int rc = dump_take(rt, d);
+    if (rc == 0)
+        rc = write_dump(d, fd, flags);
+    if (rc == 0)
+        rc = dump_count(d);
+    dump_free(d);
+    free(d);
+    return rc;
 }
 
 /* ---- the process's runtimes and the dump signal ------------------------------------------- */
@@ -929,13 +959,30 @@ static void *dump_thread(void *arg)
         for (ssize_t i = 0; i < n; i++)
             if (sigs[i] < NSIG)
                 want[sigs[i]] = 1;
+        /* Taken under the list's lock (a runtime on it is alive), written after it. */
+        dump *todo = NULL, **tail = &todo;
         pthread_mutex_lock(&registry_lock);
         for (weft_runtime *rt = weft__dump_runtimes; rt; rt = rt->dump_next) {
             int s = rt->cfg.dump_signal;
-            if (s > 0 && s < NSIG && want[s])
-                weft_dump(rt, STDERR_FILENO, WEFT_DUMP_TEXT);
+            if (s <= 0 || s >= NSIG || !want[s])
+                continue;
+            dump *d = weft__alloc_calloc(1, sizeof(*d));
+            if (d && dump_take(rt, d) == 0) {
+                *tail = d;
+                tail = &d->next;
+            } else if (d) {
+                dump_free(d);
+                free(d);
+            }
         }
         pthread_mutex_unlock(&registry_lock);
+        while (todo) {
+            dump *d = todo;
+            todo = d->next;
+            write_dump(d, STDERR_FILENO, WEFT_DUMP_TEXT);
+            dump_free(d);
+            free(d);
+        }
     }
 }
 

@@ -130,8 +130,12 @@ static __attribute__((noinline)) weft_scope *scope_alloc_new(weft_runtime *rt)
     /* Whole cache lines: records in use on different workers must not share one (the owner's
      * atomics on `balance` would bounce between cores). */
     weft_scope *s = weft__alloc_aligned(64, sizeof(*s));
-    if (s)
+    if (s) {
+        /* Zeroed: a dump (dump.c) reading a new record racily finds NULL where its owner has
+         * not written yet, never a stray pointer. */
+        memset(s, 0, sizeof(*s));
         scope_init_clean(s, rt);
+    }
     return s;
 }
 
