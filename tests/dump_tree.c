@@ -55,8 +55,8 @@ static int fdpipe[2], blockpipe[2];
 static atomic_int arrived, spin_started, spin_stop;
 static int dump_flags;
 
-/* gdb's test reads these: the id of a task parked in a known function. */
-volatile uint64_t dump_tree_sleeper_id;
+/* gdb's test reads these: the ids of a task parked in a known function, and of a running one. */
+volatile uint64_t dump_tree_sleeper_id, dump_tree_spinner_id;
 
 /* Called once the tree is built, before the dump: gdb's test stops here. */
 __attribute__((noinline)) void dump_tree_built(void);
@@ -134,6 +134,7 @@ static int queued(void *arg)
 static int spinner(void *arg)
 {
     (void)arg;
+    dump_tree_spinner_id = weft_task_id();
     atomic_store(&spin_started, 1);
     while (!atomic_load(&spin_stop))
         weft_checkpoint();

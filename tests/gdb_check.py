@@ -32,7 +32,7 @@ def main():
            "-ex", "run",
            "-ex", "weft tasks",
            "-ex", "weft bt dump_tree_sleeper_id",
-           "-ex", "weft bt 3",
+           "-ex", "weft bt dump_tree_spinner_id",
            "-ex", "weft bt 999999999",
            "-ex", "bt 2",
            "-ex", "kill",
@@ -47,8 +47,8 @@ def main():
     expect(r"hit Breakpoint 1, .* in dump_tree_built", "the program stopped where the tree is built")
     # weft tasks: every task, with what it waits on.
     expect(r"^\s+1\s+root\s+running on worker [01]$", "the root task running")
-    expect(r"^\s+3\s+spinner\s+running on worker [01]$", "the spinner running")
-    expect(r"^\s+2\s+doomer\s+parked: join of scope \"doomed\"$", "the doomer on its join")
+    expect(r"^\s+\d+\s+spinner\s+running on worker [01]$", "the spinner running")
+    expect(r"^\s+\d+\s+doomer\s+parked: join of scope \"doomed\"$", "the doomer on its join")
     expect(r"^\s+\d+\s+sleeper\s+parked: sleep$", "the sleeper")
     expect(r"^\s+\d+\s+semwaiter\s+parked: semaphore 0x[0-9a-f]+$", "the semaphore's waiter")
     expect(r"^\s+\d+\s+blocker\s+parked: blocking call 0x[0-9a-f]+$", "the blocking call")
@@ -68,7 +68,9 @@ def main():
             fail("the sleeper's backtrace lacks %s" % fn, out)
     if frames.find("sched_park") > frames.find(" sleeper ("):
         fail("the park is not the innermost frame", out)
-    expect(r"weft: task 3 runs on worker [01]: select that worker's thread", "a running task refused")
+    spinner = re.search(r"^\s+(\d+)\s+spinner\s", out, re.M).group(1)
+    expect(r"weft: task %s runs on worker [01]: select that worker's thread" % spinner,
+           "a running task refused")
     expect(r"weft: no live task 999999999", "an unknown id refused")
     # The stopped thread's registers are its own again.
     expect(r"^#0 .* in dump_tree_built \(\)\n#1 .* in tree_main \(\)", "registers put back")
