@@ -215,8 +215,8 @@ static int tree_main(void *arg)
     CHECK(n == 11); /* root, doomer, spinner and the eight waiters */
 
     atomic_store(&spin_stop, 1);
-    CHECK(write(blockpipe[1], "x", 1) == 1);
     CHECK(weft_scope_cancel(l1) == 0);
+    CHECK(write(blockpipe[1], "x", 1) == 1); /* after the cancel: the blocker sees it */
     CHECK(weft_scope_join(l1) == -ECANCELED); /* every child returned 0 */
     CHECK(weft_scope_error_count(l1) == 0);
     CHECK(weft_scope_release(l1) == 0);
