@@ -216,7 +216,7 @@ static int tree_main(void *arg)
 
     atomic_store(&spin_stop, 1);
     CHECK(weft_scope_cancel(l1) == 0);
-    CHECK(write(blockpipe[1], "x", 1) == 1); /* after the cancel: the blocker sees it */
+    CHECK(write(blockpipe[1], "x", 1) == 1);  /* after the cancel: the blocker sees it */
     CHECK(weft_scope_join(l1) == -ECANCELED); /* every child returned 0 */
     CHECK(weft_scope_error_count(l1) == 0);
     CHECK(weft_scope_release(l1) == 0);
