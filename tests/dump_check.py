@@ -42,7 +42,7 @@ def check_json(out, fd):
     expect(d.get("weft_dump") == 1, "no weft_dump version")
     expect(len(d["workers"]) == 2, "two workers")
     tasks = {t["name"]: t for t in d["tasks"]}
-    expect(len(d["tasks"]) == 11, "11 tasks, got %d" % len(d["tasks"]))
+    expect(len(d["tasks"]) == 13, "13 tasks, got %d" % len(d["tasks"]))
     scopes = {s["name"]: s for s in d["scopes"] if s["name"]}
     for name in ("level1", "level2", "level3", "doomed"):
         expect(name in scopes, "scope %s" % name)
@@ -80,6 +80,10 @@ def check_json(out, fd):
     expect(parked("inner", "join", "level2")["join_scope"] == ix["level3"], "inner joins level3")
     parked("eventwaiter", "event", "level3")
     expect(parked("fdwaiter", "fd_read", "level3")["fd"] == fd, "fdwaiter's descriptor")
+    parked("selecter", "select", "level3")
+    late = tasks["latecomer"]
+    expect(late["state"] == "unstarted" and late["scope"] == ix["level1"] and "on" not in late,
+           "latecomer unstarted: %s" % late)
     dm = tasks["doomer"]
     expect(dm["state"] == "parked" and dm["on"] == "join" and dm["join_scope"] == ix["doomed"],
            "doomer joins doomed: %s" % dm)
@@ -117,7 +121,7 @@ def check_text(out, fd):
     def depth(l):
         return len(l) - len(l.lstrip(" "))
 
-    line(r"^weft dump: runtime 0x[0-9a-f]+, pid \d+, 2 workers, 11 tasks, 6 scopes$")
+    line(r"^weft dump: runtime 0x[0-9a-f]+, pid \d+, 2 workers, 13 tasks, 6 scopes$")
     _, root = line(r'^\s+task 1 "root" running on worker [01]$')
     _, l1 = line(r'scope #\d+ "level1" fail-fast, deadline in 3\d\d\d\.\d{3} s$')
     line(r'task \d+ "sleeper" parked for \d+\.\d{3} s: sleep, wakes in 3\d\d\d\.\d{3} s$')
@@ -131,6 +135,8 @@ def check_text(out, fd):
     _, l3 = line(r'scope #\d+ "level3" fail-fast')
     line(r'task \d+ "eventwaiter" parked for .*: event 0x[0-9a-f]+$')
     line(r'task \d+ "fdwaiter" parked for .*: fd %d readable$' % fd)
+    line(r'task \d+ "selecter" parked for .*: select \(operations at 0x[0-9a-f]+\)$')
+    line(r'task \d+ "latecomer" unstarted$')
     line(r'scope #\d+ "doomed" fail-fast, cancelled \(explicit, -ECANCELED\)$')
     line(r'task \d+ "spinner" running on worker [01]$')
     # Nesting: each level two columns (a task, then its scope) deeper than the one above.

@@ -19,7 +19,9 @@
  *         level2 (collect, max_concurrency 2), opened by joiner (parked on its join):
  *           chanwaiter (an empty channel), inner, and one child waiting unstarted:
  *             level3, opened by inner (parked on its join):
- *               eventwaiter (an event nobody sets), fdwaiter (a pipe nobody writes to)
+ *               eventwaiter (an event nobody sets), fdwaiter (a pipe nobody writes to),
+ *               selecter (a select of two empty channels)
+ *       latecomer (spawned right before the dump: unstarted)
  *     doomer (parked on the join of doomed):
  *       doomed (cancelled): spinner (running on the other worker, ignoring the cancel, until main
  *       lets it go)
@@ -50,7 +52,7 @@
 
 static weft_sem *sem;
 static weft_event *ev;
-static weft_chan *ch;
+static weft_chan *ch, *ch2;
 static int fdpipe[2], blockpipe[2];
 static atomic_int arrived, spin_started, spin_stop;
 static int dump_flags;
@@ -117,6 +119,22 @@ static int eventwaiter(void *arg)
     return weft_event_wait(ev) == -ECANCELED ? 0 : 1;
 }
 
+static int selecter(void *arg)
+{
+    (void)arg;
+    int a, b;
+    weft_select_op ops[2] = {{.chan = ch, .kind = WEFT_SELECT_RECV, .item = &a},
+                             {.chan = ch2, .kind = WEFT_SELECT_RECV, .item = &b}};
+    atomic_fetch_add(&arrived, 1);
+    return weft_select(ops, 2, 0) == -ECANCELED ? 0 : 1;
+}
+
+static int latecomer(void *arg)
+{
+    (void)arg;
+    return weft_checkpoint() == -ECANCELED ? 0 : 1;
+}
+
 static int fdwaiter(void *arg)
 {
     (void)arg;
@@ -154,7 +172,8 @@ static int inner(void *arg)
     int before = atomic_load(&arrived);
     CHECK(spawn_named(l3, eventwaiter, "eventwaiter") == 0);
     CHECK(spawn_named(l3, fdwaiter, "fdwaiter") == 0);
-    wait_for(&arrived, before + 2);
+    CHECK(spawn_named(l3, selecter, "selecter") == 0);
+    wait_for(&arrived, before + 3);
     atomic_fetch_add(&arrived, 1);
     int rc = weft_scope_join(l3);
     weft_scope_release(l3);
@@ -172,7 +191,7 @@ static int joiner(void *arg)
     CHECK(spawn_named(l2, chanwaiter, "chanwaiter") == 0);
     CHECK(spawn_named(l2, inner, "inner") == 0);
     CHECK(weft_spawn(l2, queued, NULL) == 0); /* no slot left: waits unstarted */
-    wait_for(&arrived, before + 4);           /* chanwaiter, inner and inner's two */
+    wait_for(&arrived, before + 5);           /* chanwaiter, inner and inner's three */
     atomic_fetch_add(&arrived, 1);
     int rc = weft_scope_join(l2);
     weft_scope_release(l2);
@@ -208,11 +227,14 @@ static int tree_main(void *arg)
     CHECK(spawn_named(l1, semwaiter, "semwaiter") == 0);
     CHECK(spawn_named(l1, blocker, "blocker") == 0);
     CHECK(spawn_named(l1, joiner, "joiner") == 0);
-    wait_for(&arrived, 9);
+    wait_for(&arrived, 10);
+    /* Spawned last, with no suspension point before the dump: it cannot have started (the
+     * other worker is the spinner's, and steals nothing). */
+    CHECK(spawn_named(l1, latecomer, "latecomer") == 0);
 
     dump_tree_built();
     int n = weft_dump(NULL, STDOUT_FILENO, dump_flags);
-    CHECK(n == 11); /* root, doomer, spinner and the eight waiters */
+    CHECK(n == 13); /* root, doomer, spinner, the nine waiters and the latecomer */
 
     atomic_store(&spin_stop, 1);
     CHECK(weft_scope_cancel(l1) == 0);
@@ -228,7 +250,8 @@ static int tree(int flags)
     dump_flags = flags;
     CHECK(weft_sem_create(&sem, 0) == 0);
     CHECK(weft_event_create(&ev) == 0);
-    CHECK(weft_chan_create(&ch, sizeof(int), 0) == 0);
+    CHECK(weft_chan_create(&ch, sizeof(int), 0) == 0 &&
+          weft_chan_create(&ch2, sizeof(int), 0) == 0);
     CHECK(pipe2(fdpipe, O_NONBLOCK) == 0 && pipe(blockpipe) == 0);
     fprintf(stderr, "fd %d\n", fdpipe[0]);
     weft_config cfg = {.workers = 2, .watchdog_ns = -1};
@@ -236,6 +259,7 @@ static int tree(int flags)
     weft_sem_destroy(sem);
     weft_event_destroy(ev);
     weft_chan_destroy(ch);
+    weft_chan_destroy(ch2);
     return 0;
 }
 

@@ -57,7 +57,9 @@ def main():
     expect(r"^\s+\d+\s+inner\s+parked: join of scope \"level3\"$", "inner on its join")
     expect(r"^\s+\d+\s+eventwaiter\s+parked: event 0x[0-9a-f]+$", "the event's waiter")
     expect(r"^\s+\d+\s+fdwaiter\s+parked: fd readable \(fd \d+\)$", "the descriptor's waiter")
-    expect(r"^11 tasks$", "eleven tasks")
+    expect(r"^\s+\d+\s+selecter\s+parked: select 0x[0-9a-f]+$", "the select")
+    expect(r"^\s+\d+\s+latecomer\s+unstarted$", "the latecomer")
+    expect(r"^13 tasks$", "thirteen tasks")
     # weft bt: the sleeper's own function, under the sleep and the park.
     m = re.search(r"^task (\d+) \"sleeper\" \(parked: sleep\)\n((?:#\d+ .*\n)+)", out, re.M)
     if not m:
