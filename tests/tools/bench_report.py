@@ -4,7 +4,9 @@
 every workload of tools/bench's WORKLOADS and IO_WORKLOADS (those added later too) gets its
 chart, drawn by gnuplot and referenced by report.md, the scaling runs get their speed-up chart,
 the ratios their chart; --help describes every workload; and with gnuplot missing the report
-fails and says why instead of passing without charts.
+fails and says why instead of passing without charts. Also the rayon peer's build where it
+cannot be built (no cargo, a cargo that fails): it is left out with the reason, and the run goes
+on without it.
 
     bench_report.py TOOLS_BENCH WORK_DIR
 """
@@ -36,7 +38,7 @@ def load(path):
 
 
 def canned(bench):
-    """A results document as --report saves it: weft, tbb and go on every workload, a failed
+    """A results document as --report saves it: weft, tbb, rayon and go on every workload, a failed
     cell, an n/a one, scaling runs at 1, 2 and 4 workers, every I/O case."""
     cells = []
 
@@ -47,7 +49,7 @@ def canned(bench):
     for k, wl in enumerate(bench.WORKLOADS + bench.PG_WORKLOADS):
         counts = [1, 2, 4] if wl.name in bench.SCALES else [1, 4] if wl.all_threads else [1]
         for t in counts:
-            for j, s in enumerate(("weft", "tbb", "go")):
+            for j, s in enumerate(("weft", "tbb", "rayon", "go")):
                 base = (k + 1) * (j + 1) * 0.01 / t
                 vals = {key: [base * (1 + i / 10) * (1000 if key != wl.metric else 1)
                               for i in range(3)] for key in (wl.metric,) + wl.extras}
@@ -67,7 +69,7 @@ def canned(bench):
                                           "per_cpu_s": [2e5, 2.1e5, 2.2e5]}})
     return {"format": 1, "created": "canned", "command": "bench_report.py", "nproc": 4,
             "machine": [["CPU", "canned"]], "scaling": sorted(bench.SCALES),
-            "cpu": {"systems": ["weft", "tbb", "go", "asyncio"], "missing": {},
+            "cpu": {"systems": ["weft", "tbb", "rayon", "go", "asyncio"], "missing": {},
                     "cells": cells},
             "io": {"systems": bench.IO_SYSTEMS, "missing": {}, "cells": io},
             "failures": ["pfor asyncio T=4 run 1: canned failure"]}
@@ -81,6 +83,52 @@ def chart_ok(path):
     except OSError:
         return False
     return "<svg" in svg and "gnuplot_plot_1" in svg
+
+
+def check_rayon_missing(bench, tool, work):
+    """The rayon peer without a usable toolchain: build_rayon says why instead of raising, and
+    tools/bench runs on without rayon (a table that names it as not run, exit 0)."""
+    check("rayon" in bench.CPU_SYSTEMS, "rayon is not a system of tools/bench")
+    saved = (bench.PEERS_OUT, bench.DEBIAN_REGISTRY, os.environ.get("WEFT_BENCH_CARGO"))
+    try:
+        bench.PEERS_OUT = os.path.join(work, "peers")
+        os.makedirs(bench.PEERS_OUT)
+        os.environ["WEFT_BENCH_CARGO"] = os.path.join(work, "nowhere", "cargo")
+        cmd, why = bench.build_rayon()
+        check(cmd is None and why and "nowhere/cargo" in why, f"no cargo: got {cmd}, {why}")
+
+        # A toolchain that is there but fails, and a registry that has rayon: the build runs,
+        # fails, and the reason names the rustc.
+        tc = os.path.join(work, "toolchain")
+        os.makedirs(tc)
+        for name, body in (("cargo", "echo 'error: cannot build' >&2; exit 101"),
+                           ("rustc", "echo 'rustc 0.0.1 (canned)'")):
+            with open(os.path.join(tc, name), "w") as f:
+                f.write(f"#!/bin/sh\n{body}\n")
+            os.chmod(os.path.join(tc, name), 0o755)
+        bench.DEBIAN_REGISTRY = os.path.join(work, "registry")
+        os.makedirs(os.path.join(bench.DEBIAN_REGISTRY, "rayon-1.0.0"))
+        os.environ["WEFT_BENCH_CARGO"] = os.path.join(tc, "cargo")
+        cmd, why = bench.build_rayon()
+        check(cmd is None and why and "does not build with rustc 0.0.1" in why,
+              f"a failing cargo: got {cmd}, {why}")
+        check(not os.path.exists(os.path.join(bench.PEERS_OUT, "rayon_bench")),
+              "a failed build left a rayon_bench")
+    finally:
+        bench.PEERS_OUT, bench.DEBIAN_REGISTRY = saved[0], saved[1]
+        if saved[2] is None:
+            os.environ.pop("WEFT_BENCH_CARGO", None)
+        else:
+            os.environ["WEFT_BENCH_CARGO"] = saved[2]
+
+    # The whole tool: rayon alone and not buildable is a table that says why, and exit 0.
+    env = dict(os.environ, WEFT_BENCH_CARGO=os.path.join(work, "nowhere", "cargo"))
+    p = subprocess.run([sys.executable, tool, "--no-setup", "--no-build", "--system", "rayon",
+                        "--workload", "fib-serial", "--runs", "1"], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    check(p.returncode == 0, f"tools/bench without rayon's toolchain exited {p.returncode}")
+    check("not run: rayon (no " in p.stdout and "nowhere/cargo" in p.stdout,
+          f"tools/bench does not say why rayon did not run: {p.stdout[-1000:]}")
 
 
 def main():
@@ -122,6 +170,7 @@ def main():
     check("FAILED (1/2)" in md, "the failed cell does not show as FAILED")
     check("canned failure" in md, "the failed run is not listed")
     check("| weft | 1.00x" in md, "no speed-up table")
+    check("| rayon | 1.00x" in md and "weft/rayon" in md, "rayon is not in the report")
 
     # --help: one line per workload saying what it measures.
     h = subprocess.run([sys.executable, tool, "--help"], stdout=subprocess.PIPE, text=True,
@@ -138,6 +187,8 @@ def main():
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     check(p.returncode != 0, "a report without gnuplot exited 0")
     check("gnuplot is not installed" in p.stdout, f"no reason given without gnuplot: {p.stdout}")
+
+    check_rayon_missing(bench, tool, work)
 
     if failures:
         print(f"{len(failures)} check(s) failed", file=sys.stderr)
