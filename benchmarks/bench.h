@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Shared plumbing of weft_bench: the clock, RSS probes and the contract line of
  * benchmarks/README.md ("name threads=T seconds=S check=C [key=value...]").

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * echo_client --port P --server-pid PID [--conns C] [--warmup W] [--duration D] [--threads T]
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * What the I/O benchmark programs share (benchmarks/README.md, workloads http and echo): the
  * command line of a server, the descriptor limit, the listening socket, and the subset of

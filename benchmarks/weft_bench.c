@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * weft_bench WORKLOAD THREADS — runs one workload of benchmarks/README.md on weft and prints its
  * contract line. The exit status is non-zero when the check fails, so that tools/bench can tell

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * weft_echo [--port P] [--threads T] [--idle-ms N] — the echo workload of benchmarks/README.md
  * on weft: one task per connection, in the listener scope of weft_serve.c, that reads and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * weft_http [--port P] [--threads T] [--idle-ms N] — the http workload of benchmarks/README.md
  * on weft: HTTP/1.1 keep-alive, one task per connection, in the listener scope of weft_serve.c.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The skeleton of weft's servers (weft_serve.h).
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The skeleton of weft's servers for the I/O workloads (weft_http, weft_echo): a listener
  * scope that holds one task per connection, the accept loop, and the shutdown on SIGINT or

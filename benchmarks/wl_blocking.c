@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * blocking: the round trip of handing a trivial function to the blocking pool and getting the
  * task back, one call after another. blocking-pthread: the naive way to keep a blocking call

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * cancel: 100,000 tasks parked in an hour-long sleep; time from weft_scope_cancel until the
  * join returns, and peak RSS per parked task.

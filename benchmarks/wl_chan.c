@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Channel workloads: chan-pingpong (two tasks, rendezvous channels, round trips), pipeline
  * (source -> three stages -> sink through channels of 64) and fanout (one producer, a consumer

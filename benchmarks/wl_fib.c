@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * fib(30) with one task per call: spawn fib(n-1) as a child, compute fib(n-2) inline, join.
  * No cutoff, so the run is dominated by spawn, scope and join costs; fib-serial is the floor.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * pfor: the sum of sqrt(i) for i < 10^8 as a parallel reduce with the default grain, against
  * pfor-serial, the same loop in one plain call. Both run the loop through one noinline function,

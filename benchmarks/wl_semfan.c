@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * semfan: 100,000 tasks in one scope contend for 64 tokens; each holds its token across one
  * yield, so that holders really interleave and the waiters really park.

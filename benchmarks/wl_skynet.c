@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * skynet: a tree of 1,111,111 tasks, ten children per node, 1,000,000 leaves; every inner task
  * opens a scope, spawns its ten children into it, joins and sums what they wrote back.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * timers: how late sleeping tasks wake. 100 tasks each sleep 20 times for a random 1-10 ms;
  * every wake-up records weft_now() minus the deadline. Reports the median and the 99th

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * yield: two tasks on one worker, each yielding 1,000,000 times, so that every yield is a
  * switch to the other task. Reports nanoseconds per switch.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # cmake -DNM=<nm> -DLIB=<libweft.so> -DHEADER=<weft.h> -P CheckExports.cmake
 #
 # The shared library must export exactly the functions that the public header declares with

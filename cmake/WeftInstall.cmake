@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Install rules: libraries, the public header, a pkg-config file and a CMake package.
 #
 #   find_package(weft 0.1 REQUIRED)

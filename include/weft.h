@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /** @file
  * weft — structured concurrency for C on a work-stealing runtime of green threads.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The allocation hook; see alloc.h. */
 #include "alloc.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Every allocation of the library goes through here, so that tests can make any one of them fail
  * (weft__alloc_fail_at) and check that each -ENOMEM path is clean: nothing half-done, nothing

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The blocking pool (blocking.c). */
 #ifndef WEFT_BLOCKING_H
 #define WEFT_BLOCKING_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Deadlines of scopes: the timer that cancels a scope when its own deadline passes, the check a
  * checkpoint makes itself (a timer may be late: its worker may be stuck), and the calls that read

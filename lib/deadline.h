@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Deadlines of scopes (deadline.c). */
 #ifndef WEFT_DEADLINE_H
 #define WEFT_DEADLINE_H

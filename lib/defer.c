@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The deferred-children queue of limited scopes; see defer.h. */
 #include "defer.h"
 

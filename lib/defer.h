@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The children a limited scope (max_concurrency) holds back: a FIFO of {fn, arg} pairs in
  * segments of a page.

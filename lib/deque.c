@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Chase-Lev deque; see deque.h for the contract and the memory reclamation argument. */
 #include "deque.h"
 #include "alloc.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Chase-Lev work-stealing deque of pointers (Chase & Lev, SPAA 2005), with the C11 memory orders
  * proven correct by Lê, Pop, Cohen and Zappa Nardelli (PPoPP 2013).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Error groups: recording the failures of a scope's children, reading them, handing them up;
  * see errors.h. */
 #include "errors.h"

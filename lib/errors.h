@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Error groups: the failures a scope collects from its children (weft_fail, weft_fail_group and
  * the readers of weft.h live in errors.c).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Events: a flag any thread sets, and the tasks waiting for it. A wait queues a record on the
  * waiting task's stack (waitq.h) under the event's lock; weft_event_set wakes every

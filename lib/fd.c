@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Descriptor records and the waits on them; see fd.h. */
 #include "fd.h"
 

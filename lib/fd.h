@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Descriptor records (fd.c): what the runtime knows of each descriptor a task waited on, and
  * the waits on them.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Futex words. A plain futex word per sleeper rather than ck_ec: ck_ec's slow path sleeps in
  * backoff steps of its own (milliseconds at first) and overshot timer deadlines by that much; a

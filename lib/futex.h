@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Futex words (futex.c): a thread sleeps while a 32-bit word holds a value it read. */
 #ifndef WEFT_FUTEX_H
 #define WEFT_FUTEX_H

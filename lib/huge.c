@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The runtime's range for huge-page chunks; see huge.h. */
 #include "huge.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Where a runtime's huge-page chunks (task records, deferred-children blocks) live: a range of
  * address space reserved for them alone, aligned to 1 GiB, so that they never sit next to the

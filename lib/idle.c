@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A worker's sleep: in the poller when it can take it and descriptors are registered, else on
  * its futex word; see idle.h.

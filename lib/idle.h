@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Where a worker sleeps when it finds nothing to run (idle.c): the seam between the scheduler
  * and whatever can wake it. A worker that can take the runtime's poller (poll.h) sleeps in it,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The injection queue: one per runtime, for work that arrives from threads that are not workers
  * and for woken tasks beyond what a worker's ready queue holds (a cancel that wakes 100,000

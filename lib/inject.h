@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The runtime's injection queue (inject.c). */
 #ifndef WEFT_INJECT_H
 #define WEFT_INJECT_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The public I/O calls (weft.h, "I/O on file descriptors"): each tries its system call, and
  * when the descriptor is not ready parks on its record (fd.h) and tries again.

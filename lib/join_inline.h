@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A join running its scope's own unstarted children as calls on the joiner's stack (see task.h),
  * and the body every task runs, inline in the join.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Short critical sections: a ck spinlock, announced to ThreadSanitizer.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Mutexes that park tasks: a semaphore of one token and the task holding it. Recording the
  * holder is what turns the two classic corruptions into errors: a second lock by the holder

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Parallel loops: weft_parallel_for and weft_parallel_reduce, built on the public scope API.
  *

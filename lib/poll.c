@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The runtime's poller; see poll.h. */
 #include "poll.h"
 

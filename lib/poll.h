@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The runtime's poller (poll.c): one epoll set per runtime, in which every descriptor a task
  * waited on is registered once, edge-triggered. It lives in the scheduler's idle path: an idle

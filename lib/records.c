@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Records: where task records and page-sized blocks come from, and where they go back.
  *

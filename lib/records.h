@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Records: task records carved from chunks and cached per worker, page-sized blocks, task ids
  * (records.c). The common cases are inline here: every spawn takes a record and every end of a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Runtimes seen from outside: weft_run, long-lived runtimes, and submission from foreign threads.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The runtime object, and the runtime seen from outside (runtime.c): creation from a
  * configuration, shutdown, weft_run, submission from foreign threads. The scheduler's design

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The scheduler: worker threads, their queues, switching, stealing and idle parking.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The scheduler (sched.c): workers, their queues, picking, stealing, switching, the park/wake
  * protocol and the worker loop. Its design essay is at the top of sched.c.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The scope tree: open, join, release, cancellation fan-out, deadlines; see scope.h. */
 #include "scope.h"
 #include "alloc.h"

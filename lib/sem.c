@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Semaphores that park green threads.
  *

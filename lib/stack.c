@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Stack slabs, caches, guards and the overflow report; see stack.h. */
 #include "stack.h"
 #include "alloc.h"

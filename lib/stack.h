@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Task stacks: reserved in slabs, committed lazily by the kernel, cached per worker.
  *

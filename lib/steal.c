@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Stealing: an idle (or yielding) worker takes work from a random victim. From a victim's spawn
  * queue first (its oldest unstarted task, or a batch of a flat fan-out), then from its ready

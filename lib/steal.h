@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Stealing from other workers (steal.c). */
 #ifndef WEFT_STEAL_H
 #define WEFT_STEAL_H

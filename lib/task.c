@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Task life cycle: spawn, completion, and the suspension points tasks call. */
 #include "task.h"
 

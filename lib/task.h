@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Tasks: the record of one spawned function, and the park/wake protocol.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* 4-ary timer heap with lazy cancellation; see timer.h for the contract. */
 #include "timer.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Per-worker timers: a 4-ary min-heap of deadlines, one per worker, each behind its own lock.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * ThreadSanitizer annotations. ck's primitives are inline assembly, which TSan cannot see, so
  * every place where ck orders memory between threads on a path TSan checks says so with

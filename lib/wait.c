@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* One way to wait; the contract is in wait.h. */
 #include "wait.h"
 

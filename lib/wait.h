@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * One way for a task to wait (wait.c): until it is woken, until its scope is cancelled, or until
  * a deadline passes. Sleep, semaphores and the blocking pool are built on it; so are fd waits and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Queues of waiting records (header only): a record on a waiting task's stack, linked into the
  * FIFO of whatever it waits for, under that structure's lock. Channels queue one per clause of a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The watchdog: a thread that samples each worker's progress counter and current task. A worker
  * inside a task whose counter has not moved for longer than the threshold runs a task that does

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The watchdog (watchdog.c). */
 #ifndef WEFT_WATCHDOG_H
 #define WEFT_WATCHDOG_H

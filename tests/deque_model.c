@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Model check of the Chase-Lev deque (lib/deque.h, lib/deque.c): every interleaving of small
  * scenarios, run on the real source.

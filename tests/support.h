@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Pieces shared by the test programs: running a root task on a number of workers, waiting for a
  * counter from a task or from a plain thread, a seeded random sequence, the ThreadSanitizer

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Checks made off the test's thread, for the Criterion suites (with everything in support.h).
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Bad input, function by function: every function of include/weft.h is called with NULL,
  * out-of-range, already-joined and already-released arguments, and from the wrong thread (a

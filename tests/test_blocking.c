@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Blocking code and foreign threads: weft_blocking and its pool, cancellation of a blocking call,
  * long-lived runtimes fed by weft_submit from plain threads, handles (wait with a deadline,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Cancellation: waking parked tasks, level-triggered suspension points, spawning into cancelled
  * scopes, cancels from foreign threads, fan-out over a subtree, cancel reasons, shielded scopes

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Channels, select, mutexes, events and semaphores with a maximum, seen through the public API.
  * Tasks record with CHECK; the test asserts once weft_run has returned.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Deadlines: scope timeouts and absolute deadlines, the effective deadline min(own, parent's),
  * deadlines already passed at open, sleeps, and deadline timers racing explicit cancels.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Deadlines read and moved: weft_scope_deadline, weft_scope_effective_deadline,
  * weft_scope_set_deadline and weft_scope_expired.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The Chase-Lev deque (lib/deque.h), on one thread: the owner's end is LIFO, the thieves' end
  * FIFO, the ring grows past its first capacity without losing or reordering anything, and peek

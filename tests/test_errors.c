@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Error groups: what weft_fail records, fail-fast and collect policies, the except*-style split by
  * code, groups handed up with their origins, message truncation, and max_concurrency.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The range that huge-page chunks are carved from (lib/huge.h): where chunks come from, what
  * they hold, when they are unmapped, and the fallbacks (no range, a used-up range, a failed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * I/O on descriptors: waits that park the task, the wrappers, weft_close, cancellation and
  * deadlines of I/O waits, and the ways sockets end (half-close, reset, a reader gone).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Streams through the reactor, checked byte for byte: readiness edges that come between a try
  * and the park (tiny writes against small reads), both directions of one socket used by two

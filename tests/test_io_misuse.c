@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * I/O used the way weft.h says not to, or at its edges: a worker stuck in a plain blocking call
  * while tasks wait for descriptors, a descriptor of two runtimes, weft_close from a plain thread,

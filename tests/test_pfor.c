@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Parallel loops: every index of a range visited exactly once, in pieces no longer than the
  * grain, whatever the range (empty, one index, odd lengths, ten million, negative or extreme

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The scheduler seen through the public API: weft_run's contract, task-only calls from plain
  * threads, workers, independent runtimes side by side, yield fairness, and the errno hazard of

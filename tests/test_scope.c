@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Scopes: spawn and join, failures, implicit joins, nesting, ownership, the life cycle of a
  * scope record, task names and per-spawn stack sizes.

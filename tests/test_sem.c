@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Semaphores: FIFO service of waiters, try_acquire, release from foreign threads, over-release,
  * cancelled and timed-out waiters giving up their place (tokens conserved), destroy with waiters,

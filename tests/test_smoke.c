@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Smoke test of the build: the library links and answers its simplest contracts. */
 #include <criterion/criterion.h>
 #include <errno.h>

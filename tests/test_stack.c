@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Task stacks (lib/stack.h): what the pool hands out, its reuse, the guard strategies, the
  * overflow report that names the task, and the pages idle stacks give back.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The context switch (lib/arch/ctx.h): weft__ctx_make builds a context on a plain malloc'd
  * stack, weft__ctx_switch ping-pongs between contexts, and every register the ABI declares

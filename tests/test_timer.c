@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The per-worker timer heap (lib/timer.h) on its own: lazy cancellation, the compaction that
  * keeps a heap of cancelled timers from growing, and firing order after both.

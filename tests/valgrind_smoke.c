@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A small tour of the runtime for Valgrind (tools/test --stage valgrind runs it under
  * `valgrind --error-exitcode=1 --leak-check=full`): spawn and join, nested scopes, sleep, cancel,

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """asyncio_bench.py WORKLOAD THREADS -- the Python asyncio peer of weft_bench
 (benchmarks/README.md).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * epoll_echo [--port P] [--threads T] — the echo workload of benchmarks/README.md served by a
  * hand-written C server: T threads, each with its own listening socket on the same port

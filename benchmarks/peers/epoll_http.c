@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * epoll_http [--port P] [--threads T] — the http workload of benchmarks/README.md served the
  * way a hand-written C server does it: T threads, each with its own listening socket on the

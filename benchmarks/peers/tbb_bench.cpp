@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tbb_bench WORKLOAD THREADS — the oneTBB peer of weft_bench (benchmarks/README.md).
 // tbb::task_group is TBB's structured fork/join: run() spawns, wait() joins, which is the
 // closest match to a weft scope. Workloads TBB cannot express honestly (parking tasks in a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Building a fresh context: the frame weft__ctx_switch expects to pop. */
 #include "arch/ctx.h"
 

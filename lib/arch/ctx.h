@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Machine contexts: the smallest state that lets one green thread give its OS thread to another.
  *

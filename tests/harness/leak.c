@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Self-check of the test harness (WEFT_TEST_HARNESS_SELFCHECK): a Criterion suite whose test
  * body passes but leaks. Registered with WILL_FAIL, so it passes only if the leak makes the suite
  * fail by its exit status alone (see tests/CMakeLists.txt). */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Self-check of the test harness (WEFT_TEST_HARNESS_SELFCHECK): a stress program with a data race
  * (and, under ASan, a leak) that exits 0. Registered with WILL_FAIL, so it passes only if the
  * sanitizer's report makes the program fail by its exit status alone. */

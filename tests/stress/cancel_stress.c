@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Cancellation stress: random scope trees on four workers, with cancels from random tasks (of
  * their own or an ancestor's scope, at random moments), random deadlines, shielded scopes, and a

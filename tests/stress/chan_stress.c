@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Channels and select under load, with invariants: producers send numbered items over several
  * channels (buffered and rendezvous), consumers take them with selects over all of them, plain

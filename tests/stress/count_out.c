@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Batched count-outs never hold a joiner hostage, on 2 workers.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Stress of the Chase-Lev deque (lib/deque.h): one owner pushes and pops at the bottom while
  * three thieves steal at the top; every item must be taken exactly once, and whoever takes it

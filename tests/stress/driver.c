@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Randomized stress driver: builds random programs out of the whole public API and checks
  * invariants after each one.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Out of memory, everywhere: makes the n-th allocation of the library fail, for n = 1, 2, ...
  * until n lies past the last allocation of the scenario, and checks each time that the failure

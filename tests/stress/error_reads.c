@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Reading an error group while children still fail into it.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Error-group stress: bursts of children failing at the same instant on four workers.
  *

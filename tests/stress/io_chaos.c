@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Readiness under perturbed schedules: I/O scenarios run again and again, each run with another
  * WEFT_CHAOS seed (random yields at spawn and suspension points, forced steals, late timers,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * weft_close on a plain thread while the runtime that registered the descriptors shuts down.
  *

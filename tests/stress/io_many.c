@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Ten thousand connections at once: a weft echo server with one task per connection, and a
  * client process that drives the clients from a plain epoll loop (so that weft's side is only

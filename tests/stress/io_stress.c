@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The reactor under load, with invariants: many connections on the loopback, each a client task
  * and a server task exchanging numbered messages, on several workers, while a canceller cancels

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Mass wake-ups through the injection queue, on 4 workers.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Nested scopes, 10,000 deep: level d opens a scope and spawns level d+1 into it, then joins it;
  * the deepest level opens none. The root is level 0.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Parallel-loop stress: random loops on four workers, several at once, nested, failing and
  * cancelled, so that halves are stolen, joined inline and stopped in every order.

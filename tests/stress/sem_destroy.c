@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Destroying a semaphore right after its last token was handed to a parked waiter.
  *

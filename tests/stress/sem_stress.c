@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Semaphore stress: many tasks acquire, try, hold across suspension points and release tokens
  * while their scopes are cancelled by other tasks at random moments or time out, and a foreign

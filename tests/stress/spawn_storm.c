@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Spawn/join storm: random trees of tasks on 4 workers (more workers than the 2 cores of a
  * small machine, on purpose: preemption in the middle of the runtime's protocols is the point).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Work that is accepted but can never get a stack. A spawn that cannot be given one is refused
  * (-ENOMEM); a task that was accepted and finds no stack when it first runs ends with -ENOMEM as

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A worker thread that cannot be created: weft_runtime_start and weft_run return -EAGAIN, with
  * nothing half-done. For runtimes of 1 to 4 workers, the n-th worker's thread fails (n = 1 up to

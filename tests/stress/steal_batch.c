@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Flat fan-outs on 4 workers: a thief that finds a long spawn queue takes a batch of tasks at
  * once and queues them on its own spawn queue, where other thieves may take them again.

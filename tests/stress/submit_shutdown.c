@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Submitters that stop only when they are told -ESHUTDOWN, racing a shutdown that nothing holds
  * open: plain threads submit to a long-lived runtime in a loop while the main thread shuts it

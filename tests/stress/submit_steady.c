@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Steady submission: plain threads feed a long-lived runtime for a long time, each keeping a few
  * submissions in flight (submit, and once WINDOW are out, wait for the oldest and release it),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Submission stress: plain threads submit work to a long-lived runtime while the main thread
  * shuts it down. Each handle is waited for, waited for with a short deadline and then cancelled,

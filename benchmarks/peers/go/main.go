@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // go_bench WORKLOAD THREADS — the Go peer of weft_bench (benchmarks/README.md), with
 // GOMAXPROCS=THREADS. Goroutines are Go's green threads; sync.WaitGroup plays the scope's join,
 // a buffered channel the semaphore, and context the scope's cancellation.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // go_bench http|echo [--port P] [--threads T] [--idle-ms N] — the servers of the I/O workloads
 // of benchmarks/README.md, with GOMAXPROCS=T: net/http for http, and a goroutine per
 // connection for echo. Each prints port=P once it listens on 127.0.0.1, and exits 0 on SIGINT
