@@ -169,7 +169,8 @@ typedef struct weft_config {
     /** A worker that runs one task for longer than this without reaching a suspension point
      *  is reported once on stderr. Time the task's worker waits for a CPU, or in the runtime's
      *  own calls (its allocations and locks), does not count; a blocking call of the task's
-     *  does. Default: 100 ms. Negative: the watchdog is off. */
+     *  does. Default: 100 ms. Negative: the watchdog is off. The report goes to `report`
+     *  (below) when set. */
     weft_time watchdog_ns;
     /** A signal (SIGQUIT by convention) on which the runtime writes the text dump of its tree
      *  (weft_dump) on stderr, until it ends. The process's handler for that signal is replaced
@@ -179,7 +180,42 @@ typedef struct weft_config {
      *  a signal and kept for the process's life, does the dump. Default 0: off. SIGKILL,
      *  SIGSTOP, negative or too large: -EINVAL. */
     int dump_signal;
+    /** A file to write a trace of the runtime to (Chrome trace-event JSON, which
+     *  ui.perfetto.dev and chrome://tracing open; lib/README.md, "Tracing", says what it holds):
+     *  every task's spawn, start, runs, parks (and on what), wake-ups, steals, migrations and end,
+     *  per worker, with scopes as nested slices. Created (or emptied) when the runtime starts,
+     *  complete once it has stopped (weft_run returned, weft_runtime_shutdown returned). NULL:
+     *  the path in the environment variable WEFT_TRACE, read when the runtime starts, if set and
+     *  not empty; else no trace. A `trace_path` that cannot be opened fails the start with
+     *  open(2)'s code (-ENOENT, -EACCES, ...); a WEFT_TRACE that cannot be opened is said on
+     *  stderr and the runtime runs untraced. Untraced, the runtime pays nothing measurable for
+     *  the feature; traced, a program of tiny tasks runs about twice as slowly. */
+    const char *trace_path;
+    /** Receives the runtime's reports instead of stderr, one line each (no newline at the end):
+     *  `kind` says which (weft_report_kind), `line` is valid during the call only, `arg` is
+     *  `report_arg`. NULL: each report is written to stderr with a newline.
+     *
+     *  A WEFT_REPORT_WATCHDOG report is called on the watchdog's own thread (`weft-watchdog`),
+     *  which is no weft task: the callback may log, lock, allocate (never a weft call that needs
+     *  a task); while it runs the watchdog watches nothing, so it should return soon.
+     *
+     *  A WEFT_REPORT_OVERFLOW report is called inside the SIGSEGV (or SIGBUS) handler of the
+     *  thread whose task overflowed its stack, on that thread's alternate signal stack (64 KiB),
+     *  and the process aborts when it returns: the program's state is broken and the thread may
+     *  have been interrupted anywhere, even inside malloc or a logger's lock. The callback may
+     *  only do what is async-signal-safe (signal-safety(7)): write(2) the line to a descriptor
+     *  opened beforehand (a log file, a socket to a log collector), fsync, and return. It must
+     *  not call malloc, stdio, a logger that locks, nor any weft function but weft_now. */
+    void (*report)(void *arg, int kind, const char *line);
+    /** The first argument of `report`. */
+    void *report_arg;
 } weft_config;
+
+/** What a report passed to weft_config.report is about. */
+typedef enum weft_report_kind {
+    WEFT_REPORT_WATCHDOG = 1, /**< a task held its worker past watchdog_ns */
+    WEFT_REPORT_OVERFLOW = 2, /**< a task overflowed its stack; the process aborts next */
+} weft_report_kind;
 
 /**
  * Starts a runtime, runs `root(arg)` as its root task, waits for it and for everything it

@@ -58,14 +58,19 @@ static inline weft__task *weft__join_take_child(weft__worker *w, weft__task *par
 
 /** Runs `child`, an unstarted child of `s`, as a call on the stack of `parent` (the owner of
  *  `s`, running on `w`, the caller's worker); returns the parent's worker afterwards (the child
- *  may have parked and moved). */
+ *  may have parked and moved). `traced`: a constant, 1 in the join of a traced runtime (the
+ *  common join leaves for that one, scope.c), which records the child's start and end. */
 static inline __attribute__((always_inline)) weft__worker *
-weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__task *child)
+weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__task *child,
+                     int traced)
 {
     child->flags |= WEFT__TASK_INLINE;
     child->host = parent->host;
     weft__sched_set_current(w, child);
     weft__sched_progress(w);
+    w->counts.inline_runs++;
+    if (traced)
+        weft__trace_inline_start(w, parent, child);
     int rc = child->fn(child->arg);
     /* weft__scope_end_task's common case, for what is known here: an inline child of `s` that
      * the owner spawned, ended well and holds nothing is counted out on the owner's side. */
@@ -81,6 +86,8 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
         weft__join_run_body(child);
     }
     w = weft__sched_worker();
+    if (traced)
+        weft__trace_task_end(w, child, WEFT__TR_WHY_END);
     weft__sched_set_current(w, parent); /* news enough to the watchdog: no bump */
     weft__records_free_task_own(w, child);
     return w;

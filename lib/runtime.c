@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +25,7 @@
 #include "records.h"
 #include "sched.h"
 #include "scope.h"
+#include "trace.h"
 #include "watchdog.h"
 
 /* ---- creation and shutdown --------------------------------------------------------------------
@@ -55,6 +57,30 @@ static uint64_t chaos_seed_from_env(void)
             seed = (seed ^ (unsigned char)*c) * 1099511628211ull;
     }
     return seed ? seed : 1;
+}
+
+/* The trace of `rt` (trace.h), if its configuration or WEFT_TRACE names a file: 0, or the code
+ * of a configured file that cannot be opened (an unusable WEFT_TRACE is only said). */
+static int open_trace(weft_runtime *rt)
+{
+    const char *path = rt->cfg.trace_path;
+    int configured = path != NULL;
+    if (!path)
+        path = getenv("WEFT_TRACE");
+    if (!path || !*path)
+        return 0;
+    int rc = weft__trace_open(&rt->trace, path, rt->nworkers);
+    if (rc == 0) {
+        rt->detours |= WEFT__DETOUR_TRACE;
+        for (unsigned i = 0; i < rt->nworkers; i++)
+            rt->workers[i].trace = weft__trace_buf_of(rt->trace, i);
+        return 0;
+    }
+    if (configured)
+        return rc;
+    fprintf(stderr, "weft: WEFT_TRACE=%s: cannot write the trace there (%s); running untraced\n",
+            path, strerror(-rc));
+    return 0;
 }
 
 /* ---- the workers
@@ -186,6 +212,8 @@ static int init_runtime(weft_runtime **out, const weft_config *c)
     rt->nworkers = c->workers;
     rt->chaos = chaos_seed_from_env();
     weft__dump_init(rt);
+    if (rt->chaos)
+        rt->detours |= WEFT__DETOUR_CHAOS;
     weft__lock_init(&rt->inject_lock);
     weft__lock_init(&rt->chunk_lock);
     weft__stack_pool_init(&rt->stacks, c->stack_size);
@@ -194,6 +222,11 @@ static int init_runtime(weft_runtime **out, const weft_config *c)
     int rc = rt->workers ? weft__poll_init(&rt->poller) : -ENOMEM;
     if (rc == 0 && (rc = init_workers(rt)) != 0)
         weft__poll_destroy(&rt->poller);
+    if (rc == 0 && (rc = open_trace(rt)) != 0) {
+        rt->nworkers = 0; /* none started */
+        stop_workers(rt);
+        weft__poll_destroy(&rt->poller);
+    }
     if (rc == 0) {
         rc = weft__scope_new_external(rt, NULL, &rt->root_scope);
         if (rc == 0 && (rc = weft__blocking_init(rt)) != 0)
@@ -205,6 +238,8 @@ static int init_runtime(weft_runtime **out, const weft_config *c)
         }
     }
     if (rc != 0) {
+        if (rt->trace)
+            weft__trace_close(rt->trace);
         weft__stack_pool_destroy(&rt->stacks);
         weft__records_destroy(rt);
         free(rt->workers);
@@ -242,6 +277,11 @@ static void release_runtime(weft_runtime *rt)
     weft__dump_unregister(rt); /* before anything a dump reads is freed */
     weft__watchdog_stop(rt);
     stop_workers(rt);
+    if (rt->trace) {
+        weft__trace_close(rt->trace); /* the workers are gone: their buffers are still */
+        rt->trace = NULL;
+        rt->detours &= ~(uint32_t)WEFT__DETOUR_TRACE;
+    }
     weft__poll_destroy(&rt->poller);
     weft__blocking_destroy(rt);
     if (rt->root_scope)
@@ -390,6 +430,7 @@ static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, wef
     s->on_done_arg = h;
     weft__task_init_child(t, s, fn, arg, name);
     t->flags |= WEFT__TASK_SUBMITTED;
+    atomic_fetch_add_explicit(&rt->submitted, 1, memory_order_relaxed);
     weft__inject_task(rt, t);
     *out = h;
     weft__scope_external_seal(s);

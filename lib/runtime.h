@@ -21,6 +21,12 @@ typedef struct weft__worker weft__worker;
 typedef struct weft__task weft__task;
 
 typedef struct weft__blocking_pool weft__blocking_pool;
+typedef struct weft__trace weft__trace;
+
+enum {
+    WEFT__DETOUR_CHAOS = 1, /* chaos mode perturbs them (sched.c) */
+    WEFT__DETOUR_TRACE = 2, /* they are traced (trace.h) */
+};
 
 /* Grouped by who writes what, a cache line per group where workers meet: every spawn reads the
  * first group (chaos, the worker count) and the idle mask, spinners write their count, wakers
@@ -33,6 +39,9 @@ struct weft_runtime {
     _Atomic int stopping;
     _Atomic int shutting_down;
     uint64_t chaos;         /* WEFT_CHAOS seed; 0: off */
+    /* Nonzero when the common cases of spawn and join must take their general paths, so that
+     * those test one word for every reason to (WEFT__DETOUR_*). */
+    uint32_t detours;
     weft_scope *root_scope; /* parent of every submitted task's scope */
     weft__blocking_pool *blocking;
     weft_config cfg;
@@ -71,6 +80,10 @@ struct weft_runtime {
     pthread_mutex_t dump_lock;
     int dump_closed;
     weft_runtime *dump_next; /* the process's list of runtimes (dump.c) */
+    weft__trace *trace; /* NULL: untraced */
+    /* For weft_metrics, from threads that are not its workers (the workers count their own). */
+    _Atomic uint64_t submitted;
+    _Atomic uint64_t foreign_wakes;
 };
 
 #define WEFT__MAX_WORKERS 256

@@ -442,6 +442,23 @@ static void stack_bounds(weft__worker *w, weft__task *to, void **lo, size_t *siz
     }
 }
 
+/* The trace of a switch on `w` from `from` to `to` (either NULL: the scheduler), for the reason
+ * w->after gives. */
+static __attribute__((noinline)) void trace_switch(weft__worker *w, weft__task *from,
+                                                   weft__task *to)
+{
+    if (from) {
+        uint32_t why = WEFT__TR_WHY_PARK;
+        if (w->after == WEFT__AFTER_READY)
+            why = WEFT__TR_WHY_YIELD;
+        else if (w->after == WEFT__AFTER_FINISH)
+            why = WEFT__TR_WHY_END;
+        weft__trace_leave(w, from, why);
+    }
+    if (to)
+        weft__trace_resume(w, to);
+}
+
 /* Switches from the context running on `w` to `to` (NULL: the scheduler context). The caller has
  * set w->after. `dying`: the leaving context will never be resumed. */
 static void switch_to(weft__worker *w, weft__task *to, int dying)
@@ -451,6 +468,8 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
     weft__ctx *to_ctx = to ? &to->host->ctx : &w->sched_ctx;
     if (from && from->host->stack->guard == WEFT__GUARD_CANARY)
         weft__stack_check_canary(from->host->stack);
+    if (__builtin_expect(w->trace != NULL, 0))
+        trace_switch(w, from, to);
     weft__sched_set_current(w, to);
     weft__sched_progress(w);
     void *lo;
@@ -520,6 +539,7 @@ static int prepare_to_run(weft__worker *w, weft__task *t)
     }
     t->host = t;
     t->stack = s;
+    w->counts.started++;
 #ifdef WEFT_ASAN
     /* The last task on this stack ended inside switch_to, whose frame never returned: clear the
      * poison its locals left behind. */
@@ -623,6 +643,7 @@ uint32_t weft__sched_park(weft__task *t)
         clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
         t->parked_at = (weft_time)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
         weft__worker *w = weft__sched_worker();
+        w->counts.parked++;
         w->after = weft__sched_chaos_hit(w, 8) ? WEFT__AFTER_SPURIOUS : WEFT__AFTER_PARK;
         w->after_task = t;
         switch_from_task(w, pick_runnable(w));
@@ -644,6 +665,16 @@ static int wake(weft__task *t, uint32_t reason, int *runnable)
     if (!atomic_compare_exchange_strong_explicit(&t->wait, &expect, reason, memory_order_acq_rel,
                                                  memory_order_relaxed))
         return 0;
+    /* Counted (and traced) before the task can run: once runnable, its record may be reused. */
+    weft_runtime *rt = t->rt;
+    weft__worker *w = weft__sched_worker();
+    if (w && w->rt == rt) {
+        w->counts.woken++;
+        if (__builtin_expect(w->trace != NULL, 0))
+            weft__trace_add(w->trace, WEFT__TR_WAKE, t->id, 0, reason);
+    } else {
+        atomic_fetch_add_explicit(&rt->foreign_wakes, 1, memory_order_relaxed);
+    }
     *runnable = atomic_fetch_add_explicit(&t->park_sync, 1, memory_order_acq_rel) == 1;
     return 1;
 }
@@ -779,9 +810,17 @@ static void worker_loop(weft__worker *w)
             poll_io(w);
             t = pick_local(w);
         }
-        if (!t)
+        if (!t) {
+            /* Idle from here until a task is found (weft_metrics): spinning counts too. */
+            if (!w->counts.idle_since)
+                w->counts.idle_since = weft_now();
             t = spin_for_work(w);
+        }
         if (t) {
+            if (w->counts.idle_since) {
+                w->counts.idle_ns += weft_now() - w->counts.idle_since;
+                w->counts.idle_since = 0;
+            }
             resume(w, t);
             continue;
         }
@@ -807,6 +846,7 @@ void *weft__sched_worker_main(void *arg)
     weft__worker *w = arg;
     weft__tls_worker = w;
     weft__alloc_tls_own_waits = &w->own_waits;
+    w->counts.born = weft_now();
     atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
     /* top, gdb and the watchdog's reports name it: weft-w0, weft-w1, ... */
     char name[16];

@@ -35,6 +35,7 @@
 #include "stack.h"
 #include "task.h"
 #include "timer.h"
+#include "trace.h"
 #include "weft.h"
 
 /* What the context that takes over a worker does for the one that left it. */
@@ -53,6 +54,22 @@ typedef struct weft__thread_times {
     weft_time ran, waited;
     int runnable, known;
 } weft__thread_times;
+
+/* What a worker counts for weft_metrics (metrics.c). Only the worker writes them, with plain
+ * increments (an atomic here would be on every spawn); the snapshot reads them from any thread
+ * while they change, which on every architecture weft runs on returns either value of an
+ * aligned word, never a torn one (metrics.c tells ThreadSanitizer so). */
+typedef struct weft__worker_counts {
+    uint64_t spawned;     /* tasks spawned by tasks running here */
+    uint64_t started;     /* tasks that first ran here on a stack of their own */
+    uint64_t inline_runs; /* children a join ran here inline (started too) */
+    uint64_t stolen;      /* tasks taken from other workers */
+    uint64_t parked;      /* parks of tasks running here */
+    uint64_t woken;       /* wake-ups made by code running here */
+    weft_time born;       /* when the worker started */
+    weft_time idle_ns;    /* time without work, before idle_since */
+    weft_time idle_since; /* without work since then; 0: busy */
+} weft__worker_counts;
 
 /* The released scope records a worker keeps (scope.c). */
 typedef struct weft__scope_cache {
@@ -91,6 +108,8 @@ struct weft__worker {
     uint32_t held_count;
     uint64_t rng;
     uint64_t chaos_rng;
+    weft__trace_buf *trace; /* NULL: untraced (trace.h) */
+    weft__worker_counts counts;
     weft__task *task_cache;
     unsigned task_cache_count;
     unsigned chunks_made;

@@ -639,6 +639,8 @@ static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
                           memory_order_relaxed);
 
     push_owned(t, s);
+    if (__builtin_expect(w->trace != NULL, 0))
+        weft__trace_scope_open(w, s);
 
     /* A timer for every own deadline, even one later than an ancestor's: an ancestor's
      * deadline may be moved later (weft_scope_set_deadline), and this one must then still fire
@@ -679,7 +681,7 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
      * clear too: one compare). Anything else takes open_scope's whole path. */
     weft__worker *w = weft__sched_worker();
     weft__task *t = weft__sched_current(w);
-    if (__builtin_expect(!t || !out || !w->scopes.top, 0))
+    if (__builtin_expect(!t || !out || !w->scopes.top || w->trace, 0))
         return open_plain(out);
     weft_scope *parent = t->cancel_scope;
     /* The epoch before the state, as in open_scope. */
@@ -816,18 +818,27 @@ static inline int close_if_empty(weft_scope *s, const weft_runtime *rt)
                                                    memory_order_relaxed);
 }
 
+static weft__worker *join_traced(weft__worker *w, weft__task *t, weft_scope *s, int releasing,
+                                 int *result);
+
 /* The join of `s` by its owner `t`. `w`: the caller's worker, looked up since its last
  * suspension. Returns the worker the caller runs on afterwards. Inline in the common cases of
  * weft_scope_join and weft_scope_close; join_one elsewhere. The join's result goes to *result.
  * `releasing`: the caller releases `s` next, so no later join reads the result from `s`, and it
- * sets the state itself (see weft_scope_close). */
+ * sets the state itself (see weft_scope_close). `traced`: a constant, 1 for join_traced. */
 static inline __attribute__((always_inline)) weft__worker *
-join_body(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *result)
+join_body_as(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *result,
+             int traced)
 {
+    /* One test for chaos mode and tracing both: a join of a traced runtime is join_traced. */
+    if (__builtin_expect(t->rt->detours != 0, 0)) {
+        if (!traced && w->trace)
+            return join_traced(w, t, s, releasing, result);
+        if (weft__task_chaos_point(t->rt))
+            w = weft__sched_worker();
+    }
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */
-    if (weft__task_chaos_point(t->rt))
-        w = weft__sched_worker();
     for (;;) {
         /* None of the owner's own children left, and no other child queued or running: */
         if (s->owner_spawned == 0 && close_if_empty(s, t->rt))
@@ -835,7 +846,7 @@ join_body(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *res
         weft__task *c = weft__join_take_child(w, t, s);
         if (!c)
             break;
-        w = weft__join_run_child(w, t, s, c);
+        w = weft__join_run_child(w, t, s, c, traced);
     }
     if (s->owner_spawned == 0 && close_if_empty(s, t->rt))
         goto joined; /* the last one ended meanwhile on another worker */
@@ -856,6 +867,8 @@ join_body(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *res
     }
     s->joiner = NULL;
 joined:
+    if (traced)
+        weft__trace_scope_joined(w, s);
     if (s->timer_armed) {
         weft__timer_cancel(&s->timer);
         s->timer_armed = 0;
@@ -870,6 +883,19 @@ joined:
     assert(t->cancel_scope == s);
     t->cancel_scope = s->outer_cancel_scope;
     return w;
+}
+
+static __attribute__((noinline)) weft__worker *join_traced(weft__worker *w, weft__task *t,
+                                                           weft_scope *s, int releasing,
+                                                           int *result)
+{
+    return join_body_as(w, t, s, releasing, result, 1);
+}
+
+static inline __attribute__((always_inline)) weft__worker *
+join_body(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *result)
+{
+    return join_body_as(w, t, s, releasing, result, 0);
 }
 
 static __attribute__((noinline)) weft__worker *join_one(weft__worker *w, weft__task *t,

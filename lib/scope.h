@@ -129,6 +129,7 @@ struct weft_scope {
     _Atomic size_t nerrors;
     weft_scope *cache_next;
     char name[32];
+    int trace_open; /* traced runtimes: its slice is open (from its open to its join's end) */
 };
 
 /* Pulled states are cached as a kind: 0 none, 1 cancelled, 2 deadline, 3 runtime shutdown. */

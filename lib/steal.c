@@ -98,8 +98,12 @@ weft__task *weft__steal_round(weft__worker *w)
         if (v == w)
             continue;
         weft__task *t = steal_from(w, v);
-        if (t)
+        if (t) {
+            w->counts.stolen++;
+            if (__builtin_expect(w->trace != NULL, 0))
+                weft__trace_add(w->trace, WEFT__TR_STEAL, t->id, 0, v->index);
             return t;
+        }
     }
     return NULL;
 }

@@ -42,7 +42,17 @@ void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
     t->next = NULL;
     t->timer.heap = NULL;
     weft__worker *w = weft__sched_worker();
+    /* Running (it has a stack: not an unstarted one that ended unrun), it ends here and the
+     * sibling starts in its place. */
+    int running = t->host != NULL;
+    int traced = w->trace && (t->flags & WEFT__TASK_TRACE_RUN);
+    if (__builtin_expect(traced, 0))
+        weft__trace_task_end(w, t, WEFT__TR_WHY_END);
     t->id = weft__records_new_id(w);
+    /* Counted as spawned when it takes over: the owner's bare spawns have no record until
+     * then. */
+    w->counts.spawned++;
+    w->counts.started += (uint64_t)running;
 #ifdef WEFT_TSAN
     weft__sched_set_current(w, t); /* it runs on: the watchdog's copy of its id changes */
 #endif
@@ -52,6 +62,8 @@ void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
     t->arg = arg;
     t->cancel_scope = t->scope;
     t->name[0] = 0;
+    if (__builtin_expect(traced, 0))
+        weft__trace_task_start_here(w, t);
 }
 
 void weft__task_chaos_yield(void)
@@ -140,9 +152,14 @@ static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *
         }
         /* Named or with its own stack size, or spawned by another task: it waits with its
          * record. */
+        uint64_t id = t->id; /* deferred, it may start and end on another worker at once */
         rc = weft__scope_start_or_defer(s, NULL, t);
-        if (rc == 1)
+        if (rc == 1) {
+            w->counts.spawned++;
+            if (__builtin_expect(w->trace != NULL, 0))
+                weft__trace_add(w->trace, WEFT__TR_SPAWN, id, 0, 0);
             return 0; /* waits, unstarted and without a stack, for a running sibling to end */
+        }
         if (rc < 0) {
             weft__scope_unadmit(s, counted);
             weft__records_free_task_on(w, t);
@@ -151,6 +168,9 @@ static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *
     }
     /* It holds a slot: queued whatever happens, since a slot is released only by its child
      * ending. */
+    w->counts.spawned++;
+    if (__builtin_expect(w->trace != NULL, 0))
+        weft__trace_add(w->trace, WEFT__TR_SPAWN, t->id, 0, 0);
     if (weft__sched_spawn_own(w, s->rt, t) != 0)
         weft__inject_task(s->rt, t);
     weft__task_chaos_point(s->rt);
@@ -182,12 +202,16 @@ static inline __attribute__((always_inline)) int spawn(weft_scope *s, weft_fn fn
         weft__scope_unadmit(s, counted);
         return -ENOMEM;
     }
+    uint64_t id = t->id; /* once queued, `t` may run and end at once on another worker */
     rc = weft__sched_spawn_own(w, s->rt, t);
     if (rc) {
         weft__scope_unadmit(s, counted);
         weft__records_free_task_on(w, t);
         return rc;
     }
+    w->counts.spawned++;
+    if (__builtin_expect(w->trace != NULL, 0))
+        weft__trace_add(w->trace, WEFT__TR_SPAWN, id, 0, 0);
     weft__task_chaos_point(s->rt); /* perhaps let the child run, or be stolen, before we go on */
     return 0;
 }
@@ -205,7 +229,7 @@ static __attribute__((noinline)) int spawn_plain(weft_scope *s, weft_fn fn, void
 /* 1 when a spawn into `s` by `self`, running on `w`, is weft_spawn's common case: the owner's
  * spawn into its open scope, without a concurrency limit, not cancelled (as in weft_scope_open:
  * the code clear, and the pulled state cached clear for the current epoch), with a record, an
- * id, a stack and room in the spawn queue at hand, chaos mode off. */
+ * id, a stack and room in the spawn queue at hand, no detour (chaos mode, a trace). */
 static inline int spawn_is_common(weft__worker *w, weft__task *self, weft_scope *s)
 {
     /* A scope's owner is its only spawner here; `self` is NULL only off the workers, where an
@@ -218,7 +242,7 @@ static inline int spawn_is_common(weft__worker *w, weft__task *self, weft_scope 
            !atomic_load_explicit(&s->cancel_code, memory_order_acquire) &&
            atomic_load_explicit(&s->cancel_cache, memory_order_relaxed) == epoch << 2 &&
            w->task_cache && w->next_id != w->end_id && w->stacks.top &&
-           weft__deque_has_room_owner(&w->spawnq) && !rt->chaos;
+           weft__deque_has_room_owner(&w->spawnq) && !rt->detours;
 }
 
 int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
@@ -232,6 +256,7 @@ int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
     weft__task_reset_cached(t, self->rt, w->next_id++);
     t->flags = weft__scope_count_owner_child(s);
     weft__task_init_child(t, s, fn, arg, NULL);
+    w->counts.spawned++;
     /* Filled in before it is queued: from then on a thief may take it. */
     weft__deque_push_owner_room(&w->spawnq, t);
     weft__sched_notify_local(self->rt);
@@ -264,6 +289,11 @@ int weft__task_complete_slow(weft__task *t, int rc)
 void weft__task_end_without_stack(weft__task *t)
 {
     weft__worker *w = weft__sched_worker();
+    if (__builtin_expect(w->trace != NULL, 0)) {
+        /* Its only slice, as long as nothing: it starts and ends unrun. */
+        weft__trace_add(w->trace, WEFT__TR_TASK_BEGIN, t->id, 0, 1);
+        weft__trace_add(w->trace, WEFT__TR_TASK_END, t->id, 0, WEFT__TR_WHY_UNRUN);
+    }
     /* Its function never runs: the message tells the error group why. The allocation may fail
      * as the stack did; the code stays. */
     t->failure = weft__alloc_calloc(1, sizeof(*t->failure));

@@ -93,6 +93,10 @@ typedef struct weft__task {
     const void *wait_obj;
     weft_time parked_at;  /* when it last parked (coarse clock, weft__sched_park) */
     weft_time wait_until; /* the deadline of its last weft__wait_park, WEFT_NEVER for none */
+    /* Traced runtimes only (trace.c): the task whose join runs this one inline (NULL for a task
+     * on a stack of its own), and the worker it last ran on. */
+    struct weft__task *trace_parent;
+    uint32_t trace_worker;
     void *tsan_fiber;
     char name[WEFT__TASK_NAME_MAX];
 } weft__task;
@@ -106,6 +110,7 @@ enum {
     WEFT__TASK_FREE = 32,         /* in a cache or spare list, no task: set by the records' free,
                                    * cleared by a spawn's reset. A walk over the chunks (dump.c)
                                    * tells live records from free ones by it. */
+    WEFT__TASK_TRACE_RUN = 64,    /* traced runtimes: it began running (trace.c) */
 };
 
 /** Notes what `t` is about to wait on (weft__wait_enter does it for every wait; a join does it
