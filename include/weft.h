@@ -281,6 +281,61 @@ WEFT_API unsigned weft_workers(void);
 WEFT_API int weft_worker_index(void);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Metrics                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/** What one worker did (counts since it started) and holds (now). */
+typedef struct weft_worker_metrics {
+    uint64_t spawned;       /**< tasks spawned by tasks running on this worker */
+    uint64_t started;       /**< tasks that began running here (inline runs included) */
+    uint64_t inline_runs;   /**< of those, children a join ran inline on its joiner's stack */
+    uint64_t stolen;        /**< tasks this worker took from other workers' queues */
+    uint64_t parked;        /**< parks of tasks running here (a wait that suspended) */
+    uint64_t woken;         /**< wake-ups made by code running here (a release, a send, a timer) */
+    weft_time busy_ns;      /**< time since the worker started, less idle_ns */
+    weft_time idle_ns;      /**< time it had nothing to run: looking for work, or asleep */
+    uint64_t spawn_queue;   /**< unstarted tasks queued on it now */
+    uint64_t ready_queue;   /**< runnable tasks that hold a stack (woken, yielded) queued now */
+    uint64_t timers;        /**< timers armed on it now (sleeps, deadlines) */
+    uint64_t cached_stacks; /**< stacks it keeps for reuse */
+    uint64_t cached_tasks;  /**< task records it keeps for reuse */
+    uint64_t cached_scopes; /**< scope records it keeps for reuse */
+} weft_worker_metrics;
+
+/** A runtime's metrics: the sum over its workers, and what belongs to none of them. */
+typedef struct weft_metrics {
+    unsigned workers;          /**< its worker threads */
+    weft_worker_metrics total; /**< each field summed over the workers */
+    uint64_t submitted;        /**< tasks submitted from outside (weft_submit, weft_run's root) */
+    uint64_t woken_outside;    /**< wake-ups made by threads that are not its workers */
+    uint64_t inject_queue;     /**< runnable tasks on the runtime-wide queue now */
+    unsigned blocking_threads; /**< threads of the blocking pool now */
+    unsigned blocking_idle;    /**< of those, waiting for a call */
+    uint64_t blocking_queued;  /**< weft_blocking calls queued, no thread on them yet */
+    uint64_t pool_stacks;      /**< stacks the runtime keeps for reuse beyond the workers' */
+} weft_metrics;
+
+/**
+ * A snapshot of the metrics of `rt` (NULL: the runtime of the calling task) into `out`, of
+ * `size` bytes (sizeof(weft_metrics); a smaller struct of an older header gets its fields only).
+ * With `worker` not NULL, `nworker` entries (at most) of it get the metrics of workers 0, 1,
+ * ...; out->workers says how many there are.
+ *
+ * Cheap enough to call every second in production: it reads each worker's own counters (which
+ * they keep with plain increments, no shared atomic) without stopping anything, and takes the
+ * blocking pool's lock for a moment. Counts are read while they move, so a snapshot is not one
+ * instant: `started` may briefly run ahead of the `spawned` of another worker, and totals are
+ * exact only once the runtime is quiet.
+ *
+ * Callable from any thread, a task included; does not suspend. Returns 0; -EINVAL for NULL
+ * `out`, or `size` 0; -EPERM for a NULL `rt` outside a task; -ESHUTDOWN once the shutdown of
+ * `rt` began. Must not race weft_runtime_shutdown of `rt` (which frees what it reads): stop
+ * calling it first.
+ */
+WEFT_API int weft_runtime_metrics(weft_runtime *rt, weft_metrics *out, size_t size,
+                                  weft_worker_metrics *worker, unsigned nworker);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Scopes and tasks                                                                            */
 /* ------------------------------------------------------------------------------------------ */
 

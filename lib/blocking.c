@@ -55,6 +55,7 @@ struct weft__blocking_pool {
      * take a job or sleep (then they count in `idle`). */
     _Atomic unsigned spinning;
     unsigned threads, idle, max;
+    _Atomic unsigned started; /* threads ever started: the next one's number, for its name */
     weft_time idle_exit;
     int stopping;
 };
@@ -107,7 +108,11 @@ static void *pool_thread(void *arg)
 {
     weft__blocking_pool *p = arg;
     int spinning = 0; /* counted in p->spinning */
-    pthread_setname_np(pthread_self(), "weft-pool");
+    /* top and gdb name it: weft-b0, weft-b1, ... (threads come and go: numbers are not reused) */
+    char name[16];
+    snprintf(name, sizeof(name), "weft-b%u",
+             atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed));
+    pthread_setname_np(pthread_self(), name);
     /* As on the workers: a write to a closed pipe fails with EPIPE, it does not kill. */
     sigset_t pipe_only;
     sigemptyset(&pipe_only);
@@ -228,6 +233,16 @@ int weft_blocking(weft_fn fn, void *arg, int *result)
     if (result)
         *result = j.result;
     return weft__scope_cancel_code(cs);
+}
+
+void weft__blocking_counts(weft_runtime *rt, unsigned *threads, unsigned *idle, uint64_t *queued)
+{
+    weft__blocking_pool *p = rt->blocking;
+    pthread_mutex_lock(&p->mu);
+    *threads = p->threads;
+    *idle = p->idle;
+    pthread_mutex_unlock(&p->mu);
+    *queued = atomic_load_explicit(&p->queued, memory_order_relaxed);
 }
 
 unsigned weft__blocking_threads(weft_runtime *rt)

@@ -12,6 +12,8 @@ int weft__blocking_init(weft_runtime *rt);
 void weft__blocking_destroy(weft_runtime *rt);
 /** The runtime whose blocking pool runs the caller, or NULL. */
 weft_runtime *weft__blocking_current_runtime(void);
+/** Threads the pool has, those of them waiting for a call, and calls queued (weft_metrics). */
+void weft__blocking_counts(weft_runtime *rt, unsigned *threads, unsigned *idle, uint64_t *queued);
 /** Threads the blocking pool has now (tests). */
 unsigned weft__blocking_threads(weft_runtime *rt);
 /** Waits until the pool has at most `n` threads, or until `deadline` (weft_now() clock):

@@ -869,6 +869,7 @@ void *weft__sched_worker_main(void *arg)
     w->tsan_fiber = __tsan_get_current_fiber();
 #endif
     w->altstack = weft__stack_fault_thread_init(&w->rt->stacks, describe_running, w);
+    weft__stack_fault_set_report(w->rt->cfg.report, w->rt->cfg.report_arg);
     worker_loop(w);
     weft__stack_fault_thread_exit(w->altstack);
     weft__tls_worker = NULL;

@@ -2,6 +2,7 @@
 /* Stack slabs, caches, guards and the overflow report; see stack.h. */
 #include "stack.h"
 #include "alloc.h"
+#include "weft.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -472,16 +473,26 @@ void weft__stack_pool_destroy(weft__stack_pool *p)
 static _Thread_local weft__stack_pool *fault_pool;
 static _Thread_local weft__stack_describe_fn fault_describe;
 static _Thread_local void *fault_describe_ctx;
+static _Thread_local void (*fault_report)(void *arg, int kind, const char *line);
+static _Thread_local void *fault_report_arg;
 static struct sigaction previous_segv, previous_bus;
 static atomic_flag handler_installed = ATOMIC_FLAG_INIT;
 
-static void write_str(const char *s)
+/* The report is built in a buffer on the signal stack: no allocation, no stdio, only what a
+ * signal handler may call. */
+typedef struct report_line {
+    char text[256];
+    size_t len;
+} report_line;
+
+static void put_str(report_line *l, const char *s)
 {
-    ssize_t r = write(STDERR_FILENO, s, strlen(s));
-    (void)r;
+    while (*s && l->len < sizeof(l->text) - 2)
+        l->text[l->len++] = *s++;
+    l->text[l->len] = 0;
 }
 
-static void write_num(size_t v)
+static void put_num(report_line *l, size_t v)
 {
     char buf[32];
     int i = (int)sizeof(buf);
@@ -490,7 +501,7 @@ static void write_num(size_t v)
         buf[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v && i > 0);
-    write_str(&buf[i]);
+    put_str(l, &buf[i]);
 }
 
 static void report_overflow(const weft__stack *s)
@@ -500,20 +511,34 @@ static void report_overflow(const weft__stack *s)
     const weft__stack *running = NULL;
     if (fault_describe)
         fault_describe(fault_describe_ctx, &name, &id, &running);
-    write_str("weft: task '");
+    report_line l = {.len = 0};
+    put_str(&l, "weft: task '");
     if (name && name[0]) {
-        write_str(name);
+        put_str(&l, name);
     } else {
-        write_str("task-");
-        write_num(id);
+        put_str(&l, "task-");
+        put_num(&l, id);
     }
-    write_str("' overflowed its stack of ");
+    put_str(&l, "' overflowed its stack of ");
     /* The size the task asked for (or the runtime's), not what the stack holds with the room
      * that joins use to run children inline. */
     weft__stack_pool *p = fault_pool;
-    write_num((s->own_mapping || !p ? s->size : p->size) / 1024);
-    write_str(" KiB; give it a larger one with weft_spawn_opts.stack_size or "
-              "weft_config.stack_size\n");
+    put_num(&l, (s->own_mapping || !p ? s->size : p->size) / 1024);
+    put_str(&l, " KiB; give it a larger one with weft_spawn_opts.stack_size or "
+                "weft_config.stack_size");
+    if (fault_report) {
+        fault_report(fault_report_arg, WEFT_REPORT_OVERFLOW, l.text);
+        return;
+    }
+    l.text[l.len++] = '\n';
+    ssize_t r = write(STDERR_FILENO, l.text, l.len);
+    (void)r;
+}
+
+void weft__stack_fault_set_report(void (*report)(void *arg, int kind, const char *line), void *arg)
+{
+    fault_report = report;
+    fault_report_arg = arg;
 }
 
 void weft__stack_check_canary(const weft__stack *s)
@@ -616,6 +641,7 @@ void weft__stack_fault_thread_exit(void *altstack)
 {
     fault_pool = NULL;
     fault_describe = NULL;
+    fault_report = NULL;
     if (!altstack)
         return;
     stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};

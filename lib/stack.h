@@ -158,6 +158,9 @@ typedef void (*weft__stack_describe_fn)(void *ctx, const char **name, uint64_t *
 void *weft__stack_fault_thread_init(weft__stack_pool *p, weft__stack_describe_fn describe,
                                     void *ctx);
 void weft__stack_fault_thread_exit(void *altstack);
+/** Where the calling thread's overflow reports go (weft_config.report; NULL: stderr). The
+ *  callback runs in the fault handler: its contract (async-signal-safe only) is in weft.h. */
+void weft__stack_fault_set_report(void (*report)(void *arg, int kind, const char *line), void *arg);
 
 /** Test hook: the number of stacks that got an mprotect guard before canaries take over. */
 void weft__stack_set_mprotect_budget(long budget);

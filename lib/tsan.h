@@ -27,11 +27,18 @@
 #include <sanitizer/tsan_interface.h>
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
 #define weft__tsan_acquire(p) __tsan_acquire((void *)(p))
 #define weft__tsan_release(p) __tsan_release((void *)(p))
+/* Reads between these race their writers by design (a snapshot of counters that move). */
+#define weft__tsan_ignore_reads_begin() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define weft__tsan_ignore_reads_end() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
 #else
 #define weft__tsan_acquire(p) ((void)(p))
 #define weft__tsan_release(p) ((void)(p))
+#define weft__tsan_ignore_reads_begin() ((void)0)
+#define weft__tsan_ignore_reads_end() ((void)0)
 #endif
 
 #endif

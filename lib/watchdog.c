@@ -139,11 +139,16 @@ static void *watchdog_main(void *arg)
             /* Once per task: a task that is reported, then yields, then hogs again is known. */
             if (w->watch_reported_id != id) {
                 w->watch_reported_id = id;
-                fprintf(stderr,
-                        "weft: task '%s' has run on worker %u for over %lld ms without reaching a "
-                        "suspension point; move blocking calls into weft_blocking() and add "
-                        "weft_checkpoint() or weft_yield() to long loops\n",
-                        name, i, (long long)(limit / WEFT_MSEC));
+                char line[WEFT__TASK_NAME_MAX + 256];
+                snprintf(line, sizeof(line),
+                         "weft: task '%s' has run on worker %u for over %lld ms without reaching a "
+                         "suspension point; move blocking calls into weft_blocking() and add "
+                         "weft_checkpoint() or weft_yield() to long loops",
+                         name, i, (long long)(limit / WEFT_MSEC));
+                if (rt->cfg.report)
+                    rt->cfg.report(rt->cfg.report_arg, WEFT_REPORT_WATCHDOG, line);
+                else
+                    fprintf(stderr, "%s\n", line);
             }
         }
     }

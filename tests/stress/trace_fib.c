@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A traced fib(20) at two workers: the trace file must parse as JSON and hold exactly one start
+ * and one end for each task, tasks counted by their ids (check_trace.py does the reading).
+ * Usage: trace_fib FILE PYTHON CHECKER.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "../support.h"
+
+static atomic_long spawned;
+
+struct fib_arg {
+    int n;
+    long result;
+};
+
+static long fib(int n);
+
+static int fib_task(void *p)
+{
+    struct fib_arg *a = p;
+    a->result = fib(a->n);
+    return 0;
+}
+
+static long fib(int n)
+{
+    if (n < 2)
+        return n;
+    struct fib_arg child = {.n = n - 1};
+    weft_scope *s;
+    if (weft_scope_open(&s, NULL) != 0)
+        abort();
+    if (weft_spawn(s, fib_task, &child) != 0)
+        abort();
+    atomic_fetch_add(&spawned, 1);
+    long y = fib(n - 2);
+    if (weft_scope_close(s) != 0)
+        abort();
+    return child.result + y;
+}
+
+static int root(void *arg)
+{
+    long *out = arg;
+    *out = fib(20);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: trace_fib FILE PYTHON CHECKER\n");
+        return 2;
+    }
+    long result = 0;
+    weft_config cfg = {.workers = 2, .trace_path = argv[1]};
+    int rc = weft_run(&cfg, root, &result);
+    if (rc != 0 || result != 6765) {
+        fprintf(stderr, "weft_run: %d, fib(20) = %ld\n", rc, result);
+        return 1;
+    }
+    char tasks[32];
+    snprintf(tasks, sizeof(tasks), "%ld", atomic_load(&spawned) + 1); /* and the root */
+    execl(argv[2], argv[2], argv[3], argv[1], tasks, (char *)NULL);
+    perror("exec");
+    return 1;
+}
