@@ -38,7 +38,7 @@ struct weft_runtime {
     unsigned nworkers;
     _Atomic int stopping;
     _Atomic int shutting_down;
-    uint64_t chaos;         /* WEFT_CHAOS seed; 0: off */
+    uint64_t chaos; /* WEFT_CHAOS seed; 0: off */
     /* Nonzero when the common cases of spawn and join must take their general paths, so that
      * those test one word for every reason to (WEFT__DETOUR_*). */
     uint32_t detours;

@@ -827,8 +827,7 @@ static weft__worker *join_traced(weft__worker *w, weft__task *t, weft_scope *s, 
  * `releasing`: the caller releases `s` next, so no later join reads the result from `s`, and it
  * sets the state itself (see weft_scope_close). `traced`: a constant, 1 for join_traced. */
 static inline __attribute__((always_inline)) weft__worker *
-join_body_as(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *result,
-             int traced)
+join_body_as(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *result, int traced)
 {
     /* One test for chaos mode and tracing both: a join of a traced runtime is join_traced. */
     if (__builtin_expect(t->rt->detours != 0, 0)) {
@@ -885,9 +884,8 @@ joined:
     return w;
 }
 
-static __attribute__((noinline)) weft__worker *join_traced(weft__worker *w, weft__task *t,
-                                                           weft_scope *s, int releasing,
-                                                           int *result)
+static __attribute__((noinline)) weft__worker *
+join_traced(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *result)
 {
     return join_body_as(w, t, s, releasing, result, 1);
 }
