@@ -68,7 +68,6 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
     child->host = parent->host;
     weft__sched_set_current(w, child);
     weft__sched_progress(w);
-    w->counts.inline_runs++;
     if (traced)
         weft__trace_inline_start(w, parent, child);
     int rc = child->fn(child->arg);
@@ -86,6 +85,7 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
         weft__join_run_body(child);
     }
     w = weft__sched_worker();
+    w->counts.inline_runs++; /* counted at its end: the worker is at hand again here */
     if (traced)
         weft__trace_task_end(w, child, WEFT__TR_WHY_END);
     weft__sched_set_current(w, parent); /* news enough to the watchdog: no bump */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "blocking.h"
+#include "records.h"
 #include "runtime.h"
 #include "sched.h"
 #include "tsan.h"
@@ -20,7 +21,7 @@
 static void worker_metrics(weft__worker *w, weft_time now, weft_worker_metrics *m)
 {
     const weft__worker_counts *c = &w->counts;
-    m->spawned = READ(c->spawned);
+    m->spawned = weft__records_ids_given(w) - READ(c->unspawned);
     m->inline_runs = READ(c->inline_runs);
     m->started = READ(c->started) + m->inline_runs;
     m->stolen = READ(c->stolen);

@@ -34,9 +34,32 @@ uint64_t weft__records_id_slow(weft__worker *w)
 {
     if (!w)
         return atomic_fetch_add_explicit(&next_id_block, 1, memory_order_relaxed);
+    /* The ids a worker gave out are the tasks it made (weft_runtime_metrics reads them through
+     * weft__records_ids_given): a block changes under a sequence count, odd meanwhile. */
+    weft__worker_counts *c = &w->counts;
+    __atomic_store_n(&c->id_seq, c->id_seq + 1, __ATOMIC_RELAXED);
+    atomic_thread_fence(memory_order_release);
+    if (w->end_id)
+        c->ids_before += ID_BLOCK; /* the last block, used up */
     w->next_id = atomic_fetch_add_explicit(&next_id_block, ID_BLOCK, memory_order_relaxed);
     w->end_id = w->next_id + ID_BLOCK;
+    __atomic_store_n(&c->id_seq, c->id_seq + 1, __ATOMIC_RELEASE);
     return w->next_id++;
+}
+
+uint64_t weft__records_ids_given(weft__worker *w)
+{
+    const weft__worker_counts *c = &w->counts;
+    for (;;) {
+        uint32_t seq = __atomic_load_n(&c->id_seq, __ATOMIC_ACQUIRE);
+        uint64_t before = __atomic_load_n(&c->ids_before, __ATOMIC_RELAXED);
+        uint64_t end = __atomic_load_n(&w->end_id, __ATOMIC_RELAXED);
+        uint64_t next = __atomic_load_n(&w->next_id, __ATOMIC_RELAXED);
+        atomic_thread_fence(memory_order_acquire);
+        if ((seq & 1) || __atomic_load_n(&c->id_seq, __ATOMIC_RELAXED) != seq)
+            continue; /* a new block meanwhile: read again */
+        return end ? before + (next - (end - ID_BLOCK)) : 0;
+    }
 }
 
 #define TASK_RECORD_SIZE ((sizeof(weft__task) + 63) & ~(size_t)63)

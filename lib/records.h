@@ -20,6 +20,9 @@
 /** A new task's id when the block of ids of `w` is used up, or `w` is NULL (off the workers). */
 uint64_t weft__records_id_slow(weft__worker *w);
 
+/** How many ids `w` gave out so far (any thread, while they are given: weft_runtime_metrics). */
+uint64_t weft__records_ids_given(weft__worker *w);
+
 /** A new task's id: the next of the block of ids `w` (the caller's worker, or NULL) holds, so
  *  that a spawn costs no shared atomic. */
 static inline uint64_t weft__records_new_id(weft__worker *w)

@@ -280,7 +280,7 @@ static void release_runtime(weft_runtime *rt)
     if (rt->trace) {
         weft__trace_close(rt->trace); /* the workers are gone: their buffers are still */
         rt->trace = NULL;
-        rt->detours &= ~(uint32_t)WEFT__DETOUR_TRACE;
+        rt->detours &= ~(uint64_t)WEFT__DETOUR_TRACE;
     }
     weft__poll_destroy(&rt->poller);
     weft__blocking_destroy(rt);

@@ -41,7 +41,7 @@ struct weft_runtime {
     uint64_t chaos; /* WEFT_CHAOS seed; 0: off */
     /* Nonzero when the common cases of spawn and join must take their general paths, so that
      * those test one word for every reason to (WEFT__DETOUR_*). */
-    uint32_t detours;
+    uint64_t detours;
     weft_scope *root_scope; /* parent of every submitted task's scope */
     weft__blocking_pool *blocking;
     weft_config cfg;

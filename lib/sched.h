@@ -60,7 +60,11 @@ typedef struct weft__thread_times {
  * while they change, which on every architecture weft runs on returns either value of an
  * aligned word, never a torn one (metrics.c tells ThreadSanitizer so). */
 typedef struct weft__worker_counts {
-    uint64_t spawned;     /* tasks spawned by tasks running here */
+    /* Tasks spawned here are counted by the ids the worker gives out (records.c), which every
+     * spawn takes anyway: those minus the ids of spawns that failed once they had one. */
+    uint64_t ids_before;  /* ids of the blocks used up */
+    uint32_t id_seq;      /* odd while the worker changes blocks */
+    uint64_t unspawned;   /* ids given to spawns that then failed */
     uint64_t started;     /* tasks that first ran here on a stack of their own */
     uint64_t inline_runs; /* children a join ran here inline (started too) */
     uint64_t stolen;      /* tasks taken from other workers */

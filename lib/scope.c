@@ -821,6 +821,13 @@ static inline int close_if_empty(weft_scope *s, const weft_runtime *rt)
 static weft__worker *join_traced(weft__worker *w, weft__task *t, weft_scope *s, int releasing,
                                  int *result);
 
+/* Chaos mode's point at the start of a join (out of line: the common join never comes here).
+ * Returns the worker the caller runs on afterwards. */
+static __attribute__((noinline)) weft__worker *join_chaos_point(weft__worker *w, weft__task *t)
+{
+    return weft__task_chaos_point(t->rt) ? weft__sched_worker() : w;
+}
+
 /* The join of `s` by its owner `t`. `w`: the caller's worker, looked up since its last
  * suspension. Returns the worker the caller runs on afterwards. Inline in the common cases of
  * weft_scope_join and weft_scope_close; join_one elsewhere. The join's result goes to *result.
@@ -833,8 +840,7 @@ join_body_as(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *
     if (__builtin_expect(t->rt->detours != 0, 0)) {
         if (!traced && w->trace)
             return join_traced(w, t, s, releasing, result);
-        if (weft__task_chaos_point(t->rt))
-            w = weft__sched_worker();
+        w = join_chaos_point(w, t);
     }
     /* Run our own unstarted children here, as calls: no stack, no switch. Only children of `s`:
      * running unrelated work inside a wait could deadlock (it could wait on us). */

@@ -48,10 +48,7 @@ void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
     int traced = w->trace && (t->flags & WEFT__TASK_TRACE_RUN);
     if (__builtin_expect(traced, 0))
         weft__trace_task_end(w, t, WEFT__TR_WHY_END);
-    t->id = weft__records_new_id(w);
-    /* Counted as spawned when it takes over: the owner's bare spawns have no record until
-     * then. */
-    w->counts.spawned++;
+    t->id = weft__records_new_id(w); /* counted as spawned here: bare, it had no id before */
     w->counts.started += (uint64_t)running;
 #ifdef WEFT_TSAN
     weft__sched_set_current(w, t); /* it runs on: the watchdog's copy of its id changes */
@@ -155,7 +152,6 @@ static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *
         uint64_t id = t->id; /* deferred, it may start and end on another worker at once */
         rc = weft__scope_start_or_defer(s, NULL, t);
         if (rc == 1) {
-            w->counts.spawned++;
             if (__builtin_expect(w->trace != NULL, 0))
                 weft__trace_add(w->trace, WEFT__TR_SPAWN, id, 0, 0);
             return 0; /* waits, unstarted and without a stack, for a running sibling to end */
@@ -163,12 +159,12 @@ static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *
         if (rc < 0) {
             weft__scope_unadmit(s, counted);
             weft__records_free_task_on(w, t);
+            w->counts.unspawned++;
             return rc;
         }
     }
     /* It holds a slot: queued whatever happens, since a slot is released only by its child
      * ending. */
-    w->counts.spawned++;
     if (__builtin_expect(w->trace != NULL, 0))
         weft__trace_add(w->trace, WEFT__TR_SPAWN, t->id, 0, 0);
     if (weft__sched_spawn_own(w, s->rt, t) != 0)
@@ -207,9 +203,9 @@ static inline __attribute__((always_inline)) int spawn(weft_scope *s, weft_fn fn
     if (rc) {
         weft__scope_unadmit(s, counted);
         weft__records_free_task_on(w, t);
+        w->counts.unspawned++;
         return rc;
     }
-    w->counts.spawned++;
     if (__builtin_expect(w->trace != NULL, 0))
         weft__trace_add(w->trace, WEFT__TR_SPAWN, id, 0, 0);
     weft__task_chaos_point(s->rt); /* perhaps let the child run, or be stolen, before we go on */
@@ -256,7 +252,6 @@ int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
     weft__task_reset_cached(t, self->rt, w->next_id++);
     t->flags = weft__scope_count_owner_child(s);
     weft__task_init_child(t, s, fn, arg, NULL);
-    w->counts.spawned++;
     /* Filled in before it is queued: from then on a thief may take it. */
     weft__deque_push_owner_room(&w->spawnq, t);
     weft__sched_notify_local(self->rt);
