@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,14 @@
  * program take about 160 MiB. */
 #define TRACE_MEMORY ((size_t)256 << 20)
 #define TRACE_MEMORY_MIN ((size_t)16 << 20)
+
+/* Tests set it to 0, so that every full buffer is written out (weft__trace_keep_in_memory). */
+static _Atomic int keep_in_memory = 1;
+
+void weft__trace_keep_in_memory(int keep)
+{
+    atomic_store(&keep_in_memory, keep);
+}
 
 struct weft__trace_chunk {
     weft__trace_chunk *next;
@@ -129,6 +138,8 @@ int weft__trace_open(weft__trace **out, const char *path, unsigned nworkers)
     tr->nworkers = nworkers;
     tr->share =
         TRACE_MEMORY / nworkers > TRACE_MEMORY_MIN ? TRACE_MEMORY / nworkers : TRACE_MEMORY_MIN;
+    if (!atomic_load(&keep_in_memory))
+        tr->share = 0;
     tr->pid = (int)getpid();
     tr->ns_per_tick = measure_ns_per_tick(&tr->tick0);
     char head[256];
@@ -438,7 +449,6 @@ static void spill(weft__trace *tr, weft__trace_buf *b)
 void weft__trace_flush(weft__trace_buf *b)
 {
     weft__trace *tr = b->trace;
-    weft__alloc_own_wait_mark();
     /* The last event stamped, so that every event of the buffer gets a time of its own. */
     for (uint32_t i = b->n; i-- > 0;) {
         if (b->ev[i].kind == WEFT__TR_NAME)
@@ -463,10 +473,12 @@ void weft__trace_flush(weft__trace_buf *b)
         b->cur = fresh;
         b->ev = fresh->ev;
     } else {
+        /* The runtime's own wait, not the task's (alloc.h); chunk_new marks its own. */
+        weft__alloc_own_wait_mark();
         spill(tr, b);
+        weft__alloc_own_wait_mark();
     }
     b->n = 0;
-    weft__alloc_own_wait_mark();
 }
 
 void weft__trace_close(weft__trace *tr)

@@ -117,6 +117,10 @@ static inline uint64_t weft__trace_ticks(void)
 #endif
 }
 
+/** Test hook: 0 makes the traces opened from then on write every full buffer out at once,
+ *  keeping none in memory; 1 (the default) restores the memory share. */
+void weft__trace_keep_in_memory(int keep);
+
 /** Writes out a full buffer (its owner, on its thread). */
 void weft__trace_flush(weft__trace_buf *b);
 

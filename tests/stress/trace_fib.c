@@ -2,7 +2,8 @@
 /*
  * A traced fib(20) at two workers: the trace file must parse as JSON and hold exactly one start
  * and one end for each task, tasks counted by their ids (check_trace.py does the reading).
- * Usage: trace_fib FILE PYTHON CHECKER.
+ * Usage: trace_fib FILE PYTHON CHECKER [N [SPILL]]: fib(N) (20 by default); SPILL 1 writes every
+ * full buffer out at once (trace.h), where it would be kept in memory.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "../support.h"
+#include "trace.h"
 
 static atomic_long spawned;
 
@@ -44,24 +46,35 @@ static long fib(int n)
     return child.result + y;
 }
 
+static int fib_n = 20;
+
 static int root(void *arg)
 {
     long *out = arg;
-    *out = fib(20);
+    *out = fib(fib_n);
     return 0;
+}
+
+static long fib_plain(int n)
+{
+    return n < 2 ? n : fib_plain(n - 1) + fib_plain(n - 2);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: trace_fib FILE PYTHON CHECKER\n");
+    if (argc < 4 || argc > 6) {
+        fprintf(stderr, "usage: trace_fib FILE PYTHON CHECKER [N [SPILL]]\n");
         return 2;
     }
+    if (argc > 4)
+        fib_n = atoi(argv[4]);
+    if (argc > 5 && atoi(argv[5]))
+        weft__trace_keep_in_memory(0);
     long result = 0;
     weft_config cfg = {.workers = 2, .trace_path = argv[1]};
     int rc = weft_run(&cfg, root, &result);
-    if (rc != 0 || result != 6765) {
-        fprintf(stderr, "weft_run: %d, fib(20) = %ld\n", rc, result);
+    if (rc != 0 || result != fib_plain(fib_n)) {
+        fprintf(stderr, "weft_run: %d, fib(%d) = %ld\n", rc, fib_n, result);
         return 1;
     }
     char tasks[32];
