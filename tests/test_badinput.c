@@ -186,6 +186,18 @@ ROWFN(r_shutdown_null, weft_runtime_shutdown(NULL))
 ROWFN(r_shutdown_own, weft_runtime_shutdown(f->rt))
 ROWFN(r_workers, weft_workers())
 ROWFN(r_worker_index, weft_worker_index() >= 0 ? 1 : weft_worker_index())
+static long r_metrics_own(fixture *f)
+{
+    (void)f;
+    weft_metrics m;
+    return weft_runtime_metrics(NULL, &m, sizeof(m), NULL, 0);
+}
+ROWFN(r_metrics_null_out, weft_runtime_metrics(f->rt, NULL, sizeof(weft_metrics), NULL, 0))
+static long r_metrics_size0(fixture *f)
+{
+    weft_metrics m;
+    return weft_runtime_metrics(f->rt, &m, 0, NULL, 0);
+}
 
 /* -- scopes and tasks -- */
 static long r_open(fixture *f)
@@ -601,6 +613,9 @@ static const row rows[] = {
     {"weft_runtime_shutdown", "from a task of the runtime", r_shutdown_own, SKIP, -EDEADLK},
     {"weft_workers", "outside: 0", r_workers, 0, 2},
     {"weft_worker_index", "outside: -1", r_worker_index, -1, 1},
+    {"weft_runtime_metrics", "NULL rt: the caller's", r_metrics_own, -EPERM, 0},
+    {"weft_runtime_metrics", "NULL out", r_metrics_null_out, -EINVAL, -EINVAL},
+    {"weft_runtime_metrics", "size 0", r_metrics_size0, -EINVAL, -EINVAL},
     {"weft_scope_open", "task-only", r_open, -EPERM, 0},
     {"weft_scope_open", "NULL out", r_open_null_out, SKIP, -EINVAL},
     {"weft_scope_open", "timeout_ns = -1", r_open_neg_timeout, SKIP, -EINVAL},
