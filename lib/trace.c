@@ -21,26 +21,12 @@
 #include "scope.h"
 #include "task.h"
 
-/* One buffer: 2 MiB, mapped for a huge page (a trace of a million tasks faulted in 50,000
- * small pages, which cost more than recording the events), tens of milliseconds of a fork-join
- * program at full speed. */
+/* One buffer: 2 MiB, mapped for a huge page, tens of milliseconds of a fork-join program at
+ * full speed: a write per buffer is rare next to the events it carries. */
 #define CHUNK_BYTES ((size_t)2 << 20)
 #define BUF_EVENTS ((uint32_t)((CHUNK_BYTES - 16) / sizeof(weft__trace_event)))
 /* Events formatted to text at a time when the file is written. */
 #define TEXT_EVENTS 8192
-/* Full buffers the workers of a runtime keep in memory, together, before they write them out
- * (trace.h); each worker's share is at least TRACE_MEMORY_MIN. A million tasks of a fork-join
- * program take about 160 MiB. */
-#define TRACE_MEMORY ((size_t)256 << 20)
-#define TRACE_MEMORY_MIN ((size_t)16 << 20)
-
-/* Tests set it to 0, so that every full buffer is written out (weft__trace_keep_in_memory). */
-static _Atomic int keep_in_memory = 1;
-
-void weft__trace_keep_in_memory(int keep)
-{
-    atomic_store(&keep_in_memory, keep);
-}
 
 struct weft__trace_chunk {
     weft__trace_chunk *next;
@@ -66,7 +52,6 @@ struct weft__trace {
     int fd;
     int pid;
     unsigned nworkers;
-    size_t share;       /* bytes of full buffers each worker keeps in memory */
     uint64_t tick0;     /* the clock at the start, in ticks */
     double ns_per_tick; /* measured at the start */
     char *text;         /* TEXT_EVENTS events' worth of JSON, for writing at the end */
@@ -136,10 +121,6 @@ int weft__trace_open(weft__trace **out, const char *path, unsigned nworkers)
         return rc;
     }
     tr->nworkers = nworkers;
-    tr->share =
-        TRACE_MEMORY / nworkers > TRACE_MEMORY_MIN ? TRACE_MEMORY / nworkers : TRACE_MEMORY_MIN;
-    if (!atomic_load(&keep_in_memory))
-        tr->share = 0;
     tr->pid = (int)getpid();
     tr->ns_per_tick = measure_ns_per_tick(&tr->tick0);
     char head[256];
@@ -247,8 +228,8 @@ static char *put_event(const weft__trace *tr, const weft__trace_event *ev, uint3
         name = (const char *)&e[1].ts; /* 24 bytes: see put_name */
         *used = 2;
     }
-    if (e->kind == WEFT__TR_NAME)
-        return o; /* its begin was in the part written before: cannot happen (see write_spill) */
+    if (e->kind == WEFT__TR_NAME || e->kind == WEFT__TR_PAD)
+        return o; /* a name is written with its begin */
     int64_t ns = (int64_t)((double)(int64_t)(e->ts - tr->tick0) * tr->ns_per_tick);
     if (ns < 0)
         ns = 0;
@@ -346,14 +327,31 @@ static char *put_event(const weft__trace *tr, const weft__trace_event *ev, uint3
     return o;
 }
 
-/* Writes `n` events of worker `worker` to the trace file. Returns how many it took: all, or all
- * but a last begin whose name may be in the next part. */
-static uint32_t write_events(weft__trace *tr, const weft__trace_event *ev, uint32_t n,
-                             unsigned worker, int more)
+/* Gives the unstamped events of the `n` at `ev` times spread evenly between the stamped ones
+ * around them (trace.h, the clock); those after the last stamp get its time. */
+static void spread_times(weft__trace_event *ev, uint32_t n)
 {
-    if (more && n &&
-        (ev[n - 1].kind == WEFT__TR_TASK_BEGIN || ev[n - 1].kind == WEFT__TR_SCOPE_BEGIN))
-        n--;
+    uint32_t last = UINT32_MAX; /* the last stamped event */
+    for (uint32_t i = 0; i < n; i++) {
+        if (ev[i].kind == WEFT__TR_NAME || ev[i].kind == WEFT__TR_PAD || ev[i].ts == 0)
+            continue;
+        if (last != UINT32_MAX && i > last + 1) {
+            uint64_t t0 = ev[last].ts, span = ev[i].ts > t0 ? ev[i].ts - t0 : 0;
+            for (uint32_t k = last + 1; k < i; k++)
+                if (ev[k].kind != WEFT__TR_NAME)
+                    ev[k].ts = t0 + span * (k - last) / (i - last);
+        }
+        last = i;
+    }
+    for (uint32_t k = last == UINT32_MAX ? 0 : last + 1; last != UINT32_MAX && k < n; k++)
+        if (ev[k].kind != WEFT__TR_NAME)
+            ev[k].ts = ev[last].ts;
+}
+
+/* Writes the `n` events at `ev` of worker `worker` to the trace file, their times spread
+ * (spread_times) already. */
+static void write_events(weft__trace *tr, const weft__trace_event *ev, uint32_t n, unsigned worker)
+{
     char *o = tr->text;
     uint32_t used, since = 0;
     for (uint32_t i = 0; i < n; i += used, since += used) {
@@ -365,24 +363,21 @@ static uint32_t write_events(weft__trace *tr, const weft__trace_event *ev, uint3
         o = put_event(tr, ev, n, worker, i, o, &used);
     }
     write_all(tr->fd, tr->text, (size_t)(o - tr->text));
-    return n;
 }
 
-/* The events worker b spilled, read back and written to the trace file; `scratch` holds
- * BUF_EVENTS of them. */
+/* The events worker b wrote out, read back a buffer at a time (each was written whole, begins
+ * and ends with a read of the clock: weft__trace_flush) and written to the trace file. */
 static void write_spill(weft__trace *tr, weft__trace_buf *b, weft__trace_event *scratch)
 {
-    uint64_t done = 0;
-    while (done < b->spilled) {
-        uint64_t want = b->spilled - done < BUF_EVENTS ? b->spilled - done : BUF_EVENTS;
-        ssize_t r =
-            pread(b->spill_fd, scratch, want * sizeof(*scratch), (off_t)(done * sizeof(*scratch)));
-        if (r <= 0)
-            break;
-        uint32_t got = (uint32_t)((size_t)r / sizeof(*scratch));
-        if (!got)
-            break;
-        done += write_events(tr, scratch, got, b->worker, done + got < b->spilled);
+    for (uint64_t done = 0; done + BUF_EVENTS <= b->spilled; done += BUF_EVENTS) {
+        size_t bytes = BUF_EVENTS * sizeof(*scratch);
+        ssize_t r = pread(b->spill_fd, scratch, bytes, (off_t)(done * sizeof(*scratch)));
+        if (r != (ssize_t)bytes) {
+            b->lost += b->spilled - done;
+            return;
+        }
+        spread_times(scratch, BUF_EVENTS);
+        write_events(tr, scratch, BUF_EVENTS, b->worker);
     }
 }
 
@@ -399,28 +394,7 @@ static int open_spill(weft__trace *tr, weft__trace_buf *b)
     return fd;
 }
 
-/* Gives the unstamped events of the `n` at `ev` times spread evenly between the stamped ones
- * around them (trace.h, the clock); those after the last stamp get its time. */
-static void spread_times(weft__trace_event *ev, uint32_t n)
-{
-    uint32_t last = UINT32_MAX; /* the last stamped event */
-    for (uint32_t i = 0; i < n; i++) {
-        if (ev[i].kind == WEFT__TR_NAME || ev[i].ts == 0)
-            continue;
-        if (last != UINT32_MAX && i > last + 1) {
-            uint64_t t0 = ev[last].ts, span = ev[i].ts > t0 ? ev[i].ts - t0 : 0;
-            for (uint32_t k = last + 1; k < i; k++)
-                if (ev[k].kind != WEFT__TR_NAME)
-                    ev[k].ts = t0 + span * (k - last) / (i - last);
-        }
-        last = i;
-    }
-    for (uint32_t k = last == UINT32_MAX ? 0 : last + 1; last != UINT32_MAX && k < n; k++)
-        if (ev[k].kind != WEFT__TR_NAME)
-            ev[k].ts = ev[last].ts;
-}
-
-/* Writes the full chunk of `b` to its spill file; 0, or -1 when it could not (counted lost). */
+/* Writes the full buffer of `b` to its spill file, whole; what cannot be written is lost. */
 static void spill(weft__trace *tr, weft__trace_buf *b)
 {
     if (b->spill_fd < 0)
@@ -436,20 +410,25 @@ static void spill(weft__trace *tr, weft__trace_buf *b)
             break;
         off += (size_t)r;
     }
-    if (off < bytes) { /* cut a part-written event off, count what is lost */
-        off -= off % sizeof(weft__trace_event);
-        if (b->spill_fd >= 0 &&
-            ftruncate(b->spill_fd, (off_t)(b->spilled * sizeof(weft__trace_event) + off)) != 0)
-            off = 0;
-        b->lost += (bytes - off) / sizeof(weft__trace_event);
+    if (off == bytes) {
+        b->spilled += b->n;
+        return;
     }
-    b->spilled += off / sizeof(weft__trace_event);
+    /* Cut a part-written buffer off: the file holds whole buffers only. */
+    if (b->spill_fd >= 0 && off &&
+        ftruncate(b->spill_fd, (off_t)(b->spilled * sizeof(weft__trace_event))) != 0) {
+        close(b->spill_fd);
+        b->spill_fd = -1; /* what it held is lost too */
+        b->lost += b->spilled;
+        b->spilled = 0;
+    }
+    b->lost += b->n;
 }
 
 void weft__trace_flush(weft__trace_buf *b)
 {
-    weft__trace *tr = b->trace;
-    /* The last event stamped, so that every event of the buffer gets a time of its own. */
+    /* The last event reads the clock, so that every event of the buffer has a read on either
+     * side; then the buffer is made whole, so that it is read back as written. */
     for (uint32_t i = b->n; i-- > 0;) {
         if (b->ev[i].kind == WEFT__TR_NAME)
             continue;
@@ -457,27 +436,15 @@ void weft__trace_flush(weft__trace_buf *b)
             b->ev[i].ts = weft__trace_ticks();
         break;
     }
-    spread_times(b->ev, b->n);
-    weft__trace_chunk *fresh = NULL;
-    if (b->kept_bytes + sizeof(weft__trace_chunk) <= tr->share && b->spill_fd < 0)
-        fresh = chunk_new();
-    if (fresh) {
-        b->cur->n = b->n;
-        b->cur->next = NULL;
-        if (b->kept_tail)
-            b->kept_tail->next = b->cur;
-        else
-            b->kept = b->cur;
-        b->kept_tail = b->cur;
-        b->kept_bytes += sizeof(weft__trace_chunk);
-        b->cur = fresh;
-        b->ev = fresh->ev;
-    } else {
-        /* The runtime's own wait, not the task's (alloc.h); chunk_new marks its own. */
-        weft__alloc_own_wait_mark();
-        spill(tr, b);
-        weft__alloc_own_wait_mark();
+    while (b->n < b->cap) {
+        weft__trace_event *e = &b->ev[b->n++];
+        e->ts = 0;
+        e->kind = WEFT__TR_PAD;
     }
+    /* The runtime's own wait, not the task's (alloc.h). */
+    weft__alloc_own_wait_mark();
+    spill(b->trace, b);
+    weft__alloc_own_wait_mark();
     b->n = 0;
 }
 
@@ -487,21 +454,16 @@ void weft__trace_close(weft__trace *tr)
     uint64_t lost = 0;
     for (unsigned i = 0; i < tr->nworkers; i++) {
         weft__trace_buf *b = &tr->bufs[i];
-        /* Oldest first: those kept in memory, those written out after, the last buffer. */
-        for (weft__trace_chunk *c = b->kept, *next; c; c = next) {
-            next = c->next;
-            write_events(tr, c->ev, (uint32_t)c->n, i, 0);
-            chunk_free(c);
-        }
+        /* Oldest first: those written out, then the last buffer. */
         if (b->spill_fd >= 0) {
             if (scratch)
                 write_spill(tr, b, scratch);
             else
-                lost += b->spilled;
+                b->lost += b->spilled;
             close(b->spill_fd);
         }
         spread_times(b->ev, b->n);
-        write_events(tr, b->ev, b->n, i, 0);
+        write_events(tr, b->ev, b->n, i);
         lost += b->lost;
     }
     free(scratch);

@@ -3,15 +3,15 @@
  * The trace (trace.c): what each worker did, task by task, written as Chrome trace-event JSON.
  *
  * Each worker appends fixed-size events to a buffer of its own, with no lock and no atomic: only
- * the worker writes it. A full buffer is kept, and the worker takes a fresh one, until the
- * worker holds its share of TRACE_MEMORY (trace.c); past that, its owner writes each full
- * buffer out there and then, as it is (one write(2) of 256 KiB to a file of its own, unlinked,
- * beside the trace), and reuses it. So nothing is dropped, and no time goes to formatting while
- * tasks run (a write costs more than the events it holds took to record, hence the memory
- * first); the worker's time in that write counts as one of the runtime's own waits (alloc.h),
- * never against its task for the watchdog. When the runtime stops, each worker's events, kept
- * and written, become the JSON file; events lost (no memory, a full disk) are counted there, in
- * the metadata.
+ * the worker writes it. A full buffer is written out by its owner there and then, whole and as
+ * it is (one write(2) of 2 MiB to a file of its own, unlinked at once, beside the trace), and
+ * reused: so the memory a trace takes stays a buffer per worker, nothing is dropped, and no time
+ * goes to formatting while tasks run. (Buffers kept in memory instead cost more: the kernel
+ * clears every fresh page, about 160 bytes of them per task of a fork-join program, and on a
+ * busy machine that took several times longer than the write.) The worker's time in the write
+ * counts as one of the runtime's own waits (alloc.h), never against its task for the watchdog.
+ * When the runtime stops, each worker's events, written and left, become the JSON file; events
+ * lost (a full disk) are counted there, in the metadata.
  *
  * The clock. A read of the time-stamp counter costs tens of nanoseconds on some virtual
  * machines, more than the rest of an event: so an event reads it only when it is the first of a
@@ -53,6 +53,7 @@ enum weft__trace_kind {
     WEFT__TR_STEAL,          /* id: the task taken; aux: the victim's index */
     WEFT__TR_MIGRATE,        /* id: the task; aux: the worker it last ran on */
     WEFT__TR_NAME,           /* the name of the slice begun by the event before it */
+    WEFT__TR_PAD,            /* nothing: fills a buffer up before it is written out */
 };
 
 enum weft__trace_why {
@@ -80,11 +81,9 @@ typedef struct weft__trace_buf {
     weft__trace_event *ev; /* cur's */
     uint32_t n, cap;
     weft__trace_chunk *cur;
-    weft__trace_chunk *kept, *kept_tail; /* full ones held in memory, oldest first */
-    size_t kept_bytes;
     weft__trace *trace;
     unsigned worker;
-    int spill_fd;     /* full buffers past the memory share, as they are; -1 until the first */
+    int spill_fd;     /* full buffers, as they are; -1 until the first */
     uint64_t spilled; /* events there */
     uint64_t lost;    /* events lost (no memory for a buffer, a failed write) */
 } weft__trace_buf;
@@ -116,10 +115,6 @@ static inline uint64_t weft__trace_ticks(void)
     return (uint64_t)weft_now();
 #endif
 }
-
-/** Test hook: 0 makes the traces opened from then on write every full buffer out at once,
- *  keeping none in memory; 1 (the default) restores the memory share. */
-void weft__trace_keep_in_memory(int keep);
 
 /** Writes out a full buffer (its owner, on its thread). */
 void weft__trace_flush(weft__trace_buf *b);

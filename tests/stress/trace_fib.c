@@ -2,8 +2,7 @@
 /*
  * A traced fib(20) at two workers: the trace file must parse as JSON and hold exactly one start
  * and one end for each task, tasks counted by their ids (check_trace.py does the reading).
- * Usage: trace_fib FILE PYTHON CHECKER [N [SPILL]]: fib(N) (20 by default); SPILL 1 writes every
- * full buffer out at once (trace.h), where it would be kept in memory.
+ * Usage: trace_fib FILE PYTHON CHECKER [N]: fib(N), 20 by default.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,7 +10,6 @@
 #include <unistd.h>
 
 #include "../support.h"
-#include "trace.h"
 
 static atomic_long spawned;
 
@@ -62,14 +60,12 @@ static long fib_plain(int n)
 
 int main(int argc, char **argv)
 {
-    if (argc < 4 || argc > 6) {
-        fprintf(stderr, "usage: trace_fib FILE PYTHON CHECKER [N [SPILL]]\n");
+    if (argc < 4 || argc > 5) {
+        fprintf(stderr, "usage: trace_fib FILE PYTHON CHECKER [N]\n");
         return 2;
     }
     if (argc > 4)
         fib_n = atoi(argv[4]);
-    if (argc > 5 && atoi(argv[5]))
-        weft__trace_keep_in_memory(0);
     long result = 0;
     weft_config cfg = {.workers = 2, .trace_path = argv[1]};
     int rc = weft_run(&cfg, root, &result);
