@@ -671,7 +671,7 @@ static int wake(weft__task *t, uint32_t reason, int *runnable)
     if (w && w->rt == rt) {
         w->counts.woken++;
         if (__builtin_expect(w->trace != NULL, 0))
-            weft__trace_add(w->trace, WEFT__TR_WAKE, t->id, 0, reason);
+            weft__trace_add(w->trace, WEFT__TR_WAKE, t->id, reason);
     } else {
         atomic_fetch_add_explicit(&rt->foreign_wakes, 1, memory_order_relaxed);
     }

@@ -101,7 +101,7 @@ weft__task *weft__steal_round(weft__worker *w)
         if (t) {
             w->counts.stolen++;
             if (__builtin_expect(w->trace != NULL, 0))
-                weft__trace_add(w->trace, WEFT__TR_STEAL, t->id, 0, v->index);
+                weft__trace_add(w->trace, WEFT__TR_STEAL, t->id, v->index);
             return t;
         }
     }

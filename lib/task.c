@@ -153,7 +153,7 @@ static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *
         rc = weft__scope_start_or_defer(s, NULL, t);
         if (rc == 1) {
             if (__builtin_expect(w->trace != NULL, 0))
-                weft__trace_add(w->trace, WEFT__TR_SPAWN, id, 0, 0);
+                weft__trace_add(w->trace, WEFT__TR_SPAWN, id, 0);
             return 0; /* waits, unstarted and without a stack, for a running sibling to end */
         }
         if (rc < 0) {
@@ -166,7 +166,7 @@ static __attribute__((noinline)) int spawn_limited(weft__worker *w, weft__task *
     /* It holds a slot: queued whatever happens, since a slot is released only by its child
      * ending. */
     if (__builtin_expect(w->trace != NULL, 0))
-        weft__trace_add(w->trace, WEFT__TR_SPAWN, t->id, 0, 0);
+        weft__trace_add(w->trace, WEFT__TR_SPAWN, t->id, 0);
     if (weft__sched_spawn_own(w, s->rt, t) != 0)
         weft__inject_task(s->rt, t);
     weft__task_chaos_point(s->rt);
@@ -207,7 +207,7 @@ static inline __attribute__((always_inline)) int spawn(weft_scope *s, weft_fn fn
         return rc;
     }
     if (__builtin_expect(w->trace != NULL, 0))
-        weft__trace_add(w->trace, WEFT__TR_SPAWN, id, 0, 0);
+        weft__trace_add(w->trace, WEFT__TR_SPAWN, id, 0);
     weft__task_chaos_point(s->rt); /* perhaps let the child run, or be stolen, before we go on */
     return 0;
 }
@@ -286,8 +286,8 @@ void weft__task_end_without_stack(weft__task *t)
     weft__worker *w = weft__sched_worker();
     if (__builtin_expect(w->trace != NULL, 0)) {
         /* Its only slice, as long as nothing: it starts and ends unrun. */
-        weft__trace_add(w->trace, WEFT__TR_TASK_BEGIN, t->id, 0, 1);
-        weft__trace_add(w->trace, WEFT__TR_TASK_END, t->id, 0, WEFT__TR_WHY_UNRUN);
+        weft__trace_add(w->trace, WEFT__TR_TASK_BEGIN, t->id, 1);
+        weft__trace_add(w->trace, WEFT__TR_TASK_END, t->id, WEFT__TR_WHY_UNRUN);
     }
     /* Its function never runs: the message tells the error group why. The allocation may fail
      * as the stack did; the code stays. */

@@ -102,6 +102,7 @@ int weft__trace_open(weft__trace **out, const char *path, unsigned nworkers)
         b->trace = tr;
         b->worker = i;
         b->spill_fd = -1;
+        b->hi = UINT32_MAX;
         if (!b->ev)
             rc = -ENOMEM;
     }
@@ -215,22 +216,27 @@ static const char *wait_on_name(uint32_t on)
 static const char *const why_names[] = {"end", "park", "yield", "unrun"};
 static const char *const wake_names[] = {"?", "?", "woken", "cancel", "timer"};
 
-/* The text of event i of the `n` at `ev` (of worker `worker`), into o; returns the end of the
- * text and sets *used to the events consumed (a begin takes its name with it). */
-static char *put_event(const weft__trace *tr, const weft__trace_event *ev, uint32_t n,
-                       unsigned worker, uint32_t i, char *o, uint32_t *used)
+/* The text of event i of the `n` at `ev` (of worker `worker`, at times `at`: event_times), into
+ * o; returns the end of the text and sets *used to the events consumed (an event takes the NAMEs
+ * or the ARG after it with it). */
+static char *put_event(const weft__trace *tr, const weft__trace_event *ev, const uint64_t *at,
+                       uint32_t n, unsigned worker, uint32_t i, char *o, uint32_t *used)
 {
     const weft__trace_event *e = &ev[i];
-    const char *name = NULL;
+    uint32_t kind = e->kind & ~WEFT__TR_STAMPED;
+    char name[25] = {0};
+    uint64_t arg = 0;
     *used = 1;
-    if ((e->kind == WEFT__TR_TASK_BEGIN || e->kind == WEFT__TR_SCOPE_BEGIN) && i + 1 < n &&
-        e[1].kind == WEFT__TR_NAME) {
-        name = (const char *)&e[1].ts; /* 24 bytes: see put_name */
+    for (uint32_t k = i + 1; k < n && k < i + 4 && ev[k].kind == WEFT__TR_NAME; k++, (*used)++)
+        memcpy(name + 8 * (k - i - 1), &ev[k].id, 8);
+    if (i + 1 < n && ev[i + 1].kind == WEFT__TR_ARG) {
+        arg = ev[i + 1].id;
         *used = 2;
     }
-    if (e->kind == WEFT__TR_NAME || e->kind == WEFT__TR_PAD)
-        return o; /* a name is written with its begin */
-    int64_t ns = (int64_t)((double)(int64_t)(e->ts - tr->tick0) * tr->ns_per_tick);
+    if (kind == WEFT__TR_NAME || kind == WEFT__TR_ARG || kind == WEFT__TR_CLOCK ||
+        kind == WEFT__TR_PAD)
+        return o; /* written with the event they belong to, or not at all */
+    int64_t ns = (int64_t)((double)(int64_t)(at[i] - tr->tick0) * tr->ns_per_tick);
     if (ns < 0)
         ns = 0;
     o = put_str(o, ",\n{\"pid\":");
@@ -243,10 +249,10 @@ static char *put_event(const weft__trace *tr, const weft__trace_event *ev, uint3
     *o++ = (char)('0' + ns / 100 % 10);
     *o++ = (char)('0' + ns / 10 % 10);
     *o++ = (char)('0' + ns % 10);
-    switch (e->kind) {
+    switch (kind) {
     case WEFT__TR_TASK_BEGIN:
         o = put_str(o, ",\"ph\":\"B\",\"cat\":\"task\",\"name\":\"");
-        if (name) {
+        if (name[0]) {
             o = put_escaped(o, name, 24);
         } else {
             o = put_str(o, "task-");
@@ -265,7 +271,7 @@ static char *put_event(const weft__trace *tr, const weft__trace_event *ev, uint3
         break;
     case WEFT__TR_SCOPE_BEGIN:
         o = put_str(o, ",\"ph\":\"B\",\"cat\":\"scope\",\"name\":\"scope");
-        if (name) {
+        if (name[0]) {
             *o++ = ' ';
             o = put_escaped(o, name, 24);
         }
@@ -290,10 +296,10 @@ static char *put_event(const weft__trace *tr, const weft__trace_event *ev, uint3
         o = put_str(o, wait_on_name(e->aux));
         if (e->aux >= WEFT__ON_FD_READ && e->aux <= WEFT__ON_FD_EITHER) {
             o = put_str(o, "\",\"fd\":");
-            o = put_u64(o, e->arg);
+            o = put_u64(o, arg);
         } else {
             o = put_str(o, "\",\"obj\":");
-            o = put_hex(o, e->arg);
+            o = put_hex(o, arg);
         }
         o = put_str(o, "}}");
         break;
@@ -327,31 +333,40 @@ static char *put_event(const weft__trace *tr, const weft__trace_event *ev, uint3
     return o;
 }
 
-/* Gives the unstamped events of the `n` at `ev` times spread evenly between the stamped ones
- * around them (trace.h, the clock); those after the last stamp get its time. */
-static void spread_times(weft__trace_event *ev, uint32_t n)
+/* The times of the `n` events at `ev` (ticks) into `at`: a reading where an event has one (a
+ * CLOCK's whole, a stamped event's low bits under the high bits before it, carried in *hi from
+ * the buffer before), spread evenly between the readings around the others (trace.h, the
+ * clock); those after the last reading get its time. */
+static void event_times(const weft__trace_event *ev, uint32_t n, uint64_t *at, uint32_t *hi)
 {
-    uint32_t last = UINT32_MAX; /* the last stamped event */
+    uint32_t last = UINT32_MAX; /* the last event with a reading */
     for (uint32_t i = 0; i < n; i++) {
-        if (ev[i].kind == WEFT__TR_NAME || ev[i].kind == WEFT__TR_PAD || ev[i].ts == 0)
+        at[i] = 0;
+        if (ev[i].kind == WEFT__TR_CLOCK) {
+            at[i] = ev[i].id;
+            *hi = (uint32_t)(ev[i].id >> 32);
+        } else if (ev[i].kind & WEFT__TR_STAMPED) {
+            at[i] = (uint64_t)*hi << 32 | ev[i].ts;
+        } else {
             continue;
+        }
         if (last != UINT32_MAX && i > last + 1) {
-            uint64_t t0 = ev[last].ts, span = ev[i].ts > t0 ? ev[i].ts - t0 : 0;
+            uint64_t t0 = at[last], span = at[i] > t0 ? at[i] - t0 : 0;
             for (uint32_t k = last + 1; k < i; k++)
-                if (ev[k].kind != WEFT__TR_NAME)
-                    ev[k].ts = t0 + span * (k - last) / (i - last);
+                at[k] = t0 + span * (k - last) / (i - last);
         }
         last = i;
     }
     for (uint32_t k = last == UINT32_MAX ? 0 : last + 1; last != UINT32_MAX && k < n; k++)
-        if (ev[k].kind != WEFT__TR_NAME)
-            ev[k].ts = ev[last].ts;
+        at[k] = at[last];
 }
 
-/* Writes the `n` events at `ev` of worker `worker` to the trace file, their times spread
- * (spread_times) already. */
-static void write_events(weft__trace *tr, const weft__trace_event *ev, uint32_t n, unsigned worker)
+/* Writes the `n` events at `ev` of worker `worker` to the trace file; `at` has room for their
+ * times, `hi` carries the clock's high bits from one buffer of the worker to the next. */
+static void write_events(weft__trace *tr, const weft__trace_event *ev, uint32_t n, unsigned worker,
+                         uint64_t *at, uint32_t *hi)
 {
+    event_times(ev, n, at, hi);
     char *o = tr->text;
     uint32_t used, since = 0;
     for (uint32_t i = 0; i < n; i += used, since += used) {
@@ -360,14 +375,15 @@ static void write_events(weft__trace *tr, const weft__trace_event *ev, uint32_t 
             o = tr->text;
             since = 0;
         }
-        o = put_event(tr, ev, n, worker, i, o, &used);
+        o = put_event(tr, ev, at, n, worker, i, o, &used);
     }
     write_all(tr->fd, tr->text, (size_t)(o - tr->text));
 }
 
 /* The events worker b wrote out, read back a buffer at a time (each was written whole, begins
  * and ends with a read of the clock: weft__trace_flush) and written to the trace file. */
-static void write_spill(weft__trace *tr, weft__trace_buf *b, weft__trace_event *scratch)
+static void write_spill(weft__trace *tr, weft__trace_buf *b, weft__trace_event *scratch,
+                        uint64_t *at, uint32_t *hi)
 {
     for (uint64_t done = 0; done + BUF_EVENTS <= b->spilled; done += BUF_EVENTS) {
         size_t bytes = BUF_EVENTS * sizeof(*scratch);
@@ -376,8 +392,7 @@ static void write_spill(weft__trace *tr, weft__trace_buf *b, weft__trace_event *
             b->lost += b->spilled - done;
             return;
         }
-        spread_times(scratch, BUF_EVENTS);
-        write_events(tr, scratch, BUF_EVENTS, b->worker);
+        write_events(tr, scratch, BUF_EVENTS, b->worker, at, hi);
     }
 }
 
@@ -427,15 +442,13 @@ static void spill(weft__trace *tr, weft__trace_buf *b)
 
 void weft__trace_flush(weft__trace_buf *b)
 {
-    /* The last event reads the clock, so that every event of the buffer has a read on either
-     * side; then the buffer is made whole, so that it is read back as written. */
-    for (uint32_t i = b->n; i-- > 0;) {
-        if (b->ev[i].kind == WEFT__TR_NAME)
-            continue;
-        if (b->ev[i].ts == 0)
-            b->ev[i].ts = weft__trace_ticks();
-        break;
-    }
+    /* A last reading of the clock, so that every event of the buffer has one on either side;
+     * then the buffer is made whole, so that it is read back as written. */
+    weft__trace_event *c = &b->ev[b->n++];
+    c->id = weft__trace_ticks();
+    c->ts = 0;
+    c->kind = WEFT__TR_CLOCK;
+    b->hi = UINT32_MAX; /* the next buffer starts with a whole reading */
     while (b->n < b->cap) {
         weft__trace_event *e = &b->ev[b->n++];
         e->ts = 0;
@@ -451,21 +464,26 @@ void weft__trace_flush(weft__trace_buf *b)
 void weft__trace_close(weft__trace *tr)
 {
     weft__trace_event *scratch = weft__alloc_malloc(BUF_EVENTS * sizeof(*scratch));
+    uint64_t *at = weft__alloc_malloc(BUF_EVENTS * sizeof(*at));
     uint64_t lost = 0;
     for (unsigned i = 0; i < tr->nworkers; i++) {
         weft__trace_buf *b = &tr->bufs[i];
+        uint32_t hi = 0;
         /* Oldest first: those written out, then the last buffer. */
         if (b->spill_fd >= 0) {
-            if (scratch)
-                write_spill(tr, b, scratch);
+            if (scratch && at)
+                write_spill(tr, b, scratch, at, &hi);
             else
                 b->lost += b->spilled;
             close(b->spill_fd);
         }
-        spread_times(b->ev, b->n);
-        write_events(tr, b->ev, b->n, i);
+        if (at)
+            write_events(tr, b->ev, b->n, i, at, &hi);
+        else
+            b->lost += b->n;
         lost += b->lost;
     }
+    free(at);
     free(scratch);
     char *o = tr->text;
     for (unsigned i = 0; i < tr->nworkers; i++)
@@ -488,29 +506,32 @@ void weft__trace_close(weft__trace *tr)
 /* ---- what the runtime records ----------------------------------------------------------------
  */
 
-/* A name (up to 24 bytes) in the slot after the begin just added (weft__trace_add leaves room). */
+/* A name (up to 24 bytes) in the slots after the begin just added (weft__trace_add leaves room
+ * for three). */
 static void put_name(weft__trace_buf *b, const char *name)
 {
-    weft__trace_event *e = &b->ev[b->n++];
-    e->kind = WEFT__TR_NAME;
-    e->aux = 0;
-    char *dst = (char *)&e->ts; /* ts, id and arg: 24 bytes */
-    size_t i = 0;
-    for (; i < 23 && name[i]; i++)
-        dst[i] = name[i];
-    memset(dst + i, 0, 24 - i);
+    size_t len = strnlen(name, 24);
+    for (size_t at = 0; at < len; at += 8) {
+        weft__trace_event *e = &b->ev[b->n++];
+        char part[8] = {0};
+        memcpy(part, name + at, len - at < 8 ? len - at : 8);
+        memcpy(&e->id, part, 8);
+        e->ts = 0;
+        e->kind = WEFT__TR_NAME;
+        e->aux = 0;
+    }
 }
 
 static void begin_task(weft__trace_buf *b, weft__task *t, int first, int stamp)
 {
-    weft__trace_add_at(b, WEFT__TR_TASK_BEGIN, t->id, 0, (uint32_t)first, stamp);
+    weft__trace_add_at(b, WEFT__TR_TASK_BEGIN, t->id, (uint32_t)first, stamp);
     if (t->name[0])
         put_name(b, t->name);
 }
 
 static void begin_scope(weft__trace_buf *b, weft_scope *s)
 {
-    weft__trace_add(b, WEFT__TR_SCOPE_BEGIN, (uint64_t)(uintptr_t)s, 0, 0);
+    weft__trace_add(b, WEFT__TR_SCOPE_BEGIN, (uint64_t)(uintptr_t)s, 0);
     if (s->name[0])
         put_name(b, s->name);
 }
@@ -539,18 +560,23 @@ void weft__trace_leave(weft__worker *w, weft__task *t, uint32_t why)
     weft__trace_buf *b = w->trace;
     int stamp = 1; /* the first event of a switch reads the clock (trace.h) */
     if (why == WEFT__TR_WHY_PARK) {
-        weft__trace_add_at(b, WEFT__TR_PARK, t->id, (uint64_t)(uintptr_t)t->wait_obj, t->wait_on,
-                           1);
+        weft__trace_add_at(b, WEFT__TR_PARK, t->id, t->wait_on, 1);
+        /* What on, in the slot after it (weft__trace_add_at leaves room). */
+        weft__trace_event *a = &b->ev[b->n++];
+        a->id = (uint64_t)(uintptr_t)t->wait_obj;
+        a->ts = 0;
+        a->kind = WEFT__TR_ARG;
+        a->aux = 0;
         stamp = 0;
     }
     for (weft__task *x = t; x; x = x->trace_parent) {
         for (weft_scope *s = x->owned; s; s = s->prev_owned) {
             if (s->trace_open) {
-                weft__trace_add_at(b, WEFT__TR_SCOPE_END, (uint64_t)(uintptr_t)s, 0, 0, stamp);
+                weft__trace_add_at(b, WEFT__TR_SCOPE_END, (uint64_t)(uintptr_t)s, 0, stamp);
                 stamp = 0;
             }
         }
-        weft__trace_add_at(b, WEFT__TR_TASK_END, x->id, 0, why, stamp);
+        weft__trace_add_at(b, WEFT__TR_TASK_END, x->id, why, stamp);
         stamp = 0;
     }
 }
@@ -566,7 +592,7 @@ void weft__trace_resume(weft__worker *w, weft__task *t)
         return;
     }
     if (t->trace_worker != w->index) {
-        weft__trace_add(b, WEFT__TR_MIGRATE, t->id, 0, t->trace_worker);
+        weft__trace_add(b, WEFT__TR_MIGRATE, t->id, t->trace_worker);
         t->trace_worker = w->index;
     }
     begin_chain(b, t);
@@ -582,7 +608,7 @@ void weft__trace_inline_start(weft__worker *w, weft__task *parent, weft__task *c
 
 void weft__trace_task_end(weft__worker *w, weft__task *t, uint32_t why)
 {
-    weft__trace_add(w->trace, WEFT__TR_TASK_END, t->id, 0, why);
+    weft__trace_add(w->trace, WEFT__TR_TASK_END, t->id, why);
 }
 
 void weft__trace_task_start_here(weft__worker *w, weft__task *t)
@@ -601,5 +627,5 @@ void weft__trace_scope_joined(weft__worker *w, weft_scope *s)
     if (!s->trace_open)
         return;
     s->trace_open = 0;
-    weft__trace_add(w->trace, WEFT__TR_SCOPE_END, (uint64_t)(uintptr_t)s, 0, 0);
+    weft__trace_add(w->trace, WEFT__TR_SCOPE_END, (uint64_t)(uintptr_t)s, 0);
 }

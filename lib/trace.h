@@ -7,7 +7,7 @@
  * it is (one write(2) of 2 MiB to a file of its own, unlinked at once, beside the trace), and
  * reused: so the memory a trace takes stays a buffer per worker, nothing is dropped, and no time
  * goes to formatting while tasks run. (Buffers kept in memory instead cost more: the kernel
- * clears every fresh page, about 160 bytes of them per task of a fork-join program, and on a
+ * clears every fresh page, about 80 bytes of them per task of a fork-join program, and on a
  * busy machine that took several times longer than the write.) The worker's time in the write
  * counts as one of the runtime's own waits (alloc.h), never against its task for the watchdog.
  * When the runtime stops, each worker's events, written and left, become the JSON file; events
@@ -48,13 +48,18 @@ enum weft__trace_kind {
     WEFT__TR_SCOPE_BEGIN,    /* id: the scope's address */
     WEFT__TR_SCOPE_END,      /* id: the scope's address */
     WEFT__TR_SPAWN,          /* id: the new task's */
-    WEFT__TR_PARK,           /* id: the task; aux: enum weft__wait_on; arg: what */
+    WEFT__TR_PARK,           /* id: the task; aux: enum weft__wait_on; an ARG follows: what */
     WEFT__TR_WAKE,           /* id: the woken task; aux: the WEFT__WOKEN_* reason */
     WEFT__TR_STEAL,          /* id: the task taken; aux: the victim's index */
     WEFT__TR_MIGRATE,        /* id: the task; aux: the worker it last ran on */
-    WEFT__TR_NAME,           /* the name of the slice begun by the event before it */
-    WEFT__TR_PAD,            /* nothing: fills a buffer up before it is written out */
+    WEFT__TR_NAME,  /* id: 8 bytes of the name of the slice begun before (up to 3 in a row) */
+    WEFT__TR_ARG,   /* id: the argument of the event before it */
+    WEFT__TR_CLOCK, /* id: a whole reading of the clock (see `ts`) */
+    WEFT__TR_PAD,   /* nothing: fills a buffer up before it is written out */
 };
+
+/* In `kind`: the event read the clock; `ts` holds the reading's low 32 bits. */
+#define WEFT__TR_STAMPED 0x80
 
 enum weft__trace_why {
     WEFT__TR_WHY_END = 0,   /* the task ended */
@@ -63,13 +68,15 @@ enum weft__trace_why {
     WEFT__TR_WHY_UNRUN = 3, /* it ended without running: no stack could be had */
 };
 
-/* One event: 32 bytes. A name follows its slice's begin in the next slot, as 32 bytes of text. */
+/* One event: 16 bytes, which matters: writing the buffers out is half of what a trace costs. A
+ * reading of the clock keeps its low 32 bits; when its high bits differ from the last a CLOCK
+ * event with the whole reading goes first (every few seconds, and at the start of a buffer). */
 typedef struct weft__trace_event {
-    uint64_t ts; /* ticks of weft__trace_ticks */
     uint64_t id;
-    uint64_t arg;
-    uint32_t kind;
-    uint32_t aux;
+    uint32_t ts;
+    uint8_t kind; /* enum weft__trace_kind, | WEFT__TR_STAMPED */
+    uint8_t aux;
+    uint16_t pad;
 } weft__trace_event;
 
 typedef struct weft__trace weft__trace;
@@ -83,6 +90,7 @@ typedef struct weft__trace_buf {
     weft__trace_chunk *cur;
     weft__trace *trace;
     unsigned worker;
+    uint32_t hi;      /* the high bits of the clock's last reading (UINT32_MAX: none yet) */
     int spill_fd;     /* full buffers, as they are; -1 until the first */
     uint64_t spilled; /* events there */
     uint64_t lost;    /* events lost (no memory for a buffer, a failed write) */
@@ -119,27 +127,40 @@ static inline uint64_t weft__trace_ticks(void)
 /** Writes out a full buffer (its owner, on its thread). */
 void weft__trace_flush(weft__trace_buf *b);
 
+/* Room an event needs: a CLOCK, itself, an ARG or three NAMEs, and the CLOCK a flush ends with. */
+#define WEFT__TRACE_ROOM 6
+
 /** Appends one event to `b` (the caller's worker's); `stamp`: read the clock for it, whatever
  *  its place (a switch). */
-static inline void weft__trace_add_at(weft__trace_buf *b, uint32_t kind, uint64_t id, uint64_t arg,
-                                      uint32_t aux, int stamp)
+static inline void weft__trace_add_at(weft__trace_buf *b, uint32_t kind, uint64_t id, uint32_t aux,
+                                      int stamp)
 {
-    if (__builtin_expect(b->n + 2 > b->cap, 0)) /* room for a name after it, too */
+    if (__builtin_expect(b->n + WEFT__TRACE_ROOM > b->cap, 0))
         weft__trace_flush(b);
-    weft__trace_event *e = &b->ev[b->n];
-    e->ts = stamp || b->n % WEFT__TRACE_STAMP_EVERY == 0 ? weft__trace_ticks() : 0;
-    b->n++;
+    uint32_t lo = 0;
+    if (stamp || b->n % WEFT__TRACE_STAMP_EVERY == 0) {
+        uint64_t now = weft__trace_ticks();
+        if (__builtin_expect((uint32_t)(now >> 32) != b->hi, 0)) {
+            weft__trace_event *c = &b->ev[b->n++];
+            c->id = now;
+            c->ts = 0;
+            c->kind = WEFT__TR_CLOCK;
+            b->hi = (uint32_t)(now >> 32);
+        }
+        lo = (uint32_t)now;
+        kind |= WEFT__TR_STAMPED;
+    }
+    weft__trace_event *e = &b->ev[b->n++];
     e->id = id;
-    e->arg = arg;
-    e->kind = kind;
-    e->aux = aux;
+    e->ts = lo;
+    e->kind = (uint8_t)kind;
+    e->aux = (uint8_t)aux;
 }
 
 /** weft__trace_add_at, the clock read only as often as WEFT__TRACE_STAMP_EVERY says. */
-static inline void weft__trace_add(weft__trace_buf *b, uint32_t kind, uint64_t id, uint64_t arg,
-                                   uint32_t aux)
+static inline void weft__trace_add(weft__trace_buf *b, uint32_t kind, uint64_t id, uint32_t aux)
 {
-    weft__trace_add_at(b, kind, id, arg, aux, 0);
+    weft__trace_add_at(b, kind, id, aux, 0);
 }
 
 /** The slices of `t` (running on `w`, which traces) and of the tasks it runs inside, with their
