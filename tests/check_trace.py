@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""Checks a weft trace file: usage check_trace.py FILE TASKS.
+"""Checks a weft trace file: usage check_trace.py FILE TASKS [NAME].
 
 The file must parse as JSON (Chrome trace-event format); it must hold, for exactly TASKS task
 ids, one start (a task slice begun with run "start") and one end (ended with run "end" or
 "unrun") each; the slices of each worker thread must nest (every end closes a begin) and their
-times must not go back.
+times must not go back. With NAME, a task slice of that name must be there.
 """
 import collections
 import json
@@ -49,6 +49,10 @@ def main():
         problems.append("ids started or ended more than once: %r" % twice[:10])
     if trace.get("metadata", {}).get("weft-lost-events", 0):
         problems.append("events lost: %r" % trace["metadata"])
+    if len(sys.argv) > 3:
+        want = sys.argv[3]
+        if not any(e.get("cat") == "task" and e.get("name") == want for e in events):
+            problems.append("no task slice named %r" % want)
     names = {e["args"]["name"] for e in events if e.get("name") == "thread_name"}
     if not {"weft-w0", "weft-w1"} <= names:
         problems.append("thread names: %r" % names)

@@ -46,11 +46,23 @@ static long fib(int n)
 
 static int fib_n = 20;
 
-static int root(void *arg)
+/* The name the fib runs under: 24 bytes, as long as a traced name gets (lib/README.md). */
+#define NAME "fib-named-twenty-four-ch"
+
+static int named(void *arg)
 {
     long *out = arg;
     *out = fib(fib_n);
     return 0;
+}
+
+static int root(void *arg)
+{
+    weft_scope *s;
+    weft_spawn_opts o = {.name = NAME "-and-more-cut-off"};
+    if (weft_scope_open(&s, NULL) != 0 || weft_spawn_ex(s, named, arg, &o) != 0)
+        abort();
+    return weft_scope_close(s);
 }
 
 static long fib_plain(int n)
@@ -74,8 +86,8 @@ int main(int argc, char **argv)
         return 1;
     }
     char tasks[32];
-    snprintf(tasks, sizeof(tasks), "%ld", atomic_load(&spawned) + 1); /* and the root */
-    execl(argv[2], argv[2], argv[3], argv[1], tasks, (char *)NULL);
+    snprintf(tasks, sizeof(tasks), "%ld", atomic_load(&spawned) + 2); /* the root, the named */
+    execl(argv[2], argv[2], argv[3], argv[1], tasks, NAME, (char *)NULL);
     perror("exec");
     return 1;
 }
