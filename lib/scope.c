@@ -667,22 +667,12 @@ static __attribute__((noinline)) int open_with_options(weft_scope **out,
     return open_scope(out, opts);
 }
 
-static __attribute__((noinline)) int open_plain(weft_scope **out)
+/* weft_scope_open's common case, for `t` running on `w`, whose cache holds a record: a plain
+ * scope, in a parent that is not cancelled (its own code is clear and its pulled state, cached
+ * for this very epoch, is clear too: one compare). 0 when opened, 1 when not the common case. */
+static inline __attribute__((always_inline)) int open_common(weft__worker *w, weft__task *t,
+                                                             weft_scope **out)
 {
-    return open_scope(out, NULL);
-}
-
-int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
-{
-    if (opts)
-        return open_with_options(out, opts);
-    /* The common case inline: a plain scope from the worker's cache, in a parent that is not
-     * cancelled (its own code is clear and its pulled state, cached for this very epoch, is
-     * clear too: one compare). Anything else takes open_scope's whole path. */
-    weft__worker *w = weft__sched_worker();
-    weft__task *t = weft__sched_current(w);
-    if (__builtin_expect(!t || !out || !w->scopes.top || w->trace, 0))
-        return open_plain(out);
     weft_scope *parent = t->cancel_scope;
     /* The epoch before the state, as in open_scope. */
     uint64_t epoch = atomic_load_explicit(&t->rt->cancel_epoch, memory_order_acquire);
@@ -690,7 +680,7 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
                              atomic_load_explicit(&parent->cancel_cache, memory_order_relaxed) !=
                                  epoch << 2,
                          0))
-        return open_plain(out);
+        return 1;
     weft_scope *s = cache_pop_own(w);
     assert_clean(s, t->rt);
     scope_init(s, parent, t);
@@ -700,6 +690,33 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
     atomic_store_explicit(&s->cancel_cache, epoch << 2, memory_order_relaxed);
     push_owned(t, s);
     *out = s;
+    return 0;
+}
+
+/* weft_scope_open without options, when its common case is not at hand; in a traced runtime,
+ * the common case but for the trace still goes the common way, and records its slice. */
+static __attribute__((noinline)) int open_plain(weft_scope **out)
+{
+    weft__worker *w = weft__sched_worker();
+    weft__task *t = weft__sched_current(w);
+    if (t && out && w->trace && w->scopes.top && open_common(w, t, out) == 0) {
+        weft__trace_scope_open(w, *out);
+        return 0;
+    }
+    return open_scope(out, NULL);
+}
+
+int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
+{
+    if (opts)
+        return open_with_options(out, opts);
+    /* The common case inline; anything else takes open_scope's whole path. */
+    weft__worker *w = weft__sched_worker();
+    weft__task *t = weft__sched_current(w);
+    if (__builtin_expect(!t || !out || !w->scopes.top || w->trace, 0))
+        return open_plain(out);
+    if (__builtin_expect(open_common(w, t, out), 0))
+        return open_plain(out);
     return 0;
 }
 

@@ -217,16 +217,13 @@ int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *o
     return spawn(s, fn, arg, opts);
 }
 
-static __attribute__((noinline)) int spawn_plain(weft_scope *s, weft_fn fn, void *arg)
-{
-    return spawn(s, fn, arg, NULL);
-}
-
 /* 1 when a spawn into `s` by `self`, running on `w`, is weft_spawn's common case: the owner's
  * spawn into its open scope, without a concurrency limit, not cancelled (as in weft_scope_open:
  * the code clear, and the pulled state cached clear for the current epoch), with a record, an
- * id, a stack and room in the spawn queue at hand, no detour (chaos mode, a trace). */
-static inline int spawn_is_common(weft__worker *w, weft__task *self, weft_scope *s)
+ * id, a stack and room in the spawn queue at hand, no detour (chaos mode, a trace) but those in
+ * `allowed` (WEFT__DETOUR_*, a constant). */
+static inline int spawn_is_common_but(weft__worker *w, weft__task *self, weft_scope *s,
+                                      uint64_t allowed)
 {
     /* A scope's owner is its only spawner here; `self` is NULL only off the workers, where an
      * external scope (no owner) would pass the first test. */
@@ -238,23 +235,48 @@ static inline int spawn_is_common(weft__worker *w, weft__task *self, weft_scope 
            !atomic_load_explicit(&s->cancel_code, memory_order_acquire) &&
            atomic_load_explicit(&s->cancel_cache, memory_order_relaxed) == epoch << 2 &&
            w->task_cache && w->next_id != w->end_id && w->stacks.top &&
-           weft__deque_has_room_owner(&w->spawnq) && !rt->detours;
+           weft__deque_has_room_owner(&w->spawnq) && !(rt->detours & ~allowed);
+}
+
+/* weft_spawn's common case (spawn_is_common_but said so); returns the new task's id. */
+static inline __attribute__((always_inline)) uint64_t
+spawn_common(weft__worker *w, weft__task *self, weft_scope *s, weft_fn fn, void *arg)
+{
+    weft__task *t = weft__records_cache_pop(w);
+    uint64_t id = w->next_id++;
+    weft__task_reset_cached(t, self->rt, id);
+    t->flags = weft__scope_count_owner_child(s);
+    weft__task_init_child(t, s, fn, arg, NULL);
+    /* Filled in before it is queued: from then on a thief may take it. */
+    weft__deque_push_owner_room(&w->spawnq, t);
+    weft__sched_notify_local(self->rt);
+    return id;
+}
+
+/* weft_spawn when its common case is not at hand; in a traced runtime, the common case but for
+ * the trace still goes the common way, and records its event. */
+static __attribute__((noinline)) int spawn_plain(weft_scope *s, weft_fn fn, void *arg)
+{
+    weft__worker *w = weft__sched_worker();
+    if (s && fn && w && w->trace) {
+        weft__task *self = weft__sched_current(w);
+        if (spawn_is_common_but(w, self, s, WEFT__DETOUR_TRACE)) {
+            uint64_t id = spawn_common(w, self, s, fn, arg);
+            weft__trace_add(w->trace, WEFT__TR_SPAWN, id, 0);
+            return 0;
+        }
+    }
+    return spawn(s, fn, arg, NULL);
 }
 
 int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
 {
     weft__worker *w = weft__sched_worker();
     weft__task *self = weft__sched_current(w);
-    if (__builtin_expect(!s || !fn || !spawn_is_common(w, self, s), 0))
+    if (__builtin_expect(!s || !fn || !spawn_is_common_but(w, self, s, 0), 0))
         return spawn_plain(s, fn, arg);
     /* The common case inline, with no call but the wake-up of a sleeping worker. */
-    weft__task *t = weft__records_cache_pop(w);
-    weft__task_reset_cached(t, self->rt, w->next_id++);
-    t->flags = weft__scope_count_owner_child(s);
-    weft__task_init_child(t, s, fn, arg, NULL);
-    /* Filled in before it is queued: from then on a thief may take it. */
-    weft__deque_push_owner_room(&w->spawnq, t);
-    weft__sched_notify_local(self->rt);
+    spawn_common(w, self, s, fn, arg);
     return 0;
 }
 
