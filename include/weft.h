@@ -189,7 +189,7 @@ typedef struct weft_config {
      *  not empty; else no trace. A `trace_path` that cannot be opened fails the start with
      *  open(2)'s code (-ENOENT, -EACCES, ...); a WEFT_TRACE that cannot be opened is said on
      *  stderr and the runtime runs untraced. Untraced, the runtime pays nothing measurable for
-     *  the feature; traced, a program of tiny tasks runs about twice as slowly. */
+     *  the feature; traced, a program of tiny tasks runs three to four times as slowly. */
     const char *trace_path;
     /** Receives the runtime's reports instead of stderr, one line each (no newline at the end):
      *  `kind` says which (weft_report_kind), `line` is valid during the call only, `arg` is
