@@ -1000,7 +1000,7 @@ enum {
  * "hosting" (a task id), and for a parked task "on" ("join", "sleep", "sem", "event", "chan",
  * "select", "fd_read", "fd_write", "fd_any", "blocking"), "parked_ns" (how long), "join_scope"
  * (an index), "fd", or "object" (an address), "until_ns" and "left_ns"}]}. Times are
- * nanoseconds; absent deadlines are null. Names are escaped, bytes outside ASCII as \u00XX.
+ * nanoseconds; absent deadlines are null. Names are escaped, bytes outside ASCII as `\u00XX`.
  *
  * Nothing is stopped: the dump reads the records of tasks and scopes while the workers go on,
  * so it is a picture taken over the time the dump takes to read them (tens of milliseconds for

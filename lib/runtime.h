@@ -80,7 +80,7 @@ struct weft_runtime {
     pthread_mutex_t dump_lock;
     int dump_closed;
     weft_runtime *dump_next; /* the process's list of runtimes (dump.c) */
-    weft__trace *trace; /* NULL: untraced */
+    weft__trace *trace;      /* NULL: untraced */
     /* For weft_metrics, from threads that are not its workers (the workers count their own). */
     _Atomic uint64_t submitted;
     _Atomic uint64_t foreign_wakes;
