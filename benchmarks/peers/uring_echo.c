@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: MIT
+/*
+ * uring_echo [--port P] [--threads T] — the echo workload of benchmarks/README.md served by a
+ * hand-written C server on io_uring (liburing), the way io_uring serves best: T threads, each
+ * with its own listening socket on the same port (SO_REUSEPORT) and its own ring (single issuer,
+ * task work deferred to the wait), one multishot accept per ring, one multishot recv per
+ * connection into a ring of provided buffers, sends queued on the ring, and every submission
+ * and wait of a loop round in one io_uring_enter. A connection sends back every buffer it
+ * received, in order, one send in flight at a time; the buffer returns to the ring once written.
+ *
+ * Built with -DURING_POLL (uring_poll_echo): io_uring only as the readiness notifier, a multishot
+ * poll per socket and plain read/send, the shape of epoll_echo with the ring in epoll's place.
+ *
+ * Prints port=P once it listens. SIGINT or SIGTERM: every thread closes its connections and
+ * returns, and the process exits 0.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "../io_common.h"
+#include "uring_peer.h"
+
+typedef struct conn {
+    int fd;
+    int refs;    /* completions still to come: the recv (or poll), a send, the starved list */
+    int closing; /* shut down: waits for refs to reach 0 */
+    struct conn *prev, *next;
+#ifdef URING_POLL
+    size_t off, len; /* bytes read and not yet written back: buf[off, len) */
+    char buf[16384];
+#else
+    int sending; /* a send of the first queued buffer is in flight */
+    int starved; /* its recv ended for lack of buffers: on the worker's starved list */
+    struct conn *snext;
+    size_t off; /* bytes of the first queued buffer already written */
+    up_fifo q;  /* buffers received and not yet written back */
+#endif
+} conn;
+
+typedef struct worker {
+    up_ring u;
+    conn head; /* the worker's connections, to close them at the end */
+#ifndef URING_POLL
+    conn *starved;
+#endif
+} worker;
+
+static void conn_unref(worker *w, conn *c)
+{
+    if (--c->refs > 0 || !c->closing)
+        return;
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+#ifndef URING_POLL
+    while (c->q.head >= 0)
+        up_recycle(&w->u, up_fifo_pop(&w->u, &c->q));
+#else
+    (void)w;
+#endif
+    close(c->fd);
+    free(c);
+}
+
+#ifdef URING_POLL
+
+/* Echoes until a read or a write would block; the multishot poll reports the next edge. */
+static int conn_run(conn *c)
+{
+    for (;;) {
+        while (c->off < c->len) {
+            ssize_t n = send(c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL);
+            if (n > 0)
+                c->off += (size_t)n;
+            else if (n < 0 && errno == EAGAIN)
+                return 0;
+            else if (n < 0 && errno == EINTR)
+                continue;
+            else
+                return -1;
+        }
+        ssize_t n = read(c->fd, c->buf, sizeof c->buf);
+        if (n > 0) {
+            c->off = 0;
+            c->len = (size_t)n;
+        } else if (n == 0) {
+            return -1;
+        } else if (errno == EAGAIN) {
+            return 0;
+        } else if (errno != EINTR) {
+            return -1;
+        }
+    }
+}
+
+/* The poll is removed; its last completion (without F_MORE) drops the reference. */
+static void conn_end(worker *w, conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    struct io_uring_sqe *sqe = up_sqe(&w->u);
+    io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c | UP_POLL);
+    io_uring_sqe_set_data64(sqe, UP_IGNORE);
+}
+
+static void on_conn(worker *w, conn *c, unsigned tag, struct io_uring_cqe *cqe)
+{
+    (void)tag;
+    int last = !(cqe->flags & IORING_CQE_F_MORE);
+    if (!c->closing && cqe->res >= 0 && conn_run(c) < 0)
+        conn_end(w, c);
+    if (last) {
+        if (!c->closing) /* ended on its own (an overflowing queue): arm it again */
+            up_poll(&w->u, c->fd, (uint64_t)(uintptr_t)c | UP_POLL);
+        else
+            conn_unref(w, c);
+    }
+}
+
+static void on_accept(worker *w)
+{
+    for (;;) {
+        int fd = accept4(w->u.lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN)
+                perror("uring_poll_echo: accept4");
+            return;
+        }
+        io_nodelay(fd);
+        conn *c = calloc(1, sizeof *c);
+        if (c == NULL) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->refs = 1;
+        c->next = w->head.next;
+        c->prev = &w->head;
+        c->next->prev = c;
+        w->head.next = c;
+        if (conn_run(c) < 0)
+            c->closing = 1;
+        if (c->closing) {
+            conn_unref(w, c);
+            continue;
+        }
+        up_poll(&w->u, fd, (uint64_t)(uintptr_t)c | UP_POLL);
+    }
+}
+
+#else
+
+static void send_next(worker *w, conn *c)
+{
+    if (c->sending || c->closing || c->q.head < 0)
+        return;
+    int bid = c->q.head;
+    struct io_uring_sqe *sqe = up_sqe(&w->u);
+    io_uring_prep_send(sqe, c->fd, up_buf(&w->u, bid) + c->off, w->u.len[bid] - c->off,
+                       MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | UP_SEND);
+    c->sending = 1;
+    c->refs++;
+}
+
+/* Shutting the socket down ends its recv (0 bytes) and any send in flight: their completions
+ * bring refs to 0, and only then is the descriptor closed and the connection freed. */
+static void conn_end(worker *w, conn *c)
+{
+    (void)w;
+    if (c->closing)
+        return;
+    c->closing = 1;
+    shutdown(c->fd, SHUT_RDWR);
+}
+
+static void on_conn(worker *w, conn *c, unsigned tag, struct io_uring_cqe *cqe)
+{
+    int res = cqe->res;
+    if (tag == UP_RECV) {
+        int last = !(cqe->flags & IORING_CQE_F_MORE);
+        if (res > 0) {
+            int bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            w->u.len[bid] = (unsigned)res;
+            if (c->closing)
+                up_recycle(&w->u, bid);
+            else
+                up_fifo_push(&w->u, &c->q, bid);
+            send_next(w, c);
+        } else if (res == -ENOBUFS && !c->closing) {
+            c->starved = 1;
+            c->snext = w->starved;
+            w->starved = c;
+            c->refs++;
+        } else {
+            conn_end(w, c);
+        }
+        if (last) {
+            if (res > 0 && !c->closing)
+                up_recv(&w->u, c->fd, (uint64_t)(uintptr_t)c | UP_RECV);
+            else
+                conn_unref(w, c);
+        }
+        return;
+    }
+    /* UP_SEND */
+    c->sending = 0;
+    if (res < 0) {
+        conn_end(w, c);
+    } else {
+        c->off += (size_t)res;
+        if (c->off == w->u.len[c->q.head]) {
+            up_recycle(&w->u, up_fifo_pop(&w->u, &c->q));
+            c->off = 0;
+        }
+        send_next(w, c);
+    }
+    conn_unref(w, c);
+}
+
+static void on_accepted(worker *w, int fd)
+{
+    io_nodelay(fd);
+    conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->refs = 1;
+    c->q.head = c->q.tail = -1;
+    c->next = w->head.next;
+    c->prev = &w->head;
+    c->next->prev = c;
+    w->head.next = c;
+    up_recv(&w->u, fd, (uint64_t)(uintptr_t)c | UP_RECV);
+}
+
+/* Buffers came back to the ring: the connections whose recv ran dry receive again. */
+static void feed_starved(worker *w)
+{
+    while (w->starved != NULL) {
+        conn *c = w->starved;
+        w->starved = c->snext;
+        c->starved = 0;
+        if (!c->closing) {
+            c->refs++;
+            up_recv(&w->u, c->fd, (uint64_t)(uintptr_t)c | UP_RECV);
+        }
+        conn_unref(w, c);
+    }
+}
+
+#endif
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    w->head.next = w->head.prev = &w->head;
+    up_start(&w->u, "uring_echo");
+    for (int running = 1; running;) {
+#ifndef URING_POLL
+        if (w->u.recycled > 0 && w->starved != NULL) {
+            up_publish(&w->u);
+            feed_starved(w);
+        }
+#endif
+        up_wait(&w->u, "uring_echo");
+        unsigned head, seen = 0;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&w->u.ring, head, cqe)
+        {
+            seen++;
+            uint64_t ud = io_uring_cqe_get_data64(cqe);
+            unsigned tag = (unsigned)(ud & UP_TAGS);
+            void *p = (void *)(uintptr_t)(ud & ~(uint64_t)UP_TAGS);
+            if (ud == UP_IGNORE)
+                continue;
+            if (ud == UP_STOP) {
+                running = 0;
+                break;
+            }
+            if (ud == UP_LISTEN) {
+#ifdef URING_POLL
+                on_accept(w);
+#else
+                if (cqe->res >= 0)
+                    on_accepted(w, cqe->res);
+                else if (cqe->res != -EINTR && cqe->res != -ECONNABORTED)
+                    fprintf(stderr, "uring_echo: accept: %s\n", strerror(-cqe->res));
+#endif
+                if (!(cqe->flags & IORING_CQE_F_MORE))
+                    up_listen(&w->u);
+                continue;
+            }
+            on_conn(w, p, tag, cqe);
+        }
+        io_uring_cq_advance(&w->u.ring, seen);
+    }
+    /* Tearing the ring down ends every operation in flight; then nothing refers to a
+     * connection any more. */
+    up_stop(&w->u);
+    while (w->head.next != &w->head) {
+        conn *c = w->head.next;
+        c->prev->next = c->next;
+        c->next->prev = c->prev;
+        close(c->fd);
+        free(c);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    io_opts o;
+    io_parse(argc, argv, &o);
+    io_raise_nofile();
+    worker *ws = calloc(o.threads, sizeof *ws);
+    if (ws == NULL) {
+        perror("uring_echo");
+        return 1;
+    }
+    return up_main(&o, ws, sizeof *ws, worker_main, "uring_echo");
+}

@@ -1,0 +1,384 @@
+// SPDX-License-Identifier: MIT
+/*
+ * uring_http [--port P] [--threads T] — the http workload of benchmarks/README.md served by a
+ * hand-written C server on io_uring (liburing), the way io_uring serves best: T threads, each
+ * with its own listening socket on the same port (SO_REUSEPORT) and its own ring (single issuer,
+ * task work deferred to the wait), one multishot accept per ring, one multishot recv per
+ * connection into a ring of provided buffers, sends queued on the ring, and every submission
+ * and wait of a loop round in one io_uring_enter. It parses and answers with the same code as
+ * epoll_http and weft_http (../io_common.h): what a recv brought is copied into the
+ * connection's request buffer (the buffer goes back to the ring at once), every complete
+ * request in it is answered, and the answers go out in one send; one send in flight at a time.
+ *
+ * Built with -DURING_POLL (uring_poll_http): io_uring only as the readiness notifier, a multishot
+ * poll per socket and plain read/send, the shape of epoll_http with the ring in epoll's place.
+ *
+ * Prints port=P once it listens. SIGINT or SIGTERM: every thread closes its connections and
+ * returns, and the process exits 0.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "../io_common.h"
+#include "uring_peer.h"
+
+#include <stddef.h>
+
+typedef struct conn {
+    int fd;
+    int refs;    /* completions still to come: the recv (or poll), a send, the starved list */
+    int closing; /* shut down: waits for refs to reach 0 */
+    struct conn *prev, *next;
+    size_t out_off; /* first byte of b.out not yet written */
+#ifndef URING_POLL
+    int sending; /* a send of b.out is in flight */
+    int starved; /* its recv ended for lack of buffers: on the worker's starved list */
+    struct conn *snext;
+    size_t q_off; /* bytes of the first queued buffer already copied into b.in */
+    up_fifo q;    /* buffers received and not yet copied into b.in */
+#endif
+    http_buf b;
+} conn;
+
+typedef struct worker {
+    up_ring u;
+    conn head; /* the worker's connections, to close them at the end */
+#ifndef URING_POLL
+    conn *starved;
+#endif
+} worker;
+
+static void conn_unref(worker *w, conn *c)
+{
+    if (--c->refs > 0 || !c->closing)
+        return;
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+#ifndef URING_POLL
+    while (c->q.head >= 0)
+        up_recycle(&w->u, up_fifo_pop(&w->u, &c->q));
+#else
+    (void)w;
+#endif
+    close(c->fd);
+    free(c);
+}
+
+#ifdef URING_POLL
+
+/* Writes what b.out holds. Returns 0 (all of it, or the socket is full) or -1 (close). */
+static int flush(conn *c)
+{
+    while (c->out_off < c->b.out_len) {
+        ssize_t n = send(c->fd, c->b.out + c->out_off, c->b.out_len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            return n < 0 && errno == EAGAIN ? 0 : -1;
+        }
+    }
+    c->out_off = c->b.out_len = 0;
+    return 0;
+}
+
+/* Answers, writes and reads until a read or a write would block; the multishot poll reports
+ * the next edge. Returns -1 to close. */
+static int conn_run(conn *c)
+{
+    for (;;) {
+        int more = http_answer(&c->b);
+        if (flush(c) < 0)
+            return -1;
+        if (c->b.out_len > 0)
+            return 0;
+        if (c->b.closing)
+            return -1;
+        if (more)
+            continue;
+        ssize_t n = read(c->fd, c->b.in + c->b.in_len, sizeof c->b.in - c->b.in_len);
+        if (n > 0)
+            c->b.in_len += (size_t)n;
+        else if (n == 0)
+            return -1;
+        else if (errno == EAGAIN)
+            return 0;
+        else if (errno != EINTR)
+            return -1;
+    }
+}
+
+/* The poll is removed; its last completion (without F_MORE) drops the reference. */
+static void conn_end(worker *w, conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    struct io_uring_sqe *sqe = up_sqe(&w->u);
+    io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c | UP_POLL);
+    io_uring_sqe_set_data64(sqe, UP_IGNORE);
+}
+
+static void on_conn(worker *w, conn *c, unsigned tag, struct io_uring_cqe *cqe)
+{
+    (void)tag;
+    int last = !(cqe->flags & IORING_CQE_F_MORE);
+    if (!c->closing && cqe->res >= 0 && conn_run(c) < 0)
+        conn_end(w, c);
+    if (last) {
+        if (!c->closing) /* ended on its own (an overflowing queue): arm it again */
+            up_poll(&w->u, c->fd, (uint64_t)(uintptr_t)c | UP_POLL);
+        else
+            conn_unref(w, c);
+    }
+}
+
+static void on_accept(worker *w)
+{
+    for (;;) {
+        int fd = accept4(w->u.lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN)
+                perror("uring_poll_http: accept4");
+            return;
+        }
+        io_nodelay(fd);
+        conn *c = malloc(sizeof *c);
+        if (c == NULL) {
+            close(fd);
+            continue;
+        }
+        memset(c, 0, offsetof(conn, b));
+        c->b.closing = 0;
+        c->b.in_len = c->b.out_len = 0;
+        c->fd = fd;
+        c->refs = 1;
+        c->next = w->head.next;
+        c->prev = &w->head;
+        c->next->prev = c;
+        w->head.next = c;
+        if (conn_run(c) < 0)
+            c->closing = 1;
+        if (c->closing) {
+            conn_unref(w, c);
+            continue;
+        }
+        up_poll(&w->u, fd, (uint64_t)(uintptr_t)c | UP_POLL);
+    }
+}
+
+#else
+
+static void send_out(worker *w, conn *c)
+{
+    struct io_uring_sqe *sqe = up_sqe(&w->u);
+    io_uring_prep_send(sqe, c->fd, c->b.out + c->out_off, c->b.out_len - c->out_off, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | UP_SEND);
+    c->sending = 1;
+    c->refs++;
+}
+
+static void conn_end(worker *w, conn *c);
+
+/* Moves what the recvs brought into b.in, answers every complete request there and sends the
+ * answers, while no send is in flight. A full b.in always holds a whole head or one too long,
+ * which http_answer takes: there is room again after it. */
+static void pump(worker *w, conn *c)
+{
+    while (!c->sending && !c->closing) {
+        while (c->q.head >= 0 && c->b.in_len < sizeof c->b.in) {
+            int bid = c->q.head;
+            size_t n = w->u.len[bid] - c->q_off, room = sizeof c->b.in - c->b.in_len;
+            if (n > room)
+                n = room;
+            memcpy(c->b.in + c->b.in_len, up_buf(&w->u, bid) + c->q_off, n);
+            c->b.in_len += n;
+            c->q_off += n;
+            if (c->q_off == w->u.len[bid]) {
+                up_recycle(&w->u, up_fifo_pop(&w->u, &c->q));
+                c->q_off = 0;
+            }
+        }
+        int more = http_answer(&c->b);
+        if (c->b.out_len > 0) {
+            send_out(w, c);
+            return;
+        }
+        if (c->b.closing) {
+            conn_end(w, c);
+            return;
+        }
+        if (!more && c->q.head < 0)
+            return;
+    }
+}
+
+/* Shutting the socket down ends its recv (0 bytes) and any send in flight: their completions
+ * bring refs to 0, and only then is the descriptor closed and the connection freed. */
+static void conn_end(worker *w, conn *c)
+{
+    (void)w;
+    if (c->closing)
+        return;
+    c->closing = 1;
+    shutdown(c->fd, SHUT_RDWR);
+}
+
+static void on_conn(worker *w, conn *c, unsigned tag, struct io_uring_cqe *cqe)
+{
+    int res = cqe->res;
+    if (tag == UP_RECV) {
+        int last = !(cqe->flags & IORING_CQE_F_MORE);
+        if (res > 0) {
+            int bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            w->u.len[bid] = (unsigned)res;
+            if (c->closing)
+                up_recycle(&w->u, bid);
+            else
+                up_fifo_push(&w->u, &c->q, bid);
+            pump(w, c);
+        } else if (res == -ENOBUFS && !c->closing) {
+            c->starved = 1;
+            c->snext = w->starved;
+            w->starved = c;
+            c->refs++;
+        } else {
+            conn_end(w, c);
+        }
+        if (last) {
+            if (res > 0 && !c->closing)
+                up_recv(&w->u, c->fd, (uint64_t)(uintptr_t)c | UP_RECV);
+            else
+                conn_unref(w, c);
+        }
+        return;
+    }
+    /* UP_SEND */
+    c->sending = 0;
+    if (res < 0) {
+        conn_end(w, c);
+    } else {
+        c->out_off += (size_t)res;
+        if (c->out_off < c->b.out_len && !c->closing) {
+            send_out(w, c);
+        } else if (c->out_off == c->b.out_len) {
+            c->out_off = c->b.out_len = 0;
+            if (c->b.closing)
+                conn_end(w, c);
+            else
+                pump(w, c);
+        }
+    }
+    conn_unref(w, c);
+}
+
+static void on_accepted(worker *w, int fd)
+{
+    io_nodelay(fd);
+    conn *c = malloc(sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    memset(c, 0, offsetof(conn, b));
+    c->b.closing = 0;
+    c->b.in_len = c->b.out_len = 0;
+    c->fd = fd;
+    c->refs = 1;
+    c->q.head = c->q.tail = -1;
+    c->next = w->head.next;
+    c->prev = &w->head;
+    c->next->prev = c;
+    w->head.next = c;
+    up_recv(&w->u, fd, (uint64_t)(uintptr_t)c | UP_RECV);
+}
+
+/* Buffers came back to the ring: the connections whose recv ran dry receive again. */
+static void feed_starved(worker *w)
+{
+    while (w->starved != NULL) {
+        conn *c = w->starved;
+        w->starved = c->snext;
+        c->starved = 0;
+        if (!c->closing) {
+            c->refs++;
+            up_recv(&w->u, c->fd, (uint64_t)(uintptr_t)c | UP_RECV);
+        }
+        conn_unref(w, c);
+    }
+}
+
+#endif
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    w->head.next = w->head.prev = &w->head;
+    up_start(&w->u, "uring_http");
+    for (int running = 1; running;) {
+#ifndef URING_POLL
+        if (w->u.recycled > 0 && w->starved != NULL) {
+            up_publish(&w->u);
+            feed_starved(w);
+        }
+#endif
+        up_wait(&w->u, "uring_http");
+        unsigned head, seen = 0;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&w->u.ring, head, cqe)
+        {
+            seen++;
+            uint64_t ud = io_uring_cqe_get_data64(cqe);
+            unsigned tag = (unsigned)(ud & UP_TAGS);
+            void *p = (void *)(uintptr_t)(ud & ~(uint64_t)UP_TAGS);
+            if (ud == UP_IGNORE)
+                continue;
+            if (ud == UP_STOP) {
+                running = 0;
+                break;
+            }
+            if (ud == UP_LISTEN) {
+#ifdef URING_POLL
+                on_accept(w);
+#else
+                if (cqe->res >= 0)
+                    on_accepted(w, cqe->res);
+                else if (cqe->res != -EINTR && cqe->res != -ECONNABORTED)
+                    fprintf(stderr, "uring_http: accept: %s\n", strerror(-cqe->res));
+#endif
+                if (!(cqe->flags & IORING_CQE_F_MORE))
+                    up_listen(&w->u);
+                continue;
+            }
+            on_conn(w, p, tag, cqe);
+        }
+        io_uring_cq_advance(&w->u.ring, seen);
+    }
+    /* Tearing the ring down ends every operation in flight; then nothing refers to a
+     * connection any more. */
+    up_stop(&w->u);
+    while (w->head.next != &w->head) {
+        conn *c = w->head.next;
+        c->prev->next = c->next;
+        c->next->prev = c->prev;
+        close(c->fd);
+        free(c);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    io_opts o;
+    io_parse(argc, argv, &o);
+    io_raise_nofile();
+    worker *ws = calloc(o.threads, sizeof *ws);
+    if (ws == NULL) {
+        perror("uring_http");
+        return 1;
+    }
+    return up_main(&o, ws, sizeof *ws, worker_main, "uring_http");
+}
