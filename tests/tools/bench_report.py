@@ -131,6 +131,36 @@ def check_rayon_missing(bench, tool, work):
           f"tools/bench does not say why rayon did not run: {p.stdout[-1000:]}")
 
 
+def check_uring_missing(bench, tool, work):
+    """The io_uring peers without liburing: build_uring_peer says why, and tools/bench leaves
+    them out with the reason (exit 0) instead of failing their cells."""
+    check("uring" in bench.IO_SYSTEMS and "uring-poll" in bench.IO_SYSTEMS,
+          "uring and uring-poll are not I/O systems of tools/bench")
+    check("uring" not in bench.IO_DEFAULT, "the io_uring peers run without being named")
+    saved = os.environ.get("WEFT_BENCH_LIBURING")
+    try:
+        os.environ["WEFT_BENCH_LIBURING"] = os.path.join(work, "nowhere", "liburing.h")
+        for poll in (False, True):
+            exe, why = bench.build_uring_peer("echo", poll)
+            check(exe is None and why == bench.NO_LIBURING, f"no liburing: got {exe}, {why}")
+    finally:
+        if saved is None:
+            os.environ.pop("WEFT_BENCH_LIBURING", None)
+        else:
+            os.environ["WEFT_BENCH_LIBURING"] = saved
+
+    env = dict(os.environ, WEFT_BENCH_LIBURING=os.path.join(work, "nowhere", "liburing.h"))
+    p = subprocess.run([sys.executable, tool, "--no-setup", "--no-build", "--system",
+                        "uring,uring-poll", "--workload", "http,echo", "--runs", "1"], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    check(p.returncode == 0, f"tools/bench without liburing exited {p.returncode}: "
+          f"{p.stdout[-1000:]}")
+    for s in ("uring", "uring-poll"):
+        check(f"bench: {s} left out: liburing is not installed" in p.stdout,
+              f"tools/bench does not say why {s} did not run: {p.stdout[-1000:]}")
+    check("FAILED" not in p.stdout, f"a left-out io_uring peer failed a cell: {p.stdout[-1000:]}")
+
+
 def main():
     tool, work = sys.argv[1], sys.argv[2]
     bench = load(tool)
@@ -189,6 +219,7 @@ def main():
     check("gnuplot is not installed" in p.stdout, f"no reason given without gnuplot: {p.stdout}")
 
     check_rayon_missing(bench, tool, work)
+    check_uring_missing(bench, tool, work)
 
     if failures:
         print(f"{len(failures)} check(s) failed", file=sys.stderr)
