@@ -322,5 +322,7 @@ int main(int argc, char **argv)
         perror("uring_echo");
         return 1;
     }
-    return up_main(&o, ws, sizeof *ws, worker_main, "uring_echo");
+    int rc = up_main(&o, ws, sizeof *ws, worker_main, "uring_echo");
+    free(ws);
+    return rc;
 }

@@ -380,5 +380,7 @@ int main(int argc, char **argv)
         perror("uring_http");
         return 1;
     }
-    return up_main(&o, ws, sizeof *ws, worker_main, "uring_http");
+    int rc = up_main(&o, ws, sizeof *ws, worker_main, "uring_http");
+    free(ws);
+    return rc;
 }

@@ -248,6 +248,7 @@ static int up_main(const io_opts *o, void *ws, size_t size, void *(*body)(void *
         perror(who);
     for (unsigned i = 0; i < o->threads; i++)
         pthread_join(tids[i], NULL);
+    free(tids);
     return 0;
 }
 
