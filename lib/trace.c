@@ -399,10 +399,13 @@ static void write_spill(weft__trace *tr, weft__trace_buf *b, weft__trace_event *
 /* The first full buffer of `b` opens its spill file: beside the trace, unlinked at once. */
 static int open_spill(weft__trace *tr, weft__trace_buf *b)
 {
+    enum { UNIQUE = 6 }; /* mkostemp replaces the name's last six characters, which must be 'X' */
     char name[4096];
-    int n = snprintf(name, sizeof(name), "%s.w%u.XXXXXX", tr->path, b->worker);
-    if (n < 0 || (size_t)n >= sizeof(name))
+    int n = snprintf(name, sizeof(name), "%s.w%u.", tr->path, b->worker);
+    if (n < 0 || (size_t)n + UNIQUE >= sizeof(name))
         return -1;
+    memset(name + n, 'X', UNIQUE);
+    name[n + UNIQUE] = '\0';
     int fd = mkostemp(name, O_CLOEXEC);
     if (fd >= 0)
         unlink(name);
