@@ -772,14 +772,14 @@ Test(sched, errno_read_after_fresh_call_survives_migration)
 typedef struct flow_case {
     atomic_int ended;
     atomic_int on_spawner;
-    int spawner;
+    atomic_int spawner; /* the worker the spawner runs on in this round */
     long allocations;
 } flow_case;
 
 static int flow_child(void *arg)
 {
     flow_case *c = arg;
-    if (weft_worker_index() == c->spawner)
+    if (weft_worker_index() == atomic_load(&c->spawner))
         atomic_fetch_add(&c->on_spawner, 1);
     atomic_fetch_add(&c->ended, 1);
     return 0;
@@ -788,8 +788,11 @@ static int flow_child(void *arg)
 static int flow_root(void *arg)
 {
     flow_case *c = arg;
-    c->spawner = weft_worker_index();
     for (int round = 0; round < FLOW_ROUNDS; round++) {
+        /* The spawner may move between rounds: a release that finds a child's count-out still
+         * held by the worker it ended on waits for it, and is woken over there. Within a round
+         * it never suspends. */
+        atomic_store(&c->spawner, weft_worker_index());
         if (round == FLOW_WARM)
             weft__alloc_fail_at(LONG_MAX);
         weft_scope *s;

@@ -421,6 +421,14 @@ static int root_refusing(void *arg)
     weft__alloc_fail_all(1);
     for (int i = 0; i < sc->plain_tasks + 64; i++)
         weft_yield();
+    /* Every plain child has started by now (it ran, or found no stack and ended unrun) at one
+     * worker; at two the other worker may hold some it took and has not started yet, which
+     * would start after the allocations come back. Wait for them while allocations still fail. */
+    for (long i = 0;
+         i < 1000000 && atomic_load(&sc->plain.ran) + (int)weft_scope_error_count_code(s, -ENOMEM) <
+                            sc->plain_tasks;
+         i++)
+        weft_yield();
     weft__alloc_fail_all(0);
     open_gate(); /* not a barrier here: the scope is not fail-fast */
     end_group(l, &sc->lim);
