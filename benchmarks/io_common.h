@@ -326,4 +326,82 @@ static inline int http_answer(http_buf *b)
     return more;
 }
 
+/* ---- connections driven by readiness (the epoll peers, io_uring's poll variant) ---------- */
+
+/* Writes b->out from *off on. Returns 0 (all of it, or the socket is full: *off says how far)
+ * or -1 (close). */
+static inline int http_flush_ready(int fd, http_buf *b, size_t *off)
+{
+    while (*off < b->out_len) {
+        ssize_t n = send(fd, b->out + *off, b->out_len - *off, MSG_NOSIGNAL);
+        if (n > 0) {
+            *off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            return n < 0 && errno == EAGAIN ? 0 : -1;
+        }
+    }
+    *off = b->out_len = 0;
+    return 0;
+}
+
+/* Runs an HTTP connection as far as it goes without waiting: answer, write, read, until a read
+ * or a write would block (the next edge calls it again). Returns 0, or -1 to close. */
+static inline int http_run_ready(int fd, http_buf *b, size_t *off)
+{
+    for (;;) {
+        int more = http_answer(b);
+        if (http_flush_ready(fd, b, off) < 0)
+            return -1;
+        if (b->out_len > 0)
+            return 0; /* the socket is full: its next edge comes back */
+        if (b->closing)
+            return -1;
+        if (more)
+            continue;
+        /* A full b->in always holds a whole head or one too long, which http_answer took:
+         * there is room to read. */
+        ssize_t n = read(fd, b->in + b->in_len, sizeof b->in - b->in_len);
+        if (n > 0)
+            b->in_len += (size_t)n;
+        else if (n == 0)
+            return -1;
+        else if (errno == EAGAIN)
+            return 0;
+        else if (errno != EINTR)
+            return -1;
+    }
+}
+
+/* Echoes until a read or a write would block: buf[*off, *len) is what was read and not yet
+ * written back, `cap` the buffer's size. Returns 0, or -1 to close. */
+static inline int echo_run_ready(int fd, char *buf, size_t cap, size_t *off, size_t *len)
+{
+    for (;;) {
+        while (*off < *len) {
+            ssize_t n = send(fd, buf + *off, *len - *off, MSG_NOSIGNAL);
+            if (n > 0)
+                *off += (size_t)n;
+            else if (n < 0 && errno == EAGAIN)
+                return 0; /* its next edge comes back */
+            else if (n < 0 && errno == EINTR)
+                continue;
+            else
+                return -1;
+        }
+        ssize_t n = read(fd, buf, cap);
+        if (n > 0) {
+            *off = 0;
+            *len = (size_t)n;
+        } else if (n == 0) {
+            return -1;
+        } else if (errno == EAGAIN) {
+            return 0;
+        } else if (errno != EINTR) {
+            return -1;
+        }
+    }
+}
+
 #endif

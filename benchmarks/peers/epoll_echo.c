@@ -34,34 +34,10 @@ typedef struct worker {
 
 static int stop_fd; /* an eventfd that becomes readable, and stays so, to stop every loop */
 
-/* Echoes until a read or a write would block (edge-triggered: the next edge calls it again).
- * Returns -1 to close. */
+/* The connection as far as it goes without waiting (io_common.h). Returns -1 to close. */
 static int conn_run(conn *c)
 {
-    for (;;) {
-        while (c->off < c->len) {
-            ssize_t n = send(c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL);
-            if (n > 0)
-                c->off += (size_t)n;
-            else if (n < 0 && errno == EAGAIN)
-                return 0; /* EPOLLOUT comes back */
-            else if (n < 0 && errno == EINTR)
-                continue;
-            else
-                return -1;
-        }
-        ssize_t n = read(c->fd, c->buf, sizeof c->buf);
-        if (n > 0) {
-            c->off = 0;
-            c->len = (size_t)n;
-        } else if (n == 0) {
-            return -1;
-        } else if (errno == EAGAIN) {
-            return 0;
-        } else if (errno != EINTR) {
-            return -1;
-        }
-    }
+    return echo_run_ready(c->fd, c->buf, sizeof c->buf, &c->off, &c->len);
 }
 
 static void conn_close(conn *c)

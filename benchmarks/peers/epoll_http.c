@@ -35,49 +35,10 @@ typedef struct worker {
 
 static int stop_fd; /* an eventfd that becomes readable, and stays so, to stop every loop */
 
-/* Writes what b.out holds. Returns 0 (all of it, or the socket is full) or -1 (close). */
-static int flush(conn *c)
-{
-    while (c->out_off < c->b.out_len) {
-        ssize_t n = send(c->fd, c->b.out + c->out_off, c->b.out_len - c->out_off, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->out_off += (size_t)n;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else {
-            return n < 0 && errno == EAGAIN ? 0 : -1;
-        }
-    }
-    c->out_off = c->b.out_len = 0;
-    return 0;
-}
-
-/* Runs a connection as far as it goes without waiting: answer, write, read, until a read or
- * a write would block (edge-triggered: the next edge calls it again). Returns -1 to close. */
+/* The connection as far as it goes without waiting (io_common.h). Returns -1 to close. */
 static int conn_run(conn *c)
 {
-    for (;;) {
-        int more = http_answer(&c->b);
-        if (flush(c) < 0)
-            return -1;
-        if (c->b.out_len > 0)
-            return 0; /* the socket is full: EPOLLOUT comes back */
-        if (c->b.closing)
-            return -1;
-        if (more)
-            continue;
-        /* A full b.in always holds a whole head or one too long, which http_answer took:
-         * there is room to read. */
-        ssize_t n = read(c->fd, c->b.in + c->b.in_len, sizeof c->b.in - c->b.in_len);
-        if (n > 0)
-            c->b.in_len += (size_t)n;
-        else if (n == 0)
-            return -1;
-        else if (errno == EAGAIN)
-            return 0;
-        else if (errno != EINTR)
-            return -1;
-    }
+    return http_run_ready(c->fd, &c->b, &c->out_off);
 }
 
 static void conn_close(conn *c)

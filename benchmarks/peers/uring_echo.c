@@ -63,33 +63,10 @@ static void conn_unref(worker *w, conn *c)
 
 #ifdef URING_POLL
 
-/* Echoes until a read or a write would block; the multishot poll reports the next edge. */
+/* The connection as far as it goes without waiting (io_common.h). Returns -1 to close. */
 static int conn_run(conn *c)
 {
-    for (;;) {
-        while (c->off < c->len) {
-            ssize_t n = send(c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL);
-            if (n > 0)
-                c->off += (size_t)n;
-            else if (n < 0 && errno == EAGAIN)
-                return 0;
-            else if (n < 0 && errno == EINTR)
-                continue;
-            else
-                return -1;
-        }
-        ssize_t n = read(c->fd, c->buf, sizeof c->buf);
-        if (n > 0) {
-            c->off = 0;
-            c->len = (size_t)n;
-        } else if (n == 0) {
-            return -1;
-        } else if (errno == EAGAIN) {
-            return 0;
-        } else if (errno != EINTR) {
-            return -1;
-        }
-    }
+    return echo_run_ready(c->fd, c->buf, sizeof c->buf, &c->off, &c->len);
 }
 
 /* The poll is removed; its last completion (without F_MORE) drops the reference. */
