@@ -78,6 +78,26 @@ static int chan_timed(struct chan_run *r, int (*spawn_all)(struct chan_run *))
     return 0;
 }
 
+/* Takes each item of chans[k], adds one, and hands it to chans[k + 1], until chans[k] is closed
+ * (or, on any other error, cancels the run): the body of pingpong's ponger, a pipeline stage and
+ * a fanout consumer. */
+static void forward(struct chan_run *r, int k, const char *what)
+{
+    for (;;) {
+        int64_t x;
+        int rc = weft_chan_recv(r->chans[k], &x);
+        if (rc == -EPIPE)
+            break;
+        x++;
+        if (rc == 0)
+            rc = weft_chan_send(r->chans[k + 1], &x);
+        if (rc != 0) {
+            chan_fail(r, what, rc);
+            break;
+        }
+    }
+}
+
 /* ---- chan-pingpong --------------------------------------------------------------------------- */
 
 static int pinger(void *p)
@@ -104,19 +124,7 @@ static int pinger(void *p)
 static int ponger(void *p)
 {
     struct chan_run *r = p;
-    for (;;) {
-        int64_t x;
-        int rc = weft_chan_recv(r->chans[0], &x);
-        if (rc == -EPIPE)
-            break;
-        x++;
-        if (rc == 0)
-            rc = weft_chan_send(r->chans[1], &x);
-        if (rc != 0) {
-            chan_fail(r, "pingpong", rc);
-            break;
-        }
-    }
+    forward(r, 0, "pingpong");
     return 0;
 }
 
@@ -161,19 +169,7 @@ static int stage(void *p)
 {
     struct stage *s = p;
     struct chan_run *r = s->r;
-    for (;;) {
-        int64_t x;
-        int rc = weft_chan_recv(r->chans[s->k], &x);
-        if (rc == -EPIPE)
-            break;
-        x++;
-        if (rc == 0)
-            rc = weft_chan_send(r->chans[s->k + 1], &x);
-        if (rc != 0) {
-            chan_fail(r, "pipeline stage", rc);
-            break;
-        }
-    }
+    forward(r, s->k, "pipeline stage");
     weft_chan_close(r->chans[s->k + 1]);
     return 0;
 }
@@ -231,19 +227,7 @@ static int pipeline_root(void *p)
 static int consumer(void *p)
 {
     struct chan_run *r = p;
-    for (;;) {
-        int64_t x;
-        int rc = weft_chan_recv(r->chans[0], &x);
-        if (rc == -EPIPE)
-            break;
-        x++;
-        if (rc == 0)
-            rc = weft_chan_send(r->chans[1], &x);
-        if (rc != 0) {
-            chan_fail(r, "fanout consumer", rc);
-            break;
-        }
-    }
+    forward(r, 0, "fanout consumer");
     if (atomic_fetch_sub(&r->live, 1) == 1)
         weft_chan_close(r->chans[1]);
     return 0;
