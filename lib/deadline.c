@@ -14,18 +14,20 @@
 #include <errno.h>
 #include <stddef.h>
 
+#include "cancel.h"
 #include "sched.h"
 #include "task.h"
+#include "wtimers.h"
 
 static void deadline_fired(weft__timer *tm)
 {
     weft_scope *s = (weft_scope *)((char *)tm - offsetof(weft_scope, timer));
-    weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
+    weft__cancel_scope(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
 }
 
 int weft__deadline_arm(weft_scope *s, weft_time when)
 {
-    return weft__sched_arm_timer(&s->timer, when, deadline_fired);
+    return weft__wtimers_arm(&s->timer, when, deadline_fired);
 }
 
 void weft__deadline_check(weft_scope *s)
@@ -41,7 +43,7 @@ void weft__deadline_check(weft_scope *s)
             if (!now)
                 now = weft_now();
             if (own <= now) {
-                weft__scope_cancel(x, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
+                weft__cancel_scope(x, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
                 return;
             }
         }
@@ -101,7 +103,7 @@ int weft_scope_set_deadline(weft_scope *s, weft_time deadline)
     if (deadline == WEFT_NEVER || weft__scope_cancel_code(s))
         return 0;
     if (deadline <= weft_now()) {
-        weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
+        weft__cancel_scope(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
         return 0;
     }
     if (weft__deadline_arm(s, deadline) == 0) {
@@ -112,7 +114,7 @@ int weft_scope_set_deadline(weft_scope *s, weft_time deadline)
     __atomic_store_n(&s->own_deadline, old, __ATOMIC_RELAXED);
     if (old != WEFT_NEVER) {
         if (old <= weft_now() || weft__deadline_arm(s, old) != 0)
-            weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT); /* cannot keep it: due */
+            weft__cancel_scope(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT); /* cannot keep it: due */
         else
             s->timer_armed = 1;
     }

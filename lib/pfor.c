@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "cancel.h"
 #include "scope.h"
 #include "weft.h"
 
@@ -80,7 +81,7 @@ static void record_failure(loop *l, int rc)
     /* With the reason a fail-fast scope gives when a child fails: to the pieces it stops, the
      * loop is one scope, however many the halving opened. */
     if (atomic_compare_exchange_strong(&l->failure, &none, rc) && l->top)
-        weft__scope_cancel(l->top, WEFT_CANCEL_FAILURE, -ECANCELED);
+        weft__cancel_scope(l->top, WEFT_CANCEL_FAILURE, -ECANCELED);
 }
 
 /* 0 while the loop may go on; else the code to stop with. */

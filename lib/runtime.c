@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 
 #include "alloc.h"
 #include "blocking.h"
+#include "cancel.h"
 #include "dump.h"
 #include "futex.h"
 #include "inject.h"
@@ -26,6 +28,7 @@
 #include "sched.h"
 #include "scope.h"
 #include "trace.h"
+#include "tsan.h"
 #include "watchdog.h"
 
 /* ---- creation and shutdown --------------------------------------------------------------------
@@ -128,6 +131,52 @@ static void pin_to_allowed(pthread_t thread, const cpu_set_t *allowed, int k)
     }
 }
 
+/* The overflow report's "who": the task this worker runs (an inline child on its joiner's stack
+ * is the running task too, and the one that overflowed). Called in the fault handler, on this
+ * worker's thread. */
+static void describe_running(void *ctx, const char **name, uint64_t *id, const weft__stack **stack)
+{
+    weft__task *t = weft__sched_current(ctx);
+    *name = t ? t->name : NULL;
+    *id = t ? t->id : 0;
+    *stack = t && t->host ? t->host->stack : NULL;
+}
+
+/* A worker's thread: sets the thread up, then runs the worker loop until the runtime stops. */
+static void *worker_thread(void *arg)
+{
+    weft__worker *w = arg;
+    weft__alloc_tls_own_waits = &w->own_waits;
+    w->counts.born = weft_now();
+    atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
+    /* top, gdb and the watchdog's reports name it: weft-w0, weft-w1, ... */
+    char name[16];
+    snprintf(name, sizeof(name), "weft-w%u", w->index);
+    pthread_setname_np(pthread_self(), name);
+    /* Sleeping workers wake for timers: ask the kernel for precise wake-ups. */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    /* A write to a closed pipe or socket returns EPIPE here, never kills the process (io.c
+     * takes the pending signal). */
+    sigset_t pipe_only;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &w->thread_stack_lo, &w->thread_stack_size);
+        pthread_attr_destroy(&attr);
+    }
+#ifdef WEFT_TSAN
+    w->tsan_fiber = __tsan_get_current_fiber();
+#endif
+    w->altstack = weft__stack_fault_thread_init(&w->rt->stacks, describe_running, w);
+    weft__stack_fault_set_report(w->rt->cfg.report, w->rt->cfg.report_arg);
+    weft__sched_run_worker(w);
+    weft__stack_fault_thread_exit(w->altstack);
+    weft__alloc_tls_own_waits = NULL;
+    return NULL;
+}
+
 /* Tells the first `n` workers to stop and waits for their threads. */
 static void join_workers(weft_runtime *rt, unsigned n)
 {
@@ -148,7 +197,7 @@ static int start_workers(weft_runtime *rt)
         nallowed = CPU_COUNT(&allowed);
     for (unsigned started = 0; started < rt->nworkers; started++) {
         weft__worker *w = &rt->workers[started];
-        if (weft__alloc_thread_create(&w->thread, NULL, weft__sched_worker_main, w) != 0) {
+        if (weft__alloc_thread_create(&w->thread, NULL, worker_thread, w) != 0) {
             /* The workers already running read nworkers as they look for work: it changes only
              * once they are gone. */
             join_workers(rt, started);
@@ -468,7 +517,7 @@ int weft_handle_cancel(weft_handle *h)
         return -EINVAL;
     weft__lock_acquire(&h->lock);
     if (h->scope)
-        weft__scope_cancel(h->scope, WEFT_CANCEL_EXPLICIT, -ECANCELED);
+        weft__cancel_scope(h->scope, WEFT_CANCEL_EXPLICIT, -ECANCELED);
     weft__lock_release(&h->lock);
     return 0;
 }
@@ -488,7 +537,7 @@ static int drain(weft_runtime *rt)
 {
     if (atomic_exchange_explicit(&rt->shutting_down, 1, memory_order_seq_cst))
         return -ESHUTDOWN;
-    weft__scope_cancel(rt->root_scope, WEFT_CANCEL_SHUTDOWN, -ECANCELED);
+    weft__cancel_scope(rt->root_scope, WEFT_CANCEL_SHUTDOWN, -ECANCELED);
     uint32_t n;
     while ((n = atomic_load_explicit(&rt->outstanding, memory_order_seq_cst)) != 0)
         weft__futex_wait(&rt->outstanding, n, WEFT_NEVER);

@@ -61,11 +61,8 @@
 
 #include <errno.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +70,7 @@
 #include "records.h"
 #include "steal.h"
 #include "tsan.h"
+#include "wtimers.h"
 
 #ifdef WEFT_ASAN
 #include <sanitizer/asan_interface.h>
@@ -242,64 +240,6 @@ static weft__task *steal_own(weft__deque *q)
     }
 }
 
-/* Timers sit on the heap of the worker that armed them, and that worker fires them when it looks
- * for work. A worker that does not look (stuck in a plain system call inside a task, or running
- * one task that never suspends) would hold them for as long as it is stuck, and with them every
- * deadline and sleep they end. So the other workers fire a neighbour's timers once they are this
- * late (Go runs other Ps' timers for the same reason): late enough that a worker serving its own
- * timers is seldom overtaken, soon enough that a deadline held by a stuck worker is late by about
- * this much, not by the length of the stall. */
-#define TIMER_TAKEOVER_NS (1 * WEFT_MSEC)
-
-/* When the first of the other workers' timers becomes ours to fire (WEFT_NEVER: none). A
- * sleeping worker wakes for its own timers, so only those of workers awake count. */
-static weft_time takeover_at(weft__worker *w)
-{
-    weft_runtime *rt = w->rt;
-    weft_time at = WEFT_NEVER;
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        weft__worker *v = &rt->workers[i];
-        if (v == w)
-            continue;
-        weft_time e = weft__timer_heap_earliest(&v->timers);
-        if (e == WEFT_NEVER || e >= WEFT_NEVER - TIMER_TAKEOVER_NS || e + TIMER_TAKEOVER_NS >= at)
-            continue;
-        uint64_t bit = (uint64_t)1 << (i % 64);
-        if (atomic_load_explicit(&rt->idle_mask[i / 64], memory_order_relaxed) & bit)
-            continue;
-        at = e + TIMER_TAKEOVER_NS;
-    }
-    return at;
-}
-
-/* Fires the timers of other workers that are overdue by TIMER_TAKEOVER_NS at `now`. */
-static void take_over_timers(weft__worker *w, weft_time now)
-{
-    weft_runtime *rt = w->rt;
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        weft__worker *v = &rt->workers[i];
-        weft_time e = weft__timer_heap_earliest(&v->timers);
-        if (v != w && e != WEFT_NEVER && e <= now - TIMER_TAKEOVER_NS)
-            weft__timer_heap_run(&v->timers, now);
-    }
-}
-
-static void run_timers(weft__worker *w)
-{
-    weft_time own = weft__timer_heap_earliest(&w->timers);
-    weft_time others = w->rt->nworkers > 1 ? takeover_at(w) : WEFT_NEVER;
-    if (own == WEFT_NEVER && others == WEFT_NEVER)
-        return;
-    weft_time now = weft_now();
-    if (others <= now)
-        take_over_timers(w, now);
-    if (own == WEFT_NEVER)
-        return;
-    if (weft__sched_chaos_hit(w, 2))
-        now -= (weft_time)(w->chaos_rng % (2 * WEFT_MSEC)); /* fire late */
-    weft__timer_heap_run(&w->timers, now);
-}
-
 /* Resuming a parked task touches its record, its stack's record and the top of its stack.
  * After a wake-up of many tasks (a cancel of 100,000 sleepers) all of it is cold, and a resume
  * waited for each line in turn. The ready queue says which tasks come next, so their lines are
@@ -359,7 +299,7 @@ static weft__task *pick_local_queues(weft__worker *w)
     if (weft__sched_chaos_hit(w, 8) && (t = weft__steal_round(w)))
         return t; /* forced steal: run a neighbour's work before our own */
     if (++w->tick % GLOBAL_CHECK_INTERVAL == 0) {
-        run_timers(w);
+        weft__wtimers_run(w);
         poll_io(w);
         if ((t = weft__inject_take(w)))
             return t;
@@ -736,17 +676,6 @@ int weft__sched_yield(void)
     return 1;
 }
 
-void weft__sched_checkpoint_timers(weft__worker *w)
-{
-    run_timers(w);
-}
-
-int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn)
-{
-    weft__worker *w = weft__sched_worker();
-    return weft__timer_arm(&w->timers, t, deadline, fn);
-}
-
 /* ---- the worker loop ------------------------------------------------------------------------ */
 
 static void resume(weft__worker *w, weft__task *t)
@@ -789,24 +718,22 @@ static void sleep_until_work(weft__worker *w)
     int handover = 0;
     atomic_fetch_or_explicit(word, bit, memory_order_seq_cst);
     weft__stack_trim(&rt->stacks); /* nothing else to do: the time to give pages back */
-    if (!any_work_visible(w) && !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-        weft_time own = weft__timer_heap_earliest(&w->timers);
-        weft_time others = rt->nworkers > 1 ? takeover_at(w) : WEFT_NEVER;
-        handover = weft__idle_sleep(&w->idle, ticket, own < others ? own : others);
-    }
+    if (!any_work_visible(w) && !atomic_load_explicit(&rt->stopping, memory_order_acquire))
+        handover = weft__idle_sleep(&w->idle, ticket, weft__wtimers_next(w));
     atomic_fetch_and_explicit(word, ~bit, memory_order_acq_rel);
     /* Left the poller, perhaps for a task that never comes back: one that sleeps takes it. */
     if (handover)
         weft__sched_wake_one(rt);
 }
 
-static void worker_loop(weft__worker *w)
+void weft__sched_run_worker(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
+    weft__tls_worker = w;
     for (;;) {
         weft__task *t = pick_local(w);
         if (!t) {
-            run_timers(w);
+            weft__wtimers_run(w);
             poll_io(w);
             t = pick_local(w);
         }
@@ -825,54 +752,8 @@ static void worker_loop(weft__worker *w)
             continue;
         }
         if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
-            return;
+            break;
         sleep_until_work(w);
     }
-}
-
-/* The overflow report's "who": the task this worker runs (an inline child on its joiner's stack
- * is the running task too, and the one that overflowed). Called in the fault handler, on this
- * worker's thread. */
-static void describe_running(void *ctx, const char **name, uint64_t *id, const weft__stack **stack)
-{
-    weft__task *t = weft__sched_current(ctx);
-    *name = t ? t->name : NULL;
-    *id = t ? t->id : 0;
-    *stack = t && t->host ? t->host->stack : NULL;
-}
-
-void *weft__sched_worker_main(void *arg)
-{
-    weft__worker *w = arg;
-    weft__tls_worker = w;
-    weft__alloc_tls_own_waits = &w->own_waits;
-    w->counts.born = weft_now();
-    atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
-    /* top, gdb and the watchdog's reports name it: weft-w0, weft-w1, ... */
-    char name[16];
-    snprintf(name, sizeof(name), "weft-w%u", w->index);
-    pthread_setname_np(pthread_self(), name);
-    /* Sleeping workers wake for timers: ask the kernel for precise wake-ups. */
-    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-    /* A write to a closed pipe or socket returns EPIPE here, never kills the process (io.c
-     * takes the pending signal). */
-    sigset_t pipe_only;
-    sigemptyset(&pipe_only);
-    sigaddset(&pipe_only, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
-    pthread_attr_t attr;
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-        pthread_attr_getstack(&attr, &w->thread_stack_lo, &w->thread_stack_size);
-        pthread_attr_destroy(&attr);
-    }
-#ifdef WEFT_TSAN
-    w->tsan_fiber = __tsan_get_current_fiber();
-#endif
-    w->altstack = weft__stack_fault_thread_init(&w->rt->stacks, describe_running, w);
-    weft__stack_fault_set_report(w->rt->cfg.report, w->rt->cfg.report_arg);
-    worker_loop(w);
-    weft__stack_fault_thread_exit(w->altstack);
     weft__tls_worker = NULL;
-    weft__alloc_tls_own_waits = NULL;
-    return NULL;
 }

@@ -37,6 +37,7 @@
 #include "timer.h"
 #include "trace.h"
 #include "weft.h"
+#include "wtimers.h"
 
 /* What the context that takes over a worker does for the one that left it. */
 enum weft__after {
@@ -298,13 +299,6 @@ int weft__sched_yield(void);
  *  always when chaos mode is off. `w` is the caller's worker. */
 int weft__sched_chaos_hit(weft__worker *w, unsigned one_in);
 
-/** Arms a timer on the caller's worker's heap. 0 or -ENOMEM. */
-int weft__sched_arm_timer(weft__timer *t, weft_time deadline, weft__timer_fn fn);
-
-/** Fires the due timers of `w`, the caller's worker, and those of other workers that are
- *  overdue (see TIMER_TAKEOVER_NS in sched.c). */
-void weft__sched_checkpoint_timers(weft__worker *w);
-
 /* A loop that polls weft_checkpoint never enters the scheduler, yet a deadline that passes
  * meanwhile must reach it: the deadline's timer may sit on this very worker's heap. So a
  * checkpoint also fires this worker's due timers, looking at the clock every this many calls (a
@@ -322,11 +316,12 @@ static inline int weft__sched_checkpoint_on(weft__worker *w)
                           memory_order_release);
     if (__builtin_expect(++w->checkpoints % WEFT__CHECKPOINT_TIMER_EVERY != 0, 1))
         return 0;
-    weft__sched_checkpoint_timers(w);
+    weft__wtimers_run(w);
     return 1;
 }
 
-/** A worker's thread: runs the worker loop of `arg` (a weft__worker) until the runtime stops. */
-void *weft__sched_worker_main(void *arg);
+/** The worker loop of `w`, on `w`'s own thread (set up by runtime.c): runs tasks until the
+ *  runtime stops. */
+void weft__sched_run_worker(weft__worker *w);
 
 #endif

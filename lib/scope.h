@@ -34,7 +34,7 @@
  * tasks it must wake. A linked scope's parent is always linked. An unlinked scope that is
  * cancelled while its ancestors already are keeps the pulled state as its own (first cause),
  * read from the ancestors themselves: a cached "not cancelled" may be stale while a cancel is
- * still setting states (see pull_now in scope.c).
+ * still setting states (see pull_now in cancel.c).
  *
  * When weft_scope_cancel(s) returns, every scope below s (up to shields) is cancelled, even when
  * another cancel got to s first and is still fanning out: the fan-out that sets a scope's state
@@ -53,6 +53,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "cancel.h"
 #include "defer.h"
 #include "errors.h"
 #include "lock.h"
@@ -143,10 +144,6 @@ static inline uint64_t weft__scope_cancel_encode(int code)
     return code == 0 ? 0 : code == -ECANCELED ? 1 : 2;
 }
 
-int weft__scope_cancel_code_slow(weft_scope *s);
-/** The cancel state `s` pulls from its ancestors, as a kind (see weft__scope_cancel_decode). */
-uint64_t weft__scope_pull(weft_scope *s);
-
 /** The code suspension points under `s` return: 0 when neither `s` nor an ancestor (up to a
  *  shield) is cancelled. */
 static inline int weft__scope_cancel_code(weft_scope *s)
@@ -157,7 +154,7 @@ static inline int weft__scope_cancel_code(weft_scope *s)
     uint64_t cache = atomic_load_explicit(&s->cancel_cache, memory_order_relaxed);
     if ((cache >> 2) == atomic_load_explicit(s->epoch, memory_order_acquire))
         return weft__scope_cancel_decode(cache & 3);
-    return weft__scope_cancel_code_slow(s);
+    return weft__cancel_code_slow(s);
 }
 
 /** Opens a scope not owned by a task (the runtime's root, submitted work). */
@@ -166,19 +163,16 @@ int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **
 void weft__scope_external_seal(weft_scope *s);
 void weft__scope_external_free(weft_scope *s);
 
-/** Cancels `s` and its subtree. */
-void weft__scope_cancel(weft_scope *s, int reason, int code);
-
 /** Joins and releases every scope `t` still owns (implicit join at task exit), newest first.
  *  The failures of the scopes it left open go up with its own (see weft.h): returns the task's
  *  result, `rc` (what its function returned) or, where that is no failure of its own, the first
  *  failure of a scope it left open. */
 int weft__scope_release_owned(weft__task *t, int rc);
 
-/** Registers `t` (which has prepared its park) on its cancel scope's parked list. Returns 0, or
- *  the cancel code if the scope is cancelled (then `t` is not registered). */
-int weft__scope_park_register(weft_scope *s, weft__task *t);
-void weft__scope_park_unregister(weft_scope *s, weft__task *t);
+/** Drops a reference to `s`; the last one frees the record. */
+void weft__scope_unref(weft_scope *s);
+/** Links `s` into `parent`'s list of children. `parent`'s lock is held. */
+void weft__scope_link_child(weft_scope *parent, weft_scope *s);
 
 /** The balance of `s` reached zero: wakes the joiner (or tells an external scope's owner). */
 void weft__scope_last_child_gone(weft_scope *s);

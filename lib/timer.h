@@ -19,7 +19,7 @@
  * Contract: a timer is armed on the heap of the worker that arms it; it may be cancelled from any
  * thread. weft__timer_cancel is synchronous: when it returns, the callback is not running and
  * will never run for that arming. Callbacks run with no lock held, on the heap's worker or on
- * another worker that takes over overdue timers (sched.c): any thread of the runtime.
+ * another worker that takes over overdue timers (wtimers.c): any thread of the runtime.
  */
 #ifndef WEFT_TIMER_H
 #define WEFT_TIMER_H

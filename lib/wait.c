@@ -4,7 +4,9 @@
 
 #include <stddef.h>
 
+#include "cancel.h"
 #include "scope.h"
+#include "wtimers.h"
 
 static void deadline_passed(weft__timer *tm)
 {
@@ -35,15 +37,15 @@ int weft__wait_park(weft__task *t, weft_scope *cs, weft_time deadline)
 {
     t->wait_until = deadline; /* for a dump of the tree: a sleep's end, a wait's timeout */
     if (cs) {
-        int code = weft__scope_park_register(cs, t);
+        int code = weft__cancel_park_register(cs, t);
         if (code)
             return abandon(t, code);
     }
     if (deadline != WEFT_NEVER) {
-        int rc = weft__sched_arm_timer(&t->timer, deadline, deadline_passed);
+        int rc = weft__wtimers_arm(&t->timer, deadline, deadline_passed);
         if (rc) {
             if (cs)
-                weft__scope_park_unregister(cs, t);
+                weft__cancel_park_unregister(cs, t);
             return abandon(t, rc);
         }
     }
@@ -51,6 +53,6 @@ int weft__wait_park(weft__task *t, weft_scope *cs, weft_time deadline)
     if (deadline != WEFT_NEVER)
         weft__timer_cancel(&t->timer);
     if (cs)
-        weft__scope_park_unregister(cs, t);
+        weft__cancel_park_unregister(cs, t);
     return (int)why;
 }
