@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "support_criterion.h"
+#include "task.h"
 #include "weft.h"
 
 /* ---- sockets on the loopback ------------------------------------------------------------- */
@@ -358,12 +359,23 @@ Test(io, deadline_ends_every_io_wait, .timeout = 60)
 typedef struct closing {
     int a, b;
     atomic_int waiting;
+    weft__task *_Atomic reader, *_Atomic writer;
     long read_rc, write_rc, second_rc;
 } closing;
+
+/* 1 once the task in `slot` has parked in its one wait (the descriptor's): parked tasks have
+ * registered as the descriptor's waiters (fd.c registers before the park, under the record's
+ * lock, which a second waiter takes too). */
+static int parked(weft__task *_Atomic *slot)
+{
+    weft__task *t = atomic_load(slot);
+    return t && atomic_load(&t->wait) == WEFT__WAIT_PARKED;
+}
 
 static int close_reader(void *p)
 {
     closing *c = p;
+    atomic_store(&c->reader, weft__task_self());
     atomic_fetch_add(&c->waiting, 1);
     char buf[16];
     c->read_rc = weft_read(c->a, buf, sizeof(buf));
@@ -384,6 +396,7 @@ static int close_writer(void *p)
     closing *c = p;
     char buf[64 * 1024];
     memset(buf, 'y', sizeof(buf));
+    atomic_store(&c->writer, weft__task_self());
     atomic_fetch_add(&c->waiting, 1);
     for (;;) {
         ssize_t n = weft_write(c->a, buf, sizeof(buf));
@@ -401,9 +414,8 @@ static int close_root(void *p)
     REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
     REQUIRE_EQ(weft_spawn(s, close_reader, c), 0);
     REQUIRE_EQ(weft_spawn(s, close_writer, c), 0);
-    while (atomic_load(&c->waiting) < 2)
-        weft_yield();
-    for (int i = 0; i < 100; i++)
+    /* Both parked before anything else: a second reader that came first would be the one. */
+    while (!parked(&c->reader) || !parked(&c->writer))
         weft_yield();
     /* A second reader of the same descriptor is refused, not queued. */
     REQUIRE_EQ(weft_spawn(s, close_second_reader, c), 0);
