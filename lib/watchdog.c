@@ -75,7 +75,6 @@ static weft_time time_held(weft_time since, weft__thread_times then, weft_time n
 static void *watchdog_main(void *arg)
 {
     weft_runtime *rt = arg;
-    pthread_setname_np(pthread_self(), "weft-watchdog");
     weft_time limit = rt->cfg.watchdog_ns;
     weft_time period = limit / 4 > WEFT_MSEC ? limit / 4 : WEFT_MSEC;
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
@@ -161,6 +160,10 @@ void weft__watchdog_start(weft_runtime *rt)
         return;
     atomic_init(&rt->watchdog_wake, 0);
     rt->watchdog_running = pthread_create(&rt->watchdog, NULL, watchdog_main, rt) == 0;
+    /* Named here, not by the thread itself: so the name is there once the runtime has started,
+     * for whoever lists the threads (top, gdb, /proc), not whenever the thread first runs. */
+    if (rt->watchdog_running)
+        pthread_setname_np(rt->watchdog, "weft-watchdog");
 }
 
 void weft__watchdog_stop(weft_runtime *rt)
