@@ -21,31 +21,46 @@
 #include "scope.h"
 #include "task.h"
 
-/* One buffer: 2 MiB, mapped for a huge page, tens of milliseconds of a fork-join program at
- * full speed: a write per buffer is rare next to the events it carries. */
-#define CHUNK_BYTES ((size_t)2 << 20)
-#define BUF_EVENTS ((uint32_t)((CHUNK_BYTES - 16) / sizeof(weft__trace_event)))
-/* Events formatted to text at a time when the file is written. */
-#define TEXT_EVENTS 8192
+/* One buffer: 256 KiB, some twenty thousand tasks of a fork-join program, a write per few
+ * milliseconds at full speed: rare next to the events it carries, and small enough to stay in
+ * the CPU's cache while it fills and the kernel copies it (larger ones took no less time). */
+#define CHUNK_BYTES ((size_t)256 << 10)
 
-struct weft__trace_chunk {
-    weft__trace_chunk *next;
-    uint64_t n;
-    weft__trace_event ev[BUF_EVENTS];
-};
+/* A scope's address is kept in units of its alignment (trace.h). */
+_Static_assert(_Alignof(weft_scope) >= 64, "weft_scope is aligned to 64 bytes");
 
-static weft__trace_chunk *chunk_new(void)
+/* A buffer's start; its events follow. Written out with them, so that each buffer of a spill
+ * file says what it holds. */
+typedef struct chunk_head {
+    uint64_t events; /* what weft__trace_buf.n counted: lost with it if it is */
+    uint64_t bytes;  /* of events after the header */
+} chunk_head;
+
+static uint8_t *chunk_new(void)
 {
-    return weft__alloc_map(CHUNK_BYTES, 1);
+    return weft__alloc_map(CHUNK_BYTES, 0);
 }
 
-static void chunk_free(weft__trace_chunk *c)
+static void chunk_free(uint8_t *c)
 {
     if (c)
         weft__alloc_unmap(c, CHUNK_BYTES);
 }
-/* The most text one event takes (a begin with its name, escaped, counts as one). */
+
+/* `b` empty, its buffer started afresh (trace.h: each is read alone). */
+static void buf_reset(weft__trace_buf *b)
+{
+    b->p = b->chunk + sizeof(chunk_head);
+    b->n = 0;
+    b->ticks = 0;
+    b->id = 0;
+    b->scope = 0;
+}
+
+/* The most text one event takes (a begin with its name, escaped). */
 #define EVENT_TEXT 512
+/* The text of so many events is written at a time when the file is made. */
+#define TEXT_BYTES ((size_t)8192 * EVENT_TEXT)
 
 struct weft__trace {
     char *path;
@@ -54,7 +69,7 @@ struct weft__trace {
     unsigned nworkers;
     uint64_t tick0;     /* the clock at the start, in ticks */
     double ns_per_tick; /* measured at the start */
-    char *text;         /* TEXT_EVENTS events' worth of JSON, for writing at the end */
+    char *text;         /* TEXT_BYTES of JSON, for writing at the end */
     weft__trace_buf bufs[];
 };
 
@@ -92,19 +107,20 @@ int weft__trace_open(weft__trace **out, const char *path, unsigned nworkers)
     weft__trace *tr = weft__alloc_calloc(1, sizeof(*tr) + nworkers * sizeof(weft__trace_buf));
     if (!tr)
         return -ENOMEM;
-    tr->text = weft__alloc_malloc((size_t)TEXT_EVENTS * EVENT_TEXT);
+    tr->text = weft__alloc_malloc(TEXT_BYTES);
     int rc = tr->text ? 0 : -ENOMEM;
     for (unsigned i = 0; rc == 0 && i < nworkers; i++) {
         weft__trace_buf *b = &tr->bufs[i];
-        b->cur = chunk_new();
-        b->ev = b->cur ? b->cur->ev : NULL;
-        b->cap = BUF_EVENTS;
+        b->chunk = chunk_new();
         b->trace = tr;
         b->worker = i;
         b->spill_fd = -1;
-        b->hi = UINT32_MAX;
-        if (!b->ev)
+        if (!b->chunk) {
             rc = -ENOMEM;
+            break;
+        }
+        b->end = b->chunk + CHUNK_BYTES - WEFT__TRACE_ROOM;
+        buf_reset(b);
     }
     if (rc == 0 && !(tr->path = weft__alloc_strdup(path)))
         rc = -ENOMEM;
@@ -115,7 +131,7 @@ int weft__trace_open(weft__trace **out, const char *path, unsigned nworkers)
     }
     if (rc != 0) {
         for (unsigned i = 0; i < nworkers; i++)
-            chunk_free(tr->bufs[i].cur);
+            chunk_free(tr->bufs[i].chunk);
         free(tr->path);
         free(tr->text);
         free(tr);
@@ -216,44 +232,88 @@ static const char *wait_on_name(uint32_t on)
 static const char *const why_names[] = {"end", "park", "yield", "unrun"};
 static const char *const wake_names[] = {"?", "?", "woken", "cancel", "timer"};
 
-/* The text of event i of the `n` at `ev` (of worker `worker`, at times `at`: event_times), into
- * o; returns the end of the text and sets *used to the events consumed (an event takes the NAMEs
- * or the ARG after it with it). */
-static char *put_event(const weft__trace *tr, const weft__trace_event *ev, const uint64_t *at,
-                       uint32_t n, unsigned worker, uint32_t i, char *o, uint32_t *used)
+/* An event read back whole. */
+typedef struct event {
+    uint64_t id;    /* for an end, the id (or address) of the begin it closes */
+    uint64_t arg;   /* a park's ARG */
+    uint64_t ticks; /* its time, once known */
+    uint32_t aux;
+    uint8_t kind;
+    char name[25]; /* a begin's NAME */
+} event;
+
+/* What making the JSON keeps while it reads a worker's buffers, oldest first. An event is written
+ * once its time is known (at the next reading of the clock: trace.h) and its NAME or ARG read
+ * (at the next event). */
+typedef struct reader {
+    weft__trace *tr;
+    unsigned worker;
+    char *o;        /* the end of the text made and not yet written, in tr->text */
+    uint64_t *open; /* the ids of the worker's open slices, innermost last */
+    size_t depth, cap;
+    int64_t last_ns; /* a track's times never go back, whatever the clocks of its CPUs did */
+    uint64_t tick;   /* the buffer's last reading of the clock (0: none yet) */
+    event head;      /* the last event that read the clock, if not written yet */
+    int has_head;
+    event wait[WEFT__TRACE_STAMP_EVERY]; /* the events after it, waiting for the next reading */
+    uint32_t nwait;
+} reader;
+
+static void push_open(reader *r, uint64_t id)
 {
-    const weft__trace_event *e = &ev[i];
-    uint32_t kind = e->kind & ~WEFT__TR_STAMPED;
-    char name[25] = {0};
-    uint64_t arg = 0;
-    *used = 1;
-    for (uint32_t k = i + 1; k < n && k < i + 4 && ev[k].kind == WEFT__TR_NAME; k++, (*used)++)
-        memcpy(name + 8 * (k - i - 1), &ev[k].id, 8);
-    if (i + 1 < n && ev[i + 1].kind == WEFT__TR_ARG) {
-        arg = ev[i + 1].id;
-        *used = 2;
+    if (r->depth == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 64;
+        uint64_t *open = weft__alloc_malloc(cap * sizeof(*open));
+        if (open) {
+            if (r->depth)
+                memcpy(open, r->open, r->depth * sizeof(*open));
+            free(r->open);
+            r->open = open;
+            r->cap = cap;
+        }
     }
-    if (kind == WEFT__TR_NAME || kind == WEFT__TR_ARG || kind == WEFT__TR_CLOCK ||
-        kind == WEFT__TR_PAD)
-        return o; /* written with the event they belong to, or not at all */
-    int64_t ns = (int64_t)((double)(int64_t)(at[i] - tr->tick0) * tr->ns_per_tick);
-    if (ns < 0)
-        ns = 0;
+    if (r->depth < r->cap)
+        r->open[r->depth] = id;
+    r->depth++; /* past a failed allocation, counted alone: its end shows id 0 */
+}
+
+static uint64_t pop_open(reader *r)
+{
+    if (r->depth == 0)
+        return 0; /* an end whose begin was lost */
+    r->depth--;
+    return r->depth < r->cap ? r->open[r->depth] : 0;
+}
+
+/* The text of `e` into the trace's text, written out when it is near full. */
+static void put_event(reader *r, event *e)
+{
+    weft__trace *tr = r->tr;
+    if ((size_t)(r->o - tr->text) > TEXT_BYTES - EVENT_TEXT) {
+        write_all(tr->fd, tr->text, (size_t)(r->o - tr->text));
+        r->o = tr->text;
+    }
+    int64_t ns = (int64_t)((double)(int64_t)(e->ticks - tr->tick0) * tr->ns_per_tick);
+    if (ns < r->last_ns)
+        ns = r->last_ns;
+    r->last_ns = ns;
+    char *o = r->o;
     o = put_str(o, ",\n{\"pid\":");
     o = put_u64(o, (uint64_t)tr->pid);
     o = put_str(o, ",\"tid\":");
-    o = put_u64(o, worker + 1);
+    o = put_u64(o, r->worker + 1);
     o = put_str(o, ",\"ts\":");
     o = put_u64(o, (uint64_t)ns / 1000);
     *o++ = '.';
     *o++ = (char)('0' + ns / 100 % 10);
     *o++ = (char)('0' + ns / 10 % 10);
     *o++ = (char)('0' + ns % 10);
-    switch (kind) {
+    switch (e->kind) {
     case WEFT__TR_TASK_BEGIN:
+        push_open(r, e->id);
         o = put_str(o, ",\"ph\":\"B\",\"cat\":\"task\",\"name\":\"");
-        if (name[0]) {
-            o = put_escaped(o, name, 24);
+        if (e->name[0]) {
+            o = put_escaped(o, e->name, 24);
         } else {
             o = put_str(o, "task-");
             o = put_u64(o, e->id);
@@ -264,16 +324,17 @@ static char *put_event(const weft__trace *tr, const weft__trace_event *ev, const
         break;
     case WEFT__TR_TASK_END:
         o = put_str(o, ",\"ph\":\"E\",\"cat\":\"task\",\"args\":{\"id\":");
-        o = put_u64(o, e->id);
+        o = put_u64(o, pop_open(r));
         o = put_str(o, ",\"run\":\"");
         o = put_str(o, why_names[e->aux < 4 ? e->aux : 0]);
         o = put_str(o, "\"}}");
         break;
     case WEFT__TR_SCOPE_BEGIN:
+        push_open(r, e->id);
         o = put_str(o, ",\"ph\":\"B\",\"cat\":\"scope\",\"name\":\"scope");
-        if (name[0]) {
+        if (e->name[0]) {
             *o++ = ' ';
-            o = put_escaped(o, name, 24);
+            o = put_escaped(o, e->name, 24);
         }
         o = put_str(o, "\",\"args\":{\"scope\":");
         o = put_hex(o, e->id);
@@ -281,7 +342,7 @@ static char *put_event(const weft__trace *tr, const weft__trace_event *ev, const
         break;
     case WEFT__TR_SCOPE_END:
         o = put_str(o, ",\"ph\":\"E\",\"cat\":\"scope\",\"args\":{\"scope\":");
-        o = put_hex(o, e->id);
+        o = put_hex(o, pop_open(r));
         o = put_str(o, "}}");
         break;
     case WEFT__TR_SPAWN:
@@ -296,10 +357,10 @@ static char *put_event(const weft__trace *tr, const weft__trace_event *ev, const
         o = put_str(o, wait_on_name(e->aux));
         if (e->aux >= WEFT__ON_FD_READ && e->aux <= WEFT__ON_FD_EITHER) {
             o = put_str(o, "\",\"fd\":");
-            o = put_u64(o, arg);
+            o = put_u64(o, e->arg);
         } else {
             o = put_str(o, "\",\"obj\":");
-            o = put_hex(o, arg);
+            o = put_hex(o, e->arg);
         }
         o = put_str(o, "}}");
         break;
@@ -323,76 +384,146 @@ static char *put_event(const weft__trace *tr, const weft__trace_event *ev, const
         o = put_str(o, ",\"from\":");
         o = put_u64(o, e->aux);
         o = put_str(o, ",\"to\":");
-        o = put_u64(o, worker);
+        o = put_u64(o, r->worker);
         o = put_str(o, "}}");
         break;
     default:
         o = put_str(o, ",\"ph\":\"i\",\"s\":\"t\",\"name\":\"?\"}");
         break;
     }
-    return o;
+    r->o = o;
 }
 
-/* The times of the `n` events at `ev` (ticks) into `at`: a reading where an event has one (a
- * CLOCK's whole, a stamped event's low bits under the high bits before it, carried in *hi from
- * the buffer before), spread evenly between the readings around the others (trace.h, the
- * clock); those after the last reading get its time. */
-static void event_times(const weft__trace_event *ev, uint32_t n, uint64_t *at, uint32_t *hi)
+/* Writes the events waiting for a reading, at times spread evenly from the last reading to
+ * `now` (trace.h, the clock). */
+static void put_waiting(reader *r, uint64_t now)
 {
-    uint32_t last = UINT32_MAX; /* the last event with a reading */
-    for (uint32_t i = 0; i < n; i++) {
-        at[i] = 0;
-        if (ev[i].kind == WEFT__TR_CLOCK) {
-            at[i] = ev[i].id;
-            *hi = (uint32_t)(ev[i].id >> 32);
-        } else if (ev[i].kind & WEFT__TR_STAMPED) {
-            at[i] = (uint64_t)*hi << 32 | ev[i].ts;
-        } else {
+    uint64_t t0 = r->tick ? r->tick : now, span = now > t0 ? now - t0 : 0;
+    for (uint32_t k = 0; k < r->nwait; k++) {
+        r->wait[k].ticks = t0 + span * (k + 1) / (r->nwait + 1);
+        put_event(r, &r->wait[k]);
+    }
+    r->nwait = 0;
+}
+
+/* The next event read, `e`; `stamped`: it read the clock (a CLOCK: only that). */
+static void arrive(reader *r, const event *e, int stamped)
+{
+    if (r->has_head) {
+        put_event(r, &r->head);
+        r->has_head = 0;
+    }
+    if (stamped) {
+        put_waiting(r, e->ticks);
+        r->tick = e->ticks;
+        if (e->kind != WEFT__TR_CLOCK) {
+            r->head = *e;
+            r->has_head = 1;
+        }
+        return;
+    }
+    if (r->nwait == WEFT__TRACE_STAMP_EVERY) /* more than the worker leaves unstamped */
+        put_waiting(r, r->tick);
+    r->wait[r->nwait++] = *e;
+}
+
+/* The event a NAME or an ARG belongs to: the last read. */
+static event *last_read(reader *r)
+{
+    return r->nwait ? &r->wait[r->nwait - 1] : r->has_head ? &r->head : NULL;
+}
+
+static uint64_t get_varint(const uint8_t **pp, const uint8_t *end)
+{
+    const uint8_t *p = *pp;
+    uint64_t v = 0;
+    for (unsigned shift = 0; p < end && shift < 64; shift += 7) {
+        uint8_t c = *p++;
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            break;
+    }
+    *pp = p;
+    return v;
+}
+
+static uint64_t unzigzag(uint64_t v)
+{
+    return v >> 1 ^ (0 - (v & 1));
+}
+
+/* Reads the events from `p` to `end`, one buffer's (trace.h has their bytes), and writes them. */
+static void read_events(reader *r, const uint8_t *p, const uint8_t *end)
+{
+    uint64_t ticks = 0, id = 0, scope = 0;
+    r->tick = 0;
+    while (p < end && *p) {
+        uint8_t first = *p++;
+        event e = {.kind = first & 15, .aux = first >> 4 & 7};
+        int stamped = first & WEFT__TR_STAMPED;
+        if (e.kind > WEFT__TR_CLOCK)
+            break; /* not an event: the rest cannot be read */
+        if (stamped)
+            ticks += unzigzag(get_varint(&p, end));
+        if (e.aux == WEFT__TR_AUX_WIDE)
+            e.aux = (uint32_t)get_varint(&p, end);
+        e.ticks = ticks;
+        event *to;
+        switch (e.kind) {
+        case WEFT__TR_NAME: {
+            size_t len = p < end ? *p++ : 0;
+            len = len < (size_t)(end - p) ? len : (size_t)(end - p);
+            if ((to = last_read(r)) != NULL)
+                memcpy(to->name, p, len < 24 ? len : 24);
+            p += len;
             continue;
         }
-        if (last != UINT32_MAX && i > last + 1) {
-            uint64_t t0 = at[last], span = at[i] > t0 ? at[i] - t0 : 0;
-            for (uint32_t k = last + 1; k < i; k++)
-                at[k] = t0 + span * (k - last) / (i - last);
+        case WEFT__TR_ARG: {
+            uint64_t v = get_varint(&p, end);
+            if ((to = last_read(r)) != NULL)
+                to->arg = v;
+            continue;
         }
-        last = i;
+        case WEFT__TR_SCOPE_BEGIN:
+            e.id = scope += unzigzag(get_varint(&p, end)) << 6;
+            break;
+        case WEFT__TR_TASK_END:
+        case WEFT__TR_SCOPE_END:
+        case WEFT__TR_CLOCK:
+            break;
+        default:
+            e.id = id += unzigzag(get_varint(&p, end));
+            break;
+        }
+        arrive(r, &e, stamped);
     }
-    for (uint32_t k = last == UINT32_MAX ? 0 : last + 1; last != UINT32_MAX && k < n; k++)
-        at[k] = at[last];
+    /* Those after the buffer's last reading get its time. */
+    if (r->has_head) {
+        put_event(r, &r->head);
+        r->has_head = 0;
+    }
+    put_waiting(r, r->tick);
 }
 
-/* Writes the `n` events at `ev` of worker `worker` to the trace file; `at` has room for their
- * times, `hi` carries the clock's high bits from one buffer of the worker to the next. */
-static void write_events(weft__trace *tr, const weft__trace_event *ev, uint32_t n, unsigned worker,
-                         uint64_t *at, uint32_t *hi)
+/* The buffers worker b wrote out, read back one at a time (each was written whole, with its
+ * header, and ends with a reading of the clock: weft__trace_flush) and written to the trace. */
+static void read_spill(reader *r, weft__trace_buf *b, uint8_t *scratch)
 {
-    event_times(ev, n, at, hi);
-    char *o = tr->text;
-    uint32_t used, since = 0;
-    for (uint32_t i = 0; i < n; i += used, since += used) {
-        if (since >= TEXT_EVENTS - 2) {
-            write_all(tr->fd, tr->text, (size_t)(o - tr->text));
-            o = tr->text;
-            since = 0;
-        }
-        o = put_event(tr, ev, at, n, worker, i, o, &used);
-    }
-    write_all(tr->fd, tr->text, (size_t)(o - tr->text));
-}
-
-/* The events worker b wrote out, read back a buffer at a time (each was written whole, begins
- * and ends with a read of the clock: weft__trace_flush) and written to the trace file. */
-static void write_spill(weft__trace *tr, weft__trace_buf *b, weft__trace_event *scratch,
-                        uint64_t *at, uint32_t *hi)
-{
-    for (uint64_t done = 0; done + BUF_EVENTS <= b->spilled; done += BUF_EVENTS) {
-        size_t bytes = BUF_EVENTS * sizeof(*scratch);
-        ssize_t r = pread(b->spill_fd, scratch, bytes, (off_t)(done * sizeof(*scratch)));
-        if (r != (ssize_t)bytes) {
-            b->lost += b->spilled - done;
+    uint64_t events = 0;
+    for (uint64_t k = 0; k < b->spilled; k++) {
+        ssize_t got = pread(b->spill_fd, scratch, CHUNK_BYTES, (off_t)(k * CHUNK_BYTES));
+        if (got != (ssize_t)CHUNK_BYTES) {
+            b->lost += b->spilled_events - events;
             return;
         }
-        write_events(tr, scratch, BUF_EVENTS, b->worker, at, hi);
+        chunk_head h;
+        memcpy(&h, scratch, sizeof(h));
+        events += h.events;
+        if (h.bytes > CHUNK_BYTES - sizeof(h)) {
+            b->lost += h.events;
+            continue;
+        }
+        read_events(r, scratch + sizeof(h), scratch + sizeof(h) + h.bytes);
     }
 }
 
@@ -417,90 +548,96 @@ static void spill(weft__trace *tr, weft__trace_buf *b)
 {
     if (b->spill_fd < 0)
         b->spill_fd = open_spill(tr, b);
-    size_t bytes = b->n * sizeof(weft__trace_event);
-    const char *p = (const char *)b->ev;
+    const uint8_t *p = b->chunk;
     size_t off = 0;
-    while (b->spill_fd >= 0 && off < bytes) {
-        ssize_t r = write(b->spill_fd, p + off, bytes - off);
+    while (b->spill_fd >= 0 && off < CHUNK_BYTES) {
+        ssize_t r = write(b->spill_fd, p + off, CHUNK_BYTES - off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             break;
         off += (size_t)r;
     }
-    if (off == bytes) {
-        b->spilled += b->n;
+    if (off == CHUNK_BYTES) {
+        b->spilled++;
+        b->spilled_events += b->n;
         return;
     }
     /* Cut a part-written buffer off: the file holds whole buffers only. */
-    if (b->spill_fd >= 0 && off &&
-        ftruncate(b->spill_fd, (off_t)(b->spilled * sizeof(weft__trace_event))) != 0) {
+    if (b->spill_fd >= 0 && off && ftruncate(b->spill_fd, (off_t)(b->spilled * CHUNK_BYTES)) != 0) {
         close(b->spill_fd);
         b->spill_fd = -1; /* what it held is lost too */
-        b->lost += b->spilled;
+        b->lost += b->spilled_events;
         b->spilled = 0;
+        b->spilled_events = 0;
     }
     b->lost += b->n;
 }
 
 void weft__trace_flush(weft__trace_buf *b)
 {
-    /* A last reading of the clock, so that every event of the buffer has one on either side;
-     * then the buffer is made whole, so that it is read back as written. */
-    weft__trace_event *c = &b->ev[b->n++];
-    c->id = weft__trace_ticks();
-    c->ts = 0;
-    c->kind = WEFT__TR_CLOCK;
-    b->hi = UINT32_MAX; /* the next buffer starts with a whole reading */
-    while (b->n < b->cap) {
-        weft__trace_event *e = &b->ev[b->n++];
-        e->ts = 0;
-        e->kind = WEFT__TR_PAD;
-    }
+    /* A last reading of the clock, so that every event of the buffer has one on either side
+     * (weft__trace_add_at left room for it). */
+    uint8_t *p = b->p;
+    uint64_t now = weft__trace_ticks();
+    *p++ = WEFT__TR_CLOCK | WEFT__TR_STAMPED;
+    p = weft__trace_varint(p, weft__trace_zigzag(now - b->ticks));
+    chunk_head h = {.events = b->n, .bytes = (uint64_t)(p - b->chunk) - sizeof(h)};
+    memcpy(b->chunk, &h, sizeof(h));
+    b->bytes += h.bytes;
     /* The runtime's own wait, not the task's (alloc.h). */
     weft__alloc_own_wait_mark();
     spill(b->trace, b);
     weft__alloc_own_wait_mark();
-    b->n = 0;
+    buf_reset(b);
 }
 
 void weft__trace_close(weft__trace *tr)
 {
-    weft__trace_event *scratch = weft__alloc_malloc(BUF_EVENTS * sizeof(*scratch));
-    uint64_t *at = weft__alloc_malloc(BUF_EVENTS * sizeof(*at));
-    uint64_t lost = 0;
+    uint8_t *scratch = weft__alloc_malloc(CHUNK_BYTES);
+    uint64_t lost = 0, bytes = 0, written = 0;
+    reader r = {.tr = tr, .o = tr->text};
     for (unsigned i = 0; i < tr->nworkers; i++) {
         weft__trace_buf *b = &tr->bufs[i];
-        uint32_t hi = 0;
+        r.worker = i;
+        r.depth = 0;
+        r.last_ns = 0;
         /* Oldest first: those written out, then the last buffer. */
         if (b->spill_fd >= 0) {
-            if (scratch && at)
-                write_spill(tr, b, scratch, at, &hi);
+            if (scratch)
+                read_spill(&r, b, scratch);
             else
-                b->lost += b->spilled;
+                b->lost += b->spilled_events;
             close(b->spill_fd);
         }
-        if (at)
-            write_events(tr, b->ev, b->n, i, at, &hi);
-        else
-            b->lost += b->n;
+        read_events(&r, b->chunk + sizeof(chunk_head), b->p);
+        bytes += b->bytes + (uint64_t)(b->p - b->chunk) - sizeof(chunk_head);
         lost += b->lost;
+        written += b->spilled;
     }
-    free(at);
+    free(r.open);
     free(scratch);
-    char *o = tr->text;
-    for (unsigned i = 0; i < tr->nworkers; i++)
+    char *o = r.o;
+    for (unsigned i = 0; i < tr->nworkers; i++) {
+        if ((size_t)(o - tr->text) > TEXT_BYTES - EVENT_TEXT) {
+            write_all(tr->fd, tr->text, (size_t)(o - tr->text));
+            o = tr->text;
+        }
         o += sprintf(o,
                      ",\n{\"ph\":\"M\",\"pid\":%d,\"tid\":%u,\"name\":\"thread_name\","
                      "\"args\":{\"name\":\"weft-w%u\"}}"
                      ",\n{\"ph\":\"M\",\"pid\":%d,\"tid\":%u,\"name\":\"thread_sort_index\","
                      "\"args\":{\"sort_index\":%u}}",
                      tr->pid, i + 1, i, tr->pid, i + 1, i);
-    o += sprintf(o, "\n],\"metadata\":{\"weft-lost-events\":%llu}}\n", (unsigned long long)lost);
+    }
+    o += sprintf(o,
+                 "\n],\"metadata\":{\"weft-lost-events\":%llu,\"weft-trace-bytes\":%llu,"
+                 "\"weft-buffers-written\":%llu}}\n",
+                 (unsigned long long)lost, (unsigned long long)bytes, (unsigned long long)written);
     write_all(tr->fd, tr->text, (size_t)(o - tr->text));
     close(tr->fd);
     for (unsigned i = 0; i < tr->nworkers; i++)
-        chunk_free(tr->bufs[i].cur);
+        chunk_free(tr->bufs[i].chunk);
     free(tr->path);
     free(tr->text);
     free(tr);
@@ -509,20 +646,15 @@ void weft__trace_close(weft__trace *tr)
 /* ---- what the runtime records ----------------------------------------------------------------
  */
 
-/* A name (up to 24 bytes) in the slots after the begin just added (weft__trace_add leaves room
- * for three). */
+/* A name (up to 24 bytes) after the begin just added (weft__trace_add_at leaves room for it). */
 static void put_name(weft__trace_buf *b, const char *name)
 {
     size_t len = strnlen(name, 24);
-    for (size_t at = 0; at < len; at += 8) {
-        weft__trace_event *e = &b->ev[b->n++];
-        char part[8] = {0};
-        memcpy(part, name + at, len - at < 8 ? len - at : 8);
-        memcpy(&e->id, part, 8);
-        e->ts = 0;
-        e->kind = WEFT__TR_NAME;
-        e->aux = 0;
-    }
+    uint8_t *p = b->p;
+    *p++ = WEFT__TR_NAME;
+    *p++ = (uint8_t)len;
+    memcpy(p, name, len);
+    b->p = p + len;
 }
 
 static void begin_task(weft__trace_buf *b, weft__task *t, int first, int stamp)
@@ -564,12 +696,10 @@ void weft__trace_leave(weft__worker *w, weft__task *t, uint32_t why)
     int stamp = 1; /* the first event of a switch reads the clock (trace.h) */
     if (why == WEFT__TR_WHY_PARK) {
         weft__trace_add_at(b, WEFT__TR_PARK, t->id, t->wait_on, 1);
-        /* What on, in the slot after it (weft__trace_add_at leaves room). */
-        weft__trace_event *a = &b->ev[b->n++];
-        a->id = (uint64_t)(uintptr_t)t->wait_obj;
-        a->ts = 0;
-        a->kind = WEFT__TR_ARG;
-        a->aux = 0;
+        /* What on, after it (weft__trace_add_at leaves room). */
+        uint8_t *p = b->p;
+        *p++ = WEFT__TR_ARG;
+        b->p = weft__trace_varint(p, (uint64_t)(uintptr_t)t->wait_obj);
         stamp = 0;
     }
     for (weft__task *x = t; x; x = x->trace_parent) {

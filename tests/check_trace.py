@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: MIT
-"""Checks a weft trace file: usage check_trace.py FILE TASKS [NAME].
+"""Checks a weft trace file: usage check_trace.py FILE TASKS [NAME [written]].
 
 The file must parse as JSON (Chrome trace-event format); it must hold, for exactly TASKS task
 ids, one start (a task slice begun with run "start") and one end (ended with run "end" or
 "unrun") each; the slices of each worker thread must nest (every end closes a begin) and their
-times must not go back. With NAME, a task slice of that name must be there.
+times must not go back. With NAME, a task slice of that name must be there. With "written",
+the workers must have written full buffers out while they ran (the metadata says how many), so
+that the events read back from those files are checked too.
 """
 import collections
 import json
@@ -53,6 +55,10 @@ def main():
         want = sys.argv[3]
         if not any(e.get("cat") == "task" and e.get("name") == want for e in events):
             problems.append("no task slice named %r" % want)
+    if len(sys.argv) > 4 and sys.argv[4] == "written":
+        if not trace.get("metadata", {}).get("weft-buffers-written", 0):
+            problems.append("no buffer was written out while the workers ran: %r"
+                            % trace.get("metadata"))
     names = {e["args"]["name"] for e in events if e.get("name") == "thread_name"}
     if not {"weft-w0", "weft-w1"} <= names:
         problems.append("thread names: %r" % names)

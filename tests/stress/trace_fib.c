@@ -2,7 +2,8 @@
 /*
  * A traced fib(20) at two workers: the trace file must parse as JSON and hold exactly one start
  * and one end for each task, tasks counted by their ids (check_trace.py does the reading).
- * Usage: trace_fib FILE PYTHON CHECKER [N]: fib(N), 20 by default.
+ * Usage: trace_fib FILE PYTHON CHECKER [N [written]]: fib(N), 20 by default; with "written",
+ * the trace must hold buffers the workers wrote out while they ran (N large enough for that).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -72,8 +73,8 @@ static long fib_plain(int n)
 
 int main(int argc, char **argv)
 {
-    if (argc < 4 || argc > 5) {
-        fprintf(stderr, "usage: trace_fib FILE PYTHON CHECKER [N]\n");
+    if (argc < 4 || argc > 6) {
+        fprintf(stderr, "usage: trace_fib FILE PYTHON CHECKER [N [written]]\n");
         return 2;
     }
     if (argc > 4)
@@ -87,7 +88,8 @@ int main(int argc, char **argv)
     }
     char tasks[32];
     snprintf(tasks, sizeof(tasks), "%ld", atomic_load(&spawned) + 2); /* the root, the named */
-    execl(argv[2], argv[2], argv[3], argv[1], tasks, NAME, (char *)NULL);
+    execl(argv[2], argv[2], argv[3], argv[1], tasks, NAME, argc > 5 ? argv[5] : (char *)NULL,
+          (char *)NULL);
     perror("exec");
     return 1;
 }
