@@ -21,7 +21,7 @@
 #include "scope.h"
 #include "task.h"
 
-/* One buffer: 256 KiB, some twenty thousand tasks of a fork-join program, a write per few
+/* One buffer: 256 KiB, some thirty thousand tasks of a fork-join program, a write per few
  * milliseconds at full speed: rare next to the events it carries, and small enough to stay in
  * the CPU's cache while it fills and the kernel copies it (larger ones took no less time). */
 #define CHUNK_BYTES ((size_t)256 << 10)
