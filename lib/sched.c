@@ -153,12 +153,21 @@ static void push_ready(weft__worker *w, weft__task *t)
  * not switched since the thief last looked (steal.c; Go's runnext, whose thieves wait 3 us). A
  * task the new one displaces goes to the ready queue. The sleepers are told as for any ready
  * task, so that a slot behind a task that runs on for long is taken by someone. At one worker
- * nobody would steal it anyway: the ready queue serves. Wakes from the scheduler's own context
- * (timers, the poller) use the ready queue: nothing there is about to wait for them. */
+ * the slot serves too, for what it saves: the waker's park switches straight to the task it just
+ * woke (Go's runnext at one P), without a trip through the ready queue; and with no thief, the
+ * owner moves it with plain loads and stores. Wakes from the scheduler's own context (timers,
+ * the poller) use the ready queue: nothing there is about to wait for them. */
 static void push_woken(weft__worker *w, weft__task *t)
 {
-    if (w->rt->nworkers < 2 || !weft__sched_current(w)) {
+    if (!weft__sched_current(w)) {
         push_ready(w, t);
+        return;
+    }
+    if (w->rt->nworkers < 2) {
+        weft__task *old = atomic_load_explicit(&w->handoff, memory_order_relaxed);
+        atomic_store_explicit(&w->handoff, t, memory_order_relaxed);
+        if (old)
+            push_ready(w, old);
         return;
     }
     weft__task *old = atomic_exchange_explicit(&w->handoff, t, memory_order_acq_rel);
@@ -171,8 +180,13 @@ static void push_woken(weft__worker *w, weft__task *t)
 /* The task in this worker's slot, taken, or NULL. */
 static weft__task *take_handoff(weft__worker *w)
 {
-    if (!atomic_load_explicit(&w->handoff, memory_order_relaxed))
+    weft__task *t = atomic_load_explicit(&w->handoff, memory_order_relaxed);
+    if (!t)
         return NULL;
+    if (w->rt->nworkers < 2) { /* no thief: the owner's alone */
+        atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
+        return t;
+    }
     return atomic_exchange_explicit(&w->handoff, NULL, memory_order_acquire);
 }
 
@@ -597,17 +611,12 @@ uint32_t weft__sched_park(weft__task *t)
     return reason;
 }
 
-/* 1 if this call woke `t`; *runnable is then set when it was also the second half of the
- * handshake (see weft__sched_park), whose maker must queue the task. */
-static int wake(weft__task *t, uint32_t reason, int *runnable)
+/* The waker's half of the handshake on `t`, whose wait it won, counted (and traced) before the
+ * task can run: once runnable, its record may be reused. 1 when it was the second half (see
+ * weft__sched_park): the caller must queue the task. `w`: the caller's worker, just looked up. */
+static int wake_handshake(weft__worker *w, weft__task *t, uint32_t reason)
 {
-    uint32_t expect = WEFT__WAIT_PARKED;
-    if (!atomic_compare_exchange_strong_explicit(&t->wait, &expect, reason, memory_order_acq_rel,
-                                                 memory_order_relaxed))
-        return 0;
-    /* Counted (and traced) before the task can run: once runnable, its record may be reused. */
     weft_runtime *rt = t->rt;
-    weft__worker *w = weft__sched_worker();
     if (w && w->rt == rt) {
         w->counts.woken++;
         if (__builtin_expect(w->trace != NULL, 0))
@@ -615,23 +624,58 @@ static int wake(weft__task *t, uint32_t reason, int *runnable)
     } else {
         atomic_fetch_add_explicit(&rt->foreign_wakes, 1, memory_order_relaxed);
     }
-    *runnable = atomic_fetch_add_explicit(&t->park_sync, 1, memory_order_acq_rel) == 1;
+    return atomic_fetch_add_explicit(&t->park_sync, 1, memory_order_acq_rel) == 1;
+}
+
+/* 1 if this call woke `t`; *runnable is then set when it was also the second half of the
+ * handshake (see weft__sched_park), whose maker must queue the task. */
+static int wake(weft__worker *w, weft__task *t, uint32_t reason, int *runnable)
+{
+    uint32_t expect = WEFT__WAIT_PARKED;
+    if (!atomic_compare_exchange_strong_explicit(&t->wait, &expect, reason, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+        return 0;
+    *runnable = wake_handshake(w, t, reason);
     return 1;
+}
+
+/* Queues `t`, made runnable by a wake from the caller's worker `w` (or a foreign thread). */
+static void ready_from(weft__worker *w, weft__task *t)
+{
+    if (w && w->rt == t->rt)
+        push_woken(w, t);
+    else
+        weft__inject_task(t->rt, t);
 }
 
 int weft__sched_wake(weft__task *t, uint32_t reason)
 {
     int runnable = 0;
-    int woke = wake(t, reason, &runnable);
+    weft__worker *w = weft__sched_worker();
+    int woke = wake(w, t, reason, &runnable);
     if (runnable)
-        weft__sched_ready(t->rt, t);
+        ready_from(w, t);
     return woke;
+}
+
+int weft__sched_wake_claim(weft__task *t, uint32_t reason)
+{
+    uint32_t expect = WEFT__WAIT_PARKED;
+    return atomic_compare_exchange_strong_explicit(&t->wait, &expect, reason, memory_order_acq_rel,
+                                                   memory_order_relaxed);
+}
+
+void weft__sched_wake_finish(weft__task *t)
+{
+    weft__worker *w = weft__sched_worker();
+    if (wake_handshake(w, t, atomic_load_explicit(&t->wait, memory_order_relaxed)))
+        ready_from(w, t);
 }
 
 int weft__sched_wake_into(weft__task *t, uint32_t reason, weft__ready_batch *b)
 {
     int runnable = 0;
-    int woke = wake(t, reason, &runnable);
+    int woke = wake(weft__sched_worker(), t, reason, &runnable);
     if (runnable) {
         t->next = NULL;
         if (b->tail)

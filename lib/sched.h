@@ -208,6 +208,14 @@ uint32_t weft__sched_park(weft__task *t);
 /** Step 3: wakes `t` if it is parked. Returns 1 if this call woke it. Any thread. */
 int weft__sched_wake(weft__task *t, uint32_t reason);
 
+/** Step 3 in two halves, for a waker that hands the task something once it has won it, which the
+ *  task reads without taking the waker's lock again: the claim (1 if this call won the park word
+ *  of `t`; nobody else can win it then, and the task cannot run yet), then, once the hand-over is
+ *  written, weft__sched_wake_finish, which lets the task run (its acquire of the handshake sees
+ *  what was written before). A claim that returned 1 is always finished. Any thread. */
+int weft__sched_wake_claim(weft__task *t, uint32_t reason);
+void weft__sched_wake_finish(weft__task *t);
+
 /* Steps between a task and its prefetch hint: about as many misses as a core keeps in flight. */
 #define WEFT__HINT_AHEAD 8
 
