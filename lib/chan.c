@@ -13,9 +13,12 @@
  * the park word from PARKED (weft__sched_wake) does that clause: copies the item, sets the
  * clause's result and the task's `result` to the clause's index, all under the lock of that
  * channel. A waker that loses the CAS (the task was claimed by another channel, or cancelled, or
- * its deadline passed) drops that waiter from its queue and tries the next. The woken task takes
- * the locks of its channels again to take its other waiters out, and reads what the winner wrote
- * under them.
+ * its deadline passed) drops that waiter from its queue and tries the next. The winner lets the
+ * task run only once the clause is done (the two halves of the wake in sched.h). The woken task
+ * of a select takes the locks of its channels again to take its other waiters out, and reads what
+ * the winner wrote under them; a send or receive of one clause has nothing left in the channel
+ * (its winner took its waiter out, and counted it out of `inside`), so it reads what the winner
+ * wrote before it let it run, without the lock.
  *
  * A select takes the locks of all its channels (in address order, so two selects cannot
  * deadlock) while it looks for a clause that can happen at once and while it queues its waiters:
@@ -45,6 +48,9 @@ typedef struct chan_waiter {
     weft__waiter link;
     weft_select_op *op;
     int index; /* of the clause in its select */
+    /* A send or receive of one clause: its winner also counts it out of `inside`, and the task,
+     * woken, reads what the winner wrote without taking the lock again (one_clause). */
+    int alone;
 } chan_waiter;
 
 struct weft_chan {
@@ -60,8 +66,9 @@ struct weft_chan {
 /* ---- queues ------------------------------------------------------------------------------ */
 
 /* Claims the oldest waiter of `q` that is not of task `self` and whose task no one has claimed
- * yet: it is dequeued and its task woken (any waiter passed over on the way, already claimed,
- * is dropped). The winner then does the clause under the same lock. NULL when there is none. */
+ * yet: it is dequeued and its task's park word won (any waiter passed over on the way, already
+ * claimed, is dropped). The winner then does the clause under the same lock and lets the task
+ * run (done). NULL when there is none. */
 static chan_waiter *claim(weft__waitq *q, weft__task *self)
 {
     weft__waiter *w = q->head;
@@ -69,7 +76,7 @@ static chan_waiter *claim(weft__waitq *q, weft__task *self)
         weft__waiter *next = w->next;
         if (w->task != self) {
             weft__waitq_remove(q, w);
-            if (weft__sched_wake(w->task, WEFT__WOKEN))
+            if (weft__sched_wake_claim(w->task, WEFT__WOKEN))
                 return (chan_waiter *)w;
         }
         w = next;
@@ -77,12 +84,18 @@ static chan_waiter *claim(weft__waitq *q, weft__task *self)
     return NULL;
 }
 
-/* Tells the woken task of `w` which clause happened and how. Under the channel's lock, which
- * the task takes again before it reads either. */
-static void done(chan_waiter *w, int result)
+/* Tells the task of `w`, claimed in `c`, which clause happened and how, and lets it run: after
+ * the clause's item is copied, so that the task finds it there however soon it runs. Under the
+ * channel's lock; a select takes it again before it reads either, a lone clause does not (so it
+ * is counted out of `inside` here: the channel may be destroyed once this lock is let go). */
+static void done(weft_chan *c, chan_waiter *w, int result)
 {
+    weft__task *t = w->link.task;
     w->op->result = result;
-    w->link.task->result = w->index;
+    t->result = w->index;
+    if (w->alone)
+        c->inside--;
+    weft__sched_wake_finish(t);
 }
 
 /* ---- the clauses, done at once if they can be (under the lock) --------------------------- */
@@ -125,7 +138,7 @@ static int send_now(weft_chan *c, const void *item, weft__task *self)
     chan_waiter *r = claim(&c->receivers, self);
     if (r) {
         copy_item(r->op->item, item, c->item_size);
-        done(r, 0);
+        done(c, r, 0);
         return 0;
     }
     if (c->count < c->cap) {
@@ -149,14 +162,14 @@ static int recv_now(weft_chan *c, void *item, weft__task *self)
         if (s) {
             copy_item(slot(c, c->count), s->op->item, c->item_size);
             c->count++;
-            done(s, 0);
+            done(c, s, 0);
         }
         return 0;
     }
     chan_waiter *s = claim(&c->senders, self); /* a rendezvous: straight from the sender */
     if (s) {
         copy_item(item, s->op->item, c->item_size);
-        done(s, 0);
+        done(c, s, 0);
         return 0;
     }
     return c->closed ? -EPIPE : -EAGAIN;
@@ -334,7 +347,7 @@ static int one_clause(weft_select_op *op)
     }
     weft_scope *cs = t->cancel_scope;
     weft__waitq *q = op->kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers;
-    chan_waiter w = {.link.task = t, .op = op, .index = 0};
+    chan_waiter w = {.link.task = t, .op = op, .index = 0, .alone = 1};
     weft__wait_prepare(t);
     t->result = -1;
     weft__waitq_push(q, &w.link);
@@ -342,14 +355,15 @@ static int one_clause(weft_select_op *op)
     weft__lock_release(&c->lock);
 
     int why = weft__wait_park(t, cs, WEFT_NEVER);
+    if (why == WEFT__WOKEN) /* out of the queue and of `inside`, by the waker (done) */
+        return op->result;
 
     weft__lock_acquire(&c->lock);
     if (w.link.queued)
         weft__waitq_remove(q, &w.link);
     c->inside--;
-    rc = op->result;
     weft__lock_release(&c->lock);
-    return why == WEFT__WOKEN ? rc : weft__wait_end(why, cs);
+    return weft__wait_end(why, cs);
 }
 
 int weft_chan_send(weft_chan *c, const void *item)
@@ -397,9 +411,9 @@ int weft_chan_close(weft_chan *c)
     /* Waiting senders' items are not delivered; waiting receivers wait on an empty channel. */
     chan_waiter *w;
     while ((w = claim(&c->senders, NULL)))
-        done(w, -EPIPE);
+        done(c, w, -EPIPE);
     while ((w = claim(&c->receivers, NULL)))
-        done(w, -EPIPE);
+        done(c, w, -EPIPE);
     weft__lock_release(&c->lock);
     return 0;
 }
