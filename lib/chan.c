@@ -131,7 +131,8 @@ static void *slot(weft_chan *c, size_t i)
 
 /* A send of `item` that can happen now: 0 (done), -EPIPE (closed: not delivered), or -EAGAIN
  * (it would wait). */
-static int send_now(weft_chan *c, const void *item, weft__task *self)
+static inline __attribute__((always_inline)) int send_now(weft_chan *c, const void *item,
+                                                          weft__task *self)
 {
     if (c->closed)
         return -EPIPE;
@@ -150,7 +151,8 @@ static int send_now(weft_chan *c, const void *item, weft__task *self)
 }
 
 /* A receive into `item` that can happen now: 0, -EPIPE (closed and empty), or -EAGAIN. */
-static int recv_now(weft_chan *c, void *item, weft__task *self)
+static inline __attribute__((always_inline)) int recv_now(weft_chan *c, void *item,
+                                                          weft__task *self)
 {
     if (c->count > 0) {
         copy_item(item, slot(c, 0), c->item_size);
@@ -175,7 +177,7 @@ static int recv_now(weft_chan *c, void *item, weft__task *self)
     return c->closed ? -EPIPE : -EAGAIN;
 }
 
-static int op_now(weft_select_op *op, weft__task *self)
+static inline __attribute__((always_inline)) int op_now(weft_select_op *op, weft__task *self)
 {
     return op->kind == WEFT_SELECT_SEND ? send_now(op->chan, op->item, self)
                                         : recv_now(op->chan, op->item, self);
@@ -325,26 +327,12 @@ int weft_chan_destroy(weft_chan *c)
     return 0;
 }
 
-/* weft_select of the one clause `op` (valid), as weft_chan_send and weft_chan_recv call it:
- * the same steps with one lock and one waiter, and no sorting of channels. Its result (the
- * codes of weft_chan_send and weft_chan_recv). */
-static int one_clause(weft_select_op *op)
+/* The rest of one_clause when its clause cannot happen at once: waits in `c`, whose lock the
+ * caller holds. Out of line, so that the clauses that happen at once (most of them, on a
+ * buffered channel) pay for none of its frame. */
+static __attribute__((noinline)) int one_clause_wait(weft_chan *c, weft_select_op *op,
+                                                     weft__task *t)
 {
-    weft__task *t = weft__task_self();
-    if (!t)
-        return -EPERM;
-    if (!op->chan || !op->item)
-        return -EINVAL;
-    int code = weft__wait_enter(t, WEFT__ON_CHAN, op);
-    if (code)
-        return code;
-    weft_chan *c = op->chan;
-    weft__lock_acquire(&c->lock);
-    int rc = op_now(op, t);
-    if (rc != -EAGAIN) {
-        weft__lock_release(&c->lock);
-        return rc;
-    }
     weft_scope *cs = t->cancel_scope;
     weft__waitq *q = op->kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers;
     chan_waiter w = {.link.task = t, .op = op, .index = 0, .alone = 1};
@@ -364,6 +352,30 @@ static int one_clause(weft_select_op *op)
     c->inside--;
     weft__lock_release(&c->lock);
     return weft__wait_end(why, cs);
+}
+
+/* weft_select of the one clause `op` (valid), as weft_chan_send and weft_chan_recv call it:
+ * the same steps with one lock and one waiter, and no sorting of channels. Its result (the
+ * codes of weft_chan_send and weft_chan_recv). Inline in both, where the kind of the clause is
+ * known, so that each does only its own. */
+static inline __attribute__((always_inline)) int one_clause(weft_select_op *op)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    if (!op->chan || !op->item)
+        return -EINVAL;
+    int code = weft__wait_enter(t, WEFT__ON_CHAN, op);
+    if (code)
+        return code;
+    weft_chan *c = op->chan;
+    weft__lock_acquire(&c->lock);
+    int rc = op_now(op, t);
+    if (rc != -EAGAIN) {
+        weft__lock_release(&c->lock);
+        return rc;
+    }
+    return one_clause_wait(c, op, t);
 }
 
 int weft_chan_send(weft_chan *c, const void *item)
