@@ -624,6 +624,14 @@ static int wake_handshake(weft__worker *w, weft__task *t, uint32_t reason)
     } else {
         atomic_fetch_add_explicit(&rt->foreign_wakes, 1, memory_order_relaxed);
     }
+    /* 1: the task's context is saved and no waker has come, so nobody but this waker, which won
+     * the park word, can touch the handshake before the task runs again (not queued, it cannot
+     * park anew): a plain store completes it, without the locked add. The common case: the
+     * task's park was over before its waker ran. */
+    if (atomic_load_explicit(&t->park_sync, memory_order_acquire) == 1) {
+        atomic_store_explicit(&t->park_sync, 2, memory_order_release);
+        return 1;
+    }
     return atomic_fetch_add_explicit(&t->park_sync, 1, memory_order_acq_rel) == 1;
 }
 
