@@ -715,8 +715,9 @@ typedef struct weft_event weft_event;
 
 /** Creates an event, not set. 0, -EINVAL, -ENOMEM. Any thread; does not suspend. */
 WEFT_API int weft_event_create(weft_event **out);
-/** Frees an event no task waits on: 0, -EBUSY (nothing freed), -EINVAL. Any thread; does not
- *  suspend. */
+/** Frees an event no task waits on: 0, -EBUSY (nothing freed), -EINVAL. The tasks a
+ *  weft_event_set woke wait on it no more once the set returned, even before they run again.
+ *  Any thread; does not suspend. */
 WEFT_API int weft_event_destroy(weft_event *e);
 /** Sets the event: every task waiting on it wakes, and waits return at once until it is reset.
  *  0, -EINVAL. Any thread, task or not, and any number of times; does not suspend. */
@@ -754,7 +755,9 @@ typedef struct weft_chan weft_chan;
  *  items (0: a rendezvous). 0, -EINVAL, -ENOMEM. Any thread; does not suspend. */
 WEFT_API int weft_chan_create(weft_chan **out, size_t item_size, size_t capacity);
 /** Frees a channel no task waits on: 0; -EBUSY while a task waits or is on its way out of a
- *  wait on it (nothing freed); -EINVAL. Items still buffered go with it. Any thread; does not
+ *  wait on it (nothing freed); -EINVAL. A send or receive that another task's call (or a close)
+ *  completed is out of it once that call returned, even before its task runs again; a select
+ *  is out once its task has run again. Items still buffered go with it. Any thread; does not
  *  suspend. */
 WEFT_API int weft_chan_destroy(weft_chan *c);
 /** Copies `item` into the channel, parking while it is full (or, for a rendezvous, until a

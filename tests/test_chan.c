@@ -558,3 +558,68 @@ Test(event, set_from_a_plain_thread_wakes_every_waiter, .timeout = 60)
     cr_assert_eq(weft_event_destroy(sc.e), 0);
     cr_assert_eq(weft_sem_destroy(sc.sig), 0);
 }
+
+/* ---- a woken waiter is out of the channel or event already ----------------------------------- */
+
+typedef struct handed {
+    weft_chan *c;
+    weft_event *e;
+    int64_t got;
+    atomic_int parking;
+    int recv_rc, wait_rc, chan_destroy_rc, event_destroy_rc;
+} handed;
+
+static int handed_receiver(void *p)
+{
+    handed *h = p;
+    atomic_fetch_add(&h->parking, 1);
+    h->recv_rc = weft_chan_recv(h->c, &h->got);
+    return 0;
+}
+
+static int handed_waiter(void *p)
+{
+    handed *h = p;
+    atomic_fetch_add(&h->parking, 1);
+    h->wait_rc = weft_event_wait(h->e);
+    return 0;
+}
+
+/* At one worker the yields run the receiver and the waiter until they park (nothing runs between
+ * a count and its park); the send and the set then wake them, and free what they waited on
+ * before they run again. A woken task that touched the channel or the event after its waker
+ * returned would read freed memory (ASan says so), and the destroys would refuse (-EBUSY), as
+ * they did while each woken task took the lock again. */
+static int handed_root(void *p)
+{
+    handed *h = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, handed_receiver, h), 0);
+    REQUIRE_EQ(weft_spawn(s, handed_waiter, h), 0);
+    while (atomic_load(&h->parking) < 2)
+        weft_yield();
+    int64_t item = 42;
+    CHECK_EQ(weft_chan_send(h->c, &item), 0);
+    h->chan_destroy_rc = weft_chan_destroy(h->c);
+    CHECK_EQ(weft_event_set(h->e), 0);
+    h->event_destroy_rc = weft_event_destroy(h->e);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(chan, a_woken_waiter_leaves_nothing_behind)
+{
+    handed h;
+    memset(&h, 0, sizeof(h));
+    h.recv_rc = h.wait_rc = 1;
+    cr_assert_eq(weft_chan_create(&h.c, sizeof(int64_t), 0), 0);
+    cr_assert_eq(weft_event_create(&h.e), 0);
+    cr_assert_eq(run_on(1, handed_root, &h), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(h.chan_destroy_rc, 0);
+    cr_assert_eq(h.event_destroy_rc, 0);
+    cr_assert_eq(h.recv_rc, 0);
+    cr_assert_eq(h.got, 42);
+    cr_assert_eq(h.wait_rc, 0);
+}
