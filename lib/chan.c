@@ -356,21 +356,22 @@ static __attribute__((noinline)) int one_clause_wait(weft_chan *c, weft_select_o
 
 /* weft_select of the one clause `op` (valid), as weft_chan_send and weft_chan_recv call it:
  * the same steps with one lock and one waiter, and no sorting of channels. Its result (the
- * codes of weft_chan_send and weft_chan_recv). Inline in both, where the kind of the clause is
- * known, so that each does only its own. */
-static inline __attribute__((always_inline)) int one_clause(weft_select_op *op)
+ * codes of weft_chan_send and weft_chan_recv). Inline in both, with the clause's channel, kind
+ * and item as values (`op`, whose address the wait publishes, is read again only to wait), so
+ * that each does only its own kind's steps. */
+static inline __attribute__((always_inline)) int one_clause(weft_chan *c, int kind, void *item,
+                                                            weft_select_op *op)
 {
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    if (!op->chan || !op->item)
+    if (!c || !item)
         return -EINVAL;
     int code = weft__wait_enter(t, WEFT__ON_CHAN, op);
     if (code)
         return code;
-    weft_chan *c = op->chan;
     weft__lock_acquire(&c->lock);
-    int rc = op_now(op, t);
+    int rc = kind == WEFT_SELECT_SEND ? send_now(c, item, t) : recv_now(c, item, t);
     if (rc != -EAGAIN) {
         weft__lock_release(&c->lock);
         return rc;
@@ -381,13 +382,13 @@ static inline __attribute__((always_inline)) int one_clause(weft_select_op *op)
 int weft_chan_send(weft_chan *c, const void *item)
 {
     weft_select_op op = {.chan = c, .kind = WEFT_SELECT_SEND, .item = (void *)item};
-    return one_clause(&op);
+    return one_clause(c, WEFT_SELECT_SEND, (void *)item, &op);
 }
 
 int weft_chan_recv(weft_chan *c, void *item)
 {
     weft_select_op op = {.chan = c, .kind = WEFT_SELECT_RECV, .item = item};
-    return one_clause(&op);
+    return one_clause(c, WEFT_SELECT_RECV, item, &op);
 }
 
 int weft_chan_try_send(weft_chan *c, const void *item)
