@@ -7,6 +7,10 @@
  * the ABI requires a callee to preserve. A fresh context is built by weft__ctx_make to look as if
  * it had been suspended right before `ret` into weft__ctx_trampoline, with the entry function in
  * r12 and its argument in r13.
+ *
+ * The control words are loaded only where the two contexts' differ: the program almost never
+ * changes them, and ldmxcsr and fldcw each cost several cycles, on every switch, where a
+ * compare of what was just saved with what is about to be loaded costs one.
  */
     .text
     .globl weft__ctx_switch
@@ -24,10 +28,15 @@ weft__ctx_switch:
     subq $8, %rsp
     stmxcsr (%rsp)
     fnstcw 4(%rsp)
+    movl (%rsp), %eax
+    movzwl 4(%rsp), %ecx
     movq %rsp, (%rdi)
     movq (%rsi), %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
+    cmpl (%rsp), %eax
+    jne 1f
+    cmpw 4(%rsp), %cx
+    jne 1f
+2:
     addq $8, %rsp
     popq %r15
     popq %r14
@@ -36,6 +45,10 @@ weft__ctx_switch:
     popq %rbx
     popq %rbp
     ret
+1:
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    jmp 2b
     .cfi_endproc
     .size weft__ctx_switch, .-weft__ctx_switch
 
