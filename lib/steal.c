@@ -53,6 +53,32 @@ static weft__task *steal_handoff(weft__worker *w, weft__worker *v)
     return NULL;
 }
 
+/* A ready queue at least this long is more than its worker turns round at once: a thief takes
+ * from it without looking at what the worker does. */
+#define STEAL_READY_FROM 4
+/* How long a thief watches a worker with less ready work than that (Go's thieves wait 3 us
+ * before they take a runnext), and how often it looks meanwhile. */
+#define STILL_NS 4000
+#define STILL_PAUSES 16
+
+/* Whether v, which holds a little ready work, stood still while the thief watched: no switch, so
+ * its running task runs on and what waits behind it would wait. A worker that switches is about
+ * to run that work itself, most often tasks that hand items to each other through a channel;
+ * taken, they would go on doing so from two cores, each item moving the channel's lines across.
+ * Timed, not counted in pauses, whose length differs tenfold between CPUs. */
+static int stands_still(weft__worker *v)
+{
+    uint64_t p = atomic_load_explicit(&v->progress, memory_order_relaxed);
+    weft_time until = weft_now() + STILL_NS;
+    do {
+        for (int i = 0; i < STILL_PAUSES; i++)
+            ck_pr_stall();
+        if (atomic_load_explicit(&v->progress, memory_order_relaxed) != p)
+            return 0;
+    } while (weft_now() < until);
+    return 1;
+}
+
 static weft__task *steal_from(weft__worker *w, weft__worker *v)
 {
     for (int attempt = 0; attempt < 4; attempt++) {
@@ -76,6 +102,11 @@ static weft__task *steal_from(weft__worker *w, weft__worker *v)
         }
         return x;
     }
+    int64_t ready = weft__deque_size_estimate(&v->readyq);
+    if (ready <= 0 && !atomic_load_explicit(&v->handoff, memory_order_relaxed))
+        return NULL;
+    if (ready < STEAL_READY_FROM && !stands_still(v))
+        return NULL;
     for (int attempt = 0; attempt < 4; attempt++) {
         void *x = weft__deque_steal_any(&v->readyq);
         if (x == WEFT__DEQUE_EMPTY)
