@@ -715,9 +715,10 @@ typedef struct weft_event weft_event;
 
 /** Creates an event, not set. 0, -EINVAL, -ENOMEM. Any thread; does not suspend. */
 WEFT_API int weft_event_create(weft_event **out);
-/** Frees an event no task waits on: 0, -EBUSY (nothing freed), -EINVAL. The tasks a
- *  weft_event_set woke wait on it no more once the set returned, even before they run again.
- *  Any thread; does not suspend. */
+/** Frees an event no task waits on: 0, -EBUSY (nothing freed), -EINVAL. The tasks that a
+ *  weft_event_set called by a task of their runtime woke wait on it no more once the set
+ *  returned, even before they run again; those a set from a plain thread woke, once they have
+ *  run again. Any thread; does not suspend. */
 WEFT_API int weft_event_destroy(weft_event *e);
 /** Sets the event: every task waiting on it wakes, and waits return at once until it is reset.
  *  0, -EINVAL. Any thread, task or not, and any number of times; does not suspend. */
@@ -755,9 +756,10 @@ typedef struct weft_chan weft_chan;
  *  items (0: a rendezvous). 0, -EINVAL, -ENOMEM. Any thread; does not suspend. */
 WEFT_API int weft_chan_create(weft_chan **out, size_t item_size, size_t capacity);
 /** Frees a channel no task waits on: 0; -EBUSY while a task waits or is on its way out of a
- *  wait on it (nothing freed); -EINVAL. A send or receive that another task's call (or a close)
- *  completed is out of it once that call returned, even before its task runs again; a select
- *  is out once its task has run again. Items still buffered go with it. Any thread; does not
+ *  wait on it (nothing freed); -EINVAL. A send or receive that a call made by a task of its own
+ *  runtime completed (a receive, a send, a close) is out of it once that call returned, even
+ *  before its task runs again; one completed from a plain thread or another runtime, and a
+ *  select, once its task has run again. Items still buffered go with it. Any thread; does not
  *  suspend. */
 WEFT_API int weft_chan_destroy(weft_chan *c);
 /** Copies `item` into the channel, parking while it is full (or, for a rendezvous, until a

@@ -18,7 +18,8 @@
  * of a select takes the locks of its channels again to take its other waiters out, and reads what
  * the winner wrote under them; a send or receive of one clause has nothing left in the channel
  * (its winner took its waiter out, and counted it out of `inside`), so it reads what the winner
- * wrote before it let it run, without the lock.
+ * wrote before it let it run, without the lock; unless its winner ran outside its runtime
+ * (sched.h, weft__sched_waker_is_own), which leaves the lock for it to take again.
  *
  * A select takes the locks of all its channels (in address order, so two selects cannot
  * deadlock) while it looks for a clause that can happen at once and while it queues its waiters:
@@ -49,7 +50,8 @@ typedef struct chan_waiter {
     weft_select_op *op;
     int index; /* of the clause in its select */
     /* A send or receive of one clause: its winner also counts it out of `inside`, and the task,
-     * woken, reads what the winner wrote without taking the lock again (one_clause). */
+     * woken, reads what the winner wrote without taking the lock again (one_clause); unless the
+     * winner runs outside the task's runtime, which clears it (see weft__sched_waker_is_own). */
     int alone;
 } chan_waiter;
 
@@ -86,15 +88,18 @@ static chan_waiter *claim(weft__waitq *q, weft__task *self)
 
 /* Tells the task of `w`, claimed in `c`, which clause happened and how, and lets it run: after
  * the clause's item is copied, so that the task finds it there however soon it runs. Under the
- * channel's lock; a select takes it again before it reads either, a lone clause does not (so it
- * is counted out of `inside` here: the channel may be destroyed once this lock is let go). */
+ * channel's lock; a select takes it again before it reads either, a lone clause woken from its
+ * own runtime does not (so it is counted out of `inside` here: the channel may be destroyed once
+ * this lock is let go). */
 static void done(weft_chan *c, chan_waiter *w, int result)
 {
     weft__task *t = w->link.task;
     w->op->result = result;
     t->result = w->index;
-    if (w->alone)
+    if (w->alone && weft__sched_waker_is_own(t))
         c->inside--;
+    else
+        w->alone = 0;
     weft__sched_wake_finish(t);
 }
 
@@ -343,15 +348,16 @@ static __attribute__((noinline)) int one_clause_wait(weft_chan *c, weft_select_o
     weft__lock_release(&c->lock);
 
     int why = weft__wait_park(t, cs, WEFT_NEVER);
-    if (why == WEFT__WOKEN) /* out of the queue and of `inside`, by the waker (done) */
+    if (why == WEFT__WOKEN && w.alone) /* out of the queue and of `inside`, by the waker */
         return op->result;
 
     weft__lock_acquire(&c->lock);
     if (w.link.queued)
         weft__waitq_remove(q, &w.link);
     c->inside--;
+    int rc = op->result;
     weft__lock_release(&c->lock);
-    return weft__wait_end(why, cs);
+    return why == WEFT__WOKEN ? rc : weft__wait_end(why, cs);
 }
 
 /* weft_select of the one clause `op` (valid), as weft_chan_send and weft_chan_recv call it:

@@ -3,10 +3,11 @@
  * Events: a flag any thread sets, and the tasks waiting for it. A wait queues a record on the
  * waiting task's stack (waitq.h) under the event's lock; weft_event_set wakes every
  * record it finds there (a waker that loses the race to a cancel only drops the record).
- * `inside` counts waiters not yet out of their last lock, for weft_event_destroy. A waiter the
- * set wakes has nothing left in the event (its record is out, and the set counts it out of
- * `inside` before it lets it run), so it returns without the lock: with many waiters, each one
- * taking the lock again behind the others made the set's wake-up a queue at the lock.
+ * `inside` counts waiters not yet out of their last lock, for weft_event_destroy. A waiter that
+ * a task of its runtime's set wakes has nothing left in the event (its record is out, and the
+ * set counts it out of `inside` before it lets it run), so it returns without the lock: with
+ * many waiters, each one taking the lock again behind the others made the set's wake-up a queue
+ * at the lock. A set from outside the runtime leaves the lock to them (weft__sched_waker_is_own).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -60,7 +61,10 @@ int weft_event_set(weft_event *e)
         weft__waiter *w = e->waiters.head;
         weft__waitq_remove(&e->waiters, w);
         if (weft__sched_wake_claim(w->task, WEFT__WOKEN)) {
-            e->inside--;
+            if (weft__sched_waker_is_own(w->task)) {
+                w->out = 1;
+                e->inside--;
+            }
             weft__sched_wake_finish(w->task);
         }
     }
@@ -106,7 +110,7 @@ int weft_event_wait(weft_event *e)
     weft__lock_release(&e->lock);
 
     int why = weft__wait_park(t, cs, WEFT_NEVER);
-    if (why == WEFT__WOKEN) /* out of the queue and of `inside`, by the set */
+    if (why == WEFT__WOKEN && w.out) /* out of the queue and of `inside`, by the set */
         return 0;
 
     weft__lock_acquire(&e->lock);
@@ -114,5 +118,5 @@ int weft_event_wait(weft_event *e)
         weft__waitq_remove(&e->waiters, &w);
     e->inside--;
     weft__lock_release(&e->lock);
-    return weft__wait_end(why, cs);
+    return why == WEFT__WOKEN ? 0 : weft__wait_end(why, cs);
 }

@@ -216,6 +216,17 @@ int weft__sched_wake(weft__task *t, uint32_t reason);
 int weft__sched_wake_claim(weft__task *t, uint32_t reason);
 void weft__sched_wake_finish(weft__task *t);
 
+/** Whether the caller runs on a worker of the runtime of `t`. A waker that does not (a plain
+ *  thread, a task of another runtime) is still in the runtime's code, queueing `t` and waking a
+ *  sleeper, after `t` can run: were `t` then free to end, and the runtime with it, that waker
+ *  would read freed memory. So such a waker leaves its lock for the woken task to take again,
+ *  which the task cannot do before the waker is through. */
+static inline int weft__sched_waker_is_own(weft__task *t)
+{
+    weft__worker *w = weft__sched_worker();
+    return w && w->rt == t->rt;
+}
+
 /* Steps between a task and its prefetch hint: about as many misses as a core keeps in flight. */
 #define WEFT__HINT_AHEAD 8
 

@@ -16,6 +16,7 @@ typedef struct weft__waiter {
     weft__task *task;
     struct weft__waiter *next, *prev;
     int queued;
+    int out; /* the waker that took it out also counted it out of its structure (event.c) */
 } weft__waiter;
 
 typedef struct weft__waitq {
