@@ -94,13 +94,14 @@ static chan_waiter *claim(weft__waitq *q, weft__task *self)
 static void done(weft_chan *c, chan_waiter *w, int result)
 {
     weft__task *t = w->link.task;
+    weft__worker *self = weft__sched_worker();
     w->op->result = result;
     t->result = w->index;
-    if (w->alone && weft__sched_waker_is_own(t))
+    if (w->alone && weft__sched_waker_is_own(self, t))
         c->inside--;
     else
         w->alone = 0;
-    weft__sched_wake_finish(t);
+    weft__sched_wake_finish(self, t);
 }
 
 /* ---- the clauses, done at once if they can be (under the lock) --------------------------- */

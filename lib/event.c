@@ -61,11 +61,12 @@ int weft_event_set(weft_event *e)
         weft__waiter *w = e->waiters.head;
         weft__waitq_remove(&e->waiters, w);
         if (weft__sched_wake_claim(w->task, WEFT__WOKEN)) {
-            if (weft__sched_waker_is_own(w->task)) {
+            weft__worker *self = weft__sched_worker();
+            if (weft__sched_waker_is_own(self, w->task)) {
                 w->out = 1;
                 e->inside--;
             }
-            weft__sched_wake_finish(w->task);
+            weft__sched_wake_finish(self, w->task);
         }
     }
     weft__lock_release(&e->lock);

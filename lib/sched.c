@@ -679,9 +679,8 @@ int weft__sched_wake_claim(weft__task *t, uint32_t reason)
                                                    memory_order_relaxed);
 }
 
-void weft__sched_wake_finish(weft__task *t)
+void weft__sched_wake_finish(weft__worker *w, weft__task *t)
 {
-    weft__worker *w = weft__sched_worker();
     if (wake_handshake(w, t, atomic_load_explicit(&t->wait, memory_order_relaxed)))
         ready_from(w, t);
 }

@@ -212,18 +212,19 @@ int weft__sched_wake(weft__task *t, uint32_t reason);
  *  task reads without taking the waker's lock again: the claim (1 if this call won the park word
  *  of `t`; nobody else can win it then, and the task cannot run yet), then, once the hand-over is
  *  written, weft__sched_wake_finish, which lets the task run (its acquire of the handshake sees
- *  what was written before). A claim that returned 1 is always finished. Any thread. */
+ *  what was written before). A claim that returned 1 is always finished. `w`: the caller's
+ *  worker, looked up with weft__sched_worker() (NULL on a plain thread). Any thread. */
 int weft__sched_wake_claim(weft__task *t, uint32_t reason);
-void weft__sched_wake_finish(weft__task *t);
+void weft__sched_wake_finish(weft__worker *w, weft__task *t);
 
-/** Whether the caller runs on a worker of the runtime of `t`. A waker that does not (a plain
- *  thread, a task of another runtime) is still in the runtime's code, queueing `t` and waking a
- *  sleeper, after `t` can run: were `t` then free to end, and the runtime with it, that waker
- *  would read freed memory. So such a waker leaves its lock for the woken task to take again,
- *  which the task cannot do before the waker is through. */
-static inline int weft__sched_waker_is_own(weft__task *t)
+/** Whether the caller, on worker `w` (as for weft__sched_wake_finish), runs on a worker of the
+ *  runtime of `t`. A waker that does not (a plain thread, a task of another runtime) is still in
+ *  the runtime's code, queueing `t` and waking a sleeper, after `t` can run: were `t` then free
+ *  to end, and the runtime with it, that waker would read freed memory. So such a waker leaves
+ *  its lock for the woken task to take again, which the task cannot do before the waker is
+ *  through. */
+static inline int weft__sched_waker_is_own(weft__worker *w, weft__task *t)
 {
-    weft__worker *w = weft__sched_worker();
     return w && w->rt == t->rt;
 }
 
