@@ -611,15 +611,15 @@ uint32_t weft__sched_park(weft__task *t)
     return reason;
 }
 
-/* The waker's half of the handshake on `t`, whose wait it won, counted (and traced) before the
- * task can run: once runnable, its record may be reused. 1 when it was the second half (see
- * weft__sched_park): the caller must queue the task. `w`: the caller's worker, just looked up. */
 static __attribute__((noinline, cold)) void trace_wake(weft__worker *w, weft__task *t,
                                                        uint32_t reason)
 {
     weft__trace_add(w->trace, WEFT__TR_WAKE, t->id, reason);
 }
 
+/* The waker's half of the handshake on `t`, whose wait it won, counted (and traced) before the
+ * task can run: once runnable, its record may be reused. 1 when it was the second half (see
+ * weft__sched_park): the caller must queue the task. `w`: the caller's worker, just looked up. */
 static int wake_handshake(weft__worker *w, weft__task *t, uint32_t reason)
 {
     weft_runtime *rt = t->rt;
