@@ -66,6 +66,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chaos.h"
 #include "inject.h"
 #include "records.h"
 #include "steal.h"
@@ -94,16 +95,6 @@
 #define READY_STREAK 16
 /* Every this many picks the injection queue and the timers go first (see above). */
 #define GLOBAL_CHECK_INTERVAL 61
-/* Steal rounds over all victims before a worker sleeps (tens of microseconds): long enough to
- * catch the next spawn of a busy neighbour, short enough to be 0% CPU in a blink when idle. */
-#define SPIN_ROUNDS 64
-/* Every this many rounds a spinner gives its CPU up for a moment instead of pausing: the work it
- * waits for may come from a thread that needs this very CPU (a blocking call's pool thread, on a
- * machine with no CPU to spare). Pinned to one CPU with its pool thread, a worker that only
- * paused made a blocking round trip cost tens of times more. On an idle CPU the yield returns at
- * once. */
-#define SPIN_YIELD_EVERY 8
-
 /* ---- thread-local access ---------------------------------------------------------------- */
 
 /* Read through weft__sched_worker (sched.h), which says why it is reached only through a call. */
@@ -310,7 +301,7 @@ static void poll_io(weft__worker *w)
 static weft__task *pick_local_queues(weft__worker *w)
 {
     weft__task *t;
-    if (weft__sched_chaos_hit(w, 8) && (t = weft__steal_round(w)))
+    if (weft__chaos_hit(w, 8) && (t = weft__steal_round(w)))
         return t; /* forced steal: run a neighbour's work before our own */
     if (++w->tick % GLOBAL_CHECK_INTERVAL == 0) {
         weft__wtimers_run(w);
@@ -347,25 +338,6 @@ static weft__task *pick_local(weft__worker *w)
     if (w->held_for && (!t || t->scope != w->held_for))
         w->release_held(w);
     return t;
-}
-
-/* ---- chaos mode ------------------------------------------------------------------------------
- * WEFT_CHAOS=<seed> perturbs scheduling to shake out ordering bugs: random yields at spawn and
- * suspension points, steals forced ahead of local work, timers fired late, and spurious resumes
- * of parked tasks (weft__sched_park must absorb them: the task runs again, finds itself not woken,
- * and parks again while its wakers may be racing to wake it). With one worker and no foreign
- * threads the perturbations depend on the seed alone, so a failing seed reproduces. */
-
-int weft__sched_chaos_hit(weft__worker *w, unsigned one_in)
-{
-    if (__builtin_expect(!w->rt->chaos, 1))
-        return 0;
-    uint64_t x = w->chaos_rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    w->chaos_rng = x;
-    return (x * 0x2545F4914F6CDD1Dull) % one_in == 0;
 }
 
 static int any_work_visible(weft__worker *w)
@@ -598,7 +570,7 @@ uint32_t weft__sched_park(weft__task *t)
         t->parked_at = (weft_time)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
         weft__worker *w = weft__sched_worker();
         w->counts.parked++;
-        w->after = weft__sched_chaos_hit(w, 8) ? WEFT__AFTER_SPURIOUS : WEFT__AFTER_PARK;
+        w->after = weft__chaos_hit(w, 8) ? WEFT__AFTER_SPURIOUS : WEFT__AFTER_PARK;
         w->after_task = t;
         switch_from_task(w, pick_runnable(w));
         if (atomic_load_explicit(&t->park_sync, memory_order_acquire) == 2) {
@@ -745,27 +717,6 @@ static void resume(weft__worker *w, weft__task *t)
     after_switch();
 }
 
-static weft__task *spin_for_work(weft__worker *w)
-{
-    weft_runtime *rt = w->rt;
-    atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed);
-    weft__task *t = NULL;
-    for (int round = 0; round < SPIN_ROUNDS && !t; round++) {
-        if ((t = weft__steal_round(w)) || (t = weft__inject_take(w)))
-            break;
-        if (round % SPIN_YIELD_EVERY == SPIN_YIELD_EVERY - 1) {
-            sched_yield();
-            continue;
-        }
-        for (int i = 0; i < 32; i++)
-            ck_pr_stall();
-    }
-    /* The last spinner to find work hands the search on, so work left behind it is found. */
-    if (atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_acq_rel) == 1 && t)
-        weft__sched_notify_local(rt);
-    return t;
-}
-
 static void sleep_until_work(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
@@ -798,7 +749,7 @@ void weft__sched_run_worker(weft__worker *w)
             /* Idle from here until a task is found (weft_metrics): spinning counts too. */
             if (!w->counts.idle_since)
                 w->counts.idle_since = weft_now();
-            t = spin_for_work(w);
+            t = weft__steal_spin(w);
         }
         if (t) {
             if (w->counts.idle_since) {

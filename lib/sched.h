@@ -315,10 +315,6 @@ int weft__sched_spawn_on(weft__worker *w, weft_runtime *rt, weft__task *t);
 /** Runs queued work of the caller's worker other than the running task, if any; 1 if it did. */
 int weft__sched_yield(void);
 
-/** Chaos mode (WEFT_CHAOS): 1 once in `one_in` calls, from `w`'s own seeded generator; 0
- *  always when chaos mode is off. `w` is the caller's worker. */
-int weft__sched_chaos_hit(weft__worker *w, unsigned one_in);
-
 /* A loop that polls weft_checkpoint never enters the scheduler, yet a deadline that passes
  * meanwhile must reach it: the deadline's timer may sit on this very worker's heap. So a
  * checkpoint also fires this worker's due timers, looking at the clock every this many calls (a

@@ -6,6 +6,8 @@
  */
 #include "steal.h"
 
+#include <sched.h>
+
 #include "inject.h"
 #include "sched.h"
 
@@ -137,4 +139,35 @@ weft__task *weft__steal_round(weft__worker *w)
         }
     }
     return NULL;
+}
+
+/* Steal rounds over all victims before a worker sleeps (tens of microseconds): long enough to
+ * catch the next spawn of a busy neighbour, short enough to be 0% CPU in a blink when idle. */
+#define SPIN_ROUNDS 64
+/* Every this many rounds a spinner gives its CPU up for a moment instead of pausing: the work it
+ * waits for may come from a thread that needs this very CPU (a blocking call's pool thread, on a
+ * machine with no CPU to spare). Pinned to one CPU with its pool thread, a worker that only
+ * paused made a blocking round trip cost tens of times more. On an idle CPU the yield returns at
+ * once. */
+#define SPIN_YIELD_EVERY 8
+
+weft__task *weft__steal_spin(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed);
+    weft__task *t = NULL;
+    for (int round = 0; round < SPIN_ROUNDS && !t; round++) {
+        if ((t = weft__steal_round(w)) || (t = weft__inject_take(w)))
+            break;
+        if (round % SPIN_YIELD_EVERY == SPIN_YIELD_EVERY - 1) {
+            sched_yield();
+            continue;
+        }
+        for (int i = 0; i < 32; i++)
+            ck_pr_stall();
+    }
+    /* The last spinner to find work hands the search on, so work left behind it is found. */
+    if (atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_acq_rel) == 1 && t)
+        weft__sched_notify_local(rt);
+    return t;
 }

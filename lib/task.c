@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chaos.h"
 #include "deadline.h"
 #include "inject.h"
 #include "join_inline.h"
@@ -67,7 +68,7 @@ void weft__task_chaos_yield(void)
 {
     weft__worker *w = weft__sched_worker();
     weft__task *t = weft__sched_current(w);
-    if (t && weft__sched_chaos_hit(w, 4) && weft__scope_cancel_code(t->cancel_scope) == 0)
+    if (t && weft__chaos_hit(w, 4) && weft__scope_cancel_code(t->cancel_scope) == 0)
         weft__sched_yield();
 }
 

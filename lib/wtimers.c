@@ -2,6 +2,7 @@
 /* The workers' timers: see wtimers.h. */
 #include "wtimers.h"
 
+#include "chaos.h"
 #include "sched.h"
 
 /* Timers sit on the heap of the worker that armed them, and that worker fires them when it looks
@@ -57,7 +58,7 @@ void weft__wtimers_run(weft__worker *w)
         take_over_timers(w, now);
     if (own == WEFT_NEVER)
         return;
-    if (weft__sched_chaos_hit(w, 2))
+    if (weft__chaos_hit(w, 2))
         now -= (weft_time)(w->chaos_rng % (2 * WEFT_MSEC)); /* fire late */
     weft__timer_heap_run(&w->timers, now);
 }
