@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 
 #include "alloc.h"
@@ -34,9 +35,10 @@ static weft__fd_rec *rec_make(int fd)
     if (r)
         return r;
     /* Zeroed memory is a record at rest: an unlocked lock, no poller, no waiter. */
-    weft__fd_rec *c = weft__alloc_calloc(CHUNK, sizeof(*c));
+    weft__fd_rec *c = weft__alloc_aligned(_Alignof(weft__fd_rec), CHUNK * sizeof(*c));
     if (!c)
         return NULL;
+    memset(c, 0, CHUNK * sizeof(*c));
     weft__fd_rec *none = NULL;
     if (!atomic_compare_exchange_strong_explicit(&chunks[(unsigned)fd >> CHUNK_BITS], &none, c,
                                                  memory_order_acq_rel, memory_order_acquire))
@@ -157,12 +159,16 @@ int weft__fd_park(weft__task *t, int dirs, const weft__fd_mark *m, weft_time dea
     weft__lock_release(&r->lock);
 
     int why = weft__wait_park(t, cs, deadline);
+    if (why == WEFT__WOKEN)
+        /* The edge (or close) that woke it took it off every slot under the lock and handed the
+         * result over before the wake, which the park word orders before this read: nothing
+         * is left to undo, and the record's line may stay where the poller left it. */
+        return t->result;
 
     weft__lock_acquire(&r->lock);
     unlist(r, t, dirs);
-    int result = t->result;
     weft__lock_release(&r->lock);
-    return why == WEFT__WOKEN ? result : weft__wait_end(why, cs);
+    return weft__wait_end(why, cs);
 }
 
 /* An edge in direction `dir`: counted, and the waiter there (if any) woken into `b`. Under the
@@ -179,7 +185,7 @@ static int edge(weft__fd_rec *r, int dir, int result, weft__ready_batch *b)
     r->waiter[dir] = NULL;
     if (r->waiter[!dir] == w)
         r->waiter[!dir] = NULL; /* it waited for both: one wake is all it gets */
-    w->result = result;         /* read by the waiter under this lock, after its park */
+    w->result = result;         /* read by the waiter once its park returns woken by us */
     if (b)
         return weft__sched_wake_into(w, WEFT__WOKEN, b);
     return weft__sched_wake(w, WEFT__WOKEN);

@@ -31,7 +31,9 @@ typedef struct weft__fd_rec {
     weft__poller *poller;    /* the set it is registered in; NULL: none */
     weft__task *waiter[2];   /* the task waiting to read, to write */
     _Atomic uint32_t seq[2]; /* readiness edges seen per direction (written under `lock`) */
-} weft__fd_rec;
+} __attribute__((aligned(64))) weft__fd_rec; /* a line each: the poller, the waiter's try and its
+                                              * park each touch all of it, and a record across
+                                              * two lines cost two misses each time */
 
 /** What a caller captures before it tries its I/O (weft__fd_watch). */
 typedef struct weft__fd_mark {
