@@ -37,15 +37,37 @@ typedef struct server {
 static server srv;
 
 /* The idle scope of each open connection, by descriptor (a descriptor names one connection
- * while it is open): a connection task runs in it, and each read moves its deadline. */
-static weft_scope **idle_of;
+ * while it is open): a connection task runs in it, and reads move its deadline. */
+typedef struct idle_slot {
+    weft_scope *scope;
+    weft_time until; /* the deadline `scope` has now */
+} idle_slot;
+
+static idle_slot *idle_of;
 static size_t idle_slots;
+
+/* A read moves the deadline only when it would come less than the idle time after the read,
+ * and then this much further: a connection is closed once silent for the idle time, and at
+ * most an eighth of it later. Moved at every read, the deadline re-armed its timer (on a heap
+ * that holds one per connection) at every request, for a deadline a busy connection never
+ * reaches. */
+static weft_time idle_slack(void)
+{
+    return srv.idle / 8;
+}
 
 ssize_t weft_serve_read(int fd, void *buf, size_t len)
 {
     ssize_t n = weft_read(fd, buf, len);
-    if (n > 0 && srv.idle && (size_t)fd < idle_slots)
-        weft_scope_set_deadline(idle_of[fd], weft_now() + srv.idle);
+    if (n > 0 && srv.idle && (size_t)fd < idle_slots) {
+        idle_slot *i = &idle_of[fd];
+        weft_time now = weft_now();
+        if (i->until - now < srv.idle) {
+            i->until = now + srv.idle + idle_slack();
+            if (weft_scope_set_deadline(i->scope, i->until) != 0)
+                i->until = now; /* not moved (no room for its timer): the next read tries again */
+        }
+    }
     return n;
 }
 
@@ -58,12 +80,13 @@ static int connection_main(void *arg)
     if (srv.idle == 0 || (size_t)fd >= idle_slots)
         return srv.conn(arg);
     weft_scope *s;
-    int rc = weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = srv.idle, .name = "conn"});
+    weft_time until = weft_now() + srv.idle + idle_slack();
+    int rc = weft_scope_open(&s, &(weft_scope_opts){.deadline = until, .name = "conn"});
     if (rc != 0) {
         weft_close(fd);
         return 0;
     }
-    idle_of[fd] = s;
+    idle_of[fd] = (idle_slot){s, until};
     rc = srv.conn(arg);
     (void)weft_scope_close(s); /* the connection's own result is what counts */
     return rc;
