@@ -819,7 +819,11 @@ Test(sched, records_freed_on_another_worker_come_back, .timeout = 120)
     cr_assert_eq(weft_run(&cfg, flow_root, &c), 0);
     cr_assert_eq(atomic_load(&c.ended), FLOW_ROUNDS * FLOW_CHILDREN);
     cr_assert_eq(atomic_load(&c.on_spawner), 0, "the premise: children end on the other worker");
-    cr_assert_leq(c.allocations, 2, "%ld allocations in %d steady rounds", c.allocations,
+    /* With the flow back, at most a chunk or two more than the warm-up needed: on a loaded
+     * machine the ending worker, kept off its CPU while it holds freed records, can raise the
+     * number of records live at once past the warm-up's (3 allocations seen under tools/test's
+     * load). Without it, the steady rounds carve 25 MB of records, chunk after chunk. */
+    cr_assert_leq(c.allocations, 4, "%ld allocations in %d steady rounds", c.allocations,
                   FLOW_ROUNDS - FLOW_WARM);
 }
 
