@@ -80,11 +80,20 @@ def main():
                 fail(f"an active connection was closed after {sent} requests")
             last = time.monotonic()
             sent += 1
-            if silent_took is None and select.select([silent], [], [], 0)[0]:
-                if silent.recv(4096):
-                    fail("a connection that sent nothing got bytes")
-                silent_took = time.monotonic() - silent_since
-            time.sleep(IDLE_S / 4)
+            # A quarter of the idle time until the next request, spent watching both
+            # connections: the silent one's close is recorded when it comes, and the busy one
+            # must stay quiet (readable now would mean closed, or bytes nobody asked for).
+            pause_end = last + IDLE_S / 4
+            while (left := pause_end - time.monotonic()) > 0:
+                watched = [busy] if silent_took is not None else [busy, silent]
+                ready = select.select(watched, [], [], left)[0]
+                if busy in ready:
+                    fail(f"an active connection was closed or sent unasked bytes after "
+                         f"{sent} requests")
+                if silent in ready:
+                    if silent.recv(4096):
+                        fail("a connection that sent nothing got bytes")
+                    silent_took = time.monotonic() - silent_since
         if silent_took is None:
             silent_took = wait_closed(silent, silent_since)
         if silent_took < IDLE_S - 0.05 or silent_took > LATE_S:
