@@ -180,6 +180,16 @@ static char *put_u64(char *o, uint64_t v)
     return o;
 }
 
+/* The head of an instant event on its thread's track, up to its first argument, the task's id:
+ * `,"ph":"i","s":"t","name":"NAME","args":{"id":ID`. */
+static char *put_instant(char *o, const char *name, uint64_t id)
+{
+    o = put_str(o, ",\"ph\":\"i\",\"s\":\"t\",\"name\":\"");
+    o = put_str(o, name);
+    o = put_str(o, "\",\"args\":{\"id\":");
+    return put_u64(o, id);
+}
+
 static char *put_hex(char *o, uint64_t v)
 {
     static const char digits[] = "0123456789abcdef";
@@ -346,13 +356,11 @@ static void put_event(reader *r, event *e)
         o = put_str(o, "}}");
         break;
     case WEFT__TR_SPAWN:
-        o = put_str(o, ",\"ph\":\"i\",\"s\":\"t\",\"name\":\"spawn\",\"args\":{\"id\":");
-        o = put_u64(o, e->id);
+        o = put_instant(o, "spawn", e->id);
         o = put_str(o, "}}");
         break;
     case WEFT__TR_PARK:
-        o = put_str(o, ",\"ph\":\"i\",\"s\":\"t\",\"name\":\"park\",\"args\":{\"id\":");
-        o = put_u64(o, e->id);
+        o = put_instant(o, "park", e->id);
         o = put_str(o, ",\"on\":\"");
         o = put_str(o, wait_on_name(e->aux));
         if (e->aux >= WEFT__ON_FD_READ && e->aux <= WEFT__ON_FD_EITHER) {
@@ -365,22 +373,19 @@ static void put_event(reader *r, event *e)
         o = put_str(o, "}}");
         break;
     case WEFT__TR_WAKE:
-        o = put_str(o, ",\"ph\":\"i\",\"s\":\"t\",\"name\":\"wake\",\"args\":{\"id\":");
-        o = put_u64(o, e->id);
+        o = put_instant(o, "wake", e->id);
         o = put_str(o, ",\"reason\":\"");
         o = put_str(o, wake_names[e->aux < 5 ? e->aux : 0]);
         o = put_str(o, "\"}}");
         break;
     case WEFT__TR_STEAL:
-        o = put_str(o, ",\"ph\":\"i\",\"s\":\"t\",\"name\":\"steal\",\"args\":{\"id\":");
-        o = put_u64(o, e->id);
+        o = put_instant(o, "steal", e->id);
         o = put_str(o, ",\"from\":");
         o = put_u64(o, e->aux);
         o = put_str(o, "}}");
         break;
     case WEFT__TR_MIGRATE:
-        o = put_str(o, ",\"ph\":\"i\",\"s\":\"t\",\"name\":\"migrate\",\"args\":{\"id\":");
-        o = put_u64(o, e->id);
+        o = put_instant(o, "migrate", e->id);
         o = put_str(o, ",\"from\":");
         o = put_u64(o, e->aux);
         o = put_str(o, ",\"to\":");
