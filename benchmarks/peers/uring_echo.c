@@ -45,20 +45,9 @@ typedef struct worker {
 #endif
 } worker;
 
-static void conn_unref(worker *w, conn *c)
+static conn *conn_new(void)
 {
-    if (--c->refs > 0 || !c->closing)
-        return;
-    c->prev->next = c->next;
-    c->next->prev = c->prev;
-#ifndef URING_POLL
-    while (c->q.head >= 0)
-        up_recycle(&w->u, up_fifo_pop(&w->u, &c->q));
-#else
-    (void)w;
-#endif
-    close(c->fd);
-    free(c);
+    return calloc(1, sizeof(conn));
 }
 
 #ifdef URING_POLL
@@ -69,66 +58,9 @@ static int conn_run(conn *c)
     return echo_run_ready(c->fd, c->buf, sizeof c->buf, &c->off, &c->len);
 }
 
-/* The poll is removed; its last completion (without F_MORE) drops the reference. */
-static void conn_end(worker *w, conn *c)
-{
-    if (c->closing)
-        return;
-    c->closing = 1;
-    struct io_uring_sqe *sqe = up_sqe(&w->u);
-    io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c | UP_POLL);
-    io_uring_sqe_set_data64(sqe, UP_IGNORE);
-}
-
-static void on_conn(worker *w, conn *c, unsigned tag, struct io_uring_cqe *cqe)
-{
-    (void)tag;
-    int last = !(cqe->flags & IORING_CQE_F_MORE);
-    if (!c->closing && cqe->res >= 0 && conn_run(c) < 0)
-        conn_end(w, c);
-    if (last) {
-        if (!c->closing) /* ended on its own (an overflowing queue): arm it again */
-            up_poll(&w->u, c->fd, (uint64_t)(uintptr_t)c | UP_POLL);
-        else
-            conn_unref(w, c);
-    }
-}
-
-static void on_accept(worker *w)
-{
-    for (;;) {
-        int fd = accept4(w->u.lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno != EAGAIN)
-                perror("uring_poll_echo: accept4");
-            return;
-        }
-        io_nodelay(fd);
-        conn *c = calloc(1, sizeof *c);
-        if (c == NULL) {
-            close(fd);
-            continue;
-        }
-        c->fd = fd;
-        c->refs = 1;
-        c->next = w->head.next;
-        c->prev = &w->head;
-        c->next->prev = c;
-        w->head.next = c;
-        if (conn_run(c) < 0)
-            c->closing = 1;
-        if (c->closing) {
-            conn_unref(w, c);
-            continue;
-        }
-        up_poll(&w->u, fd, (uint64_t)(uintptr_t)c | UP_POLL);
-    }
-}
-
 #else
 
+/* Sends the first received buffer not yet written back, unless a send is in flight. */
 static void send_next(worker *w, conn *c)
 {
     if (c->sending || c->closing || c->q.head < 0)
@@ -142,95 +74,24 @@ static void send_next(worker *w, conn *c)
     c->refs++;
 }
 
-/* Shutting the socket down ends its recv (0 bytes) and any send in flight: their completions
- * bring refs to 0, and only then is the descriptor closed and the connection freed. */
-static void conn_end(worker *w, conn *c)
+static void conn_received(worker *w, conn *c)
 {
-    (void)w;
-    if (c->closing)
-        return;
-    c->closing = 1;
-    shutdown(c->fd, SHUT_RDWR);
+    send_next(w, c);
 }
 
-static void on_conn(worker *w, conn *c, unsigned tag, struct io_uring_cqe *cqe)
+/* A buffer written back whole returns to the ring. */
+static void conn_sent(worker *w, conn *c, size_t n)
 {
-    int res = cqe->res;
-    if (tag == UP_RECV) {
-        int last = !(cqe->flags & IORING_CQE_F_MORE);
-        if (res > 0) {
-            int bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-            w->u.len[bid] = (unsigned)res;
-            if (c->closing)
-                up_recycle(&w->u, bid);
-            else
-                up_fifo_push(&w->u, &c->q, bid);
-            send_next(w, c);
-        } else if (res == -ENOBUFS && !c->closing) {
-            c->starved = 1;
-            c->snext = w->starved;
-            w->starved = c;
-            c->refs++;
-        } else {
-            conn_end(w, c);
-        }
-        if (last) {
-            if (res > 0 && !c->closing)
-                up_recv(&w->u, c->fd, (uint64_t)(uintptr_t)c | UP_RECV);
-            else
-                conn_unref(w, c);
-        }
-        return;
+    c->off += n;
+    if (c->off == w->u.len[c->q.head]) {
+        up_recycle(&w->u, up_fifo_pop(&w->u, &c->q));
+        c->off = 0;
     }
-    /* UP_SEND */
-    c->sending = 0;
-    if (res < 0) {
-        conn_end(w, c);
-    } else {
-        c->off += (size_t)res;
-        if (c->off == w->u.len[c->q.head]) {
-            up_recycle(&w->u, up_fifo_pop(&w->u, &c->q));
-            c->off = 0;
-        }
-        send_next(w, c);
-    }
-    conn_unref(w, c);
-}
-
-static void on_accepted(worker *w, int fd)
-{
-    io_nodelay(fd);
-    conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        close(fd);
-        return;
-    }
-    c->fd = fd;
-    c->refs = 1;
-    c->q.head = c->q.tail = -1;
-    c->next = w->head.next;
-    c->prev = &w->head;
-    c->next->prev = c;
-    w->head.next = c;
-    up_recv(&w->u, fd, (uint64_t)(uintptr_t)c | UP_RECV);
-}
-
-/* Buffers came back to the ring: the connections whose recv ran dry receive again. */
-static void feed_starved(worker *w)
-{
-    while (w->starved != NULL) {
-        conn *c = w->starved;
-        w->starved = c->snext;
-        c->starved = 0;
-        if (!c->closing) {
-            c->refs++;
-            up_recv(&w->u, c->fd, (uint64_t)(uintptr_t)c | UP_RECV);
-        }
-        conn_unref(w, c);
-    }
+    send_next(w, c);
 }
 
 #endif
 
 #define UP_NAME "uring_echo"
+#include "uring_conn.h"
 #include "uring_loop.h"
