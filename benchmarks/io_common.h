@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,17 @@ static inline void io_raise_nofile(void)
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
             perror("setrlimit(RLIMIT_NOFILE)");
     }
+}
+
+/* Blocks SIGINT and SIGTERM, the servers' stop signals, in the calling thread and so in every
+ * thread it starts after this: only the one that waits for them (sigwait, a signalfd) takes
+ * them. Sets *sigs to the two. Returns pthread_sigmask's result. */
+static inline int io_block_stop_signals(sigset_t *sigs)
+{
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGTERM);
+    return pthread_sigmask(SIG_BLOCK, sigs, NULL);
 }
 
 /* A non-blocking listening socket on 127.0.0.1:port (0: any free port), its port in *bound.

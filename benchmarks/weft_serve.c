@@ -194,10 +194,7 @@ int weft_serve(int argc, char **argv, const char *name, weft_fn conn)
     }
 
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    int rc = pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    int rc = io_block_stop_signals(&sigs);
     srv.sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     if (rc != 0 || srv.sfd < 0) {
         perror("signalfd");

@@ -91,10 +91,7 @@ int main(int argc, char **argv)
 
     /* Blocked here, before any thread starts, so that only sigwait below takes them. */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    io_block_stop_signals(&sigs);
 
     stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     worker *ws = calloc(o.threads, sizeof *ws);

@@ -215,10 +215,7 @@ static int up_main(const io_opts *o, void *ws, size_t size, void *(*body)(void *
 {
     /* Blocked here, before any thread starts, so that only sigwait below takes them. */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    io_block_stop_signals(&sigs);
 
     up_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_t *tids = calloc(o->threads, sizeof *tids);
