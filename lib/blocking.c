@@ -50,6 +50,9 @@ struct weft__blocking_pool {
     pthread_cond_t gone; /* a thread exited */
     blocking_job *head, *tail;
     _Atomic unsigned queued; /* jobs in the queue, readable without the mutex */
+    /* Jobs submitted whose caller has not been woken yet: an idle worker spins for their
+     * wake-ups rather than sleep (steal.c). */
+    _Atomic unsigned in_flight;
     /* Threads between two jobs that watch the queue before sleeping: counted from before they
      * wake their caller (whose next call must not start a new thread for nothing) until they
      * take a job or sleep (then they count in `idle`). */
@@ -165,6 +168,8 @@ static void *pool_thread(void *arg)
         atomic_fetch_add_explicit(&p->spinning, 1, memory_order_relaxed);
         spinning = 1;
         weft__sched_wake(j->task, WEFT__WOKEN);
+        /* After the wake: a worker that still sees the job in flight spins, and finds its task. */
+        atomic_fetch_sub_explicit(&p->in_flight, 1, memory_order_relaxed);
         pthread_mutex_lock(&p->mu);
     }
 leave:
@@ -186,6 +191,7 @@ static int pool_submit(weft__blocking_pool *p, blocking_job *j)
         p->head = j;
     p->tail = j;
     unsigned queued = atomic_fetch_add_explicit(&p->queued, 1, memory_order_release) + 1;
+    atomic_fetch_add_explicit(&p->in_flight, 1, memory_order_relaxed);
     unsigned spinning = atomic_load_explicit(&p->spinning, memory_order_relaxed);
     int rc = 0, started = 0;
     if (queued > p->idle + spinning && p->threads < p->max) {
@@ -200,6 +206,7 @@ static int pool_submit(weft__blocking_pool *p, blocking_job *j)
             /* Nobody could ever run it: take it back. */
             p->head = p->tail = NULL;
             atomic_fetch_sub_explicit(&p->queued, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&p->in_flight, 1, memory_order_relaxed);
             rc = -EAGAIN;
         }
         pthread_attr_destroy(&attr);
@@ -243,6 +250,11 @@ void weft__blocking_counts(weft_runtime *rt, unsigned *threads, unsigned *idle, 
     *idle = p->idle;
     pthread_mutex_unlock(&p->mu);
     *queued = atomic_load_explicit(&p->queued, memory_order_relaxed);
+}
+
+unsigned weft__blocking_in_flight(weft_runtime *rt)
+{
+    return atomic_load_explicit(&rt->blocking->in_flight, memory_order_relaxed);
 }
 
 unsigned weft__blocking_threads(weft_runtime *rt)

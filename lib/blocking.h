@@ -16,6 +16,8 @@ weft_runtime *weft__blocking_current_runtime(void);
 void weft__blocking_counts(weft_runtime *rt, unsigned *threads, unsigned *idle, uint64_t *queued);
 /** Threads the blocking pool has now (tests). */
 unsigned weft__blocking_threads(weft_runtime *rt);
+/** Blocking calls submitted whose callers have not been woken yet (a hint: read without a lock). */
+unsigned weft__blocking_in_flight(weft_runtime *rt);
 /** Waits until the pool has at most `n` threads, or until `deadline` (weft_now() clock):
  *  0 or -ETIMEDOUT (tests). */
 int weft__blocking_wait_threads(weft_runtime *rt, unsigned n, weft_time deadline);

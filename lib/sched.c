@@ -37,8 +37,10 @@
  * after_switch(). That context may be on any worker, so nothing here keeps a thread-local address
  * across a switch: weft__sched_worker() is called afresh after each one.
  *
- * Sleeping without lost wake-ups. An idle worker first spins over the queues for a while
- * (nspinning counts spinners, so producers do not wake sleepers while someone is looking). Then:
+ * Sleeping without lost wake-ups. An idle worker first spins over the queues for a while, if
+ * another thread may bring it work soon: a neighbour that runs tasks, or a blocking call's pool
+ * thread (steal.c); readiness of descriptors it waits for in the poller instead. nspinning counts
+ * spinners, so producers do not wake sleepers while someone is looking. Then:
  *     seq = value of its event count; set its bit in idle_mask (a seq_cst RMW);
  *     re-check every queue and its timers; sleep on the event count unless seq changed.
  * A producer on a foreign thread publishes its work, issues a seq_cst fence, then reads

@@ -8,6 +8,7 @@
 
 #include <sched.h>
 
+#include "blocking.h"
 #include "inject.h"
 #include "sched.h"
 
@@ -151,15 +152,48 @@ weft__task *weft__steal_round(weft__worker *w)
  * once. */
 #define SPIN_YIELD_EVERY 8
 
+/* Whether an idle worker's spin can find anything: work comes to a spinner from other threads
+ * only, a neighbour that runs tasks (spawns, wake-ups) or a blocking call's pool thread (its
+ * caller's wake-up). Readiness of descriptors comes from the kernel, and the poller is the place
+ * to wait for it: a worker alone with tasks that wait on sockets, which spun its tens of
+ * microseconds after every reply, used a whole CPU to serve what a sleeping one serves with a
+ * fraction (benchmarks/LOG.md, pg-add). As in Go, spinners are at most as many as the neighbours
+ * that run tasks. `spinning` is the caller's own count in rt->nspinning (0 or 1). */
+static int worth_spinning(weft__worker *w, unsigned spinning)
+{
+    weft_runtime *rt = w->rt;
+    if (weft__blocking_in_flight(rt))
+        return 1;
+    unsigned n = rt->nworkers;
+    if (n < 2)
+        return 0;
+    unsigned sleeping = 0;
+    for (unsigned i = 0; i < (n + 63) / 64; i++)
+        sleeping += (unsigned)__builtin_popcountll(
+            atomic_load_explicit(&rt->idle_mask[i], memory_order_relaxed));
+    unsigned spinners = atomic_load_explicit(&rt->nspinning, memory_order_relaxed) - spinning;
+    unsigned awake = n - 1 - (sleeping < n - 1 ? sleeping : n - 1);
+    unsigned running = awake > spinners ? awake - spinners : 0;
+    return running > 0 && spinners <= running;
+}
+
 weft__task *weft__steal_spin(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
+    if (!worth_spinning(w, 0))
+        return weft__inject_take(w);
     atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed);
     weft__task *t = NULL;
     for (int round = 0; round < SPIN_ROUNDS && !t; round++) {
         if ((t = weft__steal_round(w)) || (t = weft__inject_take(w)))
             break;
         if (round % SPIN_YIELD_EVERY == SPIN_YIELD_EVERY - 1) {
+            if (!worth_spinning(w, 1)) {
+                /* The neighbours went to sleep, or the blocking call came back: its caller may
+                 * be in the injection queue already. */
+                t = weft__inject_take(w);
+                break;
+            }
             sched_yield();
             continue;
         }

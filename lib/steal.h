@@ -11,8 +11,10 @@
 weft__task *weft__steal_round(weft__worker *w);
 
 /** The idle worker's search before it sleeps: steal rounds and looks at the injection queue,
- *  pausing between them, until a task is found (returned) or the rounds run out (NULL). Counted
- *  in the runtime's spinners meanwhile, so that producers leave sleepers asleep. */
+ *  pausing between them, until a task is found (returned) or the rounds run out (NULL). Only
+ *  while a neighbour runs tasks (spinners no more than they) or a blocking call is out: else one
+ *  look at the injection queue, and the caller sleeps (in the poller, where readiness comes).
+ *  Counted in the runtime's spinners meanwhile, so that producers leave sleepers asleep. */
 weft__task *weft__steal_spin(weft__worker *w);
 
 #endif
