@@ -32,6 +32,15 @@ struct pgw_conn {
     pgw_pool *pool; /* the pool it was taken from, while it is out */
     PGcancel *cancel;
     int wfd; /* the duplicate of libpq's socket that weft waits on; -1 if none */
+    /* Its readiness edges as seen before libpq's last read of the socket (weft_fd_mark): where
+     * the first wait after a command was sent starts from, so that it costs no system call of
+     * its own. The reply comes after the send, so after the mark, with an edge; so does what the
+     * server sent since that read (its last words before it closes a connection). A mark taken
+     * at the send instead would miss those. Later waits for the same reply ask the kernel:
+     * libpq's read stops when its buffer is full and may leave data behind, with no edge to
+     * come. */
+    weft_fd_edges edges;
+    int sent; /* a command went out since the last wait: the next one may start from `edges` */
     int broken;
     unsigned cancels;
     char sqlstate[6];
@@ -154,6 +163,10 @@ int pgw_connect(const char *conninfo, pgw_conn **out)
     }
     if (rc == 0 && (follow_socket(c) != 0 || PQsetnonblocking(c->pg, 1) != 0))
         rc = -ECONNRESET;
+    /* The first mark, and a read after it: whatever came since libpq's last read during the
+     * start-up is read now or brings an edge later (see `edges`). */
+    if (rc == 0 && (rc = weft_fd_mark(c->wfd, &c->edges)) == 0 && !PQconsumeInput(c->pg))
+        rc = -ECONNRESET;
     if (rc == 0 && !(c->cancel = PQgetCancel(c->pg)))
         rc = -ENOMEM;
     if (rc) {
@@ -202,8 +215,17 @@ static int await_result(pgw_conn *c, weft_time until)
     if (rc)
         return rc;
     while (PQisBusy(c->pg)) {
-        rc = weft_fd_wait(c->wfd, WEFT_READABLE, until);
+        /* The first wait after a send, from the mark (see `edges`); the others ask the kernel,
+         * since libpq's read stops when its buffer is full and may leave data behind. */
+        if (c->sent) {
+            c->sent = 0;
+            rc = weft_fd_wait_since(c->wfd, WEFT_READABLE, &c->edges, until);
+        } else {
+            rc = weft_fd_wait(c->wfd, WEFT_READABLE, until);
+        }
         if (rc < 0)
+            return rc;
+        if ((rc = weft_fd_mark(c->wfd, &c->edges)) != 0)
             return rc;
         if (!PQconsumeInput(c->pg))
             return lost(c);
@@ -337,6 +359,7 @@ static int ready(pgw_conn *c, PGresult **res)
     if (c->broken)
         return -ECONNRESET;
     c->sqlstate[0] = 0;
+    c->sent = 1; /* so far as await_result knows: a reply is to come */
     /* A task already cancelled sends nothing: there would be nothing to wait for. */
     return weft_checkpoint();
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * PostgreSQL from weft tasks: libpq in non-blocking mode, every wait parked on the
- * connection's socket with weft_fd_wait, and a small pool of connections that N tasks share
+ * connection's socket (a reply's with weft_fd_wait_since, from a mark taken before libpq's
+ * last read: no system call of its own), and a small pool of connections that N tasks share
  * through a semaphore of M tokens. Used by the pg benchmark (weft_pg.c) and its tests
  * (tests/test_pg.c); an example of the library, not part of it.
  *

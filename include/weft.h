@@ -903,6 +903,44 @@ WEFT_API int weft_parallel_reduce(int64_t begin, int64_t end, int64_t grain, siz
  */
 WEFT_API int weft_fd_wait(int fd, int events, weft_time deadline);
 
+/**
+ * The readiness edges of a descriptor as weft_fd_mark saw them, for weft_fd_wait_since. The
+ * fields are the runtime's: copy the struct, do not interpret it.
+ */
+typedef struct weft_fd_edges {
+    uint32_t gen;    /**< the descriptor's registration (weft_close moves it on) */
+    uint32_t seq[2]; /**< edges seen so far: readable, writable */
+} weft_fd_edges;
+
+/**
+ * For code that does its I/O on `fd` itself (a client library such as libpq, OpenSSL or c-ares)
+ * and asks weft only to wait: notes in `*edges` the readiness edges of `fd` seen so far,
+ * registering `fd` with the caller's runtime at its first use. Call it before the I/O that may
+ * find `fd` not ready (before the request whose reply the task will wait for, or before a read
+ * that may say EAGAIN), then weft_fd_wait_since(fd, ..., edges, ...): readiness that comes in
+ * between is not lost, and the wait asks the kernel nothing, where weft_fd_wait spends a system
+ * call to learn whether `fd` is ready now. Returns 0; -EINVAL for a NULL `edges` or a descriptor
+ * registered with another runtime; -EBADF; -EPERM outside a task, or for a regular file, which
+ * is always ready; -ENOMEM. Task-only; does not suspend.
+ */
+WEFT_API int weft_fd_mark(int fd, weft_fd_edges *edges);
+
+/**
+ * Parks the calling task until readiness for one of `events` (WEFT_READABLE, WEFT_WRITABLE, or
+ * both) comes to `fd` after `since` (from weft_fd_mark on the same `fd`), until `deadline`
+ * (weft_now() clock; WEFT_NEVER: none), or until the task is cancelled. Returns at once when an
+ * edge came already. Edge-triggered: readiness that was there before the mark, and that no new
+ * data or room renewed, does not end the wait; so mark before the I/O that emptied the
+ * descriptor (or filled it), not after, or use weft_fd_wait. Returns the bits among `events`
+ * whose edges moved (> 0; on a spurious edge the caller's I/O may still find nothing: mark and
+ * wait again); -ETIMEDOUT when `deadline` or the scope's effective deadline passed;
+ * -ECANCELED; -EBADF if `fd` was closed with weft_close since the mark (or was never marked);
+ * -EBUSY if another task already waits on `fd` in that direction; -EINVAL for `events` without
+ * either bit, a NULL `since`, or a descriptor registered with another runtime; -EPERM outside a
+ * task. Task-only; suspends.
+ */
+WEFT_API int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time deadline);
+
 /** Sets O_NONBLOCK on `fd`. Returns 0 or a negative errno value (-EBADF). Any thread; does not
  *  suspend. */
 WEFT_API int weft_fd_nonblock(int fd);

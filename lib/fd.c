@@ -113,6 +113,11 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m)
     return rc;
 }
 
+int weft__fd_ours(const weft__fd_rec *r, const weft__task *t)
+{
+    return __atomic_load_n(&r->poller, __ATOMIC_ACQUIRE) == &t->rt->poller;
+}
+
 /* Takes `t` off the slots of `dirs` it still holds. Under the record's lock. */
 static void unlist(weft__fd_rec *r, weft__task *t, int dirs)
 {

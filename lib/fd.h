@@ -50,6 +50,9 @@ void weft__fd_watch(int fd, int dir, weft__fd_mark *m);
  *  -ENOMEM, -EINVAL when another runtime has registered it). */
 int weft__fd_register(int fd, int dir, weft__fd_mark *m);
 
+/** Whether `r` is registered with the poller of the runtime of `t`. */
+int weft__fd_ours(const weft__fd_rec *r, const weft__task *t);
+
 /** Parks the calling task `t` until an edge in one of the directions of `dirs` (a mask of
  *  1 << WEFT__FD_READ and 1 << WEFT__FD_WRITE) after the marks `m` (one per direction asked,
  *  reading first, all of one record), at once if one came already; or until cancellation, or

@@ -391,6 +391,85 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
     }
 }
 
+int weft_fd_mark(int fd, weft_fd_edges *edges)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    if (!edges)
+        return -EINVAL;
+    weft__fd_mark m[2];
+    for (int d = 0; d < 2; d++) {
+        weft__fd_watch(fd, d, &m[d]);
+        if (!m[d].rec) {
+            int rc = weft__fd_register(fd, d, &m[d]);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    if (!weft__fd_ours(m[0].rec, t))
+        return -EINVAL; /* its waits would be another runtime's: refused at the first look */
+    if (m[0].gen != m[1].gen)
+        return -EBADF; /* closed between the two looks */
+    edges->gen = m[0].gen;
+    edges->seq[WEFT__FD_READ] = m[0].seq;
+    edges->seq[WEFT__FD_WRITE] = m[1].seq;
+    return 0;
+}
+
+int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time deadline)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    if (!since || !(events & (WEFT_READABLE | WEFT_WRITABLE)))
+        return -EINVAL;
+    events &= WEFT_READABLE | WEFT_WRITABLE;
+    int code = weft__wait_enter(t,
+                                events == WEFT_READABLE   ? WEFT__ON_FD_READ
+                                : events == WEFT_WRITABLE ? WEFT__ON_FD_WRITE
+                                                          : WEFT__ON_FD_EITHER,
+                                (const void *)(intptr_t)fd);
+    if (code)
+        return code;
+    int dirs = ((events & WEFT_READABLE) ? 1 << WEFT__FD_READ : 0) |
+               ((events & WEFT_WRITABLE) ? 1 << WEFT__FD_WRITE : 0);
+    weft__fd_mark m[2];
+    int n = 0;
+    for (int d = 0; d < 2; d++) {
+        if (!(dirs & (1 << d)))
+            continue;
+        weft__fd_watch(fd, d, &m[n]);
+        if (!m[n].rec)
+            return -EBADF; /* never registered, or closed since */
+        m[n].gen = since->gen;
+        m[n].seq = since->seq[d];
+        n++;
+    }
+    for (;;) {
+        int bits = 0;
+        n = 0;
+        for (int d = 0; d < 2; d++) {
+            if (!(dirs & (1 << d)))
+                continue;
+            weft__fd_mark now;
+            weft__fd_watch(fd, d, &now);
+            if (!now.rec || now.gen != since->gen)
+                return -EBADF;
+            if (now.seq != m[n].seq)
+                bits |= d == WEFT__FD_READ ? WEFT_READABLE : WEFT_WRITABLE;
+            n++;
+        }
+        if (bits)
+            return bits;
+        if (deadline <= weft_now())
+            return -ETIMEDOUT;
+        int rc = weft__fd_park(t, dirs, m, deadline);
+        if (rc < 0)
+            return rc;
+    }
+}
+
 int weft_fd_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);

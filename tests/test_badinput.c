@@ -367,6 +367,15 @@ static struct iovec row_iov = {.iov_base = row_buf, .iov_len = sizeof(row_buf)};
 ROWFN(r_fd_wait_bad_fd, weft_fd_wait(-1, WEFT_READABLE, WEFT_NEVER))
 ROWFN(r_fd_wait_no_events, weft_fd_wait(0, 0, WEFT_NEVER))
 ROWFN(r_fd_wait_bad_events, weft_fd_wait(0, 4, WEFT_NEVER))
+static weft_fd_edges row_edges;
+ROWFN(r_fd_mark_bad_fd, weft_fd_mark(-1, &row_edges))
+ROWFN(r_fd_mark_null, weft_fd_mark(0, NULL))
+ROWFN(r_fd_wait_since_bad_fd, weft_fd_wait_since(-1, WEFT_READABLE, &row_edges, WEFT_NEVER))
+ROWFN(r_fd_wait_since_unmarked,
+      weft_fd_wait_since((1 << 20) - 1, WEFT_READABLE, &row_edges, WEFT_NEVER))
+ROWFN(r_fd_wait_since_null, weft_fd_wait_since(0, WEFT_READABLE, NULL, WEFT_NEVER))
+ROWFN(r_fd_wait_since_no_events, weft_fd_wait_since(0, 0, &row_edges, WEFT_NEVER))
+ROWFN(r_fd_wait_since_bad_events, weft_fd_wait_since(0, 4, &row_edges, WEFT_NEVER))
 ROWFN(r_fd_nonblock_bad_fd, weft_fd_nonblock(-1))
 ROWFN(r_close_bad_fd, weft_close(-1))
 ROWFN(r_close_unopened, weft_close(1 << 20))
@@ -695,6 +704,14 @@ static const row rows[] = {
     {"weft_fd_wait", "fd -1", r_fd_wait_bad_fd, -EPERM, -EBADF},
     {"weft_fd_wait", "no event asked", r_fd_wait_no_events, -EPERM, -EINVAL},
     {"weft_fd_wait", "an unknown event bit only", r_fd_wait_bad_events, -EPERM, -EINVAL},
+    {"weft_fd_mark", "fd -1", r_fd_mark_bad_fd, -EPERM, -EBADF},
+    {"weft_fd_mark", "NULL edges", r_fd_mark_null, -EPERM, -EINVAL},
+    {"weft_fd_wait_since", "fd -1", r_fd_wait_since_bad_fd, -EPERM, -EBADF},
+    {"weft_fd_wait_since", "a descriptor never marked", r_fd_wait_since_unmarked, -EPERM, -EBADF},
+    {"weft_fd_wait_since", "NULL since", r_fd_wait_since_null, -EPERM, -EINVAL},
+    {"weft_fd_wait_since", "no event asked", r_fd_wait_since_no_events, -EPERM, -EINVAL},
+    {"weft_fd_wait_since", "an unknown event bit only", r_fd_wait_since_bad_events, -EPERM,
+     -EINVAL},
     {"weft_fd_nonblock", "(any thread) fd -1", r_fd_nonblock_bad_fd, -EBADF, -EBADF},
     {"weft_close", "(any thread) fd -1", r_close_bad_fd, -EBADF, -EBADF},
     {"weft_close", "(any thread) a descriptor never opened", r_close_unopened, -EBADF, -EBADF},

@@ -587,3 +587,137 @@ Test(io, fd_wait_reports_what_is_ready)
     weft_close(f.a);
     close(f.b);
 }
+
+/* ---- weft_fd_mark and weft_fd_wait_since ------------------------------------------------------
+ */
+
+typedef struct marks {
+    int a, b;
+    int early, stale, woken, after_drain, writer_ran;
+    int full_timed_out, room, closed_wait, stale_mark, cancelled;
+    atomic_int parked_reader; /* the reader of `closing` is parked: close it */
+} marks;
+
+static int marks_writer(void *p)
+{
+    marks *m = p;
+    m->writer_ran = 1;
+    CHECK_EQ(write(m->b, "y", 1), 1);
+    return 0;
+}
+
+static int marks_root(void *p)
+{
+    marks *m = p;
+    char buf[64];
+    weft_fd_edges e;
+    /* An edge between the mark and the wait: the wait returns at once. */
+    CHECK_EQ(weft_fd_mark(m->a, &e), 0);
+    CHECK_EQ(write(m->b, "x", 1), 1);
+    m->early = weft_fd_wait_since(m->a, WEFT_READABLE, &e, WEFT_NEVER);
+    /* Data that was there before the mark, renewed by nothing: no edge (edge-triggered). */
+    CHECK_EQ(weft_fd_mark(m->a, &e), 0);
+    m->stale = weft_fd_wait_since(m->a, WEFT_READABLE, &e, weft_now() + 5 * WEFT_MSEC);
+    /* Mark, read to EAGAIN, wait: parks until the writer (which runs once this task parks, on
+     * the only worker) sends. */
+    CHECK_EQ(weft_fd_mark(m->a, &e), 0);
+    while (read(m->a, buf, sizeof buf) > 0)
+        ;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    CHECK_EQ(weft_spawn(s, marks_writer, m), 0);
+    m->woken = weft_fd_wait_since(m->a, WEFT_READABLE, &e, WEFT_NEVER);
+    m->after_drain = m->writer_ran;
+    CHECK_EQ(weft_scope_close(s), 0);
+    CHECK_EQ(read(m->a, buf, sizeof buf), 1);
+    /* Writable: fill the socket, then room comes when the peer reads. */
+    CHECK_EQ(weft_fd_mark(m->a, &e), 0);
+    while (write(m->a, buf, sizeof buf) > 0)
+        ;
+    m->full_timed_out = weft_fd_wait_since(m->a, WEFT_WRITABLE, &e, weft_now() + 5 * WEFT_MSEC);
+    while (read(m->b, buf, sizeof buf) > 0)
+        ;
+    m->room = weft_fd_wait_since(m->a, WEFT_READABLE | WEFT_WRITABLE, &e, WEFT_NEVER);
+    return 0;
+}
+
+Test(io, fd_wait_since_ends_at_an_edge_after_the_mark)
+{
+    marks m;
+    memset(&m, 0, sizeof(m));
+    int pair[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair), 0);
+    m.a = pair[0];
+    m.b = pair[1];
+    cr_assert_eq(run_on(1, marks_root, &m), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(m.early, WEFT_READABLE);
+    cr_assert_eq(m.stale, -ETIMEDOUT, "data from before the mark ended the wait: %d", m.stale);
+    cr_assert_eq(m.woken, WEFT_READABLE);
+    cr_assert(m.after_drain, "the wait returned before anything was written");
+    cr_assert_eq(m.full_timed_out, -ETIMEDOUT);
+    cr_assert(m.room & WEFT_WRITABLE, "room: %d", m.room);
+    weft_close(m.a);
+    close(m.b);
+}
+
+static int marks_closer(void *p)
+{
+    marks *m = p;
+    while (!atomic_load(&m->parked_reader))
+        weft_yield();
+    CHECK_EQ(weft_close(m->a), 0);
+    return 0;
+}
+
+static int marks_waiter(void *p)
+{
+    marks *m = p;
+    weft_fd_edges e;
+    CHECK_EQ(weft_fd_mark(m->a, &e), 0);
+    atomic_store(&m->parked_reader, 1); /* one worker: the closer runs once this task parks */
+    m->closed_wait = weft_fd_wait_since(m->a, WEFT_READABLE, &e, WEFT_NEVER);
+    m->stale_mark = weft_fd_wait_since(m->a, WEFT_READABLE, &e, WEFT_NEVER);
+    return 0;
+}
+
+static int marks_cancelled(void *p)
+{
+    marks *m = p;
+    weft_fd_edges e;
+    CHECK_EQ(weft_fd_mark(m->b, &e), 0);
+    m->cancelled = weft_fd_wait_since(m->b, WEFT_READABLE, &e, WEFT_NEVER);
+    return 0;
+}
+
+static int marks_close_root(void *p)
+{
+    marks *m = p;
+    weft_scope *s, *c;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    CHECK_EQ(weft_spawn(s, marks_waiter, m), 0);
+    CHECK_EQ(weft_spawn(s, marks_closer, m), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    REQUIRE_EQ(weft_scope_open(&c, NULL), 0);
+    CHECK_EQ(weft_spawn(c, marks_cancelled, m), 0);
+    weft_yield(); /* it parks: nothing is ever written to b */
+    CHECK_EQ(weft_scope_cancel(c), 0);
+    CHECK_EQ(weft_scope_close(c), -ECANCELED);
+    return 0;
+}
+
+Test(io, fd_wait_since_ends_at_close_and_cancel)
+{
+    marks m;
+    memset(&m, 0, sizeof(m));
+    int pair[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair), 0);
+    m.a = pair[0];
+    m.b = pair[1];
+    cr_assert_eq(run_on(1, marks_close_root, &m), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(m.closed_wait, -EBADF);
+    cr_assert_eq(m.stale_mark, -EBADF, "a mark from before weft_close: %d", m.stale_mark);
+    cr_assert_eq(m.cancelled, -ECANCELED);
+    weft_close(m.b);
+}
