@@ -22,6 +22,7 @@
 #include "blocking.h"
 
 #include "alloc.h"
+#include "cancel.h"
 #include "futex.h"
 #include "sched.h"
 #include "scope.h"
@@ -229,6 +230,8 @@ int weft_blocking(weft_fn fn, void *arg, int *result)
         return code;
     weft_scope *cs = t->cancel_scope;
     blocking_job j = {.fn = fn, .arg = arg, .task = t, .cancel_scope = cs};
+    /* No cancel ends this wait: off the parked list before the park word is set (cancel.h). */
+    weft__cancel_unlist(t);
     weft__wait_prepare(t);
     int rc = pool_submit(t->rt->blocking, &j);
     if (rc) {

@@ -37,17 +37,21 @@ static int reason_of_kind(uint64_t kind)
     return kind == 3 ? WEFT_CANCEL_SHUTDOWN : kind == 2 ? WEFT_CANCEL_DEADLINE : WEFT_CANCEL_PARENT;
 }
 
-/* Wakes and detaches the tasks parked in `s`, whose state is set and whose lock is held. Each
- * detached task's unregister then finds itself off the list and needs neither the lock nor its
- * neighbours' records. The lock is let go every WAKE_CHUNK tasks: a woken task that runs on
- * another worker before it is detached takes the lock to unregister, and would otherwise spin
- * until the whole list was woken (100,000 sleepers: milliseconds). Registrations are refused
- * meanwhile (the state is set), so the list only shrinks, and each wake still happens under the
- * lock of the registration it found. */
+/* Wakes and detaches the tasks listed in `s` (cancel.h), whose state is set and whose lock is
+ * held: those parked are woken, those running look at the state at their next park. Each task is
+ * detached before its wake, so its unlist finds itself off the list and needs neither the lock
+ * nor its neighbours' records. The lock is let go every WAKE_CHUNK tasks: a listed task that
+ * runs on another worker and takes itself off (it ends, or parks elsewhere) takes the lock, and
+ * would otherwise spin until the whole list was woken (100,000 sleepers: milliseconds).
+ * Registrations are refused meanwhile (the state is set), so the list only shrinks, and each wake
+ * still happens under the lock of the registration it found. */
 #define WAKE_CHUNK 64
 
 static void wake_parked(weft_scope *s)
 {
+    /* The state before the park words (cancel.h): a listed task that parks without the lock
+     * either sees the state or is seen parked here. */
+    atomic_thread_fence(memory_order_seq_cst);
     weft__ready_batch woken = {.head = NULL};
     for (;;) {
         for (int n = 0; n < WAKE_CHUNK && s->parked; n++) {
@@ -60,9 +64,11 @@ static void wake_parked(weft_scope *s)
             s->parked = t->pnext;
             if (s->parked)
                 s->parked->pprev = NULL;
-            weft__sched_wake_into(t, WEFT__WOKEN_CANCEL, &woken);
+            /* Detached before the wake: once woken, the task may run on another worker and list
+             * itself again, elsewhere too, and these stores would then undo that. */
             t->pnext = t->pprev = NULL;
             atomic_store_explicit(&t->listed, 0, memory_order_release);
+            weft__sched_wake_into(t, WEFT__WOKEN_CANCEL, &woken);
         }
         weft__sched_ready_batch(s->rt, &woken);
         if (!s->parked)
@@ -315,13 +321,17 @@ int weft__cancel_park_register(weft_scope *s, weft__task *t)
     s->park_recent[r] = t;
     atomic_store_explicit(&t->listed, 1, memory_order_relaxed);
     weft__lock_release(&s->lock);
+    t->listed_in = s;
+    t->flags |= WEFT__TASK_LISTED;
     return 0;
 }
 
-void weft__cancel_park_unregister(weft_scope *s, weft__task *t)
+void weft__cancel_unlist_slow(weft__task *t)
 {
+    t->flags &= ~(uint32_t)WEFT__TASK_LISTED;
     if (!atomic_load_explicit(&t->listed, memory_order_acquire))
         return; /* detached by a cancel */
+    weft_scope *s = t->listed_in;
     weft__lock_acquire(&s->lock);
     if (atomic_load_explicit(&t->listed, memory_order_relaxed)) {
         if (t->pprev)

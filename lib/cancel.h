@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 
+#include "task.h"
 #include "weft.h"
 
 typedef struct weft__task weft__task;
@@ -31,11 +32,40 @@ uint64_t weft__cancel_pull(weft_scope *s);
 /** weft__scope_cancel_code's slow path: the pulled state, as a code. */
 int weft__cancel_code_slow(weft_scope *s);
 
-/** Registers `t` (which has prepared its park) on its cancel scope's parked list, linking the
- *  scope first. Returns 0, -ENOMEM, or the cancel code if the scope is cancelled (then `t` is
- *  not registered). */
+/*
+ * The parked list of a scope holds the tasks a cancel of the scope must wake: tasks that have
+ * parked with it as their cancel scope (innermost open scope). A task stays on it after its park
+ * ends, so that a task that parks again and again in one scope (a channel's consumer, a
+ * connection's reader) is listed once, not at every park: a lock, four links and two cache lines
+ * of the scope less per park. A cancel wakes what it finds parked and detaches every task it
+ * finds; those running look at the scope's state at their next park. The rules that keep it
+ * sound:
+ *   - A task is listed in one scope at most (`listed_in`): its cancel scope, or an outer scope of
+ *     its own that is not shielded from it. A park in another scope moves it there. A cancel of
+ *     that outer scope may wake the task between the prepare of a park in the inner scope and
+ *     the move: the cancel reaches the inner scope too, so that is a wake it makes anyway (and the
+ *     task, woken, is listed in the inner scope all the same). A shielded scope takes its owner
+ *     off the list as it opens.
+ *   - It takes itself off before it ends (before its scope can learn of the end and be freed),
+ *     and before a park that no cancel may end (a blocking call, a join), since a cancel wakes
+ *     whatever parked task it finds listed.
+ *   - A listed task's next park in that scope looks at the scope's state after its park word is
+ *     set, and a cancel wakes the list after the state is set, each with a full fence between:
+ *     either the park sees the state, or the cancel sees the park (park_check in wait.c).
+ */
+
+/** Lists `t` (which has prepared its park) on the parked list of `s`, its cancel scope, linking
+ *  the scope first. Returns 0, -ENOMEM, or the cancel code if the scope is cancelled (then `t` is
+ *  not listed). */
 int weft__cancel_park_register(weft_scope *s, weft__task *t);
-/** Takes `t` off the list, unless a cancel detached it already. */
-void weft__cancel_park_unregister(weft_scope *s, weft__task *t);
+
+/** Takes `t` off the parked list it put itself on (WEFT__TASK_LISTED, `listed_in`), unless a
+ *  cancel has detached it since. Only `t` itself. */
+void weft__cancel_unlist_slow(weft__task *t);
+static inline void weft__cancel_unlist(weft__task *t)
+{
+    if (__builtin_expect(t->flags & WEFT__TASK_LISTED, 0))
+        weft__cancel_unlist_slow(t);
+}
 
 #endif

@@ -75,8 +75,8 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
      * the owner spawned, ended well and holds nothing is counted out on the owner's side. */
     if (__builtin_expect(rc == 0 && !child->owned && !child->failure && !WEFT__TOKENS_LEFT(child) &&
                              !s->max_running &&
-                             (child->flags & (WEFT__TASK_SUBMITTED | WEFT__TASK_OWNER_COUNTED)) ==
-                                 WEFT__TASK_OWNER_COUNTED,
+                             (child->flags & (WEFT__TASK_SUBMITTED | WEFT__TASK_OWNER_COUNTED |
+                                              WEFT__TASK_LISTED)) == WEFT__TASK_OWNER_COUNTED,
                          1)) {
         s->owner_spawned--;
     } else if (weft__scope_end_task(child, rc)) {

@@ -315,6 +315,8 @@ static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
                           epoch << 2 | weft__scope_cancel_encode(shield ? 0 : code),
                           memory_order_relaxed);
 
+    if (shield)
+        weft__cancel_unlist(t); /* no cancel from outside may reach its waits (cancel.h) */
     push_owned(t, s);
     if (__builtin_expect(w->trace != NULL, 0))
         weft__trace_scope_open(w, s);
@@ -530,6 +532,9 @@ static __attribute__((noinline)) weft__worker *join_chaos_point(weft__worker *w,
 static inline __attribute__((always_inline)) weft__worker *
 join_body_as(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *result, int traced)
 {
+    /* Off the parked list of `s`: no cancel may end the join's park, and `s` stops being the
+     * cancel scope of `t` at its end (cancel.h). */
+    weft__cancel_unlist(t);
     /* One test for chaos mode and tracing both: a join of a traced runtime is join_traced. */
     if (__builtin_expect(t->rt->detours != 0, 0)) {
         if (!traced && w->trace)

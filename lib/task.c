@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cancel.h"
 #include "chaos.h"
 #include "deadline.h"
 #include "inject.h"
@@ -283,6 +284,7 @@ int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
 
 int weft__task_complete_slow(weft__task *t, int rc)
 {
+    weft__cancel_unlist(t); /* before its scope can learn of its end, and be freed (cancel.h) */
     if (t->owned)
         rc = weft__scope_release_owned(t, rc);
 #ifndef NDEBUG

@@ -76,8 +76,9 @@ typedef struct weft__task {
     struct weft__task *hint;
     struct weft__task *snext, *sprev; /* a semaphore's wait queue (apart from `next`: a
                                        * cancelled waiter is queued to run while still in it) */
-    struct weft__task *pnext, *pprev; /* a scope's parked list */
+    struct weft__task *pnext, *pprev; /* its cancel scope's parked list (cancel.h) */
     _Atomic uint32_t listed;          /* on that list; cleared by a cancel that detaches it */
+    struct weft_scope *listed_in;     /* whose list that is (WEFT__TASK_LISTED) */
     _Atomic uint32_t wait;
     _Atomic uint32_t park_sync;
     uint32_t flags;
@@ -111,6 +112,9 @@ enum {
                                    * cleared by a spawn's reset. A walk over the chunks (dump.c)
                                    * tells live records from free ones by it. */
     WEFT__TASK_TRACE_RUN = 64,    /* traced runtimes: it began running (trace.c) */
+    WEFT__TASK_LISTED = 128,      /* put on its cancel scope's parked list by itself, and not
+                                   * taken off by itself since (a cancel may have detached it:
+                                   * `listed` says); see weft__cancel_unlist */
 };
 
 /** Notes what `t` is about to wait on (weft__wait_enter does it for every wait; a join does it

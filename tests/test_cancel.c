@@ -1152,3 +1152,272 @@ Test(cancel, signal_through_a_pipe_cancels_a_scope_raised_at_the_running_thread,
     check_signal_cancels(1, 1);
     check_signal_cancels(4, 1);
 }
+
+/* ---- a task stays on its scope's parked list between parks ------------------------------------
+ * A task that parked once in its cancel scope stays listed there (lib/cancel.h), so a cancel of
+ * that scope finds it at its next park without a new registration. The waits that no cancel of
+ * the scope may end (a blocking call, the join of the scope, a wait inside a shielded scope)
+ * must not be ended by it for being listed. Each case parks the task in the scope first. */
+
+typedef struct listed_case {
+    weft_event *first; /* what the task parks on first, so that it is listed */
+    weft_event *never; /* never set: the children's cancellable wait */
+    weft_event *shielded_ev;
+    weft_scope *scope; /* the scope the cancel is for */
+    atomic_int in_fn, release_fn, fn_done, joining, children_started, children_done, in_shield,
+        nested_returned;
+    int blocking_rc, fn_done_at_return, join_rc, children_done_at_join, shielded_rc, again_rc;
+} listed_case;
+
+static int listed_blocking_fn(void *p)
+{
+    listed_case *k = p;
+    atomic_store(&k->in_fn, 1);
+    while (!atomic_load(&k->release_fn))
+        sched_yield();
+    atomic_store(&k->fn_done, 1);
+    return 0;
+}
+
+static int listed_blocker(void *p)
+{
+    listed_case *k = p;
+    CHECK_EQ(weft_event_wait(k->first), 0); /* listed in its scope from here */
+    k->blocking_rc = weft_blocking(listed_blocking_fn, k, NULL);
+    k->fn_done_at_return = atomic_load(&k->fn_done);
+    k->again_rc = weft_event_wait(k->never); /* listed again: the cancel is seen at once */
+    return 0;
+}
+
+static int listed_blocking_root(void *p)
+{
+    listed_case *k = p;
+    REQUIRE_EQ(weft_scope_open(&k->scope, NULL), 0);
+    CHECK_EQ(weft_spawn(k->scope, listed_blocker, k), 0);
+    weft_yield(); /* the child parks on `first` (one worker) */
+    CHECK_EQ(weft_event_set(k->first), 0);
+    while (!atomic_load(&k->in_fn))
+        weft_yield();
+    CHECK_EQ(weft_scope_cancel(k->scope), 0); /* while the call runs: it must run to its end */
+    for (int i = 0; i < 100; i++)
+        weft_yield(); /* a premature wake would have run the child by now */
+    atomic_store(&k->release_fn, 1);
+    CHECK_EQ(weft_scope_close(k->scope), -ECANCELED);
+    return 0;
+}
+
+static void listed_setup(listed_case *k)
+{
+    memset(k, 0, sizeof(*k));
+    cr_assert_eq(weft_event_create(&k->first), 0);
+    cr_assert_eq(weft_event_create(&k->never), 0);
+    cr_assert_eq(weft_event_create(&k->shielded_ev), 0);
+}
+
+static void listed_teardown(listed_case *k)
+{
+    weft_event_destroy(k->first);
+    weft_event_destroy(k->never);
+    weft_event_destroy(k->shielded_ev);
+}
+
+Test(cancel, a_listed_task_in_a_blocking_call_is_not_woken_by_its_scope_cancel)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        listed_case k;
+        listed_setup(&k);
+        cr_assert_eq(run_on(workers, listed_blocking_root, &k), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(k.fn_done_at_return, 1, "weft_blocking returned before its function ended");
+        cr_assert_eq(k.blocking_rc, -ECANCELED);
+        cr_assert_eq(k.again_rc, -ECANCELED);
+        listed_teardown(&k);
+    }
+}
+
+static int listed_release_wait(void *p)
+{
+    listed_case *k = p;
+    while (!atomic_load(&k->release_fn))
+        sched_yield();
+    return 0;
+}
+
+static int listed_child(void *p)
+{
+    listed_case *k = p;
+    atomic_fetch_add(&k->children_started, 1);
+    (void)weft_event_wait(k->never); /* ended by the cancel */
+    /* Still running, in a call no cancel ends, when a premature join would return. */
+    (void)weft_blocking(listed_release_wait, k, NULL);
+    atomic_fetch_add(&k->children_done, 1);
+    return 0;
+}
+
+static int listed_setter(void *p)
+{
+    listed_case *k = p;
+    return weft_event_set(k->first);
+}
+
+/* The owner parks in its scope (so it is listed there), spawns children that wait, and joins; a
+ * task outside cancels the scope during the join. */
+static int listed_owner(void *p)
+{
+    listed_case *k = p;
+    REQUIRE_EQ(weft_scope_open(&k->scope, NULL), 0);
+    CHECK_EQ(weft_spawn(k->scope, listed_setter, k), 0);
+    CHECK_EQ(weft_event_wait(k->first), 0); /* listed in k->scope from here */
+    for (int i = 0; i < 8; i++)
+        CHECK_EQ(weft_spawn(k->scope, listed_child, k), 0);
+    while (atomic_load(&k->children_started) < 8)
+        weft_yield(); /* they start on stacks of their own: the join then parks */
+    atomic_store(&k->joining, 1);
+    k->join_rc = weft_scope_close(k->scope);
+    k->children_done_at_join = atomic_load(&k->children_done);
+    return 0;
+}
+
+static int listed_canceller(void *p)
+{
+    listed_case *k = p;
+    while (!atomic_load(&k->joining))
+        weft_yield();
+    weft_yield(); /* the owner is in its join (one worker) */
+    CHECK_EQ(weft_scope_cancel(k->scope), 0);
+    for (int i = 0; i < 100; i++)
+        weft_yield(); /* a join woken by the cancel would return meanwhile */
+    atomic_store(&k->release_fn, 1);
+    return 0;
+}
+
+static int listed_join_root(void *p)
+{
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    CHECK_EQ(weft_spawn(s, listed_owner, p), 0);
+    CHECK_EQ(weft_spawn(s, listed_canceller, p), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(cancel, a_listed_owner_s_join_waits_for_every_child_when_its_scope_is_cancelled)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        listed_case k;
+        listed_setup(&k);
+        cr_assert_eq(run_on(workers, listed_join_root, &k), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(k.join_rc, -ECANCELED);
+        cr_assert_eq(k.children_done_at_join, 8, "the join returned with %d of 8 children ended",
+                     k.children_done_at_join);
+        listed_teardown(&k);
+    }
+}
+
+/* The owner parks in its scope, then waits inside a shielded scope of its own; a cancel of the
+ * outer scope must not end that wait. */
+static int listed_shielded_owner(void *p)
+{
+    listed_case *k = p;
+    REQUIRE_EQ(weft_scope_open(&k->scope, NULL), 0);
+    CHECK_EQ(weft_spawn(k->scope, listed_setter, k), 0);
+    CHECK_EQ(weft_event_wait(k->first), 0); /* listed in k->scope from here */
+    weft_scope *sh;
+    REQUIRE_EQ(weft_scope_open(&sh, &(weft_scope_opts){.shield = 1}), 0);
+    atomic_store(&k->in_shield, 1);
+    k->shielded_rc = weft_event_wait(k->shielded_ev);
+    CHECK_EQ(weft_scope_close(sh), 0);
+    CHECK_EQ(weft_scope_close(k->scope), -ECANCELED);
+    return 0;
+}
+
+static int listed_shield_canceller(void *p)
+{
+    listed_case *k = p;
+    while (!atomic_load(&k->in_shield))
+        weft_yield();
+    weft_yield(); /* the owner waits in its shield (one worker) */
+    CHECK_EQ(weft_scope_cancel(k->scope), 0);
+    for (int i = 0; i < 20; i++)
+        weft_yield(); /* a wrong wake would have ended the shielded wait by now */
+    CHECK_EQ(weft_event_set(k->shielded_ev), 0);
+    return 0;
+}
+
+static int listed_shield_root(void *p)
+{
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    CHECK_EQ(weft_spawn(s, listed_shielded_owner, p), 0);
+    CHECK_EQ(weft_spawn(s, listed_shield_canceller, p), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(cancel, a_listed_task_waiting_in_a_shield_is_not_woken_by_the_outer_cancel)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        listed_case k;
+        listed_setup(&k);
+        cr_assert_eq(run_on(workers, listed_shield_root, &k), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(k.shielded_rc, 0, "the shielded wait returned %d", k.shielded_rc);
+        listed_teardown(&k);
+    }
+}
+
+/* The owner parks in its scope, then waits in a nested scope of its own; a cancel of the nested
+ * scope alone must reach that wait (the owner moved to the nested scope's list). */
+static int listed_nested_owner(void *p)
+{
+    listed_case *k = p;
+    weft_scope *outer;
+    REQUIRE_EQ(weft_scope_open(&outer, NULL), 0);
+    CHECK_EQ(weft_spawn(outer, listed_setter, k), 0);
+    CHECK_EQ(weft_event_wait(k->first), 0); /* listed in `outer` from here */
+    REQUIRE_EQ(weft_scope_open(&k->scope, NULL), 0);
+    atomic_store(&k->in_shield, 1);
+    k->shielded_rc = weft_event_wait(k->never);
+    atomic_store(&k->nested_returned, 1);
+    CHECK_EQ(weft_scope_close(k->scope), -ECANCELED);
+    k->again_rc = weft_event_wait(k->shielded_ev); /* back in `outer`, not cancelled */
+    CHECK_EQ(weft_scope_close(outer), 0);
+    return 0;
+}
+
+static int listed_nested_canceller(void *p)
+{
+    listed_case *k = p;
+    while (!atomic_load(&k->in_shield))
+        weft_yield();
+    weft_yield(); /* the owner waits in the nested scope (one worker) */
+    CHECK_EQ(weft_scope_cancel(k->scope), 0);
+    while (!atomic_load(&k->nested_returned))
+        weft_yield();
+    CHECK_EQ(weft_event_set(k->shielded_ev), 0);
+    return 0;
+}
+
+static int listed_nested_root(void *p)
+{
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    CHECK_EQ(weft_spawn(s, listed_nested_owner, p), 0);
+    CHECK_EQ(weft_spawn(s, listed_nested_canceller, p), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(cancel, a_task_listed_in_an_outer_scope_is_woken_by_a_cancel_of_the_inner_one, .timeout = 30)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        listed_case k;
+        listed_setup(&k);
+        cr_assert_eq(run_on(workers, listed_nested_root, &k), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(k.shielded_rc, -ECANCELED, "the nested wait returned %d", k.shielded_rc);
+        cr_assert_eq(k.again_rc, 0, "the wait in the outer scope returned %d", k.again_rc);
+        listed_teardown(&k);
+    }
+}
