@@ -332,11 +332,31 @@ static __attribute__((noinline)) int ready_now(int fd, int events)
     return ready & events;
 }
 
-int weft_fd_wait(int fd, int events, weft_time deadline)
+/* The readiness bits of the directions of `dirs` whose edge counts moved since the marks `m`
+ * (one per direction asked, reading first, all of one record); -EBADF when the descriptor was
+ * closed since (its record is no longer registered, or in another generation). */
+static int edges_since(int fd, int dirs, const weft__fd_mark *m)
 {
-    weft__task *t = weft__task_self();
-    if (!t)
-        return -EPERM;
+    int bits = 0;
+    for (int d = 0, n = 0; d < 2; d++) {
+        if (!(dirs & (1 << d)))
+            continue;
+        weft__fd_mark now;
+        weft__fd_watch(fd, d, &now);
+        if (now.rec != m[n].rec || now.gen != m[n].gen)
+            return -EBADF;
+        if (now.seq != m[n].seq)
+            bits |= d == WEFT__FD_READ ? WEFT_READABLE : WEFT_WRITABLE;
+        n++;
+    }
+    return bits;
+}
+
+/* The start both readiness waits share: `events` checked (-EINVAL without either bit), the
+ * wait noted for a dump and the cancel state looked at. The directions asked (a mask of
+ * 1 << WEFT__FD_READ and 1 << WEFT__FD_WRITE), or a negative code. */
+static int wait_begin(weft__task *t, int fd, int events)
+{
     events &= WEFT_READABLE | WEFT_WRITABLE;
     if (!events)
         return -EINVAL;
@@ -347,8 +367,19 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
                                 (const void *)(intptr_t)fd);
     if (code)
         return code;
-    int dirs = ((events & WEFT_READABLE) ? 1 << WEFT__FD_READ : 0) |
-               ((events & WEFT_WRITABLE) ? 1 << WEFT__FD_WRITE : 0);
+    return ((events & WEFT_READABLE) ? 1 << WEFT__FD_READ : 0) |
+           ((events & WEFT_WRITABLE) ? 1 << WEFT__FD_WRITE : 0);
+}
+
+int weft_fd_wait(int fd, int events, weft_time deadline)
+{
+    weft__task *t = weft__task_self();
+    if (!t)
+        return -EPERM;
+    int dirs = wait_begin(t, fd, events);
+    if (dirs < 0)
+        return dirs;
+    events &= WEFT_READABLE | WEFT_WRITABLE;
     for (;;) {
         weft__fd_mark m[2];
         int n = 0;
@@ -375,18 +406,8 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
          * all that a readiness call can promise; asking poll() again would cost a system call
          * per wait to learn it. A count that moved without an edge of ours (the record changed
          * hands) falls through to the look above. */
-        int bits = 0;
-        n = 0;
-        for (int d = 0; d < 2; d++) {
-            if (!(dirs & (1 << d)))
-                continue;
-            weft__fd_mark now;
-            weft__fd_watch(fd, d, &now);
-            if (now.rec == m[n].rec && now.gen == m[n].gen && now.seq != m[n].seq)
-                bits |= d == WEFT__FD_READ ? WEFT_READABLE : WEFT_WRITABLE;
-            n++;
-        }
-        if (bits)
+        int bits = edges_since(fd, dirs, m);
+        if (bits > 0)
             return bits;
     }
 }
@@ -422,18 +443,11 @@ int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    if (!since || !(events & (WEFT_READABLE | WEFT_WRITABLE)))
+    if (!since)
         return -EINVAL;
-    events &= WEFT_READABLE | WEFT_WRITABLE;
-    int code = weft__wait_enter(t,
-                                events == WEFT_READABLE   ? WEFT__ON_FD_READ
-                                : events == WEFT_WRITABLE ? WEFT__ON_FD_WRITE
-                                                          : WEFT__ON_FD_EITHER,
-                                (const void *)(intptr_t)fd);
-    if (code)
-        return code;
-    int dirs = ((events & WEFT_READABLE) ? 1 << WEFT__FD_READ : 0) |
-               ((events & WEFT_WRITABLE) ? 1 << WEFT__FD_WRITE : 0);
+    int dirs = wait_begin(t, fd, events);
+    if (dirs < 0)
+        return dirs;
     weft__fd_mark m[2];
     int n = 0;
     for (int d = 0; d < 2; d++) {
@@ -447,20 +461,8 @@ int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time
         n++;
     }
     for (;;) {
-        int bits = 0;
-        n = 0;
-        for (int d = 0; d < 2; d++) {
-            if (!(dirs & (1 << d)))
-                continue;
-            weft__fd_mark now;
-            weft__fd_watch(fd, d, &now);
-            if (!now.rec || now.gen != since->gen)
-                return -EBADF;
-            if (now.seq != m[n].seq)
-                bits |= d == WEFT__FD_READ ? WEFT_READABLE : WEFT_WRITABLE;
-            n++;
-        }
-        if (bits)
+        int bits = edges_since(fd, dirs, m);
+        if (bits != 0)
             return bits;
         if (deadline <= weft_now())
             return -ETIMEDOUT;
