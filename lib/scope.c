@@ -532,8 +532,8 @@ static __attribute__((noinline)) weft__worker *join_chaos_point(weft__worker *w,
 static inline __attribute__((always_inline)) weft__worker *
 join_body_as(weft__worker *w, weft__task *t, weft_scope *s, int releasing, int *result, int traced)
 {
-    /* Off the parked list of `s`: no cancel may end the join's park, and `s` stops being the
-     * cancel scope of `t` at its end (cancel.h). */
+    /* Off the parked list it is on (of `s` or of an outer scope): no cancel may end the join's
+     * park, and `s` stops being the cancel scope of `t` at its end (cancel.h). */
     weft__cancel_unlist(t);
     /* One test for chaos mode and tracing both: a join of a traced runtime is join_traced. */
     if (__builtin_expect(t->rt->detours != 0, 0)) {
