@@ -68,6 +68,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blocking.h"
 #include "chaos.h"
 #include "inject.h"
 #include "records.h"
@@ -744,7 +745,10 @@ void weft__sched_run_worker(weft__worker *w)
         weft__task *t = pick_local(w);
         if (!t) {
             weft__wtimers_run(w);
-            poll_io(w);
+            /* A worker alone that will not spin sleeps in the poller next, and that wait takes
+             * what is ready as this look would: one system call per idle moment, not two. */
+            if (rt->nworkers > 1 || weft__blocking_in_flight(rt))
+                poll_io(w);
             t = pick_local(w);
         }
         if (!t) {
