@@ -161,7 +161,8 @@ Test(io_misuse, a_worker_stuck_in_a_plain_read_leaves_io_to_an_idle_one, .timeou
 typedef struct two_rt {
     int pair[2];
     int a_wait;
-    long b_read, b_write_full, b_fd_wait, b_accept, after_read, after_wait;
+    long b_read, b_write_full, b_fd_wait, b_accept, b_mark, after_read, after_wait;
+    long after_mark_timed_out, after_mark_woken;
 } two_rt;
 
 static int register_in_a(void *p)
@@ -184,6 +185,8 @@ static int use_from_b(void *p)
     c->b_write_full = rc;
     c->b_fd_wait = weft_fd_wait(c->pair[0], WEFT_READABLE, weft_now() + WEFT_SEC);
     c->b_accept = weft_accept(c->pair[0], NULL, NULL);
+    weft_fd_edges e;
+    c->b_mark = weft_fd_mark(c->pair[0], &e);
     return 0;
 }
 
@@ -209,6 +212,13 @@ static int b_after_a(void *p)
     c->after_wait = weft_fd_wait(c->pair[0], WEFT_READABLE, weft_now() + 10 * WEFT_MSEC);
     CHECK_EQ(write(c->pair[1], "k", 1), 1);
     c->after_read = weft_read(c->pair[0], buf, 1);
+    /* Marks work here now: nothing new, then a byte after the mark. */
+    weft_fd_edges e;
+    CHECK_EQ(weft_fd_mark(c->pair[0], &e), 0);
+    c->after_mark_timed_out =
+        weft_fd_wait_since(c->pair[0], WEFT_READABLE, &e, weft_now() + 10 * WEFT_MSEC);
+    CHECK_EQ(write(c->pair[1], "m", 1), 1);
+    c->after_mark_woken = weft_fd_wait_since(c->pair[0], WEFT_READABLE, &e, WEFT_NEVER);
     return 0;
 }
 
@@ -233,6 +243,11 @@ Test(io_misuse, a_descriptor_of_another_runtime_is_refused, .timeout = 60)
     cr_assert_eq(c.b_write_full, -EINVAL, "weft_write: %ld", c.b_write_full);
     cr_assert_eq(c.b_fd_wait, -EINVAL, "weft_fd_wait: %ld", c.b_fd_wait);
     cr_assert_eq(c.b_accept, -EINVAL, "weft_accept: %ld", c.b_accept);
+    cr_assert_eq(c.b_mark, -EINVAL, "weft_fd_mark: %ld", c.b_mark);
+    cr_assert_eq(c.after_mark_timed_out, -ETIMEDOUT, "after A's shutdown, wait since a mark: %ld",
+                 c.after_mark_timed_out);
+    cr_assert_eq(c.after_mark_woken, WEFT_READABLE, "after A's shutdown, an edge after a mark: %ld",
+                 c.after_mark_woken);
     cr_assert_eq(c.after_wait, -ETIMEDOUT, "after A's shutdown, fd_wait: %ld", c.after_wait);
     cr_assert_eq(c.after_read, 1, "after A's shutdown, read: %ld", c.after_read);
     weft_close(c.pair[0]);
