@@ -38,11 +38,11 @@ static int reason_of_kind(uint64_t kind)
 }
 
 /* Wakes and detaches the tasks listed in `s` (cancel.h), whose state is set and whose lock is
- * held: those parked are woken, those running look at the state at their next park. Each task is
- * detached before its wake, so its unlist finds itself off the list and needs neither the lock
- * nor its neighbours' records. The lock is let go every WAKE_CHUNK tasks: a listed task that
- * runs on another worker and takes itself off (it ends, or parks elsewhere) takes the lock, and
- * would otherwise spin until the whole list was woken (100,000 sleepers: milliseconds).
+ * held: those parked are woken, those running look at the state at their next park. A detached
+ * task's unlist finds itself off the list and needs neither the lock nor its neighbours'
+ * records. The lock is let go every WAKE_CHUNK tasks: a listed task that runs on another worker
+ * and takes itself off (it ends, or parks elsewhere) takes the lock, and would otherwise spin
+ * until the whole list was woken (100,000 sleepers: milliseconds).
  * Registrations are refused meanwhile (the state is set), so the list only shrinks, and each wake
  * still happens under the lock of the registration it found. */
 #define WAKE_CHUNK 64
@@ -64,11 +64,13 @@ static void wake_parked(weft_scope *s)
             s->parked = t->pnext;
             if (s->parked)
                 s->parked->pprev = NULL;
-            /* Detached before the wake: once woken, the task may run on another worker and list
-             * itself again, elsewhere too, and these stores would then undo that. */
+            /* Woken before it is detached: a task that finds itself detached may park again at
+             * once (in a join, say), and a wake after the detach could end that park. One that
+             * finds itself still listed takes this lock to take itself off or list itself
+             * anywhere, and waits here until these stores are done. */
+            weft__sched_wake_into(t, WEFT__WOKEN_CANCEL, &woken);
             t->pnext = t->pprev = NULL;
             atomic_store_explicit(&t->listed, 0, memory_order_release);
-            weft__sched_wake_into(t, WEFT__WOKEN_CANCEL, &woken);
         }
         weft__sched_ready_batch(s->rt, &woken);
         if (!s->parked)
