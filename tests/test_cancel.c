@@ -1221,6 +1221,29 @@ static void listed_teardown(listed_case *k)
     weft_event_destroy(k->shielded_ev);
 }
 
+/* The cases below: an owner task and a canceller task, side by side in a scope of the root. */
+typedef struct listed_pair {
+    weft_fn owner, canceller;
+    listed_case *k;
+} listed_pair;
+
+static int listed_pair_root(void *p)
+{
+    listed_pair *pair = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    CHECK_EQ(weft_spawn(s, pair->owner, pair->k), 0);
+    CHECK_EQ(weft_spawn(s, pair->canceller, pair->k), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+static int listed_run(unsigned workers, weft_fn owner, weft_fn canceller, listed_case *k)
+{
+    listed_pair pair = {.owner = owner, .canceller = canceller, .k = k};
+    return run_on(workers, listed_pair_root, &pair);
+}
+
 Test(cancel, a_listed_task_in_a_blocking_call_is_not_woken_by_its_scope_cancel)
 {
     for (unsigned workers = 1; workers <= 2; workers++) {
@@ -1291,22 +1314,12 @@ static int listed_canceller(void *p)
     return 0;
 }
 
-static int listed_join_root(void *p)
-{
-    weft_scope *s;
-    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
-    CHECK_EQ(weft_spawn(s, listed_owner, p), 0);
-    CHECK_EQ(weft_spawn(s, listed_canceller, p), 0);
-    CHECK_EQ(weft_scope_close(s), 0);
-    return 0;
-}
-
 Test(cancel, a_listed_owner_s_join_waits_for_every_child_when_its_scope_is_cancelled)
 {
     for (unsigned workers = 1; workers <= 2; workers++) {
         listed_case k;
         listed_setup(&k);
-        cr_assert_eq(run_on(workers, listed_join_root, &k), 0);
+        cr_assert_eq(listed_run(workers, listed_owner, listed_canceller, &k), 0);
         ASSERT_CHECKS();
         cr_assert_eq(k.join_rc, -ECANCELED);
         cr_assert_eq(k.children_done_at_join, 8, "the join returned with %d of 8 children ended",
@@ -1345,22 +1358,12 @@ static int listed_shield_canceller(void *p)
     return 0;
 }
 
-static int listed_shield_root(void *p)
-{
-    weft_scope *s;
-    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
-    CHECK_EQ(weft_spawn(s, listed_shielded_owner, p), 0);
-    CHECK_EQ(weft_spawn(s, listed_shield_canceller, p), 0);
-    CHECK_EQ(weft_scope_close(s), 0);
-    return 0;
-}
-
 Test(cancel, a_listed_task_waiting_in_a_shield_is_not_woken_by_the_outer_cancel)
 {
     for (unsigned workers = 1; workers <= 2; workers++) {
         listed_case k;
         listed_setup(&k);
-        cr_assert_eq(run_on(workers, listed_shield_root, &k), 0);
+        cr_assert_eq(listed_run(workers, listed_shielded_owner, listed_shield_canceller, &k), 0);
         ASSERT_CHECKS();
         cr_assert_eq(k.shielded_rc, 0, "the shielded wait returned %d", k.shielded_rc);
         listed_teardown(&k);
@@ -1399,22 +1402,12 @@ static int listed_nested_canceller(void *p)
     return 0;
 }
 
-static int listed_nested_root(void *p)
-{
-    weft_scope *s;
-    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
-    CHECK_EQ(weft_spawn(s, listed_nested_owner, p), 0);
-    CHECK_EQ(weft_spawn(s, listed_nested_canceller, p), 0);
-    CHECK_EQ(weft_scope_close(s), 0);
-    return 0;
-}
-
 Test(cancel, a_task_listed_in_an_outer_scope_is_woken_by_a_cancel_of_the_inner_one, .timeout = 30)
 {
     for (unsigned workers = 1; workers <= 2; workers++) {
         listed_case k;
         listed_setup(&k);
-        cr_assert_eq(run_on(workers, listed_nested_root, &k), 0);
+        cr_assert_eq(listed_run(workers, listed_nested_owner, listed_nested_canceller, &k), 0);
         ASSERT_CHECKS();
         cr_assert_eq(k.shielded_rc, -ECANCELED, "the nested wait returned %d", k.shielded_rc);
         cr_assert_eq(k.again_rc, 0, "the wait in the outer scope returned %d", k.again_rc);

@@ -26,6 +26,15 @@
 #include "task.h"
 #include "weft.h"
 
+/* A connected pair of non-blocking Unix stream sockets. */
+static void unix_pair(int *a, int *b)
+{
+    int pair[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair), 0);
+    *a = pair[0];
+    *b = pair[1];
+}
+
 /* ---- sockets on the loopback ------------------------------------------------------------- */
 
 /* A non-blocking listening socket on 127.0.0.1 and a free port, stored in *port. */
@@ -324,10 +333,7 @@ static void run_stuck(int kind, int by_deadline)
     cr_assert_geq(st.full_listener, 0);
     int backlog[64];
     int nbacklog = kind == IN_CONNECT ? fill_backlog(st.full_port, backlog, 64) : 0;
-    int pair[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair), 0);
-    st.a = pair[0];
-    st.b = pair[1];
+    unix_pair(&st.a, &st.b);
     cr_assert_eq(run_on(2, stuck_root, &st), 0);
     ASSERT_CHECKS();
     long want = by_deadline ? -ETIMEDOUT : -ECANCELED;
@@ -431,10 +437,7 @@ Test(io, close_wakes_every_waiter_with_ebadf, .timeout = 60)
     for (unsigned workers = 1; workers <= 2; workers++) {
         closing c;
         memset(&c, 0, sizeof(c));
-        int pair[2];
-        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair), 0);
-        c.a = pair[0];
-        c.b = pair[1];
+        unix_pair(&c.a, &c.b);
         cr_assert_eq(run_on(workers, close_root, &c), 0);
         ASSERT_CHECKS();
         cr_assert_eq(c.read_rc, -EBADF);
@@ -575,10 +578,7 @@ Test(io, fd_wait_reports_what_is_ready)
 {
     fdw f;
     memset(&f, 0, sizeof(f));
-    int pair[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair), 0);
-    f.a = pair[0];
-    f.b = pair[1];
+    unix_pair(&f.a, &f.b);
     cr_assert_eq(run_on(1, fdw_root, &f), 0);
     ASSERT_CHECKS();
     cr_assert_eq(f.writable, WEFT_WRITABLE);
@@ -645,10 +645,7 @@ Test(io, fd_wait_since_ends_at_an_edge_after_the_mark)
 {
     marks m;
     memset(&m, 0, sizeof(m));
-    int pair[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair), 0);
-    m.a = pair[0];
-    m.b = pair[1];
+    unix_pair(&m.a, &m.b);
     cr_assert_eq(run_on(1, marks_root, &m), 0);
     ASSERT_CHECKS();
     cr_assert_eq(m.early, WEFT_READABLE);
@@ -710,10 +707,7 @@ Test(io, fd_wait_since_ends_at_close_and_cancel)
 {
     marks m;
     memset(&m, 0, sizeof(m));
-    int pair[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair), 0);
-    m.a = pair[0];
-    m.b = pair[1];
+    unix_pair(&m.a, &m.b);
     cr_assert_eq(run_on(1, marks_close_root, &m), 0);
     ASSERT_CHECKS();
     cr_assert_eq(m.closed_wait, -EBADF);
