@@ -157,6 +157,17 @@ static inline int weft__scope_cancel_code(weft_scope *s)
     return weft__cancel_code_slow(s);
 }
 
+/** 1 when `s` holds no cancel of its own and its cached pull is current and says none: no
+ *  suspension point under `s` need return a cancel code. 0 says only "ask
+ *  weft__scope_cancel_code", which may still find none: the test of a fast path that takes any
+ *  doubt to the slow one, with no call of its own. */
+static inline int weft__scope_cancel_surely_none(weft_scope *s)
+{
+    return atomic_load_explicit(&s->cancel_code, memory_order_acquire) == 0 &&
+           atomic_load_explicit(&s->cancel_cache, memory_order_relaxed) ==
+               atomic_load_explicit(s->epoch, memory_order_acquire) << 2;
+}
+
 /** Opens a scope not owned by a task (the runtime's root, submitted work). */
 int weft__scope_new_external(weft_runtime *rt, weft_scope *parent, weft_scope **out);
 /** Drops the hold of an external scope's creator: it completes when its children end. */
