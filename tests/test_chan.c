@@ -623,3 +623,180 @@ Test(chan, a_woken_waiter_leaves_nothing_behind)
     cr_assert_eq(h.got, 42);
     cr_assert_eq(h.wait_rc, 0);
 }
+
+/* ---- items of every size, through a ring that wraps --------------------------------------------
+ * A send with room and a receive with an item take a short path for items of 4, 8 and 16 bytes
+ * and the general one for the rest: both keep the bytes and the order, across the ring's wrap. */
+
+#define SIZED_ITEMS 3000
+#define SIZED_MAX 64
+
+typedef struct sized {
+    weft_chan *c;
+    size_t size;
+    int got, wrong;
+} sized;
+
+/* Item i's bytes: different in every byte and from item to item. */
+static void sized_stamp(unsigned char *buf, size_t size, int i)
+{
+    for (size_t b = 0; b < size; b++)
+        buf[b] = (unsigned char)(i * 31 + (int)b * 7 + 1);
+}
+
+static int sized_producer(void *p)
+{
+    sized *z = p;
+    unsigned char buf[SIZED_MAX];
+    for (int i = 0; i < SIZED_ITEMS; i++) {
+        sized_stamp(buf, z->size, i);
+        CHECK_EQ(weft_chan_send(z->c, buf), 0);
+    }
+    CHECK_EQ(weft_chan_close(z->c), 0);
+    return 0;
+}
+
+static int sized_consumer(void *p)
+{
+    sized *z = p;
+    unsigned char buf[SIZED_MAX + 1], want[SIZED_MAX];
+    int rc;
+    buf[z->size] = 0xA5; /* a receive writes the item's size, not a byte more */
+    while ((rc = weft_chan_recv(z->c, buf)) == 0) {
+        sized_stamp(want, z->size, z->got);
+        if (memcmp(buf, want, z->size) != 0 || buf[z->size] != 0xA5)
+            z->wrong++;
+        z->got++;
+    }
+    CHECK_EQ(rc, -EPIPE);
+    return 0;
+}
+
+static int sized_root(void *p)
+{
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, sized_consumer, p), 0);
+    REQUIRE_EQ(weft_spawn(s, sized_producer, p), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(chan, items_of_every_size_arrive_whole_and_in_order)
+{
+    size_t sizes[] = {1, 3, 4, 8, 12, 16, 24, SIZED_MAX};
+    size_t caps[] = {1, 3, 64};
+    for (unsigned workers = 1; workers <= 2; workers++)
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+            for (size_t k = 0; k < sizeof(caps) / sizeof(caps[0]); k++) {
+                sized z = {.size = sizes[i]};
+                cr_assert_eq(weft_chan_create(&z.c, z.size, caps[k]), 0);
+                cr_assert_eq(run_on(workers, sized_root, &z), 0);
+                ASSERT_CHECKS();
+                cr_assert_eq(z.got, SIZED_ITEMS, "size %zu, capacity %zu, %u workers", z.size,
+                             caps[k], workers);
+                cr_assert_eq(z.wrong, 0, "size %zu, capacity %zu, %u workers: %d items changed",
+                             z.size, caps[k], workers, z.wrong);
+                cr_assert_eq(weft_chan_destroy(z.c), 0);
+            }
+}
+
+/* ---- a cancel reaches an operation that could happen at once -----------------------------------
+ * Room and an item are both there; a task whose scope (or an enclosing one) was cancelled, or
+ * whose deadline passed, still gets the cancel code and moves nothing, like every suspension
+ * point. Each task first sends and receives once, so that what it knows of its scope's state is
+ * fresh ("not cancelled") when the cancel comes. */
+
+typedef struct refusal {
+    weft_chan *c; /* capacity 4, one item in it between the steps */
+    weft_scope *outer;
+    int own_send, own_recv, outer_send, outer_recv, timed_send, timed_recv, timed_sleep;
+    size_t len_after[3];
+} refusal;
+
+/* Sends and receives once (the channel keeps one item), then cancels `victim` (NULL: waits for
+ * its own deadline), then tries both again. */
+static void refuse_after(refusal *r, weft_scope *victim, int *send_rc, int *recv_rc, size_t *len)
+{
+    int v = 7, got = 0;
+    CHECK_EQ(weft_chan_send(r->c, &v), 0);
+    CHECK_EQ(weft_chan_recv(r->c, &got), 0);
+    if (victim)
+        CHECK_EQ(weft_scope_cancel(victim), 0);
+    else
+        r->timed_sleep = weft_sleep_for(3600 * 1000000000LL);
+    *send_rc = weft_chan_send(r->c, &v);
+    *recv_rc = weft_chan_recv(r->c, &got);
+    *len = weft_chan_len(r->c);
+}
+
+static int refuse_own(void *p)
+{
+    refusal *r = p;
+    refuse_after(r, weft_current_scope(), &r->own_send, &r->own_recv, &r->len_after[0]);
+    return 0;
+}
+
+static int refuse_outer(void *p)
+{
+    refusal *r = p;
+    refuse_after(r, r->outer, &r->outer_send, &r->outer_recv, &r->len_after[1]);
+    return 0;
+}
+
+static int refuse_timed(void *p)
+{
+    refusal *r = p;
+    refuse_after(r, NULL, &r->timed_send, &r->timed_recv, &r->len_after[2]);
+    return 0;
+}
+
+/* Opens an inner scope under `outer` and runs refuse_outer in it. */
+static int refuse_nested(void *p)
+{
+    weft_scope *inner;
+    REQUIRE_EQ(weft_scope_open(&inner, NULL), 0);
+    REQUIRE_EQ(weft_spawn(inner, refuse_outer, p), 0);
+    weft_scope_close(inner);
+    return 0;
+}
+
+static int refusal_root(void *p)
+{
+    refusal *r = p;
+    int one = 1;
+    REQUIRE_EQ(weft_chan_send(r->c, &one), 0);
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, refuse_own, r), 0);
+    weft_scope_close(s);
+    REQUIRE_EQ(weft_scope_open(&r->outer, NULL), 0);
+    REQUIRE_EQ(weft_spawn(r->outer, refuse_nested, r), 0);
+    weft_scope_close(r->outer);
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 1000000}), 0);
+    REQUIRE_EQ(weft_spawn(s, refuse_timed, r), 0);
+    weft_scope_close(s);
+    return 0;
+}
+
+Test(chan, a_cancel_refuses_even_an_operation_that_could_happen_at_once)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        refusal r;
+        memset(&r, 0, sizeof(r));
+        cr_assert_eq(weft_chan_create(&r.c, sizeof(int), 4), 0);
+        cr_assert_eq(run_on(workers, refusal_root, &r), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(r.own_send, -ECANCELED);
+        cr_assert_eq(r.own_recv, -ECANCELED);
+        cr_assert_eq(r.outer_send, -ECANCELED, "a cancel of an enclosing scope");
+        cr_assert_eq(r.outer_recv, -ECANCELED, "a cancel of an enclosing scope");
+        cr_assert_eq(r.timed_sleep, -ETIMEDOUT);
+        cr_assert_eq(r.timed_send, -ETIMEDOUT, "a deadline that passed");
+        cr_assert_eq(r.timed_recv, -ETIMEDOUT, "a deadline that passed");
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(r.len_after[i], 1, "case %d: a refused operation moved an item", i);
+        cr_assert_eq(weft_chan_len(r.c), 1);
+        cr_assert_eq(weft_chan_destroy(r.c), 0);
+    }
+}
