@@ -375,7 +375,7 @@ static inline int http_run_ready(int fd, http_buf *b, size_t *off)
             continue;
         /* A full b->in always holds a whole head or one too long, which http_answer took:
          * there is room to read. */
-        ssize_t n = read(fd, b->in + b->in_len, sizeof b->in - b->in_len);
+        ssize_t n = recv(fd, b->in + b->in_len, sizeof b->in - b->in_len, 0);
         if (n > 0)
             b->in_len += (size_t)n;
         else if (n == 0)
@@ -403,7 +403,7 @@ static inline int echo_run_ready(int fd, char *buf, size_t cap, size_t *off, siz
             else
                 return -1;
         }
-        ssize_t n = read(fd, buf, cap);
+        ssize_t n = recv(fd, buf, cap, 0);
         if (n > 0) {
             *off = 0;
             *len = (size_t)n;

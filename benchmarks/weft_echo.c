@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * weft_echo [--port P] [--threads T] [--idle-ms N] — the echo workload of benchmarks/README.md
- * on weft: one task per connection, in the listener scope of weft_serve.c, that reads and
- * writes back what it read with weft_write_all, until the peer closes. Shutdown (SIGINT,
+ * on weft: one task per connection, in the listener scope of weft_serve.c, that receives and
+ * sends back what it received with weft_send_all, until the peer closes. Shutdown (SIGINT,
  * SIGTERM) ends every connection at its next wait: an echo has no request whose answer would
  * be owed.
  */
@@ -18,7 +18,7 @@ static int connection(void *arg)
         ssize_t n = weft_serve_read(fd, buf, sizeof buf);
         if (n <= 0)
             break; /* end of stream, idle, shutdown, or an error: the connection ends */
-        if (weft_write_all(fd, buf, (size_t)n, NULL) < 0)
+        if (weft_send_all(fd, buf, (size_t)n, 0, NULL) < 0)
             break;
     }
     weft_close(fd);

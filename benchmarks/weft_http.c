@@ -29,12 +29,12 @@
 static int write_out(int fd, http_buf *b)
 {
     size_t done = 0;
-    ssize_t n = weft_write_all(fd, b->out, b->out_len, &done);
+    ssize_t n = weft_send_all(fd, b->out, b->out_len, 0, &done);
     if (n == -ECANCELED || n == -ETIMEDOUT) {
         weft_scope *s;
         weft_scope_opts o = {.shield = 1, .timeout_ns = SHUTDOWN_WRITE_LIMIT};
         if (weft_scope_open(&s, &o) == 0) {
-            ssize_t rest = weft_write_all(fd, b->out + done, b->out_len - done, NULL);
+            ssize_t rest = weft_send_all(fd, b->out + done, b->out_len - done, 0, NULL);
             (void)weft_scope_close(s);
             if (rest >= 0)
                 n = rest; /* owed and written: the caller closes the connection next */

@@ -58,7 +58,7 @@ static weft_time idle_slack(void)
 
 ssize_t weft_serve_read(int fd, void *buf, size_t len)
 {
-    ssize_t n = weft_read(fd, buf, len);
+    ssize_t n = weft_recv(fd, buf, len, 0);
     if (n > 0 && srv.idle && (size_t)fd < idle_slots) {
         idle_slot *i = &idle_of[fd];
         weft_time now = weft_now();

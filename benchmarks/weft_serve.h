@@ -22,7 +22,7 @@
 int weft_serve(int argc, char **argv, const char *name, weft_fn conn);
 
 /*
- * weft_read for a connection task. With --idle-ms, the task runs in a scope whose deadline is
+ * weft_recv for a connection task. With --idle-ms, the task runs in a scope whose deadline is
  * the idle time, and each read that brings bytes moves it that far from now (the idle-timeout
  * pattern of weft_scope_set_deadline); the scope's deadline bounds every wait of the task, and a
  * cancel of the listener still reaches them. The bytes read, 0 at the end of the stream,
