@@ -353,12 +353,10 @@ int weft_chan_destroy(weft_chan *c)
     return 0;
 }
 
-/* The running task, or NULL on a foreign thread. Inline, unlike weft__task_self: each caller
- * reads it once, first, before anything can switch it to another thread, and never after. */
+/* The running task, or NULL on a foreign thread, with no call (weft__sched_worker_leaf). */
 static inline weft__task *task_here(void)
 {
-    weft__worker *w = weft__tls_worker;
-    return weft__sched_current(w);
+    return weft__sched_current(weft__sched_worker_leaf());
 }
 
 /* The rest of a send or receive whose clause cannot happen at once: waits in `c`, whose lock the

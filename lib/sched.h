@@ -164,6 +164,25 @@ static __attribute__((noinline, unused)) weft__worker *weft__sched_worker(void)
     return w;
 }
 
+/** weft__sched_worker for a fast path that must stay a leaf (no call, so no frame). On x86-64 one
+ *  volatile asm reads the thread's slot through %fs every time it runs (the "memory" clobber
+ *  orders it with calls and switches): no address of the thread-local can outlive a switch,
+ *  even where the caller is inlined into a loop that parks. Elsewhere it is the call. */
+static inline __attribute__((always_inline, unused)) weft__worker *weft__sched_worker_leaf(void)
+{
+#if defined(__x86_64__)
+    weft__worker *w;
+    __asm__ volatile("movq weft__tls_worker@gottpoff(%%rip), %0\n\t"
+                     "movq %%fs:(%0), %0"
+                     : "=r"(w)
+                     :
+                     : "memory");
+    return w;
+#else
+    return weft__sched_worker();
+#endif
+}
+
 /** The task running on `w` (the caller's worker, just looked up), NULL for none. */
 static inline weft__task *weft__sched_current(weft__worker *w)
 {
