@@ -541,9 +541,14 @@ Test(pfor, failure_stops_the_loop_two_workers, .timeout = 60)
 }
 
 /* A piece parked in a sleep when another piece, in another branch of the halving, fails: the
- * sleep ends cancelled, and the loop returns the failure's code. */
+ * sleep ends cancelled, and the loop returns the failure's code. The failing piece waits
+ * (yielding) until the sleeper is under way: at two workers the other worker may reach it first,
+ * and a loop that failed already starts no more pieces. The wait gives up after a bound, so that
+ * a loop that never starts the sleeper still ends. */
 typedef struct parked {
-    atomic_int sleep_rc; /* 1 until the sleeper's sleep returns */
+    atomic_int sleeping;   /* piece 0 is about to sleep */
+    atomic_int sleep_rc;   /* 1 until the sleeper's sleep returns */
+    atomic_int not_set_up; /* piece 63 failed without piece 0 under way */
     int rc;
 } parked;
 
@@ -552,18 +557,28 @@ static int parked_piece(int64_t b, int64_t e, void *arg)
     parked *p = arg;
     (void)e;
     if (b == 0) {
+        atomic_store(&p->sleeping, 1);
         int rc = weft_sleep_for(HOUR);
         atomic_store(&p->sleep_rc, rc);
         return rc;
     }
-    if (b == 63)
+    if (b == 63) {
+        weft_time until = weft_now() + 10 * WEFT_SEC;
+        while (!atomic_load(&p->sleeping))
+            if (weft_yield() != 0 || weft_now() > until) {
+                atomic_store(&p->not_set_up, 1);
+                break;
+            }
         return -EIO;
+    }
     return 0;
 }
 
 static int parked_root(void *arg)
 {
     parked *p = arg;
+    atomic_store(&p->sleeping, 0);
+    atomic_store(&p->not_set_up, 0);
     atomic_store(&p->sleep_rc, 1);
     p->rc = weft_parallel_for(0, 64, 1, parked_piece, p);
     return 0;
@@ -574,8 +589,9 @@ Test(pfor, failure_cancels_running_pieces, .timeout = 60)
     for (unsigned workers = 1; workers <= 2; workers++) {
         static parked p;
         cr_assert_eq(run_on(workers, parked_root, &p), 0);
+        cr_assert_eq(atomic_load(&p.not_set_up), 0, "%u workers: piece 0 did not start", workers);
         cr_assert_eq(p.rc, -EIO);
-        cr_assert_eq(atomic_load(&p.sleep_rc), -ECANCELED);
+        cr_assert_eq(atomic_load(&p.sleep_rc), -ECANCELED, "%u workers", workers);
     }
 }
 
