@@ -118,33 +118,47 @@ static void done(weft_chan *c, chan_waiter *w, int result)
 
 /* ---- the clauses, done at once if they can be (under the lock) --------------------------- */
 
-/* Copies one item. Items are most often a word or two (a pointer, an index), for which a call
- * to memcpy of a size it must first inspect costs more than the copy. */
-static inline void copy_item(void *dst, const void *src, size_t size)
+/* Copies an item of 4, 8 or 16 bytes (the sizes of a word, a pointer, a pair) with no call and
+ * returns 1; 0 for any other size, copying nothing. */
+static inline int copy_small(void *dst, const void *src, size_t size)
 {
     switch (size) {
     case 8:
         memcpy(dst, src, 8);
-        break;
+        return 1;
     case 4:
         memcpy(dst, src, 4);
-        break;
+        return 1;
     case 16:
         memcpy(dst, src, 16);
-        break;
+        return 1;
     default:
-        memcpy(dst, src, size);
-        break;
+        return 0;
     }
+}
+
+/* Copies one item. Items are most often a word or two (a pointer, an index), for which a call
+ * to memcpy of a size it must first inspect costs more than the copy. */
+static inline void copy_item(void *dst, const void *src, size_t size)
+{
+    if (!copy_small(dst, src, size))
+        memcpy(dst, src, size);
+}
+
+/* The slot after `p` in the ring. */
+static inline char *ring_next(const weft_chan *c, char *p)
+{
+    p += c->item_size;
+    if (p == c->ring_end)
+        p = c->ring;
+    return p;
 }
 
 /* Appends `item` to the ring (count < cap). */
 static inline void ring_put(weft_chan *c, const void *item)
 {
     copy_item(c->tail, item, c->item_size);
-    c->tail += c->item_size;
-    if (c->tail == c->ring_end)
-        c->tail = c->ring;
+    c->tail = ring_next(c, c->tail);
     c->count++;
 }
 
@@ -152,9 +166,7 @@ static inline void ring_put(weft_chan *c, const void *item)
 static inline void ring_take(weft_chan *c, void *item)
 {
     copy_item(item, c->head, c->item_size);
-    c->head += c->item_size;
-    if (c->head == c->ring_end)
-        c->head = c->ring;
+    c->head = ring_next(c, c->head);
     c->count--;
 }
 
@@ -400,11 +412,11 @@ static __attribute__((noinline)) int one_clause_locked(weft_chan *c, int kind, v
     return one_clause_wait(c, &op, t);
 }
 
-/* A send or receive from its chaos point on (chaos mode, or a scope that may be cancelled). */
+/* A send or receive from the start of its wait on (chaos mode, or a scope that may be
+ * cancelled). What it waits on is noted again, with its clause, if it parks. */
 static __attribute__((noinline)) int one_clause(weft_chan *c, int kind, void *item, weft__task *t)
 {
-    weft__task_chaos_point(t->rt);
-    int code = weft__scope_cancel_code(t->cancel_scope);
+    int code = weft__wait_enter(t, WEFT__ON_CHAN, NULL);
     if (code)
         return code;
     weft__lock_acquire(&c->lock);
@@ -418,25 +430,6 @@ static inline int no_chaos_no_cancel(weft__task *t)
     return t->rt->chaos == 0 && weft__scope_cancel_surely_none(t->cancel_scope);
 }
 
-/* Copies an item of 4, 8 or 16 bytes (the sizes of a word, a pointer, a pair) with no call and
- * returns 1; 0 for any other size, copying nothing. */
-static inline int copy_small(void *dst, const void *src, size_t size)
-{
-    switch (size) {
-    case 8:
-        memcpy(dst, src, 8);
-        return 1;
-    case 4:
-        memcpy(dst, src, 4);
-        return 1;
-    case 16:
-        memcpy(dst, src, 16);
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 /* The common case of weft_chan_send, a buffered channel with room, nobody waiting to receive,
  * and a small item: puts `item` and returns 1. 0 (nothing done): take the general path. Under
  * the lock. */
@@ -445,9 +438,7 @@ static inline int put_at_once(weft_chan *c, const void *item)
     if (c->count >= c->cap || c->receivers.head || c->closed ||
         !copy_small(c->tail, item, c->item_size))
         return 0;
-    c->tail += c->item_size;
-    if (c->tail == c->ring_end)
-        c->tail = c->ring;
+    c->tail = ring_next(c, c->tail);
     c->count++;
     return 1;
 }
@@ -458,9 +449,7 @@ static inline int take_at_once(weft_chan *c, void *item)
 {
     if (c->count == 0 || c->senders.head || !copy_small(item, c->head, c->item_size))
         return 0;
-    c->head += c->item_size;
-    if (c->head == c->ring_end)
-        c->head = c->ring;
+    c->head = ring_next(c, c->head);
     c->count--;
     return 1;
 }
