@@ -3,9 +3,11 @@
 #include "fd.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include "alloc.h"
 #include "scope.h"
@@ -83,8 +85,9 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m)
     if (had)
         return -EINVAL; /* a task of another runtime waits on it */
     /* Edge-triggered, both directions, once: the set reports what is ready already when the
-     * descriptor is added, so no edge before the registration is missed either. */
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+     * descriptor is added, so no edge before the registration is missed either. EPOLLPRI for
+     * urgent data, which ends the short-read notes (fd.h). */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                              .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd};
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         if (errno != EEXIST)
@@ -176,6 +179,61 @@ int weft__fd_park(weft__task *t, int dirs, const weft__fd_mark *m, weft_time dea
     return weft__wait_end(why, cs);
 }
 
+/* The number may name another file next: what short reads said of this one goes. Under the
+ * record's lock, with `gen` moved on. */
+static void forget_kind(weft__fd_rec *r)
+{
+    atomic_store_explicit(&r->dry, 0, memory_order_relaxed);
+    atomic_store_explicit(&r->drains, WEFT__FD_DRAINS_UNKNOWN, memory_order_relaxed);
+}
+
+/* Whether a short read of `fd` means that its receive queue is empty: on a TCP socket, the
+ * kernel's receive loop ends early only with the queue (and the backlog) empty, or at an urgent
+ * mark (which EPOLLPRI reports, weft__fd_ready). Not on a datagram socket (one datagram per
+ * read), a Unix stream socket (a read stops where passed descriptors or credentials change), a
+ * pipe or a terminal: those keep the try. */
+static int drains_of(int fd)
+{
+    int proto = 0;
+    socklen_t len = sizeof proto;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0)
+        return WEFT__FD_DRAINS_NO;
+    return proto == IPPROTO_TCP ? WEFT__FD_DRAINS_YES : WEFT__FD_DRAINS_NO;
+}
+
+void weft__fd_note_short_read(int fd, const weft__fd_mark *m)
+{
+    weft__fd_rec *r = m->rec;
+    int drains = atomic_load_explicit(&r->drains, memory_order_relaxed);
+    if (drains == WEFT__FD_DRAINS_UNKNOWN) {
+        drains = drains_of(fd);
+        /* Kept only for the file it was asked of, and never over urgent data's NO. */
+        weft__lock_acquire(&r->lock);
+        if (r->gen == m->gen &&
+            atomic_load_explicit(&r->drains, memory_order_relaxed) == WEFT__FD_DRAINS_UNKNOWN)
+            atomic_store_explicit(&r->drains, (uint8_t)drains, memory_order_relaxed);
+        drains = atomic_load_explicit(&r->drains, memory_order_relaxed);
+        weft__lock_release(&r->lock);
+    }
+    /* A note under a stale count (an edge came, or a close moved the counts on) never matches
+     * a mark taken later, so it needs no lock: a later edge always moves the count. */
+    if (drains == WEFT__FD_DRAINS_YES)
+        atomic_store_explicit(&r->dry, (uint64_t)1 << 32 | m->seq, memory_order_relaxed);
+}
+
+int weft__fd_note_urgent(int fd)
+{
+    if (fd < 0 || (unsigned)fd >= MAX_FDS)
+        return 0; /* no such descriptor: the read itself says EBADF */
+    weft__fd_rec *r = rec_make(fd);
+    if (!r)
+        return -ENOMEM;
+    weft__lock_acquire(&r->lock);
+    atomic_store_explicit(&r->drains, WEFT__FD_DRAINS_NO, memory_order_relaxed);
+    weft__lock_release(&r->lock);
+    return 0;
+}
+
 /* An edge in direction `dir`: counted, and the waiter there (if any) woken into `b`. Under the
  * record's lock. The waker wins only if no cancel or timer got to the task first; either way
  * the slot is free again and the count tells the next caller. */
@@ -206,8 +264,14 @@ int weft__fd_ready(uint64_t data, uint32_t events, weft__ready_batch *b)
     int woken = 0;
     weft__lock_acquire(&r->lock);
     if (r->gen == gen && r->poller) {
+        /* A TCP read stops short of urgent data, with data left behind it; after the peer's
+         * end of stream or an error, a read finds that at once, with no edge to come: from now
+         * on a short read says nothing. Set before the edge, which a reader's mark orders
+         * after it. */
+        if (events & (EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            atomic_store_explicit(&r->drains, WEFT__FD_DRAINS_NO, memory_order_relaxed);
         /* A hang-up or an error ends both directions' waits: the call itself then says what. */
-        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             woken += edge(r, WEFT__FD_READ, 0, b);
         if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
             woken += edge(r, WEFT__FD_WRITE, 0, b);
@@ -224,6 +288,7 @@ int weft__fd_close_wake(int fd)
     weft__lock_acquire(&r->lock);
     weft__poller *p = r->poller;
     __atomic_store_n(&r->gen, r->gen + 1, __ATOMIC_RELEASE);
+    forget_kind(r);
     int woken = 0;
     for (int d = 0; d < 2; d++)
         woken += edge(r, d, -EBADF, NULL);
@@ -253,6 +318,7 @@ void weft__fd_forget_poller(weft__poller *p)
             weft__lock_acquire(&r->lock);
             if (r->poller == p) {
                 __atomic_store_n(&r->gen, r->gen + 1, __ATOMIC_RELEASE);
+                forget_kind(r);
                 __atomic_store_n(&r->poller, NULL, __ATOMIC_RELEASE);
             }
             weft__lock_release(&r->lock);

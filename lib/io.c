@@ -49,8 +49,10 @@ typedef ssize_t (*io_op)(int fd, void *ctx);
 
 /* The loop every call shares: try, and while the descriptor is not ready, park and try again.
  * The mark is taken before the try, so that an edge that comes between a try and the park is
- * seen by the park (fd.h). */
-static ssize_t io(int fd, int dir, io_op op, void *ctx)
+ * seen by the park (fd.h). `whole`: for a plain read of that many bytes, which a short result
+ * may show to have emptied the descriptor (weft__fd_note_short_read), 0 for any other call; a
+ * read that the last short one showed to find nothing is not tried at all. */
+static ssize_t io_as(int fd, int dir, io_op op, void *ctx, size_t whole)
 {
     weft__task *t = weft__task_self();
     if (!t)
@@ -62,7 +64,9 @@ static ssize_t io(int fd, int dir, io_op op, void *ctx)
     for (;;) {
         weft__fd_mark m;
         weft__fd_watch(fd, dir, &m);
-        ssize_t n = op(fd, ctx);
+        ssize_t n = whole && weft__fd_read_dry(&m) ? -EAGAIN : op(fd, ctx);
+        if (n > 0 && (size_t)n < whole && m.rec)
+            weft__fd_note_short_read(fd, &m);
         if (n != -EAGAIN && n != -EINTR)
             return n;
         if (n == -EINTR)
@@ -72,6 +76,11 @@ static ssize_t io(int fd, int dir, io_op op, void *ctx)
         if (rc < 0)
             return rc;
     }
+}
+
+static ssize_t io(int fd, int dir, io_op op, void *ctx)
+{
+    return io_as(fd, dir, op, ctx, 0);
 }
 
 typedef struct buf_ctx {
@@ -129,10 +138,26 @@ static ssize_t op_accept(int fd, void *c)
     return result_of(accept4(fd, b->addr, b->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC));
 }
 
+/* A read of `len` bytes with `flags` (recv's): `whole` for io_as. A peek leaves the data where
+ * it was; urgent data is the one place where a TCP read stops short of what is queued, and a
+ * program that reads it ends the notes for the descriptor (weft__fd_note_urgent). */
+static size_t read_whole(size_t len, int flags)
+{
+    return flags & (MSG_PEEK | MSG_OOB) ? 0 : len;
+}
+
+/* recv's and recvfrom's way into io_as. */
+static ssize_t io_recv(int fd, buf_ctx *b)
+{
+    if ((b->flags & MSG_OOB) && weft__fd_note_urgent(fd) != 0)
+        return -ENOMEM; /* no record to keep the note: the read could stop short later */
+    return io_as(fd, WEFT__FD_READ, op_recvfrom, b, read_whole(b->len, b->flags));
+}
+
 ssize_t weft_read(int fd, void *buf, size_t len)
 {
     buf_ctx b = {.buf = buf, .len = len};
-    return io(fd, WEFT__FD_READ, op_read, &b);
+    return io_as(fd, WEFT__FD_READ, op_read, &b, len);
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t len)
@@ -156,7 +181,7 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt)
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
     buf_ctx b = {.buf = buf, .len = len, .flags = flags};
-    return io(fd, WEFT__FD_READ, op_recvfrom, &b);
+    return io_recv(fd, &b);
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
@@ -169,7 +194,7 @@ ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr 
                       socklen_t *addrlen)
 {
     buf_ctx b = {.buf = buf, .len = len, .flags = flags, .addr = addr, .addrlen = addrlen};
-    return io(fd, WEFT__FD_READ, op_recvfrom, &b);
+    return io_recv(fd, &b);
 }
 
 ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
