@@ -679,12 +679,19 @@ typedef struct shielded_case {
     weft_sem *sem;     /* no tokens until the test thread releases one */
     weft_time timeout; /* the shield's timeout_ns; 0 = none */
     atomic_int inside, unshielded_woken, shutdown_returned;
-    int acquire_rc, join_rc, after_rc, unshielded_rc;
+    int acquire_rc, join_rc, after_rc, unshielded_rc, before_rc;
 } shielded_case;
 
 static int shielded_waiter(void *p)
 {
     shielded_case *c = p;
+    if (c->timeout) {
+        /* A bounded cleanup: the shutdown's cancel first, then the shield. A shield opened
+         * before the cancel could run out its time before the shutdown on a loaded machine even
+         * began, and the checkpoint after it would find nothing cancelled yet. */
+        atomic_store(&c->inside, 1);
+        c->before_rc = weft_sleep_for(HOUR);
+    }
     weft_scope *sh;
     weft_scope_opts o = {.shield = 1, .timeout_ns = c->timeout, .name = "cleanup"};
     int rc = weft_scope_open(&sh, &o);
@@ -767,12 +774,14 @@ Test(blocking, shutdown_is_bounded_by_a_shield_timeout, .timeout = 60)
     static shutter_arg a;
     weft_time t0 = weft_now();
     start_shielded(&c, &rt, &th, &a);
-    /* Nobody releases a token: the shield's own deadline ends the wait, and the shutdown. */
+    /* The shutdown cancels the waiter, which opens its shield then; nobody releases a token: the
+     * shield's own deadline ends the wait, and the shutdown. */
     pthread_join(th, NULL);
     ASSERT_CHECKS();
     cr_assert_eq(a.rc, 0);
     cr_assert_geq(weft_now() - t0, c.timeout);
     cr_assert_eq(c.unshielded_rc, -ECANCELED);
+    cr_assert_eq(c.before_rc, -ECANCELED, "the wait before the shield ended with %d", c.before_rc);
     cr_assert_eq(c.acquire_rc, -ETIMEDOUT, "the shielded wait ended with %d", c.acquire_rc);
     cr_assert_eq(c.join_rc, -ETIMEDOUT);
     cr_assert_eq(c.after_rc, -ECANCELED);

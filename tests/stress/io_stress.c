@@ -56,13 +56,19 @@ static void check_code(long rc)
         atomic_fetch_add(&bad_codes, 1);
 }
 
+/* A message is 16 words. Each read asks for room for a second one that never comes before the
+ * answer, so that reads come back short and the next read parks on what the short one noted
+ * (fd.h): a read that parked wrongly would hang the run, and its time limit fail it. More than one
+ * message's bytes is a byte doubled. */
+#define MSG_BYTES (16 * sizeof(uint32_t))
+
 static int server_task(void *p)
 {
     conn *c = p;
-    uint32_t msg[16];
+    uint32_t msg[32];
     for (;;) {
         size_t got = 0;
-        while (got < sizeof(msg)) {
+        while (got < MSG_BYTES) {
             ssize_t n = weft_read(c->server_fd, (char *)msg + got, sizeof(msg) - got);
             if (n <= 0) {
                 check_code(n);
@@ -70,7 +76,9 @@ static int server_task(void *p)
             }
             got += (size_t)n;
         }
-        ssize_t w = weft_write_all(c->server_fd, msg, sizeof(msg), NULL);
+        if (got != MSG_BYTES)
+            atomic_fetch_add(&bad_data, 1);
+        ssize_t w = weft_write_all(c->server_fd, msg, MSG_BYTES, NULL);
         if (w < 0) {
             check_code(w);
             return 0;
@@ -83,7 +91,7 @@ static int server_task(void *p)
  * ends, whatever happened here. */
 static int client_rounds(conn *c)
 {
-    uint32_t out[16], in[16];
+    uint32_t out[16], in[32];
     for (int r = 0; r < rounds; r++) {
         for (int i = 0; i < 16; i++)
             out[i] = (uint32_t)(r * 16 + i) ^ (uint32_t)(uintptr_t)c;
@@ -93,7 +101,7 @@ static int client_rounds(conn *c)
             return 0;
         }
         size_t got = 0;
-        while (got < sizeof(in)) {
+        while (got < MSG_BYTES) {
             ssize_t n = weft_recv(c->client_fd, (char *)in + got, sizeof(in) - got, 0);
             if (n <= 0) {
                 check_code(n);
@@ -101,7 +109,7 @@ static int client_rounds(conn *c)
             }
             got += (size_t)n;
         }
-        if (memcmp(in, out, sizeof(in)) != 0)
+        if (got != MSG_BYTES || memcmp(in, out, MSG_BYTES) != 0)
             atomic_fetch_add(&bad_data, 1);
         atomic_fetch_add(&round_trips, 1);
     }
