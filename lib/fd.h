@@ -59,13 +59,20 @@ typedef struct weft__fd_mark {
  *  loads. */
 void weft__fd_watch(int fd, int dir, weft__fd_mark *m);
 
-/** Whether a read after the mark `m` (of the reading direction) would find nothing: a short
- *  read emptied the descriptor under the same edge count, so no data came since. A hint that is
- *  never wrong where it says yes; the caller then parks as if its read had failed with EAGAIN. */
-static inline int weft__fd_read_dry(const weft__fd_mark *m)
+/** Whether `r` is registered with the poller of the runtime of `t`. */
+int weft__fd_ours(const weft__fd_rec *r, const weft__task *t);
+
+/** Whether a read by `t` after the mark `m` (of the reading direction) would find nothing: a
+ *  short read emptied the descriptor under the same edge count, so no data came since. A hint
+ *  that is never wrong where it says yes; the caller then parks as if its read had failed with
+ *  EAGAIN. Only for a descriptor registered with the runtime of `t`: a task of another runtime
+ *  may not park on it, and tries its read (fd.h's weft__fd_park, -EINVAL). */
+static inline int weft__fd_read_dry(const weft__fd_mark *m, const weft__task *t)
 {
     return m->rec &&
-           atomic_load_explicit(&m->rec->dry, memory_order_relaxed) == ((uint64_t)1 << 32 | m->seq);
+           atomic_load_explicit(&m->rec->dry, memory_order_relaxed) ==
+               ((uint64_t)1 << 32 | m->seq) &&
+           weft__fd_ours(m->rec, t);
 }
 
 /** A read of `fd` under the mark `m` (of the reading direction, registered) returned more than
@@ -81,9 +88,6 @@ int weft__fd_note_urgent(int fd);
  *  `m` for `dir`. 0, or a negative errno value (-EBADF, -EPERM for a file epoll cannot watch,
  *  -ENOMEM, -EINVAL when another runtime has registered it). */
 int weft__fd_register(int fd, int dir, weft__fd_mark *m);
-
-/** Whether `r` is registered with the poller of the runtime of `t`. */
-int weft__fd_ours(const weft__fd_rec *r, const weft__task *t);
 
 /** Parks the calling task `t` until an edge in one of the directions of `dirs` (a mask of
  *  1 << WEFT__FD_READ and 1 << WEFT__FD_WRITE) after the marks `m` (one per direction asked,

@@ -64,7 +64,7 @@ static ssize_t io_as(int fd, int dir, io_op op, void *ctx, size_t whole)
     for (;;) {
         weft__fd_mark m;
         weft__fd_watch(fd, dir, &m);
-        ssize_t n = whole && weft__fd_read_dry(&m) ? -EAGAIN : op(fd, ctx);
+        ssize_t n = whole && weft__fd_read_dry(&m, t) ? -EAGAIN : op(fd, ctx);
         if (n > 0 && (size_t)n < whole && m.rec)
             weft__fd_note_short_read(fd, &m);
         if (n != -EAGAIN && n != -EINTR)
