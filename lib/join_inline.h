@@ -84,7 +84,7 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
         weft__sched_progress(weft__sched_worker());
         weft__join_run_body(child);
     }
-    w = weft__sched_worker();
+    w = weft__sched_worker_leaf();
     w->counts.inline_runs++; /* counted at its end: the worker is at hand again here */
     if (traced)
         weft__trace_task_end(w, child, WEFT__TR_WHY_END);

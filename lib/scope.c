@@ -390,7 +390,7 @@ int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)
     if (opts)
         return open_with_options(out, opts);
     /* The common case inline; anything else takes open_scope's whole path. */
-    weft__worker *w = weft__sched_worker();
+    weft__worker *w = weft__sched_worker_leaf();
     weft__task *t = weft__sched_current(w);
     if (__builtin_expect(!t || !out || !w->scopes.top || w->trace, 0))
         return open_plain(out);
@@ -714,7 +714,7 @@ int weft_scope_release(weft_scope *s)
 
 int weft_scope_close(weft_scope *s)
 {
-    weft__worker *w = weft__sched_worker();
+    weft__worker *w = weft__sched_worker_leaf();
     weft__task *t = weft__sched_current(w);
     if (t && s && t->owned == s && s->state == WEFT__SCOPE_OPEN) {
         int rc;

@@ -273,7 +273,7 @@ static __attribute__((noinline)) int spawn_plain(weft_scope *s, weft_fn fn, void
 
 int weft_spawn(weft_scope *s, weft_fn fn, void *arg)
 {
-    weft__worker *w = weft__sched_worker();
+    weft__worker *w = weft__sched_worker_leaf();
     weft__task *self = weft__sched_current(w);
     if (__builtin_expect(!s || !fn || !spawn_is_common_but(w, self, s, 0), 0))
         return spawn_plain(s, fn, arg);
