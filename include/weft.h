@@ -887,10 +887,11 @@ WEFT_API int weft_parallel_reduce(int64_t begin, int64_t end, int64_t grain, siz
  *     emptied the socket's receive queue, so the next read of it waits for data at once, without
  *     the system call that would have found none: one system call fewer per request for a server
  *     that reads requests into a large buffer. Where a short read does not mean that (urgent data,
- *     the peer's end of stream, an error; a peek; any socket but TCP, any other descriptor), the
- *     next read tries as usual. A program that reads urgent data (MSG_OOB) does so through
- *     weft_recv, which notes it; a plain recv(2) with MSG_OOB on a descriptor that weft reads too
- *     may leave the bytes behind the urgent mark unread until more data comes.
+ *     the peer's end of stream, an error; a peek or a read of the error queue; any socket but TCP,
+ *     any other descriptor), the next read tries as usual. A program that reads urgent data
+ *     (MSG_OOB) does so through weft_recv, which notes it; a plain recv(2) with MSG_OOB on a
+ *     descriptor that weft reads too may leave the bytes behind the urgent mark unread until more
+ *     data comes.
  * All of them are task-only (-EPERM elsewhere) and suspend, except weft_fd_nonblock and
  * weft_close, which any thread may call and which do not suspend.
  */

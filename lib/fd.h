@@ -13,7 +13,7 @@
  * stale.
  *
  * A read that returns less than it asked of a TCP socket emptied its receive queue (the kernel
- * stops short only there, or at urgent data: see weft__fd_note_short), so the next read would
+ * stops short only there, or at urgent data: see weft__fd_note_short_read), so the next read would
  * find nothing unless data came since, and data that comes makes an edge. The reader notes the
  * count it read under (`dry`), and the next read skips its system call and parks at once while
  * the count has not moved: one system call fewer per message for a server that answers
@@ -66,7 +66,7 @@ int weft__fd_ours(const weft__fd_rec *r, const weft__task *t);
  *  short read emptied the descriptor under the same edge count, so no data came since. A hint
  *  that is never wrong where it says yes; the caller then parks as if its read had failed with
  *  EAGAIN. Only for a descriptor registered with the runtime of `t`: a task of another runtime
- *  may not park on it, and tries its read (fd.h's weft__fd_park, -EINVAL). */
+ *  may not park on it, and tries its read (weft__fd_park refuses it, -EINVAL). */
 static inline int weft__fd_read_dry(const weft__fd_mark *m, const weft__task *t)
 {
     return m->rec &&

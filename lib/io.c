@@ -139,11 +139,12 @@ static ssize_t op_accept(int fd, void *c)
 }
 
 /* A read of `len` bytes with `flags` (recv's): `whole` for io_as. A peek leaves the data where
- * it was; urgent data is the one place where a TCP read stops short of what is queued, and a
- * program that reads it ends the notes for the descriptor (weft__fd_note_urgent). */
+ * it was, and a read of the error queue says nothing of the data; urgent data is the one place
+ * where a TCP read stops short of what is queued, and a program that reads it ends the notes for
+ * the descriptor (weft__fd_note_urgent). */
 static size_t read_whole(size_t len, int flags)
 {
-    return flags & (MSG_PEEK | MSG_OOB) ? 0 : len;
+    return flags & (MSG_PEEK | MSG_OOB | MSG_ERRQUEUE) ? 0 : len;
 }
 
 /* recv's and recvfrom's way into io_as. */
