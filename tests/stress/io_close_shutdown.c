@@ -62,6 +62,21 @@ static int reader(void *arg)
     return 0;
 }
 
+/* Until the readers have parked (each a wait that suspended, after its last read(2)), not
+ * merely begun: a reader still inside read(2) when the closer closes its descriptor would race
+ * the close, a bug of the program's, which ThreadSanitizer reports. */
+static void wait_parked(weft_runtime *rt, uint64_t n)
+{
+    weft_metrics m;
+    for (;;) {
+        int rc = weft_runtime_metrics(rt, &m, sizeof m, NULL, 0);
+        CHECK(rc == 0, "metrics: %d", rc);
+        if (rc != 0 || m.total.parked >= n)
+            return;
+        sched_yield();
+    }
+}
+
 static void *closer(void *arg)
 {
     (void)arg;
@@ -102,6 +117,7 @@ int main(int argc, char **argv)
         CHECK(weft_handle_wait(h, WEFT_NEVER, &st) == 0 && st == 0, "register: %d", st);
         weft_handle_release(h);
         spin_until(&readers_in, READERS);
+        wait_parked(rt, READERS); /* register_all's waits time out without a park */
         atomic_store(&go, 0);
         pthread_t th;
         pthread_create(&th, NULL, closer, NULL);
