@@ -4,9 +4,9 @@
  * receive queue, so weft parks the next read at once, without its system call, until an edge
  * (lib/fd.h). Here every case where that would be wrong: data that comes after the short read
  * (from a task, and in tiny segments from a plain thread), the peer's end of stream, a reset,
- * urgent data with more behind it, datagrams, a peek. A wrong skip parks a read that has
- * something to read, and no edge comes to end it: every read here runs under a deadline, and a
- * read that ends with -ETIMEDOUT is the failure.
+ * urgent data with more behind it, datagrams, a peek; and an urgent read with no memory for its
+ * note. A wrong skip parks a read that has something to read, and no edge comes to end it: every
+ * read here runs under a deadline, and a read that ends with -ETIMEDOUT is the failure.
  *
  * Tasks record with CHECK; the test asserts once weft_run has returned.
  */
@@ -19,9 +19,11 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "support_criterion.h"
 #include "task.h"
 #include "weft.h"
@@ -428,4 +430,50 @@ Test(io_short, a_short_peek_leaves_the_data_to_read, .timeout = 60)
         cr_assert_eq(c.third, 3, "the read after that: %ld", c.third);
         cr_assert_eq(memcmp(c.got, "abcdef", 6), 0);
     }
+}
+
+/* ---- a read of urgent data with no memory for the descriptor's record ----------------------- */
+
+/* weft_recv(MSG_OOB) notes on the descriptor's record that its short reads say nothing; where the
+ * record cannot be made it returns -ENOMEM, reads nothing, and a later call works. The record of a
+ * descriptor numbered past every registered one comes from a fresh chunk: an allocation. */
+#define FAR_FD 3000
+
+typedef struct urgent_nomem {
+    int fd;
+    long without, with;
+} urgent_nomem;
+
+static int urgent_nomem_root(void *arg)
+{
+    urgent_nomem *u = arg;
+    char c;
+    weft__alloc_fail_all(1);
+    u->without = weft_recv(u->fd, &c, 1, MSG_OOB);
+    weft__alloc_fail_all(0);
+    u->with = weft_recv(u->fd, &c, 1, MSG_OOB); /* no urgent byte came: the kernel's EINVAL */
+    return 0;
+}
+
+Test(io_short, an_urgent_read_without_memory_for_its_note_fails_cleanly, .timeout = 60)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max <= FAR_FD)
+        cr_assert_fail("RLIMIT_NOFILE's hard limit is %lu: no descriptor %d to test with",
+                       (unsigned long)rl.rlim_max, FAR_FD);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= FAR_FD) {
+        rl.rlim_cur = FAR_FD + 1;
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    int p[2];
+    loopback_pair(SOCK_STREAM, p);
+    cr_assert_eq(dup2(p[0], FAR_FD), FAR_FD);
+    close(p[0]);
+    urgent_nomem u = {.fd = FAR_FD};
+    cr_assert_eq(run_on(1, urgent_nomem_root, &u), 0);
+    cr_assert_eq(u.without, -ENOMEM, "without memory: %ld", u.without);
+    cr_assert_eq(u.with, -EINVAL, "with memory again: %ld", u.with);
+    weft_close(FAR_FD);
+    close(p[1]);
 }
