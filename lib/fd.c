@@ -181,7 +181,7 @@ int weft__fd_park(weft__task *t, int dirs, const weft__fd_mark *m, weft_time dea
 
 /* The number may name another file next: what short reads said of this one goes. Under the
  * record's lock, with `gen` moved on. */
-static void forget_kind(weft__fd_rec *r)
+static void forget_short_reads(weft__fd_rec *r)
 {
     atomic_store_explicit(&r->dry, 0, memory_order_relaxed);
     atomic_store_explicit(&r->drains, WEFT__FD_DRAINS_UNKNOWN, memory_order_relaxed);
@@ -288,7 +288,7 @@ int weft__fd_close_wake(int fd)
     weft__lock_acquire(&r->lock);
     weft__poller *p = r->poller;
     __atomic_store_n(&r->gen, r->gen + 1, __ATOMIC_RELEASE);
-    forget_kind(r);
+    forget_short_reads(r);
     int woken = 0;
     for (int d = 0; d < 2; d++)
         woken += edge(r, d, -EBADF, NULL);
@@ -318,7 +318,7 @@ void weft__fd_forget_poller(weft__poller *p)
             weft__lock_acquire(&r->lock);
             if (r->poller == p) {
                 __atomic_store_n(&r->gen, r->gen + 1, __ATOMIC_RELEASE);
-                forget_kind(r);
+                forget_short_reads(r);
                 __atomic_store_n(&r->poller, NULL, __ATOMIC_RELEASE);
             }
             weft__lock_release(&r->lock);

@@ -138,21 +138,16 @@ static ssize_t op_accept(int fd, void *c)
     return result_of(accept4(fd, b->addr, b->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC));
 }
 
-/* A read of `len` bytes with `flags` (recv's): `whole` for io_as. A peek leaves the data where
- * it was, and a read of the error queue says nothing of the data; urgent data is the one place
- * where a TCP read stops short of what is queued, and a program that reads it ends the notes for
+/* recv's and recvfrom's way into io_as. A peek leaves the data where it was, and a read of the
+ * error queue says nothing of the data: neither notes a short read. Urgent data is the one place
+ * where a TCP read stops short of what is queued, so a program that reads it ends the notes for
  * the descriptor (weft__fd_note_urgent). */
-static size_t read_whole(size_t len, int flags)
-{
-    return flags & (MSG_PEEK | MSG_OOB | MSG_ERRQUEUE) ? 0 : len;
-}
-
-/* recv's and recvfrom's way into io_as. */
 static ssize_t io_recv(int fd, buf_ctx *b)
 {
     if ((b->flags & MSG_OOB) && weft__fd_note_urgent(fd) != 0)
         return -ENOMEM; /* no record to keep the note: the read could stop short later */
-    return io_as(fd, WEFT__FD_READ, op_recvfrom, b, read_whole(b->len, b->flags));
+    size_t whole = b->flags & (MSG_PEEK | MSG_OOB | MSG_ERRQUEUE) ? 0 : b->len;
+    return io_as(fd, WEFT__FD_READ, op_recvfrom, b, whole);
 }
 
 ssize_t weft_read(int fd, void *buf, size_t len)
