@@ -143,9 +143,12 @@ weft__task *weft__steal_round(weft__worker *w)
     return NULL;
 }
 
-/* Steal rounds over all victims before a worker sleeps (tens of microseconds): long enough to
- * catch the next spawn of a busy neighbour, short enough to be 0% CPU in a blink when idle. */
-#define SPIN_ROUNDS 64
+/* Steal rounds over all victims before a worker sleeps: some 6 us of pauses and two yields on
+ * the development machine, enough to catch the next spawn of a busy neighbour. Longer spins buy
+ * nothing that a wake-up would not, and their CPU is the server's: with 64 rounds, http at 100
+ * connections on two workers served 4% fewer requests per CPU-second, and fork-join, channels
+ * and the blocking pool ran no faster (benchmarks/LOG.md, "Shorter spins"). */
+#define SPIN_ROUNDS 16
 /* Every this many rounds a spinner gives its CPU up for a moment instead of pausing: the work it
  * waits for may come from a thread that needs this very CPU (a blocking call's pool thread, on a
  * machine with no CPU to spare). Pinned to one CPU with its pool thread, a worker that only
