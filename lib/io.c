@@ -418,8 +418,8 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
         int ready = ready_now(fd, events);
         if (ready != 0)
             return ready;
-        if (deadline <= weft_now())
-            return -ETIMEDOUT;
+        if (deadline != WEFT_NEVER && deadline <= weft_now())
+            return -ETIMEDOUT; /* no clock read for a wait without a deadline */
         int rc = weft__fd_park(t, dirs, m, deadline);
         if (rc < 0)
             return rc;
@@ -485,7 +485,7 @@ int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time
         int bits = edges_since(fd, dirs, m);
         if (bits != 0)
             return bits;
-        if (deadline <= weft_now())
+        if (deadline != WEFT_NEVER && deadline <= weft_now())
             return -ETIMEDOUT;
         int rc = weft__fd_park(t, dirs, m, deadline);
         if (rc < 0)
