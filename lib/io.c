@@ -334,6 +334,12 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 
 /* ---- waiting without I/O ----------------------------------------------------------------- */
 
+/* Whether the waits' `deadline` has come; a wait without one reads no clock. */
+static inline int passed(weft_time deadline)
+{
+    return deadline != WEFT_NEVER && deadline <= weft_now();
+}
+
 /* The bits of `events` that `fd` is ready for now (a poll without waiting), or a negative errno
  * value. */
 static __attribute__((noinline)) int ready_now(int fd, int events)
@@ -418,8 +424,8 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
         int ready = ready_now(fd, events);
         if (ready != 0)
             return ready;
-        if (deadline != WEFT_NEVER && deadline <= weft_now())
-            return -ETIMEDOUT; /* no clock read for a wait without a deadline */
+        if (passed(deadline))
+            return -ETIMEDOUT;
         int rc = weft__fd_park(t, dirs, m, deadline);
         if (rc < 0)
             return rc;
@@ -485,7 +491,7 @@ int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time
         int bits = edges_since(fd, dirs, m);
         if (bits != 0)
             return bits;
-        if (deadline != WEFT_NEVER && deadline <= weft_now())
+        if (passed(deadline))
             return -ETIMEDOUT;
         int rc = weft__fd_park(t, dirs, m, deadline);
         if (rc < 0)
