@@ -6,6 +6,12 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/membarrier.h>
+
+#include "tsan.h"
 
 static weft__deque_ring *ring_new(int64_t capacity)
 {
@@ -28,7 +34,37 @@ int weft__deque_init(weft__deque *d, int64_t capacity_log2)
     atomic_init(&d->ring, r);
     d->retired = NULL;
     d->solo = 0;
+    /* Every item published until weft__deque_set_private says otherwise. */
+    d->split_own = INT64_MAX;
+    atomic_init(&d->split, INT64_MAX);
+    atomic_init(&d->request, 0);
     return 0;
+}
+
+int weft__deque_private_supported(void)
+{
+#ifdef WEFT_TSAN
+    return 0;
+#else
+    /* 0: not asked yet; 1: registered; -1: not available. Registering twice is harmless. */
+    static _Atomic int state;
+    int s = atomic_load_explicit(&state, memory_order_acquire);
+    if (s == 0) {
+        long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+        s = cmds >= 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+                    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0
+                ? 1
+                : -1;
+        atomic_store_explicit(&state, s, memory_order_release);
+    }
+    return s == 1;
+#endif
+}
+
+void weft__deque_set_private(weft__deque *d)
+{
+    d->split_own = 0;
+    atomic_store_explicit(&d->split, 0, memory_order_relaxed);
 }
 
 void weft__deque_destroy(weft__deque *d)
@@ -55,6 +91,28 @@ weft__deque_ring *weft__deque_grow(weft__deque *d, weft__deque_ring *old, int64_
     return r;
 }
 
+/* A full barrier on every CPU that runs a thread of this process, as weft__deque_steal_rescue
+ * needs it: 0 once done. (The deque's model check, tests/deque_model.c, puts a fence of its own
+ * in its place.) */
+#ifndef WEFT__DEQUE_HEAVY_BARRIER
+static int heavy_barrier(void)
+{
+    return (int)syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+}
+#define WEFT__DEQUE_HEAVY_BARRIER() heavy_barrier()
+#endif
+
+/* A thief's claim of item `t`, known to be there. */
+static void *claim(weft__deque *d, int64_t t)
+{
+    weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_acquire);
+    void *x = atomic_load_explicit(&r->slot[t & r->mask], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return WEFT__DEQUE_ABORT;
+    return x;
+}
+
 void *weft__deque_steal_any(weft__deque *d)
 {
     assert(!d->solo); /* its owner takes items without racing for them */
@@ -63,10 +121,28 @@ void *weft__deque_steal_any(weft__deque *d)
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_acquire);
     if (t >= b)
         return WEFT__DEQUE_EMPTY;
-    weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_acquire);
-    void *x = atomic_load_explicit(&r->slot[t & r->mask], memory_order_relaxed);
-    if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
-                                                 memory_order_relaxed))
-        return WEFT__DEQUE_ABORT;
-    return x;
+    if (t >= atomic_load_explicit(&d->split, memory_order_acquire)) {
+        /* Asked once: a thief that spins over the queue must not take the owner's line away
+         * at every look. */
+        if (!atomic_load_explicit(&d->request, memory_order_relaxed))
+            atomic_store_explicit(&d->request, 1, memory_order_relaxed);
+        return WEFT__DEQUE_PRIVATE;
+    }
+    return claim(d, t);
+}
+
+void *weft__deque_steal_rescue(weft__deque *d)
+{
+    assert(!d->solo);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
+    atomic_thread_fence(memory_order_seq_cst);
+    /* The owner's pops of private items do not fence: this barrier, run on its CPU, stands in
+     * for it (deque.h). Without it nothing may be taken. */
+    if (atomic_load_explicit(&d->split, memory_order_relaxed) != INT64_MAX &&
+        WEFT__DEQUE_HEAVY_BARRIER() != 0)
+        return WEFT__DEQUE_EMPTY;
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_acquire);
+    if (t >= b)
+        return WEFT__DEQUE_EMPTY;
+    return claim(d, t);
 }

@@ -12,6 +12,31 @@
  * fence and the CAS on `top` that only a concurrent thief makes necessary (on skynet with one
  * worker the fence alone was a tenth of the time and more).
  *
+ * A deque with private items (a spawn queue of a runtime with several workers, where the kernel
+ * has membarrier(2)) keeps the fence off its owner's common pop as well. Its items below `split`
+ * are published: thieves steal them as from any Chase-Lev deque, and the owner pops them with
+ * the fence. Items at `split` and above are private: no ordinary steal takes them, so the owner
+ * pops them with a compiler barrier only. A thief that finds items but none published raises
+ * `request`; the owner, at its next push or pop (or its worker's next pick of a task,
+ * weft__deque_answer), publishes all it holds (split = bottom, a release store; `split` never
+ * goes down). An owner that makes neither (a task computing for a
+ * long while after its spawns) would keep its items to itself; so a thief about to give up takes
+ * the oldest one anyway, with a rescue steal: the Chase-Lev steal with its fence replaced by
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a full barrier on every thread of the
+ * process that is on a CPU (a thread that is not passed one when it was switched out). That
+ * barrier falls somewhere in the owner's pop, and wherever it falls it orders the pop's store of
+ * `bottom` and load of `top` as the fence would have: before the store, the pop sees the thief's
+ * `top`; after the load, the thief sees the pop's `bottom`; between them, it is the fence. An
+ * ordinary thief never races an unfenced pop for an item, since it takes only items below a
+ * `split` that the owner stored and never lowers, and the owner pops unfenced only at or above
+ * it. Rescues cost some 10 us (an interrupt to each CPU running the process) and are rare: in
+ * fork-join code the owner pushes or pops every few nanoseconds and answers a request at once
+ * (benchmarks/LOG.md, "A spawn queue with private items").
+ *
+ * ThreadSanitizer cannot see membarrier's ordering, so its builds keep every deque public, as do
+ * kernels without the call: `split` then stays at INT64_MAX, every item is published, every pop
+ * fences, and nothing asks. One code path serves both.
+ *
  * Growth doubles the ring. A thief may still be reading the old ring, so old rings are kept
  * until the deque is destroyed: their total size is less than the final ring's, so this bounds
  * the memory at twice the high-water mark without an epoch scheme on the steal path.
@@ -33,15 +58,21 @@ typedef struct weft__deque_ring {
 typedef struct weft__deque {
     _Alignas(64) _Atomic int64_t top;
     _Alignas(64) _Atomic int64_t bottom;
-    int64_t top_seen; /* owner only: `top` as last loaded; top never decreases */
+    int64_t top_seen;  /* owner only: `top` as last loaded; top never decreases */
+    int64_t split_own; /* owner only: `split` as last stored */
     _Atomic(weft__deque_ring *) ring;
     weft__deque_ring *retired; /* owner only: rings replaced by growth */
     int solo;                  /* no thief: see weft__deque_set_solo */
+    /* Read by every steal, written by the owner when it publishes and by a thief that asks: a
+     * line of their own, away from `top`, which every steal writes, and `bottom`. */
+    _Alignas(64) _Atomic int64_t split; /* items below it are published */
+    _Atomic int request;                /* a thief found only private items */
 } weft__deque;
 
 /** What a steal returned when it did not get an item. */
 #define WEFT__DEQUE_EMPTY ((void *)0)
-#define WEFT__DEQUE_ABORT ((void *)1) /* lost a race with another thief or the owner; retry */
+#define WEFT__DEQUE_ABORT ((void *)1)   /* lost a race with another thief or the owner; retry */
+#define WEFT__DEQUE_PRIVATE ((void *)2) /* items, none published: the owner was asked to */
 
 int weft__deque_init(weft__deque *d, int64_t capacity_log2);
 void weft__deque_destroy(weft__deque *d);
@@ -53,8 +84,23 @@ static inline void weft__deque_set_solo(weft__deque *d, int solo)
     d->solo = solo;
 }
 
-/** Any thread. The oldest item, WEFT__DEQUE_EMPTY or WEFT__DEQUE_ABORT. */
+/** Whether deques may hold private items in this process: the kernel has
+ *  MEMBARRIER_CMD_PRIVATE_EXPEDITED and this process is registered for it (done here, once), and
+ *  this is no ThreadSanitizer build. Any thread. */
+int weft__deque_private_supported(void);
+
+/** Before the first push, and only where weft__deque_private_supported said yes: the owner keeps
+ *  its items private until a thief asks for them (see above). */
+void weft__deque_set_private(weft__deque *d);
+
+/** Any thread. The oldest published item, WEFT__DEQUE_EMPTY, WEFT__DEQUE_ABORT, or
+ *  WEFT__DEQUE_PRIVATE when every item is private (the owner is asked to publish them). */
 void *weft__deque_steal_any(weft__deque *d);
+
+/** Any thread, rarely (it interrupts every CPU running the process): the oldest item, private
+ *  or not, or WEFT__DEQUE_EMPTY or WEFT__DEQUE_ABORT. For a thief that found only private items
+ *  and is about to give up. */
+void *weft__deque_steal_rescue(weft__deque *d);
 
 /** Any thread: a racy estimate of the number of items (exact for the owner when no thief runs). */
 static inline int64_t weft__deque_size_estimate(weft__deque *d)
@@ -67,6 +113,33 @@ static inline int64_t weft__deque_size_estimate(weft__deque *d)
 /* ---- the owner's operations, inline: they are on every spawn and join ------------------- */
 
 weft__deque_ring *weft__deque_grow(weft__deque *d, weft__deque_ring *old, int64_t t, int64_t b);
+
+/** Owner only, when a thief asked: publishes every item below `b`. Inline although rare: a call
+ *  here, even one not taken, made the spawn that holds it keep more registers. */
+static inline void weft__deque_publish(weft__deque *d, int64_t b)
+{
+    /* The request first: a thief that asks again after this sees what is published now, or asks
+     * the next push or pop. */
+    atomic_store_explicit(&d->request, 0, memory_order_relaxed);
+    if (b > d->split_own) {
+        d->split_own = b;
+        atomic_store_explicit(&d->split, b, memory_order_release);
+    }
+}
+
+/* Owner only: whether a thief asked for the private items (never, in a deque without any). */
+static inline int weft__deque_asked(weft__deque *d)
+{
+    return __builtin_expect(atomic_load_explicit(&d->request, memory_order_relaxed), 0);
+}
+
+/** Owner only: publishes every item if a thief asked; for an owner between pushes and pops (its
+ *  worker picking its next task), so that a thief need not wait for its next spawn or join. */
+static inline void weft__deque_answer(weft__deque *d)
+{
+    if (weft__deque_asked(d))
+        weft__deque_publish(d, atomic_load_explicit(&d->bottom, memory_order_relaxed));
+}
 
 /** Owner only. Returns 0, or -ENOMEM if the ring had to grow and could not. */
 static inline int weft__deque_push_owner(weft__deque *d, void *item)
@@ -88,6 +161,8 @@ static inline int weft__deque_push_owner(weft__deque *d, void *item)
     /* A release store rather than the paper's release fence plus relaxed store: the same
      * instruction on x86 and AArch64 (stlr), and ThreadSanitizer understands it. */
     atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+    if (weft__deque_asked(d))
+        weft__deque_publish(d, b + 1);
     return 0;
 }
 
@@ -108,6 +183,8 @@ static inline void weft__deque_push_owner_room(weft__deque *d, void *item)
     weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
     atomic_store_explicit(&r->slot[b & r->mask], item, memory_order_relaxed);
     atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+    if (weft__deque_asked(d))
+        weft__deque_publish(d, b + 1);
 }
 
 /** Owner only. The newest item, or NULL. */
@@ -121,8 +198,16 @@ static inline void *weft__deque_pop_owner(weft__deque *d)
         atomic_store_explicit(&d->bottom, b, memory_order_relaxed);
         return atomic_load_explicit(&r->slot[b & r->mask], memory_order_relaxed);
     }
+    if (weft__deque_asked(d))
+        weft__deque_publish(d, b); /* all but the item this pop takes */
     atomic_store_explicit(&d->bottom, b, memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst);
+    if (b < d->split_own) {
+        atomic_thread_fence(memory_order_seq_cst); /* published: ordinary thieves may race */
+    } else {
+        /* Private: only a rescue steal may race, and its membarrier orders this pop's store and
+         * load (see above). The compiler must keep them in this order all the same. */
+        atomic_signal_fence(memory_order_seq_cst);
+    }
     int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
     if (t > b) {
         atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);

@@ -112,6 +112,11 @@ static int init_workers(weft_runtime *rt)
         /* Only workers steal, and never from themselves (steal_round). */
         weft__deque_set_solo(&w->spawnq, rt->nworkers == 1);
         weft__deque_set_solo(&w->readyq, rt->nworkers == 1);
+        /* A spawn queue's owner pops most of what it pushes (a join runs its children inline):
+         * those pops go without the fence while nobody asks for the items (deque.h). A ready
+         * queue's owner takes from the top, as thieves do: nothing to gain there. */
+        if (rt->nworkers > 1 && weft__deque_private_supported())
+            weft__deque_set_private(&w->spawnq);
     }
     return 0;
 }

@@ -304,8 +304,11 @@ static void poll_io(weft__worker *w)
 static weft__task *pick_local_queues(weft__worker *w)
 {
     weft__task *t;
-    if (weft__chaos_hit(w, 8) && (t = weft__steal_round(w)))
-        return t; /* forced steal: run a neighbour's work before our own */
+    /* A worker that runs woken tasks for a while touches its spawn queue only after its ready
+     * queue's streak: a thief that asked for the spawns waiting there gets them now. */
+    weft__deque_answer(&w->spawnq);
+    if (weft__chaos_hit(w, 8) && (t = weft__steal_round(w, weft__chaos_hit(w, 4))))
+        return t; /* forced steal (now and then a rescue): a neighbour's work before our own */
     if (++w->tick % GLOBAL_CHECK_INTERVAL == 0) {
         weft__wtimers_run(w);
         poll_io(w);
@@ -690,7 +693,7 @@ int weft__sched_yield(void)
         /* Nothing of our own: a yield must still let work that waits elsewhere run, or a task
          * queued behind a neighbour that never suspends waits as long as that neighbour runs
          * while this worker goes round its yielder. */
-        next = weft__steal_round(w);
+        next = weft__steal_round(w, 0);
         if (next && prepare_to_run(w, next) != 0) {
             weft__inject_task(w->rt, next);
             next = NULL;

@@ -105,6 +105,9 @@ struct weft__worker {
     struct weft__worker *seen_victim;
     weft__task *seen_handoff;
     uint64_t seen_progress;
+    /* Since when this worker's steal rounds found only spawns a neighbour keeps private (0: they
+     * did not), to know when to take one anyway (steal.c). */
+    weft_time private_since;
     /* Work a file above the scheduler holds back on this worker (the count-out of children of
      * one scope that ended here: weft__scope_count_out), to be finished before the worker runs a
      * task whose `scope` is not `held_for`, or sleeps: pick_local calls `release_held`. */

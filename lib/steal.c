@@ -83,10 +83,20 @@ static int stands_still(weft__worker *v)
     return 1;
 }
 
-static weft__task *steal_from(weft__worker *w, weft__worker *v)
+/* A task of v's, or NULL. `rescue`: take a private spawn too (steal.h); without it, *asked is
+ * set when v holds some and was asked for them. */
+static weft__task *steal_from(weft__worker *w, weft__worker *v, int rescue, int *asked)
 {
     for (int attempt = 0; attempt < 4; attempt++) {
         void *x = weft__deque_steal_any(&v->spawnq);
+        if (x == WEFT__DEQUE_PRIVATE) {
+            if (!rescue) {
+                *asked = 1;
+                break;
+            }
+            /* v holds its spawns to itself and has not answered (deque.h). */
+            x = weft__deque_steal_rescue(&v->spawnq);
+        }
         if (x == WEFT__DEQUE_EMPTY)
             break;
         if (x == WEFT__DEQUE_ABORT)
@@ -96,7 +106,7 @@ static weft__task *steal_from(weft__worker *w, weft__worker *v)
             more = more / 2 < STEAL_BATCH - 1 ? more / 2 : STEAL_BATCH - 1;
             for (int64_t i = 0; i < more; i++) {
                 void *y = weft__deque_steal_any(&v->spawnq);
-                if (y == WEFT__DEQUE_EMPTY || y == WEFT__DEQUE_ABORT)
+                if (y == WEFT__DEQUE_EMPTY || y == WEFT__DEQUE_ABORT || y == WEFT__DEQUE_PRIVATE)
                     break;
                 if (weft__deque_push_owner(&w->spawnq, y) != 0) {
                     weft__inject_task(w->rt, y);
@@ -121,18 +131,16 @@ static weft__task *steal_from(weft__worker *w, weft__worker *v)
     return steal_handoff(w, v);
 }
 
-weft__task *weft__steal_round(weft__worker *w)
+static weft__task *steal_round_from(weft__worker *w, int rescue, int *asked)
 {
     weft_runtime *rt = w->rt;
     unsigned n = rt->nworkers;
-    if (n < 2)
-        return NULL;
     unsigned start = (unsigned)(next_rand(w) % n);
     for (unsigned i = 0; i < n; i++) {
         weft__worker *v = &rt->workers[(start + i) % n];
         if (v == w)
             continue;
-        weft__task *t = steal_from(w, v);
+        weft__task *t = steal_from(w, v, rescue, asked);
         if (t) {
             w->counts.stolen++;
             if (__builtin_expect(w->trace != NULL, 0))
@@ -141,6 +149,37 @@ weft__task *weft__steal_round(weft__worker *w)
         }
     }
     return NULL;
+}
+
+/* How long a thief goes on finding a neighbour's spawns private, its requests unanswered, before
+ * it takes one with a rescue steal anyway: a neighbour that spawns answers within the time of a
+ * spawn, one that computes may not for as long as it computes. Short beside the latency of a
+ * wake-up, long beside the barrier's 10 us, so that a thief that sees private spawns over and
+ * over (a task that yields, waiting for a neighbour's spawn to run) spends at most a third of its
+ * time on barriers. */
+#define RESCUE_AFTER_NS 20000
+
+weft__task *weft__steal_round(weft__worker *w, int rescue)
+{
+    weft_runtime *rt = w->rt;
+    unsigned n = rt->nworkers;
+    if (n < 2)
+        return NULL;
+    int asked = 0;
+    weft__task *t = steal_round_from(w, rescue, &asked);
+    if (t || !asked) {
+        w->private_since = 0;
+        return t;
+    }
+    weft_time now = weft_now();
+    if (!w->private_since) {
+        w->private_since = now;
+        return NULL;
+    }
+    if (now - w->private_since < RESCUE_AFTER_NS)
+        return NULL;
+    w->private_since = 0;
+    return steal_round_from(w, 1, &asked);
 }
 
 /* Steal rounds over all victims before a worker sleeps: some 6 us of pauses and two yields on
@@ -195,7 +234,7 @@ weft__task *weft__steal_spin(weft__worker *w)
     atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed);
     weft__task *t = NULL;
     for (int round = 0; round < SPIN_ROUNDS && !t; round++) {
-        if ((t = weft__steal_round(w)) || (t = weft__inject_take(w)))
+        if ((t = weft__steal_round(w, 0)) || (t = weft__inject_take(w)))
             break;
         if (round % SPIN_YIELD_EVERY == SPIN_YIELD_EVERY - 1) {
             if (!worth_spinning(w, 1)) {
@@ -210,6 +249,11 @@ weft__task *weft__steal_spin(weft__worker *w)
         for (int i = 0; i < 32; i++)
             ck_pr_stall();
     }
+    /* Before giving up: spawns that a neighbour keeps private and did not publish when asked
+     * (it computes without spawning, deque.h). The round finds none at once where nobody holds
+     * any, and costs a barrier per neighbour that does. */
+    if (!t)
+        t = weft__steal_round(w, 1);
     /* The last spinner to find work hands the search on, so work left behind it is found. */
     if (atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_acq_rel) == 1 && t)
         weft__sched_notify_local(rt);

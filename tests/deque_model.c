@@ -31,7 +31,12 @@
  * Limitation: only sequentially consistent interleavings are explored. The weak-memory
  * reorderings that the C11 orders of deque.h allow (and forbid) are not: a missing fence or a
  * too-weak order would go unnoticed here. stress/deque_stress.c covers those empirically, on
- * real threads under ThreadSanitizer.
+ * real threads under ThreadSanitizer. So for a deque with private items (deque.h) the model
+ * checks the bookkeeping: a steal that finds only private items asks and takes nothing, the
+ * owner's next push or pop publishes, a rescue steal takes the oldest item, and no item is lost
+ * or taken twice on the way; the rescue's barrier is a fence here. Whether the owner's unfenced
+ * pops may race rescues at all is a question of weak memory, for deque_stress, whose rescues
+ * run membarrier(2) on real threads.
  *
  * Checks, on every interleaving: a pop or steal returns only an item that was pushed (nothing
  * invented), every item is taken exactly once (by a pop, a steal, or the final drain: nothing
@@ -142,6 +147,11 @@ static int model_cas_done(int ok)
 #define weft__deque_destroy model__deque_destroy
 #define weft__deque_grow model__deque_grow
 #define weft__deque_steal_any model__deque_steal_any
+#define weft__deque_steal_rescue model__deque_steal_rescue
+#define weft__deque_set_private model__deque_set_private
+#define weft__deque_private_supported model__deque_private_supported
+/* Under sequential consistency the rescue's process-wide barrier is one more fence. */
+#define WEFT__DEQUE_HEAVY_BARRIER() (model_yield(NULL, OP_FENCE), 0)
 #include "deque.c" /* and deque.h, through it */
 
 /* ---- green threads ------------------------------------------------------------------------------
@@ -285,19 +295,21 @@ static void start_threads(int n, void (*body)(int id))
 
 #define MAX_ITEMS 16
 #define MAX_OPS 12
-#define R_NULL (-1)  /* pop/peek: NULL; steal: WEFT__DEQUE_EMPTY */
-#define R_ABORT (-2) /* steal: WEFT__DEQUE_ABORT */
-#define R_BAD (-3)   /* something that is not an item */
-#define R_OK (-4)    /* a push that returned 0 */
+#define R_NULL (-1)    /* pop/peek: NULL; steal: WEFT__DEQUE_EMPTY */
+#define R_ABORT (-2)   /* steal: WEFT__DEQUE_ABORT */
+#define R_BAD (-3)     /* something that is not an item */
+#define R_DONE (-4)    /* a push that returned 0 */
+#define R_PRIVATE (-5) /* steal: WEFT__DEQUE_PRIVATE */
 
 typedef struct scenario {
     const char *name;
     int capacity_log2;
     int prefill;                   /* items pushed before the threads start */
     const char *prog[MAX_THREADS]; /* thread 0 is the owner: p push, o pop, s steal_owner, k peek;
-                                    * thieves: s steal_any */
+                                    * thieves: s steal_any, r steal_rescue */
     int level;                     /* 0: every run; 1: not with --quick; 2: only with --full */
     int crosscheck;                /* also run every interleaving, unreduced */
+    int priv;                      /* the deque keeps its items private until asked */
 } scenario;
 
 static const scenario *sc;
@@ -316,6 +328,8 @@ static int item_index(void *x)
         return R_NULL;
     if (x == WEFT__DEQUE_ABORT)
         return R_ABORT;
+    if (x == WEFT__DEQUE_PRIVATE)
+        return R_PRIVATE;
     int *p = x;
     if (p < item_store || p >= item_store + MAX_ITEMS)
         return R_BAD;
@@ -332,7 +346,7 @@ static void body(int id)
         switch (prog[i]) {
         case 'p': {
             int k = npushed++;
-            r = weft__deque_push_owner(&dq, &item_store[k]) == 0 ? R_OK : R_BAD;
+            r = weft__deque_push_owner(&dq, &item_store[k]) == 0 ? R_DONE : R_BAD;
             break;
         }
         case 'o':
@@ -343,11 +357,14 @@ static void body(int id)
             break;
         case 'z': {
             int64_t n = weft__deque_size_estimate(&dq);
-            r = n >= 0 && n <= npushed ? R_OK : R_BAD; /* racy, but never out of bounds */
+            r = n >= 0 && n <= npushed ? R_DONE : R_BAD; /* racy, but never out of bounds */
             break;
         }
         case 's':
             r = item_index(id == 0 ? weft__deque_steal_owner(&dq) : model__deque_steal_any(&dq));
+            break;
+        case 'r':
+            r = item_index(model__deque_steal_rescue(&dq));
             break;
         }
         result[id][i] = r;
@@ -355,22 +372,32 @@ static void body(int id)
 }
 
 static const scenario scenarios[] = {
-    /* name, capacity_log2, prefill, {owner, thief, thief}, level, crosscheck */
-    {"last item: pop vs steal", 1, 1, {"o", "s"}, 0, 1},
-    {"last item: 2 thieves, owner reads the size", 1, 1, {"z", "s", "s"}, 0, 1},
-    {"owner steal vs thief steal", 1, 2, {"so", "s"}, 0, 1},
-    {"growth vs steal", 1, 2, {"p", "s"}, 0, 1},
-    {"peek, push, pop vs steal", 1, 1, {"kpo", "s"}, 0, 1},
-    {"push push pop pop vs 2 steals", 1, 0, {"ppoo", "ss"}, 0, 0},
-    {"3 pushes (growth), 3 pops vs 2 steals", 1, 0, {"pppooo", "ss"}, 0, 0},
-    {"growth after wrap-around vs 2 steals", 1, 0, {"ppoppo", "ss"}, 1, 0},
-    {"3 pushes (growth), pop vs 2 thieves", 1, 0, {"pppo", "s", "s"}, 1, 0},
-    {"push (growth), owner steal, pop vs 2 thieves", 1, 2, {"pso", "s", "s"}, 1, 0},
-    {"pushes, pop vs a thief stealing twice and one", 1, 0, {"ppo", "ss", "s"}, 1, 0},
-    {"push (growth), pop vs 2 thieves stealing twice", 1, 2, {"po", "ss", "ss"}, 1, 0},
-    {"5 pushes (2 growths), 5 pops vs 3 steals", 1, 0, {"pppppooooo", "sss"}, 1, 0},
-    {"pushes and pops vs 2 thieves stealing twice", 1, 0, {"ppopo", "ss", "ss"}, 2, 0},
-    {"growth, pops vs 2 thieves stealing twice", 1, 0, {"pppopo", "ss", "ss"}, 2, 0},
+    /* name, capacity_log2, prefill, {owner, thief, thief}, level, crosscheck, priv */
+    {"last item: pop vs steal", 1, 1, {"o", "s"}, 0, 1, 0},
+    {"last item: 2 thieves, owner reads the size", 1, 1, {"z", "s", "s"}, 0, 1, 0},
+    {"owner steal vs thief steal", 1, 2, {"so", "s"}, 0, 1, 0},
+    {"growth vs steal", 1, 2, {"p", "s"}, 0, 1, 0},
+    {"peek, push, pop vs steal", 1, 1, {"kpo", "s"}, 0, 1, 0},
+    {"push push pop pop vs 2 steals", 1, 0, {"ppoo", "ss"}, 0, 0, 0},
+    {"3 pushes (growth), 3 pops vs 2 steals", 1, 0, {"pppooo", "ss"}, 0, 0, 0},
+    {"growth after wrap-around vs 2 steals", 1, 0, {"ppoppo", "ss"}, 1, 0, 0},
+    {"3 pushes (growth), pop vs 2 thieves", 1, 0, {"pppo", "s", "s"}, 1, 0, 0},
+    {"push (growth), owner steal, pop vs 2 thieves", 1, 2, {"pso", "s", "s"}, 1, 0, 0},
+    {"pushes, pop vs a thief stealing twice and one", 1, 0, {"ppo", "ss", "s"}, 1, 0, 0},
+    {"push (growth), pop vs 2 thieves stealing twice", 1, 2, {"po", "ss", "ss"}, 1, 0, 0},
+    {"5 pushes (2 growths), 5 pops vs 3 steals", 1, 0, {"pppppooooo", "sss"}, 1, 0, 0},
+    {"pushes and pops vs 2 thieves stealing twice", 1, 0, {"ppopo", "ss", "ss"}, 2, 0, 0},
+    {"growth, pops vs 2 thieves stealing twice", 1, 0, {"pppopo", "ss", "ss"}, 2, 0, 0},
+    /* Private items: a steal asks for them and the owner's next push or pop publishes them; a
+     * rescue takes one regardless; the owner pops unfenced above the published part. */
+    {"private: last item, pop vs rescue", 1, 1, {"o", "r"}, 0, 1, 1},
+    {"private: pop vs steal (asks), rescue", 1, 1, {"o", "sr"}, 0, 1, 1},
+    {"private: push, pop vs steal twice", 1, 1, {"po", "ss"}, 0, 0, 1},
+    {"private: asked, published, popped vs 2 thieves", 1, 2, {"opo", "ss", "r"}, 0, 0, 1},
+    {"private: pushes, pops vs steal, rescue, steal", 1, 0, {"ppoo", "srs"}, 0, 0, 1},
+    {"private: growth, pops vs steals and a rescue", 1, 0, {"pppooo", "ss", "r"}, 1, 0, 1},
+    {"private: pushes and pops vs 2 thieves asking", 1, 0, {"ppopo", "ss", "sr"}, 1, 0, 1},
+    {"private: growth, pops vs rescues and steals", 1, 0, {"pppopo", "rs", "sr"}, 2, 0, 1},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -380,6 +407,8 @@ static void setup(void)
         fprintf(stderr, "deque_model: out of memory\n");
         exit(1);
     }
+    if (sc->priv)
+        model__deque_set_private(&dq);
     npushed = 0;
     ndrained = 0;
     for (int t = 0; t < MAX_THREADS; t++)
@@ -406,9 +435,11 @@ static const char *res_str(int r, char *buf)
         return "empty";
     case R_ABORT:
         return "abort";
+    case R_PRIVATE:
+        return "private";
     case R_BAD:
         return "not an item";
-    case R_OK:
+    case R_DONE:
         return "ok";
     }
     sprintf(buf, "item %d", r);
@@ -445,17 +476,19 @@ static int check(void)
             char c = sc->prog[id][i];
             int r = result[id][i];
             if (c == 'p' || c == 'z') {
-                if (r != R_OK)
+                if (r != R_DONE)
                     FAIL("owner's %s %d failed", c == 'p' ? "push" : "size estimate", i);
                 continue;
             }
-            if (r == R_BAD || r >= npushed || (c != 's' && r == R_ABORT))
+            int steal = c == 's' || c == 'r';
+            if (r == R_BAD || r >= npushed || (!steal && r == R_ABORT) ||
+                (r == R_PRIVATE && (c != 's' || id == 0 || !sc->priv)))
                 FAIL("thread %d, operation %d ('%c') returned %s", id, i, c, res_str(r, b));
             if (c == 'k' || r < 0)
                 continue; /* a peek takes nothing */
             count[r]++;
             /* Each taker at the top (a thief, or the owner's steals) gets items in push order. */
-            if (c == 's') {
+            if (steal) {
                 if (r <= last)
                     FAIL("thread %d stole item %d after item %d", id, r, last);
                 last = r;

@@ -597,6 +597,97 @@ Test(sched, yield_steals_work_queued_behind_a_busy_worker, .timeout = 60)
                  "the woken task waited behind the busy worker while the other yielded");
 }
 
+/* ---- spawns of a worker that computes -----------------------------------------------------------
+ * A spawn queue keeps its new tasks private until a thief asks, and its owner answers at its next
+ * spawn or join (lib/deque.h). A task that spawns and then computes without either must not keep
+ * its children to itself: here it waits for its child in a plain loop, which ends only if another
+ * worker runs the child. Once the other worker is idle (it must take the child with a rescue
+ * steal before it sleeps), once it is busy yielding (its yields steal, and must rescue too).
+ */
+#define COMPUTE_SAFETY (10 * WEFT_SEC)
+
+typedef struct compute_watch {
+    atomic_int child_ran, child_pushed, yielder_done;
+    atomic_int child_worker, spinner_worker;
+    atomic_int timed_out, setup_failed;
+} compute_watch;
+
+static int flag_child(void *p)
+{
+    compute_watch *cw = p;
+    atomic_store(&cw->child_worker, weft_worker_index());
+    atomic_store(&cw->child_ran, 1);
+    return 0;
+}
+
+/* Spawns the child, then spins on its flag without a call that could run it here. */
+static int spawn_then_compute(void *p)
+{
+    compute_watch *cw = p;
+    weft_scope *s;
+    if (weft_scope_open(&s, NULL) != 0 || weft_spawn(s, flag_child, cw) != 0) {
+        atomic_store(&cw->setup_failed, 1);
+        return -EIO;
+    }
+    atomic_store(&cw->spinner_worker, weft_worker_index());
+    atomic_store(&cw->child_pushed, 1);
+    weft_time safety = weft_now() + COMPUTE_SAFETY;
+    while (!atomic_load(&cw->child_ran) && weft_now() < safety)
+        ;
+    if (!atomic_load(&cw->child_ran))
+        atomic_store(&cw->timed_out, 1);
+    return weft_scope_close(s);
+}
+
+Test(sched, an_idle_worker_takes_the_spawn_of_a_worker_that_computes, .timeout = 60)
+{
+    compute_watch cw;
+    memset(&cw, 0, sizeof(cw));
+    weft_config cfg = {.workers = 2};
+    cr_assert_eq(weft_run(&cfg, spawn_then_compute, &cw), 0);
+    cr_assert_eq(atomic_load(&cw.setup_failed), 0);
+    cr_assert_eq(atomic_load(&cw.timed_out), 0,
+                 "the child waited on the spawner's queue while the other worker was idle");
+    cr_assert_neq(atomic_load(&cw.child_worker), atomic_load(&cw.spinner_worker));
+}
+
+/* Yields until the child has run, on the worker that is not the spinner's. */
+static int yield_until_child(void *p)
+{
+    compute_watch *cw = p;
+    weft_time safety = weft_now() + COMPUTE_SAFETY;
+    while (!atomic_load(&cw->child_ran) && weft_now() < safety)
+        weft_yield();
+    atomic_store(&cw->yielder_done, 1);
+    return 0;
+}
+
+static int compute_and_yield_root(void *p)
+{
+    compute_watch *cw = p;
+    weft_scope *s;
+    int rc = weft_scope_open(&s, NULL);
+    if (rc)
+        return rc;
+    rc = weft_spawn(s, yield_until_child, cw);
+    if (rc == 0)
+        rc = weft_spawn(s, spawn_then_compute, cw);
+    int jrc = weft_scope_close(s);
+    return rc ? rc : jrc;
+}
+
+Test(sched, a_yielding_worker_takes_the_spawn_of_a_worker_that_computes, .timeout = 60)
+{
+    compute_watch cw;
+    memset(&cw, 0, sizeof(cw));
+    weft_config cfg = {.workers = 2};
+    cr_assert_eq(weft_run(&cfg, compute_and_yield_root, &cw), 0);
+    cr_assert_eq(atomic_load(&cw.setup_failed), 0);
+    cr_assert_eq(atomic_load(&cw.yielder_done), 1);
+    cr_assert_eq(atomic_load(&cw.timed_out), 0,
+                 "the child waited on the spawner's queue while the other worker yielded");
+}
+
 /* ---- thread names ---------------------------------------------------------------------------- */
 
 /* The names top and gdb show: read back from /proc while the runtime runs. */

@@ -8,6 +8,11 @@
  * ring grows while thieves are stealing from it, many times over. The owner mixes pushes and
  * pops at random and now and then pushes a long burst, which forces a growth.
  *
+ * Every other round the deque keeps its items private (where the kernel allows: deque.h), as a
+ * spawn queue does: thieves then get most items by asking for them, which the owner's next push
+ * or pop answers. A thief also makes every 8th attempt a rescue steal, asked or not, so that the
+ * owner's unfenced pops race real rescues (membarrier) all the time, not once in a while.
+ *
  * Usage: deque_stress [items]   (default 1048576; at least 1,000,000 for the full check)
  * Prints one summary line; exits 0 when every item was taken exactly once, 1 otherwise.
  */
@@ -38,6 +43,7 @@ static atomic_int round_done;
 static atomic_int all_done;
 static atomic_long wrong_payload;
 static atomic_long taken_by[THIEVES + 1];
+static atomic_long rescued, asked;
 
 static void take(void *x, int who)
 {
@@ -60,8 +66,18 @@ static void *thief(void *arg)
         pthread_barrier_wait(&round_start);
         if (atomic_load(&all_done))
             return NULL;
-        while (!atomic_load_explicit(&round_done, memory_order_acquire)) {
-            void *x = weft__deque_steal_any(&deque);
+        for (unsigned attempt = 1; !atomic_load_explicit(&round_done, memory_order_acquire);
+             attempt++) {
+            void *x;
+            if (attempt % 8 == 0) {
+                x = weft__deque_steal_rescue(&deque);
+                if (x != WEFT__DEQUE_EMPTY && x != WEFT__DEQUE_ABORT)
+                    atomic_fetch_add_explicit(&rescued, 1, memory_order_relaxed);
+            } else if ((x = weft__deque_steal_any(&deque)) == WEFT__DEQUE_PRIVATE) {
+                atomic_fetch_add_explicit(&asked, 1, memory_order_relaxed);
+                sched_yield(); /* let the owner answer */
+                continue;
+            }
             if (x == WEFT__DEQUE_EMPTY)
                 sched_yield(); /* 2 cores, 4 threads: let the owner push */
             else if (x != WEFT__DEQUE_ABORT)
@@ -80,10 +96,12 @@ static uint64_t next_rand(uint64_t *s)
     return *s = x;
 }
 
-static int owner_round(long first, long end, uint64_t *rng)
+static int owner_round(long first, long end, uint64_t *rng, int private_items)
 {
     if (weft__deque_init(&deque, 3) != 0)
         return -1;
+    if (private_items)
+        weft__deque_set_private(&deque);
     atomic_store(&round_done, 0);
     pthread_barrier_wait(&round_start);
     long i = first;
@@ -138,9 +156,10 @@ int main(int argc, char **argv)
     uint64_t rng = 0x853c49e6748fea9bull;
     long rounds = 0;
     int failed = 0;
+    int private_ok = weft__deque_private_supported();
     for (long first = 0; first < nitems && !failed; first += ROUND_ITEMS, rounds++) {
         long end = first + ROUND_ITEMS < nitems ? first + ROUND_ITEMS : nitems;
-        if (owner_round(first, end, &rng) != 0) {
+        if (owner_round(first, end, &rng, private_ok && rounds % 2 == 1) != 0) {
             fprintf(stderr, "deque_stress: out of memory in round %ld\n", rounds);
             failed = 1;
         }
@@ -176,6 +195,13 @@ int main(int argc, char **argv)
     if (first_bad >= 0)
         printf("deque_stress: item %ld taken %u times\n", first_bad,
                atomic_load(&taken[first_bad]));
+    if (private_ok)
+        printf("deque_stress: rounds with private items: %ld; thieves asked %ld times, took %ld "
+               "items by rescue\n",
+               rounds / 2, atomic_load(&asked), atomic_load(&rescued));
+    else
+        printf("deque_stress: no rounds with private items: membarrier(2) is not available here "
+               "(or this is a ThreadSanitizer build)\n");
     pthread_barrier_destroy(&round_start);
     pthread_barrier_destroy(&round_end);
     free(items);
