@@ -17,7 +17,11 @@
  * task sits in one of these four, so every runnable task is stealable. Taking a task from the
  * ready queue prefetches the records and stack tops of the next few (prefetch_ready): resuming many
  * parked tasks is memory-bound. In a runtime of one worker nobody steals, so both deques are solo
- * (deque.h): the owner's pops need no fence and no CAS.
+ * (deque.h): the owner's pops need no fence and no CAS. With more workers a spawn queue keeps its
+ * tasks private until a thief asks (deque.h): its owner's pops need no fence while nobody asks,
+ * every pick answers a request, and a thief that is not answered before it gives up takes a task
+ * anyway with a rescue steal (steal.c). So every unstarted task is stealable, some at the price
+ * of a process-wide barrier.
  *
  * The order in which a worker picks its next task (pick_local):
  *   1. every 61st pick, the injection queue and the timers first, so that neither starves while

@@ -2,7 +2,10 @@
 /*
  * Stealing: an idle (or yielding) worker takes work from a random victim. From a victim's spawn
  * queue first (its oldest unstarted task, or a batch of a flat fan-out), then from its ready
- * queue. Victims are visited from a random start so that thieves spread over them.
+ * queue. Victims are visited from a random start so that thieves spread over them. A spawn queue
+ * may hold its tasks private (deque.h): a steal then asks for them, and the victim publishes them
+ * at its next spawn, join or pick; a thief that is about to sleep, or has yielded 20 us without
+ * an answer, takes one with a rescue steal.
  */
 #include "steal.h"
 
