@@ -572,17 +572,23 @@ static int hog(void *p)
     return 0;
 }
 
-static int steal_root(void *p)
+/* Spawns `first`, then `second`, both with `arg`, into a scope of their own, and closes it. */
+static int run_pair(weft_fn first, weft_fn second, void *arg)
 {
     weft_scope *s;
     int rc = weft_scope_open(&s, NULL);
     if (rc)
         return rc;
-    rc = weft_spawn(s, yielder, p);
+    rc = weft_spawn(s, first, arg);
     if (rc == 0)
-        rc = weft_spawn(s, hog, p);
+        rc = weft_spawn(s, second, arg);
     int jrc = weft_scope_close(s);
     return rc ? rc : jrc;
+}
+
+static int steal_root(void *p)
+{
+    return run_pair(yielder, hog, p);
 }
 
 Test(sched, yield_steals_work_queued_behind_a_busy_worker, .timeout = 60)
@@ -659,16 +665,7 @@ static int yield_until_child(void *p)
 
 static int compute_and_yield_root(void *p)
 {
-    compute_watch *cw = p;
-    weft_scope *s;
-    int rc = weft_scope_open(&s, NULL);
-    if (rc)
-        return rc;
-    rc = weft_spawn(s, yield_until_child, cw);
-    if (rc == 0)
-        rc = weft_spawn(s, spawn_then_compute, cw);
-    int jrc = weft_scope_close(s);
-    return rc ? rc : jrc;
+    return run_pair(yield_until_child, spawn_then_compute, p);
 }
 
 Test(sched, a_yielding_worker_takes_the_spawn_of_a_worker_that_computes, .timeout = 60)
