@@ -6,12 +6,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#include <linux/membarrier.h>
-
-#include "tsan.h"
+#include "barrier.h"
 
 static weft__deque_ring *ring_new(int64_t capacity)
 {
@@ -39,26 +35,6 @@ int weft__deque_init(weft__deque *d, int64_t capacity_log2)
     atomic_init(&d->split, INT64_MAX);
     atomic_init(&d->request, 0);
     return 0;
-}
-
-int weft__deque_private_supported(void)
-{
-#ifdef WEFT_TSAN
-    return 0;
-#else
-    /* 0: not asked yet; 1: registered; -1: not available. Registering twice is harmless. */
-    static _Atomic int state;
-    int s = atomic_load_explicit(&state, memory_order_acquire);
-    if (s == 0) {
-        long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-        s = cmds >= 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-                    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0
-                ? 1
-                : -1;
-        atomic_store_explicit(&state, s, memory_order_release);
-    }
-    return s == 1;
-#endif
 }
 
 void weft__deque_set_private(weft__deque *d)
@@ -91,15 +67,10 @@ weft__deque_ring *weft__deque_grow(weft__deque *d, weft__deque_ring *old, int64_
     return r;
 }
 
-/* A full barrier on every CPU that runs a thread of this process, as weft__deque_steal_rescue
- * needs it: 0 once done. (The deque's model check, tests/deque_model.c, puts a fence of its own
- * in its place.) */
+/* The rescue's barrier (barrier.h). The deque's model check, tests/deque_model.c, puts a fence
+ * of its own in its place. */
 #ifndef WEFT__DEQUE_HEAVY_BARRIER
-static int heavy_barrier(void)
-{
-    return (int)syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-}
-#define WEFT__DEQUE_HEAVY_BARRIER() heavy_barrier()
+#define WEFT__DEQUE_HEAVY_BARRIER() weft__barrier_heavy()
 #endif
 
 /* A thief's claim of item `t`, known to be there. */

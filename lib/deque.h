@@ -21,20 +21,17 @@
  * weft__deque_answer), publishes all it holds (split = bottom, a release store; `split` never
  * goes down). An owner that makes neither (a task computing for a
  * long while after its spawns) would keep its items to itself; so a thief about to give up takes
- * the oldest one anyway, with a rescue steal: the Chase-Lev steal with its fence replaced by
- * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a full barrier on every thread of the
- * process that is on a CPU (a thread that is not passed one when it was switched out). That
- * barrier falls somewhere in the owner's pop, and wherever it falls it orders the pop's store of
- * `bottom` and load of `top` as the fence would have: before the store, the pop sees the thief's
- * `top`; after the load, the thief sees the pop's `bottom`; between them, it is the fence. An
+ * the oldest one anyway, with a rescue steal: the Chase-Lev steal with its fence replaced by the
+ * asymmetric barrier (barrier.h), which falls somewhere in the owner's pop and, wherever it
+ * falls, orders the pop's store of `bottom` and load of `top` as the fence would have. An
  * ordinary thief never races an unfenced pop for an item, since it takes only items below a
  * `split` that the owner stored and never lowers, and the owner pops unfenced only at or above
  * it. Rescues cost some 10 us (an interrupt to each CPU running the process) and are rare: in
  * fork-join code the owner pushes or pops every few nanoseconds and answers a request at once
  * (benchmarks/LOG.md, "A spawn queue with private items").
  *
- * ThreadSanitizer cannot see membarrier's ordering, so its builds keep every deque public, as do
- * kernels without the call: `split` then stays at INT64_MAX, every item is published, every pop
+ * Where that barrier is not to be had (ThreadSanitizer builds, kernels without membarrier) every
+ * deque stays public: `split` then stays at INT64_MAX, every item is published, every pop
  * fences, and nothing asks. One code path serves both.
  *
  * Growth doubles the ring. A thief may still be reading the old ring, so old rings are kept
@@ -84,13 +81,8 @@ static inline void weft__deque_set_solo(weft__deque *d, int solo)
     d->solo = solo;
 }
 
-/** Whether deques may hold private items in this process: the kernel has
- *  MEMBARRIER_CMD_PRIVATE_EXPEDITED and this process is registered for it (done here, once), and
- *  this is no ThreadSanitizer build. Any thread. */
-int weft__deque_private_supported(void);
-
-/** Before the first push, and only where weft__deque_private_supported said yes: the owner keeps
- *  its items private until a thief asks for them (see above). */
+/** Before the first push, and only where weft__barrier_supported (barrier.h) said yes: the owner
+ *  keeps its items private until a thief asks for them (see above). */
 void weft__deque_set_private(weft__deque *d);
 
 /** Any thread. The oldest published item, WEFT__DEQUE_EMPTY, WEFT__DEQUE_ABORT, or

@@ -19,6 +19,7 @@
 #include "runtime.h"
 
 #include "alloc.h"
+#include "barrier.h"
 #include "blocking.h"
 #include "cancel.h"
 #include "dump.h"
@@ -94,6 +95,7 @@ static int open_trace(weft_runtime *rt)
 static int init_workers(weft_runtime *rt)
 {
     memset(rt->workers, 0, sizeof(weft__worker) * rt->nworkers);
+    rt->asymmetric = rt->nworkers > 1 && weft__barrier_supported();
     for (unsigned i = 0; i < rt->nworkers; i++) {
         weft__worker *w = &rt->workers[i];
         w->rt = rt;
@@ -115,7 +117,7 @@ static int init_workers(weft_runtime *rt)
         /* A spawn queue's owner pops most of what it pushes (a join runs its children inline):
          * those pops go without the fence while nobody asks for the items (deque.h). A ready
          * queue's owner takes from the top, as thieves do: nothing to gain there. */
-        if (rt->nworkers > 1 && weft__deque_private_supported())
+        if (rt->asymmetric)
             weft__deque_set_private(&w->spawnq);
     }
     return 0;

@@ -36,6 +36,10 @@ struct weft_runtime {
     /* Set at start, read everywhere. */
     weft__worker *workers;
     unsigned nworkers;
+    /* Several workers, and the asymmetric barrier is there (barrier.h): spawn queues keep their
+     * tasks private (deque.h), and a join closes a scope nobody else spawned into without a
+     * locked instruction (scope.c). */
+    int asymmetric;
     _Atomic int stopping;
     _Atomic int shutting_down;
     uint64_t chaos; /* WEFT_CHAOS seed; 0: off */

@@ -4,11 +4,14 @@
 #include "alloc.h"
 
 #include <assert.h>
+#include <ck_pr.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "barrier.h"
 #include "cancel.h"
 #include "deadline.h"
 #include "inject.h"
@@ -91,6 +94,7 @@ static void scope_init_clean(weft_scope *s, weft_runtime *rt)
 {
     weft__lock_init(&s->lock);
     atomic_init(&s->fanning, 0);
+    atomic_init(&s->closing, 0);    /* and so every close leaves it */
     atomic_init(&s->timer.word, 0); /* a recycled record keeps its timer generation */
     s->rt = rt;
     s->epoch = &rt->cancel_epoch;
@@ -115,6 +119,7 @@ static void assert_clean(const weft_scope *s, const weft_runtime *rt)
 {
     assert(s->rt == rt && s->epoch == &rt->cancel_epoch);
     assert(!atomic_load_explicit(&s->fanning, memory_order_relaxed));
+    assert(!atomic_load_explicit(&s->closing, memory_order_relaxed));
     assert(!s->joiner && !s->first_child && !s->parked && !s->timer_armed && !s->running);
     assert(!s->deferred.head && !s->deferred.tail && !s->deferred.spare);
     assert(!s->error_segs && !atomic_load_explicit(&s->nerrors, memory_order_relaxed));
@@ -159,6 +164,7 @@ static void scope_init(weft_scope *s, weft_scope *parent, weft__task *owner)
     atomic_init(&s->cancel, 0);
     atomic_init(&s->cancel_code, 0);
     atomic_init(&s->balance, WEFT__SCOPE_BIAS);
+    atomic_init(&s->others, WEFT__SCOPE_OTHERS_NONE);
     set_state(s, WEFT__SCOPE_OPEN);
     s->owner = owner;
     s->parent = parent;
@@ -415,8 +421,41 @@ void weft__scope_last_child_gone(weft_scope *s)
         s->on_done(s, s->child_status);
 }
 
+/* Until `flag` is no longer `value`: another thread is a few instructions from changing it
+ * (unless it was switched out there). */
+static void wait_while(_Atomic int *flag, int value)
+{
+    for (unsigned i = 1; atomic_load_explicit(flag, memory_order_acquire) == value; i++) {
+        if (i % 64 == 0)
+            sched_yield();
+        else
+            ck_pr_stall();
+    }
+}
+
+/* The first task other than the owner to count a child into `s`, in a runtime whose joins close
+ * without a locked instruction (close_if_empty), makes sure that no such close misses it: the
+ * barrier, then the end of a close that may have begun before it. Those after it wait until it
+ * is through. */
+static __attribute__((noinline)) void others_arrive(weft_scope *s)
+{
+    int none = WEFT__SCOPE_OTHERS_NONE;
+    if (!atomic_compare_exchange_strong_explicit(&s->others, &none, WEFT__SCOPE_OTHERS_ARRIVING,
+                                                 memory_order_relaxed, memory_order_relaxed)) {
+        wait_while(&s->others, WEFT__SCOPE_OTHERS_ARRIVING);
+        return;
+    }
+    /* Registered at start (barrier.h): the call cannot be refused. */
+    (void)weft__barrier_heavy();
+    wait_while(&s->closing, 1);
+    atomic_store_explicit(&s->others, WEFT__SCOPE_OTHERS_IN, memory_order_release);
+}
+
 int weft__scope_admit_other(weft_scope *s)
 {
+    if (s->owner && s->rt->asymmetric &&
+        atomic_load_explicit(&s->others, memory_order_acquire) != WEFT__SCOPE_OTHERS_IN)
+        others_arrive(s);
     int64_t n = atomic_load_explicit(&s->balance, memory_order_relaxed);
     do {
         if (n <= 0)
@@ -500,7 +539,20 @@ int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_ent
  * worker has no such thread: a spawn needs a task, every task runs on that worker, and the
  * worker is here (the blocking pool's threads run no tasks). There a plain check and store do,
  * as the deques of such a runtime need no synchronisation either; the locked instruction was a
- * measurable share of a fork-join program's time at one worker. */
+ * measurable share of a fork-join program's time at one worker.
+ *
+ * With more workers, a scope that nobody but its owner ever counted a child into (fib's, and
+ * most fork-join scopes) has a balance of exactly BIAS here: its owner's children that ended
+ * inline are counted in owner_spawned, which is zero, and one that was stolen would keep it
+ * above zero until the join's fold. Only a task other than the owner, admitting a child at this
+ * very moment, could change it. The close and that admission are Dekker's pattern: the owner
+ * raises `closing` and then reads `others`, the other raises `others` and then reads `closing`
+ * (others_arrive). The owner's side has a compiler barrier only; the other's, the first of its
+ * kind in the scope's life, calls the asymmetric barrier (barrier.h). Then either the owner sees
+ * `others` raised and takes the CAS path, or the other sees `closing` raised (or the close
+ * finished) and waits for its end, after which its CAS finds the balance at 0 and the scope
+ * joined. At two workers this took the locked instruction off every fork-join step (fib(30):
+ * benchmarks/LOG.md, "The join without a locked instruction"). */
 static inline int close_if_empty(weft_scope *s, const weft_runtime *rt)
 {
     int64_t all_done = WEFT__SCOPE_BIAS;
@@ -509,6 +561,17 @@ static inline int close_if_empty(weft_scope *s, const weft_runtime *rt)
             return 0;
         atomic_store_explicit(&s->balance, 0, memory_order_relaxed);
         return 1;
+    }
+    if (rt->asymmetric) {
+        atomic_store_explicit(&s->closing, 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst); /* the barrier of others_arrive orders them */
+        if (atomic_load_explicit(&s->others, memory_order_relaxed) == WEFT__SCOPE_OTHERS_NONE) {
+            assert(atomic_load_explicit(&s->balance, memory_order_relaxed) == all_done);
+            atomic_store_explicit(&s->balance, 0, memory_order_relaxed);
+            atomic_store_explicit(&s->closing, 0, memory_order_release);
+            return 1;
+        }
+        atomic_store_explicit(&s->closing, 0, memory_order_relaxed);
     }
     return atomic_compare_exchange_strong_explicit(&s->balance, &all_done, 0, memory_order_acq_rel,
                                                    memory_order_relaxed);

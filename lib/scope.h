@@ -11,7 +11,8 @@
  * running, and the child that brings it to zero wakes the joiner and touches the scope no more.
  * (A join that finds every child ended takes the balance from BIAS to zero with a CAS, since
  * another worker may admit a child meanwhile; a runtime of one worker has no such thread, and
- * there it is a plain load and store: see close_if_empty in scope.c.)
+ * there it is a plain load and store, and so it is in a scope nobody else ever counted into,
+ * where the first to try pays for an asymmetric barrier: see close_if_empty in scope.c.)
  * BIAS (2^40) is far above any number of children the owner can spawn, so the balance cannot
  * reach zero before the join.
  *
@@ -84,6 +85,11 @@ struct weft_scope {
 
     /* Written as children end, on any worker. */
     _Alignas(64) _Atomic int64_t balance;
+    /* The join's close without a locked instruction (close_if_empty in scope.c): `closing` is 1
+     * while the owner decides, `others` says how far the first task other than the owner that
+     * counts a child in has got (WEFT__SCOPE_OTHERS_*). */
+    _Atomic int closing;
+    _Atomic int others;
     weft__task *joiner; /* the owner, while it waits in join */
     /* external scopes (submitted work): called when the last child ends */
     void (*on_done)(weft_scope *s, int status);
@@ -242,6 +248,10 @@ static inline int weft__scope_end_task(weft__task *t, int rc)
 }
 
 #define WEFT__SCOPE_BIAS ((int64_t)1 << 40)
+
+/* weft_scope.others: nobody but the owner counted a child in; the first other is on its way in
+ * (its barrier, then the owner's close it may have met); others count in as they like. */
+enum { WEFT__SCOPE_OTHERS_NONE, WEFT__SCOPE_OTHERS_ARRIVING, WEFT__SCOPE_OTHERS_IN };
 
 /** Counts a child the owner of `s` spawns, outside its join; returns WEFT__TASK_OWNER_COUNTED. */
 static inline uint32_t weft__scope_count_owner_child(weft_scope *s)

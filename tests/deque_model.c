@@ -149,7 +149,6 @@ static int model_cas_done(int ok)
 #define weft__deque_steal_any model__deque_steal_any
 #define weft__deque_steal_rescue model__deque_steal_rescue
 #define weft__deque_set_private model__deque_set_private
-#define weft__deque_private_supported model__deque_private_supported
 /* Under sequential consistency the rescue's process-wide barrier is one more fence. */
 #define WEFT__DEQUE_HEAVY_BARRIER() (model_yield(NULL, OP_FENCE), 0)
 #include "deque.c" /* and deque.h, through it */

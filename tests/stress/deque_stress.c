@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "barrier.h"
 #include "deque.h"
 
 #define THIEVES 3
@@ -156,7 +157,7 @@ int main(int argc, char **argv)
     uint64_t rng = 0x853c49e6748fea9bull;
     long rounds = 0;
     int failed = 0;
-    int private_ok = weft__deque_private_supported();
+    int private_ok = weft__barrier_supported();
     for (long first = 0; first < nitems && !failed; first += ROUND_ITEMS, rounds++) {
         long end = first + ROUND_ITEMS < nitems ? first + ROUND_ITEMS : nitems;
         if (owner_round(first, end, &rng, private_ok && rounds % 2 == 1) != 0) {
