@@ -19,11 +19,11 @@
  * pops them with a compiler barrier only. A thief that finds items but none published raises
  * `request`; the owner, at its next push or pop (or its worker's next pick of a task,
  * weft__deque_answer), publishes all it holds (split = bottom, a release store; `split` never
- * goes down). An owner that makes neither (a task computing for a
- * long while after its spawns) would keep its items to itself; so a thief about to give up takes
- * the oldest one anyway, with a rescue steal: the Chase-Lev steal with its fence replaced by the
- * asymmetric barrier (barrier.h), which falls somewhere in the owner's pop and, wherever it
- * falls, orders the pop's store of `bottom` and load of `top` as the fence would have. An
+ * goes down). An owner that makes none of those (a task computing for a long while after its
+ * spawns) would keep its items to itself; so a thief about to give up takes the oldest one
+ * anyway, with a rescue steal: the Chase-Lev steal with its fence replaced by the asymmetric
+ * barrier (barrier.h), which falls somewhere in the owner's pop and, wherever it falls, orders
+ * the pop's store of `bottom` and load of `top` as the fence would have. An
  * ordinary thief never races an unfenced pop for an item, since it takes only items below a
  * `split` that the owner stored and never lowers, and the owner pops unfenced only at or above
  * it. Rescues cost some 10 us (an interrupt to each CPU running the process) and are rare: in
