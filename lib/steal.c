@@ -86,17 +86,16 @@ static int stands_still(weft__worker *v)
     return 1;
 }
 
-/* A task of v's, or NULL. `rescue`: take a private spawn too (steal.h); without it, *asked is
- * set when v holds some and was asked for them. */
+/* A task of v's, or NULL. `rescue`: take a private spawn too (steal.h). *asked is set when v
+ * held only private spawns (and was asked for them). */
 static weft__task *steal_from(weft__worker *w, weft__worker *v, int rescue, int *asked)
 {
     for (int attempt = 0; attempt < 4; attempt++) {
         void *x = weft__deque_steal_any(&v->spawnq);
         if (x == WEFT__DEQUE_PRIVATE) {
-            if (!rescue) {
-                *asked = 1;
+            *asked = 1;
+            if (!rescue)
                 break;
-            }
             /* v holds its spawns to itself and has not answered (deque.h). */
             x = weft__deque_steal_rescue(&v->spawnq);
         }
@@ -155,11 +154,12 @@ static weft__task *steal_round_from(weft__worker *w, int rescue, int *asked)
 }
 
 /* How long a thief goes on finding a neighbour's spawns private, its requests unanswered, before
- * it takes one with a rescue steal anyway: a neighbour that spawns answers within the time of a
- * spawn, one that computes may not for as long as it computes. Short beside the latency of a
- * wake-up, long beside the barrier's 10 us, so that a thief that sees private spawns over and
- * over (a task that yields, waiting for a neighbour's spawn to run) spends at most a third of its
- * time on barriers. */
+ * it takes them with rescue steals anyway: a neighbour that spawns answers within the time of a
+ * spawn, one that computes (or sits in a system call) may not for as long as it does. Short
+ * beside the latency of a wake-up, long beside the barrier's 10 us. From then on the thief
+ * rescues at every round, one task a barrier, until no neighbour holds private spawns: a thief
+ * that waited again for each task left behind a neighbour that no longer answers (count_out's
+ * spinner) took one per spin, and on a loaded machine a spin is milliseconds of yields. */
 #define RESCUE_AFTER_NS 20000
 
 weft__task *weft__steal_round(weft__worker *w, int rescue)
@@ -170,18 +170,15 @@ weft__task *weft__steal_round(weft__worker *w, int rescue)
         return NULL;
     int asked = 0;
     weft__task *t = steal_round_from(w, rescue, &asked);
-    if (t || !asked) {
+    if (!asked) {
         w->private_since = 0;
         return t;
     }
     weft_time now = weft_now();
-    if (!w->private_since) {
+    if (!w->private_since)
         w->private_since = now;
-        return NULL;
-    }
-    if (now - w->private_since < RESCUE_AFTER_NS)
-        return NULL;
-    w->private_since = 0;
+    if (t || now - w->private_since < RESCUE_AFTER_NS)
+        return t;
     return steal_round_from(w, 1, &asked);
 }
 
