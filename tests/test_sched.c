@@ -652,6 +652,50 @@ Test(sched, an_idle_worker_takes_the_spawn_of_a_worker_that_computes, .timeout =
                  "the child waited on the spawner's queue while the other worker was idle");
 }
 
+/* The same with the spawner's worker in a plain system call: a blocking read(2) of a pipe that
+ * only the child writes to. Its thread is off the CPU, in the kernel, until another worker runs
+ * the child. */
+typedef struct pipe_watch {
+    int fds[2];
+    int wrote, got; /* bytes the child wrote, bytes the spawner read */
+    int setup_failed;
+} pipe_watch;
+
+static int pipe_child(void *p)
+{
+    pipe_watch *pw = p;
+    pw->wrote = (int)write(pw->fds[1], "x", 1);
+    return 0;
+}
+
+static int spawn_then_read(void *p)
+{
+    pipe_watch *pw = p;
+    weft_scope *s;
+    if (weft_scope_open(&s, NULL) != 0 || weft_spawn(s, pipe_child, pw) != 0) {
+        pw->setup_failed = 1;
+        return -EIO;
+    }
+    char c;
+    pw->got = (int)read(pw->fds[0], &c, 1);
+    return weft_scope_close(s);
+}
+
+Test(sched, an_idle_worker_takes_the_spawn_of_a_worker_in_a_system_call, .timeout = 60)
+{
+    pipe_watch pw;
+    memset(&pw, 0, sizeof(pw));
+    cr_assert_eq(pipe(pw.fds), 0);
+    weft_config cfg = {.workers = 2};
+    /* A child left behind the read would hang here: the timeout reports it. */
+    cr_assert_eq(weft_run(&cfg, spawn_then_read, &pw), 0);
+    cr_assert_eq(pw.setup_failed, 0);
+    cr_assert_eq(pw.wrote, 1);
+    cr_assert_eq(pw.got, 1);
+    close(pw.fds[0]);
+    close(pw.fds[1]);
+}
+
 /* Yields until the child has run, on the worker that is not the spinner's. */
 static int yield_until_child(void *p)
 {
