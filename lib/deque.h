@@ -23,12 +23,12 @@
  * spawns) would keep its items to itself; so a thief about to give up takes the oldest one
  * anyway, with a rescue steal: the Chase-Lev steal with its fence replaced by the asymmetric
  * barrier (barrier.h), which falls somewhere in the owner's pop and, wherever it falls, orders
- * the pop's store of `bottom` and load of `top` as the fence would have. An
- * ordinary thief never races an unfenced pop for an item, since it takes only items below a
- * `split` that the owner stored and never lowers, and the owner pops unfenced only at or above
- * it. Rescues cost some 10 us (an interrupt to each CPU running the process) and are rare: in
- * fork-join code the owner pushes or pops every few nanoseconds and answers a request at once
- * (benchmarks/LOG.md, "A spawn queue with private items").
+ * the pop's store of `bottom` and load of `top` as the fence would have. An ordinary thief never
+ * races an unfenced pop for an item, since it takes only items below a `split` that the owner
+ * stored and never lowers, and the owner pops unfenced only at or above it. Rescues cost some 10 us
+ * (an interrupt to each CPU running the process) and are rare: in fork-join code the owner pushes
+ * or pops every few nanoseconds and answers a request at once (benchmarks/LOG.md, "A spawn queue
+ * with private items").
  *
  * Where that barrier is not to be had (ThreadSanitizer builds, kernels without membarrier) every
  * deque stays public: `split` then stays at INT64_MAX, every item is published, every pop
@@ -125,8 +125,9 @@ static inline int weft__deque_asked(weft__deque *d)
     return __builtin_expect(atomic_load_explicit(&d->request, memory_order_relaxed), 0);
 }
 
-/** Owner only: publishes every item if a thief asked; for an owner between pushes and pops (its
- *  worker picking its next task), so that a thief need not wait for its next spawn or join. */
+/** Owner only: publishes every item if a thief asked. After each push, and where the owner is
+ *  between pushes and pops (its worker picking its next task), so that a thief need not wait
+ *  for its next spawn or join. */
 static inline void weft__deque_answer(weft__deque *d)
 {
     if (weft__deque_asked(d))
@@ -153,8 +154,7 @@ static inline int weft__deque_push_owner(weft__deque *d, void *item)
     /* A release store rather than the paper's release fence plus relaxed store: the same
      * instruction on x86 and AArch64 (stlr), and ThreadSanitizer understands it. */
     atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
-    if (weft__deque_asked(d))
-        weft__deque_publish(d, b + 1);
+    weft__deque_answer(d);
     return 0;
 }
 
@@ -175,8 +175,7 @@ static inline void weft__deque_push_owner_room(weft__deque *d, void *item)
     weft__deque_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
     atomic_store_explicit(&r->slot[b & r->mask], item, memory_order_relaxed);
     atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
-    if (weft__deque_asked(d))
-        weft__deque_publish(d, b + 1);
+    weft__deque_answer(d);
 }
 
 /** Owner only. The newest item, or NULL. */

@@ -4,9 +4,7 @@
 #include "alloc.h"
 
 #include <assert.h>
-#include <ck_pr.h>
 #include <errno.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,12 +423,9 @@ void weft__scope_last_child_gone(weft_scope *s)
  * (unless it was switched out there). */
 static void wait_while(_Atomic int *flag, int value)
 {
-    for (unsigned i = 1; atomic_load_explicit(flag, memory_order_acquire) == value; i++) {
-        if (i % 64 == 0)
-            sched_yield();
-        else
-            ck_pr_stall();
-    }
+    unsigned round = 0;
+    while (atomic_load_explicit(flag, memory_order_acquire) == value)
+        weft__lock_backoff(&round);
 }
 
 /* The first task other than the owner to count a child into `s`, in a runtime whose joins close

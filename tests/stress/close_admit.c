@@ -116,12 +116,9 @@ static int owner(void *p)
         atomic_store(&r->round, i);
         if (weft_spawn(s, own_child, r) != 0)
             atomic_fetch_add(&r->other_errors, 1);
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
         /* 0-65,000 loop steps: some rounds join before the racer's first spawn has passed its
          * barrier (about 10 us), some after, some while it is passing it. */
-        for (volatile unsigned k = (unsigned)(rng % 65536); k > 0; k--)
+        for (volatile unsigned k = below(&rng, 65536); k > 0; k--)
             ;
         if (weft_scope_join(s) != 0)
             atomic_fetch_add(&r->other_errors, 1);
@@ -160,8 +157,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [rounds]\n", argv[0]);
         return 2;
     }
-    weft_config cfg = {.workers = 2};
-    int rc = weft_run(&cfg, root, &r);
+    int rc = run_on(2, root, &r);
     long admitted = atomic_load(&r.admitted), ran = atomic_load(&r.ran);
     long late = atomic_load(&r.late), errors = atomic_load(&r.other_errors);
     int ok = rc == 0 && admitted == ran && late == 0 && errors == 0 &&

@@ -173,17 +173,16 @@ int main(void)
                strerror(errno));
         return 1;
     }
-    weft_config cfg = {.workers = 2};
     int failed = 0;
 
     long f = 0;
-    rc = weft_run(&cfg, fib_root, &f);
+    rc = run_on(2, fib_root, &f);
     printf("no_membarrier: fib(22) at two workers: %ld (want 17711), weft_run %d\n", f, rc);
     failed |= rc != 0 || f != 17711;
 
     compute c;
     memset(&c, 0, sizeof(c));
-    rc = weft_run(&cfg, spawn_then_spin, &c);
+    rc = run_on(2, spawn_then_spin, &c);
     printf("no_membarrier: a spawn waited for in a plain loop: child ran %d, timed out %d, "
            "weft_run %d\n",
            atomic_load(&c.child_ran), atomic_load(&c.timed_out), rc);
@@ -191,7 +190,7 @@ int main(void)
 
     siblings sb;
     memset(&sb, 0, sizeof(sb));
-    rc = weft_run(&cfg, siblings_root, &sb);
+    rc = run_on(2, siblings_root, &sb);
     printf("no_membarrier: %d siblings spawned by tasks that do not own their scope: ran %d, "
            "after the join %d, refused %d, weft_run %d\n",
            SIBLINGS, atomic_load(&sb.ran), atomic_load(&sb.late), atomic_load(&sb.spawn_errors),
