@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "support_criterion.h"
+#include "support_task.h"
 #include "task.h"
 #include "weft.h"
 
@@ -369,15 +370,6 @@ typedef struct closing {
     long read_rc, write_rc, second_rc;
 } closing;
 
-/* 1 once the task in `slot` has parked in its one wait (the descriptor's): parked tasks have
- * registered as the descriptor's waiters (fd.c registers before the park, under the record's
- * lock, which a second waiter takes too). */
-static int parked(weft__task *_Atomic *slot)
-{
-    weft__task *t = atomic_load(slot);
-    return t && atomic_load(&t->wait) == WEFT__WAIT_PARKED;
-}
-
 static int close_reader(void *p)
 {
     closing *c = p;
@@ -421,7 +413,7 @@ static int close_root(void *p)
     REQUIRE_EQ(weft_spawn(s, close_reader, c), 0);
     REQUIRE_EQ(weft_spawn(s, close_writer, c), 0);
     /* Both parked before anything else: a second reader that came first would be the one. */
-    while (!parked(&c->reader) || !parked(&c->writer))
+    while (!support_parked(&c->reader) || !support_parked(&c->writer))
         weft_yield();
     /* A second reader of the same descriptor is refused, not queued. */
     REQUIRE_EQ(weft_spawn(s, close_second_reader, c), 0);

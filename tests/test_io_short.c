@@ -25,6 +25,7 @@
 
 #include "alloc.h"
 #include "support_criterion.h"
+#include "support_task.h"
 #include "task.h"
 #include "weft.h"
 
@@ -72,13 +73,6 @@ static int under_deadline(weft_fn fn, void *arg)
     rc = fn(arg);
     int closed = weft_scope_close(s);
     return rc ? rc : closed;
-}
-
-/* 1 once the task in `slot` has parked in its wait on a descriptor. */
-static int parked(weft__task *_Atomic *slot)
-{
-    weft__task *t = atomic_load(slot);
-    return t && atomic_load(&t->wait) == WEFT__WAIT_PARKED;
 }
 
 /* ---- the next data after a short read ---------------------------------------------------------
@@ -324,7 +318,7 @@ static int after_root(void *arg)
     weft_scope *s;
     REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
     REQUIRE_EQ(weft_spawn(s, after_reader, c), 0);
-    while (!parked(&c->reader))
+    while (!support_parked(&c->reader))
         REQUIRE_EQ(weft_yield(), 0);
     int w = c->p[1];
     switch (c->kind) {
@@ -354,7 +348,7 @@ static int after_root(void *arg)
     case AFTER_PEEK:
         CHECK_EQ(send(w, "abc", 3, MSG_NOSIGNAL), 3);
         /* The rest only once the reader has peeked and read: its third read waits for it. */
-        while (!parked(&c->reader) || c->second != 3)
+        while (!support_parked(&c->reader) || c->second != 3)
             REQUIRE_EQ(weft_yield(), 0);
         CHECK_EQ(send(w, "def", 3, MSG_NOSIGNAL), 3);
         break;
