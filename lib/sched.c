@@ -50,9 +50,15 @@
  * A producer on a foreign thread publishes its work, issues a seq_cst fence, then reads
  * idle_mask and wakes one sleeper (clears its bit, increments its event count). Either the
  * producer sees the bit, or the worker's re-check sees the work: the store-load pairs are fenced
- * on both sides. A producer that is itself a worker skips the fence: if it wakes nobody, its own
- * loop runs the work, so nothing is lost, only parallelism for a moment; a thief that finds work
- * wakes another sleeper, which restores it.
+ * on both sides. A producer that is itself a worker skips the fence (a spawn would pay for it every
+ * time): if it wakes nobody, its own loop runs the work, so nothing is lost, only parallelism for a
+ * moment; a thief that finds work wakes another sleeper, which restores it. Unless the producer's
+ * task holds the worker until that very work has run elsewhere (it spawns a child, then waits for
+ * it in a plain loop or a blocking system call): its worker's loop never comes back to it. So a
+ * worker that goes to sleep while another is awake, and so may have spawned unfenced, sleeps at
+ * most UNFENCED_SPAWN_WAIT first and looks again: by then the spawn is visible to it (a store
+ * reaches the other CPUs within far less). One more wake-up per idle spell at most; a worker that
+ * sees every other asleep sleeps at once for as long as its timers let it.
  *
  * Rejected designs. A single shared run queue (contended on every spawn). Switching through the
  * scheduler context on every yield (twice the switches). Treating woken tasks like new ones in
@@ -102,6 +108,11 @@
 #define READY_STREAK 16
 /* Every this many picks the injection queue and the timers go first (see above). */
 #define GLOBAL_CHECK_INTERVAL 61
+/* The first sleep of a worker while another is awake (see "Sleeping without lost wake-ups"):
+ * far longer than a store takes to reach every CPU, and a tick of the kernel's usual 250 Hz, so
+ * that the timer seldom comes before one the CPU has anyway. With 1 ms, http at two workers served
+ * 4% fewer requests per CPU-second; with 4 ms and 10 ms no fewer (benchmarks/LOG.md). */
+#define UNFENCED_SPAWN_WAIT (4 * WEFT_MSEC)
 /* ---- thread-local access ---------------------------------------------------------------- */
 
 /* Read through weft__sched_worker (sched.h), which says why it is reached only through a call. */
@@ -727,6 +738,30 @@ static void resume(weft__worker *w, weft__task *t)
     after_switch();
 }
 
+/* Whether a worker other than `w` was awake when `w` set its bit in the idle mask, whose word
+ * was `was` before. The word of `w` from the RMW itself, which comes before or after each other
+ * worker's own RMW of it in their one order; the other words read after it. */
+static int neighbour_awake(weft__worker *w, uint64_t was)
+{
+    weft_runtime *rt = w->rt;
+    unsigned words = (rt->nworkers + 63) / 64;
+    for (unsigned i = 0; i < words; i++) {
+        unsigned in_word = i + 1 < words ? 64 : rt->nworkers - 64 * i;
+        uint64_t all = in_word == 64 ? ~(uint64_t)0 : ((uint64_t)1 << in_word) - 1;
+        uint64_t bits = i == w->index / 64
+                            ? was | (uint64_t)1 << (w->index % 64)
+                            : atomic_load_explicit(&rt->idle_mask[i], memory_order_seq_cst);
+        if (bits != all)
+            return 1;
+    }
+    return 0;
+}
+
+static int nothing_to_do(weft__worker *w)
+{
+    return !any_work_visible(w) && !atomic_load_explicit(&w->rt->stopping, memory_order_acquire);
+}
+
 static void sleep_until_work(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
@@ -734,10 +769,21 @@ static void sleep_until_work(weft__worker *w)
     uint64_t bit = (uint64_t)1 << (w->index % 64);
     _Atomic uint64_t *word = &rt->idle_mask[w->index / 64];
     int handover = 0;
-    atomic_fetch_or_explicit(word, bit, memory_order_seq_cst);
+    uint64_t was = atomic_fetch_or_explicit(word, bit, memory_order_seq_cst);
     weft__stack_trim(&rt->stacks); /* nothing else to do: the time to give pages back */
-    if (!any_work_visible(w) && !atomic_load_explicit(&rt->stopping, memory_order_acquire))
-        handover = weft__idle_sleep(&w->idle, ticket, weft__wtimers_next(w));
+    weft_time until = weft__wtimers_next(w);
+    /* A neighbour awake may have spawned just now without the fence, and hold its worker (the
+     * essay above): its spawn is visible to all after a moment, so look again after that. */
+    if (rt->nworkers > 1 && neighbour_awake(w, was)) {
+        weft_time soon = weft_now() + UNFENCED_SPAWN_WAIT;
+        /* Until then, unless woken: a signal may end a sleep early. */
+        while (soon < until && !handover && weft__idle_ticket(&w->idle) == ticket &&
+               nothing_to_do(w) && weft_now() < soon)
+            handover = weft__idle_sleep(&w->idle, ticket, soon);
+    }
+    /* Woken meanwhile (the ticket moved on), this sleep returns at once. */
+    if (!handover && nothing_to_do(w))
+        handover = weft__idle_sleep(&w->idle, ticket, until);
     atomic_fetch_and_explicit(word, ~bit, memory_order_acq_rel);
     /* Left the poller, perhaps for a task that never comes back: one that sleeps takes it. */
     if (handover)
