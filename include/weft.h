@@ -226,10 +226,11 @@ typedef enum weft_report_kind {
  * Returns -EINVAL if `root` is NULL or `cfg` is out of range (workers above 256, stack_size
  * below 16 KiB or above 4 GiB), -ENOMEM if the runtime could not be built or no stack could be
  * mapped for the root task, -EAGAIN if a worker thread could not be created (the system's limit
- * on threads, or no memory for a thread's stack), and -EDEADLK if called from inside a weft task
- * (a nested run would block a worker of the outer runtime; spawn into a scope instead). When the
- * run fails so, `root` never ran and nothing is left running (a root may return these codes
- * too, as its own status).
+ * on threads, or no memory for a thread's stack), -EMFILE or -ENFILE if the runtime's poller
+ * (an epoll set and an eventfd) found no free descriptor, and -EDEADLK if called from inside a
+ * weft task (a nested run would block a worker of the outer runtime; spawn into a scope
+ * instead). When the run fails so, `root` never ran and nothing is left running (a root may
+ * return these codes too, as its own status).
  */
 WEFT_API int weft_run(const weft_config *cfg, weft_fn root, void *arg);
 
@@ -239,7 +240,8 @@ WEFT_API int weft_run(const weft_config *cfg, weft_fn root, void *arg);
  * be created).
  * Returns 0 and sets *out; -EINVAL for NULL `out` or a `cfg` out of range (as weft_run);
  * -ENOMEM; -EAGAIN if a worker thread could not be created (the system's limit on threads, or
- * no memory for a thread's stack); -EDEADLK from inside a task. On failure *out is left as it
+ * no memory for a thread's stack); -EMFILE or -ENFILE without a free descriptor for the poller
+ * (as weft_run); -EDEADLK from inside a task. On failure *out is left as it
  * was and nothing is left running.
  */
 WEFT_API int weft_runtime_start(weft_runtime **out, const weft_config *cfg);
@@ -959,7 +961,10 @@ WEFT_API int weft_fd_nonblock(int fd);
  * registration of it, and closes it. Returns what close() returned: 0 or a negative errno value
  * (the descriptor is closed even then, as close() leaves it). Any thread, task or not; does not
  * suspend. A task woken by it may still be on its way out of its call when weft_close returns,
- * but it no longer touches the descriptor.
+ * but it no longer touches the descriptor; so does a task that readiness had woken just before
+ * (its call returns -EBADF rather than try the number again, which may name another file by
+ * then), and a call that would start to wait on `fd` while weft_close is under way returns
+ * -EBADF too.
  */
 WEFT_API int weft_close(int fd);
 
@@ -977,7 +982,10 @@ WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
  * failed. Returns 0 or a negative errno value (-ECONNREFUSED, -ETIMEDOUT, ... as SO_ERROR
  * reports it; -ENOTSOCK for a descriptor that is no socket, a regular file included; -ECANCELED,
  * and -ETIMEDOUT for a deadline, like any wait: the socket is then in an unspecified state,
- * close it). Task-only; suspends.
+ * close it). A UNIX-domain socket whose listener's queue is full waits for room, as a blocking
+ * connect would; the kernel gives no readiness for that, so the call tries again after pauses
+ * that grow from 50 us to 10 ms. A descriptor another runtime registered connects if that needs
+ * no wait (-EINVAL if it would). Task-only; suspends.
  */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
 

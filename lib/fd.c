@@ -77,7 +77,10 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m)
     weft__lock_acquire(&r->lock);
     weft__poller *had = r->poller;
     uint32_t gen = r->gen;
+    int closing = r->closing;
     weft__lock_release(&r->lock);
+    if (closing)
+        return -EBADF; /* a weft_close is under way: the file is about to go */
     if (had == p) {
         fill_mark(r, dir, m);
         return 0;
@@ -89,20 +92,32 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m)
      * urgent data, which ends the short-read notes (fd.h). */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                              .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd};
+    int rc = 0, wake = 0;
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         if (errno != EEXIST)
             return -errno;
         /* Already in the set: registered by another task a moment ago, or left there under an
          * older generation by a close that raced a registration, with the number reused since.
-         * The current data word either way, or every event of the new file would be dropped
-         * as stale. (A repeated word only costs an extra edge: a caller tries again.) */
-        if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
-            return -errno;
+         * The current data word, or every event of the new file would be dropped as stale; and
+         * only while `gen` is still current, under the lock, or a registration that lost a race
+         * with a close would put its stale word over the word of the file now there. (A
+         * repeated word only costs an extra edge: a caller tries again.) */
+        weft__lock_acquire(&r->lock);
+        if (r->gen != gen || r->closing)
+            rc = -EBADF;
+        else if (r->poller && r->poller != p)
+            rc = -EINVAL;
+        else if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
+            rc = -errno;
+        weft__lock_release(&r->lock);
+        if (rc)
+            return rc;
     }
     weft__lock_acquire(&r->lock);
-    int rc = 0, wake = 0;
-    if (r->gen != gen) {
-        rc = -EBADF; /* closed meanwhile */
+    if (r->gen != gen || r->closing) {
+        rc = -EBADF; /* closed meanwhile, or being closed */
+    } else if (r->poller && r->poller != p) {
+        rc = -EINVAL; /* another runtime registered it first: leave it to that one */
     } else if (!r->poller) {
         __atomic_store_n(&r->poller, p, __ATOMIC_RELEASE);
         wake = weft__poll_added(p);
@@ -110,6 +125,10 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m)
     if (rc == 0)
         fill_mark(r, dir, m);
     weft__lock_release(&r->lock);
+    /* Out of this set again, so that its poller never hands the other runtime's waiters to this
+     * one's workers (weft__fd_ready also checks). */
+    if (rc == -EINVAL)
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL);
     /* The first descriptor, while a worker sleeps with nothing to watch: it comes to watch it. */
     if (wake)
         weft__sched_wake_one(t->rt);
@@ -119,6 +138,19 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m)
 int weft__fd_ours(const weft__fd_rec *r, const weft__task *t)
 {
     return __atomic_load_n(&r->poller, __ATOMIC_ACQUIRE) == &t->rt->poller;
+}
+
+int weft__fd_still_ours(const weft__fd_mark *m, int n, const weft__task *t)
+{
+    weft__fd_rec *r = m[0].rec;
+    weft__poller *p = __atomic_load_n(&r->poller, __ATOMIC_ACQUIRE);
+    uint32_t gen = __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n; i++)
+        if (m[i].gen != gen)
+            return -EBADF;
+    if (!p)
+        return -EBADF;
+    return p == &t->rt->poller ? 0 : -EINVAL;
 }
 
 /* Takes `t` off the slots of `dirs` it still holds. Under the record's lock. */
@@ -254,7 +286,7 @@ static int edge(weft__fd_rec *r, int dir, int result, weft__ready_batch *b)
     return weft__sched_wake(w, WEFT__WOKEN);
 }
 
-int weft__fd_ready(uint64_t data, uint32_t events, weft__ready_batch *b)
+int weft__fd_ready(weft__poller *p, uint64_t data, uint32_t events, weft__ready_batch *b)
 {
     int fd = (int)(uint32_t)data;
     uint32_t gen = (uint32_t)(data >> 32);
@@ -263,7 +295,10 @@ int weft__fd_ready(uint64_t data, uint32_t events, weft__ready_batch *b)
         return 0;
     int woken = 0;
     weft__lock_acquire(&r->lock);
-    if (r->gen == gen && r->poller) {
+    /* Only this poller's own registration: one that lost the descriptor to another runtime is
+     * in its set for a moment (weft__fd_register), and its workers must not run the other
+     * runtime's tasks. */
+    if (r->gen == gen && r->poller == p) {
         /* A TCP read stops short of urgent data, with data left behind it; after the peer's
          * end of stream or an error, a read finds that at once, with no edge to come: from now
          * on a short read says nothing. Set before the edge, which a reader's mark orders
@@ -280,12 +315,15 @@ int weft__fd_ready(uint64_t data, uint32_t events, weft__ready_batch *b)
     return woken;
 }
 
-int weft__fd_close_wake(int fd)
+int weft__fd_close_begin(int fd)
 {
-    weft__fd_rec *r = rec_of(fd);
+    /* Made if need be: a first registration may race this close too. Without memory, a close
+     * of a number no task has registered, like any other. */
+    weft__fd_rec *r = fd >= 0 && (unsigned)fd < MAX_FDS ? rec_make(fd) : NULL;
     if (!r)
         return 0;
     weft__lock_acquire(&r->lock);
+    r->closing++;
     weft__poller *p = r->poller;
     __atomic_store_n(&r->gen, r->gen + 1, __ATOMIC_RELEASE);
     forget_short_reads(r);
@@ -303,6 +341,17 @@ int weft__fd_close_wake(int fd)
     __atomic_store_n(&r->poller, NULL, __ATOMIC_RELEASE);
     weft__lock_release(&r->lock);
     return woken;
+}
+
+void weft__fd_close_end(int fd)
+{
+    weft__fd_rec *r = rec_of(fd);
+    if (!r)
+        return;
+    weft__lock_acquire(&r->lock);
+    if (r->closing)
+        r->closing--;
+    weft__lock_release(&r->lock);
 }
 
 void weft__fd_forget_poller(weft__poller *p)

@@ -45,6 +45,7 @@ typedef struct weft__fd_rec {
     _Atomic uint32_t seq[2]; /* readiness edges seen per direction (written under `lock`) */
     _Atomic uint64_t dry;    /* 1 << 32 | the read count at which a read emptied it; 0: none */
     _Atomic uint8_t drains;  /* whether a short read empties it: WEFT__FD_DRAINS_* */
+    uint8_t closing;         /* weft_close calls between their wake and their close(2) */
 } __attribute__((aligned(64))) weft__fd_rec; /* a line each: the poller, the waiter's try and its
                                               * park each touch all of it, and a record across
                                               * two lines cost two misses each time */
@@ -85,8 +86,9 @@ void weft__fd_note_short_read(int fd, const weft__fd_mark *m);
 int weft__fd_note_urgent(int fd);
 
 /** Registers `fd` with the poller of the calling task's runtime (once per descriptor) and fills
- *  `m` for `dir`. 0, or a negative errno value (-EBADF, -EPERM for a file epoll cannot watch,
- *  -ENOMEM, -EINVAL when another runtime has registered it). */
+ *  `m` for `dir`. 0, or a negative errno value (-EBADF, also while a weft_close of `fd` is under
+ *  way; -EPERM for a file epoll cannot watch; -ENOMEM; -EINVAL when another runtime has
+ *  registered it). */
 int weft__fd_register(int fd, int dir, weft__fd_mark *m);
 
 /** Parks the calling task `t` until an edge in one of the directions of `dirs` (a mask of
@@ -97,14 +99,24 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m);
  *  -ECANCELED, -ETIMEDOUT, -ENOMEM. */
 int weft__fd_park(weft__task *t, int dirs, const weft__fd_mark *m, weft_time deadline);
 
-/** The poller's side: an epoll event for the data word `data` (gen << 32 | fd). Wakes the
- *  waiters it makes runnable into `b`; returns how many. */
-int weft__fd_ready(uint64_t data, uint32_t events, weft__ready_batch *b);
+/** Whether the caller's marks `m` of a registered descriptor (one per direction asked: `n`)
+ *  still name its registration with the runtime of `t`: 0; -EBADF when it was closed since (or
+ *  the marks straddle a close); -EINVAL when another runtime has it. */
+int weft__fd_still_ours(const weft__fd_mark *m, int n, const weft__task *t);
+
+/** The poller's side: an epoll event of the set of `p` for the data word `data` (gen << 32 |
+ *  fd). Wakes the waiters it makes runnable into `b`; returns how many. */
+int weft__fd_ready(weft__poller *p, uint64_t data, uint32_t events, weft__ready_batch *b);
 
 /** weft_close's part before close(2): every waiter on `fd` woken with -EBADF, its registration
- *  dropped, its generation moved on. Any thread, also while the runtime that registered `fd`
- *  shuts down. Returns the tasks woken. */
-int weft__fd_close_wake(int fd);
+ *  dropped, its generation moved on, and no registration taken (-EBADF) until
+ *  weft__fd_close_end: a task that registered the descriptor between this and the close(2)
+ *  would wait on a file that leaves the epoll set with its close. Any thread, also while the
+ *  runtime that registered `fd` shuts down. Returns the tasks woken. */
+int weft__fd_close_begin(int fd);
+
+/** weft_close's part after close(2): the number is free to be registered again. */
+void weft__fd_close_end(int fd);
 
 /** Forgets every registration with `p`, whose epoll set is about to close. */
 void weft__fd_forget_poller(weft__poller *p);

@@ -61,9 +61,14 @@ static ssize_t io_as(int fd, int dir, io_op op, void *ctx, size_t whole)
                                 (const void *)(intptr_t)fd);
     if (code)
         return code;
+    weft__fd_mark last = {NULL, 0, 0}; /* the registration this call waited on, if it did */
     for (;;) {
         weft__fd_mark m;
         weft__fd_watch(fd, dir, &m);
+        /* Woken, then closed with weft_close before this try: the number may name another file
+         * now, which this call must not touch. */
+        if (last.rec && (m.rec != last.rec || m.gen != last.gen))
+            return -EBADF;
         ssize_t n = whole && weft__fd_read_dry(&m, t) ? -EAGAIN : op(fd, ctx);
         if (n > 0 && (size_t)n < whole && m.rec)
             weft__fd_note_short_read(fd, &m);
@@ -75,6 +80,7 @@ static ssize_t io_as(int fd, int dir, io_op op, void *ctx, size_t whole)
             m.rec ? weft__fd_park(t, 1 << dir, &m, WEFT_NEVER) : weft__fd_register(fd, dir, &m);
         if (rc < 0)
             return rc;
+        last = m;
     }
 }
 
@@ -279,6 +285,10 @@ static __attribute__((noinline)) int connect_errno(int fd, const struct sockaddr
     return connect(fd, addr, len) == 0 ? 0 : -errno;
 }
 
+/* The pauses between tries of a connect that found its listener's queue full (weft_connect). */
+#define CONNECT_PAUSE_MIN (50 * WEFT_USEC)
+#define CONNECT_PAUSE_MAX (10 * WEFT_MSEC)
+
 /* 1 once the connection attempt on `fd` is over (its result in *err), 0 while it goes on. */
 static __attribute__((noinline)) int connect_over(int fd, int *err)
 {
@@ -309,16 +319,30 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
     int code = weft__wait_enter(t, WEFT__ON_FD_WRITE, (const void *)(intptr_t)fd);
     if (code)
         return code;
-    /* The mark first: the edge that says the connection is made may come at once. */
+    /* The mark first: the edge that says the connection is made may come at once. A descriptor
+     * of another runtime (-EINVAL) may still connect at once: only a wait is refused. */
     weft__fd_mark m;
-    int rc = weft__fd_register(fd, WEFT__FD_WRITE, &m);
-    if (rc < 0)
+    int registered = weft__fd_register(fd, WEFT__FD_WRITE, &m);
+    if (registered < 0 && registered != -EINVAL)
         /* epoll refuses only what is no socket (a regular file, a directory): connect(2) would
          * have said so. */
-        return rc == -EPERM ? -ENOTSOCK : rc;
-    rc = connect_errno(fd, addr, addrlen);
+        return registered == -EPERM ? -ENOTSOCK : registered;
+    int rc = connect_errno(fd, addr, addrlen);
+    /* A UNIX-domain socket whose listener's queue is full: connect(2) says EAGAIN and starts
+     * nothing, and no readiness says when there is room (a blocking connect waits for it inside
+     * the kernel). So it is tried again after pauses that grow from CONNECT_PAUSE_MIN to
+     * CONNECT_PAUSE_MAX, each a sleep that a cancel or a deadline ends. */
+    for (weft_time pause = CONNECT_PAUSE_MIN; rc == -EAGAIN;
+         pause = pause * 2 < CONNECT_PAUSE_MAX ? pause * 2 : CONNECT_PAUSE_MAX) {
+        int slept = weft_sleep_for(pause);
+        if (slept)
+            return slept;
+        rc = connect_errno(fd, addr, addrlen);
+    }
     if (rc != -EINPROGRESS && rc != -EINTR && rc != -EALREADY)
         return rc;
+    if (registered < 0)
+        return registered; /* it would have to wait on another runtime's descriptor */
     for (;;) {
         int err;
         if (connect_over(fd, &err))
@@ -326,9 +350,11 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
         rc = weft__fd_park(t, 1 << WEFT__FD_WRITE, &m, WEFT_NEVER);
         if (rc < 0)
             return rc;
-        weft__fd_watch(fd, WEFT__FD_WRITE, &m);
-        if (!m.rec)
-            return -EBADF;
+        weft__fd_mark now;
+        weft__fd_watch(fd, WEFT__FD_WRITE, &now);
+        if (now.rec != m.rec || now.gen != m.gen)
+            return -EBADF; /* closed with weft_close since: the number may be another file's */
+        m = now;
     }
 }
 
@@ -407,6 +433,7 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
     if (dirs < 0)
         return dirs;
     events &= WEFT_READABLE | WEFT_WRITABLE;
+    weft__fd_mark last = {NULL, 0, 0}; /* the registration this call waited on, if it did */
     for (;;) {
         weft__fd_mark m[2];
         int n = 0;
@@ -414,6 +441,9 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
             if (!(dirs & (1 << d)))
                 continue;
             weft__fd_watch(fd, d, &m[n]);
+            /* Closed with weft_close since this call waited: not a file to register anew. */
+            if (last.rec && (m[n].rec != last.rec || m[n].gen != last.gen))
+                return -EBADF;
             if (!m[n].rec) {
                 int rc = weft__fd_register(fd, d, &m[n]);
                 if (rc < 0)
@@ -429,6 +459,7 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
         int rc = weft__fd_park(t, dirs, m, deadline);
         if (rc < 0)
             return rc;
+        last = m[0];
         /* Woken by an edge: the directions whose count moved were ready when it came, which is
          * all that a readiness call can promise; asking poll() again would cost a system call
          * per wait to learn it. A count that moved without an edge of ours (the record changed
@@ -455,10 +486,11 @@ int weft_fd_mark(int fd, weft_fd_edges *edges)
                 return rc;
         }
     }
-    if (!weft__fd_ours(m[0].rec, t))
-        return -EINVAL; /* its waits would be another runtime's: refused at the first look */
-    if (m[0].gen != m[1].gen)
-        return -EBADF; /* closed between the two looks */
+    /* Another runtime's (its waits would be refused at the first look: refused here), or closed
+     * since either look. */
+    int rc = weft__fd_still_ours(m, 2, t);
+    if (rc)
+        return rc;
     edges->gen = m[0].gen;
     edges->seq[WEFT__FD_READ] = m[0].seq;
     edges->seq[WEFT__FD_WRITE] = m[1].seq;
@@ -511,6 +543,8 @@ int weft_close(int fd)
 {
     if (fd < 0)
         return -EBADF;
-    weft__fd_close_wake(fd);
-    return close(fd) == 0 ? 0 : -errno;
+    weft__fd_close_begin(fd);
+    int rc = close(fd) == 0 ? 0 : -errno;
+    weft__fd_close_end(fd);
+    return rc;
 }

@@ -160,7 +160,7 @@ static int dispatch(weft__poller *p, struct epoll_event *ev, int n)
                 ;
             continue;
         }
-        woken += weft__fd_ready(ev[i].data.u64, ev[i].events, &batch);
+        woken += weft__fd_ready(p, ev[i].data.u64, ev[i].events, &batch);
     }
     if (batch.head) {
         prefetch_batch(&batch);

@@ -21,10 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "runtime.h"
 #include "support_criterion.h"
+#include "support_task.h"
 #include "weft.h"
 
 /* The bound on waits that only a broken runtime would reach. */
@@ -623,4 +625,270 @@ Test(io_misuse, a_second_waiter_in_a_direction_is_refused, .timeout = 60)
     cr_assert_eq(b.first_read, -EBADF);
     cr_assert_eq(b.first_write, -EBADF);
     close(b.pair[1]);
+}
+
+/* ---- a task woken, then its descriptor closed and the number reused before it runs ------------
+ */
+
+/*
+ * At one worker: task R waits to read (or to write) descriptor `a`, task K to read `c`. The root
+ * makes both ready, `c` first, and joins: the worker's next look at the poller wakes K, then R,
+ * in that order. K runs first: weft_close(a), and a new socket pair takes a's number. R, woken
+ * by a's old readiness, must then return -EBADF, and touch neither the new socket nor its peer.
+ */
+typedef struct stale {
+    int writing; /* R waits to write, not to read */
+    int a[2], c[2], fresh[2];
+    weft__task *_Atomic r, *_Atomic k;
+    long r_rc, fresh_got;
+    char r_buf[16];
+} stale;
+
+static int stale_r(void *p)
+{
+    stale *x = p;
+    atomic_store(&x->r, weft__task_self());
+    if (x->writing)
+        x->r_rc = weft_write(x->a[0], "PRIVATE", 7);
+    else
+        x->r_rc = weft_read(x->a[0], x->r_buf, sizeof(x->r_buf) - 1);
+    return 0;
+}
+
+static int stale_k(void *p)
+{
+    stale *x = p;
+    atomic_store(&x->k, weft__task_self());
+    char b;
+    CHECK_EQ(weft_read(x->c[0], &b, 1), 1);
+    int num = x->a[0];
+    CHECK_EQ(weft_close(num), 0);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, x->fresh), 0);
+    CHECK_EQ(x->fresh[0], num); /* the lowest free number: the one just closed */
+    if (!x->writing)
+        CHECK_EQ(write(x->fresh[1], "SECRET", 6), 6);
+    return 0;
+}
+
+static int stale_root(void *p)
+{
+    stale *x = p;
+    char fill[4096];
+    memset(fill, 'f', sizeof(fill));
+    if (x->writing)
+        while (write(x->a[0], fill, sizeof(fill)) > 0) /* R's write must wait for room */
+            ;
+    weft_scope *s;
+    weft_scope_opts o = {.timeout_ns = SAFETY};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    REQUIRE_EQ(weft_spawn(s, stale_r, x), 0);
+    REQUIRE_EQ(weft_spawn(s, stale_k, x), 0);
+    while (!support_parked(&x->r) || !support_parked(&x->k))
+        REQUIRE_EQ(weft_yield(), 0);
+    CHECK_EQ(write(x->c[1], "k", 1), 1);
+    if (x->writing)
+        while (read(x->a[1], fill, sizeof(fill)) > 0) /* room for R's write */
+            ;
+    else
+        CHECK_EQ(write(x->a[1], "x", 1), 1);
+    CHECK_EQ(weft_scope_close(s), 0);
+    char got[16];
+    ssize_t n = read(x->fresh[1], got, sizeof(got)); /* what R may have written to the new pair */
+    x->fresh_got = n > 0 ? n : 0;
+    return 0;
+}
+
+static void stale_rounds(int writing)
+{
+    for (int i = 0; i < 20; i++) {
+        stale x;
+        memset(&x, 0, sizeof(x));
+        x.writing = writing;
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, x.c), 0);
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, x.a), 0);
+        cr_assert_eq(run_on(1, stale_root, &x), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(x.r_rc, -EBADF, "round %d: R's %s returned %ld (read \"%s\")", i,
+                     writing ? "write" : "read", x.r_rc, x.r_buf);
+        cr_assert_eq(x.fresh_got, 0, "round %d: R wrote %ld bytes into the new socket", i,
+                     x.fresh_got);
+        close(x.a[1]);
+        close(x.c[0]);
+        close(x.c[1]);
+        close(x.fresh[0]);
+        close(x.fresh[1]);
+    }
+}
+
+Test(io_misuse, a_read_woken_before_weft_close_does_not_read_the_next_file, .timeout = 60)
+{
+    stale_rounds(0);
+}
+
+Test(io_misuse, a_write_woken_before_weft_close_does_not_write_the_next_file, .timeout = 60)
+{
+    stale_rounds(1);
+}
+
+/* ---- weft_connect to a UNIX-domain listener whose queue is full -------------------------------
+ */
+
+/*
+ * connect(2) of a non-blocking UNIX-domain socket says EAGAIN when the listener's queue is full,
+ * and no readiness tells when there is room. weft_connect waits all the same, as a blocking
+ * connect would: until the listener accepts (then it connects), its deadline (-ETIMEDOUT) or a
+ * cancel (-ECANCELED); never -EAGAIN.
+ */
+typedef struct backlog {
+    struct sockaddr_un addr;
+    int listener;
+    int conns[8];
+    int n;        /* connections made before the queue was full */
+    long waiting; /* the connect that had to wait, once the listener accepted */
+    long timed_out, cancelled;
+    atomic_int connecting;
+} backlog;
+
+static int connect_one(backlog *b)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    b->conns[b->n] = fd;
+    return weft_connect(fd, (struct sockaddr *)&b->addr, sizeof(b->addr));
+}
+
+static int backlog_waiter(void *p)
+{
+    backlog *b = p;
+    atomic_store(&b->connecting, 1);
+    b->waiting = connect_one(b);
+    return 0;
+}
+
+static int backlog_cancelled(void *p)
+{
+    backlog *b = p;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    atomic_store(&b->connecting, 1);
+    b->cancelled = weft_connect(fd, (struct sockaddr *)&b->addr, sizeof(b->addr));
+    close(fd);
+    return 0;
+}
+
+static int backlog_root(void *p)
+{
+    backlog *b = p;
+    /* Fill the queue: each connect completes at once until it is full (a backlog of 1 holds 2). */
+    long rc;
+    weft_scope *s;
+    weft_scope_opts o = {.timeout_ns = 50 * WEFT_MSEC};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    while ((rc = connect_one(b)) == 0 && b->n < 6)
+        b->n++;
+    b->timed_out = rc;
+    close(b->conns[b->n]);
+    weft_scope_close(s);
+    /* A cancel ends such a connect as it ends any wait. */
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, backlog_cancelled, b), 0);
+    REQUIRE_EQ(yield_until(&b->connecting, 1), 0);
+    for (int i = 0; i < 10; i++)
+        REQUIRE_EQ(weft_yield(), 0);
+    REQUIRE_EQ(weft_scope_cancel(s), 0);
+    weft_scope_close(s);
+    /* One that waits, then connects once the listener accepts one of those queued. */
+    atomic_store(&b->connecting, 0);
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, backlog_waiter, b), 0);
+    REQUIRE_EQ(yield_until(&b->connecting, 1), 0);
+    for (int i = 0; i < 10; i++)
+        REQUIRE_EQ(weft_yield(), 0);
+    int accepted = weft_accept(b->listener, NULL, NULL);
+    CHECK(accepted >= 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    close(accepted);
+    return 0;
+}
+
+Test(io_misuse, a_unix_connect_to_a_full_queue_waits_for_room, .timeout = 60)
+{
+    backlog b;
+    memset(&b, 0, sizeof(b));
+    b.addr.sun_family = AF_UNIX;
+    snprintf(b.addr.sun_path, sizeof(b.addr.sun_path), "/tmp/weft-test-backlog-%d", getpid());
+    unlink(b.addr.sun_path);
+    b.listener = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    cr_assert(b.listener >= 0);
+    cr_assert_eq(bind(b.listener, (struct sockaddr *)&b.addr, sizeof(b.addr)), 0);
+    cr_assert_eq(listen(b.listener, 1), 0);
+    int rc = run_on(2, backlog_root, &b);
+    unlink(b.addr.sun_path);
+    cr_assert_eq(rc, 0);
+    ASSERT_CHECKS();
+    cr_assert(b.n >= 1 && b.n < 6, "connections before the queue was full: %d", b.n);
+    cr_assert_eq(b.timed_out, -ETIMEDOUT, "the connect to the full queue: %ld", b.timed_out);
+    cr_assert_eq(b.cancelled, -ECANCELED, "the cancelled connect: %ld", b.cancelled);
+    cr_assert_eq(b.waiting, 0, "the connect that waited for room: %ld", b.waiting);
+    struct sockaddr_un peer;
+    socklen_t len = sizeof(peer);
+    cr_assert_eq(getpeername(b.conns[b.n], (struct sockaddr *)&peer, &len), 0);
+    for (int i = 0; i <= b.n; i++)
+        close(b.conns[i]);
+    close(b.listener);
+}
+
+/* ---- weft_connect of a descriptor another runtime registered ----------------------------------
+ */
+
+/* A connect that completes at once needs no wait, so it works from a task of another runtime
+ * (weft.h: only a wait is refused); a UNIX-domain connect to a listener with room is one. */
+typedef struct cross_connect {
+    struct sockaddr_un addr;
+    int fd;
+    long a_mark, b_connect;
+} cross_connect;
+
+static int cross_mark_in_a(void *p)
+{
+    cross_connect *c = p;
+    weft_fd_edges e;
+    c->a_mark = weft_fd_mark(c->fd, &e);
+    return 0;
+}
+
+static int cross_connect_from_b(void *p)
+{
+    cross_connect *c = p;
+    c->b_connect = weft_connect(c->fd, (struct sockaddr *)&c->addr, sizeof(c->addr));
+    return 0;
+}
+
+Test(io_misuse, a_connect_that_need_not_wait_works_on_another_runtime_s_descriptor, .timeout = 60)
+{
+    cross_connect c;
+    memset(&c, 0, sizeof(c));
+    c.addr.sun_family = AF_UNIX;
+    snprintf(c.addr.sun_path, sizeof(c.addr.sun_path), "/tmp/weft-test-cross-%d", getpid());
+    unlink(c.addr.sun_path);
+    int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_eq(bind(listener, (struct sockaddr *)&c.addr, sizeof(c.addr)), 0);
+    cr_assert_eq(listen(listener, 8), 0);
+    c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    weft_runtime *a = start(1);
+    weft_handle *h;
+    cr_assert_eq(weft_submit(a, cross_mark_in_a, &c, &h), 0);
+    int st;
+    cr_assert_eq(weft_handle_wait(h, weft_now() + SAFETY, &st), 0);
+    weft_handle_release(h);
+    int rc = run_on(1, cross_connect_from_b, &c);
+    cr_assert_eq(weft_runtime_shutdown(a), 0);
+    unlink(c.addr.sun_path);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(c.a_mark, 0, "the mark in A: %ld", c.a_mark);
+    cr_assert_eq(c.b_connect, 0, "the connect from B: %ld", c.b_connect);
+    struct sockaddr_un peer;
+    socklen_t len = sizeof(peer);
+    cr_assert_eq(getpeername(c.fd, (struct sockaddr *)&peer, &len), 0);
+    weft_close(c.fd);
+    close(listener);
 }
