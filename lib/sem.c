@@ -32,6 +32,7 @@ struct weft_sem {
     unsigned available;
     unsigned tokens;
     unsigned inside; /* tasks queued, or woken and yet to take the lock for the last time */
+    int signal;      /* made with fewer tokens than it holds: its tokens are given, not lent */
     weft__task *head, *tail;
 };
 
@@ -53,8 +54,10 @@ int weft_sem_create_max(weft_sem **out, unsigned initial, unsigned max)
     if (!out || max == 0 || initial > max)
         return -EINVAL;
     int rc = weft_sem_create(out, max);
-    if (rc == 0)
+    if (rc == 0) {
         (*out)->available = initial;
+        (*out)->signal = initial < max;
+    }
     return rc;
 }
 
@@ -86,23 +89,26 @@ static void unlink_waiter(weft_sem *s, weft__task *t)
 
 /* A task's count of tokens taken minus tokens given back, for the report at its end (debug
  * builds; release builds do not count). A token handed to another task to release shows up there
- * as held: rare, and the report is a hint, not an error. */
-static inline void count_token_of(weft__task *t, int delta)
+ * as held: rare, and the report is a hint, not an error. Not the tokens of a signal (a semaphore
+ * made with fewer than it holds, weft_sem_create_max), which a waiter takes and keeps. */
+static inline void count_token_of(const weft_sem *s, weft__task *t, int delta)
 {
 #ifndef NDEBUG
-    if (t)
+    if (t && !s->signal)
         t->tokens_held += delta;
 #else
+    (void)s;
     (void)t;
     (void)delta;
 #endif
 }
 
-static void count_token(int delta)
+static void count_token(const weft_sem *s, int delta)
 {
 #ifndef NDEBUG
-    count_token_of(weft__task_self(), delta);
+    count_token_of(s, weft__task_self(), delta);
 #else
+    (void)s;
     (void)delta;
 #endif
 }
@@ -119,7 +125,7 @@ int weft_sem_try_acquire(weft_sem *s)
     }
     weft__lock_release(&s->lock);
     if (rc == 0)
-        count_token(1);
+        count_token(s, 1);
     return rc;
 }
 
@@ -153,7 +159,7 @@ int weft_sem_release(weft_sem *s)
     int rc = give_token(s);
     weft__lock_release(&s->lock);
     if (rc == 0)
-        count_token(-1);
+        count_token(s, -1);
     return rc;
 }
 
@@ -182,7 +188,7 @@ int weft_sem_acquire(weft_sem *s)
     if (s->available && !s->head) {
         s->available--;
         weft__lock_release(&s->lock);
-        count_token_of(t, 1);
+        count_token_of(s, t, 1);
         return 0;
     }
     weft__wait_prepare(t);
@@ -214,7 +220,7 @@ int weft_sem_acquire(weft_sem *s)
     weft__lock_release(&s->lock);
 
     if (granted && !code) {
-        count_token_of(t, 1);
+        count_token_of(s, t, 1);
         return 0;
     }
     if (code)
