@@ -45,7 +45,7 @@ typedef struct weft__fd_rec {
     _Atomic uint32_t seq[2]; /* readiness edges seen per direction (written under `lock`) */
     _Atomic uint64_t dry;    /* 1 << 32 | the read count at which a read emptied it; 0: none */
     _Atomic uint8_t drains;  /* whether a short read empties it: WEFT__FD_DRAINS_* */
-    uint8_t closing;         /* weft_close calls between their wake and their close(2) */
+    uint32_t closing;        /* weft_close calls between their wake and their close(2) */
 } __attribute__((aligned(64))) weft__fd_rec; /* a line each: the poller, the waiter's try and its
                                               * park each touch all of it, and a record across
                                               * two lines cost two misses each time */
@@ -59,6 +59,14 @@ typedef struct weft__fd_mark {
 /** The record of `fd` if it is registered, and its counts now, for direction `dir`. Cheap: two
  *  loads. */
 void weft__fd_watch(int fd, int dir, weft__fd_mark *m);
+
+/** Whether a mark `now` names the registration that an earlier mark `then` (of a call that
+ *  waited) named: 0 when the descriptor was closed with weft_close since, and its number may
+ *  name another file, which that call must not touch. */
+static inline int weft__fd_same_registration(const weft__fd_mark *now, const weft__fd_mark *then)
+{
+    return now->rec == then->rec && now->gen == then->gen;
+}
 
 /** Whether `r` is registered with the poller of the runtime of `t`. */
 int weft__fd_ours(const weft__fd_rec *r, const weft__task *t);

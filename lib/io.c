@@ -65,9 +65,8 @@ static ssize_t io_as(int fd, int dir, io_op op, void *ctx, size_t whole)
     for (;;) {
         weft__fd_mark m;
         weft__fd_watch(fd, dir, &m);
-        /* Woken, then closed with weft_close before this try: the number may name another file
-         * now, which this call must not touch. */
-        if (last.rec && (m.rec != last.rec || m.gen != last.gen))
+        /* Woken, then closed with weft_close before this try. */
+        if (last.rec && !weft__fd_same_registration(&m, &last))
             return -EBADF;
         ssize_t n = whole && weft__fd_read_dry(&m, t) ? -EAGAIN : op(fd, ctx);
         if (n > 0 && (size_t)n < whole && m.rec)
@@ -352,8 +351,8 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
             return rc;
         weft__fd_mark now;
         weft__fd_watch(fd, WEFT__FD_WRITE, &now);
-        if (now.rec != m.rec || now.gen != m.gen)
-            return -EBADF; /* closed with weft_close since: the number may be another file's */
+        if (!weft__fd_same_registration(&now, &m))
+            return -EBADF;
         m = now;
     }
 }
@@ -396,7 +395,7 @@ static int edges_since(int fd, int dirs, const weft__fd_mark *m)
             continue;
         weft__fd_mark now;
         weft__fd_watch(fd, d, &now);
-        if (now.rec != m[n].rec || now.gen != m[n].gen)
+        if (!weft__fd_same_registration(&now, &m[n]))
             return -EBADF;
         if (now.seq != m[n].seq)
             bits |= d == WEFT__FD_READ ? WEFT_READABLE : WEFT_WRITABLE;
@@ -442,7 +441,7 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
                 continue;
             weft__fd_watch(fd, d, &m[n]);
             /* Closed with weft_close since this call waited: not a file to register anew. */
-            if (last.rec && (m[n].rec != last.rec || m[n].gen != last.gen))
+            if (last.rec && !weft__fd_same_registration(&m[n], &last))
                 return -EBADF;
             if (!m[n].rec) {
                 int rc = weft__fd_register(fd, d, &m[n]);
