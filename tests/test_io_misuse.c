@@ -810,17 +810,26 @@ static int backlog_root(void *p)
     return 0;
 }
 
+/* A UNIX-domain stream listener at a path of its own (`name` and the process id) in /tmp,
+ * non-blocking, with a queue of `queue`; its address in *addr. */
+static int unix_listener(struct sockaddr_un *addr, const char *name, int queue)
+{
+    memset(addr, 0, sizeof(*addr));
+    addr->sun_family = AF_UNIX;
+    snprintf(addr->sun_path, sizeof(addr->sun_path), "/tmp/weft-test-%s-%d", name, getpid());
+    unlink(addr->sun_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)addr, sizeof(*addr)), 0);
+    cr_assert_eq(listen(fd, queue), 0);
+    return fd;
+}
+
 Test(io_misuse, a_unix_connect_to_a_full_queue_waits_for_room, .timeout = 60)
 {
     backlog b;
     memset(&b, 0, sizeof(b));
-    b.addr.sun_family = AF_UNIX;
-    snprintf(b.addr.sun_path, sizeof(b.addr.sun_path), "/tmp/weft-test-backlog-%d", getpid());
-    unlink(b.addr.sun_path);
-    b.listener = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    cr_assert(b.listener >= 0);
-    cr_assert_eq(bind(b.listener, (struct sockaddr *)&b.addr, sizeof(b.addr)), 0);
-    cr_assert_eq(listen(b.listener, 1), 0);
+    b.listener = unix_listener(&b.addr, "backlog", 1);
     int rc = run_on(2, backlog_root, &b);
     unlink(b.addr.sun_path);
     cr_assert_eq(rc, 0);
@@ -837,8 +846,7 @@ Test(io_misuse, a_unix_connect_to_a_full_queue_waits_for_room, .timeout = 60)
     close(b.listener);
 }
 
-/* ---- weft_connect of a descriptor another runtime registered ----------------------------------
- */
+/* ---- weft_connect of another runtime's descriptor ------------------------------------------ */
 
 /* A connect that completes at once needs no wait, so it works from a task of another runtime
  * (weft.h: only a wait is refused); a UNIX-domain connect to a listener with room is one. */
@@ -867,12 +875,7 @@ Test(io_misuse, a_connect_that_need_not_wait_works_on_another_runtime_s_descript
 {
     cross_connect c;
     memset(&c, 0, sizeof(c));
-    c.addr.sun_family = AF_UNIX;
-    snprintf(c.addr.sun_path, sizeof(c.addr.sun_path), "/tmp/weft-test-cross-%d", getpid());
-    unlink(c.addr.sun_path);
-    int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_eq(bind(listener, (struct sockaddr *)&c.addr, sizeof(c.addr)), 0);
-    cr_assert_eq(listen(listener, 8), 0);
+    int listener = unix_listener(&c.addr, "cross", 8);
     c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     weft_runtime *a = start(1);
     weft_handle *h;
