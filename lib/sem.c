@@ -89,26 +89,27 @@ static void unlink_waiter(weft_sem *s, weft__task *t)
 
 /* A task's count of tokens taken minus tokens given back, for the report at its end (debug
  * builds; release builds do not count). A token handed to another task to release shows up there
- * as held: rare, and the report is a hint, not an error. Not the tokens of a signal (a semaphore
- * made with fewer than it holds, weft_sem_create_max), which a waiter takes and keeps. */
-static inline void count_token_of(const weft_sem *s, weft__task *t, int delta)
+ * as held: rare, and the report is a hint, not an error. Not the tokens of a signal (`signal`: a
+ * semaphore made with fewer than it holds, weft_sem_create_max), which a waiter takes and keeps.
+ * `signal` is read under the semaphore's lock: after it, a destroy may free the semaphore. */
+static inline void count_token_of(int signal, weft__task *t, int delta)
 {
 #ifndef NDEBUG
-    if (t && !s->signal)
+    if (t && !signal)
         t->tokens_held += delta;
 #else
-    (void)s;
+    (void)signal;
     (void)t;
     (void)delta;
 #endif
 }
 
-static void count_token(const weft_sem *s, int delta)
+static void count_token(int signal, int delta)
 {
 #ifndef NDEBUG
-    count_token_of(s, weft__task_self(), delta);
+    count_token_of(signal, weft__task_self(), delta);
 #else
-    (void)s;
+    (void)signal;
     (void)delta;
 #endif
 }
@@ -119,13 +120,14 @@ int weft_sem_try_acquire(weft_sem *s)
         return -EINVAL;
     int rc = -EAGAIN;
     weft__lock_acquire(&s->lock);
+    int signal = s->signal;
     if (s->available && !s->head) {
         s->available--;
         rc = 0;
     }
     weft__lock_release(&s->lock);
     if (rc == 0)
-        count_token(s, 1);
+        count_token(signal, 1);
     return rc;
 }
 
@@ -156,10 +158,11 @@ int weft_sem_release(weft_sem *s)
     if (!s)
         return -EINVAL;
     weft__lock_acquire(&s->lock);
+    int signal = s->signal;
     int rc = give_token(s);
     weft__lock_release(&s->lock);
     if (rc == 0)
-        count_token(s, -1);
+        count_token(signal, -1);
     return rc;
 }
 
@@ -185,10 +188,11 @@ int weft_sem_acquire(weft_sem *s)
         return code;
     weft_scope *cs = t->cancel_scope;
     weft__lock_acquire(&s->lock);
+    int signal = s->signal;
     if (s->available && !s->head) {
         s->available--;
         weft__lock_release(&s->lock);
-        count_token_of(s, t, 1);
+        count_token_of(signal, t, 1);
         return 0;
     }
     weft__wait_prepare(t);
@@ -220,7 +224,7 @@ int weft_sem_acquire(weft_sem *s)
     weft__lock_release(&s->lock);
 
     if (granted && !code) {
-        count_token_of(s, t, 1);
+        count_token_of(signal, t, 1);
         return 0;
     }
     if (code)
