@@ -74,13 +74,23 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m)
     weft__fd_rec *r = rec_make(fd);
     if (!r)
         return -ENOMEM;
-    weft__lock_acquire(&r->lock);
-    weft__poller *had = r->poller;
-    uint32_t gen = r->gen;
-    int closing = r->closing;
-    weft__lock_release(&r->lock);
-    if (closing)
-        return -EBADF; /* a weft_close is under way: the file is about to go */
+    weft__poller *had;
+    uint32_t gen;
+    /* While a weft_close of the number is under way, the file it names may be the one whose
+     * close(2) has yet to come, and whose registration would leave the epoll set with it: wait
+     * for the close to end. The number then names no file (-EBADF below) or a new one. A close
+     * that begins after this look moves `gen` on, which the look under the lock below sees. */
+    for (unsigned round = 0;;) {
+        weft__lock_acquire(&r->lock);
+        had = r->poller;
+        gen = r->gen;
+        uint32_t closing = r->closing;
+        weft__lock_release(&r->lock);
+        if (!closing)
+            break;
+        if (!weft__sched_yield())
+            weft__lock_backoff(&round);
+    }
     if (had == p) {
         fill_mark(r, dir, m);
         return 0;
@@ -103,7 +113,7 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m)
          * with a close would put its stale word over the word of the file now there. (A
          * repeated word only costs an extra edge: a caller tries again.) */
         weft__lock_acquire(&r->lock);
-        if (r->gen != gen || r->closing)
+        if (r->gen != gen)
             rc = -EBADF;
         else if (r->poller && r->poller != p)
             rc = -EINVAL;
@@ -114,8 +124,8 @@ int weft__fd_register(int fd, int dir, weft__fd_mark *m)
             return rc;
     }
     weft__lock_acquire(&r->lock);
-    if (r->gen != gen || r->closing) {
-        rc = -EBADF; /* closed meanwhile, or being closed */
+    if (r->gen != gen) {
+        rc = -EBADF; /* closed meanwhile */
     } else if (r->poller && r->poller != p) {
         rc = -EINVAL; /* another runtime registered it first: leave it to that one */
     } else if (!r->poller) {
@@ -349,8 +359,7 @@ void weft__fd_close_end(int fd)
     if (!r)
         return;
     weft__lock_acquire(&r->lock);
-    if (r->closing)
-        r->closing--;
+    r->closing--;
     weft__lock_release(&r->lock);
 }
 

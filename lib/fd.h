@@ -45,7 +45,7 @@ typedef struct weft__fd_rec {
     _Atomic uint32_t seq[2]; /* readiness edges seen per direction (written under `lock`) */
     _Atomic uint64_t dry;    /* 1 << 32 | the read count at which a read emptied it; 0: none */
     _Atomic uint8_t drains;  /* whether a short read empties it: WEFT__FD_DRAINS_* */
-    uint32_t closing;        /* weft_close calls between their wake and their close(2) */
+    uint32_t closing;        /* weft_close calls between their wake and the end of close(2) */
 } __attribute__((aligned(64))) weft__fd_rec; /* a line each: the poller, the waiter's try and its
                                               * park each touch all of it, and a record across
                                               * two lines cost two misses each time */
@@ -117,13 +117,13 @@ int weft__fd_still_ours(const weft__fd_mark *m, int n, const weft__task *t);
 int weft__fd_ready(weft__poller *p, uint64_t data, uint32_t events, weft__ready_batch *b);
 
 /** weft_close's part before close(2): every waiter on `fd` woken with -EBADF, its registration
- *  dropped, its generation moved on, and no registration taken (-EBADF) until
- *  weft__fd_close_end: a task that registered the descriptor between this and the close(2)
- *  would wait on a file that leaves the epoll set with its close. Any thread, also while the
- *  runtime that registered `fd` shuts down. Returns the tasks woken. */
+ *  dropped, its generation moved on, and the record marked closing until weft__fd_close_end:
+ *  a registration meanwhile waits for that (the file it would register leaves the epoll set
+ *  with the close), then registers what the number names by then, if anything. Any thread, also
+ *  while the runtime that registered `fd` shuts down. Returns the tasks woken. */
 int weft__fd_close_begin(int fd);
 
-/** weft_close's part after close(2): the number is free to be registered again. */
+/** weft_close's part after close(2). */
 void weft__fd_close_end(int fd);
 
 /** Forgets every registration with `p`, whose epoll set is about to close. */
