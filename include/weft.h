@@ -963,8 +963,8 @@ WEFT_API int weft_fd_nonblock(int fd);
  * suspend. A task woken by it may still be on its way out of its call when weft_close returns,
  * but it no longer touches the descriptor; so does a task that readiness had woken just before
  * (its call returns -EBADF rather than try the number again, which may name another file by
- * then), and a call that would start to wait on `fd` while weft_close is under way returns
- * -EBADF too.
+ * then). A call that starts to wait on `fd` while weft_close is under way waits for it to end,
+ * then for the file the number names by then: -EBADF if none.
  */
 WEFT_API int weft_close(int fd);
 
