@@ -79,6 +79,46 @@ static inline unsigned below(uint64_t *s, unsigned n)
     return (unsigned)(next_rand(s) % n);
 }
 
+/* ---- fork-join fib ---------------------------------------------------------------------------
+ *
+ * fib(n) with a task per call: fib(n - 1) spawned into a scope of its own, fib(n - 2) computed by
+ * a plain call, the scope joined. A failed open, spawn or join makes the result negative, far
+ * below any right one (n up to 30). `spawned`, if not NULL, counts the children spawned. */
+#define SUPPORT_FIB_FAILED (-1000000000L)
+
+typedef struct support_fib_arg {
+    int n;
+    long result;
+    atomic_long *spawned;
+} support_fib_arg;
+
+static inline long support_fib(int n, atomic_long *spawned);
+
+static inline int support_fib_task(void *p)
+{
+    support_fib_arg *a = p;
+    a->result = support_fib(a->n, a->spawned);
+    return 0;
+}
+
+static inline long support_fib(int n, atomic_long *spawned)
+{
+    if (n < 2)
+        return n;
+    support_fib_arg child = {.n = n - 1, .spawned = spawned};
+    weft_scope *s;
+    if (weft_scope_open(&s, NULL) != 0)
+        return SUPPORT_FIB_FAILED;
+    if (weft_spawn(s, support_fib_task, &child) != 0)
+        child.result = SUPPORT_FIB_FAILED;
+    else if (spawned)
+        atomic_fetch_add(spawned, 1);
+    long y = support_fib(n - 2, spawned);
+    if (weft_scope_close(s) != 0)
+        return SUPPORT_FIB_FAILED;
+    return child.result + y;
+}
+
 /* ---- checks in plain stress programs ---------------------------------------------------------
  *
  * A stress program defines STRESS_NAME (its name, a string literal) before including this header

@@ -53,39 +53,9 @@ static int refuse_membarrier(void)
 
 /* ---- fib ---- */
 
-struct fib_arg {
-    int n;
-    long result;
-};
-
-static long fib(int n);
-
-static int fib_task(void *p)
-{
-    struct fib_arg *a = p;
-    a->result = fib(a->n);
-    return 0;
-}
-
-static long fib(int n)
-{
-    if (n < 2)
-        return n;
-    struct fib_arg child = {.n = n - 1};
-    weft_scope *s;
-    if (weft_scope_open(&s, NULL) != 0)
-        return -1000000;
-    if (weft_spawn(s, fib_task, &child) != 0)
-        child.result = -1000000;
-    long y = fib(n - 2);
-    if (weft_scope_close(s) != 0)
-        return -1000000;
-    return child.result + y;
-}
-
 static int fib_root(void *p)
 {
-    *(long *)p = fib(22);
+    *(long *)p = support_fib(22, NULL);
     return 0;
 }
 

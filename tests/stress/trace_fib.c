@@ -14,37 +14,6 @@
 
 static atomic_long spawned;
 
-struct fib_arg {
-    int n;
-    long result;
-};
-
-static long fib(int n);
-
-static int fib_task(void *p)
-{
-    struct fib_arg *a = p;
-    a->result = fib(a->n);
-    return 0;
-}
-
-static long fib(int n)
-{
-    if (n < 2)
-        return n;
-    struct fib_arg child = {.n = n - 1};
-    weft_scope *s;
-    if (weft_scope_open(&s, NULL) != 0)
-        abort();
-    if (weft_spawn(s, fib_task, &child) != 0)
-        abort();
-    atomic_fetch_add(&spawned, 1);
-    long y = fib(n - 2);
-    if (weft_scope_close(s) != 0)
-        abort();
-    return child.result + y;
-}
-
 static int fib_n = 20;
 
 /* The name the fib runs under: 24 bytes, as long as a traced name gets (lib/README.md). */
@@ -53,7 +22,7 @@ static int fib_n = 20;
 static int named(void *arg)
 {
     long *out = arg;
-    *out = fib(fib_n);
+    *out = support_fib(fib_n, &spawned);
     return 0;
 }
 
