@@ -224,7 +224,11 @@ Test(deadline_move, moved_into_the_past_cancels_the_subtree, .timeout = 60)
 #define RACE_ROUNDS 300
 #define RACE_TASKS 8
 
+/* The tasks of a round wait on a gate that only the root opens, after its move: they cannot end
+ * by themselves before the deadline's timer fires, however late a loaded machine runs it. A
+ * round is then either cancelled for every task or for none. */
 typedef struct race {
+    weft_sem *gate;
     atomic_int cancelled, finished;
     int rounds_cancelled, rounds_went_on, mixed;
     unsigned seed;
@@ -233,16 +237,20 @@ typedef struct race {
 static int race_sleeper(void *p)
 {
     race *r = p;
-    if (weft_sleep_for(2 * WEFT_MSEC) == -ETIMEDOUT)
-        atomic_fetch_add(&r->cancelled, 1);
-    else
+    int rc = weft_sem_acquire(r->gate);
+    if (rc == 0) {
         atomic_fetch_add(&r->finished, 1);
+        CHECK_EQ(weft_sem_release(r->gate), 0); /* the next one through */
+    } else if (rc == -ETIMEDOUT) {
+        atomic_fetch_add(&r->cancelled, 1);
+    }
     return 0;
 }
 
 static int race_root(void *p)
 {
     race *r = p;
+    REQUIRE_EQ(weft_sem_create_max(&r->gate, 0, 1), 0);
     for (int round = 0; round < RACE_ROUNDS; round++) {
         atomic_store(&r->cancelled, 0);
         atomic_store(&r->finished, 0);
@@ -252,8 +260,9 @@ static int race_root(void *p)
         REQUIRE_EQ(
             weft_scope_open(&s, &(weft_scope_opts){.deadline = deadline, .policy = WEFT_COLLECT}),
             0);
+        int spawned = 0;
         for (int i = 0; i < RACE_TASKS; i++)
-            weft_spawn(s, race_sleeper, r); /* refused once the deadline passed: counted below */
+            spawned += weft_spawn(s, race_sleeper, r) == 0; /* refused once the deadline passed */
         /* The move comes about when the timer fires: this worker does not look at its timers
          * while it spins here, so another one takes them over, a millisecond late (sched.c),
          * and the move lands before or after that by up to 0.4 ms. */
@@ -262,20 +271,26 @@ static int race_root(void *p)
         while (weft_now() < move_at)
             ;
         CHECK_EQ(weft_scope_set_deadline(s, weft_now() + 3600 * WEFT_SEC), 0);
-        int join = weft_scope_join(s);
+        /* After the move the timer cannot fire: the scope is cancelled now or never. */
         int expired = weft_scope_expired(s);
+        CHECK_EQ(weft_sem_release(r->gate), 0); /* every task still waiting goes through */
+        int join = weft_scope_join(s);
+        CHECK_EQ(weft_scope_expired(s), expired);
         CHECK_EQ(weft_scope_release(s), 0);
         int c = atomic_load(&r->cancelled), f = atomic_load(&r->finished);
+        /* The token back: untaken, or given back by the last task through. */
+        CHECK_EQ(weft_sem_try_acquire(r->gate), 0);
         if (expired) {
             r->rounds_cancelled++;
-            if (f != 0 || join != -ETIMEDOUT)
+            if (f != 0 || join != -ETIMEDOUT) /* a task not started when cancelled may not run */
                 r->mixed++;
         } else {
             r->rounds_went_on++;
-            if (c != 0 || f != RACE_TASKS || join != 0)
+            if (c != 0 || f != RACE_TASKS || spawned != RACE_TASKS || join != 0)
                 r->mixed++;
         }
     }
+    weft_sem_destroy(r->gate);
     return 0;
 }
 
