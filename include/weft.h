@@ -399,7 +399,10 @@ typedef struct weft_spawn_opts {
  * of these scopes with failures, and its own scope records their failures. Where the task
  * failed on its own, it keeps its code, and its scope records that failure first, then theirs.
  * A scope the task joined itself but did not release hands nothing up (the join showed it what
- * failed). The same holds for the root task (weft_run's result) and for submitted tasks.
+ * failed). A scope joined only by the join of a scope it is nested in (see weft_scope_join)
+ * showed its result to nobody: unless the task joins it itself (or closes it) before returning,
+ * it hands its failures up as a forgotten scope does. The same holds for the root task
+ * (weft_run's result) and for submitted tasks.
  */
 WEFT_API int weft_scope_open(weft_scope **out, const weft_scope_opts *opts);
 
@@ -435,7 +438,9 @@ WEFT_API int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spaw
 
 /**
  * Waits until every child of `s` (and every scope nested in `s`) has ended. Only the task that
- * opened `s` may join it. Joining `s` first joins scopes opened after it that are still open.
+ * opened `s` may join it. Joining `s` first joins scopes opened after it that are still open;
+ * their results are not part of what this join returns (join them to read theirs; see
+ * weft_scope_open for what a task that returns without doing so hands up).
  *
  * Returns 0 when every child succeeded; the first failure's code (fail-fast and collect alike);
  * -ETIMEDOUT if the scope's own effective deadline passed; -ECANCELED if it was cancelled from

@@ -79,6 +79,7 @@ static void scope_rest(weft_scope *s)
     atomic_init(&s->linked, 0);
     atomic_init(&s->refs, 1);
     s->first_failure = 0;
+    s->result_unseen = 0;
     s->owner_spawned = 0;
     s->max_running = 0;
 }
@@ -124,7 +125,7 @@ static void assert_clean(const weft_scope *s, const weft_runtime *rt)
     assert(!s->on_done && !s->on_done_arg && !s->child_status && !s->name[0]);
     assert(!atomic_load_explicit(&s->linked, memory_order_relaxed));
     assert(atomic_load_explicit(&s->refs, memory_order_relaxed) == 1);
-    assert(!s->first_failure && !s->owner_spawned);
+    assert(!s->first_failure && !s->result_unseen && !s->owner_spawned);
     assert(!s->max_running);
     (void)s;
     (void)rt;
@@ -690,12 +691,18 @@ int weft_scope_join(weft_scope *s)
     int rc = owner_check(t, s);
     if (rc)
         return rc;
-    if (s->state == WEFT__SCOPE_JOINED)
+    if (s->state == WEFT__SCOPE_JOINED) {
+        s->result_unseen = 0; /* the owner sees it now */
         return s->join_result;
-    /* Scopes opened after `s` are nested in it: they end first. */
+    }
+    /* Scopes opened after `s` are nested in it: they end first. Their results are not what
+     * this join returns: until their owner joins them itself, they are as good as forgotten
+     * (weft__scope_release_owned). */
     for (weft_scope *x = t->owned; x && x != s; x = x->prev_owned)
-        if (x->state == WEFT__SCOPE_OPEN)
+        if (x->state == WEFT__SCOPE_OPEN) {
             w = join_one(w, t, x);
+            x->result_unseen = 1;
+        }
     join_one(w, t, s);
     return s->join_result;
 }
@@ -801,11 +808,14 @@ int weft__scope_release_owned(weft__task *t, int rc)
     /* Newest first: inner scopes end before the scopes they are nested in. */
     while (t->owned) {
         weft_scope *s = t->owned;
-        if (s->state == WEFT__SCOPE_OPEN) {
-            weft_scope_join(s);
-            w = weft__sched_worker();
+        if (s->state == WEFT__SCOPE_OPEN || s->result_unseen) {
+            if (s->state == WEFT__SCOPE_OPEN) {
+                weft_scope_join(s);
+                w = weft__sched_worker();
+            }
             /* Nobody else will read what failed in it: the task fails with it (see weft.h).
-             * A scope the task joined itself is not forgotten: it saw the result. */
+             * A scope the task joined itself is not forgotten: it saw the result; one joined
+             * only by the join of a scope it is nested in is. */
             if (s->first_failure) {
                 if (own < 0) {
                     own = is_failure(t->scope, t, rc);

@@ -117,6 +117,7 @@ struct weft_scope {
     _Atomic int fanning; /* the cancel that set the state still works below this scope */
     _Atomic int linked;  /* in the parent's children list */
     int first_failure;   /* kept even when the error group cannot grow (ENOMEM) */
+    int result_unseen;   /* joined by the join of a scope it is nested in, not by its own */
     weft_scope *first_child, *next_sibling, *prev_sibling; /* under the parent's lock */
     weft__task *parked; /* tasks in cancellable waits, under `lock` */
     /* The last tasks registered there (under `lock`): each new one takes the task registered

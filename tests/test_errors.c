@@ -1012,6 +1012,7 @@ typedef struct forgot_case {
     int wait_cancel;    /* the forgetful task waits until its own scope is cancelled */
     int join_then_keep; /* it joins the scope it leaves open, and only forgets its release */
     int nested;         /* it forgets a second scope, nested in the first */
+    int join_outer;     /* it joins the first scope (so the nested one too) and releases neither */
     uint64_t boom_id, inner_boom_id;
     atomic_int boom_done;
     group_copy g;
@@ -1051,6 +1052,8 @@ static int forgetful(void *p)
         so.name = "inner-boom";
         REQUIRE_EQ(weft_spawn_ex(inner, forgot_inner_boom, c, &so), 0);
     }
+    if (c->join_outer)
+        CHECK_EQ(weft_scope_join(s), -EIO); /* the nested scope's result is not what it shows */
     if (c->wait_cancel) {
         /* Its own scope is cancelled once the child has failed: it ends with the cancel code,
          * which is no failure of its own. */
@@ -1160,6 +1163,23 @@ Test(errors, scope_joined_but_not_released_hands_nothing_up, .timeout = 60)
     run_forgot(&c, 2);
     cr_assert_eq(c.g.join, 0, "a failure its task saw at its join went up (%d)", c.g.join);
     cr_assert_eq(c.g.count, 0);
+}
+
+Test(errors, scope_joined_by_the_join_of_an_outer_one_hands_its_failures_up, .timeout = 60)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        static forgot_case c;
+        memset(&c, 0, sizeof(c));
+        c.nested = 1;
+        c.join_outer = 1;
+        run_forgot(&c, workers);
+        /* The outer scope's failure was seen at its join; the nested one's never was. */
+        cr_assert_eq(c.g.join, -ENODATA, "the nested scope's failure was lost (%d)", c.g.join);
+        cr_assert_eq(c.g.count, 1);
+        cr_assert_str_eq(c.g.e[0].message, "inner boom");
+        cr_assert_str_eq(c.g.e[0].scope, "forgotten-inner");
+        cr_assert_eq(c.g.e[0].task_id, c.inner_boom_id);
+    }
 }
 
 static int forgetful_root(void *p)
