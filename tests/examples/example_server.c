@@ -20,6 +20,16 @@
  *   GET /bad/close-after 200 with keep-alive, then close all the same
  *   GET /bad/close-next  200 with keep-alive, then close on the next request, unanswered (as a
  *                        server does that closes an idle connection just as it is reused)
+ *   GET /bad/close-pair  as close-next, answered only once a second such request is waiting
+ *                        (so a client holds two connections that go stale together)
+ *   GET /bad/interim     interim 100 answers without end, then nothing until the client closes
+ *   GET /bad/trailer     a chunked body whose trailer never ends, likewise
+ *   GET /bad/long-status a status line of 12 KiB and no header, in one write, likewise
+ *   GET /bad/gzip        200 with Transfer-Encoding: gzip, chunked
+ *   GET /bad/overrun     a chunk of 3 bytes followed by 9 KiB without a line end, likewise
+ *   GET /bad/switch      101 Switching Protocols, connection kept
+ *   GET /bare-lf         a 100 and a 200 without reason phrase, lines ending in a bare LF,
+ *                        "ok"
  *   anything else        404
  *
  * Every good answer keeps the connection alive; the server reads the next request on it.
@@ -27,6 +37,7 @@
 #include "weft_serve.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +64,34 @@ static int raw(conn *c, const char *bytes)
 {
     ssize_t w = weft_write_all(c->fd, bytes, strlen(bytes), NULL);
     return w < 0 ? (int)w : 0;
+}
+
+/* Writes `bytes` `times` times, then waits for the client to give up and close. */
+static int flood(conn *c, const char *bytes, int times)
+{
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < times; i++)
+        rc = raw(c, bytes);
+    while (rc == 0 && weft_serve_read(c->fd, c->in, sizeof c->in) > 0)
+        ;
+    return -EPROTO;
+}
+
+/* /bad/close-pair: the first of two requests waits for the second, which lets it go. */
+static weft_sem *pair_gate;
+static atomic_uint pair_arrivals;
+
+static int close_pair(conn *c)
+{
+    int rc = 0;
+    if (atomic_fetch_add(&pair_arrivals, 1) % 2 == 0)
+        rc = weft_sem_acquire(pair_gate);
+    else
+        weft_sem_release(pair_gate);
+    if (rc != 0)
+        return rc; /* shutdown */
+    c->close_next = 1;
+    return reply(c, 200, "pair");
 }
 
 /* Answers one request for `path`. 0 to read the next request, anything else to close. */
@@ -121,6 +160,41 @@ static int route(conn *c, const char *path)
     }
     if (strcmp(path, "/bad/long") == 0)
         return raw(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHello, and more");
+    if (strcmp(path, "/bad/close-pair") == 0)
+        return close_pair(c);
+    if (strcmp(path, "/bad/interim") == 0)
+        return flood(c, "HTTP/1.1 100 Continue\r\n\r\n", 1000);
+    if (strcmp(path, "/bad/trailer") == 0) {
+        if (raw(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n") != 0)
+            return -EPROTO;
+        return flood(c, "X-Trailer: 0123456789\r\n", 1000);
+    }
+    if (strcmp(path, "/bad/long-status") == 0) {
+        size_t size = 12 * 1024;
+        char *line = malloc(size + 32);
+        if (line == NULL)
+            return -ENOMEM;
+        int n = snprintf(line, 32, "HTTP/1.1 200 ");
+        memset(line + n, 'a', size);
+        memcpy(line + n + size, "\r\n\r\n", 5);
+        int rc = flood(c, line, 1);
+        free(line);
+        return rc;
+    }
+    if (strcmp(path, "/bad/gzip") == 0) {
+        raw(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+               "3\r\n\x1f\x8b\x08\r\n0\r\n\r\n");
+        return -EPROTO;
+    }
+    if (strcmp(path, "/bad/overrun") == 0) {
+        if (raw(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n") != 0)
+            return -EPROTO;
+        return flood(c, "0123456789abcdef", 9 * 64);
+    }
+    if (strcmp(path, "/bad/switch") == 0)
+        return raw(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: nothing\r\n\r\n");
+    if (strcmp(path, "/bare-lf") == 0)
+        return raw(c, "HTTP/1.1 100 Continue\n\nHTTP/1.1 200\nContent-Length: 2\n\nok");
     return reply(c, 404, "not found");
 }
 
@@ -162,5 +236,7 @@ static int connection(void *arg)
 
 int main(int argc, char **argv)
 {
+    if (weft_sem_create_max(&pair_gate, 0, 1) != 0)
+        return 1;
     return weft_serve(argc, argv, "example_server", connection);
 }

@@ -177,16 +177,22 @@ static int fill(reader *r)
     return 0;
 }
 
-/* The next line, without its CRLF, at *line (valid until the next read). */
-static int read_line(reader *r, char **line, size_t *n)
+/* The next line, without its end, at *line (valid until the next read); *taken: the bytes it
+ * took from the stream, its end included. A line ends with CRLF, or a bare LF, which a
+ * recipient may take for one (RFC 9112, 2.2). -EMSGSIZE for a line longer than
+ * HTTP_CLIENT_HEAD_MAX, however its bytes arrive. */
+static int read_line(reader *r, char **line, size_t *n, size_t *taken)
 {
     for (;;) {
         char *start = r->buf + r->pos;
-        char *eol = memmem(start, r->len - r->pos, "\r\n", 2);
-        if (eol != NULL) {
+        char *lf = memchr(start, '\n', r->len - r->pos);
+        if (lf != NULL) {
+            *taken = (size_t)(lf - start) + 1;
+            if (*taken > HTTP_CLIENT_HEAD_MAX)
+                return -EMSGSIZE;
             *line = start;
-            *n = (size_t)(eol - start);
-            r->pos += *n + 2;
+            *n = (size_t)(lf - start) - (lf > start && lf[-1] == '\r');
+            r->pos += *taken;
             return 0;
         }
         if (r->len - r->pos >= HTTP_CLIENT_HEAD_MAX)
@@ -246,14 +252,28 @@ static int read_to_eof(reader *r, http_response *resp, size_t *cap)
     }
 }
 
+/* The syntax of a field line (name ":" value): 0, or -EBADMSG; *name_len: the name's length. */
+static int field_syntax(const char *line, size_t n, size_t *name_len)
+{
+    const char *colon = memchr(line, ':', n);
+    if (colon == NULL || colon == line)
+        return -EBADMSG;
+    for (const char *p = line; p < colon; p++)
+        if (!isgraph((unsigned char)*p))
+            return -EBADMSG; /* no spaces in a field name */
+    *name_len = (size_t)(colon - line);
+    return 0;
+}
+
 static int read_chunked(reader *r, http_response *resp, size_t *cap)
 {
+    size_t taken;
     for (;;) {
         char *line;
         size_t n;
-        int rc = read_line(r, &line, &n);
+        int rc = read_line(r, &line, &n, &taken);
         if (rc != 0)
-            return rc == -EMSGSIZE ? -EBADMSG : rc;
+            return rc == -EMSGSIZE ? -EBADMSG : rc; /* a chunk-size line that never ends */
         size_t size = 0, digits = 0;
         for (; digits < n && isxdigit((unsigned char)line[digits]); digits++) {
             if (size > HTTP_CLIENT_BODY_MAX)
@@ -266,22 +286,28 @@ static int read_chunked(reader *r, http_response *resp, size_t *cap)
         if (size == 0)
             break;
         rc = read_body(r, resp, cap, size);
-        if (rc == 0)
-            rc = read_line(r, &line, &n);
+        if (rc == 0) {
+            rc = read_line(r, &line, &n, &taken);
+            if (rc == -EMSGSIZE || (rc == 0 && n != 0))
+                rc = -EBADMSG; /* the chunk was longer than its size said */
+        }
         if (rc != 0)
             return rc;
-        if (n != 0)
-            return -EBADMSG; /* the chunk was longer than its size said */
     }
-    /* Trailer fields, up to the blank line. */
-    for (;;) {
+    /* Trailer fields, up to the blank line: checked, not kept, and as bounded as a head. */
+    for (size_t trailer_len = 0;;) {
         char *line;
-        size_t n;
-        int rc = read_line(r, &line, &n);
+        size_t n, name_len;
+        int rc = read_line(r, &line, &n, &taken);
         if (rc != 0)
             return rc;
         if (n == 0)
             return 0;
+        trailer_len += taken;
+        if (trailer_len > HTTP_CLIENT_HEAD_MAX)
+            return -EMSGSIZE;
+        if (field_syntax(line, n, &name_len) != 0)
+            return -EBADMSG;
     }
 }
 
@@ -329,18 +355,15 @@ static int parse_status(const char *line, size_t n, http_response *resp, head *h
 
 static int parse_field(const char *line, size_t n, http_response *resp, head *h)
 {
-    const char *colon = memchr(line, ':', n);
-    if (colon == NULL || colon == line)
+    size_t name;
+    if (field_syntax(line, n, &name) != 0)
         return -EBADMSG;
-    for (const char *p = line; p < colon; p++)
-        if (!isgraph((unsigned char)*p))
-            return -EBADMSG; /* no spaces in a field name */
-    const char *v = colon + 1, *end = line + n;
+    const char *v = line + name + 1, *end = line + n;
     while (v < end && (*v == ' ' || *v == '\t'))
         v++;
     while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
         end--;
-    size_t name = (size_t)(colon - line), vn = (size_t)(end - v);
+    size_t vn = (size_t)(end - v);
     if (name == 14 && strncasecmp(line, "content-length", 14) == 0) {
         if (vn == 0)
             return -EBADMSG;
@@ -356,8 +379,8 @@ static int parse_field(const char *line, size_t n, http_response *resp, head *h)
             return -EBADMSG; /* two lengths that disagree */
         h->length = len;
     } else if (name == 17 && strncasecmp(line, "transfer-encoding", 17) == 0) {
-        if (!has_token(v, vn, "chunked"))
-            return -EBADMSG; /* no other coding is spoken here */
+        if (vn != 7 || strncasecmp(v, "chunked", 7) != 0)
+            return -EBADMSG; /* no other coding is spoken here, alone or before chunked */
         h->chunked = 1;
     } else if (name == 10 && strncasecmp(line, "connection", 10) == 0) {
         if (has_token(v, vn, "close"))
@@ -375,24 +398,32 @@ static int read_response(reader *r, http_response *resp, int *keep)
 {
     head h;
     char *line;
-    size_t n;
+    size_t n, taken;
     int rc;
-    do { /* interim 1xx responses are skipped */
+    /* Interim 1xx answers are skipped; with them, the head may hold HTTP_CLIENT_HEAD_MAX bytes
+     * in all (many short lines, or many interim answers, are as long a head as one long line). */
+    size_t head_len = 0;
+    do {
         memset(&h, 0, sizeof h);
         h.length = -1;
         resp->content_type[0] = '\0';
-        if ((rc = read_line(r, &line, &n)) != 0)
+        resp->reason[0] = '\0';
+        if ((rc = read_line(r, &line, &n, &taken)) != 0)
             return rc;
+        if ((head_len += taken) > HTTP_CLIENT_HEAD_MAX)
+            return -EMSGSIZE;
         if ((rc = parse_status(line, n, resp, &h)) != 0)
             return rc;
+        if (resp->status == 101)
+            return -EPROTO; /* a switch of protocols nobody asked for */
         h.keep_alive = h.http11;
-        for (size_t head_len = n + 2;; head_len += n + 2) {
-            if ((rc = read_line(r, &line, &n)) != 0)
+        for (;;) {
+            if ((rc = read_line(r, &line, &n, &taken)) != 0)
                 return rc;
+            if ((head_len += taken) > HTTP_CLIENT_HEAD_MAX)
+                return -EMSGSIZE;
             if (n == 0)
                 break;
-            if (head_len + n + 2 > HTTP_CLIENT_HEAD_MAX)
-                return -EMSGSIZE; /* many short lines are as long a head as one long line */
             if ((rc = parse_field(line, n, resp, &h)) != 0)
                 return rc;
         }
@@ -454,7 +485,8 @@ static int exchange(http_client *c, int fd, const char *path, http_response *res
 static int get_with_token(http_client *c, const char *path, http_response *resp)
 {
     for (int attempt = 0;; attempt++) {
-        int fd = pool_take(c);
+        /* A retry goes over a new connection: the other idle ones may be as stale. */
+        int fd = attempt == 0 ? pool_take(c) : -1;
         int reused = fd >= 0;
         if (fd < 0 && (fd = connect_new(c)) < 0)
             return fd;

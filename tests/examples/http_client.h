@@ -6,15 +6,19 @@
  * connections to it: a request takes a token of the pool (parking while all are in use), reuses
  * an idle keep-alive connection or opens a new one, and gives the connection back only when the
  * response was read whole and the server did not ask to close. Any number of tasks may share a
- * client; at most `max_conns` of them talk to the server at once.
+ * client (tasks of one runtime: a descriptor is waited on by one runtime only, weft.h's
+ * weft_fd_wait, so a task of another runtime handed a pooled connection gets -EINVAL); at most
+ * `max_conns` of them talk to the server at once.
  *
  * Every wait of a request (for a token, the connect, the writes and reads) is bounded by the
  * request's timeout and by the caller's scope: a cancel of the calling task ends the request
  * with -ECANCELED, its deadline or the request's timeout with -ETIMEDOUT. A connection whose
  * request failed is closed, never given back to the pool half-read; so is one the server
- * closed or sent unasked bytes on. A request that finds its reused connection closed by the
- * server before any byte of the answer goes again, once, over a new connection (GET is
- * idempotent).
+ * closed or sent unasked bytes on, as far as the client can see it: bytes that arrive only
+ * after the connection was taken for the next request are read as that request's answer (no
+ * HTTP/1.1 client can tell them apart). A request that finds its reused connection closed by
+ * the server before any byte of the answer goes again, once, over a new connection (GET is
+ * idempotent). Lines may end with CRLF or a bare LF (RFC 9112, 2.2).
  */
 #ifndef HTTP_CLIENT_H
 #define HTTP_CLIENT_H
@@ -53,11 +57,12 @@ void http_client_destroy(http_client *c);
  *   -ECONNREFUSED, -ENETUNREACH, ...   the connect failed (what the socket reported)
  *   -ECONNRESET   the server closed the connection before the response was complete (in the
  *                 head, or with fewer body bytes than Content-Length or the chunks announced)
- *   -EBADMSG      not an HTTP/1.x response: a garbage status line or header, a bad chunk
+ *   -EBADMSG      not an HTTP/1.x response: a garbage status line, header or trailer, a bad
+ *                 chunk, a Transfer-Encoding other than chunked alone
  *   -EPROTO       the server sent bytes after the response it was asked for (a body longer
- *                 than its Content-Length)
- *   -EMSGSIZE     the head is longer than HTTP_CLIENT_HEAD_MAX or the body than
- *                 HTTP_CLIENT_BODY_MAX
+ *                 than its Content-Length), or switched protocols unasked (101)
+ *   -EMSGSIZE     a line or the head (with the interim 1xx answers before it) is longer than
+ *                 HTTP_CLIENT_HEAD_MAX, the trailer too, or the body than HTTP_CLIENT_BODY_MAX
  *   -ETIMEDOUT    the request's timeout or the caller's deadline passed
  *   -ECANCELED    the caller was cancelled
  *   -EINVAL       bad arguments; -ENOMEM; -EPERM outside a task.

@@ -9,7 +9,9 @@
  * each hostile server and each misuse gives its own negative code (refused, garbage status line,
  * close in the head, body shorter or longer than its Content-Length, a deadline passing
  * mid-read or while waiting for the pool, a cancel, a head or body too large, a bad chunk, a
- * forged path); the client works again
+ * forged path, interim answers or a trailer without end, a status line too long, a coding the
+ * client does not speak, a chunk longer than its size, an unasked protocol switch); bare LF
+ * line ends; a retry over a new connection when every pooled one went stale; the client works again
  * after them; no descriptor is left open at the end (ASan checks the memory).
  */
 #include "http_client.h"
@@ -194,6 +196,21 @@ static void cancel_and_deadlines(http_client *c)
     http_client_destroy(one);
 }
 
+typedef struct pair_case {
+    http_client *c;
+    atomic_int ok;
+} pair_case;
+
+static int pair_get(void *arg)
+{
+    pair_case *pc = arg;
+    http_response resp;
+    if (http_get(pc->c, "/bad/close-pair", 5 * WEFT_SEC, &resp) == 0 && resp.status == 200)
+        atomic_fetch_add(&pc->ok, 1);
+    http_response_free(&resp);
+    return 0;
+}
+
 static int root(void *arg)
 {
     (void)arg;
@@ -229,7 +246,21 @@ static int root(void *arg)
     expect(c, "/bad/huge-head", WEFT_SEC, -EMSGSIZE, 0, NULL);
     expect(c, "/bad/huge-body", WEFT_SEC, -EMSGSIZE, 0, NULL);
     expect(c, "/bad/bad-chunk", WEFT_SEC, -EBADMSG, 0, NULL);
+    expect(c, "/bad/interim", WEFT_SEC, -EMSGSIZE, 0, NULL);
+    expect(c, "/bad/trailer", WEFT_SEC, -EMSGSIZE, 0, NULL);
+    expect(c, "/bad/long-status", WEFT_SEC, -EMSGSIZE, 0, NULL);
+    expect(c, "/bad/gzip", WEFT_SEC, -EBADMSG, 0, NULL);
+    expect(c, "/bad/overrun", WEFT_SEC, -EBADMSG, 0, NULL);
+    expect(c, "/bad/switch", WEFT_SEC, -EPROTO, 0, NULL);
     expect(c, "/users/7/again", WEFT_SEC, 0, 200, "again of user 7");
+
+    /* Bare LF line ends are taken for CRLF; a status line without a reason phrase leaves none,
+     * not the interim answer's. */
+    http_response resp;
+    int rc = http_get(c, "/bare-lf", WEFT_SEC, &resp);
+    CHECK(rc == 0 && resp.status == 200 && strcmp(resp.body, "ok") == 0 && resp.reason[0] == 0,
+          "/bare-lf: rc %d, status %d, reason '%s'", rc, resp.status, resp.reason);
+    http_response_free(&resp);
 
     /* A server that closes a keep-alive connection after a response: the pool does not
      * hand it out again, and the next request goes over a new connection. */
@@ -251,6 +282,20 @@ static int root(void *arg)
     expect(one, "/bad/close-next", WEFT_SEC, 0, 200, "once");
     expect(one, "/users/4/retried", WEFT_SEC, 0, 200, "retried of user 4");
     CHECK(http_client_connections_opened(one) == 2, "%lu connections",
+          http_client_connections_opened(one));
+    http_client_destroy(one);
+
+    /* Two pooled connections that go stale together: the retry does not take the other one. */
+    CHECK(http_client_create(&one, "127.0.0.1", port, 2) == 0, "create");
+    pair_case pc = {.c = one};
+    weft_scope *s;
+    CHECK(weft_scope_open(&s, NULL) == 0, "open");
+    for (int i = 0; i < 2; i++)
+        CHECK(weft_spawn(s, pair_get, &pc) == 0, "spawn");
+    CHECK(weft_scope_close(s) == 0, "close");
+    CHECK(atomic_load(&pc.ok) == 2, "%d of 2 /bad/close-pair answered", atomic_load(&pc.ok));
+    expect(one, "/users/5/retried", WEFT_SEC, 0, 200, "retried of user 5");
+    CHECK(http_client_connections_opened(one) == 3, "%lu connections",
           http_client_connections_opened(one));
     http_client_destroy(one);
 
