@@ -603,7 +603,9 @@ typedef struct weft_error {
 /**
  * Records a formatted message with the calling task's failure and returns `code`, so that a task
  * fails with `return weft_fail(-EIO, "GET %s: %d", url, st);`. The message is truncated to
- * WEFT_ERROR_MESSAGE_MAX. Outside a task it only returns `code`. A `code` of 0 is replaced by
+ * WEFT_ERROR_MESSAGE_MAX. It goes with `code`: a task that then ends with another code (it
+ * handled that failure, or chose another) fails without it, and a later weft_fail replaces it.
+ * Outside a task it only returns `code`. A `code` of 0 is replaced by
  * -EINVAL (a failure must have a non-zero code). Any thread (it records a message only in a
  * task); does not suspend.
  */
@@ -837,6 +839,9 @@ typedef int (*weft_range_fn)(int64_t begin, int64_t end, void *arg);
  * calling task's scope stops it the same way. Returns 0; the first failure; -ECANCELED /
  * -ETIMEDOUT; -EINVAL for NULL `fn`, `end` < `begin` or a negative grain; -EPERM outside a task;
  * -ENOMEM. An empty range returns 0 at once. Task-only; suspends.
+ * A message the first failing piece recorded with weft_fail comes back with its code, as if the
+ * caller had recorded it: a caller that returns that code fails with the message, whichever task
+ * ran the piece. Pieces' other messages, and what they hand up with weft_fail_group, are dropped.
  */
 WEFT_API int weft_parallel_for(int64_t begin, int64_t end, int64_t grain, weft_range_fn fn,
                                void *arg);

@@ -81,6 +81,13 @@ static void append_error(weft_scope *s, int code, const char *msg, const char *t
     atomic_store_explicit(&s->nerrors, i + 1, memory_order_release);
 }
 
+const char *weft__errors_message_for(const weft__failure *f, int rc)
+{
+    /* A message recorded for a failure the task then handled, or replaced by another code, is
+     * not the story of the code it ended with. */
+    return f && f->message && f->code == rc ? f->message : NULL;
+}
+
 void weft__errors_record(weft_scope *s, weft__task *t, int rc)
 {
     weft__failure *f = t->failure;
@@ -95,7 +102,7 @@ void weft__errors_record(weft_scope *s, weft__task *t, int rc)
             append_error(s, g->pub.code, g->pub.message, g->pub.task, g->pub.task_id, g->pub.scope);
         }
     } else {
-        append_error(s, rc, f ? f->message : NULL, name, t->id, s->name);
+        append_error(s, rc, weft__errors_message_for(f, rc), name, t->id, s->name);
     }
     weft__lock_release(&s->lock);
 }
@@ -160,6 +167,7 @@ int weft_fail(int code, const char *fmt, ...)
     if (m) {
         free(t->failure->message);
         t->failure->message = m;
+        t->failure->code = code;
     }
     return code;
 }
@@ -227,7 +235,7 @@ int weft__errors_hand_up(weft__task *t, weft_scope *s, int own)
     f->group = g;
     if (mine) {
         weft_error e = {.code = own,
-                        .message = f->message,
+                        .message = weft__errors_message_for(f, own),
                         .task = weft__task_name_of(t),
                         .task_id = t->id,
                         .scope = t->scope->name};

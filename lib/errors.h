@@ -32,9 +32,13 @@ typedef struct weft__error_rec {
 /* What weft_fail / weft_fail_group leave on a task for its scope to collect. */
 struct weft__failure {
     char *message;          /* weft_fail: the formatted message */
+    int code;               /* the code it was recorded with: it goes with that code only */
     weft__error_rec *group; /* weft_fail_group: failures handed up, with their origins */
     size_t ngroup;
 };
+
+/** The message weft_fail recorded in `f` (NULL for none) with the code `rc`, or NULL. */
+const char *weft__errors_message_for(const weft__failure *f, int rc);
 
 /** Records the failure of `t`, a child of `s` that ended with `rc` (non-zero): its group handed
  *  up if it has one, else one record with its message. Takes the scope's lock. */

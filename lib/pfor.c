@@ -37,7 +37,9 @@
 
 #include "alloc.h"
 #include "cancel.h"
+#include "errors.h"
 #include "scope.h"
+#include "task.h"
 #include "weft.h"
 
 /* weft.h's bound on result_size. */
@@ -58,6 +60,7 @@ typedef struct loop {
     uint64_t grain;
     weft_scope *top;    /* NULL while the loop is a single piece */
     atomic_int failure; /* the first failure, 0 while there is none */
+    char *message;      /* what its piece recorded with weft_fail, or NULL (written once) */
 } loop;
 
 /* A half given to a child task; lives in the spawning task's frame until its join. */
@@ -75,12 +78,18 @@ static int is_cancel(int rc)
     return rc == -ECANCELED || rc == -ETIMEDOUT;
 }
 
-static void record_failure(loop *l, int rc)
+/* `piece`: what the failing piece recorded with weft_fail, or NULL. */
+static void record_failure(loop *l, int rc, const weft__failure *piece)
 {
     int none = 0;
+    if (!atomic_compare_exchange_strong(&l->failure, &none, rc))
+        return;
+    const char *m = weft__errors_message_for(piece, rc);
+    if (m)
+        l->message = weft__alloc_strdup(m); /* read after the joins; lost with the memory */
     /* With the reason a fail-fast scope gives when a child fails: to the pieces it stops, the
      * loop is one scope, however many the halving opened. */
-    if (atomic_compare_exchange_strong(&l->failure, &none, rc) && l->top)
+    if (l->top)
         weft__cancel_scope(l->top, WEFT_CANCEL_FAILURE, -ECANCELED);
 }
 
@@ -103,14 +112,23 @@ static int run_piece(loop *l, int64_t begin, uint64_t len, void *acc)
     if (rc)
         return rc;
     int64_t end = index_at(begin, len);
+    /* The piece's weft_fail records into a failure of its own: the task running it may be the
+     * loop's caller, whose failure it must not take over (nor leave a message on). */
+    weft__task *t = weft__task_self();
+    weft__failure *outer = t->failure;
+    t->failure = NULL;
     if (!acc) {
         rc = l->fn(begin, end, l->arg);
     } else {
         memcpy(acc, l->identity, l->size);
         rc = l->map(begin, end, acc, l->arg);
     }
+    weft__failure *piece = t->failure;
+    t->failure = outer;
     if (rc)
-        record_failure(l, rc);
+        record_failure(l, rc, piece);
+    if (piece)
+        weft__errors_free_failure(piece);
     return rc;
 }
 
@@ -130,7 +148,7 @@ static int run_range(loop *l, weft_scope *s, int64_t begin, uint64_t len, void *
         partials = need <= sizeof(local) ? local : weft__alloc_malloc(need);
         if (!partials) {
             rc = -ENOMEM;
-            record_failure(l, rc);
+            record_failure(l, rc, NULL);
         }
     }
     int spawned = 0;
@@ -145,7 +163,7 @@ static int run_range(loop *l, weft_scope *s, int64_t begin, uint64_t len, void *
         h->acc = partials ? partials + (size_t)spawned * l->stride : NULL;
         if ((rc = weft_spawn(s, run_half, h))) {
             if (!is_cancel(rc))
-                record_failure(l, rc);
+                record_failure(l, rc, NULL);
             break;
         }
         spawned++;
@@ -174,7 +192,7 @@ static int run_half(void *p)
     int rc = weft_scope_open(&s, NULL);
     if (rc) {
         if (!is_cancel(rc))
-            record_failure(l, rc);
+            record_failure(l, rc, NULL);
         return rc;
     }
     return run_range(l, s, h->begin, h->len, h->acc);
@@ -192,14 +210,24 @@ static int run_loop(loop *l, unsigned workers, int64_t begin, int64_t end, int64
     }
     atomic_init(&l->failure, 0);
     l->top = NULL;
-    if (len <= l->grain)
-        return run_piece(l, begin, len, acc); /* one piece: no scope to open */
-    int rc = weft_scope_open(&l->top, &(weft_scope_opts){.policy = WEFT_FAIL_FAST});
-    if (rc)
-        return rc;
-    rc = run_range(l, l->top, begin, len, acc);
-    int first = atomic_load(&l->failure);
-    return first ? first : rc;
+    l->message = NULL;
+    int rc;
+    if (len <= l->grain) {
+        rc = run_piece(l, begin, len, acc); /* one piece: no scope to open */
+    } else {
+        rc = weft_scope_open(&l->top, &(weft_scope_opts){.policy = WEFT_FAIL_FAST});
+        if (rc)
+            return rc;
+        rc = run_range(l, l->top, begin, len, acc);
+        int first = atomic_load(&l->failure);
+        rc = first ? first : rc;
+    }
+    /* The failing piece's message goes with the code the loop returns, as if the caller had
+     * recorded it (weft_fail): a caller that returns that code fails with it. */
+    if (l->message && rc == atomic_load(&l->failure))
+        weft_fail(rc, "%s", l->message);
+    free(l->message);
+    return rc;
 }
 
 int weft_parallel_for(int64_t begin, int64_t end, int64_t grain, weft_range_fn fn, void *arg)

@@ -317,9 +317,11 @@ void weft__task_end_without_stack(weft__task *t)
     /* Its function never runs: the message tells the error group why. The allocation may fail
      * as the stack did; the code stays. */
     t->failure = weft__alloc_calloc(1, sizeof(*t->failure));
-    if (t->failure)
+    if (t->failure) {
         t->failure->message =
             weft__alloc_strdup("no stack could be mapped for the task; it never ran");
+        t->failure->code = -ENOMEM;
+    }
 #ifdef WEFT_TSAN
     weft__task *running = weft__sched_current(w);
 #endif

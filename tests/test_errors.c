@@ -61,7 +61,7 @@ static void join_and_copy(weft_scope *s, group_copy *g)
 typedef struct record_case {
     uint64_t named_id, unnamed_id;
     char unnamed_name[64];
-    group_copy g, zero, plain;
+    group_copy g, zero, plain, other_code, twice;
     int fail_outside;
 } record_case;
 
@@ -93,6 +93,20 @@ static int fail_then_succeed(void *p)
     return 0;
 }
 
+static int fail_then_other_code(void *p)
+{
+    (void)p;
+    (void)weft_fail(-EIO, "about the -EIO that was handled");
+    return -EPIPE;
+}
+
+static int fail_twice(void *p)
+{
+    (void)p;
+    (void)weft_fail(-EIO, "first");
+    return weft_fail(-EPIPE, "second");
+}
+
 static int record_root(void *p)
 {
     record_case *c = p;
@@ -113,6 +127,13 @@ static int record_root(void *p)
     CHECK_EQ(weft_spawn(s, unnamed_failer, c), 0);
     CHECK_EQ(weft_spawn(s, fail_then_succeed, c), 0);
     join_and_copy(s, &c->plain);
+
+    REQUIRE_EQ(weft_scope_open(&s, &unnamed), 0);
+    CHECK_EQ(weft_spawn(s, fail_then_other_code, c), 0);
+    join_and_copy(s, &c->other_code);
+    REQUIRE_EQ(weft_scope_open(&s, &unnamed), 0);
+    CHECK_EQ(weft_spawn(s, fail_twice, c), 0);
+    join_and_copy(s, &c->twice);
     return 0;
 }
 
@@ -149,6 +170,14 @@ Test(errors, fail_records_code_message_task_and_scope, .timeout = 60)
     char expect[64];
     snprintf(expect, sizeof(expect), "task-%llu", (unsigned long long)c.unnamed_id);
     cr_assert_str_eq(c.plain.e[0].task, expect);
+
+    /* A message goes with the code it was recorded with. */
+    cr_assert_eq(c.other_code.count, 1);
+    cr_assert_eq(c.other_code.e[0].code, -EPIPE);
+    cr_assert_str_eq(c.other_code.e[0].message, "", "a handled failure's message stayed");
+    cr_assert_eq(c.twice.count, 1);
+    cr_assert_eq(c.twice.e[0].code, -EPIPE);
+    cr_assert_str_eq(c.twice.e[0].message, "second");
 }
 
 Test(errors, null_scope_queries)

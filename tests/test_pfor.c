@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -798,4 +799,78 @@ Test(pfor, cancelled_caller_runs_nothing, .timeout = 60)
     cr_assert_eq(rc[0], -ECANCELED);
     cr_assert_eq(rc[1], -ECANCELED);
     cr_assert_eq(atomic_load(&ran_anyway), 0);
+}
+
+/* ---- the failing piece's message ------------------------------------------------------------
+ * A piece that fails with weft_fail records its message for the loop: it goes with the code the
+ * loop returns, whichever task ran the piece, and never onto another code of the caller's. */
+
+typedef struct msg_case {
+    int64_t failing; /* the index whose piece fails */
+    int handle;      /* the caller handles the loop's failure and returns -EPIPE instead */
+    int loop_rc;
+    char message[64]; /* what the outer scope recorded */
+    int outer_code;
+    size_t outer_count;
+} msg_case;
+
+static int msg_piece(int64_t b, int64_t e, void *arg)
+{
+    msg_case *m = arg;
+    if (m->failing >= b && m->failing < e)
+        return weft_fail(-EIO, "piece %lld failed", (long long)m->failing);
+    return 0;
+}
+
+static int msg_caller(void *arg)
+{
+    msg_case *m = arg;
+    m->loop_rc = weft_parallel_for(0, 64, 1, msg_piece, m);
+    return m->handle && m->loop_rc == -EIO ? -EPIPE : m->loop_rc;
+}
+
+static int msg_root(void *arg)
+{
+    msg_case *m = arg;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.policy = WEFT_COLLECT}), 0);
+    REQUIRE_EQ(weft_spawn(s, msg_caller, m), 0);
+    m->outer_code = weft_scope_join(s);
+    m->outer_count = weft_scope_error_count(s);
+    if (m->outer_count)
+        snprintf(m->message, sizeof m->message, "%s", weft_scope_error(s, 0)->message);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return 0;
+}
+
+Test(pfor, failing_piece_message_goes_with_the_loop_code, .timeout = 60)
+{
+    /* Index 0 is the caller's own piece; 63 is the last half, a task of its own. */
+    const int64_t failing[] = {0, 63};
+    for (unsigned workers = 1; workers <= 2; workers++)
+        for (int i = 0; i < 2; i++) {
+            msg_case m = {.failing = failing[i]};
+            cr_assert_eq(run_on(workers, msg_root, &m), 0);
+            ASSERT_CHECKS();
+            cr_assert_eq(m.loop_rc, -EIO);
+            cr_assert_eq(m.outer_code, -EIO);
+            cr_assert_eq(m.outer_count, 1);
+            char want[64];
+            snprintf(want, sizeof want, "piece %lld failed", (long long)failing[i]);
+            cr_assert_str_eq(m.message, want, "index %lld on %u workers", (long long)failing[i],
+                             workers);
+        }
+}
+
+Test(pfor, failing_piece_message_stays_off_another_code, .timeout = 60)
+{
+    const int64_t failing[] = {0, 63};
+    for (int i = 0; i < 2; i++) {
+        msg_case m = {.failing = failing[i], .handle = 1};
+        cr_assert_eq(run_on(2, msg_root, &m), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(m.outer_code, -EPIPE);
+        cr_assert_eq(m.outer_count, 1);
+        cr_assert_str_eq(m.message, "", "the loop's message went with the caller's -EPIPE");
+    }
 }

@@ -1679,6 +1679,11 @@ static int finish(tctx *c)
         default:
             set_message(c, code, 0);
             rc = c->obs_code ? c->obs_code : code;
+            if (rc != code) {
+                /* The message went with `code` (weft_fail): the task fails without it. */
+                free(c->n->msg);
+                c->n->msg = NULL;
+            }
             break;
         }
         atomic_fetch_add_explicit(&T.failures, 1, memory_order_relaxed);
