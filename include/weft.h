@@ -1069,8 +1069,11 @@ enum {
  * "scopes"), "state" ("running", "parked", "hosting", "ready", "unstarted"), "inline", "worker",
  * "hosting" (a task id), and for a parked task "on" ("join", "sleep", "sem", "event", "chan",
  * "select", "fd_read", "fd_write", "fd_any", "blocking"), "parked_ns" (how long), "join_scope"
- * (an index), "fd", or "object" (an address), "until_ns" and "left_ns"}]}. Times are
- * nanoseconds; absent deadlines are null. Names are escaped, bytes outside ASCII as `\u00XX`.
+ * (an index), "fd", or "object" (the address of the semaphore, event or channel; of the
+ * function a blocking wait runs; null for a sleep), "until_ns" and "left_ns"}]}. Times are
+ * nanoseconds; absent deadlines are null. Names are escaped: UTF-8 characters are kept, and each
+ * byte of anything else (a name cut inside a character, bytes that are not UTF-8) becomes
+ * U+FFFD, so that the output is valid JSON whatever the names hold.
  *
  * Nothing is stopped: the dump reads the records of tasks and scopes while the workers go on,
  * so it is a picture taken over the time the dump takes to read them (tens of milliseconds for

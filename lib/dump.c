@@ -40,6 +40,7 @@
 
 #include "alloc.h"
 #include "defer.h"
+#include "json.h"
 #include "records.h"
 #include "runtime.h"
 #include "sched.h"
@@ -393,25 +394,15 @@ static char *out_room(out *o, size_t n)
     return o->err ? NULL : o->buf + o->n;
 }
 
-/* A name as a JSON string: quotes, backslashes and control bytes escaped; a byte outside ASCII
- * (a name cut inside a UTF-8 sequence is possible) as \u00XX. */
+/* A name as a JSON string (json.h: a name cut inside a UTF-8 character is possible). */
 static void out_json_str(out *o, const char *s)
 {
-    char *p = out_room(o, 2 + 6 * strlen(s)), *start = p;
+    size_t n = strlen(s);
+    char *p = out_room(o, 2 + WEFT__JSON_ESCAPED_MAX * n), *start = p;
     if (!p)
         return;
     *p++ = '"';
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            *p++ = '\\';
-            *p++ = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            p += snprintf(p, 7, "\\u%04x", c);
-        } else {
-            *p++ = (char)c;
-        }
-    }
+    p = weft__json_escape(p, s, n);
     *p++ = '"';
     o->n += (size_t)(p - start);
 }
@@ -582,8 +573,10 @@ static void write_json(const dump *d, out *o)
                     outf(o, ",\"join_scope\":null");
             } else if (is_fd(t->on)) {
                 outf(o, ",\"fd\":%d", fd_of(t));
-            } else {
+            } else if (t->obj) {
                 outf(o, ",\"object\":\"%p\"", t->obj);
+            } else {
+                outf(o, ",\"object\":null"); /* a sleep waits on nothing */
             }
             if (t->on != WEFT__ON_JOIN) {
                 json_time(o, "until_ns", t->until);
@@ -992,7 +985,7 @@ static int start_signal_thread(void)
     if (sig_thread_started)
         return 0;
     if (sig_pipe[0] < 0 && pipe2(sig_pipe, O_CLOEXEC) != 0)
-        return -EAGAIN;
+        return errno == EMFILE || errno == ENFILE ? -errno : -EAGAIN;
     fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
     pthread_t th;
     pthread_attr_t attr;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "json.h"
 #include "sched.h"
 #include "scope.h"
 #include "task.h"
@@ -206,26 +207,6 @@ static char *put_hex(char *o, uint64_t v)
     return o;
 }
 
-/* `s` (at most `max` bytes, perhaps not terminated) as the inside of a JSON string. */
-static char *put_escaped(char *o, const char *s, size_t max)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < max && s[i]; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            *o++ = '\\';
-            *o++ = (char)c;
-        } else if (c < 0x20) {
-            o = put_str(o, "\\u00");
-            *o++ = digits[c >> 4];
-            *o++ = digits[c & 15];
-        } else {
-            *o++ = (char)c;
-        }
-    }
-    return o;
-}
-
 static const char *wait_on_name(uint32_t on)
 {
     static const char *const names[] = {
@@ -323,7 +304,7 @@ static void put_event(reader *r, event *e)
         push_open(r, e->id);
         o = put_str(o, ",\"ph\":\"B\",\"cat\":\"task\",\"name\":\"");
         if (e->name[0]) {
-            o = put_escaped(o, e->name, 24);
+            o = weft__json_escape(o, e->name, 24);
         } else {
             o = put_str(o, "task-");
             o = put_u64(o, e->id);
@@ -344,7 +325,7 @@ static void put_event(reader *r, event *e)
         o = put_str(o, ",\"ph\":\"B\",\"cat\":\"scope\",\"name\":\"scope");
         if (e->name[0]) {
             *o++ = ' ';
-            o = put_escaped(o, e->name, 24);
+            o = weft__json_escape(o, e->name, 24);
         }
         o = put_str(o, "\",\"args\":{\"scope\":");
         o = put_hex(o, e->id);

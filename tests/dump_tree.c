@@ -23,11 +23,11 @@
  *               selecter (a select of two empty channels)
  *       latecomer (spawned right before the dump: unstarted)
  *     doomer (parked on the join of doomed):
- *       doomed (cancelled): spinner (running on the other worker, ignoring the cancel, until main
- *       lets it go)
- * The spinner holds one of the two workers from the start, so everything else runs on the other,
- * one task at a time: once main sees every waiter counted in (each counts itself in just before
- * it waits, with no suspension point in between), they have all parked.
+ *       doomed (cancelled; a name that is not all UTF-8, dump_check.py): spinner (running on the
+ * other worker, ignoring the cancel, until main lets it go) The spinner holds one of the two
+ * workers from the start, so everything else runs on the other, one task at a time: once main sees
+ * every waiter counted in (each counts itself in just before it waits, with no suspension point in
+ * between), they have all parked.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -202,7 +202,10 @@ static int doomer(void *arg)
 {
     (void)arg;
     weft_scope *doomed;
-    CHECK(weft_scope_open(&doomed, &(weft_scope_opts){.name = "doomed"}) == 0);
+    /* A name that is no UTF-8 at one byte and is cut inside a Cyrillic letter at 31 bytes. */
+    const char *name = "doomed\xff--\u043e\u0431\u0440\u0430\u0431\u043e\u0442\u043a\u0430-"
+                       "\u0434\u043b\u0438\u043d\u043d\u043e\u0435";
+    CHECK(weft_scope_open(&doomed, &(weft_scope_opts){.name = name}) == 0);
     CHECK(spawn_named(doomed, spinner, "spinner") == 0);
     wait_for(&spin_started, 1);
     CHECK(weft_scope_cancel(doomed) == 0);

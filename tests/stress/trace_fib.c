@@ -16,8 +16,13 @@ static atomic_long spawned;
 
 static int fib_n = 20;
 
-/* The name the fib runs under: 24 bytes, as long as a traced name gets (lib/README.md). */
-#define NAME "fib-named-twenty-four-ch"
+/* The name the fib runs under, and what the trace keeps of it: its first 24 bytes (lib/README.md),
+ * which cut the Cyrillic letter that the 24th byte begins, written as U+FFFD. The name ends in a
+ * byte that is no UTF-8 at all (past the cut here; the dump test has one inside). */
+#define NAME                                                                                       \
+    "weftx-\u0437\u0430\u0434\u0430\u0447\u0430-"                                                  \
+    "\u043e\u0431\u0440\u0430\u0431\u043e\u0442\u043a\u0438\xff"
+#define TRACED_NAME "weftx-\u0437\u0430\u0434\u0430\u0447\u0430-\u043e\u0431\ufffd"
 
 static int named(void *arg)
 {
@@ -29,7 +34,7 @@ static int named(void *arg)
 static int root(void *arg)
 {
     weft_scope *s;
-    weft_spawn_opts o = {.name = NAME "-and-more-cut-off"};
+    weft_spawn_opts o = {.name = NAME};
     if (weft_scope_open(&s, NULL) != 0 || weft_spawn_ex(s, named, arg, &o) != 0)
         abort();
     return weft_scope_close(s);
@@ -57,7 +62,7 @@ int main(int argc, char **argv)
     }
     char tasks[32];
     snprintf(tasks, sizeof(tasks), "%ld", atomic_load(&spawned) + 2); /* the root, the named */
-    execl(argv[2], argv[2], argv[3], argv[1], tasks, NAME, argc > 5 ? argv[5] : (char *)NULL,
+    execl(argv[2], argv[2], argv[3], argv[1], tasks, TRACED_NAME, argc > 5 ? argv[5] : (char *)NULL,
           (char *)NULL);
     perror("exec");
     return 1;
