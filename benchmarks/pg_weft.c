@@ -11,9 +11,16 @@
  *
  * libpq 15 has no non-blocking cancel request (PQcancelStart and PQcancelPoll came in 17):
  * PQcancel opens a connection of its own to the server and blocks until the server has taken
- * the request, so it runs on weft's blocking pool. Once it returns, the server has signalled
- * the backend: a query still running there ends with SQLSTATE 57014, and a backend already idle
- * ignores the signal, so the request cannot reach a later query on the same connection.
+ * the request, with no time limit, so it runs on a thread of its own that the task waits for
+ * only until its drain limit: a server that does not answer (stopped, unreachable) leaves the
+ * thread blocked, not the task. Once PQcancel returns, the server has signalled the backend: a
+ * query still running there ends with SQLSTATE 57014, and a backend already idle ignores the
+ * signal, so the request cannot reach a later query on the same connection.
+ *
+ * A connection given up (its drain limit passed, the cancel request could not be sent) is
+ * closed, and the server ends what it still runs for it once it notices: pgw_connect sets
+ * client_connection_check_interval (PostgreSQL 14 and later) so that a running query looks at
+ * its client every quarter of a second, where it would otherwise run to its end.
  */
 #include "pg_weft.h"
 
@@ -29,9 +36,9 @@
 
 struct pgw_conn {
     PGconn *pg;
-    pgw_pool *pool; /* the pool it was taken from, while it is out */
-    PGcancel *cancel;
-    int wfd; /* the duplicate of libpq's socket that weft waits on; -1 if none */
+    pgw_pool *pool;        /* the pool it was taken from, while it is out */
+    weft_time drain_until; /* a drain of it may not go past this (see abandon); 0: none */
+    int wfd;               /* the duplicate of libpq's socket that weft waits on; -1 if none */
     /* Its readiness edges as seen before libpq's last read of the socket (weft_fd_mark): where
      * the first wait after a command was sent starts from, so that it costs no system call of
      * its own. The reply comes after the send, so after the mark, with an edge; so does what the
@@ -109,9 +116,6 @@ static void shut(pgw_conn *c)
     if (c->pg)
         PQfinish(c->pg); /* libpq's own socket */
     c->pg = NULL;
-    if (c->cancel)
-        PQfreeCancel(c->cancel);
-    c->cancel = NULL;
     if (c->wfd >= 0)
         weft_close(c->wfd); /* the last reference: the server sees the connection end */
     c->wfd = -1;
@@ -167,8 +171,9 @@ int pgw_connect(const char *conninfo, pgw_conn **out)
      * start-up is read now or brings an edge later (see `edges`). */
     if (rc == 0 && (rc = weft_fd_mark(c->wfd, &c->edges)) == 0 && !PQconsumeInput(c->pg))
         rc = -ECONNRESET;
-    if (rc == 0 && !(c->cancel = PQgetCancel(c->pg)))
-        rc = -ENOMEM;
+    /* A query the client gave up is ended by the server once it sees the connection closed. */
+    if (rc == 0 && PQserverVersion(c->pg) >= 140000)
+        rc = pgw_query(c, "SET client_connection_check_interval = 250", 0, NULL, NULL);
     if (rc) {
         /* After the last suspension point: the thread-local is this thread's. */
         const char *msg =
@@ -220,6 +225,8 @@ static int await_result(pgw_conn *c, weft_time until)
         if (c->sent) {
             c->sent = 0;
             rc = weft_fd_wait_since(c->wfd, WEFT_READABLE, &c->edges, until);
+            if (rc == -EBADF || rc == -EINVAL) /* a mark taken under a runtime since ended */
+                rc = weft_fd_wait(c->wfd, WEFT_READABLE, until);
         } else {
             rc = weft_fd_wait(c->wfd, WEFT_READABLE, until);
         }
@@ -279,13 +286,68 @@ static int read_results(pgw_conn *c, PGresult **res, weft_time until)
     return status;
 }
 
-static int pool_cancel(pgw_pool *p, pgw_conn *c);
+static int pool_cancel(pgw_pool *p, pgw_conn *c, weft_time until);
 
-static int cancel_fn(void *arg)
+/* A cancel request on a thread of its own, which the task waits for only until its deadline:
+ * PQcancel blocks until the server has taken the request, with no time limit. */
+typedef struct cancel_job {
+    PGcancel *cancel; /* the job's own: the connection may be closed while the thread runs */
+    weft_event *done;
+    atomic_int refs; /* the task's and the thread's */
+    int ok;
+} cancel_job;
+
+static void job_unref(cancel_job *j)
 {
-    pgw_conn *c = arg;
+    if (atomic_fetch_sub(&j->refs, 1) != 1)
+        return;
+    PQfreeCancel(j->cancel);
+    if (weft_event_destroy(j->done) == 0)
+        free(j); /* else a waiter is still on its way out: leave it rather than free it */
+}
+
+static void *cancel_thread(void *arg)
+{
+    cancel_job *j = arg;
     char err[256];
-    return PQcancel(c->cancel, err, sizeof err) ? 0 : -EIO;
+    j->ok = PQcancel(j->cancel, err, sizeof err);
+    weft_event_set(j->done);
+    job_unref(j);
+    return NULL;
+}
+
+/* Asks the server to cancel the command in flight on `c`: 0 once it took the request; -EIO if
+ * it could not be reached or refused it (no descriptor left, the postmaster's limits);
+ * -EAGAIN if no thread could be made; -ENOMEM; -ETIMEDOUT when the caller's deadline passed
+ * first (the request may still go out). */
+static int cancel_request(pgw_conn *c)
+{
+    cancel_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    j->cancel = PQgetCancel(c->pg);
+    if (!j->cancel || weft_event_create(&j->done) != 0) {
+        PQfreeCancel(j->cancel);
+        free(j);
+        return -ENOMEM;
+    }
+    atomic_init(&j->refs, 2);
+    pthread_attr_t attr;
+    pthread_t th;
+    int made = pthread_attr_init(&attr) == 0;
+    made = made && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+           pthread_create(&th, &attr, cancel_thread, j) == 0;
+    pthread_attr_destroy(&attr);
+    if (!made) {
+        atomic_store(&j->refs, 1);
+        job_unref(j);
+        return -EAGAIN;
+    }
+    int rc = weft_event_wait(j->done);
+    if (rc == 0)
+        rc = j->ok ? 0 : -EIO;
+    job_unref(j);
+    return rc;
 }
 
 /* How long a drain waits for the cancelled command to end before it asks again: a request
@@ -295,15 +357,18 @@ static int cancel_fn(void *arg)
 
 /*
  * The calling task was cancelled (`code`) with a command of `c` in flight. In a shield bounded
- * by PGW_DRAIN_LIMIT: finish sending the command, ask the server to cancel it, and read its
- * results to the end, so that the connection is idle again. What cannot be done in time closes
- * the connection. Returns `code`.
+ * by PGW_DRAIN_LIMIT (and by c->drain_until, for the drain of a connection that serves another
+ * one's): finish sending the command, ask the server to cancel it, and read its results to the
+ * end, so that the connection is idle again. What cannot be done in time closes the connection.
+ * Returns `code`.
  */
 static int abandon(pgw_conn *c, int code)
 {
+    weft_time until = weft_now() + PGW_DRAIN_LIMIT;
+    if (c->drain_until && c->drain_until < until)
+        until = c->drain_until;
     weft_scope *s;
-    weft_scope_opts o = {.shield = 1, .timeout_ns = PGW_DRAIN_LIMIT};
-    if (weft_scope_open(&s, &o) != 0) {
+    if (weft_scope_open(&s, &(weft_scope_opts){.shield = 1, .deadline = until}) != 0) {
         shut(c);
         return code;
     }
@@ -311,16 +376,14 @@ static int abandon(pgw_conn *c, int code)
     for (int tries = 0; rc == 0 && PQisBusy(c->pg); tries++) {
         /* The first request goes with the pool's batch; one asked again goes alone, as does
          * one whose batch could not go out. */
-        rc = tries == 0 && c->pool ? pool_cancel(c->pool, c) : -EAGAIN;
-        if (rc == -EAGAIN) {
-            int result = 0;
-            rc = weft_blocking(cancel_fn, c, &result);
-            rc = rc ? rc : result;
-        }
-        if (rc == 0)
+        int sent = tries == 0 && c->pool ? pool_cancel(c->pool, c, until) : -EAGAIN;
+        if (sent == -EAGAIN)
+            sent = cancel_request(c);
+        if (sent == 0)
             c->cancels++;
-        if (rc == 0)
-            rc = await_result(c, weft_now() + CANCEL_AGAIN);
+        /* Sent or not (no descriptor or thread to be had now, the server out of reach), wait a
+         * while for the command to end, then ask again, until the limit. */
+        rc = weft_scope_expired(s) ? -ETIMEDOUT : await_result(c, weft_now() + CANCEL_AGAIN);
         if (rc == -ETIMEDOUT && !weft_scope_expired(s))
             rc = 0; /* ask again */
     }
@@ -418,11 +481,19 @@ typedef struct cancel_batch {
     int pids[];
 } cancel_batch;
 
+/*
+ * Bookkeeping under `lock`: `out` counts the tokens taken (a connection out, or one being made),
+ * `conns` the pool's open connections (idle, out, or being made), at most `size`, so that idle[]
+ * always has room; `inside` counts the calls in progress that hold no token but still touch the
+ * pool (a token on its way back, a fill), whose last act is to leave (pool_leave). A destroy
+ * waits for nothing: it refuses (-EBUSY) while a token is taken (from the moment the semaphore
+ * hands it out), counted out, or a call is inside.
+ */
 struct pgw_pool {
     char *conninfo;
     weft_sem *tokens;
     pthread_mutex_t lock; /* held for a few instructions, never across a suspension point */
-    unsigned size, n_idle, out;
+    unsigned size, n_idle, out, conns, inside;
     pgw_conn *canceller;   /* the connection aside for batches of cancels */
     cancel_batch *filling; /* the next batch, which cancelled tasks join */
     int sending;           /* a task sends batches */
@@ -439,8 +510,9 @@ static void batch_unref(pgw_pool *p, cancel_batch *b)
         free(b);
 }
 
-/* Signals every backend of `b` with one query on the pool's aside connection. */
-static int send_batch(pgw_pool *p, cancel_batch *b)
+/* Signals every backend of `b` with one query on the pool's aside connection, in the drain of
+ * a task that ends at `until` (0: none). */
+static int send_batch(pgw_pool *p, cancel_batch *b, weft_time until)
 {
     if (!p->canceller || p->canceller->broken) {
         pgw_conn_close(p->canceller);
@@ -448,6 +520,9 @@ static int send_batch(pgw_pool *p, cancel_batch *b)
         if (pgw_connect(p->conninfo, &p->canceller) != 0)
             return -ECONNREFUSED;
     }
+    /* Its own drain, should the batch be cut off, ends with the drain of the task that sends
+     * it. */
+    p->canceller->drain_until = until;
     /* An int4[] literal: {pid,pid,...} */
     char *list = malloc((size_t)b->n * 12 + 3);
     if (!list)
@@ -467,8 +542,9 @@ static int send_batch(pgw_pool *p, cancel_batch *b)
     return rc;
 }
 
-/* The task that set p->sending: sends the batches that fill meanwhile, until none is left. */
-static void send_batches(pgw_pool *p)
+/* The task that set p->sending: sends the batches that fill meanwhile, until none is left;
+ * `until` as send_batch's. */
+static void send_batches(pgw_pool *p, weft_time until)
 {
     for (;;) {
         pthread_mutex_lock(&p->lock);
@@ -479,15 +555,16 @@ static void send_batches(pgw_pool *p)
         pthread_mutex_unlock(&p->lock);
         if (!next)
             return;
-        next->ok = send_batch(p, next) == 0;
+        next->ok = send_batch(p, next, until) == 0;
         weft_event_set(next->sent);
         batch_unref(p, next);
     }
 }
 
 /* Asks the server to cancel the command `c` has in flight, with the pool's next batch. 0 once
- * the batch went out; else the caller sends its own request. In the caller's shield. */
-static int pool_cancel(pgw_pool *p, pgw_conn *c)
+ * the batch went out; else the caller sends its own request. In the caller's drain, which ends
+ * at `until`. */
+static int pool_cancel(pgw_pool *p, pgw_conn *c, weft_time until)
 {
     pthread_mutex_lock(&p->lock);
     cancel_batch *b = p->filling;
@@ -513,7 +590,7 @@ static int pool_cancel(pgw_pool *p, pgw_conn *c)
         /* A cancel wakes every task of a scope at once: those queued behind this one join the
          * first batch instead of waiting for it to go out before theirs can. */
         weft_yield();
-        send_batches(p);
+        send_batches(p, until);
     }
     int rc = weft_event_wait(b->sent);
     int ok = rc == 0 && b->ok;
@@ -541,6 +618,68 @@ int pgw_pool_create(pgw_pool **out, const char *conninfo, unsigned size)
     return 0;
 }
 
+static void pool_enter(pgw_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->inside++;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* The last touch of `p` by a call of the pool: a destroy may free it as soon as the lock is
+ * released (a mutex may be destroyed once unlocked). */
+static void pool_leave(pgw_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->inside--;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* A new connection for the holder of a token, counted in `conns` before it is made (and out of
+ * it again if it cannot be): 0 and *out, or the connect's failure. */
+static int pool_connect(pgw_pool *p, pgw_conn **out)
+{
+    int rc = pgw_connect(p->conninfo, out);
+    if (rc) {
+        pthread_mutex_lock(&p->lock);
+        p->conns--;
+        pthread_mutex_unlock(&p->lock);
+    }
+    return rc;
+}
+
+/* Back to the pool, with its token: `c` (NULL if none was made) idle if `keep`, else closed. */
+static void pool_put(pgw_pool *p, pgw_conn *c, int keep)
+{
+    if (c && !keep)
+        pgw_conn_close(c);
+    pthread_mutex_lock(&p->lock);
+    if (c && keep)
+        p->idle[p->n_idle++] = c;
+    else if (c)
+        p->conns--;
+    p->out--;
+    p->inside++; /* until the token is back */
+    pthread_mutex_unlock(&p->lock);
+    weft_sem_release(p->tokens);
+    pool_leave(p);
+}
+
+/* Whether an idle connection can still carry a query: the server may have ended its backend
+ * meanwhile (idle_session_timeout, pg_terminate_backend, a restart), which it says with a last
+ * message and the end of the stream. Only readiness that came since the connection's last read
+ * is looked at, which asks the kernel nothing; a connection marked under an earlier runtime is
+ * read to find out. */
+static int idle_usable(pgw_conn *c)
+{
+    int rc = weft_fd_wait_since(c->wfd, WEFT_READABLE, &c->edges, 0);
+    if (rc == -ETIMEDOUT)
+        return 1; /* nothing came */
+    /* libpq takes a backend's last message on an idle connection for a notice, and learns of
+     * the end of the stream only from the read after it: two reads. */
+    return weft_fd_mark(c->wfd, &c->edges) == 0 && PQconsumeInput(c->pg) && PQconsumeInput(c->pg) &&
+           PQstatus(c->pg) == CONNECTION_OK && !PQisBusy(c->pg);
+}
+
 int pgw_pool_acquire(pgw_pool *p, pgw_conn **out)
 {
     if (!p || !out)
@@ -549,15 +688,24 @@ int pgw_pool_acquire(pgw_pool *p, pgw_conn **out)
     int rc = weft_sem_acquire(p->tokens);
     if (rc)
         return rc;
+    pgw_conn *c;
     pthread_mutex_lock(&p->lock);
-    pgw_conn *c = p->n_idle ? p->idle[--p->n_idle] : NULL;
     p->out++;
-    pthread_mutex_unlock(&p->lock);
-    if (!c && (rc = pgw_connect(p->conninfo, &c)) != 0) {
-        pthread_mutex_lock(&p->lock);
-        p->out--;
+    for (;;) {
+        c = p->n_idle ? p->idle[--p->n_idle] : NULL;
+        /* With no idle one, every connection is out with a token other than this one: there
+         * is room for one more. */
+        if (!c)
+            p->conns++;
         pthread_mutex_unlock(&p->lock);
-        weft_sem_release(p->tokens);
+        if (!c || idle_usable(c))
+            break;
+        pgw_conn_close(c); /* its backend is gone: the next one, or a new one */
+        pthread_mutex_lock(&p->lock);
+        p->conns--;
+    }
+    if (!c && (rc = pool_connect(p, &c)) != 0) {
+        pool_put(p, NULL, 0);
         return rc;
     }
     c->pool = p;
@@ -567,64 +715,49 @@ int pgw_pool_acquire(pgw_pool *p, pgw_conn **out)
 
 void pgw_pool_release(pgw_pool *p, pgw_conn *c)
 {
-    if (!p || !c)
-        return;
+    if (!p || !c || c->pool != p)
+        return; /* not out of this pool: given back already, or never taken from it */
     c->pool = NULL;
     /* Only an idle connection outside a transaction goes back: never one with a command in
      * flight, whose results would reach the next task. */
     int keep = !c->broken && PQstatus(c->pg) == CONNECTION_OK &&
                PQtransactionStatus(c->pg) == PQTRANS_IDLE;
-    if (!keep)
-        pgw_conn_close(c);
-    pthread_mutex_lock(&p->lock);
-    if (keep)
-        p->idle[p->n_idle++] = c;
-    p->out--;
-    pthread_mutex_unlock(&p->lock);
-    weft_sem_release(p->tokens);
+    pool_put(p, c, keep);
 }
 
-typedef struct {
-    pgw_pool *p;
-    weft_event *all; /* set once every task holds a connection, or one could not */
-    atomic_uint taken;
-} fill_state;
-
+/* One connection more, made with a token free now, while the pool has fewer than `size`. */
 static int fill_one(void *arg)
 {
-    fill_state *f = arg;
-    pgw_conn *c;
-    int rc = pgw_pool_acquire(f->p, &c);
-    if (rc || atomic_fetch_add(&f->taken, 1) + 1 == f->p->size)
-        weft_event_set(f->all);
-    if (rc)
-        return rc;
-    /* Held until all are taken, so that each task makes one (none finds another's given
-     * back), and given back by the task that took it, as a semaphore's tokens should be. */
-    int w = weft_event_wait(f->all);
-    pgw_pool_release(f->p, c);
-    return w;
+    pgw_pool *p = arg;
+    if (weft_sem_try_acquire(p->tokens) != 0)
+        return 0; /* every token is taken: those who hold them make what they need */
+    pthread_mutex_lock(&p->lock);
+    int room = p->conns < p->size;
+    p->out++;
+    p->conns += room;
+    pthread_mutex_unlock(&p->lock);
+    pgw_conn *c = NULL;
+    int rc = room ? pool_connect(p, &c) : 0;
+    pool_put(p, c, 1);
+    return rc;
 }
 
 int pgw_pool_fill(pgw_pool *p)
 {
     if (!p)
         return -EINVAL;
-    fill_state f = {.p = p};
-    int rc = weft_event_create(&f.all);
-    if (rc)
-        return rc;
+    pool_enter(p);
+    pthread_mutex_lock(&p->lock);
+    unsigned missing = p->size - p->conns;
+    pthread_mutex_unlock(&p->lock);
     weft_scope *s;
-    rc = weft_scope_open(&s, &(weft_scope_opts){.policy = WEFT_COLLECT});
+    int rc = weft_scope_open(&s, &(weft_scope_opts){.policy = WEFT_COLLECT});
     if (rc == 0) {
-        for (unsigned i = 0; rc == 0 && i < p->size; i++)
-            rc = weft_spawn(s, fill_one, &f);
-        if (rc)
-            weft_event_set(f.all);
+        for (unsigned i = 0; rc == 0 && i < missing; i++)
+            rc = weft_spawn(s, fill_one, p);
         int j = weft_scope_close(s);
         rc = rc ? rc : j;
     }
-    weft_event_destroy(f.all);
     int j = 0;
     /* The aside connection is the sender's: take that part while it is made. */
     pthread_mutex_lock(&p->lock);
@@ -634,8 +767,9 @@ int pgw_pool_fill(pgw_pool *p)
     if (lead) {
         if (rc == 0 && j == 0 && !p->canceller)
             j = pgw_connect(p->conninfo, &p->canceller);
-        send_batches(p);
+        send_batches(p, 0);
     }
+    pool_leave(p);
     return rc ? rc : j;
 }
 
@@ -654,9 +788,9 @@ int pgw_pool_destroy(pgw_pool *p)
     if (!p)
         return -EINVAL;
     pthread_mutex_lock(&p->lock);
-    unsigned out = p->out;
+    int busy = p->out || p->inside || weft_sem_available(p->tokens) != p->size;
     pthread_mutex_unlock(&p->lock);
-    if (out)
+    if (busy)
         return -EBUSY;
     int rc = weft_sem_destroy(p->tokens);
     if (rc)

@@ -11,15 +11,22 @@
  * connection back to idle, in a shielded scope bounded by the connection's drain limit: the
  * call returns -ECANCELED (-ETIMEDOUT) only once the server no longer runs the query and the
  * connection is ready for the next one, or closed (pgw_conn_broken) when it could not get there
- * within the limit. A pool never hands out a connection in the middle of a query.
+ * within the limit (the server then ends the query once it notices the connection closed:
+ * pgw_connect sets client_connection_check_interval). A pool never hands out a connection in
+ * the middle of a query.
  *
  * Every call returns 0 or a negative errno value:
  *   -EREMOTEIO  the server answered with an error (bad SQL, a failed cast, ...); the
  *               connection stays usable; pgw_conn_sqlstate and pgw_conn_error say which;
  *   -ECANCELED, -ETIMEDOUT  the calling task was cancelled or its deadline passed (see above);
  *   -ECONNRESET the connection is lost (or was given up); pgw_conn_broken is then 1;
- *   -ECONNREFUSED connect failed (pgw_conn_error says why); -ENOMEM; -EINVAL for bad arguments;
- *   -EPERM outside a task.
+ *   -ECONNREFUSED connect failed (pgw_conn_error says why); -EMFILE, -ENFILE no descriptor for
+ *               a new connection;
+ *   -EPROTO     the statement gives no result a query gives (an empty statement, COPY);
+ *   -EIO        libpq would not send the command (more than 65,535 parameters, say), the
+ *               connection stays usable;
+ *   -ENOMEM; -EINVAL for bad arguments; -EPERM outside a task.
+ * A connection or a pool made under one runtime serves the tasks of a later one.
  * All of them are task-only and may suspend, except pgw_conn_close, pgw_pool_destroy and the
  * getters, which do not suspend.
  */
@@ -95,26 +102,32 @@ int pgw_pool_create(pgw_pool **out, const char *conninfo, unsigned size);
 
 /**
  * Takes a connection: waits for one of the pool's tokens (a weft semaphore: the N tasks that
- * ask queue for the M connections), then takes an idle connection or makes one. 0 and *out;
+ * ask queue for the M connections), then takes an idle connection or makes one. An idle one
+ * whose backend the server ended meanwhile (idle_session_timeout, pg_terminate_backend, a
+ * restart: it said so on the connection) is closed and not handed out. 0 and *out;
  * -ECANCELED / -ETIMEDOUT while waiting; a connect failure (the token is given back). Task-only;
  * suspends.
  */
 int pgw_pool_acquire(pgw_pool *p, pgw_conn **out);
 
 /** Gives `c` back with its token: kept for the next task if it is idle and usable, else
- *  closed (its slot is then made anew by a later acquire). Any task; does not suspend. */
+ *  closed (its slot is then made anew by a later acquire). A connection that is not out of
+ *  `p` (given back already, or never taken from it) is left alone. Any task; does not
+ *  suspend. */
 void pgw_pool_release(pgw_pool *p, pgw_conn *c);
 
-/** Makes every connection of the pool now (and the one it keeps aside for cancel requests),
- *  rather than on demand: 0 once all are made, or the first failure (those made are kept).
- *  Task-only; suspends. */
+/** Makes the pool's missing connections now (and the one it keeps aside for cancel requests),
+ *  rather than on demand, with the tokens free at the call: those held by other tasks (or the
+ *  caller) are not waited for, their holders make what they need. 0 once made, or the first
+ *  failure (those made are kept). Task-only; suspends. */
 int pgw_pool_fill(pgw_pool *p);
 
 /** Idle connections the pool holds now. */
 unsigned pgw_pool_idle(pgw_pool *p);
 
 /** Closes every idle connection and frees the pool. -EBUSY (nothing freed) while a connection
- *  is out. Any thread; does not suspend. */
+ *  is out or a call of the pool is in progress (a task waiting in pgw_pool_acquire, say). No
+ *  call on `p` may follow a destroy that returned 0. Any thread; does not suspend. */
 int pgw_pool_destroy(pgw_pool *p);
 
 #endif

@@ -11,10 +11,16 @@
  * must answer its next query.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "../benchmarks/pg_weft.h"
 #include "support_criterion.h"
@@ -460,5 +466,318 @@ Test(pg, a_lone_connection_cancels_on_its_own, .timeout = 60)
 {
     require_server();
     cr_assert_eq(run_on(2, lone_root, NULL), 0);
+    ASSERT_CHECKS();
+}
+
+/* ---- the pool misused ------------------------------------------------------------------------
+ * A destroy from another thread, retried while it says -EBUSY, against the release of the last
+ * connection out: it must not free the pool while the release still works in it (ASan sees a
+ * use after free where it did). A connection given back twice is given back once. A fill by a
+ * task that holds one of the pool's connections, and two fills at once, end (each waited for
+ * tokens that the other held) and leave no more connections than the pool's size. */
+
+#define DESTROY_ROUNDS 300
+
+typedef struct destroy_race {
+    pgw_pool *_Atomic pool; /* set while a round's destroy may go */
+    atomic_int destroyed, stop;
+} destroy_race;
+
+static void *destroyer(void *arg)
+{
+    destroy_race *d = arg;
+    while (!atomic_load(&d->stop)) {
+        pgw_pool *p = atomic_exchange(&d->pool, NULL);
+        if (!p)
+            continue;
+        int rc;
+        while ((rc = pgw_pool_destroy(p)) == -EBUSY)
+            ;
+        atomic_store(&d->destroyed, rc == 0 ? 1 : rc);
+    }
+    return NULL;
+}
+
+static int fill_task(void *arg)
+{
+    return pgw_pool_fill(arg);
+}
+
+static int misuse_root(void *arg)
+{
+    (void)arg;
+    destroy_race d = {0};
+    pthread_t th;
+    REQUIRE_EQ(pthread_create(&th, NULL, destroyer, &d), 0);
+    for (int i = 0; i < DESTROY_ROUNDS; i++) {
+        pgw_pool *p;
+        REQUIRE_EQ(pgw_pool_create(&p, "", 1), 0);
+        pgw_conn *c;
+        REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
+        atomic_store(&d.destroyed, 0);
+        atomic_store(&d.pool, p); /* the destroyer now tries until the release is done */
+        pgw_pool_release(p, c);
+        while (atomic_load(&d.destroyed) == 0)
+            weft_yield();
+        CHECK_EQ(atomic_load(&d.destroyed), 1);
+    }
+    atomic_store(&d.stop, 1);
+    pthread_join(th, NULL);
+
+    pgw_pool *p;
+    REQUIRE_EQ(pgw_pool_create(&p, "", 2), 0);
+    pgw_conn *c;
+    REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
+    pgw_pool_release(p, c);
+    pgw_pool_release(p, c); /* again: ignored */
+    CHECK_EQ(pgw_pool_idle(p), 1);
+
+    REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
+    CHECK_EQ(pgw_pool_fill(p), 0); /* makes the one missing with the token left */
+    CHECK_EQ(pgw_pool_idle(p), 1);
+    pgw_pool_release(p, c);
+    CHECK_EQ(pgw_pool_idle(p), 2);
+    CHECK_EQ(pgw_pool_destroy(p), 0);
+
+    REQUIRE_EQ(pgw_pool_create(&p, "", 4), 0);
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 20 * WEFT_SEC}), 0);
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(weft_spawn(s, fill_task, p), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    CHECK_EQ(pgw_pool_idle(p), 4);
+    CHECK_EQ(pgw_pool_destroy(p), 0);
+    return 0;
+}
+
+Test(pg, the_pool_misused, .timeout = 120)
+{
+    require_server();
+    cr_assert_eq(run_on(2, misuse_root, NULL), 0);
+    ASSERT_CHECKS();
+}
+
+/* ---- connections the server or the process took away --------------------------------------- */
+
+/* Polls the server (a connection of its own) until no backend runs `sql`, for at most `limit`:
+ * the server is another process, with no event to wait for. The count left. */
+static long long wait_gone(pgw_conn *mon, const char *sql, weft_time limit)
+{
+    const char *p[] = {sql};
+    weft_time end = weft_now() + limit;
+    long long n;
+    while ((n = value_of(mon, RUNNING_SQL, 1, p)) > 0 && weft_now() < end)
+        weft_sleep_for(20 * WEFT_MSEC);
+    return n;
+}
+
+/* An idle pooled connection whose backend the server ended is not handed out again. */
+static int ended_idle_root(void *arg)
+{
+    (void)arg;
+    pgw_pool *p;
+    REQUIRE_EQ(pgw_pool_create(&p, "", 1), 0);
+    pgw_conn *c, *admin = connect_or_fail();
+    if (!admin)
+        return -1;
+    REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
+    int pid = pgw_conn_backend_pid(c);
+    CHECK_EQ(value_of(c, "SELECT 4", 0, NULL), 4);
+    pgw_pool_release(p, c);
+    char s[16];
+    snprintf(s, sizeof s, "%d", pid);
+    const char *pp[] = {s};
+    CHECK_EQ(value_of(admin, "SELECT pg_terminate_backend($1::int, 5000)::int", 1, pp), 1);
+    REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
+    CHECK(pgw_conn_backend_pid(c) != pid);
+    CHECK_EQ(value_of(c, "SELECT 5", 0, NULL), 5);
+    pgw_pool_release(p, c);
+    CHECK_EQ(pgw_pool_destroy(p), 0);
+    pgw_conn_close(admin);
+    return 0;
+}
+
+Test(pg, an_idle_connection_whose_backend_ended_is_not_handed_out, .timeout = 60)
+{
+    require_server();
+    cr_assert_eq(run_on(2, ended_idle_root, NULL), 0);
+    ASSERT_CHECKS();
+}
+
+/* A pool made outside the runtimes serves one runtime after another with its connections. */
+static int one_run_root(void *arg)
+{
+    pgw_pool *p = arg;
+    pgw_conn *c;
+    REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
+    CHECK_EQ(value_of(c, "SELECT 6", 0, NULL), 6);
+    CHECK_EQ(pgw_conn_broken(c), 0);
+    pgw_pool_release(p, c);
+    return 0;
+}
+
+Test(pg, a_pool_serves_one_runtime_after_another, .timeout = 60)
+{
+    require_server();
+    pgw_pool *p;
+    cr_assert_eq(pgw_pool_create(&p, "", 1), 0);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(run_on(2, one_run_root, p), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(pgw_pool_idle(p), 1, "run %d closed the pool's connection", i);
+    }
+    cr_assert_eq(pgw_pool_destroy(p), 0);
+}
+
+/* A cancel request that cannot go out at first (no descriptor left for its connection) goes
+ * out again once one is: the query ends, the connection stays usable. */
+typedef struct nofile_case {
+    pgw_conn *c;
+    weft_scope *_Atomic q; /* the query's scope, cancelled by the root */
+    struct rlimit saved;
+    int rc;
+} nofile_case;
+
+static int nofile_query(void *arg)
+{
+    nofile_case *n = arg;
+    weft_scope *q;
+    REQUIRE_EQ(weft_scope_open(&q, NULL), 0);
+    atomic_store(&n->q, q);
+    n->rc = pgw_query(n->c, SLEEP_SQL, 0, NULL, NULL);
+    return weft_scope_close(q) == -ECANCELED ? 0 : -EPROTO;
+}
+
+static int nofile_root(void *arg)
+{
+    nofile_case *n = arg;
+    pgw_conn *mon = connect_or_fail();
+    n->c = connect_or_fail();
+    if (!mon || !n->c)
+        return -1;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    CHECK_EQ(weft_spawn(s, nofile_query, n), 0);
+    while (running_sleeps(mon) == 0)
+        weft_yield();
+    /* No descriptor left: the cancel request's connection cannot be made. */
+    REQUIRE_EQ(getrlimit(RLIMIT_NOFILE, &n->saved), 0);
+    int fd = dup(0);
+    REQUIRE_EQ(fd >= 0, 1);
+    close(fd);
+    struct rlimit none = {.rlim_cur = (rlim_t)fd, .rlim_max = n->saved.rlim_max};
+    REQUIRE_EQ(setrlimit(RLIMIT_NOFILE, &none), 0);
+    CHECK_EQ(weft_scope_cancel(atomic_load(&n->q)), 0);
+    weft_sleep_for(300 * WEFT_MSEC); /* a request or two fail meanwhile */
+    CHECK_EQ(pgw_conn_cancels_sent(n->c), 0);
+    REQUIRE_EQ(setrlimit(RLIMIT_NOFILE, &n->saved), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    CHECK_EQ(n->rc, -ECANCELED);
+    CHECK_EQ(pgw_conn_broken(n->c), 0);
+    CHECK(pgw_conn_cancels_sent(n->c) >= 1);
+    CHECK_EQ(running_sleeps(mon), 0);
+    CHECK_EQ(value_of(n->c, "SELECT 7", 0, NULL), 7);
+    pgw_conn_close(n->c);
+    pgw_conn_close(mon);
+    return 0;
+}
+
+Test(pg, a_cancel_request_that_could_not_go_out_goes_again, .timeout = 60)
+{
+    require_server();
+    nofile_case n = {0};
+    cr_assert_eq(run_on(2, nofile_root, &n), 0);
+    ASSERT_CHECKS();
+}
+
+/* The server stops answering (every process of it stopped, as a hung machine or a partition
+ * leaves it) as a pooled query's deadline passes: the drain, and the drain of the batch that
+ * carries its cancel request, give up within the drain limit and close the connection; once
+ * the server runs again, it ends the query of the client gone. A thread resumes the server
+ * after 20 s whatever happens, so that a drain that does not give up ends the test. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    fclose(f);
+    stat[n] = 0;
+    const char *end = strrchr(stat, ')');
+    int ppid = 0;
+    return end && sscanf(end + 1, " %*c %d", &ppid) == 1 ? (pid_t)ppid : 0;
+}
+
+/* Sends `sig` to the postmaster `pm` and every process it started. */
+static void signal_server(pid_t pm, int sig)
+{
+    kill(pm, sig);
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        pid_t pid = (pid_t)atoi(e->d_name);
+        if (pid > 0 && parent_of(pid) == pm)
+            kill(pid, sig);
+    }
+    closedir(d);
+}
+
+typedef struct stopped_case {
+    pid_t pm;
+    atomic_int resumed;
+} stopped_case;
+
+static void *resume_later(void *arg)
+{
+    stopped_case *sc = arg;
+    for (int i = 0; i < 200 && !atomic_load(&sc->resumed); i++)
+        usleep(100 * 1000); /* a safety net, not a wait for an event of the test */
+    if (!atomic_exchange(&sc->resumed, 1))
+        signal_server(sc->pm, SIGCONT);
+    return NULL;
+}
+
+static int stopped_root(void *arg)
+{
+    (void)arg;
+    pgw_pool *p;
+    REQUIRE_EQ(pgw_pool_create(&p, "", 1), 0);
+    REQUIRE_EQ(pgw_pool_fill(p), 0); /* the batch's connection too */
+    pgw_conn *c, *mon = connect_or_fail();
+    if (!mon)
+        return -1;
+    REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
+    stopped_case sc = {.pm = parent_of(pgw_conn_backend_pid(c))};
+    REQUIRE_EQ(sc.pm > 1, 1);
+    pthread_t th;
+    REQUIRE_EQ(pthread_create(&th, NULL, resume_later, &sc), 0);
+    signal_server(sc.pm, SIGSTOP);
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 300 * WEFT_MSEC}), 0);
+    weft_time t0 = weft_now();
+    int rc = pgw_query(c, SLEEP_SQL, 0, NULL, NULL);
+    weft_time took = weft_now() - t0;
+    CHECK_EQ(weft_scope_close(s), -ETIMEDOUT);
+    if (!atomic_exchange(&sc.resumed, 1))
+        signal_server(sc.pm, SIGCONT);
+    pthread_join(th, NULL);
+    CHECK_EQ(rc, -ETIMEDOUT);
+    CHECK(took < 3 * PGW_DRAIN_LIMIT); /* given up, not waited out: 20 s unless it gives up */
+    CHECK_EQ(pgw_conn_broken(c), 1);
+    pgw_pool_release(p, c);
+    CHECK_EQ(wait_gone(mon, SLEEP_SQL, 10 * WEFT_SEC), 0);
+    CHECK_EQ(pgw_pool_destroy(p), 0);
+    pgw_conn_close(mon);
+    return 0;
+}
+
+Test(pg, a_stopped_server_does_not_hold_a_drain_past_its_limit, .timeout = 60)
+{
+    require_server();
+    cr_assert_eq(run_on(2, stopped_root, NULL), 0);
     ASSERT_CHECKS();
 }
