@@ -894,7 +894,16 @@ WEFT_API int weft_parallel_reduce(int64_t begin, int64_t end, int64_t grain, siz
  *     whose reader is gone returns -EPIPE. Code that writes on plain threads of its own still
  *     gets the signal, as it always did.
  *   - Every call returns a byte count (or a descriptor, or 0) or a negative errno value, and never
- *     sets errno. -EAGAIN never comes back from the calls that wait.
+ *     sets errno. -EAGAIN never comes back from the calls that wait: MSG_DONTWAIT in `flags`
+ *     makes no difference, the call still waits. Other flags go to the system call as they are
+ *     (MSG_WAITALL may still return a short count; a read of 0 bytes returns 0 at once).
+ *   - A read whose descriptor's read side is shut (shutdown(SHUT_RD), a peer's end) returns what
+ *     a blocking one would, where the kernel would answer a non-blocking one with EAGAIN: 0 from
+ *     a datagram socket's receive, -EINVAL from the accept of a UNIX-domain listener shut down.
+ *   - A vectored write of more than IOV_MAX buffers (weft_writev_all) goes in turns, so on a
+ *     datagram or seqpacket socket it is several messages: keep a message within IOV_MAX.
+ *   - Descriptors numbered 1,048,576 and above cannot be waited on: a call that would have to
+ *     wait on one returns -EBADF.
  *   - A read of a TCP socket (weft_read, weft_recv, weft_recvfrom) that returned less than it asked
  *     emptied the socket's receive queue, so the next read of it waits for data at once, without
  *     the system call that would have found none: one system call fewer per request for a server
@@ -918,9 +927,10 @@ WEFT_API int weft_parallel_reduce(int64_t begin, int64_t end, int64_t grain, siz
  * task is cancelled. Returns the ready bits among `events` (> 0); -ETIMEDOUT when `deadline` or
  * the scope's effective deadline passed; -ECANCELED; -EBADF if `fd` is not open, or was closed
  * with weft_close meanwhile; -EBUSY if another task already waits on `fd` in that direction;
- * -EINVAL for `events` without either bit, or for a descriptor registered with another runtime;
- * -EPERM outside a task; -ENOMEM; or what epoll_ctl said of `fd` (-EPERM for a regular file,
- * which is always ready: read it directly). Task-only; suspends.
+ * -EINVAL for `events` without either bit, or for a descriptor registered with another runtime
+ * when it would have to wait (one ready already gives its bits); -EPERM outside a task;
+ * -ENOMEM; or what epoll_ctl said of `fd` (-EPERM for a regular file, which is always ready:
+ * read it directly). Task-only; suspends.
  */
 WEFT_API int weft_fd_wait(int fd, int events, weft_time deadline);
 
@@ -957,8 +967,9 @@ WEFT_API int weft_fd_mark(int fd, weft_fd_edges *edges);
  * wait again); -ETIMEDOUT when `deadline` or the scope's effective deadline passed;
  * -ECANCELED; -EBADF if `fd` was closed with weft_close since the mark (or was never marked);
  * -EBUSY if another task already waits on `fd` in that direction; -EINVAL for `events` without
- * either bit, a NULL `since`, or a descriptor registered with another runtime; -EPERM outside a
- * task. Task-only; suspends.
+ * either bit, a NULL `since`, or a descriptor registered with another runtime when it would have
+ * to wait (an edge that came already gives its bits); -EPERM outside a task. Task-only;
+ * suspends.
  */
 WEFT_API int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time deadline);
 
@@ -994,8 +1005,9 @@ WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
  * and -ETIMEDOUT for a deadline, like any wait: the socket is then in an unspecified state,
  * close it). A UNIX-domain socket whose listener's queue is full waits for room, as a blocking
  * connect would; the kernel gives no readiness for that, so the call tries again after pauses
- * that grow from 50 us to 10 ms. A descriptor another runtime registered connects if that needs
- * no wait (-EINVAL if it would). Task-only; suspends.
+ * that grow from 50 us to 10 ms; a weft_close of `fd` meanwhile ends it with -EBADF (the next
+ * socket to take the number is never connected by it). A descriptor another runtime registered
+ * connects if that needs no wait (-EINVAL if it would). Task-only; suspends.
  */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
 

@@ -315,6 +315,11 @@ int weft__fd_ready(weft__poller *p, uint64_t data, uint32_t events, weft__ready_
          * after it. */
         if (events & (EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             atomic_store_explicit(&r->drains, WEFT__FD_DRAINS_NO, memory_order_relaxed);
+        /* EPOLLRDHUP only: the read side is shut for good. Not EPOLLHUP, which a TCP socket
+         * reports before it is connected too, nor an error, which a datagram socket reads once
+         * before more datagrams. */
+        if (events & EPOLLRDHUP)
+            atomic_store_explicit(&r->shut, gen + 1, memory_order_release);
         /* A hang-up or an error ends both directions' waits: the call itself then says what. */
         if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             woken += edge(r, WEFT__FD_READ, 0, b);

@@ -45,6 +45,7 @@ typedef struct weft__fd_rec {
     _Atomic uint32_t seq[2]; /* readiness edges seen per direction (written under `lock`) */
     _Atomic uint64_t dry;    /* 1 << 32 | the read count at which a read emptied it; 0: none */
     _Atomic uint8_t drains;  /* whether a short read empties it: WEFT__FD_DRAINS_* */
+    _Atomic uint32_t shut;   /* gen + 1 of the registration whose read side was shut; 0: none */
     uint32_t closing;        /* weft_close calls between their wake and the end of close(2) */
 } __attribute__((aligned(64))) weft__fd_rec; /* a line each: the poller, the waiter's try and its
                                               * park each touch all of it, and a record across
@@ -82,6 +83,15 @@ static inline int weft__fd_read_dry(const weft__fd_mark *m, const weft__task *t)
            atomic_load_explicit(&m->rec->dry, memory_order_relaxed) ==
                ((uint64_t)1 << 32 | m->seq) &&
            weft__fd_ours(m->rec, t);
+}
+
+/** Whether the read side of the descriptor of the mark `m` (registered) was shut (EPOLLRDHUP:
+ *  shutdown(SHUT_RD), the peer's end) under its registration. A datagram socket or a
+ *  UNIX-domain listener then still answers a non-blocking receive or accept with EAGAIN where a
+ *  blocking one returns at once (0, -EINVAL), and no edge is to come: the caller must not park. */
+static inline int weft__fd_read_shut(const weft__fd_mark *m)
+{
+    return atomic_load_explicit(&m->rec->shut, memory_order_acquire) == m->gen + 1;
 }
 
 /** A read of `fd` under the mark `m` (of the reading direction, registered) returned more than

@@ -47,6 +47,8 @@ static __attribute__((noinline)) ssize_t result_of(ssize_t r)
 
 typedef ssize_t (*io_op)(int fd, void *ctx);
 
+static ssize_t op_accept(int fd, void *c);
+
 /* The loop every call shares: try, and while the descriptor is not ready, park and try again.
  * The mark is taken before the try, so that an edge that comes between a try and the park is
  * seen by the park (fd.h). `whole`: for a plain read of that many bytes, which a short result
@@ -75,6 +77,9 @@ static ssize_t io_as(int fd, int dir, io_op op, void *ctx, size_t whole)
             return n;
         if (n == -EINTR)
             continue;
+        /* Nothing to read, and nothing will come: what a blocking call returns. */
+        if (dir == WEFT__FD_READ && m.rec && weft__fd_read_shut(&m))
+            return op == op_accept ? -EINVAL : 0;
         int rc =
             m.rec ? weft__fd_park(t, 1 << dir, &m, WEFT_NEVER) : weft__fd_register(fd, dir, &m);
         if (rc < 0)
@@ -330,10 +335,24 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
     /* A UNIX-domain socket whose listener's queue is full: connect(2) says EAGAIN and starts
      * nothing, and no readiness says when there is room (a blocking connect waits for it inside
      * the kernel). So it is tried again after pauses that grow from CONNECT_PAUSE_MIN to
-     * CONNECT_PAUSE_MAX, each a sleep that a cancel or a deadline ends. */
+     * CONNECT_PAUSE_MAX, each a wait on the descriptor that a cancel, a deadline or a
+     * weft_close ends: after a weft_close the number may name another socket, not to be
+     * connected. */
     for (weft_time pause = CONNECT_PAUSE_MIN; rc == -EAGAIN;
          pause = pause * 2 < CONNECT_PAUSE_MAX ? pause * 2 : CONNECT_PAUSE_MAX) {
-        int slept = weft_sleep_for(pause);
+        int slept;
+        if (registered < 0) {
+            slept = weft_sleep_for(pause); /* another runtime's: its close is not ours to see */
+        } else {
+            slept = weft__fd_park(t, 1 << WEFT__FD_WRITE, &m, weft_now() + pause);
+            if (slept == -ETIMEDOUT)
+                slept = weft_checkpoint(); /* the pause, unless the scope's deadline came */
+            weft__fd_mark now;
+            weft__fd_watch(fd, WEFT__FD_WRITE, &now);
+            if (slept == 0 && !weft__fd_same_registration(&now, &m))
+                slept = -EBADF;
+            m = now;
+        }
         if (slept)
             return slept;
         rc = connect_errno(fd, addr, addrlen);

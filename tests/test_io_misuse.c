@@ -10,6 +10,7 @@
  * the poller, means every task has parked. Waits of the test's own thread poll with
  * sched_yield() under a generous bound, which only a broken runtime reaches.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -747,6 +748,8 @@ typedef struct backlog {
     long waiting; /* the connect that had to wait, once the listener accepted */
     long timed_out, cancelled;
     atomic_int connecting;
+    int closed_fd, reused_fd; /* a waiting connect's socket, weft_closed; the next socket made */
+    long closed;              /* what that connect returned */
 } backlog;
 
 static int connect_one(backlog *b)
@@ -772,6 +775,15 @@ static int backlog_cancelled(void *p)
     atomic_store(&b->connecting, 1);
     b->cancelled = weft_connect(fd, (struct sockaddr *)&b->addr, sizeof(b->addr));
     close(fd);
+    return 0;
+}
+
+static int backlog_closed(void *p)
+{
+    backlog *b = p;
+    b->closed_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    atomic_store(&b->connecting, 1);
+    b->closed = weft_connect(b->closed_fd, (struct sockaddr *)&b->addr, sizeof(b->addr));
     return 0;
 }
 
@@ -804,6 +816,20 @@ static int backlog_root(void *p)
     for (int i = 0; i < 10; i++)
         REQUIRE_EQ(weft_yield(), 0);
     int accepted = weft_accept(b->listener, NULL, NULL);
+    CHECK(accepted >= 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    close(accepted);
+    /* One that waits, ended by a weft_close of its socket, whose number the next socket takes
+     * before the listener has room: that socket is not the waiting call's to connect. */
+    atomic_store(&b->connecting, 0);
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, backlog_closed, b), 0);
+    REQUIRE_EQ(yield_until(&b->connecting, 1), 0);
+    for (int i = 0; i < 10; i++)
+        REQUIRE_EQ(weft_yield(), 0);
+    CHECK_EQ(weft_close(b->closed_fd), 0);
+    b->reused_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    accepted = weft_accept(b->listener, NULL, NULL);
     CHECK(accepted >= 0);
     CHECK_EQ(weft_scope_close(s), 0);
     close(accepted);
@@ -841,8 +867,14 @@ Test(io_misuse, a_unix_connect_to_a_full_queue_waits_for_room, .timeout = 60)
     struct sockaddr_un peer;
     socklen_t len = sizeof(peer);
     cr_assert_eq(getpeername(b.conns[b.n], (struct sockaddr *)&peer, &len), 0);
+    cr_assert_eq(b.closed, -EBADF, "the connect whose socket was weft_closed: %ld", b.closed);
+    cr_assert_eq(b.reused_fd, b.closed_fd, "the next socket took the number");
+    len = sizeof(peer);
+    cr_assert_eq(getpeername(b.reused_fd, (struct sockaddr *)&peer, &len), -1,
+                 "the next socket with the number was connected by the call on the old one");
     for (int i = 0; i <= b.n; i++)
         close(b.conns[i]);
+    close(b.reused_fd);
     close(b.listener);
 }
 
@@ -894,4 +926,78 @@ Test(io_misuse, a_connect_that_need_not_wait_works_on_another_runtime_s_descript
     cr_assert_eq(getpeername(c.fd, (struct sockaddr *)&peer, &len), 0);
     weft_close(c.fd);
     close(listener);
+}
+
+/* ---- a read side shut where the kernel still says EAGAIN ---------------------------------------
+ * After shutdown(SHUT_RD), a datagram socket answers a non-blocking receive with EAGAIN where a
+ * blocking one returns 0, and a UNIX-domain listener after shutdown(SHUT_RDWR) answers a
+ * non-blocking accept with EAGAIN where a blocking one returns EINVAL; no edge is to come. The
+ * calls return what the blocking ones do, for a task already waiting as for one that comes
+ * after the shutdown, instead of waiting until their deadlines. */
+typedef struct shut_case {
+    int udp, listener;
+    atomic_int waiting;
+    long recv_parked, recv_after, accept_parked, accept_after;
+} shut_case;
+
+static int shut_recv(void *p)
+{
+    shut_case *c = p;
+    char byte;
+    atomic_fetch_add(&c->waiting, 1);
+    c->recv_parked = weft_recv(c->udp, &byte, 1, 0);
+    return 0;
+}
+
+static int shut_accept(void *p)
+{
+    shut_case *c = p;
+    atomic_fetch_add(&c->waiting, 1);
+    c->accept_parked = weft_accept(c->listener, NULL, NULL);
+    return 0;
+}
+
+static int shut_root(void *p)
+{
+    shut_case *c = p;
+    weft_scope *s;
+    /* A deadline far beyond the test's, should a call wait on: it must not. */
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 30 * WEFT_SEC}), 0);
+    REQUIRE_EQ(weft_spawn(s, shut_recv, c), 0);
+    REQUIRE_EQ(weft_spawn(s, shut_accept, c), 0);
+    REQUIRE_EQ(yield_until(&c->waiting, 2), 0);
+    for (int i = 0; i < 10; i++)
+        REQUIRE_EQ(weft_yield(), 0);
+    CHECK_EQ(shutdown(c->udp, SHUT_RD), 0);
+    CHECK_EQ(shutdown(c->listener, SHUT_RDWR), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    char byte;
+    c->recv_after = weft_recv(c->udp, &byte, 1, 0);
+    c->accept_after = weft_accept(c->listener, NULL, NULL);
+    return 0;
+}
+
+Test(io_misuse, a_read_side_shut_ends_a_datagram_receive_and_a_unix_accept, .timeout = 60)
+{
+    shut_case c;
+    memset(&c, 0, sizeof(c));
+    c.udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    cr_assert_eq(bind(c.udp, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(c.udp, (struct sockaddr *)&a, &alen), 0);
+    cr_assert_eq(connect(c.udp, (struct sockaddr *)&a, alen), 0); /* shutdown wants a peer */
+    struct sockaddr_un addr;
+    c.listener = unix_listener(&addr, "shut", 8);
+    int rc = run_on(2, shut_root, &c);
+    unlink(addr.sun_path);
+    cr_assert_eq(rc, 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.recv_parked, 0, "a receive waiting at the shutdown: %ld", c.recv_parked);
+    cr_assert_eq(c.recv_after, 0, "a receive after the shutdown: %ld", c.recv_after);
+    cr_assert_eq(c.accept_parked, -EINVAL, "an accept waiting at the shutdown: %ld",
+                 c.accept_parked);
+    cr_assert_eq(c.accept_after, -EINVAL, "an accept after the shutdown: %ld", c.accept_after);
+    weft_close(c.udp);
+    weft_close(c.listener);
 }
