@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -225,7 +226,7 @@ static int await_result(pgw_conn *c, weft_time until)
         if (c->sent) {
             c->sent = 0;
             rc = weft_fd_wait_since(c->wfd, WEFT_READABLE, &c->edges, until);
-            if (rc == -EBADF || rc == -EINVAL) /* a mark taken under a runtime since ended */
+            if (rc == -EBADF) /* a mark taken under a runtime since ended */
                 rc = weft_fd_wait(c->wfd, WEFT_READABLE, until);
         } else {
             rc = weft_fd_wait(c->wfd, WEFT_READABLE, until);
@@ -674,10 +675,20 @@ static int idle_usable(pgw_conn *c)
     int rc = weft_fd_wait_since(c->wfd, WEFT_READABLE, &c->edges, 0);
     if (rc == -ETIMEDOUT)
         return 1; /* nothing came */
-    /* libpq takes a backend's last message on an idle connection for a notice, and learns of
-     * the end of the stream only from the read after it: two reads. */
-    return weft_fd_mark(c->wfd, &c->edges) == 0 && PQconsumeInput(c->pg) && PQconsumeInput(c->pg) &&
-           PQstatus(c->pg) == CONNECTION_OK && !PQisBusy(c->pg);
+    /* Something came: notifications (LISTEN), or a backend's last words and the end of the
+     * stream, which libpq learns of only from the read after them. Read until nothing is left:
+     * libpq's read takes some 16 KB at a time, and data left in the socket brings no edge for
+     * the next command's first wait, while the server, its socket full, cannot send the reply
+     * that would. */
+    for (;;) {
+        if (weft_fd_mark(c->wfd, &c->edges) != 0 || !PQconsumeInput(c->pg) ||
+            PQstatus(c->pg) != CONNECTION_OK)
+            return 0;
+        struct pollfd left = {.fd = c->wfd, .events = POLLIN};
+        if (poll(&left, 1, 0) <= 0)
+            break;
+    }
+    return !PQisBusy(c->pg);
 }
 
 int pgw_pool_acquire(pgw_pool *p, pgw_conn **out)

@@ -25,8 +25,12 @@
  *   -EPROTO     the statement gives no result a query gives (an empty statement, COPY);
  *   -EIO        libpq would not send the command (more than 65,535 parameters, say), the
  *               connection stays usable;
- *   -ENOMEM; -EINVAL for bad arguments; -EPERM outside a task.
- * A connection or a pool made under one runtime serves the tasks of a later one.
+ *   -ENOMEM; -EINVAL for bad arguments, or for a connection whose socket another runtime,
+ *               still running, waited on (the connection is then closed: weft.h, one runtime
+ *               per descriptor);
+ *   -EPERM outside a task.
+ * A connection or a pool serves the tasks of one runtime at a time: made under one runtime, it
+ * serves a later one once the first has ended, not two that run at once.
  * All of them are task-only and may suspend, except pgw_conn_close, pgw_pool_destroy and the
  * getters, which do not suspend.
  */
@@ -111,9 +115,10 @@ int pgw_pool_create(pgw_pool **out, const char *conninfo, unsigned size);
 int pgw_pool_acquire(pgw_pool *p, pgw_conn **out);
 
 /** Gives `c` back with its token: kept for the next task if it is idle and usable, else
- *  closed (its slot is then made anew by a later acquire). A connection that is not out of
- *  `p` (given back already, or never taken from it) is left alone. Any task; does not
- *  suspend. */
+ *  closed and freed (its slot is then made anew by a later acquire). Give each connection back
+ *  once: a second release of one the pool kept idle, or of one taken from another pool, is
+ *  ignored, but one the pool closed is freed memory, and one another task took since is that
+ *  task's. Any task; does not suspend. */
 void pgw_pool_release(pgw_pool *p, pgw_conn *c);
 
 /** Makes the pool's missing connections now (and the one it keeps aside for cancel requests),

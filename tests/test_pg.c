@@ -4,7 +4,10 @@
  * this suite under tools/pgcluster, which starts a private cluster on 127.0.0.1 and a free
  * port, points the PG* variables at it, and stops it by its PID at the end. Run by hand:
  *
- *     tools/pgcluster run -- build/release/tests/test_pg
+ *     tools/pgcluster run -- build/release/tests/test_pg --jobs 1
+ *
+ * (one test at a time, as CTest runs it: the tests share the server, count what runs on all of
+ * it, and one stops it for a while).
  *
  * Cancellation is checked on the server's side: pg_stat_activity, read on a connection of its
  * own, must show that no cancelled query still runs there, and every connection of the pool
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -779,5 +783,61 @@ Test(pg, a_stopped_server_does_not_hold_a_drain_past_its_limit, .timeout = 60)
 {
     require_server();
     cr_assert_eq(run_on(2, stopped_root, NULL), 0);
+    ASSERT_CHECKS();
+}
+
+/* An idle pooled connection that LISTENs while another session floods it with notifications
+ * until its socket is full: the next query on it is answered (the pool reads all that came,
+ * which no readiness edge announces again, before the server can send the reply). */
+static int flood_root(void *arg)
+{
+    (void)arg;
+    pgw_pool *p;
+    REQUIRE_EQ(pgw_pool_create(&p, "", 1), 0);
+    pgw_conn *c, *admin = connect_or_fail();
+    if (!admin)
+        return -1;
+    REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
+    CHECK_EQ(pgw_query(c, "LISTEN ch", 0, NULL, NULL), 0);
+    int sock = PQsocket(pgw_conn_pg(c));
+    pgw_pool_release(p, c);
+    CHECK_EQ(pgw_query(admin,
+                       "SELECT count(pg_notify('ch', i || repeat('x', 100))) "
+                       "FROM generate_series(1, 2000) i", /* alike ones are sent once */
+                       0, NULL, NULL),
+             0);
+    /* The listening backend sends them as it can, until its client's socket is full: wait
+     * until what is queued there stops growing (another process: nothing to wait on but its
+     * effect), so that no more comes to announce itself. */
+    int queued = 0, before = -1, still = 0;
+    weft_time end = weft_now() + 10 * WEFT_SEC;
+    while (still < 5 && weft_now() < end) {
+        weft_sleep_for(100 * WEFT_MSEC);
+        if (ioctl(sock, FIONREAD, &queued) != 0)
+            break;
+        still = queued == before && queued > 0 ? still + 1 : 0;
+        before = queued;
+    }
+    if (queued < 64 * 1024)
+        check_fail(__FILE__, __LINE__, "%d bytes queued on the idle connection", queued);
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 10 * WEFT_SEC}), 0);
+    REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
+    CHECK_EQ(value_of(c, "SELECT 42", 0, NULL), 42);
+    int n = 0;
+    for (PGnotify *e; (e = PQnotifies(pgw_conn_pg(c))) != NULL; n++)
+        PQfreemem(e);
+    CHECK_EQ(n, 2000);
+    pgw_pool_release(p, c);
+    CHECK_EQ(weft_scope_close(s), 0);
+    CHECK_EQ(pgw_pool_destroy(p), 0);
+    pgw_conn_close(admin);
+    return 0;
+}
+
+Test(pg, notifications_that_fill_an_idle_connection_do_not_hold_its_next_query, .timeout = 60)
+{
+    require_server();
+    cr_assert_eq(run_on(2, flood_root, NULL), 0);
     ASSERT_CHECKS();
 }
