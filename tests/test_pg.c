@@ -63,6 +63,16 @@ static long long value_of(pgw_conn *c, const char *sql, int n, const char *const
     return v;
 }
 
+/* An administrator ends the backend `pid` (pg_terminate_backend, waiting up to 5 s for it to
+ * go): 1 once it is gone. */
+static long long terminate_backend(pgw_conn *admin, int pid)
+{
+    char s[16];
+    snprintf(s, sizeof s, "%d", pid);
+    const char *p[] = {s};
+    return value_of(admin, "SELECT pg_terminate_backend($1::int, 5000)::int", 1, p);
+}
+
 static long long running_sleeps(pgw_conn *mon)
 {
     const char *p[] = {SLEEP_SQL};
@@ -250,10 +260,7 @@ static int errors_root(void *arg)
      * command says so, and the connection is closed, not retried. */
     pgw_conn *admin = connect_or_fail();
     if (admin) {
-        char pid[16];
-        snprintf(pid, sizeof pid, "%d", pgw_conn_backend_pid(c));
-        const char *p[] = {pid};
-        CHECK_EQ(pgw_query(admin, "SELECT pg_terminate_backend($1::int, 5000)", 1, p, NULL), 0);
+        CHECK_EQ(terminate_backend(admin, pgw_conn_backend_pid(c)), 1);
         CHECK_EQ(pgw_query(c, "SELECT 1", 0, NULL, NULL), -ECONNRESET);
         CHECK_EQ(pgw_conn_broken(c), 1);
         CHECK_EQ(pgw_query(c, "SELECT 1", 0, NULL, NULL), -ECONNRESET);
@@ -406,10 +413,7 @@ static int broken_root(void *arg)
         return -1;
     REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
     int pid = pgw_conn_backend_pid(c);
-    char s[16];
-    snprintf(s, sizeof s, "%d", pid);
-    const char *pp[] = {s};
-    CHECK_EQ(pgw_query(admin, "SELECT pg_terminate_backend($1::int, 5000)", 1, pp, NULL), 0);
+    CHECK_EQ(terminate_backend(admin, pid), 1);
     CHECK_EQ(pgw_query(c, "SELECT 1", 0, NULL, NULL), -ECONNRESET);
     pgw_pool_release(p, c);
     CHECK_EQ(pgw_pool_idle(p), 0);
@@ -588,10 +592,7 @@ static int ended_idle_root(void *arg)
     int pid = pgw_conn_backend_pid(c);
     CHECK_EQ(value_of(c, "SELECT 4", 0, NULL), 4);
     pgw_pool_release(p, c);
-    char s[16];
-    snprintf(s, sizeof s, "%d", pid);
-    const char *pp[] = {s};
-    CHECK_EQ(value_of(admin, "SELECT pg_terminate_backend($1::int, 5000)::int", 1, pp), 1);
+    CHECK_EQ(terminate_backend(admin, pid), 1);
     REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
     CHECK(pgw_conn_backend_pid(c) != pid);
     CHECK_EQ(value_of(c, "SELECT 5", 0, NULL), 5);
