@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../benchmarks/pg_weft.h"
@@ -733,16 +734,34 @@ static void signal_server(pid_t pm, int sig)
 
 typedef struct stopped_case {
     pid_t pm;
-    atomic_int resumed;
+    pthread_mutex_t lock;
+    pthread_cond_t resumed_cond;
+    int resumed;
 } stopped_case;
 
+/* Resumes the server, once: the test does when its call has returned, or the safety net. */
+static void resume_server(stopped_case *sc)
+{
+    pthread_mutex_lock(&sc->lock);
+    if (!sc->resumed)
+        signal_server(sc->pm, SIGCONT);
+    sc->resumed = 1;
+    pthread_cond_broadcast(&sc->resumed_cond);
+    pthread_mutex_unlock(&sc->lock);
+}
+
+/* The safety net: waits for the test to resume the server, for 20 s at most. */
 static void *resume_later(void *arg)
 {
     stopped_case *sc = arg;
-    for (int i = 0; i < 200 && !atomic_load(&sc->resumed); i++)
-        usleep(100 * 1000); /* a safety net, not a wait for an event of the test */
-    if (!atomic_exchange(&sc->resumed, 1))
-        signal_server(sc->pm, SIGCONT);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    pthread_mutex_lock(&sc->lock);
+    while (!sc->resumed && pthread_cond_timedwait(&sc->resumed_cond, &sc->lock, &until) == 0)
+        ;
+    pthread_mutex_unlock(&sc->lock);
+    resume_server(sc);
     return NULL;
 }
 
@@ -756,7 +775,9 @@ static int stopped_root(void *arg)
     if (!mon)
         return -1;
     REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
-    stopped_case sc = {.pm = parent_of(pgw_conn_backend_pid(c))};
+    stopped_case sc = {.pm = parent_of(pgw_conn_backend_pid(c)),
+                       .lock = PTHREAD_MUTEX_INITIALIZER,
+                       .resumed_cond = PTHREAD_COND_INITIALIZER};
     REQUIRE_EQ(sc.pm > 1, 1);
     pthread_t th;
     REQUIRE_EQ(pthread_create(&th, NULL, resume_later, &sc), 0);
@@ -767,8 +788,7 @@ static int stopped_root(void *arg)
     int rc = pgw_query(c, SLEEP_SQL, 0, NULL, NULL);
     weft_time took = weft_now() - t0;
     CHECK_EQ(weft_scope_close(s), -ETIMEDOUT);
-    if (!atomic_exchange(&sc.resumed, 1))
-        signal_server(sc.pm, SIGCONT);
+    resume_server(&sc);
     pthread_join(th, NULL);
     CHECK_EQ(rc, -ETIMEDOUT);
     CHECK(took < 3 * PGW_DRAIN_LIMIT); /* given up, not waited out: 20 s unless it gives up */
