@@ -716,7 +716,9 @@ WEFT_API int weft_mutex_lock(weft_mutex *m);
 WEFT_API int weft_mutex_trylock(weft_mutex *m);
 /** Unlocks `m`, handing it to the first waiter. 0; -EPERM if the calling task does not hold
  *  it (nothing changes: a stray unlock is an error, not a corruption); -EINVAL. Task-only; does
- *  not suspend. */
+ *  not suspend. A task that ends holding a mutex leaves it locked for good: no other task holds
+ *  it or can unlock it (-EPERM), its lockers wait until cancelled or past their deadlines, and a
+ *  debug build names the task as it ends. */
 WEFT_API int weft_mutex_unlock(weft_mutex *m);
 
 /** An event: set by any thread, waited for by tasks (opaque). */
@@ -814,7 +816,7 @@ typedef struct weft_select_op {
  * Waits until exactly one of the `n` clauses can happen, does it, and returns its index; its
  * `result` says whether it moved an item (0) or found its channel closed (-EPIPE: a send that
  * did not deliver, or a receive from a closed and empty channel). Among clauses ready at once,
- * one is chosen in turn, so that none starves. -EAGAIN with WEFT_SELECT_NOWAIT when none is
+ * one is chosen at random, so that none starves. -EAGAIN with WEFT_SELECT_NOWAIT when none is
  * ready; -ECANCELED / -ETIMEDOUT (no clause happened); -EINVAL for NULL, n out of 1..64, or a
  * clause without a channel, item or valid kind; -EPERM outside a task; -ENOMEM as
  * weft_sem_acquire. A channel may appear in several clauses. Task-only; suspends unless

@@ -264,9 +264,24 @@ static int valid_ops(const weft_select_op *ops, int n)
     return 1;
 }
 
-/* Where a select starts looking among its clauses: in turn, so that among clauses ready at once
- * none starves. A shared counter, touched only by selects of more than one clause. */
-static _Atomic unsigned rotor;
+/* Where a select of more than one clause starts looking among them: at random, so that among
+ * clauses ready at once none starves. A counter taken in turn did not do: it was shared by every
+ * select, so a task whose selects moved it on by a multiple of a select's clause count between
+ * two runs of that select (two selects of two clauses in a loop) started it on the same clause
+ * every time. A generator per thread (xorshift), read and advanced before any suspension point. */
+static _Thread_local uint32_t select_seed;
+
+static unsigned select_start(int n)
+{
+    uint32_t x = select_seed;
+    if (x == 0)
+        x = (uint32_t)(uintptr_t)&select_seed ^ (uint32_t)weft_now() ^ 0x9e3779b9u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    select_seed = x ? x : 1;
+    return (unsigned)(((uint64_t)x * (uint32_t)n) >> 32);
+}
 
 int weft_select(weft_select_op *ops, int n, int flags)
 {
@@ -279,7 +294,7 @@ int weft_select(weft_select_op *ops, int n, int flags)
     if (code)
         return code;
     weft_scope *cs = t->cancel_scope;
-    unsigned start = n > 1 ? atomic_fetch_add_explicit(&rotor, 1, memory_order_relaxed) : 0;
+    unsigned start = n > 1 ? select_start(n) : 0;
     weft_chan *chans[MAX_CLAUSES];
     int m = channels_of(ops, n, chans);
 

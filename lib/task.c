@@ -290,8 +290,8 @@ int weft__task_complete_slow(weft__task *t, int rc)
 #ifndef NDEBUG
     if (t->tokens_held > 0)
         fprintf(stderr,
-                "weft: task '%s' ended holding %d semaphore token(s); release them "
-                "before returning (weft_sem_release)\n",
+                "weft: task '%s' ended holding %d semaphore token(s) or mutex(es); release "
+                "them before returning (weft_sem_release, weft_mutex_unlock)\n",
                 weft__task_name_of(t), t->tokens_held);
 #endif
     weft_scope *s = t->scope;

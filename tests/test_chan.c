@@ -334,6 +334,51 @@ Test(chan, select_does_exactly_one_clause)
     weft_chan_destroy(s.out);
 }
 
+/* Two selects of two clauses each, both always ready, one after the other in a loop: each
+ * picks both of its clauses (a turn counter shared by all selects started every run of each on
+ * the same clause). */
+#define PAIR_ROUNDS 2000
+
+typedef struct sel_pair {
+    weft_chan *a, *b;
+    int picked[2][2];
+} sel_pair;
+
+static int sel_pair_root(void *p)
+{
+    sel_pair *sp = p;
+    int v = 1, x;
+    for (int i = 0; i < PAIR_ROUNDS; i++)
+        for (int k = 0; k < 2; k++) {
+            CHECK_EQ(weft_chan_try_send(sp->a, &v), 0);
+            CHECK_EQ(weft_chan_try_send(sp->b, &v), 0);
+            weft_select_op ops[2] = {{.chan = sp->a, .kind = WEFT_SELECT_RECV, .item = &x},
+                                     {.chan = sp->b, .kind = WEFT_SELECT_RECV, .item = &x}};
+            int idx = weft_select(ops, 2, 0);
+            REQUIRE_EQ(idx == 0 || idx == 1, 1);
+            sp->picked[k][idx]++;
+            /* Empty both again for the next select. */
+            CHECK_EQ(weft_chan_try_recv(idx == 0 ? sp->b : sp->a, &x), 0);
+        }
+    return 0;
+}
+
+Test(chan, selects_in_step_starve_no_clause)
+{
+    sel_pair sp;
+    memset(&sp, 0, sizeof(sp));
+    cr_assert_eq(weft_chan_create(&sp.a, sizeof(int), 1), 0);
+    cr_assert_eq(weft_chan_create(&sp.b, sizeof(int), 1), 0);
+    cr_assert_eq(run_on(1, sel_pair_root, &sp), 0);
+    ASSERT_CHECKS();
+    for (int k = 0; k < 2; k++)
+        for (int c = 0; c < 2; c++)
+            cr_assert_gt(sp.picked[k][c], PAIR_ROUNDS / 4, "select %d picked clause %d %d times", k,
+                         c, sp.picked[k][c]);
+    weft_chan_destroy(sp.a);
+    weft_chan_destroy(sp.b);
+}
+
 /* A task waiting in a select on two channels: whichever gets an item first wins, and the other
  * channel's item stays where it is. */
 typedef struct sel_wait {
@@ -491,6 +536,59 @@ Test(mutex, excludes_and_refuses_misuse, .timeout = 60)
         cr_assert_eq(l.relock, -EDEADLK);
         cr_assert_eq(l.stray, -EPERM);
         cr_assert_eq(weft_mutex_destroy(l.m), 0);
+    }
+}
+
+/* A task that ends holding a mutex leaves it locked: the next task, which may take over the
+ * ended task's record, does not hold it (its lock waits, its unlock is refused). */
+typedef struct abandoned {
+    weft_mutex *m;
+    int lock_rc, unlock_rc;
+} abandoned;
+
+static int lock_and_leave(void *p)
+{
+    abandoned *a = p;
+    CHECK_EQ(weft_mutex_lock(a->m), 0);
+    return 0; /* without unlocking */
+}
+
+static int next_task(void *p)
+{
+    abandoned *a = p;
+    a->unlock_rc = weft_mutex_unlock(a->m);
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = WEFT_MSEC}), 0);
+    a->lock_rc = weft_mutex_lock(a->m);
+    weft_scope_close(s);
+    return 0;
+}
+
+static int abandon_root(void *p)
+{
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, lock_and_leave, p), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn(s, next_task, p), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+static weft_mutex *left_locked[2];
+
+Test(mutex, one_left_locked_by_an_ended_task_is_nobody_else_s, .timeout = 60)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        abandoned a = {0};
+        cr_assert_eq(weft_mutex_create(&a.m), 0);
+        cr_assert_eq(run_on(workers, abandon_root, &a), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(a.unlock_rc, -EPERM, "a task that never locked it unlocked it");
+        cr_assert_eq(a.lock_rc, -ETIMEDOUT, "its lock: %d", a.lock_rc);
+        cr_assert_eq(weft_mutex_destroy(a.m), -EBUSY);
+        left_locked[workers - 1] = a.m; /* locked for good: never freed, kept reachable */
     }
 }
 
