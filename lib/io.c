@@ -315,6 +315,18 @@ static __attribute__((noinline)) int connect_over(int fd, int *err)
     return 1;
 }
 
+/* Moves the mark `m` of a connect's wait on to the counts of `fd` now: 0, or -EBADF when `fd` was
+ * closed with weft_close since `m` was taken (the number may name another socket by now). */
+static int connect_mark_again(int fd, weft__fd_mark *m)
+{
+    weft__fd_mark now;
+    weft__fd_watch(fd, WEFT__FD_WRITE, &now);
+    if (!weft__fd_same_registration(&now, m))
+        return -EBADF;
+    *m = now;
+    return 0;
+}
+
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
     weft__task *t = weft__task_self();
@@ -347,11 +359,8 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
             slept = weft__fd_park(t, 1 << WEFT__FD_WRITE, &m, weft_now() + pause);
             if (slept == -ETIMEDOUT)
                 slept = weft_checkpoint(); /* the pause, unless the scope's deadline came */
-            weft__fd_mark now;
-            weft__fd_watch(fd, WEFT__FD_WRITE, &now);
-            if (slept == 0 && !weft__fd_same_registration(&now, &m))
-                slept = -EBADF;
-            m = now;
+            if (slept == 0)
+                slept = connect_mark_again(fd, &m);
         }
         if (slept)
             return slept;
@@ -368,11 +377,8 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
         rc = weft__fd_park(t, 1 << WEFT__FD_WRITE, &m, WEFT_NEVER);
         if (rc < 0)
             return rc;
-        weft__fd_mark now;
-        weft__fd_watch(fd, WEFT__FD_WRITE, &now);
-        if (!weft__fd_same_registration(&now, &m))
-            return -EBADF;
-        m = now;
+        if ((rc = connect_mark_again(fd, &m)) != 0)
+            return rc;
     }
 }
 

@@ -40,6 +40,14 @@ static void require_server(void)
         cr_assert_fail("PGPORT is not set: this suite runs under tools/pgcluster (see its top)");
 }
 
+/* Runs `root` on two workers against the suite's server and asserts what its tasks checked. */
+static void run_against_server(weft_fn root)
+{
+    require_server();
+    cr_assert_eq(run_on(2, root, NULL), 0);
+    ASSERT_CHECKS();
+}
+
 /* Connects or records why not. */
 static pgw_conn *connect_or_fail(void)
 {
@@ -74,6 +82,15 @@ static long long terminate_backend(pgw_conn *admin, int pid)
     return value_of(admin, "SELECT pg_terminate_backend($1::int, 5000)::int", 1, p);
 }
 
+/* A pool of one connection, and a connection of its own to act as the server's administrator:
+ * 0, or -1 with the reason recorded. */
+static int pool_of_one_and_admin(pgw_pool **p, pgw_conn **admin)
+{
+    REQUIRE_EQ(pgw_pool_create(p, "", 1), 0);
+    *admin = connect_or_fail();
+    return *admin ? 0 : -1;
+}
+
 static long long running_sleeps(pgw_conn *mon)
 {
     const char *p[] = {SLEEP_SQL};
@@ -106,9 +123,7 @@ static int connect_root(void *arg)
 
 Test(pg, connect_and_refusals, .timeout = 60)
 {
-    require_server();
-    cr_assert_eq(run_on(2, connect_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(connect_root);
     pgw_conn *c = (pgw_conn *)&c;
     cr_assert_eq(pgw_connect("", &c), -EPERM, "outside a task");
 }
@@ -167,9 +182,7 @@ static int params_root(void *arg)
 
 Test(pg, parameters_are_values, .timeout = 60)
 {
-    require_server();
-    cr_assert_eq(run_on(2, params_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(params_root);
 }
 
 static int prepared_root(void *arg)
@@ -212,9 +225,7 @@ static int prepared_root(void *arg)
 
 Test(pg, prepared_statements, .timeout = 60)
 {
-    require_server();
-    cr_assert_eq(run_on(2, prepared_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(prepared_root);
 }
 
 static int errors_root(void *arg)
@@ -273,9 +284,7 @@ static int errors_root(void *arg)
 
 Test(pg, server_errors_leave_the_connection_usable, .timeout = 60)
 {
-    require_server();
-    cr_assert_eq(run_on(2, errors_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(errors_root);
 }
 
 /* ---- the pool and cancellation ----------------------------------------------------------- */
@@ -384,9 +393,7 @@ static int cancel_root(void *arg)
 
 Test(pg, cancel_reaches_the_server_and_the_pool_stays_usable, .timeout = 60)
 {
-    require_server();
-    cr_assert_eq(run_on(2, cancel_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(cancel_root);
 }
 
 static int deadline_root(void *arg)
@@ -397,9 +404,7 @@ static int deadline_root(void *arg)
 
 Test(pg, deadline_reaches_the_server_and_the_pool_stays_usable, .timeout = 60)
 {
-    require_server();
-    cr_assert_eq(run_on(2, deadline_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(deadline_root);
 }
 
 /* A connection whose query is cut off by a failure the pool must not hide: released broken,
@@ -408,9 +413,8 @@ static int broken_root(void *arg)
 {
     (void)arg;
     pgw_pool *p;
-    REQUIRE_EQ(pgw_pool_create(&p, "", 1), 0);
-    pgw_conn *c, *admin = connect_or_fail();
-    if (!admin)
+    pgw_conn *c, *admin;
+    if (pool_of_one_and_admin(&p, &admin) != 0)
         return -1;
     REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
     int pid = pgw_conn_backend_pid(c);
@@ -431,9 +435,7 @@ static int broken_root(void *arg)
 
 Test(pg, a_broken_connection_is_replaced, .timeout = 60)
 {
-    require_server();
-    cr_assert_eq(run_on(2, broken_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(broken_root);
 }
 
 /* A connection of no pool sends its own cancel request (PQcancel, on the blocking pool). */
@@ -473,9 +475,7 @@ static int lone_root(void *arg)
 
 Test(pg, a_lone_connection_cancels_on_its_own, .timeout = 60)
 {
-    require_server();
-    cr_assert_eq(run_on(2, lone_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(lone_root);
 }
 
 /* ---- the pool misused ------------------------------------------------------------------------
@@ -561,9 +561,7 @@ static int misuse_root(void *arg)
 
 Test(pg, the_pool_misused, .timeout = 120)
 {
-    require_server();
-    cr_assert_eq(run_on(2, misuse_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(misuse_root);
 }
 
 /* ---- connections the server or the process took away --------------------------------------- */
@@ -585,9 +583,8 @@ static int ended_idle_root(void *arg)
 {
     (void)arg;
     pgw_pool *p;
-    REQUIRE_EQ(pgw_pool_create(&p, "", 1), 0);
-    pgw_conn *c, *admin = connect_or_fail();
-    if (!admin)
+    pgw_conn *c, *admin;
+    if (pool_of_one_and_admin(&p, &admin) != 0)
         return -1;
     REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
     int pid = pgw_conn_backend_pid(c);
@@ -605,9 +602,7 @@ static int ended_idle_root(void *arg)
 
 Test(pg, an_idle_connection_whose_backend_ended_is_not_handed_out, .timeout = 60)
 {
-    require_server();
-    cr_assert_eq(run_on(2, ended_idle_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(ended_idle_root);
 }
 
 /* A pool made outside the runtimes serves one runtime after another with its connections. */
@@ -802,9 +797,7 @@ static int stopped_root(void *arg)
 
 Test(pg, a_stopped_server_does_not_hold_a_drain_past_its_limit, .timeout = 60)
 {
-    require_server();
-    cr_assert_eq(run_on(2, stopped_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(stopped_root);
 }
 
 /* An idle pooled connection that LISTENs while another session floods it with notifications
@@ -814,9 +807,8 @@ static int flood_root(void *arg)
 {
     (void)arg;
     pgw_pool *p;
-    REQUIRE_EQ(pgw_pool_create(&p, "", 1), 0);
-    pgw_conn *c, *admin = connect_or_fail();
-    if (!admin)
+    pgw_conn *c, *admin;
+    if (pool_of_one_and_admin(&p, &admin) != 0)
         return -1;
     REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
     CHECK_EQ(pgw_query(c, "LISTEN ch", 0, NULL, NULL), 0);
@@ -858,7 +850,5 @@ static int flood_root(void *arg)
 
 Test(pg, notifications_that_fill_an_idle_connection_do_not_hold_its_next_query, .timeout = 60)
 {
-    require_server();
-    cr_assert_eq(run_on(2, flood_root, NULL), 0);
-    ASSERT_CHECKS();
+    run_against_server(flood_root);
 }
