@@ -817,8 +817,8 @@ typedef struct weft_select_op {
  * `result` says whether it moved an item (0) or found its channel closed (-EPIPE: a send that
  * did not deliver, or a receive from a closed and empty channel). Among clauses ready at once,
  * one is chosen at random, so that none starves. -EAGAIN with WEFT_SELECT_NOWAIT when none is
- * ready; -ECANCELED / -ETIMEDOUT (no clause happened); -EINVAL for NULL, n out of 1..64, or a
- * clause without a channel, item or valid kind; -EPERM outside a task; -ENOMEM as
+ * ready; -ECANCELED / -ETIMEDOUT (no clause happened); -EINVAL for NULL, n out of 1..64, a
+ * clause without a channel, item or valid kind, or a flag other than WEFT_SELECT_NOWAIT; -EPERM outside a task; -ENOMEM as
  * weft_sem_acquire. A channel may appear in several clauses. Task-only; suspends unless
  * WEFT_SELECT_NOWAIT.
  */
@@ -929,7 +929,8 @@ WEFT_API int weft_parallel_reduce(int64_t begin, int64_t end, int64_t grain, siz
  * task is cancelled. Returns the ready bits among `events` (> 0); -ETIMEDOUT when `deadline` or
  * the scope's effective deadline passed; -ECANCELED; -EBADF if `fd` is not open, or was closed
  * with weft_close meanwhile; -EBUSY if another task already waits on `fd` in that direction;
- * -EINVAL for `events` without either bit, or for a descriptor registered with another runtime
+ * -EINVAL for `events` without either bit or with any other, or for a descriptor registered with
+ * another runtime
  * when it would have to wait (one ready already gives its bits); -EPERM outside a task;
  * -ENOMEM; or what epoll_ctl said of `fd` (-EPERM for a regular file, which is always ready:
  * read it directly). Task-only; suspends.
@@ -969,7 +970,7 @@ WEFT_API int weft_fd_mark(int fd, weft_fd_edges *edges);
  * wait again); -ETIMEDOUT when `deadline` or the scope's effective deadline passed;
  * -ECANCELED; -EBADF if `fd` was closed with weft_close since the mark (or was never marked);
  * -EBUSY if another task already waits on `fd` in that direction; -EINVAL for `events` without
- * either bit, a NULL `since`, or a descriptor registered with another runtime when it would have
+ * either bit or with any other, a NULL `since`, or a descriptor registered with another runtime when it would have
  * to wait (an edge that came already gives its bits); -EPERM outside a task. Task-only;
  * suspends.
  */

@@ -288,7 +288,7 @@ int weft_select(weft_select_op *ops, int n, int flags)
     weft__task *t = weft__task_self();
     if (!t)
         return -EPERM;
-    if (!valid_ops(ops, n))
+    if (!valid_ops(ops, n) || (flags & ~WEFT_SELECT_NOWAIT))
         return -EINVAL;
     int code = weft__wait_enter(t, n > 1 ? WEFT__ON_SELECT : WEFT__ON_CHAN, ops);
     if (code)

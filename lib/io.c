@@ -434,8 +434,8 @@ static int edges_since(int fd, int dirs, const weft__fd_mark *m)
  * 1 << WEFT__FD_READ and 1 << WEFT__FD_WRITE), or a negative code. */
 static int wait_begin(weft__task *t, int fd, int events)
 {
-    events &= WEFT_READABLE | WEFT_WRITABLE;
-    if (!events)
+    /* Any other bit is a mistake (poll(2)'s POLLOUT is 4): a wait on the rest would never end. */
+    if (!events || (events & ~(WEFT_READABLE | WEFT_WRITABLE)))
         return -EINVAL;
     int code = weft__wait_enter(t,
                                 events == WEFT_READABLE   ? WEFT__ON_FD_READ

@@ -362,11 +362,17 @@ ROWFN(r_select_nowait, r_select_bad(&(weft_select_op){.chan = empty_channel(),
                                                       .kind = WEFT_SELECT_RECV,
                                                       .item = &row_item},
                                     1, WEFT_SELECT_NOWAIT))
+ROWFN(r_select_unknown_flag, r_select_bad(&(weft_select_op){.chan = empty_channel(),
+                                                            .kind = WEFT_SELECT_RECV,
+                                                            .item = &row_item},
+                                          1, WEFT_SELECT_NOWAIT | 2))
 static char row_buf[8];
 static struct iovec row_iov = {.iov_base = row_buf, .iov_len = sizeof(row_buf)};
 ROWFN(r_fd_wait_bad_fd, weft_fd_wait(-1, WEFT_READABLE, WEFT_NEVER))
 ROWFN(r_fd_wait_no_events, weft_fd_wait(0, 0, WEFT_NEVER))
 ROWFN(r_fd_wait_bad_events, weft_fd_wait(0, 4, WEFT_NEVER))
+/* poll(2)'s POLLIN | POLLOUT by mistake: the write half would be lost, and the wait with it. */
+ROWFN(r_fd_wait_extra_bit, weft_fd_wait(0, WEFT_READABLE | 4, WEFT_NEVER))
 static weft_fd_edges row_edges;
 ROWFN(r_fd_mark_bad_fd, weft_fd_mark(-1, &row_edges))
 ROWFN(r_fd_mark_null, weft_fd_mark(0, NULL))
@@ -376,6 +382,7 @@ ROWFN(r_fd_wait_since_unmarked,
 ROWFN(r_fd_wait_since_null, weft_fd_wait_since(0, WEFT_READABLE, NULL, WEFT_NEVER))
 ROWFN(r_fd_wait_since_no_events, weft_fd_wait_since(0, 0, &row_edges, WEFT_NEVER))
 ROWFN(r_fd_wait_since_bad_events, weft_fd_wait_since(0, 4, &row_edges, WEFT_NEVER))
+ROWFN(r_fd_wait_since_extra_bit, weft_fd_wait_since(0, WEFT_WRITABLE | 8, &row_edges, WEFT_NEVER))
 ROWFN(r_fd_nonblock_bad_fd, weft_fd_nonblock(-1))
 ROWFN(r_close_bad_fd, weft_close(-1))
 ROWFN(r_close_unopened, weft_close(1 << 20))
@@ -701,9 +708,11 @@ static const row rows[] = {
     {"weft_select", "a clause without a channel", r_select_no_chan, -EPERM, -EINVAL},
     {"weft_select", "a clause of no kind", r_select_bad_kind, -EPERM, -EINVAL},
     {"weft_select", "NOWAIT, nothing ready", r_select_nowait, -EPERM, -EAGAIN},
+    {"weft_select", "an unknown flag beside NOWAIT", r_select_unknown_flag, -EPERM, -EINVAL},
     {"weft_fd_wait", "fd -1", r_fd_wait_bad_fd, -EPERM, -EBADF},
     {"weft_fd_wait", "no event asked", r_fd_wait_no_events, -EPERM, -EINVAL},
     {"weft_fd_wait", "an unknown event bit only", r_fd_wait_bad_events, -EPERM, -EINVAL},
+    {"weft_fd_wait", "an unknown event bit beside READABLE", r_fd_wait_extra_bit, -EPERM, -EINVAL},
     {"weft_fd_mark", "fd -1", r_fd_mark_bad_fd, -EPERM, -EBADF},
     {"weft_fd_mark", "NULL edges", r_fd_mark_null, -EPERM, -EINVAL},
     {"weft_fd_wait_since", "fd -1", r_fd_wait_since_bad_fd, -EPERM, -EBADF},
@@ -712,6 +721,8 @@ static const row rows[] = {
     {"weft_fd_wait_since", "no event asked", r_fd_wait_since_no_events, -EPERM, -EINVAL},
     {"weft_fd_wait_since", "an unknown event bit only", r_fd_wait_since_bad_events, -EPERM,
      -EINVAL},
+    {"weft_fd_wait_since", "an unknown event bit beside WRITABLE", r_fd_wait_since_extra_bit,
+     -EPERM, -EINVAL},
     {"weft_fd_nonblock", "(any thread) fd -1", r_fd_nonblock_bad_fd, -EBADF, -EBADF},
     {"weft_close", "(any thread) fd -1", r_close_bad_fd, -EBADF, -EBADF},
     {"weft_close", "(any thread) a descriptor never opened", r_close_unopened, -EBADF, -EBADF},
