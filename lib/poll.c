@@ -3,6 +3,7 @@
 #include "poll.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -170,19 +171,40 @@ static int dispatch(weft__poller *p, struct epoll_event *ev, int n)
     return woken;
 }
 
+/* epoll_pwait2 (Linux 5.11) refused: a kernel without it, or a sandbox's filter that predates
+ * it (ENOSYS, EPERM). Every wait then takes epoll_wait, whose timeout is in milliseconds: an
+ * idle worker whose wait failed at once would look for work and wait again, spinning a CPU. */
+static _Atomic int pwait2_missing;
+
+/* epoll_wait's timeout for `left` nanoseconds: rounded up, so that a wait never ends before its
+ * deadline and comes back to wait for the rest of a millisecond at a time. */
+static int timeout_ms(weft_time left)
+{
+    weft_time ms = (left + WEFT_MSEC - 1) / WEFT_MSEC;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
 void weft__poll_wait(weft__poller *p, weft_time deadline)
 {
     struct epoll_event ev[READY_TARGET];
     struct timespec ts, *tp = NULL;
+    weft_time left = 0;
     if (deadline != WEFT_NEVER) {
-        weft_time left = deadline - weft_now();
+        left = deadline - weft_now();
         if (left < 0)
             left = 0;
         ts.tv_sec = left / WEFT_SEC;
         ts.tv_nsec = left % WEFT_SEC;
         tp = &ts;
     }
-    int n = epoll_pwait2(p->epfd, ev, events_wanted(), tp, NULL);
+    int n = -1;
+    if (!atomic_load_explicit(&pwait2_missing, memory_order_relaxed)) {
+        n = epoll_pwait2(p->epfd, ev, events_wanted(), tp, NULL);
+        if (n < 0 && (errno == ENOSYS || errno == EPERM))
+            atomic_store_explicit(&pwait2_missing, 1, memory_order_relaxed);
+    }
+    if (atomic_load_explicit(&pwait2_missing, memory_order_relaxed))
+        n = epoll_wait(p->epfd, ev, events_wanted(), tp ? timeout_ms(left) : -1);
     if (n > 0)
         dispatch(p, ev, n);
 }
