@@ -143,6 +143,7 @@ static inline void io_nodelay(int fd)
 typedef struct http_req {
     int status;     /* what to answer: 200, 404, 400, 405, 431 */
     int keep_alive; /* 0: close the connection after the response */
+    int http10;     /* an HTTP/1.0 request: a kept connection is said so (Connection: keep-alive) */
 } http_req;
 
 static inline int http_name_is(const char *p, size_t n, const char *name)
@@ -151,42 +152,75 @@ static inline int http_name_is(const char *p, size_t n, const char *name)
     return n == k && strncasecmp(p, name, k) == 0;
 }
 
+/* Whether `c` ends a token in a comma-separated header value: a comma or whitespace (OWS). */
+static inline int http_token_edge(char c)
+{
+    return c == ',' || c == ' ' || c == '\t';
+}
+
 /* Whether the comma-separated header value [p, p+n) holds the token `tok`, case-insensitively. */
 static inline int http_has_token(const char *p, size_t n, const char *tok)
 {
     size_t k = strlen(tok);
     for (size_t i = 0; i + k <= n; i++)
-        if (strncasecmp(p + i, tok, k) == 0 && (i == 0 || p[i - 1] == ',' || p[i - 1] == ' ') &&
-            (i + k == n || p[i + k] == ',' || p[i + k] == ' '))
+        if (strncasecmp(p + i, tok, k) == 0 && (i == 0 || http_token_edge(p[i - 1])) &&
+            (i + k == n || http_token_edge(p[i + k])))
             return 1;
     return 0;
 }
 
+/* Whether the header field name [p, p+n) is a token: not empty, no whitespace or control
+ * character (RFC 9112 5.1: whitespace before the colon is refused, not trimmed, or a request's
+ * framing headers would mean one thing here and another to the proxy in front). */
+static inline int http_name_ok(const char *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
 /*
  * Looks for one complete request head at the start of [buf, buf+len). Returns its length
- * (through the blank line) and fills *req; 0 while the head is incomplete (and shorter than
- * HTTP_HEAD_MAX); -1 for a head too long to wait for, with req->status = 431.
+ * (through the blank line, and with the empty lines before it, which RFC 9112 2.2 lets a server
+ * skip) and fills *req; 0 while the head is incomplete (and shorter than HTTP_HEAD_MAX); -1 for
+ * a head too long to wait for, with req->status = 431.
  * A request with a body is answered 400 and the connection closed: the workload sends none,
- * and skipping one is more than this server needs.
+ * and skipping one is more than this server needs. So is a head this parser cannot frame for
+ * sure: a line not ended by CRLF (a bare CR or LF), a folded line (obs-fold), a field name
+ * that is no token. Each would let a body be read as the next request.
  */
 static inline long http_scan(const char *buf, size_t len, http_req *req)
 {
+    size_t lead = 0;
+    while (lead + 2 <= len && buf[lead] == '\r' && buf[lead + 1] == '\n')
+        lead += 2;
     size_t scan = len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX;
-    const char *end = memmem(buf, scan, "\r\n\r\n", 4);
+    const char *end = scan > lead ? memmem(buf + lead, scan - lead, "\r\n\r\n", 4) : NULL;
     if (end == NULL) {
         if (len < HTTP_HEAD_MAX)
             return 0;
         req->status = 431;
         req->keep_alive = 0;
+        req->http10 = 0;
         return -1;
     }
     long head = (long)(end - buf) + 4;
+    const char *start = buf + lead;
     req->status = 400;
     req->keep_alive = 0;
+    req->http10 = 0;
+
+    /* Every line ends in CRLF, and no CR or LF stands anywhere else. */
+    for (const char *c = start; c < end; c++)
+        if ((*c == '\r' && c[1] != '\n') || (*c == '\n' && (c == start || c[-1] != '\r')))
+            return head;
 
     /* Request line: METHOD SP TARGET SP HTTP/1.x */
-    const char *eol = memchr(buf, '\r', (size_t)head);
-    const char *sp1 = memchr(buf, ' ', (size_t)(eol - buf));
+    const char *eol = memchr(start, '\r', (size_t)(end + 2 - start));
+    const char *sp1 = memchr(start, ' ', (size_t)(eol - start));
     if (sp1 == NULL)
         return head;
     const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
@@ -200,8 +234,8 @@ static inline long http_scan(const char *buf, size_t len, http_req *req)
     for (const char *line = eol + 2; line < end; line = eol + 2) {
         eol = memchr(line, '\r', (size_t)(end + 2 - line));
         const char *colon = memchr(line, ':', (size_t)(eol - line));
-        if (colon == NULL)
-            return head;
+        if (colon == NULL || !http_name_ok(line, (size_t)(colon - line)))
+            return head; /* also a folded line, which starts with whitespace */
         const char *v = colon + 1;
         while (v < eol && (*v == ' ' || *v == '\t'))
             v++;
@@ -213,7 +247,7 @@ static inline long http_scan(const char *buf, size_t len, http_req *req)
                 keep_alive = 1;
         } else if (http_name_is(line, name_len, "content-length")) {
             for (const char *c = v; c < eol; c++)
-                if (*c != '0' && *c != ' ')
+                if (*c != '0' && *c != ' ' && *c != '\t')
                     body = 1;
         } else if (http_name_is(line, name_len, "transfer-encoding")) {
             body = 1;
@@ -222,7 +256,8 @@ static inline long http_scan(const char *buf, size_t len, http_req *req)
     if (body)
         return head;
     req->keep_alive = keep_alive;
-    if (sp1 - buf != 3 || memcmp(buf, "GET", 3) != 0)
+    req->http10 = !http11;
+    if (sp1 - start != 3 || memcmp(start, "GET", 3) != 0)
         req->status = 405;
     else if (sp2 - sp1 - 1 != 1 || sp1[1] != '/')
         req->status = 404;
@@ -258,7 +293,7 @@ static inline size_t http_respond(char *out, const http_req *req)
     static const char ok_head[] = "HTTP/1.1 200 OK\r\nDate: ";
     static const char ok_tail[] =
         "\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
-    if (req->status == 200 && req->keep_alive) {
+    if (req->status == 200 && req->keep_alive && !req->http10) {
         /* The workload's every request: no formatting beyond the cached date. */
         memcpy(out, ok_head, sizeof ok_head - 1);
         memcpy(out + sizeof ok_head - 1, http_date(), HTTP_DATE_LEN);
@@ -292,7 +327,10 @@ static inline size_t http_respond(char *out, const http_req *req)
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain\r\n"
                      "Content-Length: %zu\r\n%s\r\n%s",
                      req->status, reason, http_date(), strlen(body),
-                     req->keep_alive ? "" : "Connection: close\r\n", body);
+                     !req->keep_alive ? "Connection: close\r\n"
+                     : req->http10    ? "Connection: keep-alive\r\n"
+                                      : "",
+                     body);
     return n < HTTP_RESPONSE_MAX ? (size_t)n : HTTP_RESPONSE_MAX - 1;
 }
 
