@@ -818,9 +818,9 @@ typedef struct weft_select_op {
  * did not deliver, or a receive from a closed and empty channel). Among clauses ready at once,
  * one is chosen at random, so that none starves. -EAGAIN with WEFT_SELECT_NOWAIT when none is
  * ready; -ECANCELED / -ETIMEDOUT (no clause happened); -EINVAL for NULL, n out of 1..64, a
- * clause without a channel, item or valid kind, or a flag other than WEFT_SELECT_NOWAIT; -EPERM outside a task; -ENOMEM as
- * weft_sem_acquire. A channel may appear in several clauses. Task-only; suspends unless
- * WEFT_SELECT_NOWAIT.
+ * clause without a channel, item or valid kind, or a flag other than WEFT_SELECT_NOWAIT; -EPERM
+ * outside a task; -ENOMEM as weft_sem_acquire. A channel may appear in several clauses. Task-only;
+ * suspends unless WEFT_SELECT_NOWAIT.
  */
 WEFT_API int weft_select(weft_select_op *ops, int n, int flags);
 
@@ -970,9 +970,9 @@ WEFT_API int weft_fd_mark(int fd, weft_fd_edges *edges);
  * wait again); -ETIMEDOUT when `deadline` or the scope's effective deadline passed;
  * -ECANCELED; -EBADF if `fd` was closed with weft_close since the mark (or was never marked);
  * -EBUSY if another task already waits on `fd` in that direction; -EINVAL for `events` without
- * either bit or with any other, a NULL `since`, or a descriptor registered with another runtime when it would have
- * to wait (an edge that came already gives its bits); -EPERM outside a task. Task-only;
- * suspends.
+ * either bit or with any other, a NULL `since`, or a descriptor registered with another runtime
+ * when it would have to wait (an edge that came already gives its bits); -EPERM outside a task.
+ * Task-only; suspends.
  */
 WEFT_API int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time deadline);
 
