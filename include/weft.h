@@ -178,7 +178,8 @@ typedef struct weft_config {
      *  choose one the program does not handle itself. The handler only writes a byte to a pipe
      *  (async-signal-safe); a thread of the process, started with the first runtime that names
      *  a signal and kept for the process's life, does the dump. Default 0: off. SIGKILL,
-     *  SIGSTOP, negative or too large: -EINVAL. */
+     *  SIGSTOP, a signal the C library keeps for itself (glibc: 32 and 33, those below
+     *  SIGRTMIN), negative or too large: -EINVAL. */
     int dump_signal;
     /** A file to write a trace of the runtime to (Chrome trace-event JSON, which
      *  ui.perfetto.dev and chrome://tracing open; lib/README.md, "Tracing", says what it holds):
@@ -227,7 +228,8 @@ typedef enum weft_report_kind {
  * below 16 KiB or above 4 GiB), -ENOMEM if the runtime could not be built or no stack could be
  * mapped for the root task, -EAGAIN if a worker thread could not be created (the system's limit
  * on threads, or no memory for a thread's stack), -EMFILE or -ENFILE if the runtime's poller
- * (an epoll set and an eventfd) found no free descriptor, and -EDEADLK if called from inside a
+ * (an epoll set and an eventfd) found no free descriptor, -ENOSPC if the system's epoll watches
+ * are used up (fs.epoll.max_user_watches), and -EDEADLK if called from inside a
  * weft task (a nested run would block a worker of the outer runtime; spawn into a scope
  * instead). When the run fails so, `root` never ran and nothing is left running (a root may
  * return these codes too, as its own status).
@@ -240,9 +242,9 @@ WEFT_API int weft_run(const weft_config *cfg, weft_fn root, void *arg);
  * be created).
  * Returns 0 and sets *out; -EINVAL for NULL `out` or a `cfg` out of range (as weft_run);
  * -ENOMEM; -EAGAIN if a worker thread could not be created (the system's limit on threads, or
- * no memory for a thread's stack); -EMFILE or -ENFILE without a free descriptor for the poller
- * (as weft_run); -EDEADLK from inside a task. On failure *out is left as it
- * was and nothing is left running.
+ * no memory for a thread's stack); -EMFILE or -ENFILE without a free descriptor for the poller,
+ * -ENOSPC without an epoll watch (as weft_run); -EDEADLK from inside a task. On failure *out is
+ * left as it was and nothing is left running.
  */
 WEFT_API int weft_runtime_start(weft_runtime **out, const weft_config *cfg);
 
@@ -651,8 +653,9 @@ WEFT_API int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled
 /** A semaphore of tokens that parks tasks (opaque). */
 typedef struct weft_sem weft_sem;
 
-/** Creates a semaphore holding `tokens` tokens. 0, -EINVAL, -ENOMEM. Any thread; does not
- *  suspend. */
+/** Creates a semaphore holding `tokens` tokens, which is also the most it may hold (a release
+ *  above it is -EOVERFLOW; weft_sem_create_max sets a larger one): with 0 it never holds one.
+ *  0, -EINVAL, -ENOMEM. Any thread; does not suspend. */
 WEFT_API int weft_sem_create(weft_sem **out, unsigned tokens);
 
 /**
@@ -955,7 +958,9 @@ typedef struct weft_fd_edges {
  * between is not lost, and the wait asks the kernel nothing, where weft_fd_wait spends a system
  * call to learn whether `fd` is ready now. Returns 0; -EINVAL for a NULL `edges` or a descriptor
  * registered with another runtime; -EBADF; -EPERM outside a task, or for a regular file, which
- * is always ready; -ENOMEM. Task-only; does not suspend.
+ * is always ready; -ENOMEM. Task-only; does not suspend, except while a weft_close of `fd` by
+ * another task or thread is under way: the first use then lets other tasks run until that close
+ * has ended, and registers what `fd` names by then (-EBADF if nothing).
  */
 WEFT_API int weft_fd_mark(int fd, weft_fd_edges *edges);
 
@@ -971,8 +976,8 @@ WEFT_API int weft_fd_mark(int fd, weft_fd_edges *edges);
  * -ECANCELED; -EBADF if `fd` was closed with weft_close since the mark (or was never marked);
  * -EBUSY if another task already waits on `fd` in that direction; -EINVAL for `events` without
  * either bit or with any other, a NULL `since`, or a descriptor registered with another runtime
- * when it would have to wait (an edge that came already gives its bits); -EPERM outside a task.
- * Task-only; suspends.
+ * when it would have to wait (an edge that came already gives its bits); -EPERM outside a task;
+ * -ENOMEM (no room to record the wait's deadline or its cancel). Task-only; suspends.
  */
 WEFT_API int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time deadline);
 

@@ -1021,14 +1021,19 @@ int weft__dump_register(weft_runtime *rt)
             pthread_mutex_unlock(&registry_lock);
             return rc;
         }
-        if (sig_users[s]++ == 0) {
+        if (sig_users[s] == 0) {
             struct sigaction sa;
             memset(&sa, 0, sizeof(sa));
             sa.sa_handler = on_dump_signal;
             sa.sa_flags = SA_RESTART;
             sigemptyset(&sa.sa_mask);
-            sigaction(s, &sa, &sig_old[s]);
+            if (sigaction(s, &sa, &sig_old[s]) != 0) {
+                rc = -errno; /* refused: the start fails rather than never dump */
+                pthread_mutex_unlock(&registry_lock);
+                return rc;
+            }
         }
+        sig_users[s]++;
     }
     rt->dump_next = weft__dump_runtimes;
     weft__dump_runtimes = rt;

@@ -227,6 +227,8 @@ static ssize_t all_done(ssize_t rc, size_t sent, size_t *done)
 
 ssize_t weft_write_all(int fd, const void *buf, size_t len, size_t *done)
 {
+    if (!weft__task_self())
+        return all_done(-EPERM, 0, done); /* also with nothing to write, as weft_write says */
     size_t sent = 0;
     while (sent < len) {
         ssize_t n = weft_write(fd, (const char *)buf + sent, len - sent);
@@ -239,6 +241,8 @@ ssize_t weft_write_all(int fd, const void *buf, size_t len, size_t *done)
 
 ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags, size_t *done)
 {
+    if (!weft__task_self())
+        return all_done(-EPERM, 0, done);
     size_t sent = 0;
     while (sent < len) {
         ssize_t n = weft_send(fd, (const char *)buf + sent, len - sent, flags);

@@ -47,6 +47,13 @@ static unsigned default_workers(void)
     return n > 0 ? (unsigned)n : 1;
 }
 
+/* A signal the C library keeps for its own threads' use (glibc: those from 32 below SIGRTMIN),
+ * whose handler sigaction(2) would refuse to change. */
+static int reserved_signal(int s)
+{
+    return s >= 32 && s < SIGRTMIN;
+}
+
 /* WEFT_CHAOS=<seed> turns chaos mode on (see sched.c): a number, or any string hashed. */
 static uint64_t chaos_seed_from_env(void)
 {
@@ -241,7 +248,8 @@ static int resolve_config(weft_config *c, const weft_config *cfg)
         *c = *cfg;
     if (c->workers > WEFT__MAX_WORKERS || (c->stack_size && c->stack_size < 16 * 1024) ||
         c->stack_size > ((size_t)1 << 32) || c->blocking_idle_ns < 0 || c->dump_signal < 0 ||
-        c->dump_signal >= NSIG || c->dump_signal == SIGKILL || c->dump_signal == SIGSTOP)
+        c->dump_signal >= NSIG || c->dump_signal == SIGKILL || c->dump_signal == SIGSTOP ||
+        reserved_signal(c->dump_signal))
         return -EINVAL;
     if (!c->workers)
         c->workers = default_workers();

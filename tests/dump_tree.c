@@ -283,6 +283,11 @@ static int misuse(void)
     CHECK(weft_runtime_start(&rt, &bad) == -EINVAL);
     bad.dump_signal = 100000;
     CHECK(weft_runtime_start(&rt, &bad) == -EINVAL);
+    /* The C library's own (glibc: 32 and 33): sigaction refuses them, and no dump would come. */
+    for (int s = 32; s < SIGRTMIN; s++) {
+        bad.dump_signal = s;
+        CHECK(weft_runtime_start(&rt, &bad) == -EINVAL);
+    }
 
     CHECK(weft_runtime_start(&rt, &(weft_config){.workers = 2}) == 0);
     weft_event *e;

@@ -397,6 +397,8 @@ ROWFN(r_send_bad_fd, weft_send(-1, row_buf, sizeof(row_buf), 0))
 ROWFN(r_recvfrom_bad_fd, weft_recvfrom(-1, row_buf, sizeof(row_buf), 0, NULL, NULL))
 ROWFN(r_sendto_bad_fd, weft_sendto(-1, row_buf, sizeof(row_buf), 0, NULL, 0))
 ROWFN(r_write_all_bad_fd, weft_write_all(-1, row_buf, sizeof(row_buf), NULL))
+ROWFN(r_write_all_nothing, weft_write_all(-1, row_buf, 0, NULL))
+ROWFN(r_send_all_nothing, weft_send_all(-1, row_buf, 0, 0, NULL))
 ROWFN(r_send_all_bad_fd, weft_send_all(-1, row_buf, sizeof(row_buf), 0, NULL))
 ROWFN(r_writev_all_bad_fd, weft_writev_all(-1, &row_iov, 1, NULL))
 ROWFN(r_writev_all_null_iov, weft_writev_all(1, NULL, 1, NULL))
@@ -737,6 +739,8 @@ static const row rows[] = {
     {"weft_recvfrom", "fd -1", r_recvfrom_bad_fd, -EPERM, -EBADF},
     {"weft_sendto", "fd -1", r_sendto_bad_fd, -EPERM, -EBADF},
     {"weft_write_all", "fd -1", r_write_all_bad_fd, -EPERM, -EBADF},
+    {"weft_write_all", "nothing to write", r_write_all_nothing, -EPERM, 0},
+    {"weft_send_all", "nothing to send", r_send_all_nothing, -EPERM, 0},
     {"weft_send_all", "fd -1", r_send_all_bad_fd, -EPERM, -EBADF},
     {"weft_writev_all", "fd -1", r_writev_all_bad_fd, -EPERM, -EBADF},
     {"weft_writev_all", "NULL iov", r_writev_all_null_iov, -EPERM, -EINVAL},
