@@ -8,6 +8,8 @@
  * follows a pointer read so. ThreadSanitizer is told to let these reads be.
  */
 #include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "blocking.h"
@@ -18,7 +20,7 @@
 
 #define READ(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
-static void worker_metrics(weft__worker *w, weft_time now, weft_worker_metrics *m)
+static void worker_metrics(weft__worker *w, weft_worker_metrics *m)
 {
     const weft__worker_counts *c = &w->counts;
     m->spawned = weft__records_ids_given(w) - READ(c->unspawned);
@@ -27,7 +29,22 @@ static void worker_metrics(weft__worker *w, weft_time now, weft_worker_metrics *
     m->stolen = READ(c->stolen);
     m->parked = READ(c->parked);
     m->woken = READ(c->woken);
-    weft_time born = READ(c->born), idle = READ(c->idle_ns), since = READ(c->idle_since);
+    weft_time born = READ(c->born), idle, since, now;
+    /* Both idle words and the clock of one moment: the worker moves a period from one word to
+     * the other under idle_seq (sched.c, idle_ends), reading the period's end on the clock
+     * inside the odd count. Read here between two even counts, the clock is before that end
+     * if the words are of before it, and after it if they are of after: a snapshot never counts
+     * as idle a time the next one counts as busy, nor the other way. */
+    for (;;) {
+        uint32_t seq = __atomic_load_n(&c->idle_seq, __ATOMIC_ACQUIRE);
+        idle = READ(c->idle_ns);
+        since = READ(c->idle_since);
+        now = weft_now();
+        atomic_thread_fence(memory_order_acquire);
+        if (!(seq & 1) && READ(c->idle_seq) == seq)
+            break;
+        sched_yield(); /* the worker is inside its few stores, or was preempted there */
+    }
     if (since && since < now)
         idle += now - since; /* idle now: the time so far counts */
     weft_time alive = born && born < now ? now - born : 0;
@@ -77,11 +94,10 @@ int weft_runtime_metrics(weft_runtime *rt, weft_metrics *out, size_t size,
     weft_metrics m;
     memset(&m, 0, sizeof(m));
     m.workers = rt->nworkers;
-    weft_time now = weft_now();
     weft__tsan_ignore_reads_begin();
     for (unsigned i = 0; i < rt->nworkers; i++) {
         weft_worker_metrics one;
-        worker_metrics(&rt->workers[i], now, &one);
+        worker_metrics(&rt->workers[i], &one);
         add(&m.total, &one);
         if (worker && i < nworker)
             worker[i] = one;

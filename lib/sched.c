@@ -790,6 +790,37 @@ static void sleep_until_work(weft__worker *w)
         weft__sched_wake_one(rt);
 }
 
+/* A worker's idle time for weft_runtime_metrics: a period begins (c->idle_since set) and ends
+ * (moved into c->idle_ns) under idle_seq, a sequence lock whose one writer is the worker, with
+ * the clock read inside the odd count: a snapshot then reads the words and its own clock either
+ * wholly before the change or wholly after it (metrics.c), and never counts as busy a time that
+ * the next one counts as idle, nor the other way. */
+static void idle_change_begin(weft__worker_counts *c)
+{
+    __atomic_store_n(&c->idle_seq, c->idle_seq + 1, __ATOMIC_RELAXED);
+    atomic_thread_fence(memory_order_seq_cst); /* the odd count out before the clock is read */
+}
+
+static void idle_change_end(weft__worker_counts *c)
+{
+    __atomic_store_n(&c->idle_seq, c->idle_seq + 1, __ATOMIC_RELEASE);
+}
+
+static void idle_begins(weft__worker_counts *c)
+{
+    idle_change_begin(c);
+    __atomic_store_n(&c->idle_since, weft_now(), __ATOMIC_RELAXED);
+    idle_change_end(c);
+}
+
+static void idle_ends(weft__worker_counts *c)
+{
+    idle_change_begin(c);
+    __atomic_store_n(&c->idle_ns, c->idle_ns + (weft_now() - c->idle_since), __ATOMIC_RELAXED);
+    __atomic_store_n(&c->idle_since, 0, __ATOMIC_RELAXED);
+    idle_change_end(c);
+}
+
 void weft__sched_run_worker(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
@@ -807,14 +838,12 @@ void weft__sched_run_worker(weft__worker *w)
         if (!t) {
             /* Idle from here until a task is found (weft_metrics): spinning counts too. */
             if (!w->counts.idle_since)
-                w->counts.idle_since = weft_now();
+                idle_begins(&w->counts);
             t = weft__steal_spin(w);
         }
         if (t) {
-            if (w->counts.idle_since) {
-                w->counts.idle_ns += weft_now() - w->counts.idle_since;
-                w->counts.idle_since = 0;
-            }
+            if (w->counts.idle_since)
+                idle_ends(&w->counts);
             resume(w, t);
             continue;
         }

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * weft_runtime_metrics from a foreign thread while the runtime runs a load of spawns, parks and
- * steals: every snapshot succeeds, counts never go back from one snapshot to the next, and once
- * the load is over they add up (every task spawned started). Run under TSan and ASan.
+ * weft_runtime_metrics from a foreign thread while the runtime runs a load of spawns, parks,
+ * steals and short sleeps (so that workers go idle and busy again all the time): every snapshot
+ * succeeds, counts never go back from one snapshot to the next, nor does a worker's busy or idle
+ * time, and once the load is over they add up (every task spawned started). Run under TSan and
+ * ASan.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,6 +29,8 @@ static int leaf(void *arg)
     if (weft_sem_acquire(sem) != 0) /* some park: the semaphore is narrow */
         return -1;
     weft_yield();
+    if (atomic_fetch_add(&spawned_by_load, 0) % 4 == 0)
+        weft_sleep_for(20 * WEFT_USEC); /* the workers idle meanwhile */
     weft_sem_release(sem);
     return 0;
 }
@@ -70,7 +74,7 @@ int main(void)
     if (weft_submit(rt, load, NULL, &h) != 0)
         return fail("submit", 0, 0);
     weft_metrics prev = {0}, m;
-    weft_worker_metrics w[3];
+    weft_worker_metrics w[3], prev_w[3] = {{0}};
     long snapshots = 0;
     for (;;) {
         int status;
@@ -82,8 +86,16 @@ int main(void)
             m.total.woken < prev.total.woken || m.total.stolen < prev.total.stolen)
             return fail("a count went back", m.total.spawned, prev.total.spawned);
         unsigned long long sum = 0;
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 3; i++) {
             sum += w[i].spawned;
+            if (w[i].busy_ns < prev_w[i].busy_ns)
+                return fail("a worker's busy time went back (ns)", (unsigned long long)w[i].busy_ns,
+                            (unsigned long long)prev_w[i].busy_ns);
+            if (w[i].idle_ns < prev_w[i].idle_ns)
+                return fail("a worker's idle time went back (ns)", (unsigned long long)w[i].idle_ns,
+                            (unsigned long long)prev_w[i].idle_ns);
+            prev_w[i] = w[i];
+        }
         if (sum != m.total.spawned)
             return fail("workers do not add up to the total", sum, m.total.spawned);
         prev = m;
