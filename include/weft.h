@@ -198,7 +198,8 @@ typedef struct weft_config {
      *
      *  A WEFT_REPORT_WATCHDOG report is called on the watchdog's own thread (`weft-watchdog`),
      *  which is no weft task: the callback may log, lock, allocate (never a weft call that needs
-     *  a task); while it runs the watchdog watches nothing, so it should return soon.
+     *  a task, nor weft_runtime_shutdown of this runtime: -EDEADLK); while it runs the watchdog
+     *  watches nothing, so it should return soon. Each task is reported once.
      *
      *  A WEFT_REPORT_OVERFLOW report is called inside the SIGSEGV (or SIGBUS) handler of the
      *  thread whose task overflowed its stack, on that thread's alternate signal stack (64 KiB),
@@ -271,8 +272,9 @@ WEFT_API int weft_runtime_start(weft_runtime **out, const weft_config *cfg);
  * Blocks the calling OS thread. Callable from any thread that is not a weft task (of any
  * runtime: -EDEADLK, since a task of `rt` would wait for itself, and a task of another runtime
  * would hold its worker's thread until `rt`'s tasks end, which may wait for work queued behind
- * it) and is not running a function `rt`'s blocking pool runs (-EDEADLK); a function another
- * runtime's blocking pool runs may call it.
+ * it), is not running a function `rt`'s blocking pool runs (-EDEADLK), and is not `rt`'s
+ * watchdog, in a report callback (-EDEADLK: the shutdown ends that thread); a function another
+ * runtime's blocking pool runs, and another runtime's report callback, may call it.
  */
 WEFT_API int weft_runtime_shutdown(weft_runtime *rt);
 

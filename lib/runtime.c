@@ -566,7 +566,8 @@ int weft_runtime_shutdown(weft_runtime *rt)
     /* From a task, shutdown would block a worker's thread, not park a task: of rt, it would
      * wait for the caller itself; of another runtime, for tasks that may wait for work queued
      * behind the caller. From rt's blocking pool it would wait for the caller's own task. */
-    if (weft__sched_worker() || weft__blocking_current_runtime() == rt)
+    if (weft__sched_worker() || weft__blocking_current_runtime() == rt ||
+        weft__watchdog_runtime() == rt)
         return -EDEADLK;
     int rc = drain(rt);
     if (rc == 0) {

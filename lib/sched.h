@@ -143,7 +143,6 @@ struct weft__worker {
     int watch_still;               /* it has seen the worker stand still since, */
     weft__thread_times watch_then; /* and the thread's times then (watchdog_main) */
     _Atomic int tid;               /* the worker's thread id, for the watchdog (0 until known) */
-    uint64_t watch_reported_id;    /* the task last reported on this worker */
     pthread_t thread;
     void *altstack;
     void *thread_stack_lo; /* for the sanitizers' fiber switches */

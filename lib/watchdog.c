@@ -72,9 +72,43 @@ static weft_time time_held(weft_time since, weft__thread_times then, weft_time n
     return now - since - (at.waited - then.waited);
 }
 
+/* Set on a watchdog's own thread: a report callback that shuts that runtime down would free what
+ * the watchdog reads on its return, and join its own thread (weft_runtime_shutdown refuses). */
+static _Thread_local weft_runtime *watching;
+
+weft_runtime *weft__watchdog_runtime(void)
+{
+    return watching;
+}
+
+/* The tasks reported lately, by id: a task is reported once, also when hogs take turns on the
+ * workers or move between them. A ring of the last REPORTED_KEPT: only a program with more
+ * hogging tasks than that hears of one twice. */
+#define REPORTED_KEPT 256
+
+typedef struct reported_ids {
+    uint64_t id[REPORTED_KEPT];
+    unsigned next, n;
+} reported_ids;
+
+/* Whether `id` was reported already; if not, it is from now on. */
+static int reported_before(reported_ids *r, uint64_t id)
+{
+    for (unsigned i = 0; i < r->n; i++)
+        if (r->id[i] == id)
+            return 1;
+    r->id[r->next] = id;
+    r->next = (r->next + 1) % REPORTED_KEPT;
+    if (r->n < REPORTED_KEPT)
+        r->n++;
+    return 0;
+}
+
 static void *watchdog_main(void *arg)
 {
     weft_runtime *rt = arg;
+    watching = rt;
+    reported_ids reported = {{0}, 0, 0}; /* 2 KiB of the thread's stack */
     weft_time limit = rt->cfg.watchdog_ns;
     weft_time period = limit / 4 > WEFT_MSEC ? limit / 4 : WEFT_MSEC;
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
@@ -136,8 +170,7 @@ static void *watchdog_main(void *arg)
                 atomic_load_explicit(&w->own_waits, memory_order_acquire) != own)
                 continue;
             /* Once per task: a task that is reported, then yields, then hogs again is known. */
-            if (w->watch_reported_id != id) {
-                w->watch_reported_id = id;
+            if (!reported_before(&reported, id)) {
                 char line[WEFT__TASK_NAME_MAX + 256];
                 snprintf(line, sizeof(line),
                          "weft: task '%s' has run on worker %u for over %lld ms without reaching a "

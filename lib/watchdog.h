@@ -10,4 +10,7 @@ void weft__watchdog_start(weft_runtime *rt);
 /** Stops it, if it runs. */
 void weft__watchdog_stop(weft_runtime *rt);
 
+/** The runtime whose watchdog thread the caller is (inside a report callback), else NULL. */
+weft_runtime *weft__watchdog_runtime(void);
+
 #endif

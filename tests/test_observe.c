@@ -8,9 +8,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "support_criterion.h"
@@ -263,6 +266,124 @@ Test(observe, watchdog_report_goes_to_the_callback)
     cr_assert_eq(reported_kind, WEFT_REPORT_WATCHDOG);
     cr_assert_not_null(strstr(reported_line, "the-hog"), "line: %s", reported_line);
     cr_assert_null(strchr(reported_line, '\n'), "line: %s", reported_line);
+}
+
+/* ---- a report callback that shuts its own runtime down --------------------------------------- */
+
+typedef struct self_stop {
+    weft_runtime *rt;
+    atomic_int reported;
+    int shutdown_rc;
+} self_stop;
+
+static void stop_from_report(void *arg, int kind, const char *line)
+{
+    (void)kind, (void)line;
+    self_stop *ss = arg;
+    if (atomic_load(&ss->reported))
+        return;
+    ss->shutdown_rc = weft_runtime_shutdown(ss->rt); /* before the hog is let go: it still runs */
+    atomic_store(&ss->reported, 1);
+}
+
+static int hog_until_reported(void *arg)
+{
+    self_stop *ss = arg;
+    weft_time give_up = weft_now() + 10 * WEFT_SEC; /* safety net only */
+    while (!atomic_load(&ss->reported) && weft_now() < give_up)
+        ;
+    return atomic_load(&ss->reported) ? 0 : -ETIMEDOUT;
+}
+
+/* The callback runs on the watchdog's thread, which the shutdown would join and whose reads of
+ * the runtime it would outlive (freed memory: ASan caught it in 19 of 20 runs). */
+Test(observe, a_report_callback_may_not_shut_its_own_runtime_down)
+{
+    self_stop ss;
+    memset(&ss, 0, sizeof(ss));
+    weft_config cfg = {
+        .workers = 2, .watchdog_ns = 20 * WEFT_MSEC, .report = stop_from_report, .report_arg = &ss};
+    cr_assert_eq(weft_runtime_start(&ss.rt, &cfg), 0);
+    weft_handle *h;
+    cr_assert_eq(weft_submit(ss.rt, hog_until_reported, &ss, &h), 0);
+    int status = -1;
+    cr_assert_eq(weft_handle_wait(h, WEFT_NEVER, &status), 0);
+    cr_assert_eq(status, 0, "no report came");
+    cr_assert_eq(ss.shutdown_rc, -EDEADLK);
+    weft_handle_release(h);
+    cr_assert_eq(weft_runtime_shutdown(ss.rt), 0);
+}
+
+/* ---- hogs that take turns are each reported once -------------------------------------------- */
+
+#define TURN_HOGS 3
+#define TURN_ROUNDS 4
+
+static atomic_int turn_reports[TURN_HOGS];
+
+static void count_report(void *arg, int kind, const char *line)
+{
+    (void)arg;
+    if (kind != WEFT_REPORT_WATCHDOG)
+        return;
+    for (int i = 0; i < TURN_HOGS; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "'turn-hog-%d'", i);
+        if (strstr(line, name))
+            atomic_fetch_add(&turn_reports[i], 1);
+    }
+}
+
+static weft_time thread_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (weft_time)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
+}
+
+/* Rounds of holding the worker for three times the watchdog's limit of CPU time, each followed by
+ * a yield that lets the next hog run: the worker's task changes between reports. */
+static int turn_hog(void *arg)
+{
+    (void)arg;
+    for (int r = 0; r < TURN_ROUNDS; r++) {
+        weft_time until = thread_cpu_now() + 60 * WEFT_MSEC;
+        while (thread_cpu_now() < until)
+            ;
+        weft_yield();
+    }
+    return 0;
+}
+
+static int turn_root(void *arg)
+{
+    (void)arg;
+    weft_scope *s;
+    CHECK_EQ(weft_scope_open(&s, NULL), 0);
+    for (int i = 0; i < TURN_HOGS; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "turn-hog-%d", i);
+        weft_spawn_opts o = {.name = name};
+        CHECK_EQ(weft_spawn_ex(s, turn_hog, NULL, &o), 0);
+    }
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(observe, hogs_that_take_turns_are_each_reported_once)
+{
+    for (int i = 0; i < TURN_HOGS; i++)
+        atomic_store(&turn_reports[i], 0);
+    weft_config cfg = {.workers = 1, .watchdog_ns = 20 * WEFT_MSEC, .report = count_report};
+    cr_assert_eq(weft_run(&cfg, turn_root, NULL), 0);
+    ASSERT_CHECKS();
+    int total = 0;
+    for (int i = 0; i < TURN_HOGS; i++) {
+        int n = atomic_load(&turn_reports[i]);
+        cr_expect_leq(n, 1, "turn-hog-%d reported %d times", i, n);
+        total += n;
+    }
+    cr_assert_gt(total, 0, "no hog was reported");
 }
 
 /* The overflow callback runs in the fault handler: it only write(2)s, to a pipe opened before. */
