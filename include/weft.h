@@ -1141,8 +1141,9 @@ typedef struct weft_handle weft_handle;
 /**
  * Submits `fn(arg)` to the long-lived runtime `rt`, from any thread; does not wait for the task,
  * and never suspends. Meant for threads that are not `rt`'s tasks: a task of `rt` may submit
- * too (the new task is outside every scope, as any submission is), but not wait on the handle
- * (weft_handle_wait: -EDEADLK); it spawns into a scope instead. Returns 0 and a handle to wait on;
+ * too (the new task belongs to the runtime, as every submission does, not to the caller's
+ * scopes, whose joins do not wait for it), but not wait on the handle (weft_handle_wait:
+ * -EDEADLK); a task spawns into a scope instead. Returns 0 and a handle to wait on;
  * -EINVAL; -ENOMEM, also when no stack could be mapped for the task (a submission that returns
  * 0 holds its stack: `fn` runs); -ESHUTDOWN once weft_runtime_shutdown(rt) has been called, also
  * while it runs and after it returned (see weft_runtime_shutdown).
