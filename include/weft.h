@@ -391,8 +391,8 @@ typedef struct weft_spawn_opts {
 /**
  * Opens a scope nested in the calling task's innermost open scope (or in the scope the task
  * belongs to). Task-only. Returns 0 and sets *out; -EPERM outside a task; -EINVAL for NULL out
- * or bad options; -ENOMEM; -ECANCELED / -ETIMEDOUT if the enclosing scope is already cancelled.
- * Does not suspend.
+ * or bad options; -ENOMEM; -ECANCELED / -ETIMEDOUT if the enclosing scope is already cancelled
+ * (a shielded scope opens all the same: that is where cleanup runs). Does not suspend.
  *
  * A scope is joined and released by the task that opened it. If that task returns first, the
  * runtime joins and releases it (join-before-exit holds even when the code forgets), newest
@@ -625,7 +625,9 @@ WEFT_API int weft_fail(int code, const char *fmt, ...) WEFT_PRINTF(2, 3);
  * still failing. They never suspend and take no lock. A read before the join sees the failures
  * recorded so far: a failure is counted only once its record is complete, the count never
  * decreases, and a record, once counted, never changes and stays at the same address until the
- * release. The group is final once weft_scope_join has returned.
+ * release. The group is final once weft_scope_join has returned. A failure whose record cannot
+ * be allocated (the process is out of memory) is not kept: the count is then lower than the
+ * children that failed, while the join still returns the first failure's code.
  */
 WEFT_API size_t weft_scope_error_count(const weft_scope *s);
 
@@ -643,8 +645,12 @@ WEFT_API size_t weft_scope_error_count_code(const weft_scope *s, int code);
  * Hands the failures of the joined scope `s` up: the calling task fails with all of them except
  * those whose code is in `handled` (n_handled entries; may be NULL), each keeping its origin
  * (task, scope, message). Returns the code to return from the task: the first remaining
- * failure's code, or 0 if none remains. Use as `return weft_fail_group(s, handled, 1);`.
- * -EINVAL for a NULL or unjoined scope, -EPERM outside a task. Task-only; does not suspend.
+ * failure's code, or 0 if none remains. Use as `return weft_fail_group(s, handled, 1);`: the
+ * group goes with that code, as a weft_fail message goes with its own, and a task that ends
+ * with another code fails with that one alone. Handed up so, `s` counts as seen by its owner,
+ * also when only the join of an enclosing scope joined it (weft_scope_open: it is not handed up
+ * a second time when the task returns). -EINVAL for a NULL or unjoined scope, -EPERM outside a
+ * task. Task-only; does not suspend.
  */
 WEFT_API int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled);
 

@@ -88,9 +88,25 @@ const char *weft__errors_message_for(const weft__failure *f, int rc)
     return f && f->message && f->code == rc ? f->message : NULL;
 }
 
+/* A group handed up goes with the code weft_fail_group returned for it (its first failure's), as
+ * a message goes with its code: a task that then ends with another code handled those failures,
+ * or replaced them with its own, which is then the one recorded. */
+static void drop_stale_group(weft__failure *f, int rc)
+{
+    if (!f || !f->ngroup || f->group[0].pub.code == rc)
+        return;
+    for (size_t i = 0; i < f->ngroup; i++) {
+        free(f->group[i].message);
+        free(f->group[i].task);
+        free(f->group[i].scope);
+    }
+    f->ngroup = 0;
+}
+
 void weft__errors_record(weft_scope *s, weft__task *t, int rc)
 {
     weft__failure *f = t->failure;
+    drop_stale_group(f, rc);
     const char *name = weft__task_name_of(t);
     weft__lock_acquire(&s->lock);
     if (!s->first_failure)
@@ -187,6 +203,10 @@ int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled)
             handled_here |= error_at(s, i)->pub.code == handled[j];
         keep += !handled_here;
     }
+    /* The owner has seen what failed in it now: a scope joined only by the join of a scope it is
+     * nested in is no longer forgotten (weft__scope_release_owned would hand it up again). */
+    if (s->owner == t)
+        s->result_unseen = 0;
     if (keep == 0)
         return 0;
     weft__failure *f = t->failure;
@@ -227,6 +247,8 @@ int weft__errors_hand_up(weft__task *t, weft_scope *s, int own)
             return -ENOMEM;
         t->failure = f;
     }
+    if (own)
+        drop_stale_group(f, own);
     /* The task's own failure stays first, as the record its scope would have kept of it. */
     size_t mine = own && f->ngroup == 0;
     weft__error_rec *g = weft__alloc_realloc(f->group, (f->ngroup + mine + n) * sizeof(*g));

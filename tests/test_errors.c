@@ -1042,6 +1042,9 @@ typedef struct forgot_case {
     int join_then_keep; /* it joins the scope it leaves open, and only forgets its release */
     int nested;         /* it forgets a second scope, nested in the first */
     int join_outer;     /* it joins the first scope (so the nested one too) and releases neither */
+    int group_inner;    /* then hands the nested scope's failures up with weft_fail_group */
+    weft_fn body;       /* the forgetful task's body, when not `forgetful` */
+    weft_scope *inner;  /* the nested scope */
     uint64_t boom_id, inner_boom_id;
     atomic_int boom_done;
     group_copy g;
@@ -1080,9 +1083,12 @@ static int forgetful(void *p)
         REQUIRE_EQ(weft_scope_open(&inner, &o), 0);
         so.name = "inner-boom";
         REQUIRE_EQ(weft_spawn_ex(inner, forgot_inner_boom, c, &so), 0);
+        c->inner = inner;
     }
     if (c->join_outer)
         CHECK_EQ(weft_scope_join(s), -EIO); /* the nested scope's result is not what it shows */
+    if (c->group_inner)
+        return weft_fail_group(c->inner, NULL, 0); /* seen: no longer forgotten */
     if (c->wait_cancel) {
         /* Its own scope is cancelled once the child has failed: it ends with the cancel code,
          * which is no failure of its own. */
@@ -1103,7 +1109,7 @@ static int forgot_root(void *p)
     weft_scope_opts o = {.name = "outer", .policy = WEFT_COLLECT};
     REQUIRE_EQ(weft_scope_open(&s, &o), 0);
     weft_spawn_opts so = {.name = "forgetful"};
-    REQUIRE_EQ(weft_spawn_ex(s, forgetful, c, &so), 0);
+    REQUIRE_EQ(weft_spawn_ex(s, c->body ? c->body : forgetful, c, &so), 0);
     if (c->wait_cancel) {
         REQUIRE_EQ(yield_until(&c->boom_done, 1), 0);
         CHECK_EQ(weft_scope_cancel(s), 0);
@@ -1209,6 +1215,50 @@ Test(errors, scope_joined_by_the_join_of_an_outer_one_hands_its_failures_up, .ti
         cr_assert_str_eq(c.g.e[0].scope, "forgotten-inner");
         cr_assert_eq(c.g.e[0].task_id, c.inner_boom_id);
     }
+}
+
+Test(errors, a_nested_scope_handed_up_by_weft_fail_group_is_recorded_once, .timeout = 60)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        static forgot_case c;
+        memset(&c, 0, sizeof(c));
+        c.nested = 1;
+        c.join_outer = 1;
+        c.group_inner = 1;
+        run_forgot(&c, workers);
+        cr_assert_eq(c.g.join, -ENODATA);
+        cr_assert_eq(c.g.count, 1, "the failure was recorded %zu times", c.g.count);
+        cr_assert_str_eq(c.g.e[0].message, "inner boom");
+        cr_assert_eq(c.g.e[0].task_id, c.inner_boom_id);
+    }
+}
+
+/* Hands a group up, then ends with a code of its own: the group goes with its own code. */
+static int group_then_other_code(void *p)
+{
+    forgot_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.name = "forgotten", .policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    weft_spawn_opts so = {.name = "boom"};
+    REQUIRE_EQ(weft_spawn_ex(s, forgot_boom, c, &so), 0);
+    CHECK_EQ(weft_scope_join(s), -EIO);
+    CHECK_EQ(weft_fail_group(s, NULL, 0), -EIO);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return weft_fail(-EPROTO, "own");
+}
+
+Test(errors, a_group_handed_up_then_replaced_by_another_code_leaves_that_code, .timeout = 60)
+{
+    static forgot_case c;
+    memset(&c, 0, sizeof(c));
+    c.body = group_then_other_code;
+    run_forgot(&c, 2);
+    cr_assert_eq(c.g.join, -EPROTO);
+    cr_assert_eq(c.g.count, 1);
+    cr_assert_eq(c.g.e[0].code, -EPROTO, "the record says %d", c.g.e[0].code);
+    cr_assert_str_eq(c.g.e[0].message, "own");
+    cr_assert_str_eq(c.g.e[0].task, "forgetful");
 }
 
 static int forgetful_root(void *p)
