@@ -5,6 +5,7 @@ not much later. Starts the server on 127.0.0.1 and a free port and stops it by i
 happens.
 
 usage: serve_idle.py WEFT_HTTP"""
+import ctypes
 import os
 import select
 import signal
@@ -58,11 +59,22 @@ def wait_closed(sock, since):
     return time.monotonic() - since
 
 
+def server_dies_with_us():
+    """The server's preexec_fn: SIGKILL when this script dies (CTest's timeout kills it)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:
+        os._exit(1)
+
+
 def main():
     if len(sys.argv) != 2:
         fail(__doc__)
+    # A SIGTERM or SIGHUP ends the test through the `finally` below, which stops the server.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
     proc = subprocess.Popen([sys.argv[1], "--port", "0", "--threads", "1", "--idle-ms",
-                             str(int(IDLE_S * 1000))], stdout=subprocess.PIPE)
+                             str(int(IDLE_S * 1000))], stdout=subprocess.PIPE,
+                            preexec_fn=server_dies_with_us)
     try:
         port = read_port(proc)
         silent = socket.create_connection(("127.0.0.1", port))
