@@ -16,7 +16,11 @@
  * does not start the launcher fails with the reason.
  *
  * Children are asked to die with the launcher (PR_SET_PDEATHSIG), so that a launcher killed by
- * CTest's timeout leaves no server behind either.
+ * CTest's timeout leaves no server behind either. nginx's workers are its master's children,
+ * which no such signal reaches, and its folder needs removing: a guard process, forked at the
+ * start in a session of its own, learns of nginx's process group and folder through a pipe, and
+ * when the launcher ends without saying it cleaned up (a signal, SIGKILL included, closes the
+ * pipe) kills the group and removes the folder.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +67,63 @@ static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+/* The guard's end of its pipe: "pg N" and "dir PATH" lines name what it cleans up, "done" says
+ * the launcher did. -1: no guard. */
+static int guard_fd = -1;
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
+
+static void guard_run(int fd)
+{
+    char buf[4096];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) != 0)
+        if (n > 0)
+            len += (size_t)n;
+    buf[len] = '\0';
+    if (strstr(buf, "done\n"))
+        _exit(0);
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "pg ", 3) == 0)
+            kill(-(pid_t)atoi(line + 3), SIGKILL);
+        else if (strncmp(line, "dir ", 4) == 0)
+            nftw(line + 4, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    _exit(0);
+}
+
+static void guard_start(void)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return; /* no guard: the launcher's own stop still runs unless it is killed */
+    pid_t g = fork();
+    if (g == 0) {
+        close(p[1]);
+        setsid(); /* a terminal's Ctrl-C is for the launcher, not for its guard */
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        guard_run(p[0]);
+    }
+    close(p[0]);
+    if (g > 0)
+        guard_fd = p[1];
+    else
+        close(p[1]);
+}
+
+static void guard_tell(const char *what, const char *value)
+{
+    if (guard_fd < 0)
+        return;
+    char line[128];
+    int n = snprintf(line, sizeof line, "%s%s\n", what, value);
+    if (n > 0 && (size_t)n < sizeof line && write(guard_fd, line, (size_t)n) != n)
+        perror("with_servers: guard");
 }
 
 /* In a forked child: die with the launcher. */
@@ -198,7 +259,10 @@ static int start_nginx(server *s)
     }
     strcpy(nginx_prefix, "/tmp/weft-example-nginx-XXXXXX");
     int port = free_port();
-    if (mkdtemp(nginx_prefix) == NULL || port < 0) {
+    int made = mkdtemp(nginx_prefix) != NULL;
+    if (made)
+        guard_tell("dir ", nginx_prefix);
+    if (!made || port < 0) {
         perror("with_servers: nginx folder or port");
         nginx_prefix[0] = '\0';
         return -1;
@@ -275,6 +339,9 @@ static int start_nginx(server *s)
     }
     setpgid(s->pid, s->pid);
     s->nginx = 1;
+    char pg[16];
+    snprintf(pg, sizeof pg, "%d", (int)s->pid);
+    guard_tell("pg ", pg);
     /* nginx says nothing when it is ready: it is once it accepts. */
     for (long until = now_ms() + START_LIMIT_MS; now_ms() < until; sleep_ms(10)) {
         int status;
@@ -355,6 +422,7 @@ int main(int argc, char **argv)
         usage();
     char **command = argv + i + 1;
 
+    guard_start();
     int status = 1, failed = 0;
     for (int k = 0; k < n_servers && !failed; k++) {
         server *s = &servers[k];
@@ -400,5 +468,6 @@ int main(int argc, char **argv)
     }
     if (nginx_prefix[0] != '\0')
         nftw(nginx_prefix, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    guard_tell("done", "");
     return status != 0 ? status : failed;
 }
