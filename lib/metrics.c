@@ -30,11 +30,11 @@ static void worker_metrics(weft__worker *w, weft_worker_metrics *m)
     m->parked = READ(c->parked);
     m->woken = READ(c->woken);
     weft_time born = READ(c->born), idle, since, now;
-    /* Both idle words and the clock of one moment: the worker moves a period from one word to
-     * the other under idle_seq (sched.c, idle_ends), reading the period's end on the clock
-     * inside the odd count. Read here between two even counts, the clock is before that end
-     * if the words are of before it, and after it if they are of after: a snapshot never counts
-     * as idle a time the next one counts as busy, nor the other way. */
+    /* Both idle words and the clock of one moment: the worker begins and ends a period under
+     * idle_seq (sched.c, idle_begins and idle_ends), reading the moment of the change on the
+     * clock inside the odd count. Read here between two even counts, the clock is before that
+     * moment if the words are of before it, and after it if they are of after: a snapshot never
+     * counts as idle a time the next one counts as busy, nor the other way. */
     for (;;) {
         uint32_t seq = __atomic_load_n(&c->idle_seq, __ATOMIC_ACQUIRE);
         idle = READ(c->idle_ns);

@@ -74,10 +74,10 @@ typedef struct weft__worker_counts {
     weft_time born;       /* when the worker started */
     weft_time idle_ns;    /* time without work, before idle_since */
     weft_time idle_since; /* without work since then; 0: busy */
-    uint32_t idle_seq;    /* odd while an idle period moves from idle_since into idle_ns: a
-                           * snapshot that read one word before the move and one after would
-                           * miss the period, and the next would count it again (time going
-                           * back between snapshots) */
+    uint32_t idle_seq;    /* odd while an idle period begins or ends (sched.c, idle_begins and
+                           * idle_ends): a snapshot that read one word before the change and
+                           * one after would miss a period, and the next would count it again
+                           * (time going back between snapshots) */
 } weft__worker_counts;
 
 /* The released scope records a worker keeps (scope.c). */
