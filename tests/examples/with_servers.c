@@ -22,6 +22,7 @@
  * when the launcher ends without saying it cleaned up (a signal, SIGKILL included, closes the
  * pipe) kills the group and removes the folder.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -237,6 +238,61 @@ static int accepts(int port)
     return ok;
 }
 
+/* Whether the socket listening on `port` is one of the process group `pgid`'s: a process that
+ * took the free port before nginx could bind it accepts too, and nginx then exits after its
+ * bind retries. */
+static int listens_itself(int port, pid_t pgid)
+{
+    char want[32][40];
+    int n = 0;
+    const char *tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    for (int t = 0; t < 2; t++) {
+        FILE *f = fopen(tables[t], "r");
+        if (f == NULL)
+            continue;
+        char row[512];
+        while (fgets(row, sizeof row, f) && n < 32) {
+            char local[64];
+            unsigned state;
+            unsigned long inode;
+            if (sscanf(row, " %*d: %63s %*s %x %*s %*s %*s %*s %*s %lu", local, &state, &inode) !=
+                3)
+                continue;
+            char *colon = strrchr(local, ':');
+            if (state == 0x0A && colon && strtol(colon + 1, NULL, 16) == port)
+                snprintf(want[n++], sizeof want[0], "socket:[%lu]", inode);
+        }
+        fclose(f);
+    }
+    int found = 0;
+    DIR *procs = opendir("/proc");
+    struct dirent *p;
+    while (n > 0 && !found && procs && (p = readdir(procs)) != NULL) {
+        pid_t pid = (pid_t)atoi(p->d_name);
+        if (pid <= 0 || getpgid(pid) != pgid)
+            continue;
+        char dir[64];
+        snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+        DIR *fds = opendir(dir);
+        struct dirent *e;
+        while (!found && fds && (e = readdir(fds)) != NULL) {
+            char path[384], target[64];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            ssize_t len = readlink(path, target, sizeof target - 1);
+            if (len <= 0)
+                continue;
+            target[len] = '\0';
+            for (int i = 0; i < n && !found; i++)
+                found = strcmp(target, want[i]) == 0;
+        }
+        if (fds)
+            closedir(fds);
+    }
+    if (procs)
+        closedir(procs);
+    return found;
+}
+
 static void print_file(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -351,11 +407,13 @@ static int start_nginx(server *s)
             s->pid = 0;
             return -1;
         }
-        if (accepts(port))
+        if (accepts(port) && listens_itself(port, s->pid))
             return port;
     }
-    fprintf(stderr, "with_servers: nginx did not accept on port %d within %d ms:\n", port,
-            START_LIMIT_MS);
+    fprintf(stderr,
+            "with_servers: nginx did not accept on port %d within %d ms (or another "
+            "process holds the port):\n",
+            port, START_LIMIT_MS);
     print_file(errlog);
     return -1;
 }
