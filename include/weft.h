@@ -646,11 +646,12 @@ WEFT_API size_t weft_scope_error_count_code(const weft_scope *s, int code);
  * those whose code is in `handled` (n_handled entries; may be NULL), each keeping its origin
  * (task, scope, message). Returns the code to return from the task: the first remaining
  * failure's code, or 0 if none remains. Use as `return weft_fail_group(s, handled, 1);`: the
- * group goes with that code, as a weft_fail message goes with its own, and a task that ends
- * with another code fails with that one alone. Handed up so, `s` counts as seen by its owner,
- * also when only the join of an enclosing scope joined it (weft_scope_open: it is not handed up
- * a second time when the task returns). -EINVAL for a NULL or unjoined scope, -EPERM outside a
- * task. Task-only; does not suspend.
+ * group goes with its failures' codes, as a weft_fail message goes with its own, and a task
+ * that ends with a code none of them has (a cancel's, or one of its own) fails with that code
+ * alone, or, ending by a cancel of its scope, does not fail. Handed up so, `s` counts as seen by
+ * its owner, also when only the join of an enclosing scope joined it (weft_scope_open: it is not
+ * handed up a second time when the task returns). -EINVAL for a NULL or unjoined scope, -EPERM
+ * outside a task. Task-only; does not suspend.
  */
 WEFT_API int weft_fail_group(weft_scope *s, const int *handled, size_t n_handled);
 

@@ -88,12 +88,20 @@ const char *weft__errors_message_for(const weft__failure *f, int rc)
     return f && f->message && f->code == rc ? f->message : NULL;
 }
 
-/* A group handed up goes with the code weft_fail_group returned for it (its first failure's), as
- * a message goes with its code: a task that then ends with another code handled those failures,
- * or replaced them with its own, which is then the one recorded. */
+int weft__errors_group_holds(const weft__failure *f, int rc)
+{
+    for (size_t i = 0; f && i < f->ngroup; i++)
+        if (f->group[i].pub.code == rc)
+            return 1;
+    return 0;
+}
+
+/* A group handed up goes with its failures' codes, one of which weft_fail_group returned, as a
+ * message goes with its code: a task that then ends with another code (a cancel's, or one of its
+ * own) handled those failures, or replaced them, and only that code is recorded. */
 static void drop_stale_group(weft__failure *f, int rc)
 {
-    if (!f || !f->ngroup || f->group[0].pub.code == rc)
+    if (!f || !f->ngroup || weft__errors_group_holds(f, rc))
         return;
     for (size_t i = 0; i < f->ngroup; i++) {
         free(f->group[i].message);

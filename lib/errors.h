@@ -37,6 +37,10 @@ struct weft__failure {
     size_t ngroup;
 };
 
+/** Whether the group `f` handed up (weft_fail_group, forgotten scopes) holds a failure of code
+ *  `rc`: only then does the group go with a task that ends with `rc`. */
+int weft__errors_group_holds(const weft__failure *f, int rc);
+
 /** The message weft_fail recorded in `f` (NULL for none) with the code `rc`, or NULL. */
 const char *weft__errors_message_for(const weft__failure *f, int rc);
 

@@ -506,7 +506,7 @@ static int is_failure(weft_scope *s, const weft__task *t, int rc)
         return 0;
     int cc = weft__scope_cancel_code(s);
     int by_cancel = cc && (rc == -ECANCELED || rc == -ETIMEDOUT);
-    return !by_cancel || (t->failure && t->failure->ngroup);
+    return !by_cancel || weft__errors_group_holds(t->failure, rc);
 }
 
 int weft__scope_child_done(weft_scope *s, weft__task *t, int rc, weft__defer_entry *next)

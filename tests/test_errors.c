@@ -1261,6 +1261,76 @@ Test(errors, a_group_handed_up_then_replaced_by_another_code_leaves_that_code, .
     cr_assert_str_eq(c.g.e[0].task, "forgetful");
 }
 
+/* Hands a group up, then answers a cancel of its own scope: no failure of its own. */
+static int group_then_cancelled(void *p)
+{
+    forgot_case *c = p;
+    weft_scope *s;
+    weft_scope_opts o = {.name = "forgotten", .policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
+    weft_spawn_opts so = {.name = "boom"};
+    REQUIRE_EQ(weft_spawn_ex(s, forgot_boom, c, &so), 0);
+    CHECK_EQ(weft_scope_join(s), -EIO);
+    CHECK_EQ(weft_fail_group(s, NULL, 0), -EIO);
+    CHECK_EQ(weft_scope_release(s), 0);
+    CHECK_EQ(weft_scope_cancel(weft_current_scope()), 0);
+    return weft_checkpoint(); /* -ECANCELED: the cancel answered */
+}
+
+Test(errors, a_group_handed_up_then_a_cancel_answered_is_no_failure, .timeout = 60)
+{
+    static forgot_case c;
+    memset(&c, 0, sizeof(c));
+    c.body = group_then_cancelled;
+    run_forgot(&c, 2);
+    cr_assert_eq(c.g.join, -ECANCELED);
+    cr_assert_eq(c.g.count, 0, "the cancel was recorded as a failure (%zu records)", c.g.count);
+}
+
+static int fail_einval(void *p)
+{
+    (void)p;
+    return weft_fail(-EINVAL, "second");
+}
+
+/* Hands two groups up and returns what the second call returned, as weft.h says to. */
+static int two_groups(void *p)
+{
+    forgot_case *c = p;
+    weft_scope *a, *b;
+    weft_scope_opts o = {.name = "forgotten", .policy = WEFT_COLLECT};
+    REQUIRE_EQ(weft_scope_open(&a, &o), 0);
+    weft_spawn_opts so = {.name = "boom"};
+    REQUIRE_EQ(weft_spawn_ex(a, forgot_boom, c, &so), 0);
+    CHECK_EQ(weft_scope_join(a), -EIO);
+    CHECK_EQ(weft_fail_group(a, NULL, 0), -EIO);
+    CHECK_EQ(weft_scope_release(a), 0);
+    o.name = "second";
+    REQUIRE_EQ(weft_scope_open(&b, &o), 0);
+    so.name = "second-boom";
+    REQUIRE_EQ(weft_spawn_ex(b, fail_einval, c, &so), 0);
+    CHECK_EQ(weft_scope_join(b), -EINVAL);
+    int rc = weft_fail_group(b, NULL, 0);
+    CHECK_EQ(rc, -EINVAL);
+    CHECK_EQ(weft_scope_release(b), 0);
+    return rc;
+}
+
+Test(errors, two_groups_handed_up_both_go_with_the_last_code, .timeout = 60)
+{
+    static forgot_case c;
+    memset(&c, 0, sizeof(c));
+    c.body = two_groups;
+    run_forgot(&c, 2);
+    cr_assert_eq(c.g.join, -EINVAL);
+    cr_assert_eq(c.g.count, 2, "%zu records", c.g.count);
+    assert_boom(&c.g.e[0], &c);
+    cr_assert_eq(c.g.e[1].code, -EINVAL);
+    cr_assert_str_eq(c.g.e[1].message, "second");
+    cr_assert_str_eq(c.g.e[1].task, "second-boom");
+    cr_assert_str_eq(c.g.e[1].scope, "second");
+}
+
 static int forgetful_root(void *p)
 {
     return forgetful(p);
