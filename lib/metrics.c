@@ -40,6 +40,11 @@ static void worker_metrics(weft__worker *w, weft_worker_metrics *m)
         idle = READ(c->idle_ns);
         since = READ(c->idle_since);
         now = weft_now();
+#if defined(__x86_64__)
+        /* The clock's read (rdtsc) done before the count's second load: no fence orders it
+         * against later loads but lfence. (aarch64's clock read is ordered already.) */
+        __builtin_ia32_lfence();
+#endif
         atomic_thread_fence(memory_order_acquire);
         if (!(seq & 1) && READ(c->idle_seq) == seq)
             break;

@@ -81,7 +81,8 @@ static void guard_run(int fd)
     char buf[4096];
     size_t len = 0;
     ssize_t n;
-    while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) != 0)
+    while (len < sizeof buf - 1 &&
+           ((n = read(fd, buf + len, sizeof buf - 1 - len)) > 0 || (n < 0 && errno == EINTR)))
         if (n > 0)
             len += (size_t)n;
     buf[len] = '\0';
@@ -98,8 +99,10 @@ static void guard_run(int fd)
 
 static void guard_start(void)
 {
+    /* A socket pair, not a pipe: a write to a guard that is gone fails with EPIPE, without the
+     * SIGPIPE that would end the launcher before its own stop. */
     int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0)
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0)
         return; /* no guard: the launcher's own stop still runs unless it is killed */
     pid_t g = fork();
     if (g == 0) {
@@ -123,7 +126,7 @@ static void guard_tell(const char *what, const char *value)
         return;
     char line[128];
     int n = snprintf(line, sizeof line, "%s%s\n", what, value);
-    if (n > 0 && (size_t)n < sizeof line && write(guard_fd, line, (size_t)n) != n)
+    if (n > 0 && (size_t)n < sizeof line && send(guard_fd, line, (size_t)n, MSG_NOSIGNAL) != n)
         perror("with_servers: guard");
 }
 
