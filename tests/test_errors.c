@@ -1233,18 +1233,26 @@ Test(errors, a_nested_scope_handed_up_by_weft_fail_group_is_recorded_once, .time
     }
 }
 
-/* Hands a group up, then ends with a code of its own: the group goes with its own code. */
-static int group_then_other_code(void *p)
+/* Opens a scope named "forgotten", in which a child fails with -EIO ("boom"), joins it and hands
+ * its failure up with weft_fail_group: what that returned. */
+static int boom_group_handed_up(forgot_case *c)
 {
-    forgot_case *c = p;
     weft_scope *s;
     weft_scope_opts o = {.name = "forgotten", .policy = WEFT_COLLECT};
     REQUIRE_EQ(weft_scope_open(&s, &o), 0);
     weft_spawn_opts so = {.name = "boom"};
     REQUIRE_EQ(weft_spawn_ex(s, forgot_boom, c, &so), 0);
     CHECK_EQ(weft_scope_join(s), -EIO);
-    CHECK_EQ(weft_fail_group(s, NULL, 0), -EIO);
+    int rc = weft_fail_group(s, NULL, 0);
     CHECK_EQ(weft_scope_release(s), 0);
+    return rc;
+}
+
+/* Hands a group up, then ends with a code of its own: the group goes with its own code. */
+static int group_then_other_code(void *p)
+{
+    forgot_case *c = p;
+    CHECK_EQ(boom_group_handed_up(c), -EIO);
     return weft_fail(-EPROTO, "own");
 }
 
@@ -1265,14 +1273,7 @@ Test(errors, a_group_handed_up_then_replaced_by_another_code_leaves_that_code, .
 static int group_then_cancelled(void *p)
 {
     forgot_case *c = p;
-    weft_scope *s;
-    weft_scope_opts o = {.name = "forgotten", .policy = WEFT_COLLECT};
-    REQUIRE_EQ(weft_scope_open(&s, &o), 0);
-    weft_spawn_opts so = {.name = "boom"};
-    REQUIRE_EQ(weft_spawn_ex(s, forgot_boom, c, &so), 0);
-    CHECK_EQ(weft_scope_join(s), -EIO);
-    CHECK_EQ(weft_fail_group(s, NULL, 0), -EIO);
-    CHECK_EQ(weft_scope_release(s), 0);
+    CHECK_EQ(boom_group_handed_up(c), -EIO);
     CHECK_EQ(weft_scope_cancel(weft_current_scope()), 0);
     return weft_checkpoint(); /* -ECANCELED: the cancel answered */
 }
@@ -1297,17 +1298,11 @@ static int fail_einval(void *p)
 static int two_groups(void *p)
 {
     forgot_case *c = p;
-    weft_scope *a, *b;
-    weft_scope_opts o = {.name = "forgotten", .policy = WEFT_COLLECT};
-    REQUIRE_EQ(weft_scope_open(&a, &o), 0);
-    weft_spawn_opts so = {.name = "boom"};
-    REQUIRE_EQ(weft_spawn_ex(a, forgot_boom, c, &so), 0);
-    CHECK_EQ(weft_scope_join(a), -EIO);
-    CHECK_EQ(weft_fail_group(a, NULL, 0), -EIO);
-    CHECK_EQ(weft_scope_release(a), 0);
-    o.name = "second";
+    CHECK_EQ(boom_group_handed_up(c), -EIO);
+    weft_scope *b;
+    weft_scope_opts o = {.name = "second", .policy = WEFT_COLLECT};
     REQUIRE_EQ(weft_scope_open(&b, &o), 0);
-    so.name = "second-boom";
+    weft_spawn_opts so = {.name = "second-boom"};
     REQUIRE_EQ(weft_spawn_ex(b, fail_einval, c, &so), 0);
     CHECK_EQ(weft_scope_join(b), -EINVAL);
     int rc = weft_fail_group(b, NULL, 0);
