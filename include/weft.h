@@ -693,8 +693,9 @@ WEFT_API int weft_sem_acquire(weft_sem *sem);
 WEFT_API int weft_sem_try_acquire(weft_sem *sem);
 
 /** Returns a token; the first waiter, if any, gets it. Callable from any thread; does not
- *  suspend. Returns 0, or -EOVERFLOW if that would hold more tokens than the semaphore was
- *  created with; -EINVAL for NULL. */
+ *  suspend. Returns 0, or -EOVERFLOW if that would hold more tokens than the semaphore may hold
+ *  (a token handed to a waiter that has not run yet counts: a cancel may make it give it back);
+ *  -EINVAL for NULL. */
 WEFT_API int weft_sem_release(weft_sem *sem);
 
 /** Returns the number of tokens free now (0 for NULL). Any thread; does not suspend. */

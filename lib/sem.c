@@ -32,6 +32,7 @@ struct weft_sem {
     unsigned available;
     unsigned tokens;
     unsigned inside; /* tasks queued, or woken and yet to take the lock for the last time */
+    unsigned handed; /* tokens a release gave a waiter that has not yet taken the lock again */
     int signal;      /* made with fewer tokens than it holds: its tokens are given, not lent */
     weft__task *head, *tail;
 };
@@ -131,13 +132,16 @@ int weft_sem_try_acquire(weft_sem *s)
     return rc;
 }
 
-/* Gives a token to the oldest waiter, or back to the semaphore. The lock is held. */
+/* Gives a token to the oldest waiter, or back to the semaphore. The lock is held. A token handed
+ * to a waiter that has not run yet still counts towards the most the semaphore may hold: that
+ * waiter, if cancelled meanwhile, gives it back, and a release that the room it left let through
+ * would then have been one too many, with no call left to say so. */
 static int give_token(weft_sem *s)
 {
     for (;;) {
         weft__task *w = s->head;
         if (!w) {
-            if (s->available >= s->tokens)
+            if (s->available + s->handed >= s->tokens)
                 return -EOVERFLOW;
             s->available++;
             return 0;
@@ -146,6 +150,7 @@ static int give_token(weft_sem *s)
         if (weft__sched_wake(w, WEFT__WOKEN)) {
             /* Read by the waiter under this lock only, so setting it after the wake is safe. */
             w->result = GRANTED;
+            s->handed++;
             return 0;
         }
         /* A cancel got there first: that waiter leaves without a token; try the next. */
@@ -218,8 +223,10 @@ int weft_sem_acquire(weft_sem *s)
     int granted = t->result == GRANTED;
     if (t->result == IN_QUEUE)
         unlink_waiter(s, t);
+    if (granted)
+        s->handed--;
     if (granted && code)
-        give_token(s); /* woken and cancelled at once: the token goes on */
+        give_token(s); /* woken and cancelled at once: the token goes on (room is kept for it) */
     s->inside--;
     weft__lock_release(&s->lock);
 

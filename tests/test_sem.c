@@ -298,6 +298,59 @@ Test(sem, waiter_woken_and_cancelled_at_once_passes_token_on, .timeout = 60)
     check_place(1);
 }
 
+/* A signal (0 of 2) whose waiter is handed a token and cancelled before it runs: the token
+ * counts towards the two until the waiter gives it back, so of three releases the third is
+ * refused, and the semaphore ends holding the two that were accepted and not taken. */
+typedef struct handed_case {
+    weft_sem *sem;
+    atomic_int queued;
+    int waiter_rc;
+    int release_rc[3];
+    unsigned available_end;
+} handed_case;
+
+static int handed_waiter(void *p)
+{
+    handed_case *c = p;
+    atomic_store(&c->queued, 1);
+    c->waiter_rc = weft_sem_acquire(c->sem);
+    return 0;
+}
+
+static int handed_root(void *p)
+{
+    handed_case *c = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    CHECK_EQ(weft_spawn(s, handed_waiter, c), 0);
+    /* One worker: the waiter has parked in its acquire when the root runs again. No suspension
+     * point from here to the join, so the waiter runs again only there. */
+    CHECK_EQ(yield_until(&c->queued, 1), 0);
+    c->release_rc[0] = weft_sem_release(c->sem);
+    CHECK_EQ(weft_scope_cancel(s), 0);
+    c->release_rc[1] = weft_sem_release(c->sem);
+    c->release_rc[2] = weft_sem_release(c->sem);
+    CHECK_EQ(weft_scope_close(s), -ECANCELED);
+    c->available_end = weft_sem_available(c->sem);
+    return 0;
+}
+
+Test(sem, a_token_handed_to_a_cancelled_waiter_is_not_lost, .timeout = 60)
+{
+    static handed_case c;
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(weft_sem_create_max(&c.sem, 0, 2), 0);
+    cr_assert_eq(run_on(1, handed_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.waiter_rc, -ECANCELED);
+    cr_assert_eq(c.release_rc[0], 0);
+    cr_assert_eq(c.release_rc[1], 0);
+    cr_assert_eq(c.release_rc[2], -EOVERFLOW, "a third release fit: %d", c.release_rc[2]);
+    cr_assert_eq(c.available_end, 2, "accepted releases and tokens held differ: %u",
+                 c.available_end);
+    cr_assert_eq(weft_sem_destroy(c.sem), 0);
+}
+
 /* A waiter whose scope times out leaves the queue without a token. */
 typedef struct timeout_case {
     weft_sem *sem;
