@@ -142,7 +142,8 @@ typedef int (*weft_fn)(void *arg);
 
 /** Runtime configuration. Zero-initialise and set what you need; 0 means "the default". */
 typedef struct weft_config {
-    /** Worker OS threads. Default: the number of online CPUs. */
+    /** Worker OS threads, 1 to 256. Default: the CPUs the process may run on (its affinity
+     *  mask, as taskset or a container's cpuset narrow it), at most 256. */
     unsigned workers;
     /** Pin worker i to CPU i (modulo the CPUs this process may use). Default: off. */
     int pin_workers;

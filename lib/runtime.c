@@ -41,10 +41,19 @@
  * stacks themselves. Tasks that need more ask for it (weft_spawn_opts.stack_size). */
 #define DEFAULT_STACK (64 * 1024)
 
+/* One worker per CPU this process may run on: its affinity mask, which taskset, cgroups' cpusets
+ * and container runtimes narrow, not every CPU online (more workers than CPUs only take turns);
+ * the online count where the mask cannot be read (more than CPU_SETSIZE CPUs). At most the
+ * runtime's limit: a default must not be a configuration that start refuses, nor outgrow the
+ * arrays sized by that limit. */
 static unsigned default_workers(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+                                                          : sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    return n > WEFT__MAX_WORKERS ? WEFT__MAX_WORKERS : (unsigned)n;
 }
 
 /* A signal the C library keeps for its own threads' use (glibc: those from 32 below SIGRTMIN),
