@@ -6,7 +6,7 @@
  * a slow one and failing ones, and the client's tests need a server that misbehaves:
  *
  *   GET /users/ID/WHAT   200, "WHAT of user ID"
- *   GET /slow/MS         200 after MS milliseconds, "slept MS ms"
+ *   GET /slow/MS         200 after MS milliseconds (at most an hour), "slept MS ms"
  *   GET /status/CODE     that status, "status CODE"
  *   GET /chunked         200, "Hello, chunked World!" in three chunks
  *   GET /bad/garbage     a line that is no status line, then close
@@ -28,6 +28,13 @@
  *   GET /bad/gzip        200 with Transfer-Encoding: gzip, chunked
  *   GET /bad/overrun     a chunk of 3 bytes followed by 9 KiB without a line end, likewise
  *   GET /bad/switch      101 Switching Protocols, connection kept
+ *   GET /bad/close-keep  200 with "Connection: close" then "Connection: keep-alive", connection
+ *                        kept (the first field is the one that counts)
+ *   GET /bad/close-tab   200 with "Connection: x,<TAB>close", connection kept
+ *   GET /bad/te-twice    a body chunked twice, announced by two Transfer-Encoding fields
+ *   GET /bad/te-length   a chunked body with a Content-Length as well
+ *   GET /bad/te-http10   a chunked body in an HTTP/1.0 response
+ *   GET /bad/nul         200 with a NUL inside the Content-Type's value
  *   GET /bare-lf         a 100 and a 200 without reason phrase, lines ending in a bare LF,
  *                        "ok"
  *   anything else        404
@@ -60,10 +67,15 @@ static int reply(conn *c, int status, const char *body)
     return w < 0 ? (int)w : 0;
 }
 
+static int raw_n(conn *c, const char *bytes, size_t n)
+{
+    ssize_t w = weft_write_all(c->fd, bytes, n, NULL);
+    return w < 0 ? (int)w : 0;
+}
+
 static int raw(conn *c, const char *bytes)
 {
-    ssize_t w = weft_write_all(c->fd, bytes, strlen(bytes), NULL);
-    return w < 0 ? (int)w : 0;
+    return raw_n(c, bytes, strlen(bytes));
 }
 
 /* Writes `bytes` `times` times, then waits for the client to give up and close. */
@@ -104,7 +116,8 @@ static int route(conn *c, const char *path)
         snprintf(body, sizeof body, "%s of user %s", what, id);
         return reply(c, 200, body);
     }
-    if (sscanf(path, "/slow/%ld", &n) == 1 && n >= 0) {
+    /* At most an hour: more would overflow the sleep's nanoseconds (and no example waits so). */
+    if (sscanf(path, "/slow/%ld", &n) == 1 && n >= 0 && n <= 3600 * 1000L) {
         int rc = weft_sleep_for(n * WEFT_MSEC);
         if (rc != 0)
             return rc; /* shutdown */
@@ -193,6 +206,32 @@ static int route(conn *c, const char *path)
     }
     if (strcmp(path, "/bad/switch") == 0)
         return raw(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: nothing\r\n\r\n");
+    if (strcmp(path, "/bad/close-keep") == 0)
+        return raw(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\n"
+                      "Content-Length: 3\r\n\r\nbye");
+    if (strcmp(path, "/bad/close-tab") == 0)
+        return raw(c, "HTTP/1.1 200 OK\r\nConnection: x,\tclose\r\nContent-Length: 3\r\n\r\nbye");
+    if (strcmp(path, "/bad/te-twice") == 0) {
+        raw(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
+               "\r\nd\r\n3\r\nabc\r\n0\r\n\r\n\r\n0\r\n\r\n");
+        return -EPROTO;
+    }
+    if (strcmp(path, "/bad/te-length") == 0) {
+        raw(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+               "3\r\nabc\r\n0\r\n\r\n");
+        return -EPROTO;
+    }
+    if (strcmp(path, "/bad/te-http10") == 0) {
+        raw(c, "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+               "3\r\nabc\r\n0\r\n\r\n");
+        return -EPROTO;
+    }
+    if (strcmp(path, "/bad/nul") == 0) {
+        static const char nul[] = "HTTP/1.1 200 OK\r\nContent-Type: te\0xt\r\nContent-Length: 2"
+                                  "\r\n\r\nok";
+        raw_n(c, nul, sizeof nul - 1);
+        return -EPROTO;
+    }
     if (strcmp(path, "/bare-lf") == 0)
         return raw(c, "HTTP/1.1 100 Continue\n\nHTTP/1.1 200\nContent-Length: 2\n\nok");
     return reply(c, 404, "not found");

@@ -320,12 +320,25 @@ static void copy_value(char *dst, size_t cap, const char *v, size_t n)
     dst[n] = '\0';
 }
 
+/* Whether a list value (`a, b`: commas, with spaces or tabs around them) holds `tok`. */
 static int has_token(const char *v, size_t n, const char *tok)
 {
     size_t k = strlen(tok);
     for (size_t i = 0; i + k <= n; i++)
-        if (strncasecmp(v + i, tok, k) == 0 && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
-            (i + k == n || v[i + k] == ',' || v[i + k] == ' '))
+        if (strncasecmp(v + i, tok, k) == 0 &&
+            (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ' || v[i - 1] == '\t') &&
+            (i + k == n || v[i + k] == ',' || v[i + k] == ' ' || v[i + k] == '\t'))
+            return 1;
+    return 0;
+}
+
+/* Whether text from the server holds a control character (a tab aside): NUL, a bare CR, ...
+ * A value holding one is malformed (RFC 9110, 5.5), and copied into a C string a NUL would cut
+ * it short unseen. */
+static int has_control(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
             return 1;
     return 0;
 }
@@ -333,6 +346,7 @@ static int has_token(const char *v, size_t n, const char *tok)
 typedef struct head {
     int http11;
     int keep_alive;
+    int close; /* a Connection field said close: no other field takes it back */
     int chunked;
     long long length; /* -1: not given */
 } head;
@@ -348,6 +362,8 @@ static int parse_status(const char *line, size_t n, http_response *resp, head *h
     if (resp->status < 100 || resp->status > 599)
         return -EBADMSG;
     h->http11 = line[7] == '1';
+    if (has_control(line + 12, n - 12))
+        return -EBADMSG;
     if (n > 13)
         copy_value(resp->reason, sizeof resp->reason, line + 13, n - 13);
     return 0;
@@ -364,6 +380,8 @@ static int parse_field(const char *line, size_t n, http_response *resp, head *h)
     while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
         end--;
     size_t vn = (size_t)(end - v);
+    if (has_control(v, vn))
+        return -EBADMSG;
     if (name == 14 && strncasecmp(line, "content-length", 14) == 0) {
         if (vn == 0)
             return -EBADMSG;
@@ -379,12 +397,12 @@ static int parse_field(const char *line, size_t n, http_response *resp, head *h)
             return -EBADMSG; /* two lengths that disagree */
         h->length = len;
     } else if (name == 17 && strncasecmp(line, "transfer-encoding", 17) == 0) {
-        if (vn != 7 || strncasecmp(v, "chunked", 7) != 0)
-            return -EBADMSG; /* no other coding is spoken here, alone or before chunked */
+        if (vn != 7 || strncasecmp(v, "chunked", 7) != 0 || h->chunked)
+            return -EBADMSG; /* no other coding is spoken here, alone, before or after chunked */
         h->chunked = 1;
     } else if (name == 10 && strncasecmp(line, "connection", 10) == 0) {
         if (has_token(v, vn, "close"))
-            h->keep_alive = 0;
+            h->close = 1;
         else if (has_token(v, vn, "keep-alive"))
             h->keep_alive = 1;
     } else if (name == 12 && strncasecmp(line, "content-type", 12) == 0) {
@@ -428,6 +446,12 @@ static int read_response(reader *r, http_response *resp, int *keep)
                 return rc;
         }
     } while (resp->status < 200);
+    if (h.close)
+        h.keep_alive = 0;
+    /* Framing the two ends may read differently, the way responses are smuggled: chunks and a
+     * length at once, or chunks in HTTP/1.0, which has none (RFC 9112, 6.1 and 6.3). */
+    if (h.chunked && (h.length >= 0 || !h.http11))
+        return -EBADMSG;
 
     size_t cap = 0;
     rc = read_body(r, resp, &cap, 0); /* a body of 0 bytes is still a string */
@@ -459,13 +483,23 @@ static int read_response(reader *r, http_response *resp, int *keep)
 /* A request                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
+/* The request head for `path`, as exchange writes it. */
+#define REQUEST_FORMAT "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
+
+/* The length of that head; at least HTTP_CLIENT_HEAD_MAX when too long to send. */
+static size_t request_length(const http_client *c, const char *path)
+{
+    size_t n = strnlen(path, HTTP_CLIENT_HEAD_MAX);
+    return n + strlen(c->host) + sizeof REQUEST_FORMAT - 1 - 4; /* less the two %s */
+}
+
 /* One request on `fd`. *received: response bytes read (0 tells a stale keep-alive connection,
  * which the server closed while it was idle, from a failure worth reporting). */
 static int exchange(http_client *c, int fd, const char *path, http_response *resp, int *keep,
                     size_t *received)
 {
     char req[HTTP_CLIENT_HEAD_MAX];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, c->host);
+    int n = snprintf(req, sizeof req, REQUEST_FORMAT, path, c->host);
     if (n < 0 || (size_t)n >= sizeof req)
         return -EINVAL;
     ssize_t w = weft_send_all(fd, req, (size_t)n, 0, NULL);
@@ -518,6 +552,8 @@ int http_get(http_client *c, const char *path, weft_time timeout, http_response 
     for (const char *p = path; *p; p++)
         if (!isgraph((unsigned char)*p))
             return -EINVAL; /* a space or a CR in the target would forge the request */
+    if (request_length(c, path) >= HTTP_CLIENT_HEAD_MAX)
+        return -EINVAL; /* refused before it takes a token or a connection */
 
     /* The request's own scope: its timeout bounds every wait below, and an enclosing deadline
      * or cancel still reaches them. */

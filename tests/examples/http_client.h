@@ -57,15 +57,19 @@ void http_client_destroy(http_client *c);
  *   -ECONNREFUSED, -ENETUNREACH, ...   the connect failed (what the socket reported)
  *   -ECONNRESET   the server closed the connection before the response was complete (in the
  *                 head, or with fewer body bytes than Content-Length or the chunks announced)
- *   -EBADMSG      not an HTTP/1.x response: a garbage status line, header or trailer, a bad
- *                 chunk, a Transfer-Encoding other than chunked alone
+ *   -EBADMSG      not an HTTP/1.x response: a garbage status line, header or trailer, a
+ *                 control character (a tab aside) in a header's value or the reason, a bad
+ *                 chunk, a Transfer-Encoding other than one chunked alone, or chunked beside a
+ *                 Content-Length or in HTTP/1.0 (framing another reader could take otherwise)
  *   -EPROTO       the server sent bytes after the response it was asked for (a body longer
  *                 than its Content-Length), or switched protocols unasked (101)
  *   -EMSGSIZE     a line or the head (with the interim 1xx answers before it) is longer than
  *                 HTTP_CLIENT_HEAD_MAX, the trailer too, or the body than HTTP_CLIENT_BODY_MAX
  *   -ETIMEDOUT    the request's timeout or the caller's deadline passed
  *   -ECANCELED    the caller was cancelled
- *   -EINVAL       bad arguments; -ENOMEM; -EPERM outside a task.
+ *   -EINVAL       bad arguments (a path with a space or a control character, or too long
+ *                 for a request head of HTTP_CLIENT_HEAD_MAX bytes); -ENOMEM; -EPERM outside
+ *                 a task.
  * Task-only; suspends.
  */
 int http_get(http_client *c, const char *path, weft_time timeout, http_response *resp);

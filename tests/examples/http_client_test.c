@@ -252,6 +252,11 @@ static int root(void *arg)
     expect(c, "/bad/gzip", WEFT_SEC, -EBADMSG, 0, NULL);
     expect(c, "/bad/overrun", WEFT_SEC, -EBADMSG, 0, NULL);
     expect(c, "/bad/switch", WEFT_SEC, -EPROTO, 0, NULL);
+    expect(c, "/bad/te-twice", WEFT_SEC, -EBADMSG, 0, NULL);
+    expect(c, "/bad/te-length", WEFT_SEC, -EBADMSG, 0, NULL);
+    expect(c, "/bad/te-http10", WEFT_SEC, -EBADMSG, 0, NULL);
+    expect(c, "/bad/nul", WEFT_SEC, -EBADMSG, 0, NULL);
+    expect(c, "/slow/9223372036854775807", WEFT_SEC, 0, 404, NULL); /* no overflow: refused */
     expect(c, "/users/7/again", WEFT_SEC, 0, 200, "again of user 7");
 
     /* Bare LF line ends are taken for CRLF; a status line without a reason phrase leaves none,
@@ -273,6 +278,30 @@ static int root(void *arg)
     /* The first request opens one; each /users request follows a close and opens one, which
      * the next /bad/close-after reuses. */
     CHECK(http_client_connections_opened(one) == 4, "%lu connections",
+          http_client_connections_opened(one));
+    http_client_destroy(one);
+
+    /* A close said in a Connection field holds, whatever else the fields say: not pooled. */
+    const char *closing[] = {"/bad/close-keep", "/bad/close-tab"};
+    for (int i = 0; i < 2; i++) {
+        CHECK(http_client_create(&one, "127.0.0.1", port, 1) == 0, "create");
+        expect(one, closing[i], WEFT_SEC, 0, 200, "bye");
+        expect(one, "/users/6/after", WEFT_SEC, 0, 200, "after of user 6");
+        CHECK(http_client_connections_opened(one) == 2, "%s: %lu connections", closing[i],
+              http_client_connections_opened(one));
+        http_client_destroy(one);
+    }
+
+    /* A path too long for a request head is refused before the client takes a token or a
+     * connection: the idle one stays pooled. */
+    CHECK(http_client_create(&one, "127.0.0.1", port, 1) == 0, "create");
+    expect(one, "/users/8/first", WEFT_SEC, 0, 200, "first of user 8");
+    static char long_path[HTTP_CLIENT_HEAD_MAX + 16];
+    memset(long_path, 'a', sizeof long_path - 1);
+    long_path[0] = '/';
+    expect(one, long_path, WEFT_SEC, -EINVAL, 0, NULL);
+    expect(one, "/users/8/again", WEFT_SEC, 0, 200, "again of user 8");
+    CHECK(http_client_connections_opened(one) == 1, "long path: %lu connections",
           http_client_connections_opened(one));
     http_client_destroy(one);
 
