@@ -912,7 +912,7 @@ WEFT_API int weft_parallel_reduce(int64_t begin, int64_t end, int64_t grain, siz
  *   - Every call returns a byte count (or a descriptor, or 0) or a negative errno value, and never
  *     sets errno. -EAGAIN never comes back from the calls that wait: MSG_DONTWAIT in `flags`
  *     makes no difference, the call still waits. Other flags go to the system call as they are
- *     (MSG_WAITALL may still return a short count; a read of 0 bytes returns 0 at once).
+ *     (MSG_WAITALL may still return a short count; a read or receive of 0 bytes returns 0 at once).
  *   - A read whose descriptor's read side is shut (shutdown(SHUT_RD), a peer's end) returns what
  *     a blocking one would, where the kernel would answer a non-blocking one with EAGAIN: 0 from
  *     a datagram socket's receive, -EINVAL from the accept of a UNIX-domain listener shut down.

@@ -49,6 +49,17 @@ typedef ssize_t (*io_op)(int fd, void *ctx);
 
 static ssize_t op_accept(int fd, void *c);
 
+/* Whether the read side of `fd` is shut now. The registration's note of it (weft__fd_read_shut)
+ * says it was once; a socket that connects again (after a refused connect, which shuts it, or a
+ * disconnect with connect(AF_UNSPEC)) is open again, with no event to say so. Asked only where
+ * the note would end a read that found nothing: rare, so one system call there costs nothing. */
+static __attribute__((noinline)) int read_side_shut(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    int n = poll(&p, 1, 0);
+    return n < 0 || (n == 1 && (p.revents & (POLLRDHUP | POLLNVAL)) != 0);
+}
+
 /* The loop every call shares: try, and while the descriptor is not ready, park and try again.
  * The mark is taken before the try, so that an edge that comes between a try and the park is
  * seen by the park (fd.h). `whole`: for a plain read of that many bytes, which a short result
@@ -78,7 +89,7 @@ static ssize_t io_as(int fd, int dir, io_op op, void *ctx, size_t whole)
         if (n == -EINTR)
             continue;
         /* Nothing to read, and nothing will come: what a blocking call returns. */
-        if (dir == WEFT__FD_READ && m.rec && weft__fd_read_shut(&m))
+        if (dir == WEFT__FD_READ && m.rec && weft__fd_read_shut(&m) && read_side_shut(fd))
             return op == op_accept ? -EINVAL : 0;
         int rc =
             m.rec ? weft__fd_park(t, 1 << dir, &m, WEFT_NEVER) : weft__fd_register(fd, dir, &m);
@@ -136,6 +147,14 @@ static ssize_t op_recvfrom(int fd, void *c)
     return result_of(recvfrom(fd, b->buf, b->len, b->flags, b->addr, b->addrlen));
 }
 
+/* A receive of 0 bytes: 0 at once when nothing is there (a blocking one would wait for data
+ * only to drop it, or keep it, by the socket's kind), as the read of 0 bytes does. */
+static ssize_t op_recv_nothing(int fd, void *c)
+{
+    ssize_t n = op_recvfrom(fd, c);
+    return n == -EAGAIN ? 0 : n;
+}
+
 static ssize_t op_sendto(int fd, void *c)
 {
     buf_ctx *b = c;
@@ -156,6 +175,8 @@ static ssize_t io_recv(int fd, buf_ctx *b)
 {
     if ((b->flags & MSG_OOB) && weft__fd_note_urgent(fd) != 0)
         return -ENOMEM; /* no record to keep the note: the read could stop short later */
+    if (b->len == 0)
+        return io_as(fd, WEFT__FD_READ, op_recv_nothing, b, 0);
     size_t whole = b->flags & (MSG_PEEK | MSG_OOB | MSG_ERRQUEUE) ? 0 : b->len;
     return io_as(fd, WEFT__FD_READ, op_recvfrom, b, whole);
 }

@@ -25,6 +25,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fd.h"
 #include "runtime.h"
 #include "support_criterion.h"
 #include "support_task.h"
@@ -1000,4 +1001,125 @@ Test(io_misuse, a_read_side_shut_ends_a_datagram_receive_and_a_unix_accept, .tim
     cr_assert_eq(c.accept_after, -EINVAL, "an accept after the shutdown: %ld", c.accept_after);
     weft_close(c.udp);
     weft_close(c.listener);
+}
+
+/* ---- a socket connected again after its read side was shut -------------------------------------
+ * A refused connect shuts the socket's both sides, and the poller notes the read side shut; the
+ * same socket may connect again (after a refusal, or a disconnect with connect(AF_UNSPEC)), and
+ * is open then, with no event to say so. A read that finds nothing there must wait for data, as a
+ * blocking read would (here until a short deadline), not return the end of the stream. */
+typedef struct again_case {
+    int noted;  /* the poller had noted the read side shut before the new connect */
+    long empty; /* the read before anything was sent */
+    long got;   /* the read after */
+    char buf[8];
+} again_case;
+
+/* Whether the poller has noted `fd`'s read side shut. */
+static int read_side_noted(int fd)
+{
+    weft__fd_mark m;
+    weft__fd_watch(fd, WEFT__FD_READ, &m);
+    return m.rec && weft__fd_read_shut(&m);
+}
+
+static int again_root(void *p)
+{
+    again_case *c = p;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    /* Bound and not listening yet: a connect to it is refused. */
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    REQUIRE_EQ(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    REQUIRE_EQ(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK_EQ(weft_connect(fd, (struct sockaddr *)&a, alen), -ECONNREFUSED);
+    /* The other worker, idle in the poller, takes the refusal's events. */
+    weft_time end = weft_now() + SAFETY;
+    while (!(c->noted = read_side_noted(fd)) && weft_now() < end)
+        weft_yield();
+    REQUIRE_EQ(listen(l, 4), 0);
+    /* The first try after a refusal may report the old failure (ECONNABORTED). */
+    int rc = -1;
+    for (int i = 0; i < 3 && rc != 0; i++)
+        rc = weft_connect(fd, (struct sockaddr *)&a, alen);
+    CHECK_EQ(rc, 0);
+    int server = weft_accept(l, NULL, NULL);
+    CHECK(server >= 0);
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 100 * WEFT_MSEC}), 0);
+    c->empty = weft_read(fd, c->buf, sizeof c->buf);
+    CHECK_EQ(weft_scope_close(s), -ETIMEDOUT);
+    CHECK_EQ(weft_write(server, "hello", 5), 5);
+    c->got = weft_read(fd, c->buf, sizeof c->buf);
+    weft_close(server);
+    weft_close(fd);
+    weft_close(l);
+    return 0;
+}
+
+Test(io_misuse, a_socket_connected_again_after_a_refusal_waits_for_its_data, .timeout = 60)
+{
+    again_case c;
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(run_on(2, again_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert(c.noted, "the refused connect's shut read side was never noted");
+    cr_assert_eq(c.empty, -ETIMEDOUT, "a read with nothing sent returned %ld", c.empty);
+    cr_assert_eq(c.got, 5, "the read returned %ld, not the 5 bytes sent", c.got);
+    cr_assert(memcmp(c.buf, "hello", 5) == 0);
+}
+
+/* ---- a receive of 0 bytes ----------------------------------------------------------------------
+ * Returns 0 at once, as a read of 0 bytes does, on a socket with nothing to read: the kernel
+ * answers a non-blocking receive of 0 bytes with EAGAIN, where waiting would be for data the
+ * call would not take. */
+typedef struct nothing_case {
+    long udp, unix_stream, tcp, from, read;
+} nothing_case;
+
+static int nothing_root(void *p)
+{
+    nothing_case *c = p;
+    char byte;
+    weft_scope *s;
+    /* Should a call wait, its deadline ends it (and the test). */
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 5 * WEFT_SEC}), 0);
+    int udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    CHECK_EQ(bind(udp, (struct sockaddr *)&a, sizeof(a)), 0);
+    c->udp = weft_recv(udp, &byte, 0, 0);
+    c->from = weft_recvfrom(udp, &byte, 0, 0, (struct sockaddr *)&a, &alen);
+    int pair[2];
+    REQUIRE_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair), 0);
+    c->unix_stream = weft_recv(pair[0], &byte, 0, 0);
+    c->read = weft_read(pair[0], &byte, 0);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    a.sin_port = 0;
+    CHECK_EQ(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    alen = sizeof(a);
+    CHECK_EQ(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    CHECK_EQ(listen(l, 1), 0);
+    int t = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK_EQ(weft_connect(t, (struct sockaddr *)&a, alen), 0);
+    c->tcp = weft_recv(t, &byte, 0, 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    int fds[] = {udp, pair[0], pair[1], l, t};
+    for (int i = 0; i < 5; i++)
+        weft_close(fds[i]);
+    return 0;
+}
+
+Test(io_misuse, a_receive_of_zero_bytes_returns_at_once, .timeout = 60)
+{
+    nothing_case c;
+    memset(&c, 0xff, sizeof(c));
+    cr_assert_eq(run_on(1, nothing_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.udp, 0, "UDP recv: %ld", c.udp);
+    cr_assert_eq(c.from, 0, "UDP recvfrom: %ld", c.from);
+    cr_assert_eq(c.unix_stream, 0, "UNIX stream recv: %ld", c.unix_stream);
+    cr_assert_eq(c.read, 0, "UNIX stream read: %ld", c.read);
+    cr_assert_eq(c.tcp, 0, "TCP recv: %ld", c.tcp);
 }
