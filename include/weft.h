@@ -186,12 +186,14 @@ typedef struct weft_config {
      *  ui.perfetto.dev and chrome://tracing open; lib/README.md, "Tracing", says what it holds):
      *  every task's spawn, start, runs, parks (and on what), wake-ups, steals, migrations and end,
      *  per worker, with scopes as nested slices. Created (or emptied) when the runtime starts,
-     *  complete once it has stopped (weft_run returned, weft_runtime_shutdown returned). NULL:
-     *  the path in the environment variable WEFT_TRACE, read when the runtime starts, if set and
-     *  not empty; else no trace. A `trace_path` that cannot be opened fails the start with
-     *  open(2)'s code (-ENOENT, -EACCES, ...); a WEFT_TRACE that cannot be opened is said on
-     *  stderr and the runtime runs untraced. Untraced, the runtime pays nothing measurable for
-     *  the feature; traced, a program of tiny tasks runs three to four times as slowly. */
+     *  complete once it has stopped (weft_run returned, weft_runtime_shutdown returned), unless
+     *  a write failed (a full disk): then it is cut short, and a WEFT_REPORT_TRACE report says
+     *  so. NULL: the path in the environment variable WEFT_TRACE, read when the runtime starts,
+     *  if set and not empty; else no trace. A `trace_path` that cannot be opened fails the start
+     *  with open(2)'s code (-ENOENT, -EACCES, -ENXIO for a FIFO that no process reads, ...); a
+     *  WEFT_TRACE that cannot be opened is said on stderr and the runtime runs untraced. Untraced,
+     * the runtime pays nothing measurable for the feature; traced, a program of tiny tasks runs
+     * three to four times as slowly. */
     const char *trace_path;
     /** Receives the runtime's reports instead of stderr, one line each (no newline at the end):
      *  `kind` says which (weft_report_kind), `line` is valid during the call only, `arg` is
@@ -201,6 +203,9 @@ typedef struct weft_config {
      *  which is no weft task: the callback may log, lock, allocate (never a weft call that needs
      *  a task, nor weft_runtime_shutdown of this runtime: -EDEADLK); while it runs the watchdog
      *  watches nothing, so it should return soon. Each task is reported once.
+     *
+     *  A WEFT_REPORT_TRACE report is called once, on the thread that ends the runtime (in
+     *  weft_run, weft_runtime_shutdown, or a start that failed), after its workers have ended.
      *
      *  A WEFT_REPORT_OVERFLOW report is called inside the SIGSEGV (or SIGBUS) handler of the
      *  thread whose task overflowed its stack, on that thread's alternate signal stack (64 KiB),
@@ -218,6 +223,7 @@ typedef struct weft_config {
 typedef enum weft_report_kind {
     WEFT_REPORT_WATCHDOG = 1, /**< a task held its worker past watchdog_ns */
     WEFT_REPORT_OVERFLOW = 2, /**< a task overflowed its stack; the process aborts next */
+    WEFT_REPORT_TRACE = 3,    /**< a write of the trace file failed: the trace is cut short */
 } weft_report_kind;
 
 /**

@@ -312,7 +312,7 @@ static int init_runtime(weft_runtime **out, const weft_config *c)
     }
     if (rc != 0) {
         if (rt->trace)
-            weft__trace_close(rt->trace);
+            weft__trace_close(rt->trace, rt->cfg.report, rt->cfg.report_arg);
         weft__stack_pool_destroy(&rt->stacks);
         weft__records_destroy(rt);
         free(rt->workers);
@@ -351,7 +351,8 @@ static void release_runtime(weft_runtime *rt)
     weft__watchdog_stop(rt);
     stop_workers(rt);
     if (rt->trace) {
-        weft__trace_close(rt->trace); /* the workers are gone: their buffers are still */
+        /* The workers are gone: their buffers are still. */
+        weft__trace_close(rt->trace, rt->cfg.report, rt->cfg.report_arg);
         rt->trace = NULL;
         rt->detours &= ~(uint64_t)WEFT__DETOUR_TRACE;
     }

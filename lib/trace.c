@@ -71,6 +71,7 @@ struct weft__trace {
     uint64_t tick0;     /* the clock at the start, in ticks */
     double ns_per_tick; /* measured at the start */
     char *text;         /* TEXT_BYTES of JSON, for writing at the end */
+    int write_error;    /* errno of the first write of the file that failed; 0: none */
     weft__trace_buf bufs[];
 };
 
@@ -90,14 +91,18 @@ static double measure_ns_per_tick(uint64_t *tick0)
     }
 }
 
-static void write_all(int fd, const char *p, size_t n)
+/* Writes `n` bytes of the file. A failure (a full disk) cuts the trace short, and the program
+ * goes on: its first error is kept, for weft__trace_close to report. */
+static void write_all(weft__trace *tr, const char *p, size_t n)
 {
-    while (n) {
-        ssize_t r = write(fd, p, n);
+    while (n && !tr->write_error) {
+        ssize_t r = write(tr->fd, p, n);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
-            return; /* a full disk: the trace is cut short, the program goes on */
+        if (r <= 0) {
+            tr->write_error = r < 0 ? errno : ENOSPC;
+            return;
+        }
         p += r;
         n -= (size_t)r;
     }
@@ -126,9 +131,16 @@ int weft__trace_open(weft__trace **out, const char *path, unsigned nworkers)
     if (rc == 0 && !(tr->path = weft__alloc_strdup(path)))
         rc = -ENOMEM;
     if (rc == 0) {
-        tr->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        /* Not blocking while it opens: a FIFO that no process reads is refused (ENXIO), where a
+         * blocking open would hold the start until one came. Blocking afterwards, so that a
+         * pipe's reader paces the writes. */
+        tr->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0644);
         if (tr->fd < 0)
             rc = -errno;
+        else if (fcntl(tr->fd, F_SETFL, 0) != 0)
+            rc = -errno;
+        if (rc != 0 && tr->fd >= 0)
+            close(tr->fd);
     }
     if (rc != 0) {
         for (unsigned i = 0; i < nworkers; i++)
@@ -147,7 +159,7 @@ int weft__trace_open(weft__trace **out, const char *path, unsigned nworkers)
                      "{\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"name\":\"process_name\","
                      "\"args\":{\"name\":\"weft\"}}",
                      tr->pid);
-    write_all(tr->fd, head, (size_t)n);
+    write_all(tr, head, (size_t)n);
     *out = tr;
     return 0;
 }
@@ -281,7 +293,7 @@ static void put_event(reader *r, event *e)
 {
     weft__trace *tr = r->tr;
     if ((size_t)(r->o - tr->text) > TEXT_BYTES - EVENT_TEXT) {
-        write_all(tr->fd, tr->text, (size_t)(r->o - tr->text));
+        write_all(tr, tr->text, (size_t)(r->o - tr->text));
         r->o = tr->text;
     }
     int64_t ns = (int64_t)((double)(int64_t)(e->ticks - tr->tick0) * tr->ns_per_tick);
@@ -578,7 +590,7 @@ void weft__trace_flush(weft__trace_buf *b)
     buf_reset(b);
 }
 
-void weft__trace_close(weft__trace *tr)
+void weft__trace_close(weft__trace *tr, void (*report)(void *, int, const char *), void *report_arg)
 {
     uint8_t *scratch = weft__alloc_malloc(CHUNK_BYTES);
     uint64_t lost = 0, bytes = 0, written = 0;
@@ -606,7 +618,7 @@ void weft__trace_close(weft__trace *tr)
     char *o = r.o;
     for (unsigned i = 0; i < tr->nworkers; i++) {
         if ((size_t)(o - tr->text) > TEXT_BYTES - EVENT_TEXT) {
-            write_all(tr->fd, tr->text, (size_t)(o - tr->text));
+            write_all(tr, tr->text, (size_t)(o - tr->text));
             o = tr->text;
         }
         o += sprintf(o,
@@ -620,8 +632,18 @@ void weft__trace_close(weft__trace *tr)
                  "\n],\"metadata\":{\"weft-lost-events\":%llu,\"weft-trace-bytes\":%llu,"
                  "\"weft-buffers-written\":%llu}}\n",
                  (unsigned long long)lost, (unsigned long long)bytes, (unsigned long long)written);
-    write_all(tr->fd, tr->text, (size_t)(o - tr->text));
-    close(tr->fd);
+    write_all(tr, tr->text, (size_t)(o - tr->text));
+    if (close(tr->fd) != 0 && !tr->write_error)
+        tr->write_error = errno; /* a file system that says so only now (NFS, a quota) */
+    if (tr->write_error) {
+        char line[512];
+        snprintf(line, sizeof(line), "weft: trace %s: a write failed (%s): the file is cut short",
+                 tr->path, strerror(tr->write_error));
+        if (report)
+            report(report_arg, WEFT_REPORT_TRACE, line);
+        else
+            fprintf(stderr, "%s\n", line);
+    }
     for (unsigned i = 0; i < tr->nworkers; i++)
         chunk_free(tr->bufs[i].chunk);
     free(tr->path);

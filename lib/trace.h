@@ -110,8 +110,10 @@ int weft__trace_open(weft__trace **out, const char *path, unsigned nworkers);
 /** Worker i's buffer. */
 weft__trace_buf *weft__trace_buf_of(weft__trace *tr, unsigned i);
 /** Writes what the buffers hold and the file's end, closes it and frees the trace. Once the
- *  workers are gone. */
-void weft__trace_close(weft__trace *tr);
+ *  workers are gone. Where a write of the file failed, says so once, through `report` (with
+ *  `report_arg`, as weft_config.report) or, when it is NULL, on stderr. */
+void weft__trace_close(weft__trace *tr, void (*report)(void *, int, const char *),
+                       void *report_arg);
 
 /** The clock events are stamped with: the time-stamp counter where there is one (a few
  *  nanoseconds, where a clock_gettime costs about 20), converted to the trace's microseconds

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -468,4 +469,53 @@ Test(observe, trace_path_that_cannot_be_opened_fails_the_start)
     cr_assert_eq(weft_run(&cfg, nothing, NULL), -ENOENT);
     weft_runtime *rt;
     cr_assert_eq(weft_runtime_start(&rt, &cfg), -ENOENT);
+}
+
+/* A FIFO that no process reads: refused at once (a blocking open would wait for a reader). */
+Test(observe, a_trace_fifo_that_no_one_reads_fails_the_start, .timeout = 30)
+{
+    char dir[] = "/tmp/weft-fifo-XXXXXX", path[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/trace", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    weft_config cfg = {.workers = 1, .trace_path = path};
+    int rc = weft_run(&cfg, nothing, NULL);
+    unlink(path);
+    rmdir(dir);
+    cr_assert_eq(rc, -ENXIO, "weft_run: %d", rc);
+}
+
+/* A trace whose writes fail (a full disk: /dev/full) is cut short; the program runs on, and
+ * the end of the runtime says so once, through the report callback. */
+static char trace_report[512];
+static int trace_reports, trace_report_kind;
+
+static void on_trace_report(void *arg, int kind, const char *line)
+{
+    (void)arg;
+    trace_reports++;
+    trace_report_kind = kind;
+    snprintf(trace_report, sizeof(trace_report), "%s", line);
+}
+
+static int spawn_some(void *arg)
+{
+    (void)arg;
+    weft_scope *s;
+    int rc = weft_scope_open(&s, NULL);
+    for (int i = 0; rc == 0 && i < 1000; i++)
+        rc = weft_spawn(s, nothing, NULL);
+    int jrc = weft_scope_close(s);
+    return rc ? rc : jrc;
+}
+
+Test(observe, a_trace_that_cannot_be_written_is_reported)
+{
+    trace_reports = 0;
+    weft_config cfg = {.workers = 2, .trace_path = "/dev/full", .report = on_trace_report};
+    cr_assert_eq(weft_run(&cfg, spawn_some, NULL), 0);
+    cr_assert_eq(trace_reports, 1, "%d reports", trace_reports);
+    cr_assert_eq(trace_report_kind, WEFT_REPORT_TRACE);
+    cr_assert_not_null(strstr(trace_report, "/dev/full"), "report: %s", trace_report);
+    cr_assert_not_null(strstr(trace_report, strerror(ENOSPC)), "report: %s", trace_report);
 }
