@@ -21,6 +21,8 @@
  *             level3, opened by inner (parked on its join):
  *               eventwaiter (an event nobody sets), fdwaiter (a pipe nobody writes to),
  *               selecter (a select of two empty channels)
+ *       hoster (its join runs its one child inline, on its own stack):
+ *         hosted, opened by hoster: inlined (weft_sleep_for 1 h, inside hoster's join)
  *       latecomer (spawned right before the dump: unstarted)
  *     doomer (parked on the join of doomed):
  *       doomed (cancelled; a name that is not all UTF-8, dump_check.py): spinner (running on the
@@ -164,6 +166,26 @@ static int spawn_named(weft_scope *s, weft_fn fn, const char *name)
     return weft_spawn_ex(s, fn, NULL, &(weft_spawn_opts){.name = name});
 }
 
+static int inlined(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&arrived, 1);
+    return weft_sleep_for(HOUR_NS) == -ECANCELED ? 0 : 1;
+}
+
+/* Its join takes its child from this worker's spawn queue and runs it as a call: the other
+ * worker is the spinner's, and steals nothing. */
+static int hoster(void *arg)
+{
+    (void)arg;
+    weft_scope *hosted;
+    CHECK(weft_scope_open(&hosted, &(weft_scope_opts){.name = "hosted"}) == 0);
+    CHECK(spawn_named(hosted, inlined, "inlined") == 0);
+    int rc = weft_scope_join(hosted);
+    weft_scope_release(hosted);
+    return rc == -ECANCELED ? 0 : 1;
+}
+
 static int inner(void *arg)
 {
     (void)arg;
@@ -230,14 +252,15 @@ static int tree_main(void *arg)
     CHECK(spawn_named(l1, semwaiter, "semwaiter") == 0);
     CHECK(spawn_named(l1, blocker, "blocker") == 0);
     CHECK(spawn_named(l1, joiner, "joiner") == 0);
-    wait_for(&arrived, 10);
+    CHECK(spawn_named(l1, hoster, "hoster") == 0);
+    wait_for(&arrived, 11);
     /* Spawned last, with no suspension point before the dump: it cannot have started (the
      * other worker is the spinner's, and steals nothing). */
     CHECK(spawn_named(l1, latecomer, "latecomer") == 0);
 
     dump_tree_built();
     int n = weft_dump(NULL, STDOUT_FILENO, dump_flags);
-    CHECK(n == 13); /* root, doomer, spinner, the nine waiters and the latecomer */
+    CHECK(n == 15); /* root, doomer, spinner, the nine waiters, hoster, inlined, latecomer */
 
     atomic_store(&spin_stop, 1);
     CHECK(weft_scope_cancel(l1) == 0);

@@ -59,7 +59,10 @@ def main():
     expect(r"^\s+\d+\s+fdwaiter\s+parked: fd readable \(fd \d+\)$", "the descriptor's waiter")
     expect(r"^\s+\d+\s+selecter\s+parked: select 0x[0-9a-f]+$", "the select")
     expect(r"^\s+\d+\s+latecomer\s+unstarted$", "the latecomer")
-    expect(r"^13 tasks$", "thirteen tasks")
+    expect(r"^\s+\d+\s+hoster\s+joining: runs task \d+ inline on its stack$",
+           "the task whose join runs a child inline")
+    expect(r"^\s+\d+\s+inlined\s+parked: sleep$", "the inline child")
+    expect(r"^15 tasks$", "fifteen tasks")
     # weft bt: the sleeper's own function, under the sleep and the park.
     m = re.search(r"^task (\d+) \"sleeper\" \(parked: sleep\)\n((?:#\d+ .*\n)+)", out, re.M)
     if not m:

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 """gdb commands for weft: the tasks of the process's runtimes, and the backtrace of a parked one.
 
-    weft tasks        every live task: id, state (running on worker N, parked on what, ready),
-                      name
+    weft tasks        every live task: id, state (running on worker N, parked on what, joining
+                      with an inline child on its stack, ready, unstarted), name
     weft bt ID        the backtrace of task ID (an expression: `weft bt 4098`, or a variable),
                       unwound from the context it saved when it left its worker
 
@@ -31,8 +31,9 @@ def _addr(symbol):
     try:
         return int(gdb.parse_and_eval("(unsigned long)&%s" % symbol))
     except gdb.error:
-        raise gdb.GdbError("weft: no symbol %s (is the program linked with weft, and running?)"
-                           % symbol)
+        raise gdb.GdbError("weft: no symbol %s: the program is not linked with weft or not "
+                           "running, or weft's symbol table was stripped (this script needs it; "
+                           "it needs no debug information)" % symbol)
 
 
 def _mem(addr, n):
@@ -63,7 +64,7 @@ class Layout:
 
 
 class Task:
-    pass
+    hosting = None  # the id of the child its join runs inline, if any (_mark_hosts)
 
 
 def _runtimes(lay):
@@ -120,6 +121,17 @@ def _tasks(lay):
             chunk = nxt
 
 
+def _mark_hosts(tasks):
+    """Notes on each task whose join runs a child inline (on its stack) that child's id: only
+    the child's record names its host, as in lib/dump.c."""
+    by_addr = {t.addr: t for t in tasks}
+    for t in tasks:
+        host = by_addr.get(t.host)
+        if host is not None and host is not t:
+            host.hosting = t.id
+    return tasks
+
+
 def _describe(lay, t):
     if t.worker is not None:
         return "running on worker %d" % t.worker
@@ -132,6 +144,8 @@ def _describe(lay, t):
         if t.on in (7, 8, 9):
             return "parked: %s (fd %d)" % (what, t.obj)
         return "parked: %s 0x%x" % (what, t.obj)
+    if t.hosting is not None:
+        return "joining: runs task %d inline on its stack" % t.hosting
     if t.host:
         return "ready"
     return "unstarted"
@@ -152,7 +166,7 @@ class WeftTasks(gdb.Command):
 
     def invoke(self, arg, from_tty):
         lay = Layout()
-        tasks = sorted(_tasks(lay), key=lambda t: t.id)
+        tasks = sorted(_mark_hosts(list(_tasks(lay))), key=lambda t: t.id)
         for t in tasks:
             gdb.write("%8d  %-20s  %s\n" % (t.id, t.name or "-", _describe(lay, t)))
         gdb.write("%d tasks\n" % len(tasks))
