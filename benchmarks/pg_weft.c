@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,6 +53,9 @@ struct pgw_conn {
     weft_fd_edges edges;
     int sent; /* a command went out since the last wait: the next one may start from `edges` */
     int broken;
+    /* A batch of cancels that named its backend failed after it may have reached the server:
+     * the signal may still come, to whatever query runs then, so it is not pooled again. */
+    int signal_pending;
     unsigned cancels;
     char sqlstate[6];
 };
@@ -133,6 +137,18 @@ void pgw_conn_close(pgw_conn *c)
     free(c);
 }
 
+/* The code of a connect that libpq gave up: -ECONNREFUSED, unless the process (or the system)
+ * has no descriptor left, which libpq says only in words: a descriptor is tried for it. */
+static int connect_failure(void)
+{
+    int probe = eventfd(0, EFD_CLOEXEC);
+    if (probe < 0 && (errno == EMFILE || errno == ENFILE))
+        return -errno;
+    if (probe >= 0)
+        close(probe);
+    return -ECONNREFUSED;
+}
+
 int pgw_connect(const char *conninfo, pgw_conn **out)
 {
     if (!out || !conninfo)
@@ -155,7 +171,7 @@ int pgw_connect(const char *conninfo, pgw_conn **out)
         PQstatus(c->pg) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
     while (st != PGRES_POLLING_OK) {
         if (st == PGRES_POLLING_FAILED) {
-            rc = -ECONNREFUSED;
+            rc = connect_failure();
             break;
         }
         rc = follow_socket(c);
@@ -179,8 +195,10 @@ int pgw_connect(const char *conninfo, pgw_conn **out)
         rc = pgw_query(c, "SET client_connection_check_interval = 2000", 0, NULL, NULL);
     if (rc) {
         /* After the last suspension point: the thread-local is this thread's. */
-        const char *msg =
-            rc == -ECONNREFUSED || rc == -ECONNRESET ? PQerrorMessage(c->pg) : strerror(-rc);
+        const char *msg = rc == -ECONNREFUSED || rc == -ECONNRESET || rc == -EREMOTEIO ||
+                                  rc == -EMFILE || rc == -ENFILE
+                              ? PQerrorMessage(c->pg)
+                              : strerror(-rc);
         snprintf(connect_error, sizeof connect_error, "%s", msg);
         pgw_conn_close(c);
         return rc;
@@ -196,18 +214,30 @@ static int lost(pgw_conn *c)
     return -ECONNRESET;
 }
 
+/* A loop whose socket is ready each time it asks (a large result arrives as fast as it is read,
+ * a large command goes out as fast as it is written) never parks, and would hold its worker for
+ * the whole transfer: from its second round on, it lets the worker's other tasks run first (a
+ * yield costs less than the system call of a round). A short reply takes one round. The
+ * yield's code (the task cancelled, its deadline passed) or 0. */
+static int take_turns(unsigned round)
+{
+    return round ? weft_yield() : 0;
+}
+
 /* Sends what libpq could not send at once, reading meanwhile, so that a server that answers
  * while a long command is still going out cannot deadlock both ends. 0, a wait's error, or
  * -ECONNRESET. */
 static int flush_out(pgw_conn *c, weft_time until)
 {
-    for (;;) {
+    for (unsigned round = 0;; round++) {
         int f = PQflush(c->pg);
         if (f < 0)
             return lost(c);
         if (f == 0)
             return 0;
-        int rc = weft_fd_wait(c->wfd, WEFT_READABLE | WEFT_WRITABLE, until);
+        int rc = take_turns(round);
+        if (rc == 0)
+            rc = weft_fd_wait(c->wfd, WEFT_READABLE | WEFT_WRITABLE, until);
         if (rc < 0)
             return rc;
         if ((rc & WEFT_READABLE) && !PQconsumeInput(c->pg))
@@ -222,7 +252,9 @@ static int await_result(pgw_conn *c, weft_time until)
     int rc = flush_out(c, until);
     if (rc)
         return rc;
-    while (PQisBusy(c->pg)) {
+    for (unsigned round = 0; PQisBusy(c->pg); round++) {
+        if ((rc = take_turns(round)) != 0)
+            return rc;
         /* The first wait after a send, from the mark (see `edges`); the others ask the kernel,
          * since libpq's read stops when its buffer is full and may leave data behind. */
         if (c->sent) {
@@ -270,7 +302,8 @@ static int read_results(pgw_conn *c, PGresult **res, weft_time until)
                 status = -EREMOTEIO;
         } else if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
             PQclear(r);
-            return lost(c); /* no way back to idle but to end the connection */
+            shut(c); /* no way back to idle but to end the connection */
+            return -EPROTO;
         } else if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !status) {
             status = -EPROTO;
         }
@@ -474,11 +507,13 @@ int pgw_exec_prepared(pgw_conn *c, const char *name, int n, const char *const *p
  * until none is left; the others wait for the batch they joined. A connection goes back to the
  * pool only once its batch has gone out, so that no signal can reach a later query. A batch that
  * fails (the aside connection cannot be made: max_connections) leaves its tasks to send their
- * own cancel requests.
+ * own cancel requests; one cut off after its query may have reached the server (its drain's
+ * limit passed: the server may run it later) closes their connections at their release.
  */
 typedef struct cancel_batch {
     weft_event *sent;
     int ok;
+    int unsent;    /* failed before its query was handed to the aside connection */
     unsigned refs; /* under the pool's lock */
     unsigned n;
     int pids[];
@@ -520,16 +555,20 @@ static int send_batch(pgw_pool *p, cancel_batch *b, weft_time until)
     if (!p->canceller || p->canceller->broken) {
         pgw_conn_close(p->canceller);
         p->canceller = NULL;
-        if (pgw_connect(p->conninfo, &p->canceller) != 0)
+        if (pgw_connect(p->conninfo, &p->canceller) != 0) {
+            b->unsent = 1;
             return -ECONNREFUSED;
+        }
     }
     /* Its own drain, should the batch be cut off, ends with the drain of the task that sends
      * it. */
     p->canceller->drain_until = until;
     /* An int4[] literal: {pid,pid,...} */
     char *list = malloc((size_t)b->n * 12 + 3);
-    if (!list)
+    if (!list) {
+        b->unsent = 1;
         return -ENOMEM;
+    }
     size_t at = 0;
     list[at++] = '{';
     for (unsigned i = 0; i < b->n; i++)
@@ -565,8 +604,9 @@ static void send_batches(pgw_pool *p, weft_time until)
 }
 
 /* Asks the server to cancel the command `c` has in flight, with the pool's next batch. 0 once
- * the batch went out; else the caller sends its own request. In the caller's drain, which ends
- * at `until`. */
+ * the batch went out; else the caller sends its own request (and where the batch failed after
+ * its query may have reached the server, `c` is closed at its release, not pooled). In the
+ * caller's drain, which ends at `until`. */
 static int pool_cancel(pgw_pool *p, pgw_conn *c, weft_time until)
 {
     pthread_mutex_lock(&p->lock);
@@ -597,6 +637,10 @@ static int pool_cancel(pgw_pool *p, pgw_conn *c, weft_time until)
     }
     int rc = weft_event_wait(b->sent);
     int ok = rc == 0 && b->ok;
+    /* Cut off (its drain's limit) once the query was on its way: the server may still run it,
+     * after the caller's own request has ended the command. */
+    if (!ok && (rc != 0 || !b->unsent))
+        c->signal_pending = 1;
     batch_unref(p, b);
     return ok ? 0 : (rc ? rc : -EAGAIN);
 }
@@ -682,7 +726,9 @@ static int idle_usable(pgw_conn *c)
      * libpq's read takes some 16 KB at a time, and data left in the socket brings no edge for
      * the next command's first wait, while the server, its socket full, cannot send the reply
      * that would. */
-    for (;;) {
+    for (unsigned round = 0;; round++) {
+        /* A cancel here shows at the next wait, where the acquire's caller sees its code. */
+        (void)take_turns(round);
         if (weft_fd_mark(c->wfd, &c->edges) != 0 || !PQconsumeInput(c->pg) ||
             PQstatus(c->pg) != CONNECTION_OK)
             return 0;
@@ -733,7 +779,7 @@ void pgw_pool_release(pgw_pool *p, pgw_conn *c)
     c->pool = NULL;
     /* Only an idle connection outside a transaction goes back: never one with a command in
      * flight, whose results would reach the next task. */
-    int keep = !c->broken && PQstatus(c->pg) == CONNECTION_OK &&
+    int keep = !c->broken && !c->signal_pending && PQstatus(c->pg) == CONNECTION_OK &&
                PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     pool_put(p, c, keep);
 }

@@ -21,8 +21,10 @@
  *   -ECANCELED, -ETIMEDOUT  the calling task was cancelled or its deadline passed (see above);
  *   -ECONNRESET the connection is lost (or was given up); pgw_conn_broken is then 1;
  *   -ECONNREFUSED connect failed (pgw_conn_error says why); -EMFILE, -ENFILE no descriptor for
- *               a new connection;
- *   -EPROTO     the statement gives no result a query gives (an empty statement, COPY);
+ *               a new connection; from pgw_connect, -EREMOTEIO: the server refused the
+ *               session's set-up (a replication connection, which takes no extended query);
+ *   -EPROTO     the statement gives no result a query gives (an empty statement, COPY: a COPY
+ *               also closes the connection, which has no way back to idle without its data);
  *   -EIO        libpq would not send the command (more than 65,535 parameters, say), the
  *               connection stays usable;
  *   -ENOMEM; -EINVAL for bad arguments, or for a connection whose socket another runtime,
@@ -118,7 +120,14 @@ int pgw_pool_acquire(pgw_pool *p, pgw_conn **out);
  *  closed and freed (its slot is then made anew by a later acquire). Give each connection back
  *  once: a second release of one the pool kept idle, or of one taken from another pool, is
  *  ignored, but one the pool closed is freed memory, and one another task took since is that
- *  task's. Any task; does not suspend. */
+ *  task's. The session goes with the connection as the task left it, as in a pool of
+ *  PostgreSQL sessions: what it SET (a role, statement_timeout, or
+ *  client_connection_check_interval, which the drain's promise above depends on), PREPAREd,
+ *  LISTENed to or locked (advisory locks) is the next task's too. A task that changes the
+ *  session undoes it (SET it back, DEALLOCATE, UNLISTEN, pg_advisory_unlock_all; RESET ALL
+ *  would undo pgw_connect's client_connection_check_interval too) before it releases
+ *  the connection (not pgw_conn_close: a pooled connection goes back with its token). Any task;
+ *  does not suspend. */
 void pgw_pool_release(pgw_pool *p, pgw_conn *c);
 
 /** Makes the pool's missing connections now (and the one it keeps aside for cancel requests),

@@ -116,6 +116,10 @@ static int connect_root(void *arg)
     CHECK(bad == NULL);
     CHECK(strstr(pgw_last_connect_error(), "127.0.0.1") != NULL);
     CHECK_EQ(pgw_connect("this is not a conninfo", &bad), -ECONNREFUSED);
+    /* A replication connection takes no extended query: the session's set-up is refused, in
+     * the server's words. */
+    CHECK_EQ(pgw_connect("replication=database", &bad), -EREMOTEIO);
+    CHECK(strstr(pgw_last_connect_error(), "replication") != NULL);
     CHECK_EQ(pgw_connect(NULL, &bad), -EINVAL);
     CHECK_EQ(pgw_connect("", NULL), -EINVAL);
     return 0;
@@ -278,6 +282,23 @@ static int errors_root(void *arg)
         CHECK_EQ(pgw_query(c, "SELECT 1", 0, NULL, NULL), -ECONNRESET);
         pgw_conn_close(admin);
     }
+    pgw_conn_close(c);
+
+    /* A COPY has no way back to idle without its data: -EPROTO, and the connection is closed.
+     * An empty statement is -EPROTO with the connection kept. */
+    const char *copies[] = {"COPY (SELECT 1) TO STDOUT", "COPY pg_class FROM STDIN"};
+    for (int i = 0; i < 2; i++) {
+        if (!(c = connect_or_fail()))
+            return -1;
+        CHECK_EQ(pgw_query(c, copies[i], 0, NULL, NULL), -EPROTO);
+        CHECK_EQ(pgw_conn_broken(c), 1);
+        pgw_conn_close(c);
+    }
+    if (!(c = connect_or_fail()))
+        return -1;
+    CHECK_EQ(pgw_query(c, "", 0, NULL, NULL), -EPROTO);
+    CHECK_EQ(pgw_conn_broken(c), 0);
+    CHECK_EQ(value_of(c, "SELECT 4", 0, NULL), 4);
     pgw_conn_close(c);
     return 0;
 }
@@ -689,6 +710,143 @@ Test(pg, a_cancel_request_that_could_not_go_out_goes_again, .timeout = 60)
     nofile_case n = {0};
     cr_assert_eq(run_on(2, nofile_root, &n), 0);
     ASSERT_CHECKS();
+}
+
+/* A batch of cancels cut off after its query may have reached the server: the aside
+ * connection's backend is stopped (a server too loaded to answer it), two pooled queries are
+ * cancelled and join one batch, the second task's drain a second behind the first's (a task
+ * that computes between them, on the one worker). The batch is given up at the first drain's
+ * limit; the second task sends its own request and drains. Its connection must not go back to
+ * the pool: the server, once the aside backend runs again, signals the backends the batch
+ * named, and would cancel the query of whichever task held that connection then. */
+typedef struct stale_case {
+    pgw_pool *pool;
+    pgw_conn *held[2];
+    int rc[2], cancelled;
+} stale_case;
+
+static int stale_sleeper(void *arg)
+{
+    stale_case *sc = ((void **)arg)[0];
+    int i = (int)(intptr_t)((void **)arg)[1];
+    sc->rc[i] = pgw_query(sc->held[i], SLEEP_SQL, 0, NULL, NULL);
+    pgw_pool_release(sc->pool, sc->held[i]);
+    return 0;
+}
+
+static int stale_computer(void *arg)
+{
+    (void)arg;
+    weft_sleep_for(60 * WEFT_SEC); /* until the cancel, which wakes it between the two */
+    weft_time end = weft_now() + WEFT_SEC;
+    while (weft_now() < end)
+        ; /* no suspension point: the second task's drain starts a second late */
+    return 0;
+}
+
+static int stale_query(void *arg)
+{
+    stale_case *sc = arg;
+    pgw_conn *c;
+    int rc = pgw_pool_acquire(sc->pool, &c);
+    if (rc)
+        return rc;
+    rc = pgw_query(c, "SELECT pg_sleep(1)", 0, NULL, NULL);
+    sc->cancelled = rc == -EREMOTEIO && strcmp(pgw_conn_sqlstate(c), "57014") == 0;
+    pgw_pool_release(sc->pool, c);
+    return rc;
+}
+
+static int stale_root(void *arg)
+{
+    stale_case *sc = arg;
+    pgw_conn *admin = connect_or_fail();
+    if (!admin)
+        return -1;
+    REQUIRE_EQ(pgw_pool_create(&sc->pool, "", 2), 0);
+    REQUIRE_EQ(pgw_pool_fill(sc->pool), 0); /* the two, and the one aside for batches */
+    REQUIRE_EQ(pgw_pool_acquire(sc->pool, &sc->held[0]), 0);
+    REQUIRE_EQ(pgw_pool_acquire(sc->pool, &sc->held[1]), 0);
+    char a[16], b[16];
+    snprintf(a, sizeof a, "%d", pgw_conn_backend_pid(sc->held[0]));
+    snprintf(b, sizeof b, "%d", pgw_conn_backend_pid(sc->held[1]));
+    const char *p[] = {a, b};
+    long long aside = value_of(admin,
+                               "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client "
+                               "backend' AND pid NOT IN ($1::int, $2::int, pg_backend_pid())",
+                               2, p);
+    REQUIRE_EQ(aside > 0, 1);
+    REQUIRE_EQ(kill((pid_t)aside, SIGSTOP), 0);
+    /* From here on no early return: the aside backend is continued whatever happens. */
+    weft_scope *s;
+    CHECK_EQ(weft_scope_open(&s, &(weft_scope_opts){.policy = WEFT_COLLECT}), 0);
+    void *args[2][2] = {{sc, (void *)0}, {sc, (void *)1}};
+    CHECK_EQ(weft_spawn(s, stale_sleeper, args[0]), 0);
+    CHECK_EQ(weft_spawn(s, stale_computer, NULL), 0);
+    CHECK_EQ(weft_spawn(s, stale_sleeper, args[1]), 0);
+    weft_time t0 = weft_now();
+    while (running_sleeps(admin) < 2 && weft_now() - t0 < 30 * WEFT_SEC)
+        weft_yield();
+    CHECK_EQ(weft_scope_cancel(s), 0);
+    CHECK_EQ(weft_scope_close(s), -ECANCELED);
+    CHECK_EQ(sc->rc[0], -ECANCELED);
+    CHECK_EQ(sc->rc[1], -ECANCELED);
+    /* Neither connection is pooled: the first was given up, the second's batch may come. */
+    CHECK_EQ(pgw_pool_idle(sc->pool), 0);
+    /* A task that is never cancelled, on whatever connection the pool gives it, while the
+     * aside backend runs what it was sent. */
+    CHECK_EQ(weft_scope_open(&s, NULL), 0);
+    CHECK_EQ(weft_spawn(s, stale_query, sc), 0);
+    CHECK_EQ(weft_sleep_for(300 * WEFT_MSEC), 0); /* its query runs */
+    kill((pid_t)aside, SIGCONT);
+    CHECK_EQ(weft_scope_close(s), 0);
+    CHECK_EQ(sc->cancelled, 0);
+    CHECK_EQ(pgw_pool_destroy(sc->pool), 0);
+    pgw_conn_close(admin);
+    return 0;
+}
+
+Test(pg, a_cancel_batch_cut_off_reaches_no_later_query, .timeout = 60)
+{
+    require_server();
+    static stale_case sc;
+    /* One worker, no watchdog: the computing task holds the worker a second on purpose. */
+    weft_config cfg = {.workers = 1, .watchdog_ns = -1};
+    cr_assert_eq(weft_run(&cfg, stale_root, &sc), 0);
+    ASSERT_CHECKS();
+}
+
+/* No descriptor left for a connection: pgw_connect and the pool's acquire say so (-EMFILE),
+ * where libpq says it only in words. */
+static int emfile_root(void *arg)
+{
+    (void)arg;
+    pgw_pool *p;
+    REQUIRE_EQ(pgw_pool_create(&p, "", 1), 0);
+    struct rlimit saved;
+    REQUIRE_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    int fd = dup(0);
+    REQUIRE_EQ(fd >= 0, 1);
+    close(fd);
+    struct rlimit none = {.rlim_cur = (rlim_t)fd, .rlim_max = saved.rlim_max};
+    REQUIRE_EQ(setrlimit(RLIMIT_NOFILE, &none), 0);
+    pgw_conn *c = (pgw_conn *)&c;
+    int connect_rc = pgw_connect("", &c);
+    int acquire_rc = pgw_pool_acquire(p, &c);
+    REQUIRE_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    CHECK_EQ(connect_rc, -EMFILE);
+    CHECK_EQ(acquire_rc, -EMFILE);
+    /* With descriptors back, the pool works (the token came back). */
+    REQUIRE_EQ(pgw_pool_acquire(p, &c), 0);
+    CHECK_EQ(value_of(c, "SELECT 3", 0, NULL), 3);
+    pgw_pool_release(p, c);
+    CHECK_EQ(pgw_pool_destroy(p), 0);
+    return 0;
+}
+
+Test(pg, no_descriptor_left_is_emfile, .timeout = 60)
+{
+    run_against_server(emfile_root);
 }
 
 /* The server stops answering (every process of it stopped, as a hung machine or a partition
