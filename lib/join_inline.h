@@ -11,6 +11,7 @@
 #ifndef WEFT_JOIN_INLINE_H
 #define WEFT_JOIN_INLINE_H
 
+#include "eh.h"
 #include "inject.h"
 #include "records.h"
 #include "sched.h"
@@ -70,6 +71,7 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
     weft__sched_progress(w);
     if (traced)
         weft__trace_inline_start(w, parent, child);
+    weft__eh_take(&parent->eh); /* the child starts with no exception of the joiner's */
     int rc = child->fn(child->arg);
     /* weft__scope_end_task's common case, for what is known here: an inline child of `s` that
      * the owner spawned, ended well and holds nothing is counted out on the owner's side. */
@@ -84,6 +86,7 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
         weft__sched_progress(weft__sched_worker());
         weft__join_run_body(child);
     }
+    weft__eh_give(&parent->eh);
     w = weft__sched_worker_leaf();
     w->counts.inline_runs++; /* counted at its end: the worker is at hand again here */
     if (traced)

@@ -80,6 +80,7 @@
 
 #include "blocking.h"
 #include "chaos.h"
+#include "eh.h"
 #include "inject.h"
 #include "records.h"
 #include "steal.h"
@@ -432,10 +433,15 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
 #ifdef WEFT_TSAN
     __tsan_switch_to_fiber(to ? to->host->tsan_fiber : w->tsan_fiber, 0);
 #endif
+    if (from)
+        weft__eh_take(&from->eh);
     weft__ctx_switch(from_ctx, to_ctx);
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
+    /* Resumed, perhaps on another thread: `from` is this context's own task again. */
+    if (from)
+        weft__eh_give(&from->eh);
 }
 
 static void after_switch(void);

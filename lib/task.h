@@ -55,6 +55,12 @@ enum weft__wait_on {
 typedef struct weft__failure weft__failure;
 typedef struct weft__worker weft__worker;
 
+/* A task's C++ exception state while it is switched out (eh.h). */
+typedef struct weft__eh_state {
+    void *caught;
+    unsigned int uncaught;
+} weft__eh_state;
+
 typedef struct weft__task {
     weft__ctx ctx;           /* saved context; meaningful only in a host */
     struct weft__task *host; /* the task owning the stack this one runs on */
@@ -99,6 +105,7 @@ typedef struct weft__task {
     struct weft__task *trace_parent;
     uint32_t trace_worker;
     void *tsan_fiber;
+    weft__eh_state eh; /* its C++ exception state while switched out (eh.h) */
     char name[WEFT__TASK_NAME_MAX];
 } weft__task;
 

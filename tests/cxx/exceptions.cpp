@@ -2,10 +2,11 @@
 /*
  * A C++ exception that escapes a function weft calls ends the process in std::terminate, wherever
  * the function runs: on a task's own stack, inline on its joiner's stack inside the joiner's own
- * try block, as the piece of a parallel loop its caller runs itself, in a reduce's combine, or on
- * a thread of the blocking pool. It never unwinds through weft's frames into a catch beyond them
- * (which skipped the end of the task and left its scope waiting for ever). An exception caught
- * inside the task is plain C++.
+ * try block, as the piece of a parallel loop its caller runs itself, in a reduce's combine, on a
+ * thread of the blocking pool, or in the report callback the end of a runtime calls (a trace it
+ * could not write). It never unwinds through weft's frames into a catch beyond them (which
+ * skipped the end of the task and left its scope waiting for ever, or a runtime's end half
+ * done). An exception caught inside the task is plain C++.
  *
  * Each case runs in a child process (bounded by alarm) that must die of SIGABRT; reaching the
  * parent's catch exits 3, a run that returns exits 4.
@@ -126,11 +127,23 @@ int caught_inside(void *)
     }
 }
 
+// The report callback, called as the runtime ends with a trace it could not write: it throws.
+void throwing_report(void *, int, const char *)
+{
+    throw std::runtime_error("escaped a report callback");
+}
+
+int nothing(void *)
+{
+    return 0;
+}
+
 struct scenario {
     const char *name;
     weft_fn root;
     unsigned workers;
     bool aborts;
+    bool report_throws = false; // a trace on /dev/full, reported through throwing_report
 };
 
 // 0 if the case ended as it must, else 1 (with a line saying how it ended).
@@ -146,7 +159,16 @@ int run_case(const scenario &c)
         alarm(20); // a hang (the bug this guards against) dies of SIGALRM, not of SIGABRT
         weft_config cfg{};
         cfg.workers = c.workers;
-        int rc = weft_run(&cfg, c.root, nullptr);
+        if (c.report_throws) {
+            cfg.trace_path = "/dev/full";
+            cfg.report = throwing_report;
+        }
+        int rc = 0;
+        try {
+            rc = weft_run(&cfg, c.root, nullptr);
+        } catch (...) {
+            _exit(3);
+        }
         _exit(rc == 0 ? 0 : 4);
     }
     int st = 0;
@@ -173,9 +195,10 @@ int run_case(const scenario &c)
 int main()
 {
     const scenario cases[] = {
-        {"own stack", own_stack, 2, true},         {"inline child", inline_child, 1, true},
-        {"loop piece", loop_piece, 1, true},       {"reduce combine", reduce_combine, 2, true},
-        {"blocking pool", blocking_call, 1, true}, {"caught inside", caught_inside, 1, false},
+        {"own stack", own_stack, 2, true},           {"inline child", inline_child, 1, true},
+        {"loop piece", loop_piece, 1, true},         {"reduce combine", reduce_combine, 2, true},
+        {"blocking pool", blocking_call, 1, true},   {"caught inside", caught_inside, 1, false},
+        {"report callback", nothing, 1, true, true},
     };
     int failed = 0;
     for (const scenario &c : cases)
