@@ -425,7 +425,6 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
     stack_bounds(w, to, &lo, &size);
     (void)lo;
     (void)size;
-    (void)dying;
 #ifdef WEFT_ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(dying ? NULL : &fake, lo, size);
@@ -433,7 +432,9 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
 #ifdef WEFT_TSAN
     __tsan_switch_to_fiber(to ? to->host->tsan_fiber : w->tsan_fiber, 0);
 #endif
-    if (from)
+    /* A task that ended left no exception being handled, and its record may be another's by
+     * now: nothing to take. */
+    if (from && !dying)
         weft__eh_take(&from->eh);
     weft__ctx_switch(from_ctx, to_ctx);
 #ifdef WEFT_ASAN
