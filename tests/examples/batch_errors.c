@@ -43,7 +43,11 @@ static int import_record(void *arg)
             rc = weft_sleep_for(10 * WEFT_SEC); /* a backend that does not answer */
             weft_scope_close(budget);
         }
-        return weft_fail(rc, "record %d: backend timed out", r->id);
+        if (rc == -ETIMEDOUT)
+            return weft_fail(rc, "record %d: backend timed out", r->id);
+        if (rc != 0)
+            return weft_fail(rc, "record %d: backend: %s", r->id, strerror(-rc));
+        /* A backend that answered within the budget: the record goes in like the others. */
     }
     if (strcmp(r->text, "orphan") == 0)
         return weft_fail(-ENOENT, "record %d: its owner does not exist", r->id);

@@ -51,7 +51,10 @@ typedef struct server {
     weft_scope *conns;
 } server;
 
-/* The accept loop; ends when the listener's scope is cancelled. */
+/* The accept loop; ends when the listener's scope is cancelled. A connection the client gave up
+ * before it was taken is skipped; a lack of descriptors or memory is waited out (connections
+ * that end give them back), not taken for the end of the server, whose listener would stay open
+ * and answer no one. */
 static int serve(void *arg)
 {
     server *srv = arg;
@@ -59,6 +62,14 @@ static int serve(void *arg)
         int fd = weft_accept(srv->lfd, NULL, NULL);
         if (fd == -ECANCELED || fd == -ETIMEDOUT)
             return 0;
+        if (fd == -ECONNABORTED || fd == -EPROTO)
+            continue;
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+            int rc = weft_sleep_for(10 * WEFT_MSEC);
+            if (rc)
+                return 0; /* cancelled while it waited */
+            continue;
+        }
         if (fd < 0)
             return weft_fail(fd, "accept: %s", strerror(-fd));
         if (weft_spawn(srv->conns, handle, (void *)(intptr_t)fd) != 0)
@@ -83,8 +94,10 @@ static int run_client(void *arg)
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int rc = weft_connect(fd, (struct sockaddr *)&a, sizeof a);
     for (int i = 0; rc == 0 && i < LINES; i++) {
-        char line[64], back[64];
+        char line[64], back[sizeof line];
         int len = snprintf(line, sizeof line, "client %d line %d\n", c->id, i);
+        if (len < 0 || (size_t)len >= sizeof line)
+            len = (int)sizeof line - 1; /* cut short: snprintf says what it would have written */
         ssize_t n = weft_write_all(fd, line, (size_t)len, NULL);
         size_t got = 0;
         while (n >= 0 && got < (size_t)len &&

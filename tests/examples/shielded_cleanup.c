@@ -54,8 +54,10 @@ static int serve(void *arg)
     session *s = arg;
     char req[4];
     ssize_t n;
+    /* The cancel may come in either wait, the read of a request or the write of its answer:
+     * `n` keeps whichever failed. */
     while ((n = weft_read(s->fd, req, sizeof req)) == 4) {
-        if (weft_write_all(s->fd, "OK!\n", 4, NULL) < 0)
+        if ((n = weft_write_all(s->fd, "OK!\n", 4, NULL)) < 0)
             break;
         s->served++;
         weft_event_set(s->ready);
