@@ -45,6 +45,7 @@
 #include "runtime.h"
 #include "sched.h"
 #include "scope.h"
+#include "sigpipe.h"
 #include "task.h"
 
 #define NO_TSAN __attribute__((no_sanitize("thread")))
@@ -795,8 +796,7 @@ out:
 
 /* ---- weft_dump ---------------------------------------------------------------------------- */
 
-/* Writes on a closed pipe must not end the process: SIGPIPE is blocked on this thread for the
- * dump, and one it raised is taken back before the mask is restored. */
+/* Writes on a closed pipe must not end the process (sigpipe.h). */
 static int write_dump(const dump *d, int fd, int flags)
 {
     out *o = weft__alloc_malloc(sizeof(*o));
@@ -805,21 +805,15 @@ static int write_dump(const dump *d, int fd, int flags)
     o->fd = fd;
     o->err = 0;
     o->n = 0;
-    sigset_t pipe_set, old;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    sigset_t old;
+    weft__sigpipe_block(&old);
     int rc = 0;
     if (flags & WEFT_DUMP_JSON)
         write_json(d, o);
     else
         rc = write_text(d, o);
     out_flush(o);
-    if (o->err == -EPIPE && !sigismember(&old, SIGPIPE)) {
-        struct timespec zero = {0, 0};
-        sigtimedwait(&pipe_set, NULL, &zero);
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    weft__sigpipe_restore(&old, o->err == -EPIPE);
     if (!rc)
         rc = o->err;
     free(o);

@@ -20,6 +20,7 @@
 #include "json.h"
 #include "sched.h"
 #include "scope.h"
+#include "sigpipe.h"
 #include "task.h"
 
 /* One buffer: 256 KiB, some thirty thousand tasks of a fork-join program, a write per few
@@ -159,7 +160,10 @@ int weft__trace_open(weft__trace **out, const char *path, unsigned nworkers)
                      "{\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"name\":\"process_name\","
                      "\"args\":{\"name\":\"weft\"}}",
                      tr->pid);
+    sigset_t old;
+    weft__sigpipe_block(&old); /* the file may be a FIFO whose reader is gone */
     write_all(tr, head, (size_t)n);
+    weft__sigpipe_restore(&old, tr->write_error == EPIPE);
     *out = tr;
     return 0;
 }
@@ -592,6 +596,8 @@ void weft__trace_flush(weft__trace_buf *b)
 
 void weft__trace_close(weft__trace *tr, void (*report)(void *, int, const char *), void *report_arg)
 {
+    sigset_t old;
+    weft__sigpipe_block(&old); /* the file may be a FIFO whose reader is gone */
     uint8_t *scratch = weft__alloc_malloc(CHUNK_BYTES);
     uint64_t lost = 0, bytes = 0, written = 0;
     reader r = {.tr = tr, .o = tr->text};
@@ -635,6 +641,7 @@ void weft__trace_close(weft__trace *tr, void (*report)(void *, int, const char *
     write_all(tr, tr->text, (size_t)(o - tr->text));
     if (close(tr->fd) != 0 && !tr->write_error)
         tr->write_error = errno; /* a file system that says so only now (NFS, a quota) */
+    weft__sigpipe_restore(&old, tr->write_error == EPIPE);
     if (tr->write_error) {
         char line[512];
         snprintf(line, sizeof(line), "weft: trace %s: a write failed (%s): the file is cut short",

@@ -509,6 +509,35 @@ static int spawn_some(void *arg)
     return rc ? rc : jrc;
 }
 
+/* A trace FIFO whose reader leaves during the run: the runtime's end writes the rest on the
+ * thread that called weft_run, where SIGPIPE is not blocked. The write fails (-EPIPE) and is
+ * reported; the process is not killed. */
+static int fifo_reader = -1;
+
+static int close_reader_then_spawn(void *arg)
+{
+    close(fifo_reader); /* the reader is gone: what the trace still has to write has no reader */
+    return spawn_some(arg);
+}
+
+Test(observe, a_trace_fifo_whose_reader_left_is_reported, .timeout = 30)
+{
+    char dir[] = "/tmp/weft-fifo-XXXXXX", path[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/trace", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    fifo_reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    cr_assert(fifo_reader >= 0);
+    trace_reports = 0;
+    weft_config cfg = {.workers = 2, .trace_path = path, .report = on_trace_report};
+    int rc = weft_run(&cfg, close_reader_then_spawn, NULL);
+    unlink(path);
+    rmdir(dir);
+    cr_assert_eq(rc, 0, "weft_run: %d", rc);
+    cr_assert_eq(trace_reports, 1, "%d reports", trace_reports);
+    cr_assert_not_null(strstr(trace_report, strerror(EPIPE)), "report: %s", trace_report);
+}
+
 Test(observe, a_trace_that_cannot_be_written_is_reported)
 {
     trace_reports = 0;
