@@ -57,13 +57,10 @@ static inline weft__task *weft__join_take_child(weft__worker *w, weft__task *par
     return t;
 }
 
-/** Runs `child`, an unstarted child of `s`, as a call on the stack of `parent` (the owner of
- *  `s`, running on `w`, the caller's worker); returns the parent's worker afterwards (the child
- *  may have parked and moved). `traced`: a constant, 1 in the join of a traced runtime (the
- *  common join leaves for that one, scope.c), which records the child's start and end. */
+/* weft__join_run_child's work, but for the C++ exception state. */
 static inline __attribute__((always_inline)) weft__worker *
-weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__task *child,
-                     int traced)
+join_run_child_body(weft__worker *w, weft__task *parent, weft_scope *s, weft__task *child,
+                    int traced)
 {
     child->flags |= WEFT__TASK_INLINE;
     child->host = parent->host;
@@ -71,7 +68,6 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
     weft__sched_progress(w);
     if (traced)
         weft__trace_inline_start(w, parent, child);
-    weft__eh_take(&parent->eh); /* the child starts with no exception of the joiner's */
     int rc = child->fn(child->arg);
     /* weft__scope_end_task's common case, for what is known here: an inline child of `s` that
      * the owner spawned, ended well and holds nothing is counted out on the owner's side. */
@@ -86,7 +82,6 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
         weft__sched_progress(weft__sched_worker());
         weft__join_run_body(child);
     }
-    weft__eh_give(&parent->eh);
     w = weft__sched_worker_leaf();
     w->counts.inline_runs++; /* counted at its end: the worker is at hand again here */
     if (traced)
@@ -94,6 +89,32 @@ weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__t
     weft__sched_set_current(w, parent); /* news enough to the watchdog: no bump */
     weft__records_free_task_own(w, child);
     return w;
+}
+
+/* The run of an inline child in a program with the C++ runtime (eh.h): the joiner's exception
+ * state is kept aside while the child runs, which starts with none. A path of its own, so that a
+ * program without it pays one test per child. */
+static inline __attribute__((always_inline)) weft__worker *
+join_run_child_cxx(weft__worker *w, weft__task *parent, weft_scope *s, weft__task *child,
+                   int traced)
+{
+    weft__eh_take(w->eh, &parent->eh);
+    w = join_run_child_body(w, parent, s, child, traced);
+    weft__eh_give(w->eh, &parent->eh);
+    return w;
+}
+
+/** Runs `child`, an unstarted child of `s`, as a call on the stack of `parent` (the owner of
+ *  `s`, running on `w`, the caller's worker); returns the parent's worker afterwards (the child
+ *  may have parked and moved). `traced`: a constant, 1 in the join of a traced runtime (the
+ *  common join leaves for that one, scope.c), which records the child's start and end. */
+static inline __attribute__((always_inline)) weft__worker *
+weft__join_run_child(weft__worker *w, weft__task *parent, weft_scope *s, weft__task *child,
+                     int traced)
+{
+    if (__builtin_expect(w->eh != NULL, 0))
+        return join_run_child_cxx(w, parent, s, child, traced);
+    return join_run_child_body(w, parent, s, child, traced);
 }
 
 #endif

@@ -37,7 +37,9 @@
 
 #include "alloc.h"
 #include "cancel.h"
+#include "eh.h"
 #include "errors.h"
+#include "sched.h"
 #include "scope.h"
 #include "task.h"
 #include "weft.h"
@@ -117,12 +119,17 @@ static int run_piece(loop *l, int64_t begin, uint64_t len, void *acc)
     weft__task *t = weft__task_self();
     weft__failure *outer = t->failure;
     t->failure = NULL;
+    /* Nor does it see an exception its caller is handling (eh.h), as a piece another task runs
+     * does not. */
+    weft__eh_state caller = {NULL, 0};
+    weft__eh_take(weft__sched_worker_leaf()->eh, &caller);
     if (!acc) {
         rc = l->fn(begin, end, l->arg);
     } else {
         memcpy(acc, l->identity, l->size);
         rc = l->map(begin, end, acc, l->arg);
     }
+    weft__eh_give(weft__sched_worker_leaf()->eh, &caller);
     weft__failure *piece = t->failure;
     t->failure = outer;
     if (rc)

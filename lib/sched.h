@@ -121,6 +121,8 @@ struct weft__worker {
     uint64_t rng;
     uint64_t chaos_rng;
     weft__trace_buf *trace; /* NULL: untraced (trace.h) */
+    /* The C++ runtime's exception state of this worker's thread, NULL without it (eh.h). */
+    struct weft__eh_globals *eh;
     weft__worker_counts counts;
     weft__task *task_cache;
     unsigned task_cache_count;

@@ -13,7 +13,9 @@
  *   - a task that never threw sees no exception handled and none in flight, whatever ran before
  *     it on its thread;
  *   - a scope joined in a destructor during unwinding: its children (run inline by that join, or
- *     elsewhere) see no exception in flight, so a commit-unless-unwinding guard commits.
+ *     elsewhere) see no exception in flight, so a commit-unless-unwinding guard commits;
+ *   - a parallel loop run inside a catch block: no piece sees the caller's exception, the pieces
+ *     the caller runs itself included.
  *
  * Usage: cxx_exception_state [rounds]. Exit status 0 when every check held.
  */
@@ -152,6 +154,23 @@ int unwinder(void *)
     return 0;
 }
 
+int piece(int64_t, int64_t, void *)
+{
+    expect_clean("a piece of a loop run inside a catch block");
+    return 0;
+}
+
+int looper(void *)
+{
+    try {
+        throw tagged(0);
+    } catch (const tagged &) {
+        if (weft_parallel_for(0, 256, 1, piece, nullptr) != 0)
+            fail("the loop failed", 0);
+    }
+    return 0;
+}
+
 int round_root(void *)
 {
     weft_scope *s;
@@ -162,6 +181,7 @@ int round_root(void *)
         if (i % 8 == 0) {
             weft_spawn(s, bystander, nullptr);
             weft_spawn(s, unwinder, nullptr);
+            weft_spawn(s, looper, nullptr);
         }
     }
     return weft_scope_close(s);
