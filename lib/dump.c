@@ -59,6 +59,7 @@ typedef struct dtask {
     const weft__task *rec;
     const weft_scope *scope;
     const weft__task *host;
+    const weft__task *joiner; /* an inline child's joiner, else NULL */
     const weft_scope *owned;
     const void *obj;
     uint64_t id;
@@ -217,6 +218,7 @@ static NO_TSAN void take_task(weft__task *t, void *arg)
     x.flags = flags;
     x.scope = RD(t->scope);
     x.host = RD(t->host);
+    x.joiner = flags & WEFT__TASK_INLINE ? RD(t->joiner) : NULL;
     x.owned = RD(t->owned);
     x.wait = RD_U32(t->wait);
     x.on = RD(t->wait_on);
@@ -325,7 +327,9 @@ static void take_all(dump *d)
                 break;
             s = d->scopes[ix].prev_owned;
         }
-        int h = map_get(&d->task_map, t->host);
+        /* The joiner of an inline child hosts it; nested inline joins share one stack (`host`),
+         * each joiner hosting its own child. */
+        int h = map_get(&d->task_map, t->joiner ? t->joiner : t->host);
         if (h >= 0 && h != (int)i)
             d->tasks[h].hosting = (int)i;
     }
@@ -884,9 +888,9 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 weft_runtime *weft__dump_runtimes __attribute__((visibility("hidden"), used));
 
 #define OFF(type, field) ((uint64_t)offsetof(type, field))
-/* Version 1. The order is the script's: change both together. */
+/* Version 2. The order is the script's: change both together. */
 const uint64_t weft__dump_layout[] __attribute__((visibility("hidden"), used)) = {
-    1,                                         /* version */
+    2,                                         /* version */
     (sizeof(weft__task) + 63) & ~(uint64_t)63, /* a record's stride in a chunk */
     64,                                        /* where a chunk's first record lies */
     OFF(weft_runtime, dump_next),
@@ -912,6 +916,8 @@ const uint64_t weft__dump_layout[] __attribute__((visibility("hidden"), used)) =
     WEFT__TASK_FREE,
     WEFT__WAIT_PARKED,
     OFF(weft__task, parked_at),
+    OFF(weft__task, joiner), /* version 2 */
+    WEFT__TASK_INLINE,
 };
 
 static int sig_pipe[2] = {-1, -1}; /* made once, kept for the life of the process */

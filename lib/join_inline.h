@@ -64,6 +64,7 @@ join_run_child_body(weft__worker *w, weft__task *parent, weft_scope *s, weft__ta
 {
     child->flags |= WEFT__TASK_INLINE;
     child->host = parent->host;
+    child->joiner = parent;
     weft__sched_set_current(w, child);
     weft__sched_progress(w);
     if (traced)

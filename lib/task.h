@@ -103,6 +103,9 @@ typedef struct weft__task {
     /* Traced runtimes only (trace.c): the task whose join runs this one inline (NULL for a task
      * on a stack of its own), and the worker it last ran on. */
     struct weft__task *trace_parent;
+    /* An inline child's joiner: the task whose join runs it (WEFT__TASK_INLINE says it is one;
+     * stale otherwise). Not `host`, the owner of the stack, which nested inline joins share. */
+    struct weft__task *joiner;
     uint32_t trace_worker;
     void *tsan_fiber;
     weft__eh_state eh; /* its C++ exception state while switched out (eh.h) */

@@ -45,9 +45,9 @@ def check_json(out, fd):
     expect(d.get("weft_dump") == 1, "no weft_dump version")
     expect(len(d["workers"]) == 2, "two workers")
     tasks = {t["name"]: t for t in d["tasks"]}
-    expect(len(d["tasks"]) == 15, "15 tasks, got %d" % len(d["tasks"]))
+    expect(len(d["tasks"]) == 16, "16 tasks, got %d" % len(d["tasks"]))
     scopes = {s["name"]: s for s in d["scopes"] if s["name"]}
-    for name in ("level1", "level2", "level3", "hosted", DOOMED):
+    for name in ("level1", "level2", "level3", "hosted", "nested", DOOMED):
         expect(name in scopes, "scope %s" % name)
     ix = {name: s["index"] for name, s in scopes.items()}
     roots = [s for s in d["scopes"] if s["root"]]
@@ -85,12 +85,15 @@ def check_json(out, fd):
     parked("eventwaiter", "event", "level3")
     expect(parked("fdwaiter", "fd_read", "level3")["fd"] == fd, "fdwaiter's descriptor")
     parked("selecter", "select", "level3")
-    # A join that runs its child inline: the child parked on the joiner's stack.
-    inl = parked("inlined", "sleep", "hosted")
+    # Nested joins that run their children inline, on one stack: each joiner hosts its own.
+    inl = parked("inlined", "sleep", "nested")
     expect(inl["inline"] is True, "inlined runs inline: %s" % inl)
+    mid = tasks["middle"]
+    expect(mid["state"] == "hosting" and mid.get("hosting") == inl["id"] and mid["inline"] is True
+           and mid["scope"] == ix["hosted"], "middle hosts inlined: %s" % mid)
     ho = tasks["hoster"]
-    expect(ho["state"] == "hosting" and ho.get("hosting") == inl["id"] and
-           ho["scope"] == ix["level1"], "hoster hosts inlined: %s" % ho)
+    expect(ho["state"] == "hosting" and ho.get("hosting") == mid["id"] and
+           ho["scope"] == ix["level1"], "hoster hosts middle: %s" % ho)
     late = tasks["latecomer"]
     expect(late["state"] == "unstarted" and late["scope"] == ix["level1"] and "on" not in late,
            "latecomer unstarted: %s" % late)
@@ -131,7 +134,7 @@ def check_text(out, fd):
     def depth(l):
         return len(l) - len(l.lstrip(" "))
 
-    line(r"^weft dump: runtime 0x[0-9a-f]+, pid \d+, 2 workers, 15 tasks, 7 scopes$")
+    line(r"^weft dump: runtime 0x[0-9a-f]+, pid \d+, 2 workers, 16 tasks, 8 scopes$")
     _, root = line(r'^\s+task 1 "root" running on worker [01]$')
     _, l1 = line(r'scope #\d+ "level1" fail-fast, deadline in 3\d\d\d\.\d{3} s$')
     line(r'task \d+ "sleeper" parked for \d+\.\d{3} s: sleep, wakes in 3\d\d\d\.\d{3} s$')
@@ -148,6 +151,7 @@ def check_text(out, fd):
     line(r'task \d+ "selecter" parked for .*: select \(operations at 0x[0-9a-f]+\)$')
     line(r'task \d+ "latecomer" unstarted$')
     line(r'task \d+ "hoster" joining, runs task \d+ inline on its stack$')
+    line(r'task \d+ "middle" joining, runs task \d+ inline on its stack \(inline in its joiner\)$')
     line(r'task \d+ "inlined" parked for .*: sleep, wakes in .* \(inline in its joiner\)$')
     line(r'scope #\d+ "doomed\?--\?{18}-\?{3}" fail-fast, cancelled \(explicit, -ECANCELED\)$')
     line(r'task \d+ "spinner" running on worker [01]$')

@@ -22,7 +22,8 @@
  *               eventwaiter (an event nobody sets), fdwaiter (a pipe nobody writes to),
  *               selecter (a select of two empty channels)
  *       hoster (its join runs its one child inline, on its own stack):
- *         hosted, opened by hoster: inlined (weft_sleep_for 1 h, inside hoster's join)
+ *         hosted, opened by hoster: middle (inline in hoster's join, whose join runs its own):
+ *           nested, opened by middle: inlined (weft_sleep_for 1 h, inside middle's join)
  *       latecomer (spawned right before the dump: unstarted)
  *     doomer (parked on the join of doomed):
  *       doomed (cancelled; a name that is not all UTF-8, dump_check.py): spinner (running on the
@@ -173,17 +174,28 @@ static int inlined(void *arg)
     return weft_sleep_for(HOUR_NS) == -ECANCELED ? 0 : 1;
 }
 
-/* Its join takes its child from this worker's spawn queue and runs it as a call: the other
- * worker is the spinner's, and steals nothing. */
+/* A join that takes its one child from this worker's spawn queue and runs it as a call: the
+ * other worker is the spinner's, and steals nothing. */
+static int join_one(const char *scope, weft_fn child, const char *name)
+{
+    weft_scope *s;
+    CHECK(weft_scope_open(&s, &(weft_scope_opts){.name = scope}) == 0);
+    CHECK(spawn_named(s, child, name) == 0);
+    int rc = weft_scope_join(s);
+    weft_scope_release(s);
+    return rc == -ECANCELED ? 0 : 1;
+}
+
+static int middle(void *arg)
+{
+    (void)arg;
+    return join_one("nested", inlined, "inlined");
+}
+
 static int hoster(void *arg)
 {
     (void)arg;
-    weft_scope *hosted;
-    CHECK(weft_scope_open(&hosted, &(weft_scope_opts){.name = "hosted"}) == 0);
-    CHECK(spawn_named(hosted, inlined, "inlined") == 0);
-    int rc = weft_scope_join(hosted);
-    weft_scope_release(hosted);
-    return rc == -ECANCELED ? 0 : 1;
+    return join_one("hosted", middle, "middle");
 }
 
 static int inner(void *arg)
@@ -260,7 +272,8 @@ static int tree_main(void *arg)
 
     dump_tree_built();
     int n = weft_dump(NULL, STDOUT_FILENO, dump_flags);
-    CHECK(n == 15); /* root, doomer, spinner, the nine waiters, hoster, inlined, latecomer */
+    CHECK(n == 16); /* root, doomer, spinner, the nine waiters, hoster, middle, inlined,
+                     * latecomer */
 
     atomic_store(&spin_stop, 1);
     CHECK(weft_scope_cancel(l1) == 0);

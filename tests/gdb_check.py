@@ -61,8 +61,10 @@ def main():
     expect(r"^\s+\d+\s+latecomer\s+unstarted$", "the latecomer")
     expect(r"^\s+\d+\s+hoster\s+joining: runs task \d+ inline on its stack$",
            "the task whose join runs a child inline")
-    expect(r"^\s+\d+\s+inlined\s+parked: sleep$", "the inline child")
-    expect(r"^15 tasks$", "fifteen tasks")
+    expect(r"^\s+\d+\s+middle\s+joining: runs task \d+ inline on its stack$",
+           "the inline child whose own join runs one inline")
+    expect(r"^\s+\d+\s+inlined\s+parked: sleep$", "the innermost inline child")
+    expect(r"^16 tasks$", "sixteen tasks")
     # weft bt: the sleeper's own function, under the sleep and the park.
     m = re.search(r"^task (\d+) \"sleeper\" \(parked: sleep\)\n((?:#\d+ .*\n)+)", out, re.M)
     if not m:

@@ -16,12 +16,12 @@ import struct
 
 import gdb
 
-# The indexes of weft__dump_layout (lib/dump.c), version 1.
+# The indexes of weft__dump_layout (lib/dump.c), version 2.
 (L_VERSION, L_STRIDE, L_FIRST, L_RT_NEXT, L_RT_CHUNKS, L_RT_WORKERS, L_RT_NWORKERS, L_WORKER_SIZE,
  L_WORKER_CURRENT, L_CHUNK_NEXT, L_CHUNK_BYTES, L_CHUNK_RECORDS, L_T_ID, L_T_FLAGS, L_T_WAIT,
  L_T_WAIT_ON, L_T_WAIT_OBJ, L_T_NAME, L_T_CTX, L_T_HOST, L_T_SCOPE, L_T_RT, L_S_NAME, L_FREE,
- L_PARKED, L_T_PARKED_AT) = range(26)
-LAYOUT_LEN = 26
+ L_PARKED, L_T_PARKED_AT, L_T_JOINER, L_INLINE) = range(28)
+LAYOUT_LEN = 28
 
 ON = ["?", "join of scope", "sleep", "semaphore", "event", "channel", "select", "fd readable",
       "fd writable", "fd readable or writable", "blocking call"]
@@ -56,8 +56,8 @@ class Layout:
     def __init__(self):
         base = _addr("weft__dump_layout")
         self.v = struct.unpack("<%dQ" % LAYOUT_LEN, _mem(base, 8 * LAYOUT_LEN))
-        if self.v[L_VERSION] != 1:
-            raise gdb.GdbError("weft: layout version %d, this script reads 1" % self.v[L_VERSION])
+        if self.v[L_VERSION] != 2:
+            raise gdb.GdbError("weft: layout version %d, this script reads 2" % self.v[L_VERSION])
 
     def __getitem__(self, i):
         return self.v[i]
@@ -115,6 +115,8 @@ def _tasks(lay):
                     t.on = raw[off + lay[L_T_WAIT_ON]]
                     t.obj = struct.unpack_from("<Q", raw, off + lay[L_T_WAIT_OBJ])[0]
                     t.host = struct.unpack_from("<Q", raw, off + lay[L_T_HOST])[0]
+                    t.joiner = (struct.unpack_from("<Q", raw, off + lay[L_T_JOINER])[0]
+                                if flags & lay[L_INLINE] else 0)
                     t.name = _cstr(raw[off + lay[L_T_NAME]:off + lay[L_T_NAME] + 32])
                     t.worker = running.get(t.addr)
                     yield t
@@ -122,13 +124,13 @@ def _tasks(lay):
 
 
 def _mark_hosts(tasks):
-    """Notes on each task whose join runs a child inline (on its stack) that child's id: only
-    the child's record names its host, as in lib/dump.c."""
+    """Notes on each task whose join runs a child inline that child's id: only the child's record
+    names its joiner (nested inline joins share one stack, its `host`), as in lib/dump.c."""
     by_addr = {t.addr: t for t in tasks}
     for t in tasks:
-        host = by_addr.get(t.host)
-        if host is not None and host is not t:
-            host.hosting = t.id
+        joiner = by_addr.get(t.joiner or t.host)
+        if joiner is not None and joiner is not t:
+            joiner.hosting = t.id
     return tasks
 
 
