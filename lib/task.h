@@ -100,13 +100,12 @@ typedef struct weft__task {
     const void *wait_obj;
     weft_time parked_at;  /* when it last parked (coarse clock, weft__sched_park) */
     weft_time wait_until; /* the deadline of its last weft__wait_park, WEFT_NEVER for none */
-    /* Traced runtimes only (trace.c): the task whose join runs this one inline (NULL for a task
-     * on a stack of its own), and the worker it last ran on. */
-    struct weft__task *trace_parent;
-    /* An inline child's joiner: the task whose join runs it (WEFT__TASK_INLINE says it is one;
-     * stale otherwise). Not `host`, the owner of the stack, which nested inline joins share. */
+    /* An inline child's joiner: the task whose join runs it (not `host`, the owner of the
+     * stack, which nested inline joins share). Set for every inline child (WEFT__TASK_INLINE
+     * says which tasks are; stale on the others), and NULL on the others in traced runtimes,
+     * whose trace walks the chain of joiners (trace.c). */
     struct weft__task *joiner;
-    uint32_t trace_worker;
+    uint32_t trace_worker; /* traced runtimes: the worker it last ran on */
     void *tsan_fiber;
     weft__eh_state eh; /* its C++ exception state while switched out (eh.h) */
     char name[WEFT__TASK_NAME_MAX];

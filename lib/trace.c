@@ -699,9 +699,9 @@ static void begin_scopes(weft__trace_buf *b, weft_scope *s)
 
 static void begin_chain(weft__trace_buf *b, weft__task *t)
 {
-    if (t->trace_parent)
-        begin_chain(b, t->trace_parent);
-    begin_task(b, t, 0, t->trace_parent == NULL);
+    if (t->joiner)
+        begin_chain(b, t->joiner);
+    begin_task(b, t, 0, t->joiner == NULL);
     begin_scopes(b, t->owned);
 }
 
@@ -717,7 +717,7 @@ void weft__trace_leave(weft__worker *w, weft__task *t, uint32_t why)
         b->p = weft__trace_varint(p, (uint64_t)(uintptr_t)t->wait_obj);
         stamp = 0;
     }
-    for (weft__task *x = t; x; x = x->trace_parent) {
+    for (weft__task *x = t; x; x = x->joiner) {
         for (weft_scope *s = x->owned; s; s = s->prev_owned) {
             if (s->trace_open) {
                 weft__trace_add_at(b, WEFT__TR_SCOPE_END, (uint64_t)(uintptr_t)s, 0, stamp);
@@ -734,7 +734,7 @@ void weft__trace_resume(weft__worker *w, weft__task *t)
     weft__trace_buf *b = w->trace;
     if (!(t->flags & WEFT__TASK_TRACE_RUN)) {
         t->flags |= WEFT__TASK_TRACE_RUN;
-        t->trace_parent = NULL;
+        t->joiner = NULL;
         t->trace_worker = w->index;
         begin_task(b, t, 1, 1);
         return;
@@ -748,8 +748,8 @@ void weft__trace_resume(weft__worker *w, weft__task *t)
 
 void weft__trace_inline_start(weft__worker *w, weft__task *parent, weft__task *c)
 {
+    (void)parent; /* its joiner, noted already (weft__join_run_child) */
     c->flags |= WEFT__TASK_TRACE_RUN;
-    c->trace_parent = parent;
     c->trace_worker = w->index;
     begin_task(w->trace, c, 1, 0);
 }
