@@ -9,8 +9,9 @@
  *
  * A weft semaphore of 10 tokens: a task takes one before its request and gives it back after;
  * the eleventh parks (its worker runs other tasks) until a token comes back, in FIFO order.
- * The example counts the requests in flight and checks that the count reaches 10 and never
- * passes it, and that the server never saw more than 10 connections.
+ * The example counts the requests in flight and checks that the count never passes 10 (on an
+ * idle machine it reaches 10; on a loaded one the first requests may end before the last begin),
+ * that requests overlapped, and that the server never saw more than 10 connections.
  *
  * When the limit is per batch rather than per client, a scope does the same with no semaphore:
  * weft_scope_opts.max_concurrency = 10 starts at most 10 of its children at once.
@@ -82,7 +83,7 @@ static int main_task(void *arg)
            atomic_load(&lc.answered), atomic_load(&lc.peak), conns);
     EXPECT(rc == 0);
     EXPECT(atomic_load(&lc.answered) == REQUESTS);
-    EXPECT(atomic_load(&lc.peak) == LIMIT);
+    EXPECT(atomic_load(&lc.peak) <= LIMIT && atomic_load(&lc.peak) > 1);
     EXPECT(conns <= LIMIT);
 
     EXPECT(weft_sem_destroy(lc.limit) == 0);
