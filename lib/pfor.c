@@ -123,12 +123,18 @@ static int run_piece(loop *l, int64_t begin, uint64_t len, void *acc)
      * does not. */
     weft__eh_state caller = {NULL, 0};
     weft__eh_take(weft__sched_worker_leaf()->eh, &caller);
+    weft_scope *mark = t->owned;
     if (!acc) {
         rc = l->fn(begin, end, l->arg);
     } else {
         memcpy(acc, l->identity, l->size);
         rc = l->map(begin, end, acc, l->arg);
     }
+    /* Scopes the piece opened and left open end with it, as a task's do (weft.h): the loop's
+     * scope is nested around them and could not close, and the halves this frame spawned
+     * would outlive it. Their failures become the piece's. */
+    if (__builtin_expect(t->owned != mark, 0))
+        rc = weft__scope_release_owned_since(t, mark, rc);
     weft__eh_give(weft__sched_worker_leaf()->eh, &caller);
     weft__failure *piece = t->failure;
     t->failure = outer;

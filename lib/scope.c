@@ -583,6 +583,18 @@ static __attribute__((noinline)) weft__worker *join_chaos_point(weft__worker *w,
     return weft__task_chaos_point(t->rt) ? weft__sched_worker() : w;
 }
 
+/* A join's own look at the clock, for a scope of its own deadline whose timer has not fired:
+ * the worker that holds the timer may not have looked at its timers since the deadline passed
+ * (one worker, running the owner without a suspension point), and the join returns what a timer
+ * on time would have made it return. Only at its end: a look at its start would cost every join
+ * a test, and the children it runs find a passed deadline at their checkpoints all the same. */
+static __attribute__((noinline)) void join_deadline_check(weft_scope *s)
+{
+    if (!weft__scope_cancel_code(s) &&
+        __atomic_load_n(&s->own_deadline, __ATOMIC_RELAXED) <= weft_now())
+        weft__cancel_scope(s, WEFT_CANCEL_DEADLINE, -ETIMEDOUT);
+}
+
 /* The join of `s` by its owner `t`. `w`: the caller's worker, looked up since its last
  * suspension. Returns the worker the caller runs on afterwards. Inline in the common cases of
  * weft_scope_join and weft_scope_close; join_one elsewhere. The join's result goes to *result.
@@ -633,6 +645,7 @@ joined:
     if (traced)
         weft__trace_scope_joined(w, s);
     if (s->timer_armed) {
+        join_deadline_check(s);
         weft__timer_cancel(&s->timer);
         s->timer_armed = 0;
     }
@@ -730,11 +743,12 @@ static weft__worker *release_one(weft__worker *w, weft__task *t, weft_scope *s)
 }
 
 /* The release of `s`, the newest scope of `t` (running on `w`), joined: 1 if it was the common
- * case and is done; 0 if not, and nothing was done. The common case: nothing to give back but the
- * record (only a limited scope queues children, and only a failure adds to the error group), room
- * for it in the worker's cache (which is of the scope's runtime: its owner runs there), and never
- * linked into its parent, so that no fan-out holds a reference. The plain fields first: the join
- * just read them. */
+ * case and is done; 0 if not, and nothing was done. `s` was open until this release's own join,
+ * or its result_unseen was cleared: the cache takes the field as it is. The common case: nothing to
+ * give back but the record (only a limited scope queues children, and only a failure adds to the
+ * error group), room for it in the worker's cache (which is of the scope's runtime: its owner runs
+ * there), and never linked into its parent, so that no fan-out holds a reference. The plain fields
+ * first: the join just read them. */
 static inline __attribute__((always_inline)) int release_newest(weft__worker *w, weft__task *t,
                                                                 weft_scope *s)
 {
@@ -766,8 +780,13 @@ int weft_scope_release(weft_scope *s)
 {
     weft__worker *w = weft__sched_worker();
     weft__task *t = weft__sched_current(w);
-    if (t && s && t->owned == s && s->state == WEFT__SCOPE_JOINED && release_newest(w, t, s))
-        return 0;
+    if (t && s && t->owned == s && s->state == WEFT__SCOPE_JOINED) {
+        /* Joined by the join of a scope it was nested in, perhaps: released, nothing of that
+         * is left for a later use of the record (release_newest keeps the field as it is). */
+        s->result_unseen = 0;
+        if (release_newest(w, t, s))
+            return 0;
+    }
     int rc = owner_check(t, s);
     if (!rc)
         rc = nested_open(t, s);
@@ -802,11 +821,24 @@ int weft_scope_close(weft_scope *s)
 
 int weft__scope_release_owned(weft__task *t, int rc)
 {
+    return weft__scope_release_owned_since(t, NULL, rc);
+}
+
+int weft__scope_release_owned_since(weft__task *t, weft_scope *mark, int rc)
+{
     weft__worker *w = weft__sched_worker();
     int own = -1;      /* whether rc is a failure of the task's own: asked at the first hand-up */
     int forgotten = 0; /* the first forgotten failure */
+    if (mark) {
+        /* A function that released `mark` itself (it had its handle) ends nothing older. */
+        const weft_scope *x = t->owned;
+        while (x && x != mark)
+            x = x->prev_owned;
+        if (!x)
+            return rc;
+    }
     /* Newest first: inner scopes end before the scopes they are nested in. */
-    while (t->owned) {
+    while (t->owned != mark) {
         weft_scope *s = t->owned;
         if (s->state == WEFT__SCOPE_OPEN || s->result_unseen) {
             if (s->state == WEFT__SCOPE_OPEN) {

@@ -186,6 +186,10 @@ void weft__scope_external_free(weft_scope *s);
  *  result, `rc` (what its function returned) or, where that is no failure of its own, the first
  *  failure of a scope it left open. */
 int weft__scope_release_owned(weft__task *t, int rc);
+/** weft__scope_release_owned for the scopes `t` opened after `mark` (its newest scope when a
+ *  function it calls began, NULL for all): a parallel loop's piece that returns with scopes of
+ *  its own left open is such a function (pfor.c). */
+int weft__scope_release_owned_since(weft__task *t, weft_scope *mark, int rc);
 
 /** Drops a reference to `s`; the last one frees the record. */
 void weft__scope_unref(weft_scope *s);

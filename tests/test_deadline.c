@@ -870,3 +870,44 @@ Test(deadline, first_cause_sticks_in_a_scope_that_pulled_it, .timeout = 60)
     cr_assert_eq(fc.inner_why, WEFT_CANCEL_DEADLINE);
     cr_assert_eq(fc.join, -ETIMEDOUT);
 }
+
+/* ---- a join after its deadline, whose timer has not fired ---- */
+
+typedef struct {
+    int spawn_rc, join_rc, expired, reason;
+} late_case;
+
+static int late_child(void *p)
+{
+    (void)p;
+    return 0;
+}
+
+/* One worker, and no suspension point between the open and the join: the worker never looks at
+ * its timers in between, so the scope's timer cannot have fired. The join looks at the clock. */
+static int late_join_root(void *p)
+{
+    late_case *c = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 2 * WEFT_MSEC}), 0);
+    weft_time deadline = weft_scope_deadline(s);
+    while (weft_now() <= deadline) {
+        /* the deadline passes with the task running */
+    }
+    c->spawn_rc = weft_spawn(s, late_child, c);
+    c->join_rc = weft_scope_join(s);
+    c->expired = weft_scope_expired(s);
+    c->reason = weft_scope_cancel_reason(s);
+    CHECK_EQ(weft_scope_release(s), 0);
+    return 0;
+}
+
+Test(deadline, a_join_after_the_deadline_times_out_when_the_timer_is_late, .timeout = 60)
+{
+    late_case c = {0};
+    cr_assert_eq(run_on(1, late_join_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.join_rc, -ETIMEDOUT, "join returned %d", c.join_rc);
+    cr_assert_eq(c.expired, 1);
+    cr_assert_eq(c.reason, WEFT_CANCEL_DEADLINE);
+}

@@ -874,3 +874,76 @@ Test(pfor, failing_piece_message_stays_off_another_code, .timeout = 60)
         cr_assert_str_eq(m.message, "", "the loop's message went with the caller's -EPIPE");
     }
 }
+
+/* ---- a piece that leaves a scope of its own open ---- */
+
+typedef struct {
+    atomic_int ended; /* children of the pieces' forgotten scopes that ran to their end */
+    int64_t failing;  /* the index whose forgotten scope's child fails, or -1 */
+    int loop_rc;
+} forget_case;
+
+typedef struct {
+    forget_case *f;
+    int fail;
+} forgotten_child;
+
+static int forgotten_child_fn(void *p)
+{
+    forgotten_child *c = p;
+    for (int i = 0; i < 3; i++)
+        weft_yield();
+    atomic_fetch_add(&c->f->ended, 1);
+    int fail = c->fail;
+    free(c);
+    return fail ? weft_fail(-ENOTCONN, "left behind") : 0;
+}
+
+static int forgetting_piece(int64_t begin, int64_t end, void *arg)
+{
+    forget_case *f = arg;
+    for (int64_t i = begin; i < end; i++) {
+        weft_scope *s;
+        int rc = weft_scope_open(&s, NULL);
+        if (rc)
+            return rc;
+        forgotten_child *c = malloc(sizeof(*c));
+        if (!c)
+            return -ENOMEM;
+        *c = (forgotten_child){.f = f, .fail = i == f->failing};
+        if ((rc = weft_spawn(s, forgotten_child_fn, c)) != 0) {
+            free(c);
+            return rc;
+        }
+    }
+    return 0; /* neither joined nor released */
+}
+
+static int forget_root(void *p)
+{
+    forget_case *f = p;
+    f->loop_rc = weft_parallel_for(0, 64, 1, forgetting_piece, f);
+    return 0;
+}
+
+Test(pfor, a_piece_that_leaves_scopes_open_ends_with_them, .timeout = 60)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        forget_case f = {.failing = -1};
+        cr_assert_eq(run_on(workers, forget_root, &f), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(f.loop_rc, 0, "%u workers: %d", workers, f.loop_rc);
+        cr_assert_eq(atomic_load(&f.ended), 64, "%u workers: %d children ended", workers,
+                     atomic_load(&f.ended));
+    }
+}
+
+Test(pfor, a_failure_in_a_scope_a_piece_left_open_fails_the_loop, .timeout = 60)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        forget_case f = {.failing = 40};
+        cr_assert_eq(run_on(workers, forget_root, &f), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(f.loop_rc, -ENOTCONN, "%u workers: %d", workers, f.loop_rc);
+    }
+}
