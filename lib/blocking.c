@@ -9,6 +9,12 @@
  * that a burst does not leave 64 idle threads behind for long). The caller always waits for the
  * function to return, even when cancelled, because its arguments may live on the caller's
  * stack; the function may poll weft_blocking_cancelled() to stop early.
+ *
+ * Threads are joined, not detached: a thread that leaves the pool still runs a few steps of the
+ * library's code (and the C library's exit of a thread) after its count is down, so a runtime
+ * that ended on the count alone could return with one of them still running, and a program
+ * that then unloaded the library crashed in it. A leaving thread puts its record on the pool's
+ * list of those gone; the next submit, and the pool's end, join them.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -36,6 +42,13 @@
  * worker this thread just woke may be waiting for this very CPU to run the caller on. */
 #define POOL_YIELD_EVERY 256
 
+/* One thread of the pool: its argument, and its record on the list of those gone. */
+typedef struct pool_thread_rec {
+    struct weft__blocking_pool *pool;
+    pthread_t thread;
+    struct pool_thread_rec *next;
+} pool_thread_rec;
+
 typedef struct blocking_job {
     weft_fn fn;
     void *arg;
@@ -50,6 +63,7 @@ struct weft__blocking_pool {
     pthread_cond_t work; /* jobs queued, or stopping */
     pthread_cond_t gone; /* a thread exited */
     blocking_job *head, *tail;
+    pool_thread_rec *left;   /* threads that left the pool, not joined yet */
     _Atomic unsigned queued; /* jobs in the queue, readable without the mutex */
     /* Jobs submitted whose caller has not been woken yet: an idle worker spins for their
      * wake-ups rather than sleep (steal.c). */
@@ -84,6 +98,17 @@ int weft__blocking_init(weft_runtime *rt)
     return 0;
 }
 
+/* Joins the threads of `left` (a list taken from the pool) and frees their records. */
+static void join_left(pool_thread_rec *left)
+{
+    while (left) {
+        pool_thread_rec *r = left;
+        left = r->next;
+        pthread_join(r->thread, NULL);
+        free(r);
+    }
+}
+
 void weft__blocking_destroy(weft_runtime *rt)
 {
     weft__blocking_pool *p = rt->blocking;
@@ -94,7 +119,10 @@ void weft__blocking_destroy(weft_runtime *rt)
     pthread_cond_broadcast(&p->work);
     while (p->threads)
         pthread_cond_wait(&p->gone, &p->mu);
+    pool_thread_rec *left = p->left;
+    p->left = NULL;
     pthread_mutex_unlock(&p->mu);
+    join_left(left); /* none of them runs on after the runtime's end */
     pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->gone);
     pthread_mutex_destroy(&p->mu);
@@ -110,7 +138,8 @@ static struct timespec cond_deadline(weft_time t)
 
 static void *pool_thread(void *arg)
 {
-    weft__blocking_pool *p = arg;
+    pool_thread_rec *self = arg;
+    weft__blocking_pool *p = self->pool;
     int spinning = 0; /* counted in p->spinning */
     /* top and gdb name it: weft-b0, weft-b1, ... (threads come and go: numbers are not reused) */
     char name[16];
@@ -174,6 +203,8 @@ static void *pool_thread(void *arg)
         pthread_mutex_lock(&p->mu);
     }
 leave:
+    self->next = p->left;
+    p->left = self;
     p->threads--;
     pthread_cond_broadcast(&p->gone);
     pthread_mutex_unlock(&p->mu);
@@ -196,25 +227,30 @@ static int pool_submit(weft__blocking_pool *p, blocking_job *j)
     unsigned spinning = atomic_load_explicit(&p->spinning, memory_order_relaxed);
     int rc = 0, started = 0;
     if (queued > p->idle + spinning && p->threads < p->max) {
-        pthread_t th;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&th, &attr, pool_thread, p) == 0) {
-            p->threads++;
-            started = 1;
-        } else if (p->threads == 0) {
+        pool_thread_rec *r = weft__alloc_malloc(sizeof(*r));
+        if (r) {
+            r->pool = p;
+            if (pthread_create(&r->thread, NULL, pool_thread, r) == 0) {
+                p->threads++;
+                started = 1;
+            } else {
+                free(r);
+            }
+        }
+        if (!started && p->threads == 0) {
             /* Nobody could ever run it: take it back. */
             p->head = p->tail = NULL;
             atomic_fetch_sub_explicit(&p->queued, 1, memory_order_relaxed);
             atomic_fetch_sub_explicit(&p->in_flight, 1, memory_order_relaxed);
             rc = -EAGAIN;
         }
-        pthread_attr_destroy(&attr);
     }
     if (!started && !rc && p->idle && queued > spinning)
         pthread_cond_signal(&p->work);
+    pool_thread_rec *left = p->left;
+    p->left = NULL;
     pthread_mutex_unlock(&p->mu);
+    join_left(left); /* each has let go of the mutex: its last steps are short */
     return rc;
 }
 
