@@ -180,7 +180,9 @@ typedef struct weft_config {
      *  (async-signal-safe); a thread of the process, started with the first runtime that names
      *  a signal and kept for the process's life, does the dump. Default 0: off. SIGKILL,
      *  SIGSTOP, a signal the C library keeps for itself (glibc: 32 and 33, those below
-     *  SIGRTMIN), negative or too large: -EINVAL. */
+     *  SIGRTMIN), a signal of a thread's own fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP,
+     *  SIGSYS: a handler that returns runs the faulting instruction again), negative or too
+     *  large: -EINVAL. */
     int dump_signal;
     /** A file to write a trace of the runtime to (Chrome trace-event JSON, which
      *  ui.perfetto.dev and chrome://tracing open; lib/README.md, "Tracing", says what it holds):

@@ -63,6 +63,14 @@ static int reserved_signal(int s)
     return s >= 32 && s < SIGRTMIN;
 }
 
+/* A signal the kernel sends for a fault of the thread itself: a handler that returns runs the
+ * faulting instruction again, so a dump on it turned a crash into an endless loop of dumps (and
+ * took the place of the stack-overflow report, stack.c). */
+static int fault_signal(int s)
+{
+    return s == SIGSEGV || s == SIGBUS || s == SIGFPE || s == SIGILL || s == SIGTRAP || s == SIGSYS;
+}
+
 /* WEFT_CHAOS=<seed> turns chaos mode on (see sched.c): a number, or any string hashed. */
 static uint64_t chaos_seed_from_env(void)
 {
@@ -258,7 +266,7 @@ static int resolve_config(weft_config *c, const weft_config *cfg)
     if (c->workers > WEFT__MAX_WORKERS || (c->stack_size && c->stack_size < 16 * 1024) ||
         c->stack_size > ((size_t)1 << 32) || c->blocking_idle_ns < 0 || c->dump_signal < 0 ||
         c->dump_signal >= NSIG || c->dump_signal == SIGKILL || c->dump_signal == SIGSTOP ||
-        reserved_signal(c->dump_signal))
+        reserved_signal(c->dump_signal) || fault_signal(c->dump_signal))
         return -EINVAL;
     if (!c->workers)
         c->workers = default_workers();

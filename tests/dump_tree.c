@@ -324,6 +324,13 @@ static int misuse(void)
         bad.dump_signal = s;
         CHECK(weft_runtime_start(&rt, &bad) == -EINVAL);
     }
+    /* A thread's own faults: a dump handler that returns would run the fault again for ever. */
+    const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+    for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
+        bad.dump_signal = faults[i];
+        CHECK(weft_runtime_start(&rt, &bad) == -EINVAL);
+        CHECK(weft_run(&bad, idle_task, NULL) == -EINVAL);
+    }
 
     CHECK(weft_runtime_start(&rt, &(weft_config){.workers = 2}) == 0);
     weft_event *e;
