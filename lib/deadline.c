@@ -93,6 +93,11 @@ int weft_scope_set_deadline(weft_scope *s, weft_time deadline)
         return -EPERM;
     if (deadline == 0)
         deadline = WEFT_NEVER;
+    /* Room for the new timer before the old one goes: the old one may sit on another worker's
+     * heap (the owner moved since it was armed), where this worker could not put it back. */
+    if (deadline != WEFT_NEVER && !weft__scope_cancel_code(s) && deadline > weft_now() &&
+        weft__wtimers_reserve() != 0)
+        return -ENOMEM; /* the deadline it had is kept, its timer armed as it was */
     weft_time old = s->own_deadline;
     if (s->timer_armed) {
         s->timer_armed = 0;
@@ -110,7 +115,8 @@ int weft_scope_set_deadline(weft_scope *s, weft_time deadline)
         s->timer_armed = 1;
         return 0;
     }
-    /* No room on this worker's timer heap: keep the deadline it had. */
+    /* No room on this worker's timer heap after all (it was reserved above: not expected): keep
+     * the deadline it had where that can be armed again. */
     __atomic_store_n(&s->own_deadline, old, __ATOMIC_RELAXED);
     if (old != WEFT_NEVER) {
         if (old <= weft_now() || weft__deadline_arm(s, old) != 0)

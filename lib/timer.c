@@ -114,6 +114,14 @@ static int make_room(weft__timer_heap *h)
     return 0;
 }
 
+int weft__timer_reserve(weft__timer_heap *h)
+{
+    weft__lock_acquire(&h->lock);
+    int rc = make_room(h);
+    weft__lock_release(&h->lock);
+    return rc;
+}
+
 int weft__timer_arm(weft__timer_heap *h, weft__timer *t, weft_time deadline, weft__timer_fn fn)
 {
     uint64_t gen = (atomic_load_explicit(&t->word, memory_order_relaxed) >> 2) + 1;

@@ -61,6 +61,10 @@ void weft__timer_heap_destroy(weft__timer_heap *h);
 /** Arms `t` to call fn(t) at `deadline` on heap `h`. 0 or -ENOMEM. */
 int weft__timer_arm(weft__timer_heap *h, weft__timer *t, weft_time deadline, weft__timer_fn fn);
 
+/** Makes room on `h` for one more timer, so that the next weft__timer_arm on `h` cannot fail
+ *  for the lack of it (as long as nothing else is armed there meanwhile). 0 or -ENOMEM. */
+int weft__timer_reserve(weft__timer_heap *h);
+
 /** Disarms `t`. Returns 1 if it was disarmed before firing, 0 if it had fired (or was never
  *  armed); in both cases the callback is over when this returns. */
 int weft__timer_cancel(weft__timer *t);

@@ -70,6 +70,11 @@ weft_time weft__wtimers_next(weft__worker *w)
     return own < others ? own : others;
 }
 
+int weft__wtimers_reserve(void)
+{
+    return weft__timer_reserve(&weft__sched_worker()->timers);
+}
+
 int weft__wtimers_arm(weft__timer *t, weft_time deadline, weft__timer_fn fn)
 {
     weft__worker *w = weft__sched_worker();

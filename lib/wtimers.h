@@ -18,6 +18,10 @@ typedef struct weft__worker weft__worker;
 /** Arms a timer on the caller's worker's heap. 0 or -ENOMEM. Called on a worker, in a task. */
 int weft__wtimers_arm(weft__timer *t, weft_time deadline, weft__timer_fn fn);
 
+/** weft__timer_reserve on the caller's worker's heap: its next weft__wtimers_arm, with no
+ *  suspension point between, finds room. 0 or -ENOMEM. Called on a worker, in a task. */
+int weft__wtimers_reserve(void);
+
 /** Fires the due timers of `w`, the caller's worker, and those of other workers that are
  *  overdue by the takeover delay. */
 void weft__wtimers_run(weft__worker *w);

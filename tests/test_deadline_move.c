@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h" /* the library's failure injection */
 #include "support_criterion.h"
 #include "weft.h"
 
@@ -381,4 +382,83 @@ Test(deadline_move, idle_timeout_restarted_at_each_event, .timeout = 60)
         cr_assert_eq(ic.seen, EVENTS, "an event was lost (largest gap %lld us)",
                      (long long)(max_gap / 1000));
     cr_assert_gt(ic.seen, 0);
+}
+
+/* ---- a move that finds no room for its timer ---- */
+
+static int spin_2ms(void *p)
+{
+    (void)p;
+    weft_time until = weft_now() + 2 * WEFT_MSEC;
+    while (weft_now() < until) {
+    }
+    return 0;
+}
+
+static uint64_t timers_on(int worker)
+{
+    weft_metrics m;
+    weft_worker_metrics wm[2];
+    if (weft_runtime_metrics(NULL, &m, sizeof m, wm, 2) != 0)
+        return UINT64_MAX;
+    return wm[worker].timers;
+}
+
+typedef struct {
+    int moved;   /* the owner ran on another worker than the one holding the scope's timer */
+    int filled;  /* that worker's heap was full */
+    int rc;      /* weft_scope_set_deadline's */
+    int kept;    /* the deadline reads as before */
+    int expired; /* the scope timed out all the same */
+    int join;
+} nomem_move;
+
+/* The scope's timer is armed on one worker; the owner moves to the other (yielding beside busy
+ * siblings until a thief takes it), fills that worker's heap (64 timers, its first size) with
+ * deadlines of its own and asks for a later deadline while allocations fail. */
+static int nomem_move_root(void *p)
+{
+    nomem_move *c = p;
+    weft_time old = weft_now() + 100 * WEFT_SEC;
+    weft_scope *s, *busy;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.deadline = old}), 0);
+    int home = weft_worker_index();
+    REQUIRE_EQ(weft_scope_open(&busy, NULL), 0);
+    for (int i = 0; i < 20000 && weft_worker_index() == home; i++) {
+        REQUIRE_EQ(weft_spawn(busy, spin_2ms, NULL), 0);
+        REQUIRE_EQ(weft_yield(), 0);
+    }
+    int here = weft_worker_index();
+    c->moved = here != home;
+    weft_scope *fill[128];
+    int n = 0;
+    while (c->moved && n < 128 && timers_on(here) < 64)
+        REQUIRE_EQ(weft_scope_open(&fill[n++], &(weft_scope_opts){.timeout_ns = 100 * WEFT_SEC}),
+                   0);
+    c->filled = timers_on(here) == 64 && weft_worker_index() == here;
+    weft__alloc_fail_all(1);
+    c->rc = weft_scope_set_deadline(s, weft_now() + 200 * WEFT_SEC);
+    weft__alloc_fail_all(0);
+    c->kept = weft_scope_deadline(s) == old;
+    c->expired = weft_scope_expired(s);
+    while (n)
+        CHECK_EQ(weft_scope_close(fill[--n]), 0);
+    CHECK_EQ(weft_scope_close(busy), 0);
+    c->join = weft_scope_close(s);
+    return 0;
+}
+
+Test(deadline_move, a_move_without_room_for_its_timer_keeps_the_deadline, .timeout = 120)
+{
+    nomem_move c = {0};
+    cr_assert_eq(run_on(2, nomem_move_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert(c.moved, "the owner never left the worker of its scope's timer");
+    cr_assert(c.filled, "the heap was not full");
+    /* -ENOMEM, or 0 if room was found after all: either way the scope is not timed out. */
+    cr_assert(c.rc == -ENOMEM || c.rc == 0, "set_deadline returned %d", c.rc);
+    if (c.rc == -ENOMEM)
+        cr_assert(c.kept, "the deadline it had was not kept");
+    cr_assert_eq(c.expired, 0, "the scope timed out 100 s early");
+    cr_assert_eq(c.join, 0, "the join returned %d", c.join);
 }
