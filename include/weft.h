@@ -7,8 +7,13 @@
  * scope bounds everything below it, and the scope collects the failures of its children.
  *
  * Conventions
- *   - Functions return 0 or a negative errno value. They never set errno. A NULL where an object
- *     is expected gives -EINVAL (or a neutral value, where the function returns no status).
+ *   - Functions return 0 or a negative errno value. They never set errno: a call that makes
+ *     system calls puts back the value the caller had, and a task's errno is its own across
+ *     suspension points (it goes with the task to the thread it resumes on). A call that runs
+ *     the program's own functions as calls (a join running children inline on its stack, a
+ *     parallel loop running pieces) leaves errno as they left it, as qsort does its comparator's.
+ *     A NULL where an object is expected gives -EINVAL (or a neutral value, where the function
+ *     returns no status).
  *   - A scope or semaphore pointer is dangling once released or destroyed. weft detects its use
  *     (-EINVAL) for as long as the record is not reused, which is not a guarantee: do not rely
  *     on it.

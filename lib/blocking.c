@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "blocking.h"
+#include "errno_keep.h"
 
 #include "alloc.h"
 #include "cancel.h"
@@ -254,7 +255,7 @@ static int pool_submit(weft__blocking_pool *p, blocking_job *j)
     return rc;
 }
 
-int weft_blocking(weft_fn fn, void *arg, int *result)
+static int blocking_body(weft_fn fn, void *arg, int *result)
 {
     weft__task *t = weft__task_self();
     if (!t)
@@ -279,6 +280,14 @@ int weft_blocking(weft_fn fn, void *arg, int *result)
     if (result)
         *result = j.result;
     return weft__scope_cancel_code(cs);
+}
+
+int weft_blocking(weft_fn fn, void *arg, int *result)
+{
+    int kept = weft__errno_keep();
+    int rc = blocking_body(fn, arg, result);
+    weft__errno_put_back(kept);
+    return rc;
 }
 
 void weft__blocking_counts(weft_runtime *rt, unsigned *threads, unsigned *idle, uint64_t *queued)

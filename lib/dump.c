@@ -24,6 +24,7 @@
  * text on stderr, every runtime that asked for that signal.
  */
 #include "dump.h"
+#include "errno_keep.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -855,7 +856,7 @@ static int dump_count(const dump *d)
     return d->ntasks > INT32_MAX ? INT32_MAX : (int)d->ntasks;
 }
 
-int weft_dump(weft_runtime *rt, int fd, int flags)
+static int dump_body(weft_runtime *rt, int fd, int flags)
 {
     if (flags & ~WEFT_DUMP_JSON)
         return -EINVAL;
@@ -877,6 +878,14 @@ int weft_dump(weft_runtime *rt, int fd, int flags)
         rc = dump_count(d);
     dump_free(d);
     free(d);
+    return rc;
+}
+
+int weft_dump(weft_runtime *rt, int fd, int flags)
+{
+    int kept = weft__errno_keep();
+    int rc = dump_body(rt, fd, flags);
+    weft__errno_put_back(kept);
     return rc;
 }
 

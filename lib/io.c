@@ -5,7 +5,8 @@
  *
  * errno is read only inside the non-inlined system-call helpers below, right after the call that
  * set it: a task may resume on another OS thread after a park, and glibc lets the compiler keep
- * errno's (thread-local) address across one.
+ * errno's (thread-local) address across one. Every public call puts the caller's errno back as
+ * it found it (errno_keep.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errno_keep.h"
 #include "fd.h"
 #include "scope.h"
 #include "wait.h"
@@ -65,7 +67,7 @@ static __attribute__((noinline)) int read_side_shut(int fd)
  * seen by the park (fd.h). `whole`: for a plain read of that many bytes, which a short result
  * may show to have emptied the descriptor (weft__fd_note_short_read), 0 for any other call; a
  * read that the last short one showed to find nothing is not tried at all. */
-static ssize_t io_as(int fd, int dir, io_op op, void *ctx, size_t whole)
+static ssize_t io_try(int fd, int dir, io_op op, void *ctx, size_t whole)
 {
     weft__task *t = weft__task_self();
     if (!t)
@@ -97,6 +99,15 @@ static ssize_t io_as(int fd, int dir, io_op op, void *ctx, size_t whole)
             return rc;
         last = m;
     }
+}
+
+/* io_try, errno as the caller had it. */
+static ssize_t io_as(int fd, int dir, io_op op, void *ctx, size_t whole)
+{
+    int kept = weft__errno_keep();
+    ssize_t n = io_try(fd, dir, op, ctx, whole);
+    weft__errno_put_back(kept);
+    return n;
 }
 
 static ssize_t io(int fd, int dir, io_op op, void *ctx)
@@ -352,7 +363,7 @@ static int connect_mark_again(int fd, weft__fd_mark *m)
     return 0;
 }
 
-int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+static int connect_body(int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
     weft__task *t = weft__task_self();
     if (!t)
@@ -473,7 +484,7 @@ static int wait_begin(weft__task *t, int fd, int events)
            ((events & WEFT_WRITABLE) ? 1 << WEFT__FD_WRITE : 0);
 }
 
-int weft_fd_wait(int fd, int events, weft_time deadline)
+static int fd_wait_body(int fd, int events, weft_time deadline)
 {
     weft__task *t = weft__task_self();
     if (!t)
@@ -519,7 +530,7 @@ int weft_fd_wait(int fd, int events, weft_time deadline)
     }
 }
 
-int weft_fd_mark(int fd, weft_fd_edges *edges)
+static int fd_mark_body(int fd, weft_fd_edges *edges)
 {
     weft__task *t = weft__task_self();
     if (!t)
@@ -546,7 +557,7 @@ int weft_fd_mark(int fd, weft_fd_edges *edges)
     return 0;
 }
 
-int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time deadline)
+static int fd_wait_since_body(int fd, int events, const weft_fd_edges *since, weft_time deadline)
 {
     weft__task *t = weft__task_self();
     if (!t)
@@ -580,7 +591,7 @@ int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time
     }
 }
 
-int weft_fd_nonblock(int fd)
+static int fd_nonblock_body(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
@@ -588,12 +599,62 @@ int weft_fd_nonblock(int fd)
     return 0;
 }
 
-int weft_close(int fd)
+static int close_body(int fd)
 {
     if (fd < 0)
         return -EBADF;
     weft__fd_close_begin(fd);
     int rc = close(fd) == 0 ? 0 : -errno;
     weft__fd_close_end(fd);
+    return rc;
+}
+
+/* ---- the public calls that are no I/O loop: errno as the caller had it ---------------- */
+
+int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+    int kept = weft__errno_keep();
+    int rc = connect_body(fd, addr, addrlen);
+    weft__errno_put_back(kept);
+    return rc;
+}
+
+int weft_fd_wait(int fd, int events, weft_time deadline)
+{
+    int kept = weft__errno_keep();
+    int rc = fd_wait_body(fd, events, deadline);
+    weft__errno_put_back(kept);
+    return rc;
+}
+
+int weft_fd_mark(int fd, weft_fd_edges *edges)
+{
+    int kept = weft__errno_keep();
+    int rc = fd_mark_body(fd, edges);
+    weft__errno_put_back(kept);
+    return rc;
+}
+
+int weft_fd_wait_since(int fd, int events, const weft_fd_edges *since, weft_time deadline)
+{
+    int kept = weft__errno_keep();
+    int rc = fd_wait_since_body(fd, events, since, deadline);
+    weft__errno_put_back(kept);
+    return rc;
+}
+
+int weft_fd_nonblock(int fd)
+{
+    int kept = weft__errno_keep();
+    int rc = fd_nonblock_body(fd);
+    weft__errno_put_back(kept);
+    return rc;
+}
+
+int weft_close(int fd)
+{
+    int kept = weft__errno_keep();
+    int rc = close_body(fd);
+    weft__errno_put_back(kept);
     return rc;
 }

@@ -38,6 +38,7 @@
 #include "alloc.h"
 #include "cancel.h"
 #include "eh.h"
+#include "errno_keep.h"
 #include "errors.h"
 #include "sched.h"
 #include "scope.h"
@@ -243,7 +244,7 @@ static int run_loop(loop *l, unsigned workers, int64_t begin, int64_t end, int64
     return rc;
 }
 
-int weft_parallel_for(int64_t begin, int64_t end, int64_t grain, weft_range_fn fn, void *arg)
+static int parallel_for_body(int64_t begin, int64_t end, int64_t grain, weft_range_fn fn, void *arg)
 {
     if (!weft_current_scope())
         return -EPERM;
@@ -256,9 +257,17 @@ int weft_parallel_for(int64_t begin, int64_t end, int64_t grain, weft_range_fn f
     return run_loop(&l, workers, begin, end, grain, NULL);
 }
 
-int weft_parallel_reduce(int64_t begin, int64_t end, int64_t grain, size_t result_size,
-                         const void *identity, weft_map_fn map, weft_combine_fn combine, void *arg,
-                         void *result)
+int weft_parallel_for(int64_t begin, int64_t end, int64_t grain, weft_range_fn fn, void *arg)
+{
+    int kept = weft__errno_keep();
+    int rc = parallel_for_body(begin, end, grain, fn, arg);
+    weft__errno_put_back(kept);
+    return rc;
+}
+
+static int parallel_reduce_body(int64_t begin, int64_t end, int64_t grain, size_t result_size,
+                                const void *identity, weft_map_fn map, weft_combine_fn combine,
+                                void *arg, void *result)
 {
     if (!weft_current_scope())
         return -EPERM;
@@ -287,5 +296,16 @@ int weft_parallel_reduce(int64_t begin, int64_t end, int64_t grain, size_t resul
         memcpy(result, acc, result_size);
     if (acc != local)
         free(acc);
+    return rc;
+}
+
+int weft_parallel_reduce(int64_t begin, int64_t end, int64_t grain, size_t result_size,
+                         const void *identity, weft_map_fn map, weft_combine_fn combine, void *arg,
+                         void *result)
+{
+    int kept = weft__errno_keep();
+    int rc =
+        parallel_reduce_body(begin, end, grain, result_size, identity, map, combine, arg, result);
+    weft__errno_put_back(kept);
     return rc;
 }

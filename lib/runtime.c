@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errno_keep.h"
 #include "runtime.h"
 
 #include "alloc.h"
@@ -452,13 +453,21 @@ static void submission_done(weft_scope *s, int status)
         weft__futex_wake(&rt->outstanding);
 }
 
-int weft_runtime_start(weft_runtime **out, const weft_config *cfg)
+static int runtime_start_body(weft_runtime **out, const weft_config *cfg)
 {
     if (!out)
         return -EINVAL;
     if (weft__sched_worker())
         return -EDEADLK;
     return weft__runtime_create(out, cfg);
+}
+
+int weft_runtime_start(weft_runtime **out, const weft_config *cfg)
+{
+    int kept = weft__errno_keep();
+    int rc = runtime_start_body(out, cfg);
+    weft__errno_put_back(kept);
+    return rc;
 }
 
 static int submit(weft_runtime *rt, weft_fn fn, void *arg, const char *name, weft_handle **out)
@@ -523,12 +532,20 @@ refuse:
     return rc;
 }
 
-int weft_submit(weft_runtime *rt, weft_fn fn, void *arg, weft_handle **out)
+static int submit_body(weft_runtime *rt, weft_fn fn, void *arg, weft_handle **out)
 {
     return submit(rt, fn, arg, NULL, out);
 }
 
-int weft_handle_wait(weft_handle *h, weft_time deadline, int *status)
+int weft_submit(weft_runtime *rt, weft_fn fn, void *arg, weft_handle **out)
+{
+    int kept = weft__errno_keep();
+    int rc = submit_body(rt, fn, arg, out);
+    weft__errno_put_back(kept);
+    return rc;
+}
+
+static int handle_wait_body(weft_handle *h, weft_time deadline, int *status)
 {
     if (!h)
         return -EINVAL;
@@ -542,6 +559,14 @@ int weft_handle_wait(weft_handle *h, weft_time deadline, int *status)
     if (status)
         *status = h->status;
     return 0;
+}
+
+int weft_handle_wait(weft_handle *h, weft_time deadline, int *status)
+{
+    int kept = weft__errno_keep();
+    int rc = handle_wait_body(h, deadline, status);
+    weft__errno_put_back(kept);
+    return rc;
 }
 
 int weft_handle_cancel(weft_handle *h)
@@ -577,7 +602,7 @@ static int drain(weft_runtime *rt)
     return 0;
 }
 
-int weft_runtime_shutdown(weft_runtime *rt)
+static int runtime_shutdown_body(weft_runtime *rt)
 {
     if (!rt)
         return -EINVAL;
@@ -595,7 +620,15 @@ int weft_runtime_shutdown(weft_runtime *rt)
     return rc;
 }
 
-int weft_run(const weft_config *cfg, weft_fn root, void *arg)
+int weft_runtime_shutdown(weft_runtime *rt)
+{
+    int kept = weft__errno_keep();
+    int rc = runtime_shutdown_body(rt);
+    weft__errno_put_back(kept);
+    return rc;
+}
+
+static int run_body(const weft_config *cfg, weft_fn root, void *arg)
 {
     if (weft__sched_worker())
         return -EDEADLK;
@@ -614,5 +647,13 @@ int weft_run(const weft_config *cfg, weft_fn root, void *arg)
     /* No other thread holds rt: the weft_runtime itself goes too. */
     drain(rt);
     weft__runtime_stop(rt);
+    return rc;
+}
+
+int weft_run(const weft_config *cfg, weft_fn root, void *arg)
+{
+    int kept = weft__errno_keep();
+    int rc = run_body(cfg, root, arg);
+    weft__errno_put_back(kept);
     return rc;
 }

@@ -81,6 +81,7 @@
 #include "blocking.h"
 #include "chaos.h"
 #include "eh.h"
+#include "errno_keep.h"
 #include "inject.h"
 #include "records.h"
 #include "steal.h"
@@ -418,6 +419,12 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
         weft__stack_check_canary(from->host->stack);
     if (__builtin_expect(w->trace != NULL, 0))
         trace_switch(w, from, to);
+    /* A task's errno is its own (errno_keep.h): the one leaving keeps its value, the one
+     * arriving finds its own, both on this thread before the switch. */
+    if (from)
+        from->errno_value = *w->errno_of_thread;
+    if (to)
+        *w->errno_of_thread = to->errno_value;
     weft__sched_set_current(w, to);
     weft__sched_progress(w);
     void *lo;
@@ -844,6 +851,7 @@ void weft__sched_run_worker(weft__worker *w)
     weft_runtime *rt = w->rt;
     weft__tls_worker = w;
     w->eh = weft__eh_thread();
+    w->errno_of_thread = weft__errno_here();
     for (;;) {
         weft__task *t = pick_local(w);
         if (!t) {

@@ -123,6 +123,7 @@ struct weft__worker {
     weft__trace_buf *trace; /* NULL: untraced (trace.h) */
     /* The C++ runtime's exception state of this worker's thread, NULL without it (eh.h). */
     struct weft__eh_globals *eh;
+    int *errno_of_thread; /* errno of this worker's thread: a task's goes with it (sched.c) */
     weft__worker_counts counts;
     weft__task *task_cache;
     unsigned task_cache_count;

@@ -2,6 +2,7 @@
 /* The scope tree: open, join, release, limited scopes; see scope.h (cancellation: cancel.c). */
 #include "scope.h"
 #include "alloc.h"
+#include "errno_keep.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -345,10 +346,14 @@ static inline __attribute__((always_inline)) int open_scope(weft_scope **out,
 
 #undef OPT
 
+/* An open with options may arm a timer (an allocation): errno as the caller had it. */
 static __attribute__((noinline)) int open_with_options(weft_scope **out,
                                                        const weft_scope_opts *opts)
 {
-    return open_scope(out, opts);
+    int kept = weft__errno_keep();
+    int rc = open_scope(out, opts);
+    weft__errno_put_back(kept);
+    return rc;
 }
 
 /* weft_scope_open's common case, for `t` running on `w`, whose cache holds a record: a plain
@@ -379,7 +384,7 @@ static inline __attribute__((always_inline)) int open_common(weft__worker *w, we
 
 /* weft_scope_open without options, when its common case is not at hand; in a traced runtime,
  * the common case but for the trace still goes the common way, and records its slice. */
-static __attribute__((noinline)) int open_plain(weft_scope **out)
+static int open_plain_body(weft_scope **out)
 {
     weft__worker *w = weft__sched_worker();
     weft__task *t = weft__sched_current(w);
@@ -388,6 +393,14 @@ static __attribute__((noinline)) int open_plain(weft_scope **out)
         return 0;
     }
     return open_scope(out, NULL);
+}
+
+static __attribute__((noinline)) int open_plain(weft_scope **out)
+{
+    int kept = weft__errno_keep();
+    int rc = open_plain_body(out);
+    weft__errno_put_back(kept);
+    return rc;
 }
 
 int weft_scope_open(weft_scope **out, const weft_scope_opts *opts)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Task life cycle: spawn, completion, and the suspension points tasks call. */
 #include "task.h"
+#include "errno_keep.h"
 
 #include "alloc.h"
 
@@ -214,9 +215,17 @@ static inline __attribute__((always_inline)) int spawn(weft_scope *s, weft_fn fn
     return 0;
 }
 
-int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts)
+static int spawn_ex_body(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts)
 {
     return spawn(s, fn, arg, opts);
+}
+
+int weft_spawn_ex(weft_scope *s, weft_fn fn, void *arg, const weft_spawn_opts *opts)
+{
+    int kept = weft__errno_keep();
+    int rc = spawn_ex_body(s, fn, arg, opts);
+    weft__errno_put_back(kept);
+    return rc;
 }
 
 /* 1 when a spawn into `s` by `self`, running on `w`, is weft_spawn's common case: the owner's
@@ -257,7 +266,7 @@ spawn_common(weft__worker *w, weft__task *self, weft_scope *s, weft_fn fn, void 
 
 /* weft_spawn when its common case is not at hand; in a traced runtime, the common case but for
  * the trace still goes the common way, and records its event. */
-static __attribute__((noinline)) int spawn_plain(weft_scope *s, weft_fn fn, void *arg)
+static int spawn_plain_body(weft_scope *s, weft_fn fn, void *arg)
 {
     weft__worker *w = weft__sched_worker();
     if (s && fn && w && w->trace) {
@@ -269,6 +278,14 @@ static __attribute__((noinline)) int spawn_plain(weft_scope *s, weft_fn fn, void
         }
     }
     return spawn(s, fn, arg, NULL);
+}
+
+static __attribute__((noinline)) int spawn_plain(weft_scope *s, weft_fn fn, void *arg)
+{
+    int kept = weft__errno_keep();
+    int rc = spawn_plain_body(s, fn, arg);
+    weft__errno_put_back(kept);
+    return rc;
 }
 
 int weft_spawn(weft_scope *s, weft_fn fn, void *arg)

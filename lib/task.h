@@ -106,6 +106,7 @@ typedef struct weft__task {
      * whose trace walks the chain of joiners (trace.c). */
     struct weft__task *joiner;
     uint32_t trace_worker; /* traced runtimes: the worker it last ran on */
+    int errno_value;       /* its errno while switched out (errno_keep.h) */
     void *tsan_fiber;
     weft__eh_state eh; /* its C++ exception state while switched out (eh.h) */
     char name[WEFT__TASK_NAME_MAX];

@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+/*
+ * weft's calls never set errno (weft.h): each call here is made with errno set to a value no
+ * system call gives, and errno must read the same afterwards. From a plain thread: the runtime's
+ * start, run, end, submissions and waits, a dump, calls on a bad descriptor. From tasks: I/O calls
+ * that fail (a bad descriptor, a pipe whose reader is gone, a regular file, a refused connect)
+ * and that park before they succeed. And a task's errno is its own across suspension points:
+ * tasks that each set a value of their own, then yield and sleep among others doing the same on
+ * the same worker threads, read their own value back every time.
+ *
+ * Usage: errno_kept
+ */
+#define STRESS_NAME "errno_kept"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../support.h"
+#include "weft.h"
+
+#define MARK 4242 /* no errno value */
+#define OWN_TASKS 16
+#define OWN_ROUNDS 200
+
+/* The calling thread's errno, looked up afresh: a task may resume on another thread, and the
+ * compiler may keep errno's address across a call (weft.h, the migration hazard). */
+static __attribute__((noinline)) int *errno_now(void)
+{
+    int *e = &errno;
+    __asm__ volatile("" : "+r"(e));
+    return e;
+}
+
+/* errno after `call`, made with errno set to MARK: CHECKed to be MARK still. */
+#define KEPT(call)                                                                                 \
+    do {                                                                                           \
+        *errno_now() = MARK;                                                                       \
+        long rc_ = (long)(call);                                                                   \
+        int e_ = *errno_now();                                                                     \
+        CHECK(e_ == MARK, "%s returned %ld and left errno %d", #call, rc_, e_);                    \
+    } while (0)
+
+static int nothing(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static int sleep_a_little(void *arg)
+{
+    (void)arg;
+    return weft_sleep_for(20 * WEFT_MSEC) == 0 ? 0 : 1;
+}
+
+/* A value of its own, checked after every suspension point among tasks doing the same. */
+static int own_value(void *arg)
+{
+    int mine = 1000 + (int)(intptr_t)arg;
+    for (int i = 0; i < OWN_ROUNDS; i++) {
+        *errno_now() = mine;
+        if (i % 16 == 0)
+            weft_sleep_for(WEFT_USEC);
+        else
+            weft_yield();
+        int e = *errno_now();
+        CHECK(e == mine, "task %d: errno %d after a suspension point", mine, e);
+        if (e != mine)
+            return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    int fds[2];
+} pipe_pair;
+
+static int write_later(void *arg)
+{
+    pipe_pair *p = arg;
+    for (int i = 0; i < 5; i++)
+        weft_yield();
+    *errno_now() = 7; /* this task's own */
+    return weft_write(p->fds[1], "x", 1) == 1 ? 0 : 1;
+}
+
+static int in_tasks(void *arg)
+{
+    (void)arg;
+    KEPT(weft_read(-1, NULL, 0));
+    KEPT(weft_read(987654, (char[1]){0}, 1));
+    KEPT(weft_close(987654));
+    KEPT(weft_fd_nonblock(987654));
+
+    int fds[2];
+    CHECK(pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0, "pipe2");
+    close(fds[0]);
+    KEPT(weft_write(fds[1], "x", 1)); /* -EPIPE */
+    close(fds[1]);
+
+    char path[] = "/tmp/weft-errno-XXXXXX";
+    int file = mkstemp(path);
+    CHECK(file >= 0, "mkstemp");
+    unlink(path);
+    KEPT(weft_fd_wait(file, WEFT_READABLE, WEFT_NEVER)); /* -EPERM: a regular file */
+    close(file);
+
+    /* A refused connect: a port bound and not listening. */
+    int holder = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    CHECK(bind(holder, (struct sockaddr *)&a, sizeof(a)) == 0, "bind");
+    CHECK(getsockname(holder, (struct sockaddr *)&a, &alen) == 0, "getsockname");
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    KEPT(weft_connect(c, (struct sockaddr *)&a, sizeof(a)));
+    close(c);
+    close(holder);
+
+    /* A read that finds nothing (EAGAIN inside), parks, and succeeds once another task writes. */
+    pipe_pair p;
+    CHECK(pipe2(p.fds, O_NONBLOCK | O_CLOEXEC) == 0, "pipe2");
+    weft_scope *s;
+    if (weft_scope_open(&s, NULL) == 0) {
+        CHECK(weft_spawn(s, write_later, &p) == 0, "spawn");
+        char ch;
+        KEPT(weft_read(p.fds[0], &ch, 1));
+        for (int i = 0; i < OWN_TASKS; i++)
+            CHECK(weft_spawn(s, own_value, (void *)(intptr_t)i) == 0, "spawn");
+        /* Not KEPT: a join runs children as calls on its stack, and errno is theirs to set. */
+        CHECK(weft_scope_close(s) == 0, "a task failed");
+    }
+    close(p.fds[0]);
+    close(p.fds[1]);
+    KEPT(weft_sleep_for(WEFT_MSEC));
+    return 0;
+}
+
+int main(void)
+{
+    KEPT(weft_run(&(weft_config){.workers = 2}, in_tasks, NULL));
+    KEPT(weft_run(&(weft_config){.trace_path = "/nonexistent-dir/trace.json"}, nothing, NULL));
+    KEPT(weft_run(&(weft_config){.workers = 100000}, nothing, NULL)); /* -EINVAL */
+
+    weft_runtime *rt = NULL;
+    KEPT(weft_runtime_start(&rt, &(weft_config){.workers = 2}));
+    if (!rt)
+        return 1;
+    weft_handle *h = NULL;
+    KEPT(weft_submit(rt, sleep_a_little, NULL, &h));
+    int status = -1;
+    KEPT(weft_handle_wait(h, weft_now() + WEFT_MSEC, &status)); /* -ETIMEDOUT */
+    KEPT(weft_handle_wait(h, WEFT_NEVER, &status));
+    weft_handle_release(h);
+    KEPT(weft_dump(rt, 987654, WEFT_DUMP_TEXT)); /* -EBADF */
+    KEPT(weft_close(987654));
+    KEPT(weft_fd_nonblock(987654));
+    KEPT(weft_runtime_shutdown(rt));
+    printf("errno_kept: %s\n", failures ? "FAILED" : "OK");
+    return failures ? 1 : 0;
+}
