@@ -9,9 +9,9 @@
  * Conventions
  *   - Functions return 0 or a negative errno value. They never set errno: a call that makes
  *     system calls puts back the value the caller had, and a task's errno is its own across
- *     suspension points (it goes with the task to the thread it resumes on). A call that runs
- *     the program's own functions as calls (a join running children inline on its stack, a
- *     parallel loop running pieces) leaves errno as they left it, as qsort does its comparator's.
+ *     suspension points (it goes with the task to the thread it resumes on; read it through a
+ *     fresh lookup there, see the migration hazard below). A join that runs children inline,
+ *     as calls on its stack, leaves errno as they left it, as qsort does its comparator's.
  *     A NULL where an object is expected gives -EINVAL (or a neutral value, where the function
  *     returns no status).
  *   - A scope or semaphore pointer is dangling once released or destroyed. weft detects its use
@@ -871,6 +871,9 @@ typedef int (*weft_range_fn)(int64_t begin, int64_t end, void *arg);
  * A message the first failing piece recorded with weft_fail comes back with its code, as if the
  * caller had recorded it: a caller that returns that code fails with the message, whichever task
  * ran the piece. Pieces' other messages, and what they hand up with weft_fail_group, are dropped.
+ * Scopes a piece opens and leaves open end with the piece, joined and released as a task's are
+ * at its end, and the first failure among them is the piece's (a loop of a single piece runs it
+ * as a plain call of the caller, whose scopes they then are).
  */
 WEFT_API int weft_parallel_for(int64_t begin, int64_t end, int64_t grain, weft_range_fn fn,
                                void *arg);

@@ -59,44 +59,57 @@ int weft__alloc_should_fail(void)
     return n == atomic_load(&fail_at);
 }
 
+/* The C library sets errno when an allocation fails; weft's calls never do (weft.h). No task
+ * switches within one of these, so errno's address may be kept from start to end. */
+
 void *weft__alloc_malloc(size_t n)
 {
+    int kept = errno;
     weft__alloc_own_wait_mark();
     void *p = weft__alloc_should_fail() ? NULL : malloc(n);
     weft__alloc_own_wait_mark();
+    errno = kept;
     return p;
 }
 
 void *weft__alloc_calloc(size_t count, size_t n)
 {
+    int kept = errno;
     weft__alloc_own_wait_mark();
     void *p = weft__alloc_should_fail() ? NULL : calloc(count, n);
     weft__alloc_own_wait_mark();
+    errno = kept;
     return p;
 }
 
 void *weft__alloc_realloc(void *p, size_t n)
 {
+    int kept = errno;
     weft__alloc_own_wait_mark();
     void *q = weft__alloc_should_fail() ? NULL : realloc(p, n);
     weft__alloc_own_wait_mark();
+    errno = kept;
     return q;
 }
 
 void *weft__alloc_aligned(size_t align, size_t n)
 {
+    int kept = errno;
     weft__alloc_own_wait_mark();
     void *p =
         weft__alloc_should_fail() ? NULL : aligned_alloc(align, (n + align - 1) & ~(align - 1));
     weft__alloc_own_wait_mark();
+    errno = kept;
     return p;
 }
 
 char *weft__alloc_strdup(const char *s)
 {
+    int kept = errno;
     weft__alloc_own_wait_mark();
     char *d = weft__alloc_should_fail() ? NULL : strdup(s);
     weft__alloc_own_wait_mark();
+    errno = kept;
     return d;
 }
 

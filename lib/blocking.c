@@ -11,10 +11,13 @@
  * stack; the function may poll weft_blocking_cancelled() to stop early.
  *
  * Threads are joined, not detached: a thread that leaves the pool still runs a few steps of the
- * library's code (and the C library's exit of a thread) after its count is down, so a runtime
- * that ended on the count alone could return with one of them still running, and a program
- * that then unloaded the library crashed in it. A leaving thread puts its record on the pool's
- * list of those gone; the next submit, and the pool's end, join them.
+ * library's code (and the C library's exit of a thread, with the destructors of its
+ * thread-local data) after its count is down, so a runtime that ended on the count alone could
+ * return with one of them still running, and a program that then unloaded the library crashed
+ * in it. A leaving thread puts its record on the pool's list of those gone. The pool's end
+ * joins them, waiting; a submit joins those that have ended already and leaves the others for
+ * later: it runs on a worker, which must not wait for a thread whose thread-local destructors
+ * (the program's code) may take any time, or wait for that very worker.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -108,6 +111,24 @@ static void join_left(pool_thread_rec *left)
         pthread_join(r->thread, NULL);
         free(r);
     }
+}
+
+/* Joins the threads of `left` that have ended (without waiting for any) and frees their
+ * records; returns the others, still a list. */
+static pool_thread_rec *join_ended(pool_thread_rec *left)
+{
+    pool_thread_rec *running = NULL;
+    while (left) {
+        pool_thread_rec *r = left;
+        left = r->next;
+        if (pthread_tryjoin_np(r->thread, NULL) == 0) {
+            free(r);
+        } else {
+            r->next = running;
+            running = r;
+        }
+    }
+    return running;
 }
 
 void weft__blocking_destroy(weft_runtime *rt)
@@ -251,7 +272,18 @@ static int pool_submit(weft__blocking_pool *p, blocking_job *j)
     pool_thread_rec *left = p->left;
     p->left = NULL;
     pthread_mutex_unlock(&p->mu);
-    join_left(left); /* each has let go of the mutex: its last steps are short */
+    if (left) {
+        left = join_ended(left);
+        if (left) { /* still in their exit: back on the list, for the next submit or the end */
+            pool_thread_rec *last = left;
+            while (last->next)
+                last = last->next;
+            pthread_mutex_lock(&p->mu);
+            last->next = p->left;
+            p->left = left;
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
     return rc;
 }
 

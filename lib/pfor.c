@@ -109,7 +109,10 @@ static int64_t index_at(int64_t begin, uint64_t offset)
     return (int64_t)((uint64_t)begin + offset);
 }
 
-static int run_piece(loop *l, int64_t begin, uint64_t len, void *acc)
+/* `own_task`: the piece runs in a task of the loop's (a half), or in the caller inside the
+ * loop's scope: the scopes it leaves open end with it. A loop of one piece runs it in the caller
+ * with no scope of its own, as a plain call: what it leaves open is the caller's. */
+static int run_piece(loop *l, int64_t begin, uint64_t len, void *acc, int own_task)
 {
     int rc = stop_code(l);
     if (rc)
@@ -134,7 +137,7 @@ static int run_piece(loop *l, int64_t begin, uint64_t len, void *acc)
     /* Scopes the piece opened and left open end with it, as a task's do (weft.h): the loop's
      * scope is nested around them and could not close, and the halves this frame spawned
      * would outlive it. Their failures become the piece's. */
-    if (__builtin_expect(t->owned != mark, 0))
+    if (__builtin_expect(t->owned != mark, 0) && own_task)
         rc = weft__scope_release_owned_since(t, mark, rc);
     weft__eh_give(weft__sched_worker_leaf()->eh, &caller);
     weft__failure *piece = t->failure;
@@ -184,7 +187,7 @@ static int run_range(loop *l, weft_scope *s, int64_t begin, uint64_t len, void *
         len = keep;
     }
     if (!rc)
-        rc = run_piece(l, begin, len, acc);
+        rc = run_piece(l, begin, len, acc, 1);
     int joined = weft_scope_close(s);
     if (!rc)
         rc = joined;
@@ -201,7 +204,7 @@ static int run_half(void *p)
     half *h = p;
     loop *l = h->l;
     if (h->len <= l->grain)
-        return run_piece(l, h->begin, h->len, h->acc);
+        return run_piece(l, h->begin, h->len, h->acc, 1);
     weft_scope *s;
     int rc = weft_scope_open(&s, NULL);
     if (rc) {
@@ -227,7 +230,7 @@ static int run_loop(loop *l, unsigned workers, int64_t begin, int64_t end, int64
     l->message = NULL;
     int rc;
     if (len <= l->grain) {
-        rc = run_piece(l, begin, len, acc); /* one piece: no scope to open */
+        rc = run_piece(l, begin, len, acc, 0); /* one piece: no scope to open */
     } else {
         rc = weft_scope_open(&l->top, &(weft_scope_opts){.policy = WEFT_FAIL_FAST});
         if (rc)

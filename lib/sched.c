@@ -419,10 +419,10 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
         weft__stack_check_canary(from->host->stack);
     if (__builtin_expect(w->trace != NULL, 0))
         trace_switch(w, from, to);
-    /* A task's errno is its own (errno_keep.h): the one leaving keeps its value, the one
-     * arriving finds its own, both on this thread before the switch. */
-    if (from)
-        from->errno_value = *w->errno_of_thread;
+    /* A task's errno is its own (errno_keep.h): the one arriving finds its own value, put in
+     * this thread's errno before the switch. The one leaving kept its value when it began to
+     * park or yield (keep_errno), before the scheduler's work in its context (a drain of the
+     * poller's wake-up counter ends in EAGAIN). */
     if (to)
         *w->errno_of_thread = to->errno_value;
     weft__sched_set_current(w, to);
@@ -448,6 +448,12 @@ static void switch_to(weft__worker *w, weft__task *to, int dying)
 
 static void after_switch(void);
 static int prepare_to_run(weft__worker *w, weft__task *t);
+
+/* `t`, running on `w`, keeps its errno while it is switched out (switch_to puts it back). */
+static inline void keep_errno(weft__worker *w, weft__task *t)
+{
+    t->errno_value = *w->errno_of_thread;
+}
 
 /* The next local task, ready to be switched to (given a stack if it had none), or NULL: the
  * scheduler. A task that cannot get a stack ends unrun (weft__task_end_without_stack), and the
@@ -494,6 +500,7 @@ static int prepare_to_run(weft__worker *w, weft__task *t)
     }
     t->host = t;
     t->stack = s;
+    t->errno_value = 0; /* a task starts as a thread does, not with its record's last value */
     w->counts.started++;
 #ifdef WEFT_ASAN
     /* The last task on this stack ended inside switch_to, whose frame never returned: clear the
@@ -615,6 +622,7 @@ uint32_t weft__sched_park(weft__task *t)
         clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
         t->parked_at = (weft_time)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
         weft__worker *w = weft__sched_worker();
+        keep_errno(w, t);
         w->counts.parked++;
         w->after = weft__chaos_hit(w, 8) ? WEFT__AFTER_SPURIOUS : WEFT__AFTER_PARK;
         w->after_task = t;
@@ -728,6 +736,8 @@ int weft__sched_wake_into(weft__task *t, uint32_t reason, weft__ready_batch *b)
 int weft__sched_yield(void)
 {
     weft__worker *w = weft__sched_worker();
+    weft__task *self = weft__sched_current(w);
+    keep_errno(w, self);
     weft__task *next = pick_runnable(w);
     if (!next) {
         /* Nothing of our own: a yield must still let work that waits elsewhere run, or a task
@@ -742,9 +752,9 @@ int weft__sched_yield(void)
     if (!next) {
         /* A suspension point reached: alive, even with nothing to switch to. */
         weft__sched_progress(w);
+        *w->errno_of_thread = self->errno_value; /* the looks around may have set it */
         return 0;
     }
-    weft__task *self = weft__sched_current(w);
     w->after = WEFT__AFTER_READY;
     w->after_task = self;
     switch_from_task(w, next);

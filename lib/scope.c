@@ -843,7 +843,8 @@ int weft__scope_release_owned_since(weft__task *t, weft_scope *mark, int rc)
     int own = -1;      /* whether rc is a failure of the task's own: asked at the first hand-up */
     int forgotten = 0; /* the first forgotten failure */
     if (mark) {
-        /* A function that released `mark` itself (it had its handle) ends nothing older. */
+        /* `mark` released by the function (it had the handle): which scopes are the function's
+         * is not known any more, and none is ended here (the task's end ends them). */
         const weft_scope *x = t->owned;
         while (x && x != mark)
             x = x->prev_owned;

@@ -1517,3 +1517,69 @@ Test(blocking, watchdog_off_reports_nothing, .timeout = 60)
     cr_assert_eq(rc, 0);
     cr_assert_eq(n, 0, "stderr: %s", text);
 }
+
+/* ---- a pool thread whose exit takes long ---- */
+
+/* The thread-local data of a pool thread, whose destructor (the program's code, run as the
+ * thread exits) waits for the pipe: the thread has left the pool but has not ended. */
+typedef struct {
+    pthread_key_t key;
+    int pipe[2];
+    atomic_int exiting; /* the destructor began */
+    atomic_int calls;
+} slow_exit;
+
+static slow_exit *slow;
+
+static void slow_destructor(void *value)
+{
+    (void)value;
+    atomic_store(&slow->exiting, 1);
+    char c;
+    while (read(slow->pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+}
+
+static int set_key(void *arg)
+{
+    slow_exit *s = arg;
+    pthread_setspecific(s->key, s);
+    atomic_fetch_add(&s->calls, 1);
+    return 0;
+}
+
+static int count_slow_call(void *arg)
+{
+    slow_exit *s = arg;
+    atomic_fetch_add(&s->calls, 1);
+    return 0;
+}
+
+static int slow_exit_root(void *arg)
+{
+    slow_exit *s = arg;
+    int result;
+    REQUIRE_EQ(weft_blocking(set_key, s, &result), 0);
+    /* Its thread leaves the pool after 1 ms idle and blocks in the destructor. */
+    REQUIRE_EQ(yield_until(&s->exiting, 1), 0);
+    /* The next call must not wait for that thread's end: the destructor waits for this task,
+     * which writes the pipe only once the call returned. The only worker would wait for ever. */
+    CHECK_EQ(weft_blocking(count_slow_call, s, &result), 0);
+    CHECK_EQ(write(s->pipe[1], "x", 1), 1);
+    return 0;
+}
+
+Test(blocking, a_pool_thread_slow_to_end_holds_no_worker, .timeout = 60)
+{
+    static slow_exit s;
+    slow = &s;
+    cr_assert_eq(pthread_key_create(&s.key, slow_destructor), 0);
+    cr_assert_eq(pipe(s.pipe), 0);
+    weft_config cfg = {.workers = 1, .blocking_idle_ns = WEFT_MSEC, .watchdog_ns = -1};
+    cr_assert_eq(weft_run(&cfg, slow_exit_root, &s), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(atomic_load(&s.calls), 2);
+    close(s.pipe[0]);
+    close(s.pipe[1]);
+    pthread_key_delete(s.key);
+}

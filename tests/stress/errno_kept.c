@@ -6,7 +6,8 @@
  * that fail (a bad descriptor, a pipe whose reader is gone, a regular file, a refused connect)
  * and that park before they succeed. And a task's errno is its own across suspension points:
  * tasks that each set a value of their own, then yield and sleep among others doing the same on
- * the same worker threads, read their own value back every time.
+ * the same worker threads, and beside a socket ping-pong that keeps the poller busy, read their
+ * own value back every time; a new task does not start with its record's last value.
  *
  * Usage: errno_kept
  */
@@ -90,6 +91,122 @@ static int write_later(void *arg)
     return weft_write(p->fds[1], "x", 1) == 1 ? 0 : 1;
 }
 
+/* ---- own values while the poller is busy: a park's own look for work drains the poller's
+ * wake-up counter, a read that ends in EAGAIN, in the parking task's context ---- */
+
+#define PING_ROUNDS 20000
+
+typedef struct {
+    int fds[2];
+    atomic_int stop;
+    atomic_long checks;
+} busy_io;
+
+static int ping(void *arg)
+{
+    busy_io *b = arg;
+    char c = 'x';
+    for (int i = 0; i < PING_ROUNDS; i++)
+        if (weft_write(b->fds[0], &c, 1) != 1 || weft_read(b->fds[0], &c, 1) != 1)
+            break;
+    shutdown(b->fds[0], SHUT_WR);
+    atomic_store(&b->stop, 1);
+    return 0;
+}
+
+static int pong(void *arg)
+{
+    busy_io *b = arg;
+    char c;
+    while (weft_read(b->fds[1], &c, 1) == 1)
+        if (weft_write(b->fds[1], &c, 1) != 1)
+            break;
+    return 0;
+}
+
+static int own_value_beside_io(void *arg)
+{
+    busy_io *b = arg;
+    for (int i = 0; !atomic_load(&b->stop); i++) {
+        int mine = 100000 + i % 1000;
+        *errno_now() = mine;
+        if (i % 2)
+            weft_yield();
+        else
+            weft_sleep_for(20 * WEFT_USEC);
+        int e = *errno_now();
+        atomic_fetch_add(&b->checks, 1);
+        CHECK(e == mine, "errno %d after a suspension point beside busy I/O, %d set", e, mine);
+        if (e != mine)
+            return 1;
+    }
+    return 0;
+}
+
+static int beside_io(void *arg)
+{
+    (void)arg;
+    static busy_io b;
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, b.fds) == 0,
+          "socketpair");
+    weft_scope *s;
+    if (weft_scope_open(&s, NULL) != 0)
+        return 1;
+    CHECK(weft_spawn(s, pong, &b) == 0, "spawn");
+    CHECK(weft_spawn(s, ping, &b) == 0, "spawn");
+    for (int i = 0; i < 6; i++)
+        CHECK(weft_spawn(s, own_value_beside_io, &b) == 0, "spawn");
+    CHECK(weft_scope_close(s) == 0, "a task failed");
+    CHECK(atomic_load(&b.checks) > 0, "no check made");
+    close(b.fds[0]);
+    close(b.fds[1]);
+    return 0;
+}
+
+/* ---- a new task's errno is not its record's last owner's ---- */
+
+typedef struct {
+    atomic_int done;
+    int first; /* the errno a task found when it first ran */
+} fresh_case;
+
+static int leaves_a_value(void *arg)
+{
+    fresh_case *f = arg;
+    *errno_now() = 4242;
+    weft_yield(); /* switched out with it: the record keeps it */
+    atomic_fetch_add(&f->done, 1);
+    return 0;
+}
+
+static int reads_its_first(void *arg)
+{
+    fresh_case *f = arg;
+    f->first = *errno_now();
+    atomic_fetch_add(&f->done, 1);
+    return 0;
+}
+
+static int fresh_tasks(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100; i++) {
+        fresh_case f = {.first = -1};
+        weft_scope *s;
+        if (weft_scope_open(&s, NULL) != 0)
+            return 1;
+        /* Yields, not the join, run them: each on a stack of its own, not as a call. */
+        CHECK(weft_spawn(s, leaves_a_value, &f) == 0, "spawn");
+        CHECK(yield_until(&f.done, 1) == 0, "yield");
+        *errno_now() = 9;
+        CHECK(weft_spawn(s, reads_its_first, &f) == 0, "spawn");
+        CHECK(yield_until(&f.done, 2) == 0, "yield");
+        CHECK(weft_scope_close(s) == 0, "a task failed");
+        CHECK(f.first != 4242, "round %d: a new task started with another task's errno", i);
+    }
+    return 0;
+}
+
 static int in_tasks(void *arg)
 {
     (void)arg;
@@ -138,12 +255,26 @@ static int in_tasks(void *arg)
     close(p.fds[0]);
     close(p.fds[1]);
     KEPT(weft_sleep_for(WEFT_MSEC));
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    /* An allocation the C library refuses (it sets ENOMEM): 2^48 bytes of items. (A sanitizer's
+     * allocator stops the program there instead.) */
+    weft_chan *ch = NULL;
+    errno = MARK;
+    int crc = weft_chan_create(&ch, 65536, (size_t)1 << 32);
+    int e = errno;
+    CHECK(e == MARK, "weft_chan_create returned %d and left errno %d", crc, e);
+    if (crc == 0)
+        weft_chan_destroy(ch);
+#endif
     return 0;
 }
 
 int main(void)
 {
     KEPT(weft_run(&(weft_config){.workers = 2}, in_tasks, NULL));
+    KEPT(weft_run(&(weft_config){.workers = 2}, beside_io, NULL));
+    KEPT(weft_run(&(weft_config){.workers = 1}, fresh_tasks, NULL));
     KEPT(weft_run(&(weft_config){.trace_path = "/nonexistent-dir/trace.json"}, nothing, NULL));
     KEPT(weft_run(&(weft_config){.workers = 100000}, nothing, NULL)); /* -EINVAL */
 
