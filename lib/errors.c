@@ -180,7 +180,9 @@ int weft_fail(int code, const char *fmt, ...)
     char buf[WEFT_ERROR_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
+    int kept = errno; /* a conversion that fails sets it (EILSEQ); no switch in between */
     vsnprintf(buf, sizeof(buf), fmt, ap);
+    errno = kept;
     va_end(ap);
     if (!t->failure) {
         t->failure = weft__alloc_calloc(1, sizeof(*t->failure));

@@ -53,6 +53,8 @@ void weft__task_renew(weft__task *t, weft_fn fn, void *arg)
         weft__trace_task_end(w, t, WEFT__TR_WHY_END);
     t->id = weft__records_new_id(w); /* counted as spawned here: bare, it had no id before */
     w->counts.started += (uint64_t)running;
+    if (running) /* it starts as a task on a stack of its own does (prepare_to_run) */
+        *w->errno_of_thread = 0;
 #ifdef WEFT_TSAN
     weft__sched_set_current(w, t); /* it runs on: the watchdog's copy of its id changes */
 #endif

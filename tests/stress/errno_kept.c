@@ -7,7 +7,8 @@
  * and that park before they succeed. And a task's errno is its own across suspension points:
  * tasks that each set a value of their own, then yield and sleep among others doing the same on
  * the same worker threads, and beside a socket ping-pong that keeps the poller busy, read their
- * own value back every time; a new task does not start with its record's last value.
+ * own value back every time; a new task, deferred or not, does not start with its record's last
+ * value.
  *
  * Usage: errno_kept
  */
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "../support.h"
 #include "weft.h"
@@ -207,6 +209,25 @@ static int fresh_tasks(void *arg)
     return 0;
 }
 
+/* The same for a deferred child, which starts on the record and stack of the sibling that ended
+ * before it (a scope of max_concurrency 1). */
+static int deferred_tasks(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++) {
+        fresh_case f = {.first = -1};
+        weft_scope *s;
+        if (weft_scope_open(&s, &(weft_scope_opts){.max_concurrency = 1}) != 0)
+            return 1;
+        CHECK(weft_spawn(s, leaves_a_value, &f) == 0, "spawn");
+        CHECK(weft_spawn(s, reads_its_first, &f) == 0, "spawn");
+        CHECK(yield_until(&f.done, 2) == 0, "yield");
+        CHECK(weft_scope_close(s) == 0, "a task failed");
+        CHECK(f.first != 4242, "round %d: a deferred task started with its sibling's errno", i);
+    }
+    return 0;
+}
+
 static int in_tasks(void *arg)
 {
     (void)arg;
@@ -255,6 +276,8 @@ static int in_tasks(void *arg)
     close(p.fds[0]);
     close(p.fds[1]);
     KEPT(weft_sleep_for(WEFT_MSEC));
+    /* A conversion the C library refuses (a wide character in the C locale: EILSEQ). */
+    KEPT(weft_fail(-EIO, "%lc", (wint_t)0x20AC));
 
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
     /* An allocation the C library refuses (it sets ENOMEM): 2^48 bytes of items. (A sanitizer's
@@ -275,6 +298,7 @@ int main(void)
     KEPT(weft_run(&(weft_config){.workers = 2}, in_tasks, NULL));
     KEPT(weft_run(&(weft_config){.workers = 2}, beside_io, NULL));
     KEPT(weft_run(&(weft_config){.workers = 1}, fresh_tasks, NULL));
+    KEPT(weft_run(&(weft_config){.workers = 1}, deferred_tasks, NULL));
     KEPT(weft_run(&(weft_config){.trace_path = "/nonexistent-dir/trace.json"}, nothing, NULL));
     KEPT(weft_run(&(weft_config){.workers = 100000}, nothing, NULL)); /* -EINVAL */
 
