@@ -189,9 +189,17 @@ int round_root(void *)
 
 } // namespace
 
+/* ThreadSanitizer costs each task that gets a stack of its own a fiber (a millisecond or more):
+ * fewer rounds there, as the C stress programs take (support.h). */
+#if defined(__SANITIZE_THREAD__)
+constexpr int default_rounds = 6;
+#else
+constexpr int default_rounds = 20;
+#endif
+
 int main(int argc, char **argv)
 {
-    int rounds = argc > 1 ? std::atoi(argv[1]) : 20;
+    int rounds = argc > 1 ? std::atoi(argv[1]) : default_rounds;
     for (unsigned workers = 1; workers <= 2; workers++) {
         for (int r = 0; r < rounds; r++) {
             weft_config cfg{};
