@@ -450,8 +450,8 @@ static const char *state_scope(int s)
 /* What a parked task waits on, as JSON's "on" and as words. */
 static const char *on_name(int on)
 {
-    static const char *names[] = {"nothing", "join",    "sleep",    "sem",    "event",   "chan",
-                                  "select",  "fd_read", "fd_write", "fd_any", "blocking"};
+    static const char *names[] = {"nothing", "join",    "sleep",    "sem",    "event",    "chan",
+                                  "select",  "fd_read", "fd_write", "fd_any", "blocking", "fork"};
     return on >= 0 && on < (int)(sizeof(names) / sizeof(names[0])) ? names[on] : "?";
 }
 
@@ -689,6 +689,9 @@ static void text_task(const dump *d, out *o, int ix, int depth)
             break;
         case WEFT__ON_BLOCKING:
             outf(o, "blocking call %p", t->obj);
+            break;
+        case WEFT__ON_FORK:
+            outf(o, "its forked function, running on another worker (weft_fork_join %p)", t->obj);
             break;
         default:
             outf(o, "?");

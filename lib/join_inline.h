@@ -12,6 +12,7 @@
 #define WEFT_JOIN_INLINE_H
 
 #include "eh.h"
+#include "fork.h"
 #include "inject.h"
 #include "records.h"
 #include "sched.h"
@@ -47,10 +48,12 @@ static inline weft__task *weft__join_take_child(weft__worker *w, weft__task *par
     if (weft__join_stack_pointer() < parent->host->stack->inline_floor)
         return NULL; /* less than a child's stack left: it gets one of its own (stack.h) */
     /* Pop, then look: a task only peeked at may be stolen and its record reused meanwhile. */
-    weft__task *t = weft__deque_pop_owner(&w->spawnq);
-    if (t && __builtin_expect(t->scope != s || t->stack_size, 0)) {
-        /* Not ours, or it asked for a stack of its own size: back where it was. */
-        if (weft__deque_push_owner(&w->spawnq, t) != 0)
+    void *item = weft__deque_pop_owner(&w->spawnq);
+    weft__task *t = item;
+    if (item && __builtin_expect(weft__fork_is(item) || t->scope != s || t->stack_size, 0)) {
+        /* Not ours (a task or a weft_fork_join descriptor), or it asked for a stack of its own
+         * size: back where it was. */
+        if (weft__deque_push_owner(&w->spawnq, item) != 0 && (t = weft__fork_task_of(w, item)))
             weft__inject_task(w->rt, t);
         return NULL;
     }

@@ -82,6 +82,7 @@
 #include "chaos.h"
 #include "eh.h"
 #include "errno_keep.h"
+#include "fork.h"
 #include "inject.h"
 #include "records.h"
 #include "steal.h"
@@ -347,7 +348,8 @@ static weft__task *pick_local_queues(weft__worker *w)
     }
     w->ready_streak = 0;
     w->handoff_streak = 0;
-    if ((t = weft__deque_pop_owner(&w->spawnq)))
+    void *item = weft__deque_pop_owner(&w->spawnq);
+    if (item && (t = weft__fork_task_of(w, item)))
         return t;
     if ((t = take_handoff(w)) || (t = steal_own(&w->readyq)))
         return t;

@@ -243,7 +243,7 @@ static inline int weft__scope_end_task(weft__task *t, int rc)
 {
     weft_scope *s = t->scope;
     if (rc != 0 || t->owned || t->failure || WEFT__TOKENS_LEFT(t) || s->max_running ||
-        (t->flags & (WEFT__TASK_SUBMITTED | WEFT__TASK_LISTED)))
+        (t->flags & (WEFT__TASK_SUBMITTED | WEFT__TASK_LISTED | WEFT__TASK_FORKED)))
         return weft__task_complete_slow(t, rc);
     if (t->flags & WEFT__TASK_INLINE)
         weft__scope_count_child_out(s, t->flags); /* its joiner looks at the count next */

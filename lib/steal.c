@@ -12,6 +12,7 @@
 #include <sched.h>
 
 #include "blocking.h"
+#include "fork.h"
 #include "inject.h"
 #include "poll.h"
 #include "sched.h"
@@ -111,12 +112,14 @@ static weft__task *steal_from(weft__worker *w, weft__worker *v, int rescue, int 
                 if (y == WEFT__DEQUE_EMPTY || y == WEFT__DEQUE_ABORT || y == WEFT__DEQUE_PRIVATE)
                     break;
                 if (weft__deque_push_owner(&w->spawnq, y) != 0) {
-                    weft__inject_task(w->rt, y);
+                    weft__task *t = weft__fork_task_of(w, y);
+                    if (t)
+                        weft__inject_task(w->rt, t);
                     break;
                 }
             }
         }
-        return x;
+        return weft__fork_task_of(w, x);
     }
     int64_t ready = weft__deque_size_estimate(&v->readyq);
     if (ready <= 0 && !atomic_load_explicit(&v->handoff, memory_order_relaxed))

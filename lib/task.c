@@ -12,6 +12,7 @@
 #include "cancel.h"
 #include "chaos.h"
 #include "deadline.h"
+#include "fork.h"
 #include "inject.h"
 #include "join_inline.h"
 #include "records.h"
@@ -313,6 +314,10 @@ int weft__task_complete_slow(weft__task *t, int rc)
                 "them before returning (weft_sem_release, weft_mutex_unlock)\n",
                 weft__task_name_of(t), t->tokens_held);
 #endif
+    if (t->flags & WEFT__TASK_FORKED) {
+        weft__fork_end(t, rc); /* its result is its caller's, not its scope's */
+        return 0;
+    }
     weft_scope *s = t->scope;
     weft__defer_entry next;
     int again = weft__scope_child_done(s, t, rc, &next);
@@ -327,6 +332,10 @@ int weft__task_complete_slow(weft__task *t, int rc)
 
 void weft__task_end_without_stack(weft__task *t)
 {
+    if (t->flags & WEFT__TASK_FORKED) {
+        weft__fork_unrun(t); /* its caller runs it instead */
+        return;
+    }
     weft__worker *w = weft__sched_worker();
     if (__builtin_expect(w->trace != NULL, 0)) {
         /* Its only slice, as long as nothing: it starts and ends unrun. */

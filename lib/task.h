@@ -48,12 +48,15 @@ enum weft__wait_on {
     WEFT__ON_FD_WRITE,  /* writable (a connect, a write) */
     WEFT__ON_FD_EITHER, /* either (weft_fd_wait of both) */
     WEFT__ON_BLOCKING,  /* a call running on the blocking pool: the weft_fn */
+    WEFT__ON_FORK,      /* weft_fork_join's forked function, run by another worker: the
+                         * weft__fork descriptor (fork.h) */
 };
 
 #define WEFT__TASK_NAME_MAX 32
 
 typedef struct weft__failure weft__failure;
 typedef struct weft__worker weft__worker;
+struct weft__fork;
 
 /* A task's C++ exception state while it is switched out (eh.h). */
 typedef struct weft__eh_state {
@@ -105,8 +108,9 @@ typedef struct weft__task {
      * says which tasks are; stale on the others), and NULL on the others in traced runtimes,
      * whose trace walks the chain of joiners (trace.c). */
     struct weft__task *joiner;
-    uint32_t trace_worker; /* traced runtimes: the worker it last ran on */
-    int errno_value;       /* its errno while switched out (errno_keep.h) */
+    uint32_t trace_worker;   /* traced runtimes: the worker it last ran on */
+    int errno_value;         /* its errno while switched out (errno_keep.h) */
+    struct weft__fork *fork; /* WEFT__TASK_FORKED: the descriptor it was made from (fork.h) */
     void *tsan_fiber;
     weft__eh_state eh; /* its C++ exception state while switched out (eh.h) */
     char name[WEFT__TASK_NAME_MAX];
@@ -125,6 +129,8 @@ enum {
     WEFT__TASK_LISTED = 128,      /* put on its cancel scope's parked list by itself, and not
                                    * taken off by itself since (a cancel may have detached it:
                                    * `listed` says); see weft__cancel_unlist */
+    WEFT__TASK_FORKED = 256,      /* made from a weft_fork_join descriptor by the worker that
+                                   * took it (fork.h): its end goes to that descriptor */
 };
 
 /** Notes what `t` is about to wait on (weft__wait_enter does it for every wait; a join does it

@@ -231,7 +231,7 @@ static const char *wait_on_name(uint32_t on)
         [WEFT__ON_EVENT] = "event",       [WEFT__ON_CHAN] = "channel",
         [WEFT__ON_SELECT] = "select",     [WEFT__ON_FD_READ] = "fd-read",
         [WEFT__ON_FD_WRITE] = "fd-write", [WEFT__ON_FD_EITHER] = "fd",
-        [WEFT__ON_BLOCKING] = "blocking",
+        [WEFT__ON_BLOCKING] = "blocking", [WEFT__ON_FORK] = "fork",
     };
     return on < sizeof(names) / sizeof(names[0]) && names[on] ? names[on] : "?";
 }

@@ -24,7 +24,7 @@ import gdb
 LAYOUT_LEN = 28
 
 ON = ["?", "join of scope", "sleep", "semaphore", "event", "channel", "select", "fd readable",
-      "fd writable", "fd readable or writable", "blocking call"]
+      "fd writable", "fd readable or writable", "blocking call", "forked function"]
 
 
 def _addr(symbol):
