@@ -521,6 +521,23 @@ static long r_pfor(fixture *f)
     return atomic_load(&sum) == 4950 ? 0 : -1001;
 }
 ROWFN(r_pfor_null_fn, weft_parallel_for(0, 100, 0, NULL, NULL))
+static int count_run(void *arg)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+    return 0;
+}
+/* Both functions run once where it is accepted, neither where it is refused. */
+static long r_fork(fixture *f)
+{
+    (void)f;
+    atomic_int runs = 0;
+    long rc = weft_fork_join(count_run, &runs, count_run, &runs);
+    if (rc)
+        return atomic_load(&runs) ? -1000 : rc;
+    return atomic_load(&runs) == 2 ? 0 : -1001;
+}
+ROWFN(r_fork_null_forked, weft_fork_join(NULL, NULL, must_not_run, NULL))
+ROWFN(r_fork_null_here, weft_fork_join(must_not_run, NULL, NULL, NULL))
 ROWFN(r_pfor_backwards, weft_parallel_for(1, 0, 0, range_must_not_run, NULL))
 ROWFN(r_pfor_neg_grain, weft_parallel_for(0, 100, -1, range_must_not_run, NULL))
 ROWFN(r_pfor_min_grain, weft_parallel_for(0, 100, INT64_MIN, range_must_not_run, NULL))
@@ -792,6 +809,9 @@ static const row rows[] = {
      -EOVERFLOW},
     {"weft_sem_available", "NULL", r_sem_available_null, 0, 0},
     {"weft_sem_available", "(any thread)", r_sem_available, 1, 1},
+    {"weft_fork_join", "task-only (both run once)", r_fork, -EPERM, 0},
+    {"weft_fork_join", "NULL forked", r_fork_null_forked, -EPERM, -EINVAL},
+    {"weft_fork_join", "NULL here", r_fork_null_here, -EPERM, -EINVAL},
     {"weft_parallel_for", "task-only", r_pfor, -EPERM, 0},
     {"weft_parallel_for", "NULL fn", r_pfor_null_fn, -EPERM, -EINVAL},
     {"weft_parallel_for", "end < begin", r_pfor_backwards, -EPERM, -EINVAL},
