@@ -25,6 +25,7 @@ typedef struct bench_result {
 typedef int (*bench_fn)(unsigned threads, bench_result *out);
 
 int wl_fib(unsigned threads, bench_result *out);
+int wl_fib_scope(unsigned threads, bench_result *out);
 int wl_fib_serial(unsigned threads, bench_result *out);
 int wl_skynet(unsigned threads, bench_result *out);
 int wl_yield(unsigned threads, bench_result *out);

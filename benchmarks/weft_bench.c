@@ -20,6 +20,7 @@ static const struct {
     bench_fn fn;
 } workloads[] = {
     {"fib", wl_fib},
+    {"fib-scope", wl_fib_scope},
     {"fib-serial", wl_fib_serial},
     {"skynet", wl_skynet},
     {"yield", wl_yield},

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * fib(30) with one task per call: spawn fib(n-1) as a child, compute fib(n-2) inline, join.
- * No cutoff, so the run is dominated by spawn, scope and join costs; fib-serial is the floor.
+ * fib(30) with a fork at every call: fib(n-1) offered to other workers, fib(n-2) computed by a
+ * plain call, then joined. No cutoff, so the run is dominated by the cost of the fork and the
+ * join; fib-serial is the floor. `fib` forks with weft_fork_join (a task only when another
+ * worker takes it); `fib-scope` writes the same recursion with a scope, a spawn and a close at
+ * every call, which makes a task record for every child.
  */
 #include "bench.h"
 
@@ -14,12 +17,33 @@ struct fib_arg {
 };
 
 static long fib_tasks(int n);
+static long fib_forks(int n);
 
 static int fib_task(void *p)
 {
     struct fib_arg *a = p;
     a->result = fib_tasks(a->n);
     return 0;
+}
+
+static int fib_fork(void *p)
+{
+    struct fib_arg *a = p;
+    a->result = fib_forks(a->n);
+    return 0;
+}
+
+static long fib_forks(int n)
+{
+    if (n < 2)
+        return n;
+    /* Both halves write into this frame: weft_fork_join returns only once both are done. */
+    struct fib_arg forked = {.n = n - 1, .result = 0};
+    struct fib_arg here = {.n = n - 2, .result = 0};
+    int rc = weft_fork_join(fib_fork, &forked, fib_fork, &here);
+    if (rc != 0)
+        bench_error("weft_fork_join", rc);
+    return forked.result + here.result;
 }
 
 static long fib_tasks(int n)
@@ -46,6 +70,7 @@ static long fib_tasks(int n)
 
 struct fib_root {
     int n;
+    long (*fib)(int n);
     long result;
     double seconds;
 };
@@ -54,16 +79,16 @@ static int fib_root(void *p)
 {
     struct fib_root *r = p;
     double t0 = bench_now();
-    r->result = fib_tasks(r->n);
+    r->result = r->fib(r->n);
     r->seconds = bench_now() - t0;
     return 0;
 }
 
-int wl_fib(unsigned threads, bench_result *out)
+static int run_fib(unsigned threads, long (*fib)(int n), bench_result *out)
 {
     weft_config cfg;
     bench_config(&cfg, threads);
-    struct fib_root r = {.n = FIB_N};
+    struct fib_root r = {.n = FIB_N, .fib = fib};
     int rc = weft_run(&cfg, fib_root, &r);
     if (rc != 0)
         bench_error("weft_run", rc);
@@ -71,6 +96,16 @@ int wl_fib(unsigned threads, bench_result *out)
     out->check = r.result;
     out->expect = FIB_EXPECT;
     return 0;
+}
+
+int wl_fib(unsigned threads, bench_result *out)
+{
+    return run_fib(threads, fib_forks, out);
+}
+
+int wl_fib_scope(unsigned threads, bench_result *out)
+{
+    return run_fib(threads, fib_tasks, out);
 }
 
 /* noinline keeps it an honest call tree: the same work a task body would do, minus tasks. */
