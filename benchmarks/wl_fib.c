@@ -8,8 +8,12 @@
  */
 #include "bench.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #define FIB_N 30
 #define FIB_EXPECT 832040
+#define FIB_CALLS 1346268 /* calls with n >= 2: one fork or spawn each */
 
 struct fib_arg {
     int n;
@@ -75,12 +79,34 @@ struct fib_root {
     double seconds;
 };
 
+/* With WEFT_BENCH_METRICS set, what the workers did during the timed part goes to stderr: the
+ * tasks made (at every call for fib-scope; for fib, the forks other workers took), the steals,
+ * and the time the workers were busy and idle (what the second worker costs, and where). */
+static void report_metrics(const weft_metrics *a, const weft_metrics *b)
+{
+    const weft_worker_metrics *x = &a->total, *y = &b->total;
+    fprintf(stderr,
+            "metrics: tasks %llu of %d calls (%.4f%%), stolen %llu, busy %.3f ms, idle %.3f ms\n",
+            (unsigned long long)(y->spawned - x->spawned), FIB_CALLS,
+            100.0 * (double)(y->spawned - x->spawned) / FIB_CALLS,
+            (unsigned long long)(y->stolen - x->stolen), (double)(y->busy_ns - x->busy_ns) / 1e6,
+            (double)(y->idle_ns - x->idle_ns) / 1e6);
+}
+
 static int fib_root(void *p)
 {
     struct fib_root *r = p;
+    int metrics = getenv("WEFT_BENCH_METRICS") != NULL;
+    weft_metrics before, after;
+    if (metrics)
+        weft_runtime_metrics(NULL, &before, sizeof(before), NULL, 0);
     double t0 = bench_now();
     r->result = r->fib(r->n);
     r->seconds = bench_now() - t0;
+    if (metrics) {
+        weft_runtime_metrics(NULL, &after, sizeof(after), NULL, 0);
+        report_metrics(&before, &after);
+    }
     return 0;
 }
 

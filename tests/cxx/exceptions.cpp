@@ -78,6 +78,19 @@ int loop_piece(void *)
     return 0;
 }
 
+int nothing(void *);
+
+// A fork that nobody takes (one worker): the caller runs the forked function itself.
+int fork_caller(void *)
+{
+    try {
+        weft_fork_join(thrower, nullptr, nothing, nullptr);
+    } catch (...) {
+        _exit(3);
+    }
+    return 0;
+}
+
 int map_sum(int64_t b, int64_t e, void *partial, void *)
 {
     *static_cast<int64_t *>(partial) += e - b;
@@ -195,10 +208,14 @@ int run_case(const scenario &c)
 int main()
 {
     const scenario cases[] = {
-        {"own stack", own_stack, 2, true},           {"inline child", inline_child, 1, true},
-        {"loop piece", loop_piece, 1, true},         {"reduce combine", reduce_combine, 2, true},
-        {"blocking pool", blocking_call, 1, true},   {"caught inside", caught_inside, 1, false},
+        {"own stack", own_stack, 2, true},
+        {"inline child", inline_child, 1, true},
+        {"loop piece", loop_piece, 1, true},
+        {"reduce combine", reduce_combine, 2, true},
+        {"blocking pool", blocking_call, 1, true},
+        {"caught inside", caught_inside, 1, false},
         {"report callback", nothing, 1, true, true},
+        {"forked, run by its caller", fork_caller, 1, true},
     };
     int failed = 0;
     for (const scenario &c : cases)
