@@ -1139,9 +1139,10 @@ enum {
  *   - for a task: its id, name and state: running on worker N; parked, since when and on what
  *     (the join of which scope, a semaphore or mutex, an event, a channel or a select, a sleep
  *     and when it wakes, a descriptor to become readable or writable, a call on the blocking
- *     pool), with the time left when the wait has a deadline; hosting (a child its join runs
- *     inline on its stack runs or waits there); ready (queued to run again); unstarted.
- * Objects the program owns (semaphores, events, channels) are named by their addresses.
+ *     pool, the forked function of a weft_fork_join that another worker runs), with the time left
+ * when the wait has a deadline; hosting (a child its join runs inline on its stack runs or waits
+ * there); ready (queued to run again); unstarted. Objects the program owns (semaphores, events,
+ * channels) are named by their addresses.
  *
  * WEFT_DUMP_JSON writes one object: {"weft_dump":1, "runtime", "pid", "now_ns" (weft_now()),
  * "workers": [{"index", "task": id or null}], "scopes": [{"index", "addr", "name", "parent",
@@ -1150,9 +1151,10 @@ enum {
  * "max_concurrency", "running", "waiting"}], "tasks": [{"id", "name", "scope" (an index of
  * "scopes"), "state" ("running", "parked", "hosting", "ready", "unstarted"), "inline", "worker",
  * "hosting" (a task id), and for a parked task "on" ("join", "sleep", "sem", "event", "chan",
- * "select", "fd_read", "fd_write", "fd_any", "blocking"), "parked_ns" (how long), "join_scope"
- * (an index), "fd", or "object" (the address of the semaphore, event or channel; of the
- * function a blocking wait runs; null for a sleep), "until_ns" and "left_ns"}]}. Times are
+ * "select", "fd_read", "fd_write", "fd_any", "blocking", "fork"), "parked_ns" (how long),
+ * "join_scope" (an index), "fd", or "object" (the address of the semaphore, event or channel;
+ * of the function a blocking wait runs; of the fork's record in the caller's frame; null for a
+ * sleep), "until_ns" and "left_ns"}]}. Times are
  * nanoseconds; absent deadlines are null. Names are escaped: UTF-8 characters are kept, and each
  * byte of anything else (a name cut inside a character, bytes that are not UTF-8) becomes
  * U+FFFD, so that the output is valid JSON whatever the names hold.

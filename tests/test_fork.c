@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "support_criterion.h"
 #include "weft.h"
@@ -534,4 +536,57 @@ Test(fork, a_caller_that_moved_finds_its_fork, .timeout = 120)
         /* A tree of depth 12 forks 2^12 - 1 times. */
         cr_assert_eq(atomic_load(&runs), 4095, "on %u workers: %ld", workers, atomic_load(&runs));
     }
+}
+
+/* ---- the dump ------------------------------------------------------------------------------ */
+
+/* A caller waiting for its fork, which another worker runs, shows as parked "on" "fork". The
+ * forked function dumps the runtime until it sees that (a bounded number of times). */
+typedef struct dump_case {
+    atomic_int forked_started;
+    int seen;
+    int dumps;
+} dump_case;
+
+static int dump_forked(void *p)
+{
+    dump_case *c = p;
+    atomic_store(&c->forked_started, 1);
+    int fd = memfd_create("weft-dump", 0);
+    if (fd < 0)
+        return -errno;
+    static char buf[1 << 16];
+    for (c->dumps = 0; c->dumps < 2000 && !c->seen; c->dumps++) {
+        if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)
+            break;
+        if (weft_dump(NULL, fd, WEFT_DUMP_JSON) < 0)
+            break;
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+        if (n <= 0)
+            break;
+        buf[n] = 0;
+        c->seen = strstr(buf, "\"on\":\"fork\"") != NULL;
+        weft_yield();
+    }
+    close(fd);
+    return 0;
+}
+
+static int dump_here(void *p)
+{
+    dump_case *c = p;
+    spin_until(&c->forked_started, 1);
+    return 0;
+}
+
+static int dump_root(void *p)
+{
+    return weft_fork_join(dump_forked, p, dump_here, p);
+}
+
+Test(fork, a_caller_waiting_for_its_fork_shows_in_the_dump, .timeout = 60)
+{
+    dump_case c = {0};
+    cr_assert_eq(run_on(2, dump_root, &c), 0);
+    cr_assert(c.seen, "no dump of %d showed the caller parked on its fork", c.dumps);
 }
