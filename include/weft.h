@@ -863,20 +863,26 @@ WEFT_API int weft_select(weft_select_op *ops, int n, int flags);
  * `here` runs at once, as a plain call of the calling task. `forked` is first offered to idle
  * workers: as a small record in this call's frame, not a task. If none took it by the time `here`
  * returns, the caller runs it too, as a plain call: no task record, no stack, no id is made. If
- * another worker took it, it runs there as a task of its own (unnamed: "task-<id>"), a child of
- * the caller's innermost open scope (or of the scope the caller was spawned into): cancelled and
- * timed out with that scope, and counted in it, so that a join of it waits for it; the caller
- * then parks until it ends. Either way `forked` always runs, once, and this call does not return
- * before it has ended: a cancel of the caller's scopes does not cut the wait short (the functions
- * see it at their suspension points), so `forked_arg` may live in the caller's frame.
+ * another worker took it, it runs there as a task of its own (unnamed: "task-<id>", on a stack of
+ * the caller's stack size), a child of the caller's innermost open scope (or of the scope the
+ * caller was spawned into): cancelled and timed out with that scope, and counted in it, so that a
+ * join of it waits for it; the caller then parks until it ends. So `forked` must not need what
+ * the caller holds, as a child task must not: a mutex the caller locked is -EDEADLK to it when
+ * the caller runs it and a wait that never ends when another task does; weft_task_id,
+ * weft_task_name and weft_current_scope answer for whichever task runs it. Either way `forked`
+ * always runs, once, and this call does not return before it has ended: a cancel of the caller's
+ * scopes does not cut the wait short (the functions see it at their suspension points), so
+ * `forked_arg` may live in the caller's frame.
  *
  * Returns `forked`'s result if it is not 0, else `here`'s. A message that `forked` recorded with
  * weft_fail comes back to the caller with its code wherever it ran, as if the caller had recorded
- * it after `here` (a later weft_fail replaces an earlier one). Scopes `forked` opens and leaves
+ * it after `here` returned (a later weft_fail replaces an earlier one; the message goes with its
+ * code, whichever function's result the caller ends with). Scopes `forked` opens and leaves
  * open end with it, joined and released as a task's are at its end; those `here` leaves open
  * stay the caller's. Each function's errno is as it left it. Under a max_concurrency scope (the
  * caller's innermost open scope limited) the two run one after the other on the caller, `here`
- * first, since a task of its own would not wait for its turn. Both run on the caller's stack
+ * first, since a task of its own would not wait for its turn; so they do where the caller's queue
+ * cannot grow to take the fork (no memory). Both run on the caller's stack
  * when they run there, as nested plain calls would: a recursion of weft_fork_join is as deep on
  * the stack as the same recursion of plain calls.
  *

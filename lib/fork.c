@@ -36,6 +36,9 @@ weft__task *weft__fork_take(weft__worker *w, void *item)
     t->flags |= WEFT__TASK_FORKED | d->counted;
     weft__task_init_child(t, d->scope, d->fn, d->arg, NULL);
     t->fork = d;
+    /* A stack of the caller's size: the function was written to run there. (Its `host` was set
+     * before it ran, so before it queued `d`.) */
+    t->stack_size = d->caller->host->stack_size;
     if (__builtin_expect(w->trace != NULL, 0))
         weft__trace_add(w->trace, WEFT__TR_SPAWN, t->id, 0);
     return t;
@@ -48,14 +51,8 @@ void weft__fork_end(weft__task *t, int rc)
     weft_scope *s = t->scope;
     /* Its message goes with its code to the caller, which takes it once it is awake (it may be
      * running its own function now, and recording a failure of its own). */
-    d->failure = NULL;
-    if (t->failure) {
-        if (rc != 0)
-            d->failure = t->failure;
-        else
-            weft__errors_free_failure(t->failure);
-        t->failure = NULL;
-    }
+    d->failure = t->failure; /* whatever its result: the caller's may be that message's code */
+    t->failure = NULL;
     d->rc = rc;
     if (t->flags & WEFT__TASK_OWNER_COUNTED)
         weft__scope_count_children_out(s, 1);
@@ -80,18 +77,25 @@ static __attribute__((noinline)) int end_left_open(weft__task *t, weft_scope *ma
     return weft__scope_release_owned_since(t, mark, rc);
 }
 
-/* The forked function run by its caller `t` (popped back, or handed back): no longer a child of
- * the scope it was counted in, it is a plain call. Uncounted first, so that the function may
- * join that scope. */
+/* The forked function `fn(arg)` run by its caller `t`, as a plain call whose open scopes end
+ * with it. */
+static inline __attribute__((always_inline)) int call_forked(weft__task *t, weft_fn fn, void *arg)
+{
+    weft_scope *mark = t->owned;
+    int rc = fn(arg);
+    if (__builtin_expect(t->owned != mark, 0))
+        rc = end_left_open(t, mark, rc);
+    return rc;
+}
+
+/* The forked function of `d` run by its caller `t` (popped back, or handed back): no longer a
+ * child of the scope it was counted in. Uncounted first, so that the function may join that
+ * scope. */
 static inline __attribute__((always_inline)) int run_here(weft__task *t, weft__fork *d)
 {
     if (d->counted)
         d->scope->owner_spawned--;
-    weft_scope *mark = t->owned;
-    int rc = d->fn(d->arg);
-    if (__builtin_expect(t->owned != mark, 0))
-        rc = end_left_open(t, mark, rc);
-    return rc;
+    return call_forked(t, d->fn, d->arg);
 }
 
 /* An item the caller popped that was not its descriptor: back where it was. */
@@ -131,21 +135,22 @@ static __attribute__((noinline)) int wait_elsewhere(weft__worker *w, weft__task 
     return d->rc;
 }
 
-/* Both functions, one after the other, on the caller: where the forked one may not run beside
- * the caller (a limited scope) or has no room in the queue. */
-static int in_turn(weft_fn forked, void *forked_arg, weft_fn here, void *here_arg)
+/* Both functions, one after the other, on the caller `t`: where the forked one may not run
+ * beside the caller (a limited scope), or the queue could not grow to take it. */
+static int in_turn(weft__task *t, weft_fn forked, void *forked_arg, weft_fn here, void *here_arg)
 {
     int rc_here = here(here_arg);
-    int rc_forked = forked(forked_arg);
+    int rc_forked = call_forked(t, forked, forked_arg);
     return rc_forked ? rc_forked : rc_here;
 }
 
-/* weft_fork_join for `t`, running on `w`, with room in its spawn queue and its innermost open
- * scope not limited. `detoured`: a constant, 1 where chaos mode or a trace may be on. */
+/* weft_fork_join for `t`, running on `w`, its innermost open scope not limited. `slow`: a
+ * constant; 0 where the queue has room without a look at `top` or a growth, and no detour is on
+ * (chaos mode, a trace); 1 otherwise. */
 static inline __attribute__((always_inline)) int fork_join_on(weft__worker *w, weft__task *t,
                                                               weft_fn forked, void *forked_arg,
                                                               weft_fn here, void *here_arg,
-                                                              int detoured)
+                                                              int slow)
 {
     weft_scope *s = t->cancel_scope;
     weft__fork d;
@@ -161,9 +166,15 @@ static inline __attribute__((always_inline)) int fork_join_on(weft__worker *w, w
     atomic_init(&d.state, WEFT__FORK_QUEUED);
     void *item = (void *)((uintptr_t)&d | WEFT__FORK_TAG);
     /* Filled in before it is queued: from then on a thief may take it. */
-    weft__deque_push_owner_room(&w->spawnq, item);
+    if (!slow) {
+        weft__deque_push_owner_room(&w->spawnq, item);
+    } else if (weft__deque_push_owner(&w->spawnq, item) != 0) {
+        if (d.counted) /* the ring could not grow: nothing was queued */
+            s->owner_spawned--;
+        return in_turn(t, forked, forked_arg, here, here_arg);
+    }
     weft__sched_notify_local(t->rt);
-    if (detoured)
+    if (slow)
         weft__task_chaos_point(t->rt); /* perhaps let it be stolen before we go on */
     int rc_here = here(here_arg);
     w = weft__sched_worker_leaf(); /* `here` may have parked and moved us */
@@ -185,8 +196,8 @@ static __attribute__((noinline)) int fork_join_plain(weft_fn forked, void *forke
         return -EPERM;
     if (!forked || !here)
         return -EINVAL;
-    if (t->cancel_scope->max_running || !weft__deque_has_room_owner(&w->spawnq))
-        return in_turn(forked, forked_arg, here, here_arg);
+    if (t->cancel_scope->max_running)
+        return in_turn(t, forked, forked_arg, here, here_arg);
     return fork_join_on(w, t, forked, forked_arg, here, here_arg, 1);
 }
 

@@ -590,3 +590,178 @@ Test(fork, a_caller_waiting_for_its_fork_shows_in_the_dump, .timeout = 60)
     cr_assert_eq(run_on(2, dump_root, &c), 0);
     cr_assert(c.seen, "no dump of %d showed the caller parked on its fork", c.dumps);
 }
+
+/* ---- what a hostile round found ------------------------------------------------------------ */
+
+/* A caller that forks again and again, each fork taken: its queue's idea of `top` goes stale
+ * (the owner's pops find nothing), and a fork must still be offered, the ring looked at again,
+ * rather than run in turn; here, run in turn, the caller's `here` would wait for ever. */
+static int many_root(void *p)
+{
+    steal_case *c = p;
+    for (int i = 0; i < 1000 && c->rc == 0; i++) {
+        atomic_store(&c->forked_started, 0);
+        c->rc = weft_fork_join(steal_forked, c, steal_here, c);
+    }
+    return 0;
+}
+
+Test(fork, a_caller_whose_forks_are_all_taken_keeps_offering_them, .timeout = 60)
+{
+    steal_case c = {0};
+    cr_assert_eq(run_on(2, many_root, &c), 0);
+    cr_assert_eq(c.rc, 0);
+    cr_assert_eq(atomic_load(&c.forked_runs), 1000);
+}
+
+/* Scopes the forked function leaves open end with it also where the two run in turn: under a
+ * limited scope, and behind a queue of 300 unstarted children. */
+typedef struct turn_case {
+    left_open_case c;
+    unsigned limit;
+    int queued;
+} turn_case;
+
+static int noop(void *p)
+{
+    (void)p;
+    return 0;
+}
+
+static int turn_root(void *p)
+{
+    turn_case *k = p;
+    weft_scope *mine;
+    REQUIRE_EQ(weft_scope_open(&mine, &(weft_scope_opts){.max_concurrency = k->limit}), 0);
+    for (int i = 0; i < k->queued; i++)
+        REQUIRE_EQ(weft_spawn(mine, noop, NULL), 0);
+    k->c.rc = weft_fork_join(left_open_forked, &k->c, left_open_here, &k->c);
+    CHECK_EQ(weft_scope_close(mine), 0);
+    return 0;
+}
+
+Test(fork, scopes_left_open_end_with_the_forked_function_run_in_turn, .timeout = 60)
+{
+    turn_case cases[] = {{.limit = 1}, {.limit = 3, .queued = 2}, {.queued = 300}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        turn_case *k = &cases[i];
+        cr_assert_eq(run_on(1, turn_root, k), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(atomic_load(&k->c.child_runs), 1);
+        cr_assert_eq(k->c.rc, -EDOM, "limit %u, %d queued: %d", k->limit, k->queued, k->c.rc);
+    }
+}
+
+/* A taken fork runs on a stack of its caller's size: a task of 4 MiB forks a function that needs
+ * 512 KiB, which the runtime's default stack would not hold. */
+typedef struct deep_case {
+    atomic_int forked_started;
+    uint64_t forked_task, caller_task;
+    long sum;
+} deep_case;
+
+static __attribute__((noinline)) long use_stack(int depth)
+{
+    volatile char frame[8192];
+    frame[0] = (char)depth;
+    frame[sizeof(frame) - 1] = (char)depth;
+    return depth == 0 ? frame[0] : use_stack(depth - 1) + frame[sizeof(frame) - 1];
+}
+
+static int deep_forked(void *p)
+{
+    deep_case *c = p;
+    c->forked_task = weft_task_id();
+    atomic_store(&c->forked_started, 1);
+    c->sum = use_stack(64); /* 64 frames of 8 KiB */
+    return 0;
+}
+
+static int deep_here(void *p)
+{
+    deep_case *c = p;
+    spin_until(&c->forked_started, 1);
+    return 0;
+}
+
+static int deep_caller(void *p)
+{
+    deep_case *c = p;
+    c->caller_task = weft_task_id();
+    return weft_fork_join(deep_forked, c, deep_here, c);
+}
+
+static int deep_root(void *p)
+{
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn_ex(s, deep_caller, p, &(weft_spawn_opts){.stack_size = 4 << 20}), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(fork, a_taken_fork_gets_a_stack_of_its_callers_size, .timeout = 60)
+{
+    deep_case c = {0};
+    weft_config cfg = {.workers = 2, .stack_size = 64 * 1024};
+    cr_assert_eq(weft_run(&cfg, deep_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_neq(c.forked_task, c.caller_task, "the fork was not taken");
+    cr_assert_eq(c.sum, 64 * 64 / 2 + 32); /* sum of (char)depth for depth 0..64 */
+}
+
+/* A message the forked function recorded goes with its code also where `here`'s result carries
+ * that code and the forked function, taken, returned 0. */
+static int msg_forked(void *p)
+{
+    steal_case *c = p;
+    atomic_store(&c->forked_started, 1);
+    weft_fail(-EIO, "recorded by forked");
+    return 0;
+}
+
+static int msg_here(void *p)
+{
+    steal_case *c = p;
+    spin_until(&c->forked_started, 1);
+    return -EIO;
+}
+
+typedef struct msg_case {
+    steal_case c;
+    char message[64];
+    int code;
+} msg_case;
+
+static int msg_caller(void *p)
+{
+    msg_case *m = p;
+    return weft_fork_join(msg_forked, &m->c, msg_here, &m->c);
+}
+
+static int msg_root(void *p)
+{
+    msg_case *m = p;
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.policy = WEFT_COLLECT}), 0);
+    REQUIRE_EQ(weft_spawn(s, msg_caller, m), 0);
+    m->code = weft_scope_join(s);
+    const weft_error *e = weft_scope_error(s, 0);
+    if (e && e->message)
+        strncpy(m->message, e->message, sizeof(m->message) - 1);
+    weft_scope_release(s);
+    return 0;
+}
+
+Test(fork, a_message_goes_with_its_code_whichever_result_carries_it, .timeout = 60)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        msg_case m = {0};
+        if (workers == 1)
+            atomic_store(&m.c.forked_started, 1);
+        cr_assert_eq(run_on(workers, msg_root, &m), 0);
+        ASSERT_CHECKS();
+        cr_assert_eq(m.code, -EIO);
+        cr_assert_str_eq(m.message, "recorded by forked", "on %u workers", workers);
+    }
+}
