@@ -294,15 +294,15 @@ static inline void weft__sched_notify_local(weft_runtime *rt)
         return;
     /* The idle mask first: it changes only when a worker sleeps or wakes, where the spinning
      * count changes each time a busy worker runs out of local work, and a spawn that read it
-     * every time paid for the line moving over from that worker. */
-    unsigned words = (rt->nworkers + 63) / 64;
-    for (unsigned i = 0; i < words; i++) {
-        if (atomic_load_explicit(&rt->idle_mask[i], memory_order_relaxed)) {
-            if (atomic_load_explicit(&rt->nspinning, memory_order_relaxed) == 0)
-                weft__sched_wake_one(rt);
-            return;
-        }
-    }
+     * every time paid for the line moving over from that worker. Up to 64 workers it is one
+     * word; the words of workers a runtime does not have stay 0, so more than 64 read them all
+     * (one line) without a loop or a count of them. */
+    uint64_t sleeping = atomic_load_explicit(&rt->idle_mask[0], memory_order_relaxed);
+    if (__builtin_expect(rt->nworkers > 64, 0))
+        for (unsigned i = 1; i < sizeof(rt->idle_mask) / sizeof(rt->idle_mask[0]); i++)
+            sleeping |= atomic_load_explicit(&rt->idle_mask[i], memory_order_relaxed);
+    if (sleeping && atomic_load_explicit(&rt->nspinning, memory_order_relaxed) == 0)
+        weft__sched_wake_one(rt);
 }
 
 /** Sets a stack of t's size aside for `t`, an unstarted task not queued yet, so that it starts
