@@ -306,7 +306,8 @@ WEFT_API int weft_worker_index(void);
 
 /** What one worker did (counts since it started) and holds (now). */
 typedef struct weft_worker_metrics {
-    uint64_t spawned;       /**< tasks spawned by tasks running on this worker */
+    uint64_t spawned;       /**< tasks spawned by tasks running on this worker (a fork of
+                             *   weft_fork_join that became a task counts where it was taken) */
     uint64_t started;       /**< tasks that began running here (inline runs included) */
     uint64_t inline_runs;   /**< of those, children a join ran inline on its joiner's stack */
     uint64_t stolen;        /**< tasks this worker took from other workers' queues */
@@ -314,7 +315,8 @@ typedef struct weft_worker_metrics {
     uint64_t woken;         /**< wake-ups made by code running here (a release, a send, a timer) */
     weft_time busy_ns;      /**< time since the worker started, less idle_ns */
     weft_time idle_ns;      /**< time it had nothing to run: looking for work, or asleep */
-    uint64_t spawn_queue;   /**< unstarted tasks queued on it now */
+    uint64_t spawn_queue;   /**< unstarted tasks queued on it now, forks of weft_fork_join
+                             *   included */
     uint64_t ready_queue;   /**< runnable tasks that hold a stack (woken, yielded) queued now */
     uint64_t timers;        /**< timers armed on it now (sleeps, deadlines) */
     uint64_t cached_stacks; /**< stacks it keeps for reuse */
@@ -858,13 +860,14 @@ WEFT_API int weft_select(weft_select_op *ops, int n, int flags);
 /**
  * Runs `forked(forked_arg)` and `here(here_arg)`, perhaps at the same time, and returns once both
  * have returned: the two-way split of a divide-and-conquer program (rayon's join, oneTBB's
- * parallel_invoke), at the cost of a pair of plain calls when no other worker is idle.
+ * parallel_invoke), at the cost of a pair of plain calls when nothing takes the fork.
  *
- * `here` runs at once, as a plain call of the calling task. `forked` is first offered to idle
- * workers: as a small record in this call's frame, not a task. If none took it by the time `here`
- * returns, the caller runs it too, as a plain call: no task record, no stack, no id is made. If
- * another worker took it, it runs there as a task of its own (unnamed: "task-<id>", on a stack of
- * the caller's stack size), a child of the caller's innermost open scope (or of the scope the
+ * `here` runs at once, as a plain call of the calling task. `forked` is first offered to other
+ * workers: as a small record in this call's frame, not a task. If it is still there when `here`
+ * returns, the caller runs it too, as a plain call: no task record, no stack, no id is made.
+ * Otherwise it was taken, by an idle worker or, where `here` suspended, by the caller's own
+ * worker, and runs as a task of its own (unnamed: "task-<id>", on a stack of the caller's stack
+ * size), a child of the caller's innermost open scope (or of the scope the
  * caller was spawned into): cancelled and timed out with that scope, and counted in it, so that a
  * join of it waits for it; the caller then parks until it ends. So `forked` must not need what
  * the caller holds, as a child task must not: a mutex the caller locked is -EDEADLK to it when

@@ -14,10 +14,20 @@
 #include "sched.h"
 #include "scope.h"
 
-/* The descriptor goes back to its caller, which runs it itself. Nothing of `d` after. */
+/* The descriptor goes back to its caller, which runs it itself. Nothing of `d` after.
+ *
+ * A fork counted in the caller's own scope is counted out here, as a task's end would, and the
+ * caller is told (d->counted cleared) not to uncount it again: the caller may be parked in a
+ * join of that scope, which folded the count into the balance and waits for it to come off,
+ * while the fork waits for the caller. The count the caller keeps (owner_spawned) then meets
+ * this count-out at the fold, as an ended child's does. */
 static void hand_back(weft__fork *d)
 {
     weft__task *caller = d->caller;
+    if (d->counted) {
+        d->counted = 0;
+        weft__scope_count_children_out(d->scope, 1);
+    }
     if (atomic_exchange_explicit(&d->state, WEFT__FORK_RETURNED, memory_order_acq_rel) ==
         WEFT__FORK_WAITING)
         weft__sched_wake(caller, WEFT__WOKEN);
@@ -64,7 +74,13 @@ void weft__fork_end(weft__task *t, int rc)
 void weft__fork_unrun(weft__task *t)
 {
     weft__fork *d = t->fork;
-    weft__records_free_task_on(weft__sched_worker(), t);
+    weft__worker *w = weft__sched_worker();
+    if (__builtin_expect(w->trace != NULL, 0)) {
+        /* Its spawn was traced: its only slice, as long as nothing, as for any task unrun. */
+        weft__trace_add(w->trace, WEFT__TR_TASK_BEGIN, t->id, 1);
+        weft__trace_add(w->trace, WEFT__TR_TASK_END, t->id, WEFT__TR_WHY_UNRUN);
+    }
+    weft__records_free_task_on(w, t);
     hand_back(d);
 }
 
@@ -90,7 +106,7 @@ static inline __attribute__((always_inline)) int call_forked(weft__task *t, weft
 
 /* The forked function of `d` run by its caller `t` (popped back, or handed back): no longer a
  * child of the scope it was counted in. Uncounted first, so that the function may join that
- * scope. */
+ * scope (a fork handed back was counted out already, see hand_back). */
 static inline __attribute__((always_inline)) int run_here(weft__task *t, weft__fork *d)
 {
     if (d->counted)

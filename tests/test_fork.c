@@ -765,3 +765,63 @@ Test(fork, a_message_goes_with_its_code_whichever_result_carries_it, .timeout = 
         cr_assert_str_eq(m.message, "recorded by forked", "on %u workers", workers);
     }
 }
+
+/* A fork that can get no stack where it was taken goes back to its caller; where the caller is
+ * then in a join of its own scope (its `here` closes it), that join must not wait for the fork
+ * the caller will run only after it: the fork's count comes off as it goes back. One worker: the
+ * close puts the fork back, the worker takes it while the close waits, and no stack of the
+ * caller's size (3 MiB, never mapped before) can be had. */
+void weft__alloc_fail_all(int on);
+
+typedef struct back_case {
+    weft_scope *s;
+    atomic_int forked_runs;
+    int close_rc, rc;
+    uint64_t forked_task, caller_task;
+} back_case;
+
+static int back_forked(void *p)
+{
+    back_case *c = p;
+    c->forked_task = weft_task_id();
+    atomic_fetch_add(&c->forked_runs, 1);
+    return 0;
+}
+
+static int back_here(void *p)
+{
+    back_case *c = p;
+    weft__alloc_fail_all(1);
+    c->close_rc = weft_scope_close(c->s);
+    weft__alloc_fail_all(0);
+    return 0;
+}
+
+static int back_caller(void *p)
+{
+    back_case *c = p;
+    c->caller_task = weft_task_id();
+    REQUIRE_EQ(weft_scope_open(&c->s, NULL), 0);
+    c->rc = weft_fork_join(back_forked, c, back_here, c);
+    return 0;
+}
+
+static int back_root(void *p)
+{
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    REQUIRE_EQ(weft_spawn_ex(s, back_caller, p, &(weft_spawn_opts){.stack_size = 3 << 20}), 0);
+    CHECK_EQ(weft_scope_close(s), 0);
+    return 0;
+}
+
+Test(fork, a_fork_handed_back_during_a_join_of_the_callers_scope, .timeout = 60)
+{
+    back_case c = {0};
+    cr_assert_eq(run_on(1, back_root, &c), 0);
+    ASSERT_CHECKS();
+    cr_assert_eq(c.close_rc, 0);
+    cr_assert_eq(c.rc, 0);
+    cr_assert_eq(atomic_load(&c.forked_runs), 1);
+    cr_assert_eq(c.forked_task, c.caller_task, "the fork ran elsewhere: nothing was handed back");
+}
