@@ -114,8 +114,7 @@ static inline __attribute__((always_inline)) int run_here(weft__task *t, weft__f
     return call_forked(t, d->fn, d->arg);
 }
 
-/* An item the caller popped that was not its descriptor: back where it was. */
-static void put_back(weft__worker *w, void *item)
+void weft__fork_put_back(weft__worker *w, void *item)
 {
     if (weft__deque_push_owner(&w->spawnq, item) != 0) {
         weft__task *t = weft__fork_task_of(w, item);
@@ -132,7 +131,7 @@ static __attribute__((noinline)) int wait_elsewhere(weft__worker *w, weft__task 
                                                     void *top)
 {
     if (top)
-        put_back(w, top);
+        weft__fork_put_back(w, top);
     weft__cancel_unlist(t); /* off any parked list: no cancel may end this park */
     weft__task_note_wait(t, WEFT__ON_FORK, d);
     weft__sched_prepare_park(t);

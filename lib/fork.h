@@ -65,6 +65,11 @@ static inline int weft__fork_is(const void *item)
     return ((uintptr_t)item & WEFT__FORK_TAG) != 0;
 }
 
+/** An item the owner of `w`'s spawn queue popped and did not want (a join looking for its own
+ *  children, a caller looking for its own fork): back on top, where it was; onto the injection
+ *  queue (as a task) in the case the ring could not take it back. `w`: the caller's worker. */
+void weft__fork_put_back(weft__worker *w, void *item);
+
 /** The end of a task a descriptor became (WEFT__TASK_FORKED), with its result `rc` once its own
  *  scopes are released: the result and any failure message go to the caller, the count in its
  *  scope comes off, and the caller wakes. Nothing of the descriptor or its scope is touched

@@ -13,7 +13,6 @@
 
 #include "eh.h"
 #include "fork.h"
-#include "inject.h"
 #include "records.h"
 #include "sched.h"
 #include "scope.h"
@@ -53,8 +52,7 @@ static inline weft__task *weft__join_take_child(weft__worker *w, weft__task *par
     if (item && __builtin_expect(weft__fork_is(item) || t->scope != s || t->stack_size, 0)) {
         /* Not ours (a task or a weft_fork_join descriptor), or it asked for a stack of its own
          * size: back where it was. */
-        if (weft__deque_push_owner(&w->spawnq, item) != 0 && (t = weft__fork_task_of(w, item)))
-            weft__inject_task(w->rt, t);
+        weft__fork_put_back(w, item);
         return NULL;
     }
     return t;
