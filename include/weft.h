@@ -867,9 +867,10 @@ WEFT_API int weft_select(weft_select_op *ops, int n, int flags);
  * returns, the caller runs it too, as a plain call: no task record, no stack, no id is made.
  * Otherwise it was taken, by an idle worker or, where `here` suspended, by the caller's own
  * worker, and runs as a task of its own (unnamed: "task-<id>", on a stack of the caller's stack
- * size), a child of the caller's innermost open scope (or of the scope the
- * caller was spawned into): cancelled and timed out with that scope, and counted in it, so that a
- * join of it waits for it; the caller then parks until it ends. So `forked` must not need what
+ * size), a child of the caller's innermost open scope (or of the scope the caller was spawned
+ * into): cancelled and timed out with that scope, and counted in it, so that a join of it waits
+ * for it; the caller then parks until it ends. Where no record or stack can be had for it there,
+ * it goes back to the caller, which runs it as above. So `forked` must not need what
  * the caller holds, as a child task must not: a mutex the caller locked is -EDEADLK to it when
  * the caller runs it and a wait that never ends when another task does; weft_task_id,
  * weft_task_name and weft_current_scope answer for whichever task runs it. Either way `forked`
@@ -885,9 +886,9 @@ WEFT_API int weft_select(weft_select_op *ops, int n, int flags);
  * stay the caller's. Each function's errno is as it left it. Under a max_concurrency scope (the
  * caller's innermost open scope limited) the two run one after the other on the caller, `here`
  * first, since a task of its own would not wait for its turn; so they do where the caller's queue
- * cannot grow to take the fork (no memory). Both run on the caller's stack
- * when they run there, as nested plain calls would: a recursion of weft_fork_join is as deep on
- * the stack as the same recursion of plain calls.
+ * cannot grow to take the fork (no memory). Both run on the caller's stack when they run there,
+ * as nested plain calls would: a recursion of weft_fork_join is as deep on the stack as the same
+ * recursion of plain calls.
  *
  * Returns as said; -EPERM outside a task and -EINVAL for a NULL function (neither then runs).
  * Task-only; suspends when `forked` runs elsewhere and has not ended when `here` returns (and
