@@ -150,7 +150,9 @@ typedef struct weft_config {
     /** Worker OS threads, 1 to 256. Default: the CPUs the process may run on (its affinity
      *  mask, as taskset or a container's cpuset narrow it), at most 256. */
     unsigned workers;
-    /** Pin worker i to CPU i (modulo the CPUs this process may use). Default: off. */
+    /** Pin worker i to CPU i (modulo the CPUs this process may use). Default: off: worker i
+     *  still starts on that CPU, and is free to move from there (a thread left where it was
+     *  created could be woken onto a CPU another worker keeps busy). */
     int pin_workers;
     /** Stack size of a task, in bytes, rounded up to whole pages. Default: 64 KiB.
      *  Stacks are reserved, not committed: a task touches only the pages it uses.
