@@ -14,22 +14,21 @@
 #include "sched.h"
 #include "scope.h"
 
-/* The descriptor goes back to its caller, which runs it itself. Nothing of `d` after.
- *
- * A fork counted in the caller's own scope is counted out here, as a task's end would, and the
- * caller is told (d->counted cleared) not to uncount it again: the caller may be parked in a
- * join of that scope, which folded the count into the balance and waits for it to come off,
- * while the fork waits for the caller. The count the caller keeps (owner_spawned) then meets
- * this count-out at the fold, as an ended child's does. */
-static void hand_back(weft__fork *d)
+/* The descriptor's end elsewhere: `state` DONE (it ran, its result written) or RETURNED (it goes
+ * back to its caller, which runs it itself). Either way a fork counted in the caller's own scope
+ * is counted out here, as a task's end would count it, and the caller is told (d->counted
+ * cleared) not to uncount it again: the caller may be parked in a join of that scope, which
+ * folded the count into the balance and waits for it to come off, while a returned fork waits
+ * for the caller. The count the caller keeps (owner_spawned) meets this count-out at the fold,
+ * as an ended child's does. Then the caller wakes, if it waits; nothing of `d` after. */
+static void settle(weft__fork *d, uint32_t state)
 {
     weft__task *caller = d->caller;
     if (d->counted) {
         d->counted = 0;
         weft__scope_count_children_out(d->scope, 1);
     }
-    if (atomic_exchange_explicit(&d->state, WEFT__FORK_RETURNED, memory_order_acq_rel) ==
-        WEFT__FORK_WAITING)
+    if (atomic_exchange_explicit(&d->state, state, memory_order_acq_rel) == WEFT__FORK_WAITING)
         weft__sched_wake(caller, WEFT__WOKEN);
 }
 
@@ -38,7 +37,7 @@ weft__task *weft__fork_take(weft__worker *w, void *item)
     weft__fork *d = (weft__fork *)((uintptr_t)item & ~WEFT__FORK_TAG);
     weft__task *t = weft__records_alloc_task_on(w, d->caller->rt);
     if (!t) {
-        hand_back(d);
+        settle(d, WEFT__FORK_RETURNED);
         return NULL;
     }
     /* A child of the scope the caller had open: cancelled with it, and counted in it when the
@@ -57,18 +56,12 @@ weft__task *weft__fork_take(weft__worker *w, void *item)
 void weft__fork_end(weft__task *t, int rc)
 {
     weft__fork *d = t->fork;
-    weft__task *caller = d->caller;
-    weft_scope *s = t->scope;
     /* Its message goes with its code to the caller, which takes it once it is awake (it may be
      * running its own function now, and recording a failure of its own). */
     d->failure = t->failure; /* whatever its result: the caller's may be that message's code */
     t->failure = NULL;
     d->rc = rc;
-    if (t->flags & WEFT__TASK_OWNER_COUNTED)
-        weft__scope_count_children_out(s, 1);
-    if (atomic_exchange_explicit(&d->state, WEFT__FORK_DONE, memory_order_acq_rel) ==
-        WEFT__FORK_WAITING)
-        weft__sched_wake(caller, WEFT__WOKEN);
+    settle(d, WEFT__FORK_DONE);
 }
 
 void weft__fork_unrun(weft__task *t)
@@ -81,7 +74,7 @@ void weft__fork_unrun(weft__task *t)
         weft__trace_add(w->trace, WEFT__TR_TASK_END, t->id, WEFT__TR_WHY_UNRUN);
     }
     weft__records_free_task_on(w, t);
-    hand_back(d);
+    settle(d, WEFT__FORK_RETURNED);
 }
 
 /* ---- the caller's side ------------------------------------------------------------------- */
@@ -106,7 +99,7 @@ static inline __attribute__((always_inline)) int call_forked(weft__task *t, weft
 
 /* The forked function of `d` run by its caller `t` (popped back, or handed back): no longer a
  * child of the scope it was counted in. Uncounted first, so that the function may join that
- * scope (a fork handed back was counted out already, see hand_back). */
+ * scope (a fork handed back was counted out already, see settle). */
 static inline __attribute__((always_inline)) int run_here(weft__task *t, weft__fork *d)
 {
     if (d->counted)

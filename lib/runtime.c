@@ -148,19 +148,19 @@ static int init_workers(weft_runtime *rt)
     return 0;
 }
 
-/* Pins `thread` to the `k`-th CPU of `allowed` (those this process may use): worker i of a
- * runtime with pin_workers runs on the i-th of them, modulo their number. */
-static void pin_to_allowed(pthread_t thread, const cpu_set_t *allowed, int k)
+/* The `k`-th CPU of `allowed` (those this process may use, not empty), modulo their number, as
+ * a set of one: worker k's CPU, where it is pinned or where it starts. */
+static cpu_set_t kth_allowed_cpu(const cpu_set_t *allowed, unsigned k)
 {
-    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-        if (!CPU_ISSET(cpu, allowed) || k-- > 0)
-            continue;
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(cpu, &one);
-        pthread_setaffinity_np(thread, sizeof(one), &one);
-        return;
-    }
+    k %= (unsigned)CPU_COUNT(allowed);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET(cpu, allowed) && k-- == 0) {
+            CPU_SET(cpu, &one);
+            break;
+        }
+    return one;
 }
 
 /* Moves the calling worker's thread to the `k`-th CPU it may run on, modulo their number, and
@@ -177,17 +177,9 @@ static void settle_on_own_cpu(unsigned k)
     cpu_set_t allowed;
     if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || CPU_COUNT(&allowed) < 2)
         return;
-    k %= (unsigned)CPU_COUNT(&allowed);
-    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-        if (!CPU_ISSET(cpu, &allowed) || k-- > 0)
-            continue;
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(cpu, &one);
-        if (sched_setaffinity(0, sizeof(one), &one) == 0)
-            sched_setaffinity(0, sizeof(allowed), &allowed);
-        return;
-    }
+    cpu_set_t one = kth_allowed_cpu(&allowed, k);
+    if (sched_setaffinity(0, sizeof(one), &one) == 0)
+        sched_setaffinity(0, sizeof(allowed), &allowed);
 }
 
 /* The overflow report's "who": the task this worker runs (an inline child on its joiner's stack
@@ -253,9 +245,8 @@ static void join_workers(weft_runtime *rt, unsigned n)
 static int start_workers(weft_runtime *rt)
 {
     cpu_set_t allowed;
-    int nallowed = 0;
-    if (rt->cfg.pin_workers && sched_getaffinity(0, sizeof(allowed), &allowed) == 0)
-        nallowed = CPU_COUNT(&allowed);
+    int pin = rt->cfg.pin_workers && sched_getaffinity(0, sizeof(allowed), &allowed) == 0 &&
+              CPU_COUNT(&allowed) > 0;
     for (unsigned started = 0; started < rt->nworkers; started++) {
         weft__worker *w = &rt->workers[started];
         if (weft__alloc_thread_create(&w->thread, NULL, worker_thread, w) != 0) {
@@ -265,8 +256,10 @@ static int start_workers(weft_runtime *rt)
             rt->nworkers = 0;
             return -EAGAIN;
         }
-        if (nallowed)
-            pin_to_allowed(w->thread, &allowed, (int)(started % (unsigned)nallowed));
+        if (pin) {
+            cpu_set_t one = kth_allowed_cpu(&allowed, started);
+            pthread_setaffinity_np(w->thread, sizeof(one), &one);
+        }
     }
     return 0;
 }
