@@ -397,6 +397,9 @@ static const scenario scenarios[] = {
     {"private: growth, pops vs steals and a rescue", 1, 0, {"pppooo", "ss", "r"}, 1, 0, 1},
     {"private: pushes and pops vs 2 thieves asking", 1, 0, {"ppopo", "ss", "sr"}, 1, 0, 1},
     {"private: growth, pops vs rescues and steals", 1, 0, {"pppopo", "rs", "sr"}, 2, 0, 1},
+    /* An answer publishes the older half: a thief that took it asks again, and the owner pops
+     * fenced below the published part and unfenced above it. */
+    {"private: half published, pops vs 3 steals", 3, 6, {"pooo", "sss"}, 1, 0, 1},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

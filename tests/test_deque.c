@@ -229,3 +229,41 @@ Test(deque, solo_interleaved_matches_a_model)
 {
     check_against_model(1);
 }
+
+/* A deque with private items answers a thief's request with what it holds, but only the older
+ * half of a long queue: `split` never goes down, and every later pop below it pays the fence. A
+ * short queue goes out whole, so that a thief need not ask again for each of a few items. */
+Test(deque, an_answer_publishes_the_older_half_of_a_long_queue)
+{
+    weft__deque d;
+    cr_assert_eq(weft__deque_init(&d, 4), 0);
+    weft__deque_set_private(&d);
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(weft__deque_push_owner(&d, item(i)), 0);
+    cr_assert_eq(steal(&d), WEFT__DEQUE_PRIVATE, "a steal took a private item");
+
+    /* The next push answers: 9 items, the older 5 published. */
+    cr_assert_eq(weft__deque_push_owner(&d, item(8)), 0);
+    for (int i = 0; i < 5; i++) {
+        void *x = steal(&d);
+        cr_assert_eq(x, item(i), "steal %d got %s", i,
+                     x == WEFT__DEQUE_PRIVATE ? "nothing (private)" : "another item");
+    }
+    cr_assert_eq(steal(&d), WEFT__DEQUE_PRIVATE, "the newer half was published too");
+
+    /* A pop answers for the items below the one it takes: 5, 6 and 7, few enough to go out
+     * whole. */
+    cr_assert_eq(weft__deque_pop_owner(&d), item(8));
+    for (int i = 5; i < 8; i++)
+        cr_assert_eq(steal(&d), item(i), "a short queue was not published whole");
+    cr_assert_eq(steal(&d), WEFT__DEQUE_EMPTY);
+    cr_assert_null(weft__deque_pop_owner(&d));
+
+    /* One item, published by the answer of a worker between its tasks. */
+    cr_assert_eq(weft__deque_push_owner(&d, item(9)), 0);
+    cr_assert_eq(steal(&d), WEFT__DEQUE_PRIVATE);
+    weft__deque_answer(&d);
+    cr_assert_eq(steal(&d), item(9));
+    cr_assert_eq(steal(&d), WEFT__DEQUE_EMPTY);
+    weft__deque_destroy(&d);
+}
