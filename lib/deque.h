@@ -18,14 +18,14 @@
  * fence. Items at `split` and above are private: no ordinary steal takes them, so the owner pops
  * them with a compiler barrier only. A thief that finds items but none published raises `request`;
  * the owner, at its next push or pop (or its worker's next pick of a task, weft__deque_answer),
- * publishes what it holds, the older half only of a long queue (a release store of `split`, which
- * never goes down: every later pop below it fences, so the owner publishes what thieves take first,
- * the oldest, and keeps the fence off the rest; a thief that wants more asks again). An owner that
- * makes none of those (a task computing for a long while after its spawns) would keep its items to
- * itself; so a thief about to give up takes the oldest one anyway, with a rescue steal: the
- * Chase-Lev steal with its fence replaced by the asymmetric barrier (barrier.h), which falls
- * somewhere in the owner's pop and, wherever it falls, orders the pop's store of `bottom` and load
- * of `top` as the fence would have. An ordinary thief never races an unfenced pop for an item,
+ * publishes what it holds, only the older items of a longer queue (a release store of `split`,
+ * which never goes down: every later pop below it fences, so the owner publishes what thieves take
+ * first, the oldest, and keeps the fence off the rest; a thief that wants more asks again). An
+ * owner that makes none of those (a task computing for a long while after its spawns) would keep
+ * its items to itself; so a thief about to give up takes the oldest one anyway, with a rescue
+ * steal: the Chase-Lev steal with its fence replaced by the asymmetric barrier (barrier.h), which
+ * falls somewhere in the owner's pop and, wherever it falls, orders the pop's store of `bottom` and
+ * load of `top` as the fence would have. An ordinary thief never races an unfenced pop for an item,
  * since it takes only items below a `split` that the owner stored and never lowers, and the owner
  * pops unfenced only at or above it. Rescues cost some 10 us (an interrupt to each CPU running the
  * process) and are rare: in fork-join code the owner pushes or pops every few nanoseconds and
@@ -107,30 +107,37 @@ static inline int64_t weft__deque_size_estimate(weft__deque *d)
 
 weft__deque_ring *weft__deque_grow(weft__deque *d, weft__deque_ring *old, int64_t t, int64_t b);
 
-/** A queue of at most this many items is published whole when a thief asks; a longer one, its
- *  older half (weft__deque_publish). */
+/** What a thief's request publishes (weft__deque_publish): a queue of at most
+ *  WEFT__DEQUE_PUBLISH_WHOLE items whole; of a longer one, all but its newer half, and never more
+ *  than WEFT__DEQUE_KEEP_PRIVATE of the newest kept back. */
 #define WEFT__DEQUE_PUBLISH_WHOLE 4
+#define WEFT__DEQUE_KEEP_PRIVATE 32
 
-/** Owner only, when a thief asked: publishes the items below `b`, only the older half of them
- *  where there are more than WEFT__DEQUE_PUBLISH_WHOLE. Inline although rare: a call here, even
- *  one not taken, made the spawn that holds it keep more registers. */
+/** Owner only, when a thief asked: publishes items below `b`, the older ones (see above). Inline
+ *  although rare: a call here, even one not taken, made the spawn that holds it keep more
+ *  registers. */
 static inline void weft__deque_publish(weft__deque *d, int64_t b)
 {
     /* The request first: a thief that asks again after this sees what is published now, or asks
      * the next push or pop. */
     atomic_store_explicit(&d->request, 0, memory_order_relaxed);
-    /* Not all of a long queue: `split` never goes down, and every later pop below it pays the
-     * fence. In fork-join code the queue holds one item per level of the recursion, the owner
-     * is asked while deep, and nearly all its forks happen above the depth it was at: with
-     * everything published then, nearly every pop after the first steal fenced (a quarter of
-     * fib's time at two workers). The older half holds the largest pieces, which are what
-     * thieves take. A short queue goes out whole: a thief that took its one published item
-     * would ask again at once for the next (a flat fan-out of short tasks, where the queue stays
-     * short and thieves take from it all the time, ran 5% slower). A `top` older than the true
-     * one only publishes less. */
+    /* Not all of them: `split` never goes down, and every later pop below it pays the fence. In
+     * fork-join code the queue holds one item per level of the recursion, and the owner is asked
+     * while deep: nearly all its later forks push below the bottom it had then, and with
+     * everything published, nearly every pop after the first steal fenced (a quarter of fib's
+     * time at two workers). The older items are the largest pieces, which are what thieves
+     * take. A short queue goes out whole: a thief that took its one published item would ask
+     * again at once for the next (a flat fan-out of short tasks, where the queue stays short
+     * and thieves take from it all the time, ran 5% slower). A long one (a flat fan-out again,
+     * thousands of spawns) keeps back no more than a recursion's spine: an owner that spawns and
+     * then computes does not answer, and what it kept back goes one rescue at a time. A `top`
+     * older than the true one only publishes less. */
     int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
     int64_t n = b - t;
-    int64_t s = t + (n <= WEFT__DEQUE_PUBLISH_WHOLE ? n : (n + 1) / 2);
+    int64_t keep = n <= WEFT__DEQUE_PUBLISH_WHOLE ? 0 : n / 2;
+    if (keep > WEFT__DEQUE_KEEP_PRIVATE)
+        keep = WEFT__DEQUE_KEEP_PRIVATE;
+    int64_t s = b - keep;
     if (s > d->split_own) {
         d->split_own = s;
         atomic_store_explicit(&d->split, s, memory_order_release);
@@ -143,7 +150,7 @@ static inline int weft__deque_asked(weft__deque *d)
     return __builtin_expect(atomic_load_explicit(&d->request, memory_order_relaxed), 0);
 }
 
-/** Owner only: publishes its items (the older half of a long queue) if a thief asked. After each
+/** Owner only: publishes its items (the older ones of a longer queue) if a thief asked. After each
  *  push, and where the owner is between pushes and pops (its worker picking its next task), so that
  *  a thief need not wait for its next spawn or join. */
 static inline void weft__deque_answer(weft__deque *d)

@@ -4,7 +4,7 @@
  * queue first (its oldest unstarted task, or a batch of a flat fan-out), then from its ready queue.
  * Victims are visited from a random start so that thieves spread over them. A spawn queue may hold
  * its tasks private (deque.h): a steal then asks for them, and the victim publishes them (the older
- * half of a long queue) at its next spawn, join or pick; a thief that is about to sleep, or has
+ * ones of a longer queue) at its next spawn, join or pick; a thief that is about to sleep, or has
  * gone 20 us without an answer, takes them anyway with rescue steals, one task a process-wide
  * barrier.
  */

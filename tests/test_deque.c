@@ -230,9 +230,10 @@ Test(deque, solo_interleaved_matches_a_model)
     check_against_model(1);
 }
 
-/* A deque with private items answers a thief's request with what it holds, but only the older
- * half of a long queue: `split` never goes down, and every later pop below it pays the fence. A
- * short queue goes out whole, so that a thief need not ask again for each of a few items. */
+/* A deque with private items answers a thief's request with what it holds, but keeps back the
+ * newer half of a longer queue: `split` never goes down, and every later pop below it pays the
+ * fence. A short queue goes out whole, so that a thief need not ask again for each of a few items;
+ * a long one keeps back no more than 32. */
 Test(deque, an_answer_publishes_the_older_half_of_a_long_queue)
 {
     weft__deque d;
@@ -259,7 +260,23 @@ Test(deque, an_answer_publishes_the_older_half_of_a_long_queue)
     cr_assert_eq(steal(&d), WEFT__DEQUE_EMPTY);
     cr_assert_null(weft__deque_pop_owner(&d));
 
+    /* A long queue (a flat fan-out) keeps back no more than WEFT__DEQUE_KEEP_PRIVATE: of 100,
+     * 68 go out. */
+    for (int i = 100; i < 200; i++)
+        cr_assert_eq(weft__deque_push_owner(&d, item(i)), 0);
+    cr_assert_eq(steal(&d), WEFT__DEQUE_PRIVATE);
+    weft__deque_answer(&d);
+    for (int i = 100; i < 168; i++)
+        cr_assert_eq(steal(&d), item(i), "a long queue kept back more than its newest 32");
+    cr_assert_eq(steal(&d), WEFT__DEQUE_PRIVATE);
+    for (int i = 199; i >= 168; i--)
+        cr_assert_eq(weft__deque_pop_owner(&d), item(i));
+    cr_assert_null(weft__deque_pop_owner(&d));
+    weft__deque_destroy(&d);
+
     /* One item, published by the answer of a worker between its tasks. */
+    cr_assert_eq(weft__deque_init(&d, 4), 0);
+    weft__deque_set_private(&d);
     cr_assert_eq(weft__deque_push_owner(&d, item(9)), 0);
     cr_assert_eq(steal(&d), WEFT__DEQUE_PRIVATE);
     weft__deque_answer(&d);
