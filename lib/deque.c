@@ -96,7 +96,7 @@ void *weft__deque_steal_any(weft__deque *d)
         /* Asked once: a thief that spins over the queue must not take the owner's line away
          * at every look. */
         if (!atomic_load_explicit(&d->request, memory_order_relaxed))
-            atomic_store_explicit(&d->request, 1, memory_order_relaxed);
+            atomic_store_explicit(&d->request, 1, memory_order_release); /* see publish */
         return WEFT__DEQUE_PRIVATE;
     }
     return claim(d, t);

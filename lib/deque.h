@@ -131,7 +131,10 @@ static inline void weft__deque_publish(weft__deque *d, int64_t b)
      * and thieves take from it all the time, ran 5% slower). A long one (a flat fan-out again,
      * thousands of spawns) keeps back no more than a recursion's spine: an owner that spawns and
      * then computes does not answer, and what it kept back goes one rescue at a time. A `top`
-     * older than the true one only publishes less. */
+     * older than the true one only publishes less; the acquire pairs with the thief's release
+     * of `request`, so that `top` is at least what the thief saw, and the answer publishes at
+     * least one item it could not take. */
+    atomic_thread_fence(memory_order_acquire);
     int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
     int64_t n = b - t;
     int64_t keep = n <= WEFT__DEQUE_PUBLISH_WHOLE ? 0 : n / 2;
