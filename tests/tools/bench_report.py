@@ -173,6 +173,17 @@ def main():
     check(bench.scale_counts(1) == [1] and bench.scale_counts(6) == [1, 2, 4, 6]
           and bench.scale_counts(8) == [1, 2, 4, 8], "scale_counts")
 
+    # The CPU speed line warns where the CPUs ran more than 1.1x apart, before or after the runs,
+    # and only there; one CPU (or none measured) gives no line.
+    even = bench.cpu_speed_line({0: 0.00200, 1: 0.00210}, {0: 0.00205, 1: 0.00200})
+    check(even is not None and "cpu0 2; 2.05" in even and "apart" not in even,
+          f"cpu_speed_line for CPUs at one speed: {even!r}")
+    uneven = bench.cpu_speed_line({0: 0.00200, 1: 0.00201}, {0: 0.00280, 1: 0.00200})
+    check(uneven is not None and "1.40x apart" in uneven, f"cpu_speed_line, apart: {uneven!r}")
+    missing = bench.cpu_speed_line({0: 0.002, 1: 0.002}, {0: 0.002})
+    check(missing is not None and "cpu1 2; -" in missing, f"cpu_speed_line, a CPU lost: {missing!r}")
+    check(bench.cpu_speed_line({0: 0.002}, {0: 0.002}) is None, "cpu_speed_line with one CPU")
+
     out = os.path.join(work, "report")
     p = subprocess.run([sys.executable, tool, "--report", out, "--results", results],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
