@@ -400,6 +400,11 @@ static const scenario scenarios[] = {
     /* An answer publishes the older half: a thief that took it asks again, and the owner pops
      * fenced below the published part and unfenced above it. */
     {"private: half published, pops vs 3 steals", 3, 6, {"pooo", "sss"}, 1, 0, 1},
+    {"private: pops down into the published part", 3, 5, {"poooo", "sss"}, 1, 0, 1},
+    {"private: pops into the published part vs a rescue", 3, 5, {"ooo", "sr", "s"}, 1, 0, 1},
+    {"private: pops into the published part vs 3 steals", 3, 6, {"ooo", "ss", "s"}, 1, 0, 1},
+    {"private: pop, push, pops vs steals and a rescue", 3, 7, {"opooo", "ssr"}, 1, 0, 1},
+    {"private: growth, then pops into the published part", 1, 5, {"ppooo", "ssr"}, 1, 0, 1},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
