@@ -409,10 +409,13 @@ static int abandon(pgw_conn *c, int code)
         return code;
     }
     int rc = flush_out(c, WEFT_NEVER);
-    for (int tries = 0; rc == 0 && PQisBusy(c->pg); tries++) {
-        /* The first request goes with the pool's batch; one asked again goes alone, as does
-         * one whose batch could not go out. */
-        int sent = tries == 0 && c->pool ? pool_cancel(c->pool, c, until) : -EAGAIN;
+    while (rc == 0 && PQisBusy(c->pg)) {
+        /* A pooled connection's request goes with the pool's batch, one asked again too: a
+         * server still ending a thousand cancelled statements when CANCEL_AGAIN has passed
+         * would otherwise get a request of its own, a connection and a process, from each of
+         * their tasks at once, and end them all later for it. A request goes alone when its
+         * connection has no pool or its batch could not go out. */
+        int sent = c->pool ? pool_cancel(c->pool, c, until) : -EAGAIN;
         if (sent == -EAGAIN)
             sent = cancel_request(c);
         if (sent == 0)
@@ -508,7 +511,8 @@ int pgw_exec_prepared(pgw_conn *c, const char *name, int n, const char *const *p
  * pool only once its batch has gone out, so that no signal can reach a later query. A batch that
  * fails (the aside connection cannot be made: max_connections) leaves its tasks to send their
  * own cancel requests; one cut off after its query may have reached the server (its drain's
- * limit passed: the server may run it later) closes their connections at their release.
+ * limit passed: the server may run it later) closes their connections at their release. A drain
+ * that asks again joins the next batch, and waits for it as for the first.
  */
 typedef struct cancel_batch {
     weft_event *sent;
@@ -535,6 +539,7 @@ struct pgw_pool {
     pgw_conn *canceller;   /* the connection aside for batches of cancels */
     cancel_batch *filling; /* the next batch, which cancelled tasks join */
     int sending;           /* a task sends batches */
+    unsigned batches;      /* batches that went out */
     pgw_conn *idle[];
 };
 
@@ -598,6 +603,9 @@ static void send_batches(pgw_pool *p, weft_time until)
         if (!next)
             return;
         next->ok = send_batch(p, next, until) == 0;
+        pthread_mutex_lock(&p->lock);
+        p->batches += (unsigned)next->ok;
+        pthread_mutex_unlock(&p->lock);
         weft_event_set(next->sent);
         batch_unref(p, next);
     }
@@ -830,6 +838,16 @@ int pgw_pool_fill(pgw_pool *p)
     }
     pool_leave(p);
     return rc ? rc : j;
+}
+
+unsigned pgw_pool_cancel_batches(pgw_pool *p)
+{
+    if (!p)
+        return 0;
+    pthread_mutex_lock(&p->lock);
+    unsigned n = p->batches;
+    pthread_mutex_unlock(&p->lock);
+    return n;
 }
 
 unsigned pgw_pool_idle(pgw_pool *p)

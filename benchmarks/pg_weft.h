@@ -136,6 +136,9 @@ void pgw_pool_release(pgw_pool *p, pgw_conn *c);
  *  failure (those made are kept). Task-only; suspends. */
 int pgw_pool_fill(pgw_pool *p);
 
+/** Batches of cancel requests the pool sent (for the tests). */
+unsigned pgw_pool_cancel_batches(pgw_pool *p);
+
 /** Idle connections the pool holds now. */
 unsigned pgw_pool_idle(pgw_pool *p);
 

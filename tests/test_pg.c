@@ -816,6 +816,76 @@ Test(pg, a_cancel_batch_cut_off_reaches_no_later_query, .timeout = 60)
     ASSERT_CHECKS();
 }
 
+/* A pooled query that its backend goes on running after the first request (the backend
+ * stopped here; one that took the signal before the query reached it does the same) is asked
+ * again with the pool's next batch, not with a request of its own: on a server slow to end a
+ * thousand cancelled statements, a request each would be a connection and a process each, and
+ * the statements would end later for them. Once the backend runs again it ends the query, and
+ * the connection is idle. */
+typedef struct stubborn_case {
+    pgw_pool *pool;
+    pgw_conn *c;
+    int rc;
+} stubborn_case;
+
+static int stubborn_query(void *arg)
+{
+    stubborn_case *k = arg;
+    k->rc = pgw_query(k->c, SLEEP_SQL, 0, NULL, NULL);
+    return 0;
+}
+
+static int stubborn_root(void *arg)
+{
+    (void)arg;
+    stubborn_case k = {0};
+    pgw_conn *mon = connect_or_fail();
+    if (!mon)
+        return -1;
+    REQUIRE_EQ(pgw_pool_create(&k.pool, "", 1), 0);
+    REQUIRE_EQ(pgw_pool_fill(k.pool), 0); /* the one, and the one aside for batches */
+    REQUIRE_EQ(pgw_pool_acquire(k.pool, &k.c), 0);
+    pid_t backend = (pid_t)pgw_conn_backend_pid(k.c);
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, NULL), 0);
+    CHECK_EQ(weft_spawn(s, stubborn_query, &k), 0);
+    weft_time t0 = weft_now();
+    while (running_sleeps(mon) < 1 && weft_now() - t0 < 30 * WEFT_SEC)
+        weft_yield();
+    REQUIRE_EQ(kill(backend, SIGSTOP), 0);
+    /* From here on no early return: the backend is continued whatever happens. */
+    CHECK_EQ(weft_scope_cancel(s), 0);
+    /* The first batch, and one more once the query has run on CANCEL_AGAIN after it. The cancel
+     * reaches this task too, as the scope's owner, whose yields would return at once: it waits
+     * in a shield. */
+    weft_scope *shield;
+    CHECK_EQ(weft_scope_open(&shield, &(weft_scope_opts){.shield = 1}), 0);
+    t0 = weft_now();
+    while (pgw_pool_cancel_batches(k.pool) < 2 && weft_now() - t0 < 4 * WEFT_SEC)
+        CHECK_EQ(weft_yield(), 0);
+    CHECK_EQ(weft_scope_close(shield), 0);
+    unsigned batches = pgw_pool_cancel_batches(k.pool);
+    kill(backend, SIGCONT);
+    CHECK_EQ(weft_scope_close(s), -ECANCELED);
+    CHECK(batches >= 2);
+    CHECK_EQ(k.rc, -ECANCELED);
+    CHECK_EQ(pgw_conn_broken(k.c), 0);
+    /* Every request it sent went in a batch. */
+    CHECK_EQ(pgw_conn_cancels_sent(k.c), pgw_pool_cancel_batches(k.pool));
+    CHECK_EQ(running_sleeps(mon), 0);
+    CHECK_EQ(value_of(k.c, "SELECT 7", 0, NULL), 7);
+    pgw_pool_release(k.pool, k.c);
+    CHECK_EQ(pgw_pool_idle(k.pool), 1);
+    CHECK_EQ(pgw_pool_destroy(k.pool), 0);
+    pgw_conn_close(mon);
+    return 0;
+}
+
+Test(pg, a_cancel_asked_again_goes_with_the_next_batch, .timeout = 60)
+{
+    run_against_server(stubborn_root);
+}
+
 /* No descriptor left for a connection: pgw_connect and the pool's acquire say so (-EMFILE),
  * where libpq says it only in words. */
 static int emfile_root(void *arg)
