@@ -617,11 +617,13 @@ static void send_batches(pgw_pool *p, weft_time until)
  * caller's drain, which ends at `until`. */
 static int pool_cancel(pgw_pool *p, pgw_conn *c, weft_time until)
 {
+    int pid = PQbackendPID(c->pg);
     pthread_mutex_lock(&p->lock);
     cancel_batch *b = p->filling;
     if (!b) {
-        /* Room for every connection of the pool: each is in one batch at most, since its task
-         * waits for that batch before it goes on. */
+        /* Room for every connection of the pool: the backends of the batch that fills are
+         * those of tasks waiting for it, each with a connection of its own (a task whose wait
+         * ends first takes its backend out, below), and a batch on its way takes no more. */
         b = calloc(1, sizeof *b + p->size * sizeof b->pids[0]);
         if (!b || weft_event_create(&b->sent) != 0) {
             pthread_mutex_unlock(&p->lock);
@@ -631,7 +633,13 @@ static int pool_cancel(pgw_pool *p, pgw_conn *c, weft_time until)
         b->refs = 1; /* the sender's */
         p->filling = b;
     }
-    b->pids[b->n++] = PQbackendPID(c->pg);
+    if (b->n == p->size) {
+        /* Not reached by the argument above; should it be, the request goes alone rather
+         * than past the batch's end. */
+        pthread_mutex_unlock(&p->lock);
+        return -EAGAIN;
+    }
+    b->pids[b->n++] = pid;
     b->refs++;
     int lead = !p->sending;
     p->sending = 1;
@@ -644,10 +652,27 @@ static int pool_cancel(pgw_pool *p, pgw_conn *c, weft_time until)
         send_batches(p, until);
     }
     int rc = weft_event_wait(b->sent);
+    int named = 1; /* the batch names the backend of `c`, or went out naming it */
+    if (rc != 0) {
+        /* The caller's drain ended first (a drain asking again began before the one of the
+         * task that sends the batches, and may end before it). A batch still filling takes
+         * the backend out: `c` may be closed and its place in the pool made anew, whose
+         * backend may join this batch in turn. */
+        pthread_mutex_lock(&p->lock);
+        if (p->filling == b) {
+            for (unsigned i = 0; i < b->n; i++)
+                if (b->pids[i] == pid) {
+                    b->pids[i] = b->pids[--b->n];
+                    break;
+                }
+            named = 0;
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
     int ok = rc == 0 && b->ok;
     /* Cut off (its drain's limit) once the query was on its way: the server may still run it,
      * after the caller's own request has ended the command. */
-    if (!ok && (rc != 0 || !b->unsent))
+    if (!ok && named && (rc != 0 || !b->unsent))
         c->signal_pending = 1;
     batch_unref(p, b);
     return ok ? 0 : (rc ? rc : -EAGAIN);

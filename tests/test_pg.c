@@ -886,6 +886,151 @@ Test(pg, a_cancel_asked_again_goes_with_the_next_batch, .timeout = 60)
     run_against_server(stubborn_root);
 }
 
+/* A drain that asks again may end before the batch it joined goes out: it began before the
+ * drain of the task that sends the batches, whose batch hangs (the aside backend stopped). Its
+ * connection is then closed, and a new one takes its place in the pool; when that one's query
+ * is cancelled too, it joins the same batch, still filling. The drain that ended took its
+ * backend out of the batch, or the batch would name more backends than the pool has
+ * connections (room for which is all it has). Pool of 3: two stubborn queries (backends
+ * stopped), one whose task sends the hanging batch, and two more tasks that wait for the
+ * stubborn ones' places and are cancelled by a 50 ms deadline. */
+#define LEFT_POOL 3
+typedef struct left_case {
+    pgw_pool *pool;
+    atomic_int pids[LEFT_POOL - 1]; /* the stubborn queries' backends */
+    int stubborn_rc[LEFT_POOL - 1], sender_rc, late_rc[LEFT_POOL - 1];
+} left_case;
+
+static int left_stubborn(void *arg)
+{
+    left_case *k = ((void **)arg)[0];
+    int i = (int)(intptr_t)((void **)arg)[1];
+    pgw_conn *c;
+    REQUIRE_EQ(pgw_pool_acquire(k->pool, &c), 0);
+    atomic_store(&k->pids[i], pgw_conn_backend_pid(c));
+    k->stubborn_rc[i] = pgw_query(c, SLEEP_SQL, 0, NULL, NULL);
+    pgw_pool_release(k->pool, c);
+    return 0;
+}
+
+static int left_sender(void *arg)
+{
+    left_case *k = arg;
+    pgw_conn *c;
+    REQUIRE_EQ(pgw_pool_acquire(k->pool, &c), 0);
+    k->sender_rc = pgw_query(c, SLEEP_SQL, 0, NULL, NULL);
+    pgw_pool_release(k->pool, c);
+    return 0;
+}
+
+static int left_late(void *arg)
+{
+    left_case *k = ((void **)arg)[0];
+    int i = (int)(intptr_t)((void **)arg)[1];
+    pgw_conn *c;
+    REQUIRE_EQ(pgw_pool_acquire(k->pool, &c), 0);
+    weft_scope *s;
+    REQUIRE_EQ(weft_scope_open(&s, &(weft_scope_opts){.timeout_ns = 50 * WEFT_MSEC}), 0);
+    k->late_rc[i] = pgw_query(c, SLEEP_SQL, 0, NULL, NULL);
+    CHECK_EQ(weft_scope_close(s), -ETIMEDOUT);
+    pgw_pool_release(k->pool, c);
+    return 0;
+}
+
+static int left_root(void *arg)
+{
+    (void)arg;
+    left_case k = {0};
+    pgw_conn *admin = connect_or_fail();
+    if (!admin)
+        return -1;
+    REQUIRE_EQ(pgw_pool_create(&k.pool, "", LEFT_POOL), 0);
+    REQUIRE_EQ(pgw_pool_fill(k.pool), 0); /* the three, and the one aside for batches */
+    /* The aside backend: the client backend that is neither the admin's nor the pool's. */
+    pgw_conn *held[LEFT_POOL];
+    char list[LEFT_POOL * 12 + 3];
+    size_t at = 0;
+    list[at++] = '{';
+    for (int i = 0; i < LEFT_POOL; i++) {
+        REQUIRE_EQ(pgw_pool_acquire(k.pool, &held[i]), 0);
+        at += (size_t)snprintf(list + at, sizeof list - at, i ? ",%d" : "%d",
+                               pgw_conn_backend_pid(held[i]));
+    }
+    snprintf(list + at, sizeof list - at, "}");
+    for (int i = 0; i < LEFT_POOL; i++)
+        pgw_pool_release(k.pool, held[i]);
+    const char *p[] = {list};
+    long long aside = value_of(admin,
+                               "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client "
+                               "backend' AND pid <> pg_backend_pid() AND NOT pid = ANY($1::int4[])",
+                               1, p);
+    REQUIRE_EQ(aside > 0, 1);
+
+    /* Three scopes, nested, each cancelled alone (a cancel reaches the scopes inside it): the
+     * late tasks', the sender's, the stubborn queries'. */
+    weft_scope *late, *sender, *stubborn;
+    REQUIRE_EQ(weft_scope_open(&late, &(weft_scope_opts){.policy = WEFT_COLLECT}), 0);
+    REQUIRE_EQ(weft_scope_open(&sender, &(weft_scope_opts){.policy = WEFT_COLLECT}), 0);
+    REQUIRE_EQ(weft_scope_open(&stubborn, &(weft_scope_opts){.policy = WEFT_COLLECT}), 0);
+    void *args[LEFT_POOL - 1][2];
+    for (int i = 0; i < LEFT_POOL - 1; i++) {
+        args[i][0] = &k;
+        args[i][1] = (void *)(intptr_t)i;
+        CHECK_EQ(weft_spawn(stubborn, left_stubborn, args[i]), 0);
+    }
+    weft_time t0 = weft_now();
+    while (running_sleeps(admin) < LEFT_POOL - 1 && weft_now() - t0 < 30 * WEFT_SEC)
+        weft_yield();
+    for (int i = 0; i < LEFT_POOL - 1; i++)
+        REQUIRE_EQ(kill((pid_t)atomic_load(&k.pids[i]), SIGSTOP), 0);
+    /* From here on no early return: the stopped backends are continued whatever happens. */
+    CHECK_EQ(weft_spawn(sender, left_sender, &k), 0);
+    while (running_sleeps(admin) < LEFT_POOL && weft_now() - t0 < 30 * WEFT_SEC)
+        weft_yield();
+    for (int i = 0; i < LEFT_POOL - 1; i++)
+        CHECK_EQ(weft_spawn(late, left_late, args[i]), 0); /* they wait for a connection */
+    CHECK_EQ(weft_scope_cancel(stubborn), 0);
+    /* The first batch and four asked again go out while the aside backend runs: the late
+     * tasks will have the time between this cancel and the sender's, a second or so, to take
+     * their places (a connection to make) and join the batch still filling. */
+    weft_scope *shield;
+    CHECK_EQ(weft_scope_open(&shield, &(weft_scope_opts){.shield = 1}), 0);
+    while (pgw_pool_cancel_batches(k.pool) < 5 && weft_now() - t0 < 30 * WEFT_SEC)
+        CHECK_EQ(weft_yield(), 0);
+    CHECK_EQ(weft_scope_close(shield), 0);
+    CHECK_EQ(kill((pid_t)aside, SIGSTOP), 0);
+    CHECK_EQ(weft_scope_cancel(sender), 0); /* its task leads the batch that hangs */
+    /* The stubborn drains give up at their limit and close their connections; the late tasks
+     * take their places, and are cancelled into the batch still filling, before the sender's
+     * drain gives up in turn. */
+    CHECK_EQ(weft_scope_close(stubborn), -ECANCELED);
+    CHECK_EQ(weft_scope_close(sender), -ECANCELED);
+    kill((pid_t)aside, SIGCONT);
+    for (int i = 0; i < LEFT_POOL - 1; i++)
+        kill((pid_t)atomic_load(&k.pids[i]), SIGCONT);
+    CHECK_EQ(weft_scope_close(late), 0);
+    for (int i = 0; i < LEFT_POOL - 1; i++) {
+        CHECK_EQ(k.stubborn_rc[i], -ECANCELED);
+        CHECK_EQ(k.late_rc[i], -ETIMEDOUT);
+    }
+    CHECK_EQ(k.sender_rc, -ECANCELED);
+    /* What the pool kept answers; the server ends what the closed connections left running
+     * (client_connection_check_interval). */
+    pgw_conn *c;
+    CHECK_EQ(pgw_pool_acquire(k.pool, &c), 0);
+    CHECK_EQ(value_of(c, "SELECT 7", 0, NULL), 7);
+    pgw_pool_release(k.pool, c);
+    CHECK_EQ(wait_gone(admin, SLEEP_SQL, 10 * WEFT_SEC), 0);
+    CHECK_EQ(pgw_pool_destroy(k.pool), 0);
+    pgw_conn_close(admin);
+    return 0;
+}
+
+Test(pg, a_drain_that_ends_first_leaves_the_batch_it_joined, .timeout = 60)
+{
+    run_against_server(left_root);
+}
+
 /* No descriptor left for a connection: pgw_connect and the pool's acquire say so (-EMFILE),
  * where libpq says it only in words. */
 static int emfile_root(void *arg)
